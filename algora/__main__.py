@@ -1,0 +1,3 @@
+from algora.cli.main import main
+
+main()

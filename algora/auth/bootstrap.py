@@ -1,0 +1,49 @@
+"""First start: the admin principal and its key, written once to ``admin.key`` (mode 0600)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.keys import NewKey, generate_key
+from algora.db.tables import ApiKey, Principal
+
+__all__ = ["ADMIN_NAME", "create_key", "ensure_admin"]
+
+ADMIN_NAME = "admin"
+ADMIN_KEY_FILE = "admin.key"
+
+
+def create_key(session: Session, principal: Principal, name: str) -> NewKey:
+    new = generate_key()
+    session.add(
+        ApiKey(
+            key_id=new.key_id,
+            key_hash=new.key_hash,
+            principal_id=principal.id,
+            name=name,
+            scopes=["*"],
+        )
+    )
+    return new
+
+
+def ensure_admin(sessions: sessionmaker[Session], data_dir: Path) -> str | None:
+    """Create the admin and its key on first start; return the new key, or None if it existed."""
+    with sessions() as session:
+        admin = session.scalars(select(Principal).where(Principal.name == ADMIN_NAME)).first()
+        if admin is not None:
+            return None
+        admin = Principal(name=ADMIN_NAME, kind="user", is_admin=True)
+        session.add(admin)
+        session.flush()
+        new = create_key(session, admin, "admin (created at first start)")
+        session.commit()
+    key_path = data_dir / ADMIN_KEY_FILE
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(new.secret + "\n")
+    return new.secret

@@ -1,0 +1,93 @@
+"""Who is calling: key lookup with a short cache, so the hot path rarely touches the database."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.keys import hash_key, keys_match, parse_authorization
+from algora.db.tables import ApiKey, utcnow
+from algora.errors import Unauthenticated
+
+__all__ = ["Authenticator", "Caller"]
+
+_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal_id: int
+    name: str
+    is_admin: bool
+    key_id: str
+    scopes: tuple[str, ...] = field(default=())
+
+
+class Authenticator:
+    """Turns an ``Authorization`` header into a :class:`Caller`, or raises Unauthenticated."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._cache: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, authorization: str | None) -> Caller | None:
+        """The caller for a recently seen key, without touching the database."""
+        secret = parse_authorization(authorization)
+        if secret is None:
+            return None
+        with self._lock:
+            entry = self._cache.get(hash_key(secret))
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        return None
+
+    def authenticate(self, authorization: str | None) -> Caller:
+        secret = parse_authorization(authorization)
+        if secret is None:
+            raise Unauthenticated(
+                "an API key is required: send 'Authorization: Simple YOUR_KEY' "
+                "(create keys with 'algora keys create')"
+            )
+        digest = hash_key(secret)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        caller = self._load(digest, secret)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + _CACHE_SECONDS, caller)
+        return caller
+
+    def forget(self) -> None:
+        """Drop cached keys (after a revocation)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _load(self, digest: str, secret: str) -> Caller:
+        with self._sessions() as session:
+            key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
+            now = utcnow()
+            if (
+                key is None
+                or not keys_match(key.key_hash, secret)
+                or key.revoked_at is not None
+                or (key.expires_at is not None and key.expires_at <= now)
+            ):
+                raise Unauthenticated("the API key is unknown, revoked or expired")
+            key.last_used_at = now
+            session.commit()
+            return Caller(
+                principal_id=key.principal_id,
+                name=key.principal.name,
+                is_admin=key.principal.is_admin,
+                key_id=key.key_id,
+                scopes=tuple(str(s) for s in key.scopes),
+            )

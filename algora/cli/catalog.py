@@ -1,0 +1,224 @@
+"""Commands that read and call: models, versions, call, login, whoami, keys."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from algora.cli.common import (
+    KeyOption,
+    ProfileOption,
+    UrlOption,
+    client_for,
+    console,
+    errors_to_exit,
+)
+from algora.sdk.client import raise_for_error
+from algora.sdk.profiles import resolve_connection, save_profile
+
+__all__ = ["call", "keys_app", "login", "models", "versions", "whoami"]
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def models(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List the models you can see."""
+    with errors_to_exit():
+        rows = client_for(url, key, profile).models()
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("model", "description", "visibility", "deprecated")
+    for row in rows:
+        table.add_row(
+            row["full_name"], row["description"], row["visibility"], str(row["deprecated"])
+        )
+    console.print(table)
+
+
+def versions(
+    model: Annotated[str, typer.Argument(help="owner/name")],
+    version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
+    show: Annotated[
+        str | None, typer.Option("--show", help="With VERSION: lock, schema, lineage or log.")
+    ] = None,
+    deprecate: Annotated[bool, typer.Option("--deprecate", help="Deprecate VERSION.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List a model's versions, or show one version's details, lock, schema, lineage or log."""
+    with errors_to_exit():
+        client = client_for(url, key, profile)
+        if version is None:
+            rows = client.versions(model)
+            if as_json:
+                _print_json(rows)
+                return
+            table = Table("version", "status", "content hash", "created", "deprecated")
+            for row in rows:
+                table.add_row(
+                    row["version"],
+                    row["status"],
+                    (row["content_hash"] or "")[:12],
+                    str(row["created_at"])[:19],
+                    str(row["deprecated"]),
+                )
+            console.print(table)
+            return
+        if deprecate:
+            _print_json(client.deprecate(model, version))
+            return
+        base = f"/api/v1/models/{model}/versions/{version}"
+        if show == "lock":
+            response = client.request("GET", base + "/lock")
+            if response.status_code >= 400:
+                raise_for_error(response)
+            sys.stdout.write(response.text)
+        elif show == "log":
+            sys.stdout.write(client.build_log(model, version)["text"])
+        elif show in ("schema", "lineage"):
+            _print_json(client.get_json(f"{base}/{show}"))
+        elif show is None:
+            _print_json(client.version(model, version))
+        else:
+            console.print("[bold red]error[/]: --show takes lock, schema, lineage or log")
+            raise typer.Exit(2)
+
+
+def call(
+    model: Annotated[str, typer.Argument(help="owner/name or owner/name/VERSION_SPEC")],
+    data: Annotated[
+        str | None,
+        typer.Argument(help="JSON input; a bare word is sent as text; '-' reads stdin."),
+    ] = None,
+    text: Annotated[bool, typer.Option("--text", help="Send DATA as text.")] = False,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Send this file's bytes (binary input).")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Print the result with metadata.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Call a model and print its result."""
+    payload: Any
+    if file is not None:
+        payload = file.read_bytes()
+    else:
+        raw = sys.stdin.read() if data == "-" else (data or "")
+        if text:
+            payload = raw
+        else:
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw
+    with errors_to_exit():
+        response = client_for(url, key, profile).model(model).call_full(payload, timeout=timeout)
+    if full:
+        result = response.result
+        if isinstance(result, bytes):
+            result = f"<{len(result)} bytes>"
+        _print_json(
+            {
+                "result": result,
+                "metadata": {"content_type": response.content_type, "duration": response.duration},
+                "version": response.version,
+            }
+        )
+    elif isinstance(response.result, bytes):
+        sys.stdout.buffer.write(response.result)
+    elif isinstance(response.result, str):
+        sys.stdout.write(response.result + "\n")
+    else:
+        sys.stdout.write(json.dumps(response.result) + "\n")
+
+
+def login(
+    url: Annotated[str, typer.Option("--url", help="Gateway URL.", prompt=True)],
+    key: Annotated[str, typer.Option("--key", help="API key.", prompt=True, hide_input=True)],
+    profile: ProfileOption = "default",
+) -> None:
+    """Check a URL and key, then save them as a profile for the CLI and the SDK."""
+    with errors_to_exit():
+        me = client_for(url, key).whoami()
+    path = save_profile(url, key, profile)
+    console.print(f"logged in to {url} as [bold]{me['name']}[/] (profile '{profile}' in {path})")
+
+
+def whoami(
+    url: UrlOption = None, key: KeyOption = None, profile: ProfileOption = "default"
+) -> None:
+    """Show who the configured key belongs to."""
+    connection = resolve_connection(url, key, profile)
+    with errors_to_exit():
+        me = client_for(url, key, profile).whoami()
+    console.print(f"{me['name']} at {connection.url} (key {me['key_id']})")
+
+
+keys_app = typer.Typer(help="Create, list and revoke your API keys.", no_args_is_help=True)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Create a key; its secret is shown once."""
+    with errors_to_exit():
+        client = client_for(url, key, profile)
+        response = client.request("POST", "/api/v1/keys", json={"name": name})
+        raise_for_error(response)
+    body = response.json()
+    console.print(f"key id {body['key_id']}; secret (shown once):")
+    sys.stdout.write(body["key"] + "\n")
+
+
+@keys_app.command("list")
+def keys_list(
+    url: UrlOption = None, key: KeyOption = None, profile: ProfileOption = "default"
+) -> None:
+    """List your keys (never their secrets)."""
+    with errors_to_exit():
+        rows = client_for(url, key, profile).get_json("/api/v1/keys")
+    table = Table("key id", "name", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            row["key_id"],
+            row["name"],
+            str(row["created_at"])[:19],
+            str(row["last_used_at"] or "")[:19],
+            str(row["revoked"]),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id to revoke.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Revoke a key at once."""
+    with errors_to_exit():
+        response = client_for(url, key, profile).request("DELETE", f"/api/v1/keys/{key_id}")
+        raise_for_error(response)
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,47 @@
+"""The ``algora`` command."""
+
+from __future__ import annotations
+
+import typer
+
+from algora import __version__
+from algora.cli import catalog, publishing, scaffold, serve
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="algora",
+    help="Publish any model as an immutable, versioned, governed REST service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"algora {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Algora: publish models, call them, govern them."""
+
+
+app.command()(serve.serve)
+app.command()(scaffold.init)
+app.command()(publishing.publish)
+app.command()(catalog.call)
+app.command()(catalog.models)
+app.command()(catalog.versions)
+app.command()(catalog.login)
+app.command()(catalog.whoami)
+app.add_typer(catalog.keys_app, name="keys")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,106 @@
+"""``algora serve``: the platform on one machine, optionally with the example models."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from algora.cli.common import console
+from algora.errors import AlgoraError
+from algora.gateway.app import create_app
+from algora.gateway.platform import Platform
+from algora.settings import Settings
+
+__all__ = ["serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) -> None:
+    """Publish every example folder whose model has no version yet (runs beside the server)."""
+    import time
+
+    from algora.sdk.client import Client
+
+    while not server.started and not server.should_exit:
+        time.sleep(0.1)
+    examples = sorted(p for p in folder.iterdir() if (p / "algora.toml").is_file())
+    with Client(url, key) as client:
+        existing = {m["name"] for m in client.models()}
+        for example in examples:
+            if server.should_exit:
+                return
+            from algora.registry.manifest import load_manifest
+
+            name = load_manifest(example).model.name
+            if name in existing:
+                continue
+            console.print(f"[cyan]publishing example[/] {example.name} ...")
+            try:
+                final = client.publish(example)
+            except AlgoraError as exc:
+                console.print(f"[bold red]example {example.name} failed[/]: {exc.message}")
+                continue
+            console.print(f"[green]ready[/] {final['model']}/{final['version']}")
+    console.print("[bold green]examples ready[/]")
+
+
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Listen port.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Registry, store and environments.")
+    ] = None,
+    examples: Annotated[
+        Path | None, typer.Option("--examples", help="Publish the example models in this folder.")
+    ] = None,
+) -> None:
+    """Start the gateway with the embedded registry (SQLite), local store and local workers."""
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    settings = Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    platform = Platform(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    key_file = settings.resolved_data_dir / "admin.key"
+    key = platform.new_admin_key or key_file.read_text(encoding="utf-8").strip()
+    console.print(
+        f"[bold]Algora[/] serving at [cyan]{url}[/] (data in {settings.resolved_data_dir})"
+    )
+    if platform.new_admin_key:
+        console.print(f"admin API key (shown once, also in {key_file}): [bold yellow]{key}[/]")
+    else:
+        console.print(f"admin API key: in {key_file}")
+    console.print(
+        "try: [cyan]curl -s -X POST -H 'Authorization: Simple "
+        f"{key if platform.new_admin_key else '$(cat ' + str(key_file) + ')'}' "
+        f"-H 'Content-Type: text/plain' -d 'world' {url}/v1/algo/admin/hello/latest[/]",
+        soft_wrap=True,
+    )
+    app = create_app(settings, platform)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    if examples is not None:
+        folder = examples
+        threading.Thread(
+            target=_publish_examples, args=(url, key, folder, server), daemon=True
+        ).start()
+    try:
+        server.run()
+    finally:
+        platform.publisher.shutdown()
+        platform.engine.dispose()

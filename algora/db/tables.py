@@ -1,0 +1,119 @@
+"""Registry tables. Changed only through migrations in ``algora/db/migrations``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = ["ApiKey", "Base", "Environment", "Model", "Principal", "Version", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Principal(Base):
+    """A user or an organization: owns models and keys."""
+
+    __tablename__ = "principals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), default="user")
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, stored only as the SHA-256 of its secret."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    principal: Mapped[Principal] = relationship(lazy="joined")
+
+
+class Model(Base):
+    """``owner/name``: a deployable unit with many immutable versions."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(Text, default="")
+    visibility: Mapped[str] = mapped_column(String(16), default="private")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    deprecated: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    owner: Mapped[Principal] = relationship(lazy="joined")
+
+
+class Environment(Base):
+    """A built environment: identified by the hash of (interpreter, lock)."""
+
+    __tablename__ = "environments"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    python_version: Mapped[str] = mapped_column(String(32))
+    lock: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Version(Base):
+    """An immutable ``MAJOR.MINOR.PATCH`` of a model."""
+
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "major", "minor", "patch"),
+        Index("ix_versions_model_status", "model_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    major: Mapped[int]
+    minor: Mapped[int]
+    patch: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16), default="building")
+    content_hash: Mapped[str | None] = mapped_column(String(64), default=None, index=True)
+    archive_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    environment_hash: Mapped[str | None] = mapped_column(
+        ForeignKey("environments.hash"), default=None
+    )
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    build_log: Mapped[str] = mapped_column(Text, default="")
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    failure_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    deprecated: Mapped[bool] = mapped_column(default=False)
+    published_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(default=None)
+
+    model: Mapped[Model] = relationship(lazy="joined")
+    environment: Mapped[Environment | None] = relationship(lazy="joined")
+
+    @property
+    def semver(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"

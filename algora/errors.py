@@ -1,0 +1,208 @@
+"""The one exception tree of Algora.
+
+Every error a user can see derives from :class:`AlgoraError` and carries an HTTP status and a
+stable string ``code``. The server renders them with :func:`error_body`; the SDK maps the code
+back to the same class with :func:`error_from_body`.
+
+::
+
+    AlgoraError (500 internal_error)
+    ├── BadRequest (400 bad_request)
+    │   ├── InvalidManifest (400 invalid_manifest)
+    │   ├── InvalidArchive (400 invalid_archive)
+    │   ├── InvalidVersionSpec (400 invalid_version_spec)
+    │   └── InvalidInput (400 invalid_input)
+    ├── Unauthenticated (401 unauthenticated)
+    ├── PermissionDenied (403 permission_denied)
+    ├── NotFound (404 not_found)
+    │   ├── ModelNotFound (404 model_not_found)
+    │   └── VersionNotFound (404 version_not_found)
+    ├── Conflict (409 conflict)
+    │   ├── VersionExists (409 version_exists)
+    │   └── VersionNotReady (409 version_not_ready)
+    ├── PayloadTooLarge (413 payload_too_large)
+    ├── UnsupportedMediaType (415 unsupported_media_type)
+    ├── BuildFailed (422 build_failed)
+    ├── ModelError (500 model_error)         the model's own code raised
+    │   └── ModelLoadFailed (500 model_load_failed)
+    ├── Unavailable (503 unavailable)
+    │   ├── WorkerDied (503 worker_died)
+    │   └── Overloaded (503 overloaded)
+    └── CallTimeout (504 timeout)
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+__all__ = [
+    "AlgoraError",
+    "BadRequest",
+    "BuildFailed",
+    "CallTimeout",
+    "Conflict",
+    "InvalidArchive",
+    "InvalidInput",
+    "InvalidManifest",
+    "InvalidVersionSpec",
+    "ModelError",
+    "ModelLoadFailed",
+    "ModelNotFound",
+    "NotFound",
+    "Overloaded",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "Unauthenticated",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "VersionExists",
+    "VersionNotFound",
+    "VersionNotReady",
+    "WorkerDied",
+    "error_body",
+    "error_from_body",
+]
+
+
+class AlgoraError(Exception):
+    """Base of every error Algora raises on purpose."""
+
+    status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class BadRequest(AlgoraError):
+    status = HTTPStatus.BAD_REQUEST
+    code = "bad_request"
+
+
+class InvalidManifest(BadRequest):
+    code = "invalid_manifest"
+
+
+class InvalidArchive(BadRequest):
+    code = "invalid_archive"
+
+
+class InvalidVersionSpec(BadRequest):
+    code = "invalid_version_spec"
+
+
+class InvalidInput(BadRequest):
+    code = "invalid_input"
+
+
+class Unauthenticated(AlgoraError):
+    status = HTTPStatus.UNAUTHORIZED
+    code = "unauthenticated"
+
+
+class PermissionDenied(AlgoraError):
+    status = HTTPStatus.FORBIDDEN
+    code = "permission_denied"
+
+
+class NotFound(AlgoraError):
+    status = HTTPStatus.NOT_FOUND
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class VersionNotFound(NotFound):
+    code = "version_not_found"
+
+
+class Conflict(AlgoraError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
+class VersionExists(Conflict):
+    code = "version_exists"
+
+
+class VersionNotReady(Conflict):
+    code = "version_not_ready"
+
+
+class PayloadTooLarge(AlgoraError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(AlgoraError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
+class BuildFailed(AlgoraError):
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    code = "build_failed"
+
+
+class ModelError(AlgoraError):
+    """The model's own code raised; ``details`` holds ``error_type`` and ``stacktrace``."""
+
+    status = HTTPStatus.INTERNAL_SERVER_ERROR
+    code = "model_error"
+
+
+class ModelLoadFailed(ModelError):
+    code = "model_load_failed"
+
+
+class Unavailable(AlgoraError):
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    code = "unavailable"
+
+
+class WorkerDied(Unavailable):
+    code = "worker_died"
+
+
+class Overloaded(Unavailable):
+    code = "overloaded"
+
+
+class CallTimeout(AlgoraError):
+    status = HTTPStatus.GATEWAY_TIMEOUT
+    code = "timeout"
+
+
+def _all_subclasses(cls: type[AlgoraError]) -> list[type[AlgoraError]]:
+    found: list[type[AlgoraError]] = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_body(error: AlgoraError) -> dict[str, Any]:
+    """The one JSON error body of the native API."""
+    return {"error": {"code": error.code, "message": error.message, "details": error.details}}
+
+
+def error_from_body(status: int, body: Any) -> AlgoraError:
+    """Rebuild the server's error class from a response body (used by the SDK)."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return AlgoraError(f"HTTP {status}: unexpected response {str(body)[:200]!r}")
+    code = str(error.get("code") or error.get("error_type") or "")
+    message = str(error.get("message") or f"HTTP {status}")
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    by_code = {cls.code: cls for cls in _all_subclasses(AlgoraError)}
+    cls = by_code.get(code)
+    if cls is None:
+        cls = next((c for c in _all_subclasses(AlgoraError) if c.status == status), AlgoraError)
+    return cls(message, details=details)

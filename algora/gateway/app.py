@@ -1,0 +1,88 @@
+"""``create_app``: the gateway, composed top to bottom in one place."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from algora import __version__
+from algora.errors import AlgoraError, InvalidInput, NotFound, error_body
+from algora.gateway import health
+from algora.gateway.platform import Platform
+from algora.protocols import algorithmia, native
+from algora.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+def _json_error(error: AlgoraError) -> JSONResponse:
+    return JSONResponse(error_body(error), status_code=int(error.status))
+
+
+async def _algora_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AlgoraError)  # registered for AlgoraError only
+    return _json_error(exc)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"location": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
+        for err in exc.errors()
+    ]
+    summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems)
+    return _json_error(InvalidInput(f"invalid request: {summary}", details={"problems": problems}))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return _json_error(NotFound("no such route: see /api/v1/openapi.json"))
+    body = {"error": {"code": f"http_{exc.status_code}", "message": str(exc.detail), "details": {}}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error", exc_info=exc)
+    return _json_error(AlgoraError("internal error: the server logged the details"))
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    """Build the gateway. Pass a Platform to share one with the caller (tests, ``serve``)."""
+    settings = settings or (platform.settings if platform else Settings())
+    owned = platform is None
+    platform = platform or Platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await platform.aclose()
+        else:
+            await platform.pools.stop_all()
+
+    app = FastAPI(
+        title="Algora",
+        version=__version__,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.platform = platform
+    app.add_exception_handler(AlgoraError, _algora_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+    app.include_router(health.router)
+    app.include_router(algorithmia.router)
+    app.include_router(native.router)
+    return app

@@ -1,0 +1,123 @@
+"""The one call path: resolve -> authorize -> dispatch to the version's pool.
+
+Every protocol adapter parses its wire format and hands a :class:`Call` here. Version
+resolution is cached for a moment so that the hot path rarely touches the database; a local
+publish or deprecation clears the cache at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from algora.auth.policy import require
+from algora.auth.principals import Caller
+from algora.db.tables import Model, Version
+from algora.errors import VersionNotReady
+from algora.registry.manifest import Manifest
+from algora.registry.service import Registry
+from algora.registry.specs import parse_spec
+from algora.settings import Settings
+from algora.workers.manager import PoolManager
+from algora.workers.spec import CallRequest, CallResult, WorkerSpec
+
+__all__ = ["Call", "CallService", "Served", "new_request_id"]
+
+_RESOLVE_SECONDS = 2.0
+
+
+def new_request_id() -> str:
+    return "req-" + uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Call:
+    caller: Caller
+    owner: str
+    name: str
+    spec: str | None
+    content_type: Literal["json", "text", "binary"]
+    payload: bytes
+    timeout: float | None = None
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Served:
+    """What answered a call: the version actually served and its result."""
+
+    model: Model
+    version: Version
+    result: CallResult
+    request_id: str
+
+
+class CallService:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        pools: PoolManager,
+        environment_python: Callable[[str], Path],
+    ) -> None:
+        self._settings = settings
+        self._registry = registry
+        self._pools = pools
+        self._python = environment_python
+        self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
+        self._worker_logs = settings.resolved_data_dir / "logs" / "workers"
+
+    def forget(self) -> None:
+        """Drop cached resolutions (after a publish, deprecation or alias move)."""
+        self._resolved.clear()
+
+    async def resolve(self, owner: str, name: str, spec_text: str | None) -> tuple[Model, Version]:
+        key = (owner, name, spec_text or "latest")
+        now = time.monotonic()
+        cached = self._resolved.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        spec = parse_spec(spec_text)
+        model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec)
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[key] = (now + _RESOLVE_SECONDS, model, version)
+        return model, version
+
+    def worker_spec(self, version: Version) -> WorkerSpec:
+        if version.environment_hash is None or version.content_hash is None:
+            raise VersionNotReady(f"version {version.semver} has no environment yet")
+        manifest = Manifest.model_validate(version.manifest)
+        return WorkerSpec(
+            python=self._python(version.environment_hash),
+            source_dir=self._settings.resolved_data_dir / "sources" / version.content_hash,
+            entrypoint=manifest.model.entrypoint,
+            log_path=self._worker_logs / f"{version.id}.log",
+            replicas=manifest.serving.replicas,
+            start_timeout=self._settings.worker_start_timeout,
+        )
+
+    def timeout_for(self, version: Version, requested: float | None) -> float:
+        manifest_timeout = float(version.manifest.get("serving", {}).get("timeout", 0) or 0)
+        timeout = requested or manifest_timeout or self._settings.default_call_timeout
+        return max(0.001, min(timeout, self._settings.max_call_timeout))
+
+    async def call(self, call: Call) -> Served:
+        model, version = await self.resolve(call.owner, call.name, call.spec)
+        require(call.caller, "call", model)
+        pool = await self._pools.get(str(version.id), self.worker_spec(version))
+        request_id = call.request_id or new_request_id()
+        result = await pool.call(
+            CallRequest(
+                request_id=request_id,
+                content_type=call.content_type,
+                payload=call.payload,
+                timeout=self.timeout_for(version, call.timeout),
+            )
+        )
+        return Served(model=model, version=version, result=result, request_id=request_id)

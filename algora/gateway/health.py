@@ -1,0 +1,33 @@
+"""``/healthz`` (the process answers) and ``/readyz`` (the platform can serve: truthful)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from algora.gateway.deps import platform_of
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: no authentication")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: registry, store and worker pools; no authentication")
+async def readyz(request: Request) -> JSONResponse:
+    platform = platform_of(request)
+    problems = await asyncio.to_thread(platform.check_ready)
+    problems.extend(
+        f"pool {key} has no live worker"
+        for key, pool in platform.pools.pools().items()
+        if not pool.healthy
+    )
+    if problems:
+        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})

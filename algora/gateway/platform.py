@@ -1,0 +1,78 @@
+"""The platform's parts, built once from Settings and shared by every route."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from algora.auth.bootstrap import ensure_admin
+from algora.auth.principals import Authenticator
+from algora.db.engine import create_registry_engine, make_session_factory, ping
+from algora.db.migrate import upgrade
+from algora.environments.builder import EnvironmentBuilder
+from algora.gateway.calls import CallService
+from algora.registry.publish import Publisher
+from algora.registry.service import Registry
+from algora.settings import Settings
+from algora.store.local import LocalBlobStore
+from algora.workers.local import LocalBackend
+from algora.workers.manager import PoolManager
+
+__all__ = ["Platform"]
+
+logger = logging.getLogger(__name__)
+
+
+class Platform:
+    """Registry, store, environments, pools and the call path, wired together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data = settings.resolved_data_dir
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data.chmod(0o700)
+        self.engine = create_registry_engine(settings.resolved_database_url)
+        upgrade(self.engine)
+        self.sessions = make_session_factory(self.engine)
+        self.store = LocalBlobStore(data / "blobs")
+        self.registry = Registry(self.sessions)
+        self.authenticator = Authenticator(self.sessions)
+        self.builder = EnvironmentBuilder(
+            root=data / "envs",
+            python=settings.python,
+            index_url=settings.index_url,
+            uv_cache_dir=settings.uv_cache_dir,
+            timeout=settings.build_timeout,
+        )
+        self.backend = LocalBackend()
+        self.pools = PoolManager(data, self.backend)
+        self.publisher = Publisher(
+            settings, self.registry, self.store, self.builder, self.backend, self.sessions
+        )
+        self.calls = CallService(settings, self.registry, self.pools, self.environment_python)
+        self.publisher.on_change(lambda _version_id: self.calls.forget())
+        interrupted = self.registry.fail_interrupted_builds()
+        if interrupted:
+            logger.warning("marked %d interrupted build(s) as failed", interrupted)
+        self.new_admin_key = ensure_admin(self.sessions, data)
+
+    def environment_python(self, environment_hash: str) -> Path:
+        return self.settings.resolved_data_dir / "envs" / environment_hash / "bin" / "python"
+
+    def check_ready(self) -> list[str]:
+        """Problems that make the platform not ready; empty when ready."""
+        problems: list[str] = []
+        try:
+            ping(self.engine)
+        except Exception:
+            problems.append("registry database unreachable")
+        try:
+            self.store.ping()
+        except Exception:
+            problems.append("artifact store unreachable")
+        return problems
+
+    async def aclose(self) -> None:
+        await self.pools.stop_all()
+        self.publisher.shutdown()
+        self.engine.dispose()

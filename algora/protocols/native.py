@@ -1,0 +1,398 @@
+"""The native management API under ``/api/v1``: models, versions, keys, principals."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from algora.auth.bootstrap import create_key
+from algora.auth.principals import Caller
+from algora.db.tables import ApiKey, Model, Principal, Version, utcnow
+from algora.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from algora.gateway.deps import current_caller, platform_of
+from algora.registry.manifest import NAME_PATTERN
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1")
+CallerDep = Annotated[Caller, Depends(current_caller)]
+
+
+class ModelOut(BaseModel):
+    owner: str
+    name: str
+    full_name: str
+    description: str
+    visibility: str
+    tags: list[str]
+    deprecated: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, model: Model) -> ModelOut:
+        return cls(
+            owner=model.owner.name,
+            name=model.name,
+            full_name=f"{model.owner.name}/{model.name}",
+            description=model.description,
+            visibility=model.visibility,
+            tags=[str(t) for t in model.tags],
+            deprecated=model.deprecated,
+            created_at=model.created_at,
+        )
+
+
+class VersionOut(BaseModel):
+    model: str
+    version: str
+    status: Literal["building", "ready", "failed"]
+    content_hash: str | None
+    environment_hash: str | None
+    deprecated: bool
+    failure_code: str | None
+    failure_reason: str | None
+    created_at: datetime
+    ready_at: datetime | None
+    entrypoint: str
+    lineage: dict[str, Any]
+
+    @classmethod
+    def of(cls, model_name: str, version: Version) -> VersionOut:
+        return cls(
+            model=model_name,
+            version=version.semver,
+            status=version.status,  # type: ignore[arg-type]  # the column only holds these
+            content_hash=version.content_hash,
+            environment_hash=version.environment_hash,
+            deprecated=version.deprecated,
+            failure_code=version.failure_code,
+            failure_reason=version.failure_reason,
+            created_at=version.created_at,
+            ready_at=version.ready_at,
+            entrypoint=str(version.manifest.get("model", {}).get("entrypoint", "")),
+            lineage=version.lineage,
+        )
+
+
+class ModelPatch(BaseModel):
+    description: str | None = None
+    deprecated: bool | None = None
+    visibility: Literal["private", "public"] | None = None
+
+
+class VersionPatch(BaseModel):
+    deprecated: bool
+
+
+class SchemaOut(BaseModel):
+    input: dict[str, Any] | None
+    output: dict[str, Any] | None
+
+
+class LogOut(BaseModel):
+    status: str
+    text: str
+    offset: int
+    done: bool
+
+
+class WhoAmI(BaseModel):
+    name: str
+    is_admin: bool
+    key_id: str
+
+
+class KeyIn(BaseModel):
+    name: str = Field(default="", max_length=128)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class NewKeyOut(BaseModel):
+    key_id: str
+    key: str = Field(description="The secret: shown once, stored only as a hash.")
+
+
+class PrincipalIn(BaseModel):
+    name: str
+
+
+class NewPrincipalOut(BaseModel):
+    name: str
+    key_id: str
+    key: str
+
+
+# models -------------------------------------------------------------------------------------
+@router.get("/models", response_model=list[ModelOut], tags=["models"])
+async def list_models(request: Request, caller: CallerDep) -> list[ModelOut]:
+    models = await asyncio.to_thread(platform_of(request).registry.list_models, caller)
+    return [ModelOut.of(m) for m in models]
+
+
+@router.get("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
+async def get_model(request: Request, caller: CallerDep, owner: str, name: str) -> ModelOut:
+    model = await asyncio.to_thread(platform_of(request).registry.get_model, caller, owner, name)
+    return ModelOut.of(model)
+
+
+@router.patch("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
+async def update_model(
+    request: Request, caller: CallerDep, owner: str, name: str, patch: ModelPatch
+) -> ModelOut:
+    platform = platform_of(request)
+    model = await asyncio.to_thread(
+        platform.registry.update_model, caller, owner, name, **patch.model_dump()
+    )
+    platform.calls.forget()
+    return ModelOut.of(model)
+
+
+# versions -----------------------------------------------------------------------------------
+@router.get("/models/{owner}/{name}/versions", response_model=list[VersionOut], tags=["versions"])
+async def list_versions(
+    request: Request, caller: CallerDep, owner: str, name: str
+) -> list[VersionOut]:
+    versions = await asyncio.to_thread(
+        platform_of(request).registry.list_versions, caller, owner, name
+    )
+    return [VersionOut.of(f"{owner}/{name}", v) for v in versions]
+
+
+@router.post(
+    "/models/{owner}/{name}/versions",
+    response_model=VersionOut,
+    status_code=202,
+    tags=["versions"],
+    summary="Publish a new version from a tar.gz or zip archive of the model folder",
+)
+async def publish_version(
+    request: Request,
+    caller: CallerDep,
+    owner: str,
+    name: str,
+    bump: Annotated[Literal["major", "minor", "patch"] | None, Query()] = None,
+    version: Annotated[str | None, Query(description="An explicit MAJOR.MINOR.PATCH")] = None,
+    git_commit: Annotated[str | None, Query(max_length=64)] = None,
+    git_dirty: Annotated[bool | None, Query()] = None,
+    git_branch: Annotated[str | None, Query(max_length=255)] = None,
+) -> VersionOut:
+    platform = platform_of(request)
+    if bump is not None and version is not None:
+        raise BadRequest("give either bump or version, not both")
+    limit = platform.settings.max_archive_bytes
+    uploads = platform.settings.resolved_data_dir / "staging"
+    fd, tmp_name = tempfile.mkstemp(dir=uploads, prefix="upload-")
+    archive = os.fdopen(fd, "wb")
+    try:
+        size = 0
+        with archive:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"the archive is larger than the {limit}-byte limit")
+                archive.write(chunk)
+        if size == 0:
+            raise BadRequest("the request body is empty: send the model folder as tar.gz or zip")
+        lineage: dict[str, Any] = {}
+        if git_commit:
+            lineage["git"] = {"commit": git_commit, "dirty": bool(git_dirty), "branch": git_branch}
+        version_id, _future = await asyncio.to_thread(
+            platform.publisher.accept,
+            caller,
+            owner,
+            name,
+            Path(tmp_name),
+            bump=bump,
+            exact=version,
+            lineage=lineage,
+        )
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    row = await asyncio.to_thread(platform.registry.version_by_id, version_id)
+    return VersionOut.of(f"{owner}/{name}", row)
+
+
+async def _version(request: Request, caller: Caller, owner: str, name: str, v: str) -> Version:
+    return await asyncio.to_thread(
+        platform_of(request).registry.get_version, caller, owner, name, v
+    )
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
+)
+async def get_version(
+    request: Request, caller: CallerDep, owner: str, name: str, version: str
+) -> VersionOut:
+    return VersionOut.of(f"{owner}/{name}", await _version(request, caller, owner, name, version))
+
+
+@router.patch(
+    "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
+)
+async def update_version(
+    request: Request, caller: CallerDep, owner: str, name: str, version: str, patch: VersionPatch
+) -> VersionOut:
+    platform = platform_of(request)
+    row = await asyncio.to_thread(
+        platform.registry.deprecate_version, caller, owner, name, version, patch.deprecated
+    )
+    platform.calls.forget()
+    return VersionOut.of(f"{owner}/{name}", row)
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/lock",
+    response_class=PlainTextResponse,
+    tags=["versions"],
+    summary="The locked requirements (uv, with hashes) the version's environment was built from",
+)
+async def get_lock(request: Request, caller: CallerDep, owner: str, name: str, version: str) -> str:
+    row = await _version(request, caller, owner, name, version)
+    if row.environment is None:
+        raise NotFound(f"version {row.semver} has no environment ({row.status})")
+    return row.environment.lock
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/schema", response_model=SchemaOut, tags=["versions"]
+)
+async def get_schema(
+    request: Request, caller: CallerDep, owner: str, name: str, version: str
+) -> SchemaOut:
+    row = await _version(request, caller, owner, name, version)
+    return SchemaOut(input=row.input_schema, output=row.output_schema)
+
+
+@router.get("/models/{owner}/{name}/versions/{version}/lineage", tags=["versions"])
+async def get_lineage(
+    request: Request, caller: CallerDep, owner: str, name: str, version: str
+) -> dict[str, Any]:
+    row = await _version(request, caller, owner, name, version)
+    return {
+        "content_hash": row.content_hash,
+        "archive_hash": row.archive_hash,
+        "environment_hash": row.environment_hash,
+        **row.lineage,
+    }
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/log", response_model=LogOut, tags=["versions"]
+)
+async def get_build_log(
+    request: Request,
+    caller: CallerDep,
+    owner: str,
+    name: str,
+    version: str,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> LogOut:
+    row = await _version(request, caller, owner, name, version)
+    text, new_offset = platform_of(request).publisher.logs.read(row.id, offset)
+    if not text and row.status != "building" and offset == 0:
+        text, new_offset = row.build_log, len(row.build_log.encode())
+    return LogOut(status=row.status, text=text, offset=new_offset, done=row.status != "building")
+
+
+# who, keys, principals ----------------------------------------------------------------------
+@router.get("/whoami", response_model=WhoAmI, tags=["keys"])
+async def whoami(caller: CallerDep) -> WhoAmI:
+    return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
+
+
+@router.get("/keys", response_model=list[KeyOut], tags=["keys"])
+async def list_keys(request: Request, caller: CallerDep) -> list[KeyOut]:
+    def load() -> list[KeyOut]:
+        with platform_of(request).sessions() as session:
+            keys = session.scalars(
+                select(ApiKey).where(ApiKey.principal_id == caller.principal_id)
+            ).all()
+            return [
+                KeyOut(
+                    key_id=k.key_id,
+                    name=k.name,
+                    created_at=k.created_at,
+                    last_used_at=k.last_used_at,
+                    revoked=k.revoked_at is not None,
+                )
+                for k in keys
+            ]
+
+    return await asyncio.to_thread(load)
+
+
+@router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
+async def create_own_key(request: Request, caller: CallerDep, body: KeyIn) -> NewKeyOut:
+    def create() -> NewKeyOut:
+        with platform_of(request).sessions() as session:
+            principal = session.get(Principal, caller.principal_id)
+            if principal is None:
+                raise NotFound("the caller no longer exists")
+            new = create_key(session, principal, body.name)
+            session.commit()
+            return NewKeyOut(key_id=new.key_id, key=new.secret)
+
+    return await asyncio.to_thread(create)
+
+
+@router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
+async def revoke_key(request: Request, caller: CallerDep, key_id: str) -> None:
+    platform = platform_of(request)
+
+    def revoke() -> None:
+        with platform.sessions() as session:
+            key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
+            if key is None or (key.principal_id != caller.principal_id and not caller.is_admin):
+                raise NotFound(f"no key '{key_id}'")
+            key.revoked_at = key.revoked_at or utcnow()
+            session.commit()
+
+    await asyncio.to_thread(revoke)
+    platform.authenticator.forget()
+
+
+@router.post("/principals", response_model=NewPrincipalOut, status_code=201, tags=["principals"])
+async def create_principal(
+    request: Request, caller: CallerDep, body: PrincipalIn
+) -> NewPrincipalOut:
+    if not caller.is_admin:
+        raise PermissionDenied("only an admin may create users")
+    if not NAME_PATTERN.match(body.name):
+        raise BadRequest("a user name is 1-64 lowercase letters, digits, '-' or '_'")
+
+    def create() -> NewPrincipalOut:
+        with platform_of(request).sessions() as session:
+            exists = session.scalars(select(Principal).where(Principal.name == body.name)).first()
+            if exists is not None:
+                raise Conflict(f"'{body.name}' already exists")
+            principal = Principal(name=body.name, kind="user")
+            session.add(principal)
+            session.flush()
+            new = create_key(session, principal, "first key")
+            session.commit()
+            return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
+
+    return await asyncio.to_thread(create)

@@ -1,0 +1,697 @@
+"""Model archives: deterministic packing, safe extraction and content hashing.
+
+A published model arrives as a tar (plain, gzip, bzip2, xz) or zip archive. Nothing in it is
+trusted: :func:`safe_extract` validates every member before it writes a byte, extracts into a
+temporary folder beside the destination while counting the bytes actually written, and renames
+that folder into place only when everything succeeded. Any violation raises
+:class:`~algora.errors.InvalidArchive` naming the member and the rule it broke.
+
+Rules for every member:
+
+- a relative POSIX path: no leading ``/``, no drive (``C:``), no ``..`` component, no
+  backslash, no NUL or other control character, not empty, not a duplicate of another member;
+- a regular file, a directory, a symbolic link or a hard link; never a device, FIFO or other
+  special file; no path may pass through a symbolic link of the archive;
+- a link's target resolves, through the links of the archive, to a place inside the archive;
+  a hard link names an earlier regular file;
+- at most ``max_members`` members declaring at most ``max_bytes`` in total, and no more than
+  ``max_bytes`` actually written whatever the headers say.
+
+Files are written with mode ``0o640`` (``0o750`` when the archive marks them executable),
+folders ``0o750``; set-id and sticky bits and ownership are never applied.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import posixpath
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, BinaryIO, Literal
+
+from algora.errors import InvalidArchive
+
+__all__ = ["EXCLUDED_NAMES", "pack_directory", "safe_extract", "tree_hash"]
+
+EXCLUDED_NAMES = frozenset(
+    {
+        ".git",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".algora",
+        ".pytest_cache",
+        ".mypy_cache",
+        ".ruff_cache",
+    }
+)
+"""File and folder names that :func:`pack_directory` leaves out, at any depth."""
+
+_EXCLUDED_SUFFIXES = (".pyc",)
+_FILE_MODE = 0o640
+_EXEC_MODE = 0o750
+_DIR_MODE = 0o750
+_CHUNK = 1024 * 1024
+_MAX_LINK_HOPS = 40
+_MAX_NAME_BYTES = 4096
+_MAX_COMPONENT_BYTES = 255
+_MAX_LINK_TARGET = 4096
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+# Errors the decompressors and archive readers raise on damaged input.
+_CORRUPT = (
+    tarfile.TarError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    gzip.BadGzipFile,
+    NotImplementedError,
+    UnicodeDecodeError,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Packing
+
+
+def pack_directory(src: Path, dest: BinaryIO | Path) -> None:
+    """Write a deterministic ``tar.gz`` of the model folder ``src`` to ``dest``.
+
+    Members are sorted, with mtime 0, uid and gid 0 and no owner names, so that the same
+    folder always gives the same bytes. :data:`EXCLUDED_NAMES` and ``*.pyc`` are left out.
+    Symbolic links are stored as links and must point inside ``src``; special files are
+    refused. Raises :class:`InvalidArchive` naming the offending path.
+    """
+    root = Path(src)
+    if not root.is_dir():
+        raise InvalidArchive(f"cannot pack '{src}': not a directory")
+    entries = list(_walk_for_pack(root))
+    if isinstance(dest, Path):
+        with dest.open("wb") as out:
+            _write_tar_gz(root, entries, out)
+    else:
+        _write_tar_gz(root, entries, dest)
+
+
+def _walk_for_pack(root: Path) -> Iterator[tuple[str, Path]]:
+    """Yield ``(archive name, path)`` depth first, each folder's entries sorted by name."""
+    real_root = root.resolve()
+
+    def walk(prefix: str, folder: Path) -> Iterator[tuple[str, Path]]:
+        with os.scandir(folder) as scan:
+            children = sorted(scan, key=lambda entry: entry.name)
+        for entry in children:
+            if entry.name in EXCLUDED_NAMES or entry.name.endswith(_EXCLUDED_SUFFIXES):
+                continue
+            name = f"{prefix}{entry.name}"
+            path = Path(entry.path)
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(real_root):
+                    raise InvalidArchive(
+                        f"member '{name}': symbolic link points outside the folder"
+                    )
+                yield name, path
+            elif entry.is_dir(follow_symlinks=False):
+                yield name, path
+                yield from walk(f"{name}/", path)
+            elif entry.is_file(follow_symlinks=False):
+                yield name, path
+            else:
+                raise InvalidArchive(f"member '{name}': special files cannot be packed")
+
+    yield from walk("", root)
+
+
+def _write_tar_gz(root: Path, entries: list[tuple[str, Path]], out: BinaryIO) -> None:
+    with (
+        gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for name, path in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                info.type = tarfile.SYMTYPE
+                info.mode = 0o777
+                info.linkname = _relative_link(root, path)
+                tar.addfile(info)
+            elif stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+                info.mode = 0o755
+                tar.addfile(info)
+            else:
+                info.type = tarfile.REGTYPE
+                info.mode = 0o755 if st.st_mode & 0o111 else 0o644
+                info.size = st.st_size
+                with path.open("rb") as data:
+                    tar.addfile(info, data)
+
+
+def _relative_link(root: Path, link: Path) -> str:
+    """The link's target, rewritten relative to the link's folder when it is absolute or
+    leaves the folder lexically (its resolved target was already checked to stay inside)."""
+    target = str(link.readlink())
+    link_dir = link.parent.relative_to(root).as_posix()
+    lexical = posixpath.normpath(posixpath.join(link_dir, target))
+    if not posixpath.isabs(target) and lexical != ".." and not lexical.startswith("../"):
+        return target
+    real_root = root.resolve()
+    resolved = link.resolve().relative_to(real_root).as_posix()
+    return posixpath.relpath(resolved, link_dir or ".")
+
+
+# --------------------------------------------------------------------------------------------
+# Extraction
+
+Kind = Literal["file", "dir", "symlink", "hardlink"]
+
+
+@dataclass(frozen=True)
+class _Member:
+    name: str  # normalized, relative POSIX path
+    kind: Kind
+    size: int
+    executable: bool
+    link: str = ""  # symlink target (as written) or hard link source (normalized name)
+    ref: tarfile.TarInfo | zipfile.ZipInfo | None = None  # where the data comes from
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _BoundedReader(io.RawIOBase):
+    """A read-only view of a decompressed stream that refuses to go past ``limit`` bytes.
+
+    The tar reader skips member data by seeking, which on a compressed stream means
+    decompressing; this bound keeps a lying or endless stream from costing unbounded time
+    or memory (a PAX header may declare any size).
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, limit: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET and offset > self._limit:
+            raise _TooLarge
+        position = self._raw.seek(offset, whence)
+        if position > self._limit:
+            raise _TooLarge
+        return position
+
+    def read(self, size: int | None = -1) -> bytes:
+        remaining = self._limit - self._raw.tell() + 1
+        if size is None or size < 0 or size > remaining:
+            size = remaining
+        data = self._raw.read(size)
+        if self._raw.tell() > self._limit:
+            raise _TooLarge
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]  # RawIOBase types the buffer as the Buffer protocol
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int) -> list[str]:
+    """Validate and extract ``archive`` into ``dest``; return the member names extracted.
+
+    ``dest`` must not exist or be an empty folder; it appears only when extraction succeeded.
+    A tar root entry ``.`` (as written by ``tar -C folder .``) is accepted and skipped.
+    Raises :class:`InvalidArchive` on any rule violation and on damaged archives.
+    """
+    archive = Path(archive)
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise FileExistsError(f"extraction destination {dest} exists and is not empty")
+    kind = _detect(archive)
+    with contextlib.ExitStack() as stack:
+        try:
+            if kind == "zip":
+                zf = stack.enter_context(zipfile.ZipFile(archive))
+                members = _zip_members(zf, max_members)
+                reader: Callable[[_Member], IO[bytes]] = lambda m: _open_zip(zf, m)  # noqa: E731
+            else:
+                raw = stack.enter_context(_open_decompressed(archive, kind))
+                # Headers and padding add at most a few blocks per member on top of the data.
+                bound = max_bytes + (max_members + 2) * 8 * tarfile.BLOCKSIZE + _CHUNK
+                bounded = stack.enter_context(_BoundedReader(raw, bound))
+                tf = stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))
+                members = _tar_members(tf, max_members, max_bytes)
+                _drain(bounded)  # reach the end so the decompressor checks its checksum
+                reader = lambda m: _open_tar(tf, m)  # noqa: E731
+        except _TooLarge:
+            raise InvalidArchive(
+                f"archive expands beyond the {max_bytes}-byte limit while reading its headers"
+            ) from None
+        except (*_CORRUPT, OSError) as exc:
+            raise InvalidArchive(f"corrupt archive: {exc}") from exc
+        _validate(members, max_members=max_members, max_bytes=max_bytes)
+        _guard_with_data_filter(members, dest)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
+        try:
+            _extract_all(members, staging, reader, max_bytes)
+            staging.chmod(_DIR_MODE)
+            staging.rename(dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return [member.name for member in members]
+
+
+def _drain(stream: _BoundedReader) -> None:
+    while stream.read(_CHUNK):
+        pass
+
+
+def _detect(archive: Path) -> Literal["zip", "gz", "bz2", "xz", "tar"]:
+    try:
+        with archive.open("rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        raise InvalidArchive(f"cannot read archive: {exc.strerror}") from exc
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(b"\x1f\x8b"):
+        return "gz"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "xz"
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "tar"
+    if len(head) == 512 and _looks_like_v7_tar(head):
+        return "tar"
+    raise InvalidArchive("not a tar or zip archive (unrecognized content)")
+
+
+def _looks_like_v7_tar(header: bytes) -> bool:
+    try:
+        tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+    except tarfile.TarError:
+        return False
+    return True
+
+
+def _open_decompressed(archive: Path, kind: str) -> io.BufferedIOBase:
+    if kind == "gz":
+        return gzip.open(archive, "rb")
+    if kind == "bz2":
+        return bz2.open(archive, "rb")
+    if kind == "xz":
+        return lzma.open(archive, "rb")
+    return archive.open("rb")
+
+
+def _tar_members(tf: tarfile.TarFile, max_members: int, max_bytes: int) -> list[_Member]:
+    members: list[_Member] = []
+    declared = 0
+    count = 0
+    for info in tf:
+        count += 1
+        if count > max_members:
+            raise InvalidArchive(
+                f"member '{info.name}': archive has more than {max_members} members"
+            )
+        name = _check_name(info.name, info.isdir())
+        if name is None:
+            continue  # the root folder itself
+        if info.isreg():
+            if info.issparse():
+                raise InvalidArchive(f"member '{info.name}': sparse files are not allowed")
+            declared += info.size
+            if declared > max_bytes:
+                raise InvalidArchive(
+                    f"member '{info.name}': declared size exceeds the {max_bytes}-byte limit"
+                )
+            kind: Kind = "file"
+        elif info.isdir():
+            kind = "dir"
+        elif info.issym():
+            kind = "symlink"
+        elif info.islnk():
+            kind = "hardlink"
+        else:
+            raise InvalidArchive(
+                f"member '{info.name}': device files, FIFOs and other special files are not allowed"
+            )
+        link = ""
+        if kind == "symlink":
+            link = _check_link_text(info.name, info.linkname)
+        elif kind == "hardlink":
+            _check_link_text(info.name, info.linkname)
+            try:
+                target = _check_name(info.linkname, False)
+            except InvalidArchive as exc:
+                raise InvalidArchive(f"member '{info.name}': hard link target: {exc}") from None
+            if target is None:
+                raise InvalidArchive(f"member '{info.name}': hard link has an empty target")
+            link = target
+        members.append(
+            _Member(
+                name=name,
+                kind=kind,
+                size=info.size if kind == "file" else 0,
+                executable=bool(info.mode & 0o111),
+                link=link,
+                ref=info,
+            )
+        )
+    return members
+
+
+def _zip_members(zf: zipfile.ZipFile, max_members: int) -> list[_Member]:
+    infos = zf.infolist()
+    if len(infos) > max_members:
+        raise InvalidArchive(
+            f"member '{infos[max_members].orig_filename}': archive has more than "
+            f"{max_members} members"
+        )
+    members: list[_Member] = []
+    for info in infos:
+        raw_name = info.orig_filename
+        if info.flag_bits & 0x1:
+            raise InvalidArchive(f"member '{_show(raw_name)}': encrypted members are not allowed")
+        mode = info.external_attr >> 16
+        file_type = stat.S_IFMT(mode)
+        is_dir = raw_name.endswith("/") or file_type == stat.S_IFDIR
+        name = _check_name(raw_name, is_dir)
+        if name is None:
+            continue
+        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            raise InvalidArchive(
+                f"member '{raw_name}': device files, FIFOs and other special files are not allowed"
+            )
+        link = ""
+        if file_type == stat.S_IFLNK:
+            if info.file_size > _MAX_LINK_TARGET:
+                raise InvalidArchive(f"member '{raw_name}': symbolic link target is too long")
+            with zf.open(info) as handle:
+                target = handle.read(_MAX_LINK_TARGET + 1).decode("utf-8")
+            link = _check_link_text(raw_name, target)
+            kind: Kind = "symlink"
+        elif is_dir:
+            kind = "dir"
+        else:
+            kind = "file"
+        members.append(
+            _Member(
+                name=name,
+                kind=kind,
+                size=info.file_size if kind == "file" else 0,
+                executable=bool(mode & 0o111),
+                link=link,
+                ref=info,
+            )
+        )
+    return members
+
+
+def _show(name: str) -> str:
+    return name.encode("unicode_escape").decode("ascii") if _CONTROL.search(name) else name
+
+
+def _check_name(raw: str, is_dir: bool) -> str | None:
+    """Normalize a member name, raising on any unsafe form; ``None`` for the root folder."""
+    shown = _show(raw)
+    if _CONTROL.search(raw):
+        raise InvalidArchive(f"member '{shown}': name contains NUL or control characters")
+    if "\\" in raw:
+        raise InvalidArchive(f"member '{shown}': backslash in name (Windows paths not allowed)")
+    if raw.startswith("/") or _DRIVE.match(raw):
+        raise InvalidArchive(f"member '{shown}': absolute path")
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidArchive(f"member '{shown}': path escapes the archive root")
+    if not parts:
+        if is_dir and raw.strip("/") in ("", "."):
+            return None
+        raise InvalidArchive(f"member '{shown}': empty name")
+    name = "/".join(parts)
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES or any(
+        len(part.encode("utf-8", "surrogateescape")) > _MAX_COMPONENT_BYTES for part in parts
+    ):
+        raise InvalidArchive(f"member '{shown}': name too long")
+    return name
+
+
+def _check_link_text(member: str, target: str) -> str:
+    shown = _show(member)
+    if not target:
+        raise InvalidArchive(f"member '{shown}': link has an empty target")
+    if len(target) > _MAX_LINK_TARGET:
+        raise InvalidArchive(f"member '{shown}': link target is too long")
+    if _CONTROL.search(target):
+        raise InvalidArchive(f"member '{shown}': link target contains NUL or control characters")
+    if "\\" in target:
+        raise InvalidArchive(f"member '{shown}': backslash in link target")
+    if target.startswith("/") or _DRIVE.match(target):
+        raise InvalidArchive(f"member '{shown}': link target is an absolute path")
+    return target
+
+
+def _validate(members: list[_Member], *, max_members: int, max_bytes: int) -> None:
+    if len(members) > max_members:
+        raise InvalidArchive(
+            f"member '{members[max_members].name}': archive has more than {max_members} members"
+        )
+    by_name: dict[str, _Member] = {}
+    declared = 0
+    for member in members:
+        if member.name in by_name:
+            raise InvalidArchive(f"member '{member.name}': duplicate member name")
+        if member.kind == "hardlink":
+            source = by_name.get(member.link)
+            if source is None or source.kind != "file":
+                raise InvalidArchive(
+                    f"member '{member.name}': hard link must name an earlier regular file "
+                    f"of the archive"
+                )
+        by_name[member.name] = member
+        declared += member.size
+        if declared > max_bytes:
+            raise InvalidArchive(
+                f"member '{member.name}': declared size exceeds the {max_bytes}-byte limit"
+            )
+    links = {m.name: m.link for m in members if m.kind == "symlink"}
+    for member in members:
+        parts = member.name.split("/")
+        for depth in range(1, len(parts)):
+            ancestor = by_name.get("/".join(parts[:depth]))
+            if ancestor is not None and ancestor.kind != "dir":
+                raise InvalidArchive(
+                    f"member '{member.name}': path passes through a non-directory member "
+                    f"'{ancestor.name}'"
+                )
+        if member.kind == "symlink":
+            _resolve_inside(member.name, parts[:-1], member.link, links)
+
+
+def _resolve_inside(name: str, start: list[str], target: str, links: dict[str, str]) -> None:
+    """Follow ``target`` through the archive's own links; raise if it ever leaves the root."""
+    current = list(start)
+    pending = target.split("/")
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not current:
+                raise InvalidArchive(f"member '{name}': symbolic link points outside the archive")
+            current.pop()
+            continue
+        current.append(part)
+        nested = links.get("/".join(current))
+        if nested is not None:
+            hops += 1
+            if hops > _MAX_LINK_HOPS:
+                raise InvalidArchive(f"member '{name}': too many levels of symbolic links")
+            current.pop()
+            pending = nested.split("/") + pending
+
+
+def _guard_with_data_filter(members: list[_Member], dest: Path) -> None:
+    """Second opinion from the standard library's ``data`` extraction filter (tar only)."""
+    probe = str(dest.absolute())
+    for member in members:
+        if not isinstance(member.ref, tarfile.TarInfo):
+            continue
+        try:
+            tarfile.data_filter(member.ref, probe)
+        except tarfile.FilterError as exc:
+            raise InvalidArchive(
+                f"member '{member.name}': refused by the data filter: {exc}"
+            ) from None
+
+
+def _open_tar(tf: tarfile.TarFile, member: _Member) -> IO[bytes]:
+    handle = tf.extractfile(member.ref) if isinstance(member.ref, tarfile.TarInfo) else None
+    if handle is None:
+        raise InvalidArchive(f"member '{member.name}': has no data")
+    return handle
+
+
+def _open_zip(zf: zipfile.ZipFile, member: _Member) -> IO[bytes]:
+    if not isinstance(member.ref, zipfile.ZipInfo):
+        raise InvalidArchive(f"member '{member.name}': has no data")
+    return zf.open(member.ref)
+
+
+def _extract_all(
+    members: list[_Member],
+    staging: Path,
+    reader: Callable[[_Member], IO[bytes]],
+    max_bytes: int,
+) -> None:
+    written = 0
+    for member in members:
+        path = staging.joinpath(*member.name.split("/"))
+        _make_parents(staging, path.parent)
+        if member.kind == "dir":
+            if not path.is_dir():
+                path.mkdir(mode=_DIR_MODE)
+            path.chmod(_DIR_MODE)
+        elif member.kind == "file":
+            written = _write_file(member, path, reader, written, max_bytes)
+        elif member.kind == "hardlink":
+            source = staging.joinpath(*member.link.split("/"))
+            os.link(source, path, follow_symlinks=False)
+    # Links last: no file is ever written through one.
+    for member in members:
+        if member.kind == "symlink":
+            path = staging.joinpath(*member.name.split("/"))
+            path.symlink_to(member.link)
+
+
+def _make_parents(staging: Path, folder: Path) -> None:
+    missing: list[Path] = []
+    while folder != staging and not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=_DIR_MODE)
+        path.chmod(_DIR_MODE)
+
+
+def _write_file(
+    member: _Member,
+    path: Path,
+    reader: Callable[[_Member], IO[bytes]],
+    written: int,
+    max_bytes: int,
+) -> int:
+    mode = _EXEC_MODE if member.executable else _FILE_MODE
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, mode)
+    with os.fdopen(fd, "wb") as out:
+        os.fchmod(out.fileno(), mode)
+        with _archive_errors(member, max_bytes):
+            data = reader(member)
+        with data:
+            while True:
+                with _archive_errors(member, max_bytes):
+                    chunk = data.read(_CHUNK)
+                if not chunk:
+                    break
+                written += len(chunk)
+                if written > max_bytes:
+                    raise InvalidArchive(
+                        f"member '{member.name}': archive expands beyond the {max_bytes}-byte limit"
+                    )
+                out.write(chunk)  # local file-system errors propagate unchanged
+    return written
+
+
+@contextlib.contextmanager
+def _archive_errors(member: _Member, max_bytes: int) -> Iterator[None]:
+    """Turn what a damaged or oversized archive makes the readers raise into InvalidArchive."""
+    try:
+        yield
+    except _TooLarge:
+        raise InvalidArchive(
+            f"member '{member.name}': archive expands beyond the {max_bytes}-byte limit"
+        ) from None
+    except (*_CORRUPT, OSError, RuntimeError) as exc:
+        # Only archive reads run here, so OSError means damaged data (bz2 raises it).
+        raise InvalidArchive(f"member '{member.name}': corrupt data: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Hashing
+
+
+def tree_hash(root: Path) -> str:
+    """A sha256 hex digest of a folder's content.
+
+    Covers every entry's relative path (sorted), type, the executable bit and bytes of
+    files, and the target of symbolic links; not timestamps, owners or other mode bits.
+    """
+    root = Path(root)
+    entries: list[tuple[str, Path]] = []
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for item in [*dirnames, *filenames]:
+            path = base / item
+            entries.append((path.relative_to(root).as_posix(), path))
+    entries.sort(key=lambda entry: entry[0].split("/"))
+    digest = hashlib.sha256(b"algora-tree-v1\0")
+    for name, path in entries:
+        st = path.lstat()
+        encoded = name.encode("utf-8", "surrogateescape")
+        if stat.S_ISLNK(st.st_mode):
+            record = (
+                b"l\0" + encoded + b"\0" + str(path.readlink()).encode("utf-8", "surrogateescape")
+            )
+        elif stat.S_ISDIR(st.st_mode):
+            record = b"d\0" + encoded
+        elif stat.S_ISREG(st.st_mode):
+            executable = b"x" if st.st_mode & 0o100 else b"-"
+            record = b"f\0" + encoded + b"\0" + executable + b"\0" + _file_digest(path)
+        else:
+            raise InvalidArchive(f"member '{name}': special files cannot be hashed")
+        digest.update(len(record).to_bytes(8, "big"))
+        digest.update(record)
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> bytes:
+    file_hash = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            file_hash.update(chunk)
+    return file_hash.hexdigest().encode("ascii")

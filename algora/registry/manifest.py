@@ -1,0 +1,105 @@
+"""``algora.toml``: the manifest every model folder carries."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from algora.errors import InvalidManifest
+
+__all__ = ["MANIFEST_NAME", "Manifest", "load_manifest", "parse_manifest"]
+
+MANIFEST_NAME = "algora.toml"
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Strict):
+    name: str
+    entrypoint: str = "model:apply"
+    description: str = ""
+    tags: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be 1-64 lowercase letters, digits, '-' or '_', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        if not _ENTRYPOINT.match(value):
+            raise ValueError("must look like 'module:attribute', for example 'model:apply'")
+        return value
+
+
+class EnvironmentSection(_Strict):
+    requirements: str = "requirements.txt"
+
+
+class BuildSection(_Strict):
+    command: list[str] = Field(default_factory=list)
+
+
+class ExampleSection(_Strict):
+    input: Any = None
+    text: str | None = None
+
+    def as_call(self) -> tuple[str, bytes] | None:
+        """The example as (content type, payload), or None when there is none."""
+        if self.text is not None:
+            return ("text", self.text.encode())
+        if self.input is not None:
+            return ("json", json.dumps(self.input).encode())
+        return None
+
+
+class ServingSection(_Strict):
+    timeout: float = Field(default=60.0, gt=0)
+    replicas: int = Field(default=1, ge=1, le=64)
+
+
+class Manifest(_Strict):
+    model: ModelSection
+    environment: EnvironmentSection = Field(default_factory=EnvironmentSection)
+    build: BuildSection = Field(default_factory=BuildSection)
+    example: ExampleSection = Field(default_factory=ExampleSection)
+    serving: ServingSection = Field(default_factory=ServingSection)
+
+
+def parse_manifest(text: str) -> Manifest:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidManifest(f"{MANIFEST_NAME} is not valid TOML: {exc}") from None
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise InvalidManifest(
+            f"{MANIFEST_NAME} is invalid: " + "; ".join(problems),
+            details={"problems": problems},
+        ) from None
+
+
+def load_manifest(folder: Path) -> Manifest:
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise InvalidManifest(
+            f"no {MANIFEST_NAME} in the model folder: run 'algora init NAME' to create one"
+        )
+    return parse_manifest(path.read_text(encoding="utf-8"))

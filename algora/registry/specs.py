@@ -1,0 +1,96 @@
+"""Semantic versions and the version specs callers use to name them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from algora.errors import InvalidVersionSpec
+
+__all__ = ["Bump", "SemVer", "VersionSpec", "next_version", "parse_semver", "parse_spec"]
+
+Bump = Literal["major", "minor", "patch"]
+
+_SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+_PARTIAL = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?$")
+_HASH = re.compile(r"^[0-9a-f]{12,64}$")
+
+
+@dataclass(frozen=True, order=True)
+class SemVer:
+    major: int
+    minor: int
+    patch: int
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+
+def parse_semver(text: str) -> SemVer:
+    match = _SEMVER.match(text.strip())
+    if match is None:
+        raise InvalidVersionSpec(
+            f"'{text}' is not a version: use MAJOR.MINOR.PATCH, for example 1.0.0"
+        )
+    return SemVer(*(int(part) for part in match.groups()))
+
+
+def next_version(existing: Iterable[SemVer], bump: Bump) -> SemVer:
+    """The next version after the highest existing one; 1.0.0 for a model's first."""
+    highest = max(existing, default=None)
+    if highest is None:
+        return SemVer(1, 0, 0) if bump != "patch" else SemVer(0, 0, 1)
+    if bump == "major":
+        return SemVer(highest.major + 1, 0, 0)
+    if bump == "minor":
+        return SemVer(highest.major, highest.minor + 1, 0)
+    return SemVer(highest.major, highest.minor, highest.patch + 1)
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """``latest``, an exact version, a ``MAJOR[.MINOR].x`` range or a content-hash prefix."""
+
+    kind: Literal["latest", "exact", "range", "hash"]
+    major: int | None = None
+    minor: int | None = None
+    patch: int | None = None
+    hash_prefix: str | None = None
+
+    def matches(self, version: SemVer) -> bool:
+        if self.kind == "latest":
+            return True
+        if self.major is not None and version.major != self.major:
+            return False
+        if self.minor is not None and version.minor != self.minor:
+            return False
+        return self.patch is None or version.patch == self.patch
+
+    def __str__(self) -> str:
+        if self.kind == "latest":
+            return "latest"
+        if self.kind == "hash":
+            return str(self.hash_prefix)
+        parts = [str(p) for p in (self.major, self.minor, self.patch) if p is not None]
+        return ".".join(parts) + (".x" if self.kind == "range" else "")
+
+
+def parse_spec(text: str | None) -> VersionSpec:
+    """Parse ``1.2.3``, ``1.2``/``1.2.x``, ``1``/``1.x``, ``latest`` or a content hash."""
+    spec = (text or "latest").strip()
+    if spec in ("latest", ""):
+        return VersionSpec("latest")
+    if _SEMVER.match(spec):
+        exact = parse_semver(spec)
+        return VersionSpec("exact", exact.major, exact.minor, exact.patch)
+    match = _PARTIAL.match(spec)
+    if match is not None:
+        major, minor = match.groups()
+        return VersionSpec("range", int(major), int(minor) if minor is not None else None)
+    if _HASH.match(spec):
+        return VersionSpec("hash", hash_prefix=spec)
+    raise InvalidVersionSpec(
+        f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest or a content hash"
+    )

@@ -1,0 +1,99 @@
+"""Import a model's entrypoint and present it in one shape, whatever convention it follows.
+
+Conventions (``entrypoint`` is ``"module:attr"``; ``"module"`` alone means ``"module:apply"``):
+
+- a function ``apply(input)`` (the Algorithmia convention), called once per request;
+- a class, instantiated once with no arguments; ``load()`` is called once if defined,
+  ``predict(input)`` per request and, when defined, ``predict_batch(inputs: list) -> list``.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .schema import callable_schemas
+
+__all__ = ["LoadedModel", "load_model", "parse_entrypoint"]
+
+
+class LoadedModel:
+    """A loaded model: one predict callable, an optional batch callable, and its schemas."""
+
+    __slots__ = ("input_schema", "kind", "output_schema", "predict", "predict_batch")
+
+    def __init__(
+        self,
+        kind: str,
+        predict: Callable[[Any], Any],
+        predict_batch: Callable[[list[Any]], Any] | None,
+        input_schema: dict[str, Any],
+        output_schema: dict[str, Any],
+    ) -> None:
+        self.kind = kind
+        self.predict = predict
+        self.predict_batch = predict_batch
+        self.input_schema = input_schema
+        self.output_schema = output_schema
+
+    def describe(self) -> dict[str, Any]:
+        """The ``model`` object of the ``ready`` message."""
+        return {
+            "kind": self.kind,
+            "batch": self.predict_batch is not None,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+        }
+
+
+def parse_entrypoint(entrypoint: str) -> tuple[str, list[str]]:
+    """``"pkg.module:Attr.inner"`` -> ``("pkg.module", ["Attr", "inner"])``."""
+    module, _, attr = entrypoint.partition(":")
+    attr = attr or "apply"
+    parts = attr.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        raise ValueError(f"invalid entrypoint {entrypoint!r}: expected 'module:attr'")
+    if not all(p.isidentifier() for p in module.split(".")):
+        raise ValueError(f"invalid entrypoint {entrypoint!r}: bad module name {module!r}")
+    return module, parts
+
+
+def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
+    """Import ``entrypoint`` from ``source_dir`` (already first on sys.path) and load it."""
+    module_name, attrs = parse_entrypoint(entrypoint)
+    source = str(Path(source_dir).resolve())
+    if source not in sys.path:
+        sys.path.insert(0, source)
+    obj: Any = importlib.import_module(module_name)
+    for attr in attrs:
+        obj = getattr(obj, attr)
+
+    if inspect.isclass(obj):
+        instance = obj()
+        load = getattr(instance, "load", None)
+        if callable(load):
+            load()
+        return _from_instance(instance, entrypoint)
+    if not callable(obj) and callable(getattr(obj, "predict", None)):
+        return _from_instance(obj, entrypoint)  # an already built model object
+    if not callable(obj):
+        raise TypeError(f"entrypoint {entrypoint!r} is {type(obj).__name__}, not callable")
+    input_schema, output_schema = callable_schemas(obj)
+    return LoadedModel("function", obj, None, input_schema, output_schema)
+
+
+def _from_instance(instance: Any, entrypoint: str) -> LoadedModel:
+    predict = getattr(instance, "predict", None)
+    if not callable(predict):
+        raise TypeError(f"model class {entrypoint!r} has no predict(input) method")
+    batch = getattr(instance, "predict_batch", None)
+    input_schema, output_schema = callable_schemas(predict)
+    return LoadedModel(
+        "class", predict, batch if callable(batch) else None, input_schema, output_schema
+    )

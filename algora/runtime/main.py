@@ -1,0 +1,265 @@
+"""The worker: load one model, then serve framed calls on stdin/stdout until told to stop.
+
+Launched by the gateway with the model environment's own interpreter (docs/protocol.md)::
+
+    <env python> -I -c "import sys; sys.path.insert(0, '<dir holding algora_runtime>'); \
+from algora_runtime.main import main; main()" --source <model dir> --entrypoint model:apply
+
+Standard library only; relative imports only (the package runs as ``algora_runtime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from typing import IO, Any
+
+from .codec import (
+    CapturedOutput,
+    InvalidPayload,
+    ResultNotSerializable,
+    decode_input,
+    encode_result,
+)
+from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
+from .loader import LoadedModel, load_model
+
+__all__ = ["main", "serve"]
+
+_READ_BUFFER = 1 << 16
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of a worker process; never returns (exits 0 on shutdown or end of input)."""
+    started = time.perf_counter()
+    args = _parse_args(argv)
+    proto_in, proto_out = _take_protocol_fds()
+    reader = os.fdopen(proto_in, "rb", buffering=_READ_BUFFER)
+
+    source = os.path.abspath(args.source)  # noqa: PTH100 - stdlib-only runtime, os.path is fine
+    try:
+        os.chdir(source)
+        sys.path.insert(0, source)
+        model = load_model(source, args.entrypoint)
+    except BaseException as exc:
+        _flush_std()
+        error = _error("model_load_failed", exc, skip_frames=0)
+        _send(proto_out, {"type": "load_error", "error": error})
+        sys.stderr.write(error["stacktrace"])
+        _flush_std()
+        os._exit(1)
+    _flush_std()
+    ready = {
+        "type": "ready",
+        "pid": os.getpid(),
+        "protocol": PROTOCOL_VERSION,
+        "model": model.describe(),
+        "load_seconds": round(time.perf_counter() - started, 6),
+    }
+    _send(proto_out, ready)
+    code = serve(model, reader, proto_out)
+    _flush_std()
+    os._exit(code)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="algora_runtime", description="Algora model worker")
+    parser.add_argument("--source", required=True, help="directory holding the model's code")
+    parser.add_argument("--entrypoint", required=True, help="module:attr of the model")
+    return parser.parse_args(argv)
+
+
+def _take_protocol_fds() -> tuple[int, int]:
+    """Keep private copies of fds 0 and 1 for frames; point 1 at stderr and 0 at /dev/null.
+
+    Done before any user code is imported, so that nothing the model writes (``print``, C
+    libraries writing to fd 1, subprocesses) can corrupt the protocol stream. The copies are
+    not inheritable, so the model's own subprocesses never see them.
+    """
+    _flush_std()
+    proto_in = os.dup(0)
+    proto_out = os.dup(1)
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return proto_in, proto_out
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # noqa: S110 - a model may have replaced the stream with anything
+            pass
+
+
+def _send(fd: int, header: dict[str, Any], payload: bytes = b"") -> None:
+    try:
+        write_frame(fd, header, payload)
+    except OSError:  # the gateway is gone: nobody to answer
+        os._exit(1)
+
+
+def serve(model: LoadedModel, reader: IO[bytes], out_fd: int) -> int:
+    """Answer frames until ``shutdown`` or end of input; return the exit status."""
+    while True:
+        try:
+            frame = read_frame(reader)
+        except (FrameError, EOFError) as exc:
+            sys.stderr.write(f"algora_runtime: protocol stream broken: {exc}\n")
+            return 2
+        if frame is None:
+            return 0
+        header, payload = frame
+        kind = header.get("type")
+        if kind == "call":
+            reply, body = handle_call(model, header, payload)
+        elif kind == "call_batch":
+            reply, body = handle_batch(model, header, payload)
+        elif kind == "shutdown":
+            return 0
+        else:
+            error = {"code": "protocol_error", "message": f"unknown message type {kind!r}"}
+            reply, body = {"type": "error", "id": header.get("id"), "error": error}, b""
+        _send(out_fd, reply, body)
+
+
+def handle_call(
+    model: LoadedModel, header: dict[str, Any], payload: bytes
+) -> tuple[dict[str, Any], bytes]:
+    """One ``call`` message -> its ``result`` or ``error`` reply."""
+    call_id = header.get("id")
+    started = time.perf_counter()
+    try:
+        value = decode_input(str(header.get("content_type", "json")), payload)
+    except InvalidPayload as exc:
+        error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
+        return {"type": "error", "id": call_id, "error": error, "stdout": ""}, b""
+    capture = CapturedOutput()
+    saved = sys.stdout
+    sys.stdout = capture
+    try:
+        content_type, body = encode_result(model.predict(value))
+    except ResultNotSerializable as exc:
+        error = _error(exc.code, exc, skip_frames=0)
+        return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
+    except Exception as exc:
+        error = _error("model_error", exc, skip_frames=1)
+        return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
+    finally:
+        sys.stdout = saved
+    reply = {
+        "type": "result",
+        "id": call_id,
+        "content_type": content_type,
+        "stdout": capture.getvalue(),
+        "duration": time.perf_counter() - started,
+    }
+    return reply, body
+
+
+def handle_batch(
+    model: LoadedModel, header: dict[str, Any], payload: bytes
+) -> tuple[dict[str, Any], bytes]:
+    """One ``call_batch`` message -> its ``batch_result`` reply.
+
+    Output printed during ``predict_batch`` cannot be attributed to one caller, so it goes to
+    the worker log rather than to any caller (each item's ``stdout`` is empty).
+    """
+    started = time.perf_counter()
+    specs = header.get("items")
+    if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
+        error = {"code": "protocol_error", "message": "call_batch needs an items list"}
+        return {"type": "error", "id": None, "error": error}, b""
+    replies: list[dict[str, Any] | None] = [None] * len(specs)
+    inputs: list[Any] = []
+    positions: list[int] = []
+    offset = 0
+    for index, spec in enumerate(specs):
+        length = int(spec.get("length", 0))
+        chunk = payload[offset : offset + length]
+        offset += length
+        try:
+            inputs.append(decode_input(str(spec.get("content_type", "json")), chunk))
+            positions.append(index)
+        except InvalidPayload as exc:
+            error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
+            replies[index] = {"id": spec.get("id"), "error": error}
+
+    bodies: dict[int, bytes] = {}
+    if inputs:
+        outcomes = _run_batch(model, inputs)
+        for position, outcome in enumerate(outcomes):
+            index = positions[position]
+            item_id = specs[index].get("id")
+            if isinstance(outcome, dict):
+                replies[index] = {"id": item_id, "error": outcome}
+                continue
+            try:
+                content_type, body = encode_result(outcome[0])
+            except ResultNotSerializable as exc:
+                replies[index] = {"id": item_id, "error": _error(exc.code, exc, skip_frames=0)}
+                continue
+            bodies[index] = body
+            replies[index] = {
+                "id": item_id,
+                "content_type": content_type,
+                "length": len(body),
+                "stdout": "",
+            }
+    items = [r if r is not None else {"id": None} for r in replies]
+    body = b"".join(bodies.get(i, b"") for i in range(len(items)))
+    return {"type": "batch_result", "items": items, "duration": time.perf_counter() - started}, body
+
+
+def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[str, Any]]:
+    """Each input's outcome: ``(value,)`` or an error object. Without predict_batch, one by one."""
+    capture = CapturedOutput()
+    saved = sys.stdout
+    sys.stdout = capture
+    outcomes: list[tuple[Any] | dict[str, Any]]
+    try:
+        if model.predict_batch is None:
+            outcomes = []
+            for value in inputs:
+                try:
+                    outcomes.append((model.predict(value),))
+                except Exception as exc:
+                    outcomes.append(_error("model_error", exc, skip_frames=1))
+        else:
+            try:
+                results = list(model.predict_batch(inputs))
+                if len(results) != len(inputs):
+                    raise ValueError(
+                        f"predict_batch returned {len(results)} results for {len(inputs)} inputs"
+                    )
+                outcomes = [(r,) for r in results]
+            except Exception as exc:
+                error = _error("model_error", exc, skip_frames=1)
+                outcomes = [error for _ in inputs]
+    finally:
+        sys.stdout = saved
+    printed = capture.getvalue()
+    if printed:
+        sys.stderr.write(printed)
+    return outcomes
+
+
+def _error(code: str, exc: BaseException, *, skip_frames: int) -> dict[str, Any]:
+    """The error object of the protocol; ``skip_frames`` drops the runtime's own frames."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    return {
+        "code": code,
+        "message": str(exc) or type(exc).__name__,
+        "error_type": type(exc).__name__,
+        "stacktrace": stack,
+    }

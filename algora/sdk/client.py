@@ -1,0 +1,251 @@
+"""``algora.Client``: call and publish models from Python.
+
+client = algora.Client()                      # ALGORA_URL / ALGORA_KEY or `algora login`
+client.model("admin/iris/1.x").call({...})
+client.publish("./my-model")
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from algora.errors import BuildFailed, ModelError, error_from_body
+from algora.registry.archive import pack_directory
+from algora.registry.manifest import load_manifest
+from algora.sdk.profiles import resolve_connection
+
+__all__ = ["CallResponse", "Client", "ModelHandle"]
+
+
+class CallResponse:
+    """A call's result with Algorithmia's metadata."""
+
+    def __init__(
+        self, result: Any, content_type: str, duration: float, version: str | None
+    ) -> None:
+        self.result = result
+        self.content_type = content_type
+        self.duration = duration
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"CallResponse({self.content_type}, {self.result!r:.80})"
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"message": response.text[:500] or f"HTTP {response.status_code}"}}
+    raise error_from_body(response.status_code, body)
+
+
+def git_lineage(folder: Path) -> dict[str, str]:
+    """The folder's git commit, branch and dirty flag, when it is in a git repository."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(folder), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    status = git("status", "--porcelain", "--", ".")
+    return {
+        "git_commit": commit,
+        "git_dirty": "true" if status else "false",
+        "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "",
+    }
+
+
+class ModelHandle:
+    """A model reference (``owner/name[/spec]``) bound to a client."""
+
+    def __init__(self, client: Client, ref: str) -> None:
+        parts = ref.strip("/").split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"'{ref}' is not a model reference: use owner/name or owner/name/1.x")
+        self._client = client
+        self.ref = "/".join(parts)
+
+    def call_full(self, data: Any, *, timeout: float | None = None) -> CallResponse:
+        if isinstance(data, bytes | bytearray):
+            content, ctype = bytes(data), "application/octet-stream"
+        elif isinstance(data, str):
+            content, ctype = data.encode(), "text/plain"
+        else:
+            content, ctype = json.dumps(data).encode(), "application/json"
+        params = {"timeout": str(timeout)} if timeout else None
+        response = self._client.request(
+            "POST",
+            f"/v1/algo/{self.ref}",
+            content=content,
+            headers={"Content-Type": ctype},
+            params=params,
+            timeout=(timeout or 300.0) + 10,
+        )
+        raise_for_error(response)
+        body = response.json()
+        if "error" in body:
+            error = body["error"]
+            raise _model_error(error)
+        metadata = body.get("metadata", {})
+        kind = metadata.get("content_type", "json")
+        result = body.get("result")
+        if kind == "binary" and isinstance(result, str):
+            result = base64.b64decode(result)
+        return CallResponse(
+            result,
+            kind,
+            float(metadata.get("duration", 0.0)),
+            response.headers.get("x-algora-version"),
+        )
+
+    def call(self, data: Any = None, *, timeout: float | None = None) -> Any:
+        """Call the model; returns its result (parsed JSON, str or bytes)."""
+        return self.call_full(data, timeout=timeout).result
+
+
+def _model_error(error: dict[str, Any]) -> ModelError:
+    return ModelError(
+        str(error.get("message", "the model raised an error")),
+        details={
+            "error_type": error.get("error_type", ""),
+            "stacktrace": error.get("stacktrace", ""),
+        },
+    )
+
+
+class Client:
+    """A connection to an Algora gateway."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        key: str | None = None,
+        *,
+        profile: str = "default",
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        """Connect to ``url`` with ``key``; ``http`` lets an existing httpx client (for
+        instance Starlette's in-process TestClient) carry the requests instead."""
+        connection = resolve_connection(url, key, profile)
+        self.url = connection.url
+        self._auth = {"Authorization": f"Simple {connection.key}"} if connection.key else {}
+        self.http = http or httpx.Client(base_url=self.url, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send a request with this client's key; the response is returned as it came."""
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        return self.http.request(method, path, headers=headers, **kwargs)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        response = self.request("GET", path, params=params or None)
+        raise_for_error(response)
+        return response.json()
+
+    def model(self, ref: str) -> ModelHandle:
+        return ModelHandle(self, ref)
+
+    def whoami(self) -> dict[str, Any]:
+        return dict(self.get_json("/api/v1/whoami"))
+
+    def models(self) -> list[dict[str, Any]]:
+        return list(self.get_json("/api/v1/models"))
+
+    def versions(self, model: str) -> list[dict[str, Any]]:
+        return list(self.get_json(f"/api/v1/models/{model}/versions"))
+
+    def version(self, model: str, version: str) -> dict[str, Any]:
+        return dict(self.get_json(f"/api/v1/models/{model}/versions/{version}"))
+
+    def build_log(self, model: str, version: str, offset: int = 0) -> dict[str, Any]:
+        return dict(self.get_json(f"/api/v1/models/{model}/versions/{version}/log", offset=offset))
+
+    def deprecate(self, model: str, version: str | None = None, deprecated: bool = True) -> Any:
+        path = f"/api/v1/models/{model}" + (f"/versions/{version}" if version else "")
+        response = self.request("PATCH", path, json={"deprecated": deprecated})
+        raise_for_error(response)
+        return response.json()
+
+    def publish(
+        self,
+        path: str | Path,
+        *,
+        owner: str | None = None,
+        bump: str | None = None,
+        version: str | None = None,
+        wait: bool = True,
+        on_log: Callable[[str], None] | None = None,
+        poll_interval: float = 0.5,
+    ) -> dict[str, Any]:
+        """Publish a model folder; with ``wait`` follow the build until ready or failed.
+
+        Raises :class:`~algora.errors.BuildFailed` when the build fails.
+        """
+        folder = Path(path)
+        manifest = load_manifest(folder)
+        owner = owner or str(self.whoami()["name"])
+        buffer = io.BytesIO()
+        pack_directory(folder, buffer)
+        params: dict[str, str] = dict(git_lineage(folder))
+        if bump:
+            params["bump"] = bump
+        if version:
+            params["version"] = version
+        model = f"{owner}/{manifest.model.name}"
+        response = self.request(
+            "POST",
+            f"/api/v1/models/{model}/versions",
+            content=buffer.getvalue(),
+            params=params,
+            headers={"Content-Type": "application/gzip"},
+            timeout=600,
+        )
+        raise_for_error(response)
+        created: dict[str, Any] = response.json()
+        if not wait:
+            return created
+        offset = 0
+        while True:
+            log = self.build_log(model, created["version"], offset)
+            if log["text"] and on_log is not None:
+                for line in log["text"].splitlines():
+                    on_log(line)
+            offset = log["offset"]
+            if log["done"]:
+                break
+            time.sleep(poll_interval)
+        final = self.version(model, created["version"])
+        if final["status"] != "ready":
+            raise BuildFailed(
+                f"{model} {final['version']} failed: {final.get('failure_reason')}",
+                details={"version": final},
+            )
+        return final

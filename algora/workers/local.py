@@ -1,0 +1,134 @@
+"""The default worker backend: one local subprocess per worker, frames over its stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from algora.errors import WorkerDied
+from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
+from algora.workers.backend import Frame
+from algora.workers.runtime_files import runtime_command
+from algora.workers.spec import WorkerSpec
+
+__all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
+
+_LOG_MODE = 0o640
+_HOME_MODE = 0o700
+_SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+_PIPE_LIMIT = 1 << 20
+
+
+def worker_environment(spec: WorkerSpec, home: Path) -> dict[str, str]:
+    """The whole environment of a worker. Nothing of the gateway's own environment (which may
+    hold keys and database URLs) is passed through."""
+    path = os.pathsep.join((str(spec.python.parent), *_SYSTEM_PATH))
+    env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(home)}
+    env.update(spec.env)
+    return env
+
+
+def _private_home(data_dir: Path, spec: WorkerSpec) -> Path:
+    key = hashlib.sha256(str(spec.source_dir.resolve()).encode()).hexdigest()[:24]
+    home = data_dir / "homes" / key
+    home.mkdir(parents=True, exist_ok=True, mode=_HOME_MODE)
+    return home
+
+
+def _open_log(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _LOG_MODE)
+
+
+class LocalWorker:
+    """A worker subprocess. Its stderr goes straight to the spec's log file (no reader task)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        stdin, stdout = process.stdin, process.stdout
+        if stdin is None or stdout is None:
+            raise RuntimeError("worker process started without pipes")
+        self._stdin = stdin
+        self._stdout = stdout
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def send_frame(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        if self._stdin.is_closing():
+            raise WorkerDied("worker is gone")
+        try:
+            self._stdin.write(encode_frame(header, payload))
+            await self._stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            raise WorkerDied(f"worker stopped reading: {exc}") from None
+
+    async def read_frame(self) -> Frame:
+        try:
+            prefix = await self._stdout.readexactly(PREFIX.size)
+            header_len, payload_len = decode_prefix(prefix)
+            rest = await self._stdout.readexactly(header_len + payload_len)
+        except asyncio.IncompleteReadError:
+            raise WorkerDied("worker exited") from None
+        except FrameError as exc:
+            self.kill()
+            raise WorkerDied(f"worker broke the protocol: {exc}") from None
+        try:
+            header = decode_header(rest[:header_len])
+        except FrameError as exc:
+            self.kill()
+            raise WorkerDied(f"worker broke the protocol: {exc}") from None
+        return header, rest[header_len:]
+
+    def kill(self) -> None:
+        if self._process.returncode is not None:
+            return
+        # Raw signals only: Process.kill() polls (reaps) the child first, which races with
+        # asyncio's child watcher and loses the exit status. The worker leads its own session,
+        # so killing its process group takes down whatever the model started too.
+        try:
+            os.killpg(self._process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self._process.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        code = await self._process.wait()
+        if not self._stdin.is_closing():
+            self._stdin.close()
+        with contextlib.suppress(ConnectionError):
+            await self._stdin.wait_closed()
+        return code
+
+
+class LocalBackend:
+    """Starts workers as local subprocesses of the gateway."""
+
+    async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker:
+        argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
+        env = worker_environment(spec, _private_home(data_dir, spec))
+        log_fd = _open_log(spec.log_path)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log_fd,
+                env=env,
+                cwd=str(spec.source_dir),
+                start_new_session=True,
+                limit=_PIPE_LIMIT,
+            )
+        finally:
+            os.close(log_fd)
+        return LocalWorker(process)

@@ -1,0 +1,73 @@
+"""The pool manager: one pool per key (a version's identity), started on first use."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from algora.workers.backend import WorkerBackend
+from algora.workers.pool import Pool
+from algora.workers.spec import WorkerSpec
+
+__all__ = ["PoolManager"]
+
+
+class PoolManager:
+    """Starts pools on demand with single flight: concurrent first calls start one pool.
+
+    A failed start is reported to every caller waiting for it and is not cached: the next
+    ``get`` tries again.
+    """
+
+    def __init__(self, data_dir: Path, backend: WorkerBackend) -> None:
+        self._data_dir = data_dir
+        self._backend = backend
+        self._pools: dict[str, Pool] = {}
+        self._starting: dict[str, asyncio.Task[Pool]] = {}
+
+    async def get(self, key: str, spec: WorkerSpec) -> Pool:
+        """The running pool for ``key``, starting it from ``spec`` when there is none."""
+        pool = self._pools.get(key)
+        if pool is not None and pool.running:
+            return pool
+        task = self._starting.get(key)
+        if task is None:
+            if pool is not None:  # stopped behind our back: forget it
+                del self._pools[key]
+            task = asyncio.create_task(self._start(key, spec), name=f"algora-pool-start-{key}")
+            self._starting[key] = task
+        # Shielded: a caller that gives up does not cancel the start others wait for.
+        return await asyncio.shield(task)
+
+    async def _start(self, key: str, spec: WorkerSpec) -> Pool:
+        pool = Pool(spec, self._backend, self._data_dir)
+        try:
+            await pool.start()
+            self._pools[key] = pool
+            return pool
+        finally:
+            self._starting.pop(key, None)
+
+    def pools(self) -> dict[str, Pool]:
+        """The running pools by key (a copy), for readiness checks and metrics."""
+        return dict(self._pools)
+
+    async def stop(self, key: str) -> None:
+        """Stop the pool for ``key`` if there is one (waiting for a start in progress)."""
+        task = self._starting.get(key)
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+        pool = self._pools.pop(key, None)
+        if pool is not None:
+            await pool.stop()
+
+    async def stop_all(self) -> None:
+        """Stop every pool, including those still starting."""
+        starting = list(self._starting.values())
+        if starting:
+            await asyncio.gather(*starting, return_exceptions=True)
+        pools = list(self._pools.values())
+        self._pools.clear()
+        await asyncio.gather(*(pool.stop() for pool in pools))

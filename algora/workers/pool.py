@@ -1,0 +1,545 @@
+"""A pool: the replicas serving one model version, and the queue in front of them.
+
+Each worker handles one call (or one batch) at a time. Calls wait in one FIFO queue for an idle
+worker; a model with ``predict_batch`` gets up to ``max_batch`` waiting calls in one message.
+A call that runs past its timeout fails with CallTimeout and its worker is killed and replaced;
+a worker that dies fails the calls it held with WorkerDied at once and is restarted in the
+background, with exponential backoff while it keeps dying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from algora.errors import (
+    AlgoraError,
+    CallTimeout,
+    InvalidInput,
+    ModelError,
+    ModelLoadFailed,
+    Overloaded,
+    Unavailable,
+    WorkerDied,
+)
+from algora.workers.backend import WorkerBackend, WorkerHandle
+from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
+
+__all__ = ["Pool", "PoolStats", "read_log_tail"]
+
+logger = logging.getLogger(__name__)
+
+_LOG_TAIL_BYTES = 8192
+_EXIT_STATUS_WAIT = 0.5
+_STABLE_AFTER = 30.0
+"""A worker that lived this many seconds resets the crash backoff."""
+_MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot for readiness checks and metrics."""
+
+    replicas: int
+    alive: int
+    busy: int
+    queued: int
+    in_flight: int
+    restarts: int
+    healthy: bool
+    restart_error: str | None
+    """Why the latest replacement worker failed to start, while replacements keep failing."""
+
+
+def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
+    """The last ``size`` bytes of a worker log, decoded leniently; empty when unreadable."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, 2)
+            end = f.tell()
+            f.seek(max(0, end - size))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class _Pending:
+    __slots__ = ("future", "request", "timer", "worker")
+
+    def __init__(self, request: CallRequest, future: asyncio.Future[CallResult]) -> None:
+        self.request = request
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+        self.worker: _Worker | None = None
+
+
+class _Worker:
+    __slots__ = ("alive", "busy", "exited", "handle", "started_at", "timed_out", "waiter")
+
+    def __init__(self, handle: WorkerHandle, started_at: float) -> None:
+        self.handle = handle
+        self.started_at = started_at
+        self.alive = True
+        self.busy = False
+        self.timed_out = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.exited: asyncio.Task[int] = asyncio.ensure_future(handle.wait())
+
+
+class Pool:
+    """Replicas of one model version behind one bounded queue."""
+
+    def __init__(self, spec: WorkerSpec, backend: WorkerBackend, data_dir: Path) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._data_dir = data_dir
+        self._queue: deque[_Pending] = deque()
+        self._idle: deque[_Worker] = deque()
+        self._slots: list[_Worker | None] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._info: ModelInfo | None = None
+        self._state = "new"
+        self._restarts = 0
+        self._restart_error: ModelLoadFailed | None = None
+        self._in_flight = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo | None:
+        """What the model reported when it loaded; None before start."""
+        return self._info
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    @property
+    def healthy(self) -> bool:
+        """Running with at least one live worker."""
+        return self.running and any(w is not None and w.alive for w in self._slots)
+
+    def stats(self) -> PoolStats:
+        workers = [w for w in self._slots if w is not None and w.alive]
+        return PoolStats(
+            replicas=self.spec.replicas,
+            alive=len(workers),
+            busy=sum(1 for w in workers if w.busy),
+            queued=sum(1 for p in self._queue if not p.future.done()),
+            in_flight=self._in_flight,
+            restarts=self._restarts,
+            healthy=self.healthy,
+            restart_error=self._restart_error.message if self._restart_error else None,
+        )
+
+    async def start(self) -> ModelInfo:
+        """Start every replica and wait until each has loaded the model."""
+        if self._state != "new":
+            raise RuntimeError(f"pool cannot start: it is {self._state}")
+        self._state = "starting"
+        results = await asyncio.gather(
+            *(self._spawn() for _ in range(self.spec.replicas)), return_exceptions=True
+        )
+        started = [r for r in results if isinstance(r, tuple)]
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            self._state = "stopped"
+            for worker, _ in started:
+                worker.handle.kill()
+            for worker, _ in started:
+                await worker.exited
+            first = failures[0]
+            if isinstance(first, ModelLoadFailed):
+                raise first
+            raise ModelLoadFailed(f"worker failed to start: {first}") from first
+        self._info = started[0][1]
+        self._state = "running"
+        self._slots = [worker for worker, _ in started]
+        self._tasks = [
+            asyncio.create_task(self._run_slot(i), name=f"algora-pool-slot-{i}")
+            for i in range(len(self._slots))
+        ]
+        return self._info
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Refuse new calls, ask workers to exit after their current call, kill stragglers."""
+        if self._state in ("stopping", "stopped", "new"):
+            self._state = "stopped"
+            return
+        self._state = "stopping"
+        while self._queue:
+            pending = self._queue.popleft()
+            _fail(pending, Unavailable("the model's pool is stopping"))
+        while self._idle:
+            _wake(self._idle.popleft())
+        workers = [w for w in self._slots if w is not None]
+        if workers:
+            sends = [self._ask_to_exit(w, grace) for w in workers if w.alive]
+            await asyncio.gather(*sends)
+            _, late = await asyncio.wait([w.exited for w in workers], timeout=grace)
+            for worker in workers:
+                if worker.exited in late:
+                    worker.handle.kill()
+            await asyncio.gather(*(w.exited for w in workers), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._state = "stopped"
+
+    @staticmethod
+    async def _ask_to_exit(worker: _Worker, grace: float) -> None:
+        # Bounded: a stuck worker may not be reading, and a full pipe must not hang stop().
+        with contextlib.suppress(WorkerDied, TimeoutError):
+            await asyncio.wait_for(worker.handle.send_frame({"type": "shutdown"}), grace)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def call(self, request: CallRequest) -> CallResult:
+        """Run one call on the next idle worker; raise the error tree's classes on failure."""
+        if self._state != "running":
+            raise Unavailable("the model's pool is not running")
+        if self._restart_error is not None and not self.healthy:
+            raise self._no_worker_error()  # fail fast while replacements keep failing
+        # Calls that a free (idle or just woken) worker is about to take are not waiting.
+        free = sum(1 for w in self._slots if w is not None and w.alive and not w.busy)
+        if len(self._queue) - free >= self.spec.max_queue:
+            raise Overloaded(
+                f"{len(self._queue)} calls are already waiting for this model",
+                details={"queued": len(self._queue), "max_queue": self.spec.max_queue},
+            )
+        loop = asyncio.get_running_loop()
+        pending = _Pending(request, loop.create_future())
+        pending.timer = loop.call_later(request.timeout, self._on_timeout, pending)
+        self._queue.append(pending)
+        if self._idle:
+            _wake(self._idle.popleft())
+        try:
+            return await pending.future
+        finally:
+            pending.timer.cancel()
+            if pending.future.cancelled() and pending.worker is None:
+                with contextlib.suppress(ValueError):  # the caller went away while queued
+                    self._queue.remove(pending)
+
+    def _on_timeout(self, pending: _Pending) -> None:
+        if pending.future.done():
+            return
+        timeout = pending.request.timeout
+        pending.future.set_exception(
+            CallTimeout(
+                f"the model did not answer within {timeout:g}s", details={"timeout": timeout}
+            )
+        )
+        worker = pending.worker
+        if worker is None:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(pending)
+        elif worker.alive:
+            logger.warning(
+                "call %s timed out; killing worker %s",
+                pending.request.request_id,
+                worker.handle.pid,
+            )
+            worker.timed_out = True
+            worker.handle.kill()
+
+    # -- workers ---------------------------------------------------------------------------
+
+    async def _spawn(self) -> tuple[_Worker, ModelInfo]:
+        """Start one worker and wait for its ``ready``; raise ModelLoadFailed otherwise."""
+        loop = asyncio.get_running_loop()
+        handle = await self._backend.start(self.spec, self._data_dir)
+        worker = _Worker(handle, loop.time())
+        try:
+            async with asyncio.timeout(self.spec.start_timeout):
+                header, _ = await handle.read_frame()
+        except TimeoutError:
+            handle.kill()
+            await worker.exited
+            raise self._load_failed(
+                f"the model did not load within {self.spec.start_timeout:g}s", "TimeoutError", ""
+            ) from None
+        except WorkerDied:
+            code = await worker.exited
+            raise self._load_failed(
+                f"the worker exited with status {code} before the model loaded", "WorkerDied", ""
+            ) from None
+        except BaseException:
+            handle.kill()
+            await asyncio.shield(worker.exited)
+            raise
+        kind = header.get("type")
+        if kind == "ready":
+            worker.exited.add_done_callback(lambda _: self._on_exit(worker))
+            return worker, ModelInfo.from_ready(header)
+        handle.kill()
+        await worker.exited
+        if kind == "load_error":
+            error = header.get("error")
+            error = error if isinstance(error, dict) else {}
+            raise self._load_failed(
+                str(error.get("message") or "the model failed to load"),
+                str(error.get("error_type") or ""),
+                str(error.get("stacktrace") or ""),
+            )
+        raise self._load_failed(f"unexpected first message {kind!r}", "ProtocolError", "")
+
+    def _load_failed(self, message: str, error_type: str, stacktrace: str) -> ModelLoadFailed:
+        details = {
+            "error_type": error_type,
+            "stacktrace": stacktrace,
+            "log_tail": read_log_tail(self.spec.log_path),
+        }
+        return ModelLoadFailed(message, details=details)
+
+    def _on_exit(self, worker: _Worker) -> None:
+        worker.alive = False
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        _wake(worker)
+
+    async def _run_slot(self, index: int) -> None:
+        """Serve with the slot's worker; replace it whenever it dies, until the pool stops."""
+        crashes = 0
+        while self._state == "running":
+            worker = self._slots[index]
+            if worker is None:
+                return
+            await self._serve(worker)
+            code = await worker.exited
+            if self._state != "running":
+                return
+            loop = asyncio.get_running_loop()
+            if worker.timed_out:
+                crashes = 0
+            elif loop.time() - worker.started_at >= _STABLE_AFTER:
+                crashes = 1
+            else:
+                crashes += 1
+            logger.warning(
+                "worker %s of %s exited with status %s; restarting",
+                worker.handle.pid,
+                self.spec.entrypoint,
+                code,
+            )
+            self._restarts += 1
+            self._slots[index] = None
+            self._slots[index] = await self._respawn(crashes)
+
+    async def _respawn(self, crashes: int) -> _Worker | None:
+        while self._state == "running":
+            if crashes > 1:
+                await asyncio.sleep(min(_MAX_BACKOFF, 0.25 * 2 ** (crashes - 2)))
+            try:
+                worker, _ = await self._spawn()
+            except Exception as exc:
+                crashes += 1
+                error = (
+                    exc
+                    if isinstance(exc, ModelLoadFailed)
+                    else ModelLoadFailed(f"the worker could not start: {exc}")
+                )
+                logger.error("restarting a worker of %s failed: %s", self.spec.entrypoint, error)
+                self._restart_error = error
+                if not self.healthy:
+                    while self._queue:
+                        _fail(self._queue.popleft(), self._no_worker_error())
+                continue
+            self._restart_error = None
+            if self._state != "running":
+                worker.handle.kill()
+                await worker.exited
+                return None
+            return worker
+        return None
+
+    def _no_worker_error(self) -> WorkerDied:
+        error = self._restart_error
+        reason = error.message if error is not None else "restarting"
+        details = error.details if error is not None else {}
+        return WorkerDied(f"no worker can serve this model: {reason}", details=details)
+
+    async def _serve(self, worker: _Worker) -> None:
+        """Take calls from the queue for one worker until it dies or the pool stops."""
+        loop = asyncio.get_running_loop()
+        while worker.alive and self._state == "running":
+            batch = self._take()
+            if not batch:
+                worker.waiter = loop.create_future()
+                self._idle.append(worker)
+                await worker.waiter
+                continue
+            await self._dispatch(worker, batch)
+
+    def _take(self) -> list[_Pending]:
+        info = self._info
+        limit = self.spec.max_batch if info is not None and info.batch else 1
+        batch: list[_Pending] = []
+        while self._queue and len(batch) < limit:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                batch.append(pending)
+        return batch
+
+    async def _dispatch(self, worker: _Worker, batch: list[_Pending]) -> None:
+        worker.busy = True
+        self._in_flight += len(batch)
+        for pending in batch:
+            pending.worker = worker
+        try:
+            try:
+                await self._send(worker, batch)
+            except WorkerDied:
+                # Never delivered: give the calls back to the queue for another worker.
+                for pending in reversed(batch):
+                    pending.worker = None
+                    self._queue.appendleft(pending)
+                if self._idle:
+                    _wake(self._idle.popleft())
+                worker.alive = False
+                worker.handle.kill()
+                return
+            try:
+                header, payload = await worker.handle.read_frame()
+                if len(batch) == 1:
+                    _settle(batch[0], header, payload)
+                else:
+                    _settle_batch(batch, header, payload)
+            except WorkerDied as exc:
+                worker.alive = False
+                worker.handle.kill()
+                await self._fail_held(worker, batch, exc)
+            except _ProtocolViolation as exc:
+                worker.alive = False
+                worker.handle.kill()
+                await self._fail_held(
+                    worker, batch, WorkerDied(f"worker broke the protocol: {exc}")
+                )
+        finally:
+            worker.busy = False
+            self._in_flight -= len(batch)
+            for pending in batch:
+                pending.worker = None
+
+    async def _send(self, worker: _Worker, batch: list[_Pending]) -> None:
+        if len(batch) == 1:
+            req = batch[0].request
+            header = {"type": "call", "id": req.request_id, "content_type": req.content_type}
+            await worker.handle.send_frame(header, req.payload)
+            return
+        items = [
+            {
+                "id": p.request.request_id,
+                "content_type": p.request.content_type,
+                "length": len(p.request.payload),
+            }
+            for p in batch
+        ]
+        payload = b"".join(p.request.payload for p in batch)
+        await worker.handle.send_frame({"type": "call_batch", "items": items}, payload)
+
+    async def _fail_held(self, worker: _Worker, batch: list[_Pending], cause: WorkerDied) -> None:
+        if all(p.future.done() for p in batch):
+            return
+        status: int | None = None
+        with contextlib.suppress(TimeoutError):
+            status = await asyncio.wait_for(asyncio.shield(worker.exited), _EXIT_STATUS_WAIT)
+        message = "the worker died while handling the call"
+        if status is not None:
+            message += f" (exit status {status})"
+        for pending in batch:
+            _fail(
+                pending,
+                WorkerDied(message, details={"exit_status": status, "reason": cause.message}),
+            )
+
+
+class _ProtocolViolation(Exception):
+    """The worker sent something the protocol does not allow here."""
+
+
+def _wake(worker: _Worker) -> None:
+    waiter = worker.waiter
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _fail(pending: _Pending, error: BaseException) -> None:
+    if not pending.future.done():
+        pending.future.set_exception(error)
+
+
+def _error_from(error: Any, stdout: str) -> AlgoraError:
+    error = error if isinstance(error, dict) else {}
+    code = str(error.get("code") or "model_error")
+    message = str(error.get("message") or "the model failed")
+    details: dict[str, Any] = {
+        "error_type": str(error.get("error_type") or ""),
+        "stacktrace": str(error.get("stacktrace") or ""),
+        "stdout": stdout,
+    }
+    if code == "invalid_input":
+        return InvalidInput(message, details=details)
+    if code != "model_error":
+        details["reason"] = code
+    return ModelError(message, details=details)
+
+
+def _settle(pending: _Pending, header: dict[str, Any], payload: bytes) -> None:
+    kind = header.get("type")
+    if header.get("id") != pending.request.request_id or kind not in ("result", "error"):
+        raise _ProtocolViolation(f"expected the answer to {pending.request.request_id!r}")
+    if pending.future.done():
+        return
+    stdout = str(header.get("stdout") or "")
+    if kind == "error":
+        pending.future.set_exception(_error_from(header.get("error"), stdout))
+        return
+    pending.future.set_result(
+        CallResult(
+            content_type=str(header.get("content_type", "json")),
+            payload=payload,
+            stdout=stdout,
+            duration=float(header.get("duration", 0.0)),
+        )
+    )
+
+
+def _settle_batch(batch: list[_Pending], header: dict[str, Any], payload: bytes) -> None:
+    if header.get("type") == "error":  # the worker refused the whole batch
+        error = _error_from(header.get("error"), "")
+        for pending in batch:
+            _fail(pending, error)
+        return
+    items = header.get("items")
+    if (
+        header.get("type") != "batch_result"
+        or not isinstance(items, list)
+        or len(items) != len(batch)
+    ):
+        raise _ProtocolViolation("expected a batch_result with one item per call")
+    duration = float(header.get("duration", 0.0))
+    offset = 0
+    for pending, item in zip(batch, items, strict=True):
+        if not isinstance(item, dict) or item.get("id") != pending.request.request_id:
+            raise _ProtocolViolation("batch_result items out of order")
+        if "error" in item:
+            _fail(pending, _error_from(item["error"], str(item.get("stdout") or "")))
+            continue
+        length = int(item.get("length", 0))
+        body = payload[offset : offset + length]
+        offset += length
+        if not pending.future.done():
+            pending.future.set_result(
+                CallResult(
+                    content_type=str(item.get("content_type", "json")),
+                    payload=body,
+                    stdout=str(item.get("stdout") or ""),
+                    duration=duration,
+                )
+            )

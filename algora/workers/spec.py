@@ -1,0 +1,92 @@
+"""Typed values that cross the pool's interface: what to start, what it is, what a call carries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["CallRequest", "CallResult", "ContentType", "ModelInfo", "WorkerSpec"]
+
+ContentType = Literal["json", "text", "binary"]
+"""Content types of a call's payload; a result may also be ``"void"`` (the model returned None)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start the workers of one model version."""
+
+    python: Path
+    """The environment's interpreter."""
+    source_dir: Path
+    """Directory holding the model's code; the worker's working directory and first on sys.path."""
+    entrypoint: str
+    """``module:attr`` of the model function or class."""
+    log_path: Path
+    """File the workers' stderr (and anything the model writes to fd 1) is appended to."""
+    replicas: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment variables for the workers (the gateway's own are never passed)."""
+    start_timeout: float = 120.0
+    """Seconds a worker may take to import and load the model."""
+    max_queue: int = 1000
+    """Calls that may wait for a worker before new ones are refused with Overloaded."""
+    max_batch: int = 32
+    """Most calls sent in one ``call_batch`` to a model with ``predict_batch``."""
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ValueError("replicas must be at least 1")
+        if self.max_queue < 0 or self.max_batch < 1:
+            raise ValueError("max_queue must be >= 0 and max_batch >= 1")
+        if self.start_timeout <= 0:
+            raise ValueError("start_timeout must be positive")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a worker reported once its model was loaded."""
+
+    kind: str
+    """``"function"`` or ``"class"``."""
+    batch: bool
+    """Whether the model has ``predict_batch``."""
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    load_seconds: float
+
+    @classmethod
+    def from_ready(cls, message: Mapping[str, Any]) -> ModelInfo:
+        model = message.get("model")
+        model = model if isinstance(model, Mapping) else {}
+        input_schema = model.get("input_schema")
+        output_schema = model.get("output_schema")
+        return cls(
+            kind=str(model.get("kind", "function")),
+            batch=bool(model.get("batch", False)),
+            input_schema=dict(input_schema) if isinstance(input_schema, Mapping) else {},
+            output_schema=dict(output_schema) if isinstance(output_schema, Mapping) else {},
+            load_seconds=float(message.get("load_seconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class CallRequest:
+    """One call for a pool: the payload in its content type, and the seconds it may take."""
+
+    request_id: str
+    content_type: ContentType
+    payload: bytes
+    timeout: float
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """A model's answer: ``content_type`` is json, text, binary or void (empty payload)."""
+
+    content_type: str
+    payload: bytes
+    stdout: str
+    duration: float
+    """Seconds the worker spent on the call (model code and result encoding)."""

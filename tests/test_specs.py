@@ -1,0 +1,53 @@
+import pytest
+
+from algora.errors import InvalidVersionSpec
+from algora.registry.specs import SemVer, VersionSpec, next_version, parse_semver, parse_spec
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("latest", VersionSpec("latest")),
+        (None, VersionSpec("latest")),
+        ("1.2.3", VersionSpec("exact", 1, 2, 3)),
+        ("1.2", VersionSpec("range", 1, 2)),
+        ("1.2.x", VersionSpec("range", 1, 2)),
+        ("1", VersionSpec("range", 1)),
+        ("1.x", VersionSpec("range", 1)),
+        ("0.0.1", VersionSpec("exact", 0, 0, 1)),
+        ("a3f9c2d4e5f60718", VersionSpec("hash", hash_prefix="a3f9c2d4e5f60718")),
+    ],
+)
+def test_parse_spec(text, expected) -> None:
+    assert parse_spec(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["1.2.3.4", "v1", "01.2.3", "1..2", "x", "1.2.y", "../1", "1.2.3-rc"]
+)
+def test_bad_specs_are_refused(text) -> None:
+    with pytest.raises(InvalidVersionSpec):
+        parse_spec(text)
+
+
+def test_range_matching() -> None:
+    versions = [SemVer(1, 0, 0), SemVer(1, 2, 0), SemVer(1, 2, 5), SemVer(2, 0, 0)]
+    assert max(v for v in versions if parse_spec("1.2.x").matches(v)) == SemVer(1, 2, 5)
+    assert max(v for v in versions if parse_spec("1").matches(v)) == SemVer(1, 2, 5)
+    assert max(v for v in versions if parse_spec("latest").matches(v)) == SemVer(2, 0, 0)
+    assert not [v for v in versions if parse_spec("3.x").matches(v)]
+
+
+def test_next_version() -> None:
+    assert next_version([], "minor") == SemVer(1, 0, 0)
+    assert next_version([], "patch") == SemVer(0, 0, 1)
+    existing = [SemVer(1, 0, 0), SemVer(1, 3, 2)]
+    assert next_version(existing, "patch") == SemVer(1, 3, 3)
+    assert next_version(existing, "minor") == SemVer(1, 4, 0)
+    assert next_version(existing, "major") == SemVer(2, 0, 0)
+
+
+def test_semver_text() -> None:
+    assert str(parse_semver("10.20.30")) == "10.20.30"
+    with pytest.raises(InvalidVersionSpec):
+        parse_semver("1.2")
