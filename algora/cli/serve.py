@@ -72,6 +72,7 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     platform = Platform(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"

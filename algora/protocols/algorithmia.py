@@ -66,7 +66,9 @@ def _success_body(result: CallResult) -> bytes:
         encoded = json.dumps(base64.b64encode(result.payload).decode("ascii")).encode()
     else:
         kind, encoded = "void", b"null"
-    metadata = json.dumps({"content_type": kind, "duration": round(result.duration, 6)})
+    metadata = json.dumps(
+        {"content_type": kind, "duration": round(result.duration, 6)}, separators=(",", ":")
+    )
     return b'{"result":' + encoded + b',"metadata":' + metadata.encode() + b"}"
 
 
