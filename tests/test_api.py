@@ -126,6 +126,11 @@ def test_print_output_does_not_corrupt_the_protocol(published: InProcess) -> Non
         assert published.client.model("admin/echo").call({"i": i})["echo"] == {"i": i}
 
 
+def test_serving_never_writes_into_a_versions_folder(published: InProcess) -> None:
+    published.client.model("admin/echo").call("warm")
+    assert list((published.data_dir / "sources").rglob("__pycache__")) == []
+
+
 def test_timeout_is_504_and_the_model_recovers(published: InProcess) -> None:
     started = time.monotonic()
     response = call(published, "/v1/algo/admin/echo", json.dumps("sleep"))
@@ -214,8 +219,9 @@ def test_management_api(published: InProcess) -> None:
     )
 
 
-def test_openapi_is_published(gateway: InProcess) -> None:
-    spec = gateway.http.get("/api/v1/openapi.json").json()
+def test_openapi_is_published_to_key_holders(gateway: InProcess) -> None:
+    assert gateway.http.get("/api/v1/openapi.json").status_code == 401
+    spec = gateway.http.get("/api/v1/openapi.json", headers=gateway.auth).json()
     assert "/api/v1/models/{owner}/{name}/versions" in spec["paths"]
     assert "/v1/algo/{owner}/{name}/{spec}" in spec["paths"]
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from algora import __version__
+from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body
 from algora.gateway import health
+from algora.gateway.deps import current_caller
 from algora.gateway.platform import Platform
 from algora.protocols import algorithmia, native
 from algora.settings import Settings
@@ -72,8 +75,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = FastAPI(
         title="Algora",
         version=__version__,
-        openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        openapi_url=None,  # served below, behind authentication like every other route
+        docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -85,4 +88,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(health.router)
     app.include_router(algorithmia.router)
     app.include_router(native.router)
+
+    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    async def openapi(_caller: Annotated[Caller, Depends(current_caller)]) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     return app

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     reader = os.fdopen(proto_in, "rb", buffering=_READ_BUFFER)
 
     source = os.path.abspath(args.source)  # noqa: PTH100 - stdlib-only runtime, os.path is fine
+    # A version's folder is immutable: bytecode goes under the worker's private HOME instead.
+    sys.pycache_prefix = os.path.join(os.path.expanduser("~"), ".cache", "pycache")  # noqa: PTH111,PTH118
     try:
         os.chdir(source)
         sys.path.insert(0, source)
