@@ -14,6 +14,10 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== services"
+. scripts/services.sh
+trap stop_services EXIT
+start_postgres
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -n 2 "$@"

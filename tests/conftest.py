@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
 
 from algora.gateway.app import create_app
@@ -55,12 +59,44 @@ class InProcess:
         self.client = Client("http://testserver", self.key, http=http)
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+@contextmanager
+def database_url(kind: str) -> Iterator[str | None]:
+    """None for the embedded SQLite default, or a fresh PostgreSQL database dropped afterwards.
+
+    scripts/test.sh starts a PostgreSQL server and sets ALGORA_TEST_DATABASE_URL; without one
+    the PostgreSQL runs are skipped, except in CI, where its absence is a failure.
+    """
+    if kind == "sqlite":
+        yield None
+        return
+    server_url = os.environ.get("ALGORA_TEST_DATABASE_URL")
+    if not server_url:
+        if os.environ.get("CI"):
+            pytest.fail(
+                "CI must run the suite on PostgreSQL too: ALGORA_TEST_DATABASE_URL is unset"
+            )
+        pytest.skip("no PostgreSQL server (scripts/test.sh starts one)")
+    engine = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = f"algora_{uuid.uuid4().hex[:12]}"
+    with engine.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield str(make_url(server_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[InProcess]:
     data_dir = tmp_path_factory.mktemp("algora-data")
-    app = create_app(Settings(data_dir=data_dir, default_call_timeout=20))
-    with TestClient(app, raise_server_exceptions=False) as http:
-        yield InProcess(http, data_dir)
+    with database_url(request.param) as url:
+        settings = Settings(data_dir=data_dir, default_call_timeout=20, database_url=url)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+            yield InProcess(http, data_dir)
 
 
 @pytest.fixture(scope="module")

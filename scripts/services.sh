@@ -1,0 +1,45 @@
+# Sourced by scripts/test.sh: start the services the test suite needs and export where they are.
+# PostgreSQL: a private throwaway cluster on a free loopback port (Debian's server package,
+# installed when missing and we are root). Stopped by stop_services, by its PID.
+
+PG_DIR=""
+
+_pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] && echo "$dir"
+}
+
+start_postgres() {
+  local bin port
+  bin=$(_pg_bin)
+  if [ -z "$bin" ] && [ "$(id -u)" = 0 ]; then
+    echo "== installing PostgreSQL (Debian package)"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    bin=$(_pg_bin)
+  fi
+  if [ -z "$bin" ]; then
+    echo "PostgreSQL is not installed: the registry tests will run on SQLite only" >&2
+    return 0
+  fi
+  PG_DIR=$(mktemp -d /tmp/algora-pg.XXXXXX)
+  port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local as_user=()
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$PG_DIR"
+    as_user=(runuser -u postgres --)
+  fi
+  "${as_user[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres -A trust --no-sync >/dev/null
+  "${as_user[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DIR -c fsync=off" start >/dev/null
+  export ALGORA_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:$port/postgres"
+  echo "== PostgreSQL on 127.0.0.1:$port"
+}
+
+stop_services() {
+  if [ -n "$PG_DIR" ] && [ -f "$PG_DIR/data/postmaster.pid" ]; then
+    kill -INT "$(head -n 1 "$PG_DIR/data/postmaster.pid")" 2>/dev/null || true
+    sleep 1
+  fi
+  [ -n "$PG_DIR" ] && rm -rf "$PG_DIR"
+}
