@@ -4,6 +4,22 @@
 
 PG_DIR=""
 
+# System tools the tests use: git (lineage), bubblewrap (the worker sandbox), PostgreSQL.
+install_system_packages() {
+  local missing=()
+  command -v git >/dev/null || missing+=(git)
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing system packages (${missing[*]}): install them, or run as root" >&2
+    return 0
+  fi
+  echo "== installing ${missing[*]} (Debian packages)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 _pg_bin() {
   local dir
   dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
@@ -13,11 +29,6 @@ _pg_bin() {
 start_postgres() {
   local bin port
   bin=$(_pg_bin)
-  if [ -z "$bin" ] && [ "$(id -u)" = 0 ]; then
-    echo "== installing PostgreSQL (Debian package)"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    bin=$(_pg_bin)
-  fi
   if [ -z "$bin" ]; then
     echo "PostgreSQL is not installed: the registry tests will run on SQLite only" >&2
     return 0

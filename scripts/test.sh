@@ -17,6 +17,7 @@ echo "== mypy"
 echo "== services"
 . scripts/services.sh
 trap stop_services EXIT
+install_system_packages
 start_postgres
 echo "== pytest"
 set +e

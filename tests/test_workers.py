@@ -391,3 +391,24 @@ def test_call_overhead_is_small(tmp_path: Path) -> None:
         assert p50 < 0.002, f"p50 round trip {p50 * 1e6:.0f} us"
 
     run_with_pool(tmp_path, spec, body)
+
+
+def test_manager_stops_idle_pools_and_restarts_them_on_demand(tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, MODEL)
+
+    async def main() -> None:
+        manager = PoolManager(tmp_path / "data", LocalBackend(), idle_seconds=0.3)
+        busy = await manager.get("busy", spec)
+        idle = await manager.get("idle", spec)
+        assert await manager.evict_idle() == []  # both were just used
+        await asyncio.sleep(0.4)
+        await manager.get("busy", spec)  # a call keeps a pool alive
+        assert await manager.evict_idle() == ["idle"]
+        assert not idle.healthy and busy.healthy
+        assert list(manager.pools()) == ["busy"]
+        again = await manager.get("idle", spec)
+        result = await again.call(CallRequest("r", "text", b"back", 10))
+        assert result.payload == b"BACK"
+        await manager.stop_all()
+
+    asyncio.run(main())

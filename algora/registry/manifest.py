@@ -71,6 +71,12 @@ class ExampleSection(_Strict):
 class ServingSection(_Strict):
     timeout: float = Field(default=60.0, gt=0)
     replicas: int = Field(default=1, ge=1, le=64)
+    network: bool = False
+    """Grant the workers network access (without it they reach only their own loopback)."""
+    memory_mb: int | None = Field(default=None, ge=32)
+    """Memory limit per worker in MiB; None: the platform's ``worker_memory_mb``."""
+    cpu_seconds: float | None = Field(default=None, gt=0)
+    """CPU seconds one call may use; None: the platform's ``worker_cpu_seconds``."""
 
 
 class Manifest(_Strict):
@@ -102,4 +108,8 @@ def load_manifest(folder: Path) -> Manifest:
         raise InvalidManifest(
             f"no {MANIFEST_NAME} in the model folder: run 'algora init NAME' to create one"
         )
-    return parse_manifest(path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidManifest(f"{MANIFEST_NAME} is not UTF-8 text: save it as UTF-8") from None
+    return parse_manifest(text)

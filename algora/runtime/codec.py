@@ -45,6 +45,8 @@ def decode_input(content_type: str, payload: bytes) -> Any:
             return json.loads(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidPayload(f"input is not valid UTF-8 JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidPayload("input JSON is nested too deeply") from None
     if content_type == "text":
         try:
             return payload.decode("utf-8")

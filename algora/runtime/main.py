@@ -6,11 +6,18 @@ Launched by the gateway with the model environment's own interpreter (docs/proto
 from algora_runtime.main import main; main()" --source <model dir> --entrypoint model:apply
 
 Standard library only; relative imports only (the package runs as ``algora_runtime``).
+
+Resource limits come in the argv (``--memory-limit BYTES``, ``--cpu-limit SECONDS``) and are set
+here, before any user code is imported, so that they hold however the worker is launched (with
+or without a sandbox, on any backend). A ``MemoryError`` while serving ends the worker with
+status :data:`EXIT_OUT_OF_MEMORY` (its heap may be in any state); the gateway restarts it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 import time
@@ -27,15 +34,18 @@ from .codec import (
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
 
-__all__ = ["main", "serve"]
+__all__ = ["EXIT_OUT_OF_MEMORY", "main", "serve"]
 
 _READ_BUFFER = 1 << 16
+EXIT_OUT_OF_MEMORY = 86
+"""Exit status of a worker that ran out of memory (its memory limit) while serving a call."""
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of a worker process; never returns (exits 0 on shutdown or end of input)."""
     started = time.perf_counter()
     args = _parse_args(argv)
+    _apply_limits(args.memory_limit, args.cpu_limit)
     proto_in, proto_out = _take_protocol_fds()
     reader = os.fdopen(proto_in, "rb", buffering=_READ_BUFFER)
 
@@ -49,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as exc:
         _flush_std()
         error = _error("model_load_failed", exc, skip_frames=0)
+        if isinstance(exc, MemoryError) and args.memory_limit is not None:
+            limit = args.memory_limit // (1 << 20)
+            error["message"] = f"the model ran out of memory while loading (limit {limit} MiB)"
         _send(proto_out, {"type": "load_error", "error": error})
         sys.stderr.write(error["stacktrace"])
         _flush_std()
@@ -62,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         "load_seconds": round(time.perf_counter() - started, 6),
     }
     _send(proto_out, ready)
-    code = serve(model, reader, proto_out)
+    code = serve(model, reader, proto_out, cpu_limit=args.cpu_limit)
     _flush_std()
     os._exit(code)
 
@@ -71,7 +84,61 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="algora_runtime", description="Algora model worker")
     parser.add_argument("--source", required=True, help="directory holding the model's code")
     parser.add_argument("--entrypoint", required=True, help="module:attr of the model")
+    parser.add_argument("--memory-limit", type=int, help="data-segment limit in bytes")
+    parser.add_argument("--cpu-limit", type=float, help="CPU seconds each call may use")
     return parser.parse_args(argv)
+
+
+def _apply_limits(memory_limit: int | None, cpu_limit: float | None) -> None:
+    """Set the worker's resource limits before any user code runs (docs/protocol.md).
+
+    Memory is RLIMIT_DATA, not RLIMIT_AS: since Linux 4.7 it counts the private writable
+    mappings (heap, anonymous mmap, thread stacks), which is what a model actually allocates,
+    and not the address space that shared libraries, OpenBLAS/glibc arena reservations or
+    CUDA/JAX PROT_NONE reservations take without using memory; RLIMIT_AS makes numpy-, torch-
+    or JAX-based models fail to import under limits far above what they use. Soft and hard
+    limits are equal, so the model cannot raise them (nor can it without capabilities).
+    Core dumps are disabled: SIGXCPU (the CPU limit) would otherwise dump one.
+    """
+    if memory_limit is None and cpu_limit is None:
+        return
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_limit is not None:
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            memory_limit = min(memory_limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_limit, memory_limit))
+    _arm_cpu_limit(cpu_limit)
+
+
+def _arm_cpu_limit(seconds: float | None) -> None:
+    """Let the process use ``seconds`` more CPU time from now (the soft RLIMIT_CPU).
+
+    RLIMIT_CPU counts the process's whole life, so it is moved forward before each call: the
+    limit is per call, and a busy worker is not killed merely for having served long. Past it
+    the kernel sends SIGXCPU, whose default action ends the worker. The hard limit is left as
+    it is (raising it again per call would need privileges), so a model that deliberately
+    catches SIGXCPU and raises its own soft limit is still stopped by the call timeout.
+    """
+    if seconds is None:
+        return
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + seconds)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _out_of_memory() -> int:
+    """Report a MemoryError while serving in the log (allocating as little as possible)."""
+    with contextlib.suppress(OSError):
+        os.write(2, b"algora_runtime: out of memory while serving a call; exiting\n")
+    return EXIT_OUT_OF_MEMORY
 
 
 def _take_protocol_fds() -> tuple[int, int]:
@@ -107,8 +174,13 @@ def _send(fd: int, header: dict[str, Any], payload: bytes = b"") -> None:
         os._exit(1)
 
 
-def serve(model: LoadedModel, reader: IO[bytes], out_fd: int) -> int:
-    """Answer frames until ``shutdown`` or end of input; return the exit status."""
+def serve(
+    model: LoadedModel, reader: IO[bytes], out_fd: int, *, cpu_limit: float | None = None
+) -> int:
+    """Answer frames until ``shutdown`` or end of input; return the exit status.
+
+    ``cpu_limit``: CPU seconds each call or batch may use (re-armed before each one).
+    """
     while True:
         try:
             frame = read_frame(reader)
@@ -119,15 +191,20 @@ def serve(model: LoadedModel, reader: IO[bytes], out_fd: int) -> int:
             return 0
         header, payload = frame
         kind = header.get("type")
-        if kind == "call":
-            reply, body = handle_call(model, header, payload)
-        elif kind == "call_batch":
-            reply, body = handle_batch(model, header, payload)
-        elif kind == "shutdown":
-            return 0
-        else:
-            error = {"code": "protocol_error", "message": f"unknown message type {kind!r}"}
-            reply, body = {"type": "error", "id": header.get("id"), "error": error}, b""
+        try:
+            if kind == "call":
+                _arm_cpu_limit(cpu_limit)
+                reply, body = handle_call(model, header, payload)
+            elif kind == "call_batch":
+                _arm_cpu_limit(cpu_limit)
+                reply, body = handle_batch(model, header, payload)
+            elif kind == "shutdown":
+                return 0
+            else:
+                error = {"code": "protocol_error", "message": f"unknown message type {kind!r}"}
+                reply, body = {"type": "error", "id": header.get("id"), "error": error}, b""
+        except MemoryError:
+            return _out_of_memory()
         _send(out_fd, reply, body)
 
 
@@ -150,6 +227,8 @@ def handle_call(
     except ResultNotSerializable as exc:
         error = _error(exc.code, exc, skip_frames=0)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
+    except MemoryError:
+        raise  # the worker exits (serve); the gateway restarts it
     except Exception as exc:
         error = _error("model_error", exc, skip_frames=1)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
@@ -231,6 +310,8 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
             for value in inputs:
                 try:
                     outcomes.append((model.predict(value),))
+                except MemoryError:
+                    raise
                 except Exception as exc:
                     outcomes.append(_error("model_error", exc, skip_frames=1))
         else:
@@ -241,6 +322,8 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
                         f"predict_batch returned {len(results)} results for {len(inputs)} inputs"
                     )
                 outcomes = [(r,) for r in results]
+            except MemoryError:
+                raise
             except Exception as exc:
                 error = _error("model_error", exc, skip_frames=1)
                 outcomes = [error for _ in inputs]

@@ -1,22 +1,33 @@
-"""The default worker backend: one local subprocess per worker, frames over its stdin/stdout."""
+"""The default worker backend: one local subprocess per worker, frames over its stdin/stdout.
+
+Where the spec asks for it and bwrap works, the worker runs in the sandbox that
+``algora.workers.sandbox`` builds (with a private tmpfs ``/tmp``); otherwise it runs as a plain
+subprocess whose ``TMPDIR`` is a directory of its own under its HOME, removed when it exits.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from algora.errors import WorkerDied
 from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
 from algora.workers.backend import Frame
-from algora.workers.runtime_files import runtime_command
+from algora.workers.runtime_files import install_runtime, runtime_command
+from algora.workers.sandbox import bwrap_command, limit_args, normalize_status, sandbox_status
 from algora.workers.spec import WorkerSpec
 
 __all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
+
+logger = logging.getLogger(__name__)
 
 _LOG_MODE = 0o640
 _HOME_MODE = 0o700
@@ -48,8 +59,16 @@ def _open_log(path: Path) -> int:
 class LocalWorker:
     """A worker subprocess. Its stderr goes straight to the spec's log file (no reader task)."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        *,
+        sandboxed: bool = False,
+        tmp_dir: Path | None = None,
+    ) -> None:
         self._process = process
+        self._sandboxed = sandboxed
+        self._tmp_dir = tmp_dir
         stdin, stdout = process.stdin, process.stdout
         if stdin is None or stdout is None:
             raise RuntimeError("worker process started without pipes")
@@ -62,7 +81,8 @@ class LocalWorker:
 
     @property
     def returncode(self) -> int | None:
-        return self._process.returncode
+        code = self._process.returncode
+        return normalize_status(code) if code is not None and self._sandboxed else code
 
     async def send_frame(self, header: dict[str, Any], payload: bytes = b"") -> None:
         if self._stdin.is_closing():
@@ -108,7 +128,10 @@ class LocalWorker:
             self._stdin.close()
         with contextlib.suppress(ConnectionError):
             await self._stdin.wait_closed()
-        return code
+        if self._tmp_dir is not None:
+            tmp_dir, self._tmp_dir = self._tmp_dir, None
+            await asyncio.to_thread(shutil.rmtree, tmp_dir, True)
+        return normalize_status(code) if self._sandboxed else code
 
 
 class LocalBackend:
@@ -116,7 +139,19 @@ class LocalBackend:
 
     async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker:
         argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
-        env = worker_environment(spec, _private_home(data_dir, spec))
+        argv += limit_args(spec)
+        home = _private_home(data_dir, spec)
+        env = worker_environment(spec, home)
+        sandboxed = spec.sandbox and sandbox_status().available
+        tmp_dir: Path | None = None
+        if sandboxed:
+            runtime_dir = install_runtime(data_dir)
+            argv = await asyncio.to_thread(bwrap_command, argv, spec, data_dir, home, runtime_dir)
+        else:
+            tmp_root = home / ".tmp"
+            tmp_root.mkdir(exist_ok=True, mode=_HOME_MODE)
+            tmp_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=tmp_root))
+            env["TMPDIR"] = str(tmp_dir)
         log_fd = _open_log(spec.log_path)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -129,6 +164,10 @@ class LocalBackend:
                 start_new_session=True,
                 limit=_PIPE_LIMIT,
             )
+        except BaseException:
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
         finally:
             os.close(log_fd)
-        return LocalWorker(process)
+        return LocalWorker(process, sandboxed=sandboxed, tmp_dir=tmp_dir)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from pathlib import Path
 
 from algora.workers.backend import WorkerBackend
@@ -11,6 +13,8 @@ from algora.workers.pool import Pool
 from algora.workers.spec import WorkerSpec
 
 __all__ = ["PoolManager"]
+
+logger = logging.getLogger(__name__)
 
 
 class PoolManager:
@@ -20,14 +24,20 @@ class PoolManager:
     ``get`` tries again.
     """
 
-    def __init__(self, data_dir: Path, backend: WorkerBackend) -> None:
+    def __init__(self, data_dir: Path, backend: WorkerBackend, idle_seconds: float = 0.0) -> None:
         self._data_dir = data_dir
         self._backend = backend
         self._pools: dict[str, Pool] = {}
         self._starting: dict[str, asyncio.Task[Pool]] = {}
+        self._idle_seconds = idle_seconds
+        self._last_used: dict[str, float] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     async def get(self, key: str, spec: WorkerSpec) -> Pool:
         """The running pool for ``key``, starting it from ``spec`` when there is none."""
+        self._last_used[key] = time.monotonic()
+        if self._idle_seconds > 0 and self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap(), name="algora-pool-reaper")
         pool = self._pools.get(key)
         if pool is not None and pool.running:
             return pool
@@ -63,8 +73,37 @@ class PoolManager:
         if pool is not None:
             await pool.stop()
 
+    async def evict_idle(self) -> list[str]:
+        """Stop the pools that have had no call for ``idle_seconds``; return their keys."""
+        now = time.monotonic()
+        evicted = []
+        for key, pool in list(self._pools.items()):
+            stats = pool.stats()
+            idle = now - self._last_used.get(key, now)
+            if idle >= self._idle_seconds and stats.in_flight == 0 and stats.queued == 0:
+                evicted.append(key)
+                await self.stop(key)
+                self._last_used.pop(key, None)
+        return evicted
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, min(self._idle_seconds / 4, 60.0)))
+            try:
+                evicted = await self.evict_idle()
+            except Exception:
+                logger.exception("evicting idle pools failed")
+                continue
+            if evicted:
+                logger.info("stopped %d idle pool(s): %s", len(evicted), ", ".join(evicted))
+
     async def stop_all(self) -> None:
         """Stop every pool, including those still starting."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
         starting = list(self._starting.values())
         if starting:
             await asyncio.gather(*starting, return_exceptions=True)

@@ -28,6 +28,7 @@ from algora.errors import (
     WorkerDied,
 )
 from algora.workers.backend import WorkerBackend, WorkerHandle
+from algora.workers.sandbox import exit_reason
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
 
 __all__ = ["Pool", "PoolStats", "read_log_tail"]
@@ -450,13 +451,17 @@ class Pool:
         with contextlib.suppress(TimeoutError):
             status = await asyncio.wait_for(asyncio.shield(worker.exited), _EXIT_STATUS_WAIT)
         message = "the worker died while handling the call"
+        details: dict[str, Any] = {"exit_status": status, "reason": cause.message}
+        limit = exit_reason(self.spec, status) if status is not None else None
+        if limit is not None:
+            details["limit"] = limit[0]
+            message = f"the worker {limit[1]} while handling the call"
         if status is not None:
             message += f" (exit status {status})"
+        if limit is not None:
+            message += "; it is being restarted"
         for pending in batch:
-            _fail(
-                pending,
-                WorkerDied(message, details={"exit_status": status, "reason": cause.message}),
-            )
+            _fail(pending, WorkerDied(message, details=details))
 
 
 class _ProtocolViolation(Exception):

@@ -34,6 +34,16 @@ class WorkerSpec:
     """Calls that may wait for a worker before new ones are refused with Overloaded."""
     max_batch: int = 32
     """Most calls sent in one ``call_batch`` to a model with ``predict_batch``."""
+    network: bool = False
+    """Whether a sandboxed worker may reach the network (else only its own loopback)."""
+    memory_bytes: int | None = None
+    """Data-segment limit of each worker (RLIMIT_DATA); None: no limit."""
+    cpu_seconds: float | None = None
+    """CPU seconds each call (or batch) may use (RLIMIT_CPU, re-armed per call); None: no limit."""
+    sandbox: bool = False
+    """Run the workers under bubblewrap when it works here (``algora.workers.sandbox``). The
+    platform always sets it from its settings; the default is off because a sandboxed worker
+    lives in its own PID namespace, so what it reports as its pid is not the host's."""
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -42,6 +52,10 @@ class WorkerSpec:
             raise ValueError("max_queue must be >= 0 and max_batch >= 1")
         if self.start_timeout <= 0:
             raise ValueError("start_timeout must be positive")
+        if (self.memory_bytes is not None and self.memory_bytes <= 0) or (
+            self.cpu_seconds is not None and self.cpu_seconds <= 0
+        ):
+            raise ValueError("memory_bytes and cpu_seconds must be positive when set")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,37 @@
+"""How a version's manifest and the platform's settings become the spec of its workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from algora.registry.manifest import Manifest
+from algora.settings import Settings
+from algora.workers.sandbox import use_sandbox
+from algora.workers.spec import WorkerSpec
+
+__all__ = ["worker_spec"]
+
+
+def worker_spec(
+    settings: Settings,
+    manifest: Manifest,
+    *,
+    python: Path,
+    source_dir: Path,
+    log_path: Path,
+    replicas: int | None = None,
+) -> WorkerSpec:
+    """The one place serving settings meet platform limits (smoke tests and pools alike)."""
+    serving = manifest.serving
+    return WorkerSpec(
+        python=python,
+        source_dir=source_dir,
+        entrypoint=manifest.model.entrypoint,
+        log_path=log_path,
+        replicas=replicas if replicas is not None else serving.replicas,
+        start_timeout=settings.worker_start_timeout,
+        network=serving.network,
+        memory_bytes=(serving.memory_mb or settings.worker_memory_mb) << 20,
+        cpu_seconds=serving.cpu_seconds or settings.worker_cpu_seconds,
+        sandbox=use_sandbox(settings.sandbox),
+    )
