@@ -23,6 +23,7 @@ back to the same class with :func:`error_from_body`.
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── BuildFailed (422 build_failed)
+    │   └── PolicyViolation (422 policy_violation)   the dependency policy refused the lock
     ├── ModelError (500 model_error)         the model's own code raised
     │   └── ModelLoadFailed (500 model_load_failed)
     ├── Unavailable (503 unavailable)
@@ -53,6 +54,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PolicyViolation",
     "Unauthenticated",
     "Unavailable",
     "UnsupportedMediaType",
@@ -150,6 +152,16 @@ class UnsupportedMediaType(AlgoraError):
 class BuildFailed(AlgoraError):
     status = HTTPStatus.UNPROCESSABLE_ENTITY
     code = "build_failed"
+
+
+class PolicyViolation(BuildFailed):
+    """The locked dependencies break the platform's dependency policy.
+
+    The message names each package and the rule it broke; ``details["violations"]`` lists them
+    as ``{package, version, rule, message}``.
+    """
+
+    code = "policy_violation"
 
 
 class ModelError(AlgoraError):

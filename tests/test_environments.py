@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -193,6 +196,25 @@ def test_run_in_environment_timeout(tmp_path: Path, host_env: Environment) -> No
         builder.run_in_environment(
             host_env, ["python", "-c", "import time; time.sleep(30)"], tmp_path, Lines(), 0.5
         )
+
+
+def test_a_daemon_left_behind_does_not_wedge_the_build(
+    tmp_path: Path, host_env: Environment
+) -> None:
+    builder = EnvironmentBuilder(tmp_path / "envs", sys.executable, INDEX)
+    script = (
+        "import subprocess; "
+        "daemon = subprocess.Popen(['setsid', 'sleep', '300']); "
+        "open('daemon.pid', 'w').write(str(daemon.pid)); print('trained')"
+    )
+    started = time.monotonic()
+    lines = Lines()
+    try:
+        builder.run_in_environment(host_env, ["python", "-c", script], tmp_path, lines, 60)
+        assert time.monotonic() - started < 10
+        assert "trained" in lines
+    finally:
+        os.kill(int((tmp_path / "daemon.pid").read_text()), signal.SIGKILL)
 
 
 def test_run_in_environment_missing_command(tmp_path: Path, host_env: Environment) -> None:

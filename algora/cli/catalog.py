@@ -52,7 +52,8 @@ def versions(
     model: Annotated[str, typer.Argument(help="owner/name")],
     version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
     show: Annotated[
-        str | None, typer.Option("--show", help="With VERSION: lock, schema, lineage or log.")
+        str | None,
+        typer.Option("--show", help="With VERSION: lock, schema, lineage, log or sbom."),
     ] = None,
     deprecate: Annotated[bool, typer.Option("--deprecate", help="Deprecate VERSION.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -60,7 +61,7 @@ def versions(
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
-    """List a model's versions, or show one version's details, lock, schema, lineage or log."""
+    """List a model's versions, or show one version's details, lock, schema, lineage, log, SBOM."""
     with errors_to_exit():
         client = client_for(url, key, profile)
         if version is None:
@@ -88,6 +89,11 @@ def versions(
             if response.status_code >= 400:
                 raise_for_error(response)
             sys.stdout.write(response.text)
+        elif show == "sbom":
+            response = client.request("GET", base + "/sbom")
+            if response.status_code >= 400:
+                raise_for_error(response)
+            sys.stdout.write(response.text.rstrip("\n") + "\n")
         elif show == "log":
             sys.stdout.write(client.build_log(model, version)["text"])
         elif show in ("schema", "lineage"):
@@ -95,7 +101,7 @@ def versions(
         elif show is None:
             _print_json(client.version(model, version))
         else:
-            console.print("[bold red]error[/]: --show takes lock, schema, lineage or log")
+            console.print("[bold red]error[/]: --show takes lock, schema, lineage, log or sbom")
             raise typer.Exit(2)
 
 

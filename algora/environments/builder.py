@@ -11,12 +11,14 @@ from, and nothing passes through a shell.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import contextlib
 import fcntl
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import stat
@@ -46,6 +48,8 @@ LOCK_FILE = "algora-lock.txt"
 _DIR_MODE = 0o750
 _FILE_MODE = 0o640
 _TAIL_LINES = 40
+_DRAIN_GRACE = 2.0
+"""Seconds output is still read after the command exited (see ``_drain``)."""
 _LOG_LINES = 2000
 _REASON_CHARS = 2000
 # What uv needs from the gateway's own process environment to reach the index (proxies,
@@ -99,12 +103,13 @@ class EnvironmentBuilder:
     # ---------------------------------------------------------------------------------------
     # locking
 
-    def lock(self, requirements: list[str], log: Log) -> str:
+    def lock(self, requirements: list[str], log: Log, *, only_binary: bool = False) -> str:
         """Resolve ``requirements`` into a lock with pinned versions and hashes.
 
         Requirements must already have passed
         :func:`~algora.environments.requirements.parse_requirements`. An empty list gives an
-        empty lock. Raises :class:`BuildFailed` with uv's reason when resolution fails.
+        empty lock. With ``only_binary`` only wheels are considered, never a source
+        distribution. Raises :class:`BuildFailed` with uv's reason when resolution fails.
         """
         if not requirements:
             return ""
@@ -121,6 +126,7 @@ class EnvironmentBuilder:
                 self.index_url,
                 "--python",
                 self.python,
+                *_binary_only(only_binary),
             ]
             log(f"Locking {len(requirements)} requirement(s) with uv")
             with output.open("w") as lock_out:
@@ -132,8 +138,11 @@ class EnvironmentBuilder:
     # ---------------------------------------------------------------------------------------
     # building
 
-    def ensure(self, lock: str, log: Log) -> Environment:
-        """The environment for ``lock``: reused when already built, else built now."""
+    def ensure(self, lock: str, log: Log, *, only_binary: bool = False) -> Environment:
+        """The environment for ``lock``: reused when already built, else built now.
+
+        With ``only_binary`` the install refuses source distributions (nothing is built).
+        """
         version = interpreter_version(self.python)
         env_hash = environment_hash(version, lock)
         final = self.root / env_hash
@@ -151,7 +160,7 @@ class EnvironmentBuilder:
             log(f"Building environment {env_hash[:12]} (Python {version})")
             staging = Path(tempfile.mkdtemp(prefix=f".{env_hash[:12]}-", dir=self.root))
             try:
-                self._build(staging, lock, log)
+                self._build(staging, lock, log, only_binary=only_binary)
                 (staging / LOCK_FILE).write_text(lock)
                 marker = {"hash": env_hash, "python_version": version, "built_at": time.time()}
                 # The marker is written last: its presence means the environment is complete.
@@ -167,7 +176,7 @@ class EnvironmentBuilder:
             log(f"Environment {env_hash[:12]} ready")
             return self._environment(env_hash, reused=False)
 
-    def _build(self, staging: Path, lock: str, log: Log) -> None:
+    def _build(self, staging: Path, lock: str, log: Log, *, only_binary: bool = False) -> None:
         env = self._uv_env()
         venv = [
             *self._uv("venv"),
@@ -192,6 +201,7 @@ class EnvironmentBuilder:
             "--require-hashes",
             "--index-url",
             self.index_url,
+            *_binary_only(only_binary),
         ]
         code, lines = _run(sync, staging, env, log, self.timeout)
         if code != 0:
@@ -241,8 +251,11 @@ class EnvironmentBuilder:
         cwd: Path,
         log: Log,
         timeout: float | None = None,
+        wrap: Callable[[list[str]], list[str]] | None = None,
     ) -> None:
         """Run a publish-time build command (``["python", "train.py"]``) inside ``env``.
+
+        ``wrap`` turns the command line into a sandboxed one (the caller owns the sandbox).
 
         ``python`` (and ``python3``) mean the environment's interpreter; other commands are
         looked up on a ``PATH`` that starts with the environment's ``bin``. The command gets
@@ -264,6 +277,8 @@ class EnvironmentBuilder:
         }
         limit = self.timeout if timeout is None else timeout
         log(f"Running build command: {' '.join(argv)}")
+        if wrap is not None:
+            command = wrap(command)
         code, lines = _run(command, Path(cwd), child_env, log, limit)
         if code != 0:
             raise _failure(f"build command {argv!r} exited with status {code}", lines, tail=True)
@@ -326,12 +341,15 @@ def _run(
     timer.start()
     lines: collections.deque[str] = collections.deque(maxlen=_LOG_LINES)
     stream = proc.stderr if stdout is not None else proc.stdout
+
+    def emit(raw: str) -> None:
+        line = raw.rstrip("\r\n")
+        lines.append(line)
+        log(line)
+
     try:
         if stream is not None:
-            for raw in stream:
-                line = raw.rstrip("\r\n")
-                lines.append(line)
-                log(line)
+            _drain(stream, proc, emit)
         code = proc.wait()
     finally:
         timer.cancel()
@@ -346,6 +364,42 @@ def _run(
             details={"log": "\n".join(lines)},
         )
     return code, list(lines)
+
+
+def _drain(stream: IO[str], proc: subprocess.Popen[str], emit: Callable[[str], None]) -> None:
+    """Pass output lines to ``emit`` until the process has exited and its output is drained.
+
+    Reading to end-of-file is not enough: a grandchild that left the process group (``setsid``)
+    may hold the pipe open forever. Once the process is gone, output is read for a short grace
+    period only.
+    """
+    fd = stream.fileno()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pending = ""
+    exited_at: float | None = None
+    while True:
+        if exited_at is None and proc.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > _DRAIN_GRACE:
+            break
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        pending += decoder.decode(chunk)
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            emit(line)
+    pending += decoder.decode(b"", final=True)
+    if pending:
+        emit(pending)
+
+
+def _binary_only(only_binary: bool) -> list[str]:
+    """uv's options that refuse source distributions, when ``only_binary``."""
+    return ["--only-binary", ":all:"] if only_binary else []
 
 
 def _failure(what: str, lines: list[str], *, tail: bool = False) -> BuildFailed:
