@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from algora import __version__
-from algora.cli import catalog, publishing, scaffold, serve
+from algora.cli import audit, catalog, publishing, scaffold, serve
 
 __all__ = ["app", "main"]
 
@@ -41,6 +41,7 @@ app.command()(catalog.versions)
 app.command()(catalog.login)
 app.command()(catalog.whoami)
 app.add_typer(catalog.keys_app, name="keys")
+app.add_typer(audit.audit_app, name="audit")
 
 
 def main() -> None:

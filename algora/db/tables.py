@@ -5,10 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "Environment", "Model", "Principal", "Version", "utcnow"]
+__all__ = [
+    "ApiKey",
+    "AuditEventRow",
+    "Base",
+    "Environment",
+    "Model",
+    "Principal",
+    "Version",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -117,3 +126,44 @@ class Version(Base):
     @property
     def semver(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
+
+
+# 64-bit ids on PostgreSQL; SQLite's INTEGER is 64-bit already (and stays the rowid).
+_AuditId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class AuditEventRow(Base):
+    """One audit event: a call or a change, hash-chained to the row before it.
+
+    Ids are assigned by the audit writer under the chain lock, so they are gapless; no foreign
+    keys, so that rows outlive the principals and models they name.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_principal_received", "principal", "received_at"),
+        Index("ix_audit_events_resource_received", "resource", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_AuditId, primary_key=True, autoincrement=False)
+    received_at: Mapped[datetime]
+    completed_at: Mapped[datetime]
+    principal: Mapped[str | None] = mapped_column(String(64))
+    principal_id: Mapped[int | None]
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    auth_method: Mapped[str] = mapped_column(String(8))
+    peer: Mapped[str | None] = mapped_column(String(64))
+    forwarded_for: Mapped[str | None] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str | None] = mapped_column(String(255))
+    version: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    parent_request_id: Mapped[str | None] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(8))
+    status: Mapped[int]
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    latency_ms: Mapped[float]
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

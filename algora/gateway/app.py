@@ -16,9 +16,10 @@ from algora import __version__
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body
 from algora.gateway import health
+from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.deps import current_caller
 from algora.gateway.platform import Platform
-from algora.protocols import algorithmia, native
+from algora.protocols import algorithmia, audit_api, native
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -30,19 +31,22 @@ def _json_error(error: AlgoraError) -> JSONResponse:
     return JSONResponse(error_body(error), status_code=int(error.status))
 
 
-async def _algora_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _algora_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AlgoraError)  # registered for AlgoraError only
+    note_error(request, exc)
     return _json_error(exc)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     problems = [
         {"location": ".".join(str(p) for p in err.get("loc", ())), "message": err.get("msg", "")}
         for err in exc.errors()
     ]
     summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems)
-    return _json_error(InvalidInput(f"invalid request: {summary}", details={"problems": problems}))
+    error = InvalidInput(f"invalid request: {summary}", details={"problems": problems})
+    note_error(request, error)
+    return _json_error(error)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -66,7 +70,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await platform.audit.start()
         yield
+        await platform.audit.stop()  # commits what is queued
         if owned:
             await platform.aclose()
         else:
@@ -88,6 +94,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(health.router)
     app.include_router(algorithmia.router)
     app.include_router(native.router)
+    app.include_router(audit_api.router)
+    app.add_middleware(AuditMiddleware, audit=platform.audit)  # innermost: sees every route
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     async def openapi(_caller: Annotated[Caller, Depends(current_caller)]) -> JSONResponse:

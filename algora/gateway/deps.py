@@ -9,6 +9,7 @@ from fastapi import Request
 
 from algora.auth.principals import Caller
 from algora.errors import PayloadTooLarge
+from algora.gateway.auditing import trail_of
 from algora.gateway.platform import Platform
 
 __all__ = ["current_caller", "platform_of", "read_body"]
@@ -22,10 +23,11 @@ async def current_caller(request: Request) -> Caller:
     """Authenticate the request's key (cached; the database is read only on a miss)."""
     authenticator = platform_of(request).authenticator
     header = request.headers.get("authorization")
-    cached = authenticator.cached(header)
-    if cached is not None:
-        return cached
-    return await asyncio.to_thread(authenticator.authenticate, header)
+    caller = authenticator.cached(header)
+    if caller is None:
+        caller = await asyncio.to_thread(authenticator.authenticate, header)
+    trail_of(request).caller = caller
+    return caller
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -1,0 +1,175 @@
+"""``algora audit``: list, export and verify the audit log."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from algora.cli.common import (
+    KeyOption,
+    ProfileOption,
+    UrlOption,
+    client_for,
+    console,
+    err_console,
+    errors_to_exit,
+)
+from algora.sdk.client import raise_for_error
+
+__all__ = ["audit_app"]
+
+audit_app = typer.Typer(
+    help="Read the audit log: who called or changed what, when, from where.",
+    no_args_is_help=True,
+)
+
+PrincipalOpt = Annotated[str | None, typer.Option("--principal", help="Exact principal name.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="owner/name")]
+SinceOpt = Annotated[datetime | None, typer.Option("--since", help="Received at or after (UTC).")]
+UntilOpt = Annotated[datetime | None, typer.Option("--until", help="Received before (UTC).")]
+OutcomeOpt = Annotated[
+    str | None, typer.Option("--outcome", help="allow, deny or error (allowed but failed).")
+]
+
+
+def _filters(
+    principal: str | None,
+    model: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    outcome: str | None,
+) -> dict[str, str]:
+    if outcome is not None and outcome not in ("allow", "deny", "error"):
+        err_console.print("[bold red]error[/]: --outcome takes allow, deny or error")
+        raise typer.Exit(2)
+    params = {
+        "principal": principal,
+        "model": model,
+        "since": since.isoformat() if since else None,
+        "until": until.isoformat() if until else None,
+        "outcome": outcome,
+    }
+    return {k: v for k, v in params.items() if v is not None}
+
+
+@audit_app.command("list")
+def audit_list(
+    principal: PrincipalOpt = None,
+    model: ModelOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    outcome: OutcomeOpt = None,
+    limit: Annotated[int, typer.Option("--limit", help="Most events to show.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Show audit events, newest first."""
+    params: dict[str, Any] = {**_filters(principal, model, since, until, outcome)}
+    params["limit"] = max(1, min(limit, 1000))
+    with errors_to_exit():
+        rows = client_for(url, key, profile).get_json("/api/v1/audit", **params)
+    if as_json:
+        console.print_json(json.dumps(rows))
+        return
+    table = Table("id", "received", "principal", "action", "resource", "version", "status")
+    for row in rows:
+        status = str(row["status"])
+        if row["decision"] == "deny":
+            status += " denied"
+        elif row["error_code"]:
+            status += f" {row['error_code']}"
+        table.add_row(
+            str(row["id"]),
+            str(row["received_at"])[:19],
+            row["principal"] or "-",
+            row["action"],
+            row["resource"] or "",
+            row["version"] or "",
+            status,
+        )
+    console.print(table)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file (else stdout).")
+    ] = None,
+    principal: PrincipalOpt = None,
+    model: ModelOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    outcome: OutcomeOpt = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Export audit events as JSON lines, oldest first."""
+    params = _filters(principal, model, since, until, outcome)
+    with errors_to_exit():
+        client = client_for(url, key, profile)
+        response = client.request("GET", "/api/v1/audit/export", params=params)
+        raise_for_error(response)
+    if output is None:
+        sys.stdout.write(response.text)
+        return
+    output.write_text(response.text, encoding="utf-8")
+    output.chmod(0o600)  # audit rows are not for every local user
+    count = response.text.count("\n")
+    err_console.print(f"wrote {count} event(s) to {output}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Read the registry database directly (ALGORA_DATABASE_URL if set, else the "
+            "data directory's SQLite), for when the gateway is down.",
+        ),
+    ] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Check the audit chain; exit 1 and name the first bad row when it is broken."""
+    if data_dir is not None:
+        report = _verify_locally(data_dir)
+    else:
+        with errors_to_exit():
+            report = client_for(url, key, profile).get_json("/api/v1/audit/verify")
+    if report["ok"]:
+        console.print(f"[green]ok[/]: {report['message']} (last hash {report['last_hash']})")
+        return
+    err_console.print(
+        f"[bold red]broken[/] at row {report['first_bad_id']} ({report['problem']}): "
+        f"{report['message']}; the {report['rows']} row(s) before it are intact"
+    )
+    raise typer.Exit(1)
+
+
+def _verify_locally(data_dir: Path) -> dict[str, Any]:
+    from algora.audit import verify
+    from algora.db.engine import create_registry_engine, make_session_factory
+    from algora.settings import Settings
+
+    settings = Settings(data_dir=data_dir)
+    url = settings.resolved_database_url
+    if url.startswith("sqlite") and not (settings.resolved_data_dir / "registry.db").is_file():
+        err_console.print(f"[bold red]error[/]: no registry database in {data_dir}")
+        raise typer.Exit(1)
+    engine = create_registry_engine(url)
+    try:
+        return asdict(verify(make_session_factory(engine)))
+    finally:
+        engine.dispose()

@@ -1,0 +1,238 @@
+"""Audit middleware: one committed audit row before the answer, for every call and change.
+
+Plain ASGI. It records every model call, every request that changes something (any method but
+GET, HEAD and OPTIONS under ``/api/v1`` and the data routes), every denied request (401, 403)
+on any route, and the few reads a route asks for (``whoami``, audit reads). Routes add what
+only they know (the caller, the version served, the error code) to the request's
+:class:`AuditTrail`; the middleware adds when, from where, the status and the byte counts, and
+holds the response until the row is committed. Never a payload, never a header's secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from algora.audit import AuditEvent, AuditLog, Decision
+from algora.auth.keys import parse_authorization_scheme
+from algora.auth.principals import Caller
+from algora.errors import AlgoraError, Unavailable, error_body
+
+__all__ = ["AuditMiddleware", "AuditTrail", "trail_of"]
+
+logger = logging.getLogger(__name__)
+
+_SCOPE_KEY = "algora.audit"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_CHANGE_PREFIXES = ("/api/v1/", "/v1/data/", "/v1/connector/")
+_MODEL = r"(?P<owner>[^/]+)/(?P<name>[^/]+)"
+# (method, path, action): the named groups give the resource and the version.
+_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), action)
+    for method, pattern, action in (
+        ("POST", rf"/v1/algo/{_MODEL}(?:/(?P<version>[^/]+))?/?", "model.call"),
+        ("POST", rf"/api/v1/models/{_MODEL}/versions/?", "version.publish"),
+        ("PATCH", rf"/api/v1/models/{_MODEL}/versions/(?P<version>[^/]+)", "version.deprecate"),
+        ("PATCH", rf"/api/v1/models/{_MODEL}", "model.update"),
+        ("POST", r"/api/v1/keys/?", "key.create"),
+        ("DELETE", r"/api/v1/keys/(?P<key>[^/]+)", "key.revoke"),
+        ("POST", r"/api/v1/principals/?", "principal.create"),
+        ("GET", r"/api/v1/whoami", "auth.login"),
+        ("GET", r"/api/v1/audit(?:/.*)?", "audit.read"),
+    )
+)
+
+
+@dataclass
+class AuditTrail:
+    """What the route learned about a request, for its audit row."""
+
+    caller: Caller | None = None
+    action: str | None = None
+    resource: str | None = None
+    version: str | None = None
+    request_id: str | None = None
+    error_code: str | None = None
+
+
+def trail_of(connection: HTTPConnection) -> AuditTrail:
+    """The request's trail (a detached one when the middleware is not mounted)."""
+    trail = connection.scope.get(_SCOPE_KEY)
+    return trail if isinstance(trail, AuditTrail) else AuditTrail()
+
+
+def note_error(connection: HTTPConnection, error: AlgoraError) -> None:
+    trail_of(connection).error_code = error.code
+
+
+def _classify(method: str, path: str) -> tuple[str | None, str | None, str | None]:
+    """(action, resource, version) named by the route, or Nones."""
+    for route_method, pattern, action in _ROUTES:
+        if method != route_method:
+            continue
+        match = pattern.fullmatch(path)
+        if match is None:
+            continue
+        groups = match.groupdict()
+        resource = None
+        if groups.get("owner"):
+            resource = f"{groups['owner']}/{groups['name']}"
+        elif groups.get("key"):
+            resource = f"key/{groups['key']}"
+        return action, resource, groups.get("version")
+    return None, None, None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if value else None
+
+
+class AuditMiddleware:
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+        self.app = app
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.audit.enabled:
+            await self.app(scope, receive, send)
+            return
+        received_at = datetime.now(UTC)
+        started = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        action, resource, version = _classify(method, path)
+        trail = AuditTrail(action=action, resource=resource, version=version)
+        scope[_SCOPE_KEY] = trail
+        wanted = action is not None or (method not in _SAFE and path.startswith(_CHANGE_PREFIXES))
+        counts = {"in": 0, "out": 0}
+        start: Message | None = None
+        recorded = False
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                counts["in"] += len(message.get("body", b""))
+            return message
+
+        async def commit(status: int, bytes_out: int | None) -> bool:
+            """Record the row if this request wants one; False when it could not be written."""
+            nonlocal recorded
+            recorded = True
+            if not (wanted or status in (401, 403)):
+                return True
+            event = self._event(
+                scope, trail, method, path, status, received_at, started, counts["in"], bytes_out
+            )
+            try:
+                await self.audit.record(event)
+            except Unavailable:
+                return False
+            return True
+
+        async def holding_send(message: Message) -> None:
+            nonlocal start
+            if recorded:
+                if message["type"] == "http.response.body":
+                    counts["out"] += len(message.get("body", b""))
+                await send(message)
+                return
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await send(message)
+                return
+            body = message.get("body", b"")
+            counts["out"] += len(body)
+            streaming = bool(message.get("more_body", False))
+            # A streamed response is recorded before its first byte: its size is not known yet.
+            if await commit(int(start["status"]), None if streaming else counts["out"]):
+                await send(start)
+                await send(message)
+            else:
+                await _send_unavailable(send)
+
+        try:
+            await self.app(scope, counting_receive, holding_send)
+        except Exception:
+            if not recorded:
+                trail.error_code = trail.error_code or "internal_error"
+                await commit(500, None)
+            raise
+
+    def _event(
+        self,
+        scope: Scope,
+        trail: AuditTrail,
+        method: str,
+        path: str,
+        status: int,
+        received_at: datetime,
+        started: float,
+        bytes_in: int,
+        bytes_out: int | None,
+    ) -> AuditEvent:
+        client = scope.get("client")
+        peer, forwarded = self.audit.origin(
+            str(client[0]) if client else None, _header(scope, b"x-forwarded-for")
+        )
+        auth_method, _secret = parse_authorization_scheme(_header(scope, b"authorization"))
+        caller = trail.caller
+        decision: Decision = "deny" if status in (401, 403) else "allow"
+        if trail.action == "model.call" and status == 404:
+            decision = "deny"  # unknown and hidden (another user's private) models look alike
+        request_id = trail.request_id or _header(scope, b"x-request-id") or _new_request_id()
+        return AuditEvent(
+            action=trail.action or f"http.{method.lower()}",
+            received_at=received_at,
+            completed_at=datetime.now(UTC),
+            status=status,
+            decision=decision,
+            auth_method=auth_method,
+            principal=caller.name if caller else None,
+            principal_id=caller.principal_id if caller else None,
+            key_id=caller.key_id if caller else None,
+            peer=_clip(peer, 64),
+            forwarded_for=forwarded,
+            resource=_clip(trail.resource if trail.action else path, 255),
+            version=_clip(trail.version, 64),
+            request_id=_clip(request_id, 128),
+            parent_request_id=_clip(_header(scope, b"x-parent-request-id"), 128),
+            error_code=_clip(trail.error_code, 64),
+            latency_ms=(time.perf_counter() - started) * 1000,
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+        )
+
+
+def _new_request_id() -> str:
+    return "req-" + uuid.uuid4().hex
+
+
+async def _send_unavailable(send: Send) -> None:
+    error = Unavailable("the audit log cannot be written, so the request was not answered")
+    body = json.dumps(error_body(error)).encode()
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", b"5"),
+    ]
+    start: dict[str, Any] = {"type": "http.response.start", "status": 503, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
