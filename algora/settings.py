@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,9 @@ class Settings(BaseSettings):
     worker_start_timeout: float = 120.0
     """Seconds a worker may take to import and load its model before it counts as failed."""
 
+    pool_idle_seconds: float = 900.0
+    """A version's workers are stopped after this many seconds without a call (0: never)."""
+
     build_timeout: float = 1800.0
     """Seconds a publish may spend locking, installing and running its build command."""
 
@@ -66,6 +70,30 @@ class Settings(BaseSettings):
 
     config_file: Path = Field(default=Path("~/.config/algora/config.json"))
     """Where ``algora login`` saves profiles (mode 0600)."""
+
+    policy_file: Path | None = None
+    """TOML dependency policy enforced at publish (allowed and denied packages, vulnerability
+    scan); default: none, which allows every package and only warns about vulnerabilities."""
+
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Proxies (CIDRs as a JSON list, e.g. ``["10.0.0.0/8"]``) whose ``X-Forwarded-For`` the audit
+    log records; from any other peer the header is ignored. Default: none."""
+
+    audit_enabled: bool = True
+    """Write the audit log. For measuring its cost only: a governed platform keeps it on."""
+
+    sandbox: Literal["auto", "required", "off"] = "auto"
+    """Worker sandbox (bubblewrap): ``auto`` uses it when ``bwrap`` works here and warns at
+    startup when it does not; ``required`` refuses to start workers without it; ``off`` never
+    uses it (workers then reach the network and every file the server's user can read)."""
+
+    worker_memory_mb: int = Field(default=4096, ge=32)
+    """Memory (MiB of data segment) a worker may use when its manifest sets no ``memory_mb``;
+    past it the worker is killed and restarted and the caller gets ``worker_died``."""
+
+    worker_cpu_seconds: float = Field(default=3600.0, gt=0)
+    """CPU seconds one call (or batch) may use when the manifest sets no ``cpu_seconds``; past
+    it the worker is killed and restarted and the caller gets ``worker_died``."""
 
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""

@@ -168,6 +168,9 @@ def test_worker_death_is_503_and_the_worker_restarts(published: InProcess) -> No
         ("application/yaml", b"!!python/object:os.system {}", 415, "unsupported_media_type"),
         ("application/json", b"{not json", 400, "invalid_input"),
         ("text/plain", b"\xff\xfe", 400, "invalid_input"),
+        ("application/json", b"[" * 5000, 400, "invalid_input"),
+        ("application/json", b"", 400, "invalid_input"),
+        ("application/json", b"[" * 300_000, 400, "invalid_input"),
     ],
 )
 def test_bad_call_bodies_are_4xx(published: InProcess, content_type, body, status, code) -> None:
@@ -263,9 +266,10 @@ def test_failed_build_keeps_other_versions_serving(published: InProcess, tmp_pat
         published.client.publish(bad)
     failed = caught.value.details["version"]
     assert failed["status"] == "failed" and failed["failure_code"] == "model_load_failed"
-    assert (
-        "cannot import me" in published.client.build_log("admin/fragile", failed["version"])["text"]
-    )
+    assert "RuntimeError" in failed["failure_reason"]
+    assert "cannot import me" in failed["failure_reason"]
+    log = published.client.build_log("admin/fragile", failed["version"])["text"]
+    assert "--- stacktrace ---" in log and "line 1" in log and "cannot import me" in log
     assert (
         call(published, "/v1/algo/admin/fragile", "still", "text/plain").json()["result"]
         == "Hello still"
@@ -341,10 +345,19 @@ def test_private_models_are_invisible_to_other_users(published: InProcess) -> No
     )
     assert response.status_code == 201
     bob = {"Authorization": f"Simple {response.json()['key']}"}
-    denied = published.http.post(
-        "/v1/algo/admin/hello", content=b"x", headers={**bob, "Content-Type": "text/plain"}
-    )
-    assert denied.status_code == 404
+    for path in (
+        "/v1/algo/admin/hello",
+        "/v1/algo/admin/hello/1.0.0",
+        "/v1/algo/admin/hello/9.x",
+        "/v1/algo/admin/fragile/2.0.0",
+        "/v1/algo/admin/no-such-model",
+    ):
+        denied = published.http.post(
+            path, content=b"x", headers={**bob, "Content-Type": "text/plain"}
+        )
+        # a stranger cannot tell a private model, its versions or their failures from nothing
+        assert denied.status_code == 404, (path, denied.text)
+        assert denied.json()["error"]["code"] == "model_not_found"
     assert published.http.get("/api/v1/models/admin/hello", headers=bob).status_code == 404
     assert published.http.get("/api/v1/models", headers=bob).json() == []
     not_admin = published.http.post("/api/v1/principals", json={"name": "eve"}, headers=bob)

@@ -68,7 +68,7 @@ def test_init_publish_call_round_trip(server: RunningServer, tmp_path: Path) -> 
     published = algora("publish", str(folder), env=env)
     assert published.returncode == 0, published.stdout + published.stderr
     assert "published admin/greeting/1.0.0" in published.stdout
-    assert "step 6/6" in published.stdout
+    assert "step 7/7" in published.stdout
 
     called = algora("call", "admin/greeting/1.x", '{"text": "cli", "times": 2}', env=env)
     assert called.returncode == 0, called.stderr

@@ -24,7 +24,8 @@ def test_keys_look_like_algorithmia_keys_and_are_stored_hashed() -> None:
         ("Basic dXNlcjpwYXNz", None),
         ("", None),
         (None, None),
-        ("Simple ", "Simple"),
+        ("Simple ", None),
+        ("Bearer", None),
     ],
 )
 def test_parse_authorization(header, expected) -> None:

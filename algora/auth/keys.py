@@ -7,8 +7,16 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["NewKey", "generate_key", "hash_key", "keys_match", "parse_authorization"]
+__all__ = [
+    "NewKey",
+    "generate_key",
+    "hash_key",
+    "keys_match",
+    "parse_authorization",
+    "parse_authorization_scheme",
+]
 
 _ALPHABET = string.ascii_letters + string.digits
 KEY_PREFIX = "sim"
@@ -39,12 +47,22 @@ def generate_key() -> NewKey:
 
 def parse_authorization(header: str | None) -> str | None:
     """The key from ``Simple KEY``, ``Bearer KEY`` or a bare key; None when absent."""
+    return parse_authorization_scheme(header)[1]
+
+
+def parse_authorization_scheme(
+    header: str | None,
+) -> tuple[Literal["simple", "bearer", "bare", "none"], str | None]:
+    """The scheme (``none`` when no usable key was sent) and the key, as ``parse_authorization``."""
     if not header:
-        return None
+        return "none", None
     value = header.strip()
     scheme, _, rest = value.partition(" ")
     if rest and scheme.lower() in ("simple", "bearer"):
-        value = rest.strip()
-    elif rest:
-        return None
-    return value or None
+        secret = rest.strip()
+        if not secret:
+            return "none", None
+        return ("simple" if scheme.lower() == "simple" else "bearer"), secret
+    if rest or not value or value.lower() in ("simple", "bearer"):
+        return "none", None  # a scheme with no key after it is no key at all
+    return "bare", value

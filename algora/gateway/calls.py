@@ -11,19 +11,22 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from algora.auth.policy import require
 from algora.auth.principals import Caller
 from algora.db.tables import Model, Version
-from algora.errors import VersionNotReady
+from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, VersionNotReady
+from algora.gateway.auditing import AuditTrail
 from algora.registry.manifest import Manifest
 from algora.registry.service import Registry
+from algora.registry.serving import worker_spec
 from algora.registry.specs import parse_spec
 from algora.settings import Settings
 from algora.workers.manager import PoolManager
+from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
 
 __all__ = ["Call", "CallService", "Served", "new_request_id"]
@@ -45,6 +48,8 @@ class Call:
     payload: bytes
     timeout: float | None = None
     request_id: str = ""
+    trail: AuditTrail = field(default_factory=AuditTrail)
+    """Where the call path notes the version it resolved, for the audit row (also on failure)."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +81,22 @@ class CallService:
         """Drop cached resolutions (after a publish, deprecation or alias move)."""
         self._resolved.clear()
 
-    async def resolve(self, owner: str, name: str, spec_text: str | None) -> tuple[Model, Version]:
-        key = (owner, name, spec_text or "latest")
+    async def resolve(
+        self, caller: Caller, owner: str, name: str, spec_text: str | None
+    ) -> tuple[Model, Version]:
+        """The version a spec names, once the caller is known to be allowed to call the model.
+
+        The permission check comes before any version lookup, so a stranger learns nothing
+        about a private model's versions or failures.
+        """
+        spec = parse_spec(spec_text)
+        key = (owner, name, str(spec))
         now = time.monotonic()
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > now:
+            require(caller, "call", cached[1])
             return cached[1], cached[2]
-        spec = parse_spec(spec_text)
-        model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec)
+        model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec, caller)
         if len(self._resolved) > 10_000:
             self._resolved.clear()
         self._resolved[key] = (now + _RESOLVE_SECONDS, model, version)
@@ -93,14 +106,36 @@ class CallService:
         if version.environment_hash is None or version.content_hash is None:
             raise VersionNotReady(f"version {version.semver} has no environment yet")
         manifest = Manifest.model_validate(version.manifest)
-        return WorkerSpec(
+        return worker_spec(
+            self._settings,
+            manifest,
             python=self._python(version.environment_hash),
             source_dir=self._settings.resolved_data_dir / "sources" / version.content_hash,
-            entrypoint=manifest.model.entrypoint,
             log_path=self._worker_logs / f"{version.id}.log",
-            replicas=manifest.serving.replicas,
-            start_timeout=self._settings.worker_start_timeout,
         )
+
+    async def _pool(self, model: Model, version: Version, timeout: float) -> Pool:
+        """The version's running pool; a cold start counts against the call's timeout.
+
+        The start goes on in the background when the caller gives up, so the next call finds
+        the pool ready.
+        """
+        label = f"'{model.owner.name}/{model.name}' {version.semver}"
+        try:
+            return await asyncio.wait_for(
+                self._pools.get(str(version.id), self.worker_spec(version)), timeout
+            )
+        except TimeoutError:
+            raise CallTimeout(
+                f"{label} was still loading after {timeout:g} s; retry in a moment",
+                details={"loading": True},
+            ) from None
+        except ModelLoadFailed as exc:
+            raise Unavailable(
+                f"{label} could not be loaded on this server: {exc.message}; its owner can "
+                "read the worker log, and callers may retry later",
+                details={"error_type": exc.details.get("error_type", "")},
+            ) from None
 
     def timeout_for(self, version: Version, requested: float | None) -> float:
         manifest_timeout = float(version.manifest.get("serving", {}).get("timeout", 0) or 0)
@@ -108,16 +143,18 @@ class CallService:
         return max(0.001, min(timeout, self._settings.max_call_timeout))
 
     async def call(self, call: Call) -> Served:
-        model, version = await self.resolve(call.owner, call.name, call.spec)
-        require(call.caller, "call", model)
-        pool = await self._pools.get(str(version.id), self.worker_spec(version))
+        model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
+        call.trail.version = version.semver
+        timeout = self.timeout_for(version, call.timeout)
+        started = time.monotonic()
+        pool = await self._pool(model, version, timeout)
         request_id = call.request_id or new_request_id()
         result = await pool.call(
             CallRequest(
                 request_id=request_id,
                 content_type=call.content_type,
                 payload=call.payload,
-                timeout=self.timeout_for(version, call.timeout),
+                timeout=max(0.001, timeout - (time.monotonic() - started)),
             )
         )
         return Served(model=model, version=version, result=result, request_id=request_id)

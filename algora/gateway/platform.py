@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from algora.audit import AuditLog
 from algora.auth.bootstrap import ensure_admin
 from algora.auth.principals import Authenticator
 from algora.db.engine import create_registry_engine, make_session_factory, ping
@@ -17,6 +18,7 @@ from algora.settings import Settings
 from algora.store.local import LocalBlobStore
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
+from algora.workers.sandbox import sandbox_notice
 
 __all__ = ["Platform"]
 
@@ -34,6 +36,11 @@ class Platform:
         self.engine = create_registry_engine(settings.resolved_database_url)
         upgrade(self.engine)
         self.sessions = make_session_factory(self.engine)
+        self.audit = AuditLog(
+            self.sessions,
+            enabled=settings.audit_enabled,
+            trusted_proxies=settings.trusted_proxies,
+        )
         self.store = LocalBlobStore(data / "blobs")
         self.registry = Registry(self.sessions)
         self.authenticator = Authenticator(self.sessions)
@@ -44,8 +51,11 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
+        notice = sandbox_notice(settings.sandbox)
+        if notice is not None:
+            logger.log(*notice)
         self.backend = LocalBackend()
-        self.pools = PoolManager(data, self.backend)
+        self.pools = PoolManager(data, self.backend, idle_seconds=settings.pool_idle_seconds)
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
@@ -75,4 +85,5 @@ class Platform:
     async def aclose(self) -> None:
         await self.pools.stop_all()
         self.publisher.shutdown()
+        await self.audit.aclose()
         self.engine.dispose()

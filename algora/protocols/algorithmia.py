@@ -22,6 +22,7 @@ from algora.errors import (
     ModelError,
     UnsupportedMediaType,
 )
+from algora.gateway.auditing import trail_of
 from algora.gateway.calls import Call, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
 from algora.workers.spec import CallResult
@@ -31,6 +32,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["calls"])
 
 _JSON = "application/json"
+_VALIDATE_JSON_UP_TO = 256 * 1024
 _REFUSED_HINT = (
     "send JSON (application/json), text (text/plain) or bytes (application/octet-stream); "
     "serialized Python objects are never accepted"
@@ -40,10 +42,17 @@ _REFUSED_HINT = (
 def _input_kind(content_type: str | None, body: bytes) -> Literal["json", "text", "binary"]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media in ("", _JSON) or media.endswith("+json"):
-        try:
-            json.loads(body or b"null")
-        except (UnicodeDecodeError, ValueError):
-            raise InvalidInput("the request body is not valid JSON") from None
+        if not body.strip():
+            raise InvalidInput("the request body is empty: send a JSON value, such as null")
+        # Large bodies are validated by the worker, which parses them anyway: parsing
+        # megabytes here would stall every other call on the gateway's event loop.
+        if len(body) <= _VALIDATE_JSON_UP_TO:
+            try:
+                json.loads(body)
+            except (UnicodeDecodeError, ValueError):
+                raise InvalidInput("the request body is not valid JSON") from None
+            except RecursionError:
+                raise InvalidInput("the request body's JSON is nested too deeply") from None
         return "json"
     if media.startswith("text/"):
         try:
@@ -104,6 +113,9 @@ def _timeout(value: str | None) -> float | None:
 async def _call(request: Request, owner: str, name: str, spec: str | None) -> Response:
     request_id = request.headers.get("x-request-id") or new_request_id()
     platform = platform_of(request)
+    trail = trail_of(request)  # the audit row: the middleware commits it before the answer
+    trail.request_id = request_id
+    trail.version = None  # only the version actually served, never the spec asked for
     try:
         caller = await current_caller(request)
         body = await read_body(request, platform.settings.max_request_bytes)
@@ -117,9 +129,11 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
                 payload=body,
                 timeout=_timeout(request.query_params.get("timeout")),
                 request_id=request_id,
+                trail=trail,
             )
         )
     except AlgoraError as error:
+        trail.error_code = error.code
         return error_response(error, request_id)
     headers = {"X-Request-Id": request_id, "X-Algora-Version": served.version.semver}
     return Response(_success_body(served.result), media_type=_JSON, headers=headers)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -24,6 +24,7 @@ from algora.errors import (
     PayloadTooLarge,
     PermissionDenied,
 )
+from algora.gateway.auditing import trail_of
 from algora.gateway.deps import current_caller, platform_of
 from algora.registry.manifest import NAME_PATTERN
 
@@ -231,6 +232,7 @@ async def publish_version(
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     row = await asyncio.to_thread(platform.registry.version_by_id, version_id)
+    trail_of(request).version = row.semver
     return VersionOut.of(f"{owner}/{name}", row)
 
 
@@ -300,6 +302,27 @@ async def get_lineage(
 
 
 @router.get(
+    "/models/{owner}/{name}/versions/{version}/sbom",
+    response_class=Response,
+    tags=["versions"],
+    summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
+)
+async def get_sbom(
+    request: Request, caller: CallerDep, owner: str, name: str, version: str
+) -> Response:
+    row = await _version(request, caller, owner, name, version)
+    digest = row.lineage.get("sbom")
+    if not isinstance(digest, str):
+        raise NotFound(f"version {row.semver} has no SBOM ({row.status})")
+
+    def read() -> bytes:
+        with platform_of(request).store.open(digest) as blob:
+            return blob.read()
+
+    return Response(await asyncio.to_thread(read), media_type="application/vnd.cyclonedx+json")
+
+
+@router.get(
     "/models/{owner}/{name}/versions/{version}/log", response_model=LogOut, tags=["versions"]
 )
 async def get_build_log(
@@ -353,6 +376,7 @@ async def create_own_key(request: Request, caller: CallerDep, body: KeyIn) -> Ne
                 raise NotFound("the caller no longer exists")
             new = create_key(session, principal, body.name)
             session.commit()
+            trail_of(request).resource = f"key/{new.key_id}"
             return NewKeyOut(key_id=new.key_id, key=new.secret)
 
     return await asyncio.to_thread(create)
@@ -378,6 +402,7 @@ async def revoke_key(request: Request, caller: CallerDep, key_id: str) -> None:
 async def create_principal(
     request: Request, caller: CallerDep, body: PrincipalIn
 ) -> NewPrincipalOut:
+    trail_of(request).resource = f"principal/{body.name}"
     if not caller.is_admin:
         raise PermissionDenied("only an admin may create users")
     if not NAME_PATTERN.match(body.name):

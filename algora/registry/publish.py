@@ -1,4 +1,4 @@
-"""The publish path: archive -> manifest -> lock -> environment -> build -> store -> smoke test.
+"""The publish path: archive, manifest, lock, policy, environment, build, store, smoke test.
 
 ``accept`` does the cheap checks while the publisher waits, so a bad archive or manifest is a
 4xx at once; the slow steps run in the background and report into the version's build log.
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,19 +24,22 @@ from typing import Any
 
 from algora.auth.principals import Caller
 from algora.db.tables import Environment as EnvironmentRow
+from algora.environments.audit import Auditor
 from algora.environments.builder import EnvironmentBuilder
+from algora.environments.policy import load_policy
 from algora.environments.requirements import parse_requirements
-from algora.environments.spec import interpreter_version
+from algora.environments.spec import environment_hash, interpreter_version
 from algora.errors import AlgoraError, InvalidManifest
 from algora.registry.archive import safe_extract, tree_hash
 from algora.registry.manifest import Manifest, load_manifest
 from algora.registry.service import Registry
+from algora.registry.serving import worker_spec
 from algora.registry.specs import Bump
 from algora.settings import Settings
 from algora.store.base import BlobStore
 from algora.workers.backend import WorkerBackend
+from algora.workers.sandbox import bwrap_command, use_sandbox
 from algora.workers.smoke import smoke_test
-from algora.workers.spec import WorkerSpec
 
 __all__ = ["STEPS", "BuildLogs", "Publisher"]
 
@@ -43,6 +48,7 @@ logger = logging.getLogger(__name__)
 STEPS = (
     "validate",
     "lock dependencies",
+    "check policy",
     "build environment",
     "run build command",
     "store artifacts",
@@ -51,11 +57,16 @@ STEPS = (
 
 
 class BuildLogs:
-    """One append-only log file per version while it builds."""
+    """One append-only, owner-only log file per version while it builds.
 
-    def __init__(self, root: Path) -> None:
+    A log is capped: past ``limit`` bytes only the ``==>`` step and outcome lines are kept,
+    so a build that prints without end cannot fill the disk or the registry.
+    """
+
+    def __init__(self, root: Path, limit: int = 4 * 1024 * 1024) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.limit = limit
         self._lock = threading.Lock()
 
     def path(self, version_id: int) -> Path:
@@ -63,10 +74,20 @@ class BuildLogs:
 
     def writer(self, version_id: int) -> Callable[[str], None]:
         path = self.path(version_id)
+        state = {"size": 0, "truncated": False}
 
         def write(line: str) -> None:
-            with self._lock, path.open("a", encoding="utf-8") as handle:
-                handle.write(line.rstrip("\n") + "\n")
+            data = (line.rstrip("\n")[:10_000] + "\n").encode("utf-8", errors="replace")
+            if state["size"] + len(data) > self.limit and not line.startswith("==> "):
+                if state["truncated"]:
+                    return
+                state["truncated"] = True
+                data = b"... (build output past the log limit is not kept)\n"
+            with self._lock:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with os.fdopen(fd, "ab") as handle:
+                    handle.write(data)
+                state["size"] += len(data)
 
         return write
 
@@ -105,13 +126,27 @@ class Publisher:
         self.builder = builder
         self.backend = backend
         self.sessions = sessions
+        # A policy file that is unreadable, invalid or names another index stops the platform
+        # here, at start, rather than letting versions publish under a policy nobody meant.
+        self.policy = load_policy(settings.policy_file, settings.index_url)
         data = settings.resolved_data_dir
+        self.auditor = Auditor(
+            data / "audit",
+            cache_seconds=self.policy.vulnerabilities.cache_seconds,
+            timeout=min(settings.build_timeout, 600),
+        )
         self.staging_root = data / "staging"
         self.sources_root = data / "sources"
         self.worker_logs = data / "logs" / "workers"
         self.logs = BuildLogs(data / "logs" / "builds")
         for path in (self.staging_root, self.sources_root, self.worker_logs):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Builds do not survive a restart (their versions are marked failed at startup).
+        for leftover in self.staging_root.iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="algora-build")
         self._on_ready: list[Callable[[int], None]] = []
 
@@ -180,7 +215,13 @@ class Publisher:
                 f"environment.requirements names '{manifest.environment.requirements}', "
                 "which is not in the model folder"
             )
-        return parse_requirements(path.read_text(encoding="utf-8"))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise InvalidManifest(
+                f"'{manifest.environment.requirements}' is not UTF-8 text: save it as UTF-8"
+            ) from None
+        return parse_requirements(text)
 
     def _build(self, job: _Job) -> None:
         log = self.logs.writer(job.version_id)
@@ -192,40 +233,46 @@ class Publisher:
         try:
             source = job.staging / "src"
             python = self.settings.python
+            only_binary = not self.policy.allow_sdists
             step(2, f"{len(job.requirements)} requirement(s) with uv")
-            lock = self.builder.lock(job.requirements, log)
-            step(3, "creating or reusing the environment")
-            env = self.builder.ensure(lock, log)
+            lock = self.builder.lock(job.requirements, log, only_binary=only_binary)
+            step(3, "package rules and known vulnerabilities")
+            self._check_policy(job.version_id, lock, log)
+            step(4, "creating or reusing the environment")
+            env = self.builder.ensure(lock, log, only_binary=only_binary)
             self._record_environment(env.hash, interpreter_version(python), lock)
             log(("reused" if env.reused else "built") + f" environment {env.hash[:12]}")
             if job.manifest.build.command:
-                step(4, " ".join(job.manifest.build.command))
+                step(5, " ".join(job.manifest.build.command))
                 self.builder.run_in_environment(
                     env,
                     list(job.manifest.build.command),
                     source,
                     log,
                     self.settings.build_timeout,
+                    wrap=self._build_sandbox(job, env.python, source),
                 )
             else:
-                step(4, "no build command")
-            step(5, "hashing code and artifacts")
+                step(5, "no build command")
+            step(6, "hashing code and artifacts")
             content_hash = hashlib.sha256(f"{tree_hash(source)}\n{env.hash}".encode()).hexdigest()
             archive_hash = self.store.put_file(job.archive)
             final = self.sources_root / content_hash
-            if final.exists():
-                shutil.rmtree(source)
-            else:
+            try:
                 source.rename(final)
+            except OSError:
+                if not final.is_dir():
+                    raise
+                shutil.rmtree(source)  # identical content already stored by another build
             log(f"content hash {content_hash}")
-            step(6, "loading the model and calling its example input")
-            spec = WorkerSpec(
+            step(7, "loading the model and calling its example input")
+            spec = worker_spec(
+                self.settings,
+                job.manifest,
                 python=Path(env.python),
                 source_dir=final,
-                entrypoint=job.manifest.model.entrypoint,
                 log_path=self.worker_logs / f"{job.version_id}.log",
                 replicas=1,
-                start_timeout=self.settings.worker_start_timeout,
             )
             example = job.manifest.example.as_call()
             info, result = asyncio.run(
@@ -251,14 +298,70 @@ class Publisher:
             )
             log("==> ready")
         except AlgoraError as exc:
-            self._fail(job.version_id, exc.code, exc.message, log)
+            for key in ("stacktrace", "stdout", "log_tail"):
+                text = exc.details.get(key)
+                if isinstance(text, str) and text.strip():
+                    log(f"--- {key.replace('_', ' ')} ---")
+                    for line in text.rstrip().splitlines()[-200:]:
+                        log(line)
+            reason = exc.message
+            error_type = exc.details.get("error_type")
+            if error_type and not reason.startswith(str(error_type)):
+                reason = f"{error_type}: {reason}"
+            self._fail(job.version_id, exc.code, reason, log)
         except Exception as exc:
             logger.exception("build of version %s failed unexpectedly", job.version_id)
-            self._fail(job.version_id, "internal_error", f"{type(exc).__name__}: {exc}", log)
+            self._fail(
+                job.version_id,
+                "internal_error",
+                f"the platform failed while building ({type(exc).__name__}); "
+                "an administrator can find the details in the server log",
+                log,
+            )
         finally:
             shutil.rmtree(job.staging, ignore_errors=True)
             for callback in self._on_ready:
                 callback(job.version_id)
+
+    def _check_policy(self, version_id: int, lock: str, log: Callable[[str], None]) -> None:
+        """Enforce the dependency policy on ``lock``; record the SBOM and warnings in lineage.
+
+        Raises :class:`~algora.errors.PolicyViolation` naming each package and rule it broke.
+        """
+        started = time.monotonic()
+        python_version = interpreter_version(self.settings.python)
+        scan = self.auditor.scan(lock, log)
+        report = self.policy.evaluate(lock, scan)
+        for warning in report.warnings:
+            log(f"warning: {warning}")
+        report.raise_for_violations()
+        env_hash = environment_hash(python_version, lock)
+        sbom = self.store.put_file(self.auditor.sbom(lock, env_hash, python_version))
+        lineage = dict(self.registry.version_by_id(version_id).lineage)
+        lineage.update(
+            sbom=sbom, vulnerabilities=report.vulnerabilities, policy_warnings=report.warnings
+        )
+        self.registry.update_version(version_id, lineage=lineage)
+        log(f"policy passed in {time.monotonic() - started:.2f}s; SBOM {sbom[:12]}")
+
+    def _build_sandbox(
+        self, job: _Job, python: Path, source: Path
+    ) -> Callable[[list[str]], list[str]] | None:
+        """Run the build command in the same sandbox as the model's workers, source writable."""
+        if not use_sandbox(self.settings.sandbox):
+            return None
+        spec = worker_spec(
+            self.settings,
+            job.manifest,
+            python=Path(python),
+            source_dir=source,
+            log_path=self.worker_logs / f"{job.version_id}.log",
+            replicas=1,
+        )
+        data_dir = self.settings.resolved_data_dir
+        return lambda command: bwrap_command(
+            command, spec, data_dir, source, None, writable_source=True
+        )
 
     def _fail(self, version_id: int, code: str, message: str, log: Callable[[str], None]) -> None:
         log(f"==> failed ({code}): {message}")

@@ -189,13 +189,18 @@ class Registry:
             session.commit()
             return row
 
-    def resolve(self, owner: str, name: str, spec: VersionSpec) -> tuple[Model, Version]:
+    def resolve(
+        self, owner: str, name: str, spec: VersionSpec, caller: Caller | None = None
+    ) -> tuple[Model, Version]:
         """The version a spec names: the highest ready, non-deprecated match.
 
         An exact version or a content hash names one version even when it is deprecated.
+        With a caller, the right to call the model is checked before any version is looked at.
         """
         with self._sessions() as session:
             model = self.find_model(session, owner, name)
+            if caller is not None:
+                require(caller, "call", model)
             versions = session.scalars(select(Version).where(Version.model_id == model.id)).all()
             if spec.kind == "hash":
                 prefix = spec.hash_prefix or ""
