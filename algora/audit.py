@@ -1,17 +1,19 @@
 """The audit log: one hash-chained row per call and per change, committed before the answer.
 
 :class:`AuditLog` is a group-commit writer. ``await audit.record(event)`` puts the event on a
-queue and waits; one background task drains the queue, hands the whole batch to a dedicated
-thread that inserts it in one transaction (assigning ids and chain hashes in order) and
-commits, then resolves every waiter. While one batch commits the next one gathers, so under
+queue and waits; a dedicated writer thread takes everything queued, inserts it in one
+transaction (assigning ids and chain hashes in order), commits, and wakes the waiting calls
+with one call into the event loop. While one batch commits the next one gathers, so under
 load many calls share one commit, and no call is answered before its row is durable.
 
-The chain: ``hash = sha256(prev_hash + canonical JSON of the row's fields, id included)``;
-the first row's ``prev_hash`` is 64 zeros. Ids are assigned by the writer (last id + 1) under
-the chain lock, so they are gapless: :func:`verify` reports an edited row (its hash does not
-match its fields), a deleted row (a gap in the ids) and reordered rows (a ``prev_hash`` that
-is not the hash of the row before). Several gateways on one PostgreSQL serialize their
-appends with a transaction-scoped advisory lock; SQLite has one writer.
+The chain: ``hash = sha256(prev_hash + canonical)`` where ``canonical`` is the compact JSON
+array (``separators=(",", ":")``, ASCII) of the row's fields in ``_FIELDS`` order, id first,
+times as naive UTC ISO 8601 with microseconds; the first row's ``prev_hash`` is 64 zeros.
+Ids are assigned by the writer (last id + 1) under the chain lock, so they are gapless:
+:func:`verify` reports an edited row (its hash does not match its fields), a deleted row (a
+gap in the ids) and reordered rows (a ``prev_hash`` that is not the hash of the row before).
+Several gateways on one PostgreSQL serialize their appends with a transaction-scoped
+advisory lock; SQLite has one writer.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import hashlib
 import ipaddress
 import json
 import logging
+import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -56,6 +59,7 @@ Outcome = Literal["allow", "deny", "error"]
 
 GENESIS_HASH = "0" * 64
 _MAX_BATCH = 1024
+_LINGER_SECONDS = 0.0005
 # Any constant shared by every gateway: the key of PostgreSQL's advisory lock on the chain.
 _PG_CHAIN_LOCK = 0x616C676F7261  # "algora"
 _TABLE = cast(Table, AuditEventRow.__table__)  # a mapped class's table is a Table
@@ -120,31 +124,21 @@ def row_fields(source: AuditEvent | AuditEventRow, row_id: int) -> dict[str, Any
 
 
 def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    """sha256 of the previous hash and the row's canonical fields, in ``_FIELDS`` order."""
+    return _hash_values(prev_hash, [fields[name] for name in _FIELDS])
+
+
+def _hash_values(prev_hash: str, values: list[Any]) -> str:
+    canonical = json.dumps(values, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
+
+
+_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 _COLUMNS = (*_FIELDS, "prev_hash", "hash")
 # Only our own constant column names go into it; the values are bound parameters.
 _INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({{marks}})"  # noqa: S608
-
-
-def _driver_value(value: Any, sqlite: bool) -> Any:
-    """A value as the driver takes it; on SQLite, times as SQLAlchemy stores them (text)."""
-    if sqlite and isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return value
-
-
-def _row(event: AuditEvent, row_id: int) -> dict[str, Any]:
-    """The row's column values, exactly as the database gives them back (naive UTC times,
-    latency rounded to microseconds), so that its hash verifies after a reload."""
-    row = {name: getattr(event, name) for name in _FIELDS[1:]}
-    row["id"] = row_id
-    row["received_at"] = event.received_at.replace(tzinfo=None)
-    row["completed_at"] = event.completed_at.replace(tzinfo=None)
-    row["latency_ms"] = round(float(event.latency_ms), 3)
-    return row
 
 
 class AuditLog:
@@ -161,10 +155,9 @@ class AuditLog:
         self.enabled = enabled
         self._trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
         self._write_lock = threading.Lock()
-        self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue[tuple[AuditEvent, asyncio.Future[None]] | None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
         self.last_hash = GENESIS_HASH
         # (last id, last hash), cached between batches; SQLite has one writer (this one),
         # PostgreSQL re-reads it under the chain lock on every batch.
@@ -187,31 +180,26 @@ class AuditLog:
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the chain head and start the writer in the running loop."""
-        if not self.enabled or self._task is not None:
+        """Read the chain head and start the writer thread for the running loop."""
+        if not self.enabled or self._thread is not None:
             return
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="algora-audit")
         self._loop = asyncio.get_running_loop()
-        self.last_hash = await self._loop.run_in_executor(self._executor, self._read_head)
-        self._queue = asyncio.Queue()
-        self._task = asyncio.create_task(self._drain(self._queue), name="algora-audit-writer")
+        self.last_hash = await asyncio.to_thread(self._read_head)
+        self._thread = threading.Thread(target=self._write_loop, name="algora-audit", daemon=True)
+        self._thread.start()
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop the writer task (direct writes still work)."""
-        task, queue = self._task, self._queue
-        if task is None or queue is None:
+        """Commit what is queued, then stop the writer thread (direct writes still work)."""
+        thread = self._thread
+        if thread is None:
             return
-        queue.put_nowait(None)
-        await task
-        self._task = self._queue = self._loop = None
+        self._queue.put(None)
+        await asyncio.to_thread(thread.join)
+        self._thread = self._loop = None
         self._close_connection()
 
     async def aclose(self) -> None:
         await self.stop()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
         self._close_connection()
 
     # recording ---------------------------------------------------------------------------
@@ -219,14 +207,13 @@ class AuditLog:
         """Return once the event's row is committed; raise Unavailable if it cannot be."""
         if not self.enabled:
             return
-        queue = self._queue
         loop = asyncio.get_running_loop()
-        if queue is None or loop is not self._loop:
-            # No writer in this loop (not started, or another loop): commit it alone.
+        if self._thread is None or loop is not self._loop:
+            # No writer for this loop (not started, or another loop): commit it alone.
             await asyncio.to_thread(self._commit_or_raise, [event])
             return
         waiter: asyncio.Future[None] = loop.create_future()
-        queue.put_nowait((event, waiter))
+        self._queue.put((event, waiter))
         await waiter
 
     def record_sync(self, event: AuditEvent) -> None:
@@ -234,43 +221,54 @@ class AuditLog:
         if not self.enabled:
             return
         loop = self._loop
-        if loop is not None and self._task is not None and not _in_loop(loop):
+        if loop is not None and self._thread is not None and not _in_loop(loop):
             asyncio.run_coroutine_threadsafe(self.record(event), loop).result()
             return
         self._commit_or_raise([event])
 
-    async def _drain(
-        self, queue: asyncio.Queue[tuple[AuditEvent, asyncio.Future[None]] | None]
-    ) -> None:
-        loop = asyncio.get_running_loop()
+    def _write_loop(self) -> None:
+        """The writer thread: take everything queued, commit it as one batch, wake its callers.
+
+        While one batch commits the next one gathers, so under load many calls share a commit;
+        the loop is woken once per batch, not once per call.
+        """
+        loop = self._loop
+        assert loop is not None  # set by start() before the thread starts
         stopping = False
+        busy = False
         while not stopping:
-            item = await queue.get()
-            batch: list[tuple[AuditEvent, asyncio.Future[None]]] = []
-            if item is None:
+            first = self._queue.get()
+            batch: list[_Item] = []
+            if first is None:
                 stopping = True
             else:
-                batch.append(item)
-            while len(batch) < _MAX_BATCH and not queue.empty():
-                more = queue.get_nowait()
+                batch.append(first)
+                if busy and self._queue.empty():
+                    # Under load, wait a moment for more calls to share this commit: each
+                    # commit costs far more CPU than each row it carries.
+                    time.sleep(_LINGER_SECONDS)
+            while len(batch) < _MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
                 if more is None:
                     stopping = True
                 else:
                     batch.append(more)
             if not batch:
                 continue
+            error: Exception | None = None
             try:
-                await loop.run_in_executor(
-                    self._executor, self._commit_or_raise, [event for event, _ in batch]
-                )
-            except Exception as error:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-            else:
-                for _, waiter in batch:
-                    if not waiter.done():
-                        waiter.set_result(None)
+                self._commit_or_raise([event for event, _ in batch])
+            except Exception as exc:
+                error = exc
+            busy = len(batch) > 1
+            waiters = [waiter for _, waiter in batch]
+            try:
+                loop.call_soon_threadsafe(_resolve, waiters, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
 
     # the database side (a thread) --------------------------------------------------------
     def _read_head(self) -> str:
@@ -304,36 +302,36 @@ class AuditLog:
                 raise
 
     def _append(self, connection: Connection, events: list[AuditEvent]) -> None:
+        if connection.dialect.name == "sqlite":
+            self._append_sqlite(connection, events)
+            return
         with connection.begin():
-            if connection.dialect.name == "postgresql":
-                # Several gateways may share the chain: serialize appends, then read the head.
-                lock = text("SELECT pg_advisory_xact_lock(:key)")
-                connection.execute(lock, {"key": _PG_CHAIN_LOCK})
-                self._head = None
-            if self._head is None:
-                found = connection.execute(
-                    select(AuditEventRow.id, AuditEventRow.hash)
-                    .order_by(AuditEventRow.id.desc())
-                    .limit(1)
-                ).first()
-                self._head = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
-            last_id, prev = self._head
-            rows: list[dict[str, Any]] = []
-            for event in events:
-                last_id += 1
-                row = _row(event, last_id)
-                digest = chain_hash(prev, {k: _canonical(v) for k, v in row.items()})
-                row["prev_hash"], row["hash"] = prev, digest
-                rows.append(row)
-                prev = digest
-            # The driver's executemany with plain tuples: this runs once per batch on the hot
-            # path, and SQLAlchemy's per-row statement and type handling would double its cost.
-            sqlite = connection.dialect.name == "sqlite"
-            marker = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+            # Several gateways may share the chain: serialize appends, then read the head.
+            lock = text("SELECT pg_advisory_xact_lock(:key)")
+            connection.execute(lock, {"key": _PG_CHAIN_LOCK})
+            last_id, prev = _select_head(connection)
+            rows, last_id, prev = _chain_rows(events, last_id, prev, sqlite=False)
             connection.exec_driver_sql(
-                _INSERT.format(marks=", ".join([marker] * len(_COLUMNS))),
-                [tuple(_driver_value(row[c], sqlite) for c in _COLUMNS) for row in rows],
+                _INSERT.format(marks=", ".join(["%s"] * len(_COLUMNS))), rows
             )
+        self._head = (last_id, prev)
+        self.last_hash = prev
+
+    def _append_sqlite(self, connection: Connection, events: list[AuditEvent]) -> None:
+        """SQLite has one writer (this one): the head stays in memory between batches, and the
+        batch goes straight to the driver, skipping SQLAlchemy's per-statement work."""
+        if self._head is None:
+            with connection.begin():
+                self._head = _select_head(connection)
+        last_id, prev = self._head
+        rows, last_id, prev = _chain_rows(events, last_id, prev, sqlite=True)
+        driver: Any = connection.connection.driver_connection  # a sqlite3.Connection
+        try:
+            driver.executemany(_INSERT.format(marks=", ".join(["?"] * len(_COLUMNS))), rows)
+            driver.commit()
+        except BaseException:
+            driver.rollback()
+            raise
         self._head = (last_id, prev)
         self.last_hash = prev
 
@@ -342,6 +340,63 @@ class AuditLog:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+
+_Item = tuple[AuditEvent, "asyncio.Future[None]"]
+
+
+def _select_head(connection: Connection) -> tuple[int, str]:
+    found = connection.execute(
+        select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
+    ).first()
+    return (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
+
+
+def _chain_rows(
+    events: list[AuditEvent], last_id: int, prev: str, *, sqlite: bool
+) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The batch's rows with their ids and chain hashes, and the new (last id, last hash)."""
+    rows: list[tuple[Any, ...]] = []
+    for event in events:
+        last_id += 1
+        # Hand-unrolled (this runs per call on the hot path): the values in _FIELDS order as
+        # the database gives them back, hashed in their canonical form.
+        received = event.received_at.replace(tzinfo=None)
+        completed = event.completed_at.replace(tzinfo=None)
+        rest = (
+            event.principal, event.principal_id, event.key_id, event.auth_method,
+            event.peer, event.forwarded_for, event.action, event.resource,
+            event.version, event.request_id, event.parent_request_id, event.decision,
+            event.status, event.error_code, round(float(event.latency_ms), 3),
+            event.bytes_in, event.bytes_out,
+        )  # fmt: skip
+        canonical = [
+            last_id,
+            received.isoformat(timespec="microseconds"),
+            completed.isoformat(timespec="microseconds"),
+            *rest,
+        ]
+        digest = _hash_values(prev, canonical)
+        if sqlite:  # times as SQLAlchemy stores them on SQLite (text)
+            times: tuple[Any, Any] = (
+                received.strftime(_SQLITE_TIME),
+                completed.strftime(_SQLITE_TIME),
+            )
+        else:
+            times = (received, completed)
+        rows.append((last_id, *times, *rest, prev, digest))
+        prev = digest
+    return rows, last_id, prev
+
+
+def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for waiter in waiters:
+        if waiter.done():
+            continue
+        if error is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(error)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
