@@ -1,4 +1,9 @@
-"""Who is calling: key lookup with a short cache, so the hot path rarely touches the database."""
+"""Who is calling: key lookup with a short cache, so the hot path rarely touches the database.
+
+The cached :class:`Caller` also carries the key's resolved rate limits, so that a change of
+limit takes effect everywhere within the cache's few seconds (at once on the gateway that made
+it, which forgets its cache).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.keys import hash_key, keys_match, parse_authorization
-from algora.db.tables import ApiKey, utcnow
+from algora.auth.ratelimit import UNLIMITED, KeyLimits, Limit, ModelLimit
+from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
 from algora.errors import Unauthenticated
 
-__all__ = ["Authenticator", "Caller"]
+__all__ = ["Authenticator", "Caller", "organization_limit", "resolve_limits"]
 
 _CACHE_SECONDS = 5.0
 
@@ -25,6 +31,7 @@ class Caller:
     is_admin: bool
     key_id: str
     scopes: tuple[str, ...] = field(default=())
+    limits: KeyLimits = field(default=UNLIMITED)
 
 
 class Authenticator:
@@ -90,4 +97,30 @@ class Authenticator:
                 is_admin=key.principal.is_admin,
                 key_id=key.key_id,
                 scopes=tuple(str(s) for s in key.scopes),
+                limits=resolve_limits(session, key),
             )
+
+
+def resolve_limits(session: Session, key: ApiKey) -> KeyLimits:
+    """The key's limits: its own, else its principal's default, else its organization's; and
+    its per-model limits. None left means the server's default applies."""
+    own = (
+        Limit.of(key.rate_per_second, key.burst)
+        or Limit.of(key.principal.rate_per_second, key.principal.burst)
+        or organization_limit(session, key.principal)
+    )
+    rows = session.scalars(select(KeyModelLimit).where(KeyModelLimit.key_id == key.id)).all()
+    models = tuple(
+        ModelLimit(row.pattern, limit)
+        for row in rows
+        if (limit := Limit.of(row.rate_per_second, row.burst)) is not None
+    )
+    return KeyLimits(key=own, models=models) if own or models else UNLIMITED
+
+
+def organization_limit(session: Session, principal: Principal) -> Limit | None:
+    """The default limit of an organization (a principal of kind ``org``) the principal
+    belongs to. Hook: memberships do not exist yet, so there is none. When they do, return
+    the first member organization's ``rate_per_second``/``burst`` that is set."""
+    del session, principal
+    return None

@@ -177,7 +177,9 @@ def whoami(
     console.print(f"{me['name']} at {connection.url} (key {me['key_id']})")
 
 
-keys_app = typer.Typer(help="Create, list and revoke your API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list, revoke and rate-limit your API keys.", no_args_is_help=True
+)
 
 
 @keys_app.command("create")
@@ -204,14 +206,16 @@ def keys_list(
     """List your keys (never their secrets)."""
     with errors_to_exit():
         rows = client_for(url, key, profile).get_json("/api/v1/keys")
-    table = Table("key id", "name", "created", "last used", "revoked")
+    table = Table("key id", "name", "created", "last used", "revoked", "rate limit")
     for row in rows:
+        rate = row.get("rate_per_second")
         table.add_row(
             row["key_id"],
             row["name"],
             str(row["created_at"])[:19],
             str(row["last_used_at"] or "")[:19],
             str(row["revoked"]),
+            "" if rate is None else f"{rate:g}/s burst {row.get('burst') or 'default'}",
         )
     console.print(table)
 
@@ -228,3 +232,49 @@ def keys_revoke(
         response = client_for(url, key, profile).request("DELETE", f"/api/v1/keys/{key_id}")
         raise_for_error(response)
     console.print(f"revoked {key_id}")
+
+
+@keys_app.command("limit")
+def keys_limit(
+    key_id: Annotated[str, typer.Argument(help="The key id to limit.")],
+    rate: Annotated[
+        float | None, typer.Option("--rate", help="Calls a second, on average.", min=0.0)
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option(
+            "--burst", help="Calls at once after a quiet spell (default: --rate's).", min=1
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Limit only calls to owner/name (or owner/*) with this key."),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the limit instead.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Set a key's rate limit, or its limit for one model; past it calls get 429."""
+    if clear == (rate is not None) or (rate is not None and rate <= 0):
+        console.print("[bold red]error[/]: give --rate (greater than 0) or --clear")
+        raise typer.Exit(2)
+    with errors_to_exit():
+        client = client_for(url, key, profile)
+        if model is None:
+            limits = {"rate_per_second": rate, "burst": burst}
+            response = client.request("PATCH", f"/api/v1/keys/{key_id}", json=limits)
+            raise_for_error(response)
+        else:
+            path = f"/api/v1/keys/{key_id}/model-limits"
+            entries = [e for e in client.get_json(path) if e["model"] != model]
+            if rate is not None:
+                entries.append({"model": model, "rate_per_second": rate, "burst": burst})
+            response = client.request("PUT", path, json=entries)
+            raise_for_error(response)
+    target = f"{key_id} for {model}" if model else key_id
+    if clear:
+        console.print(f"removed the rate limit of {target}")
+    else:
+        shown = f"burst {burst}" if burst is not None else "default burst"
+        console.print(f"limited {target} to {rate:g} calls/s ({shown})")

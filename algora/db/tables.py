@@ -13,6 +13,7 @@ __all__ = [
     "AuditEventRow",
     "Base",
     "Environment",
+    "KeyModelLimit",
     "Model",
     "Principal",
     "Version",
@@ -38,6 +39,9 @@ class Principal(Base):
     kind: Mapped[str] = mapped_column(String(16), default="user")
     is_admin: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rate_per_second: Mapped[float | None] = mapped_column(default=None)
+    """Default call rate for this principal's keys that set none (None: no default)."""
+    burst: Mapped[int | None] = mapped_column(default=None)
 
 
 class ApiKey(Base):
@@ -55,8 +59,27 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    rate_per_second: Mapped[float | None] = mapped_column(default=None)
+    """This key's own call rate (None: its principal's default, if any)."""
+    burst: Mapped[int | None] = mapped_column(default=None)
 
     principal: Mapped[Principal] = relationship(lazy="joined")
+
+
+class KeyModelLimit(Base):
+    """A key's limit for the models a pattern names (``owner/name`` or ``owner/*``).
+
+    Applies on top of the key's own limit; one bucket covers every model the pattern matches.
+    """
+
+    __tablename__ = "key_model_limits"
+    __table_args__ = (UniqueConstraint("key_id", "pattern"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    pattern: Mapped[str] = mapped_column(String(129))
+    rate_per_second: Mapped[float]
+    burst: Mapped[int | None] = mapped_column(default=None)
 
 
 class Model(Base):
