@@ -11,9 +11,11 @@ back to the same class with :func:`error_from_body`.
     │   ├── InvalidManifest (400 invalid_manifest)
     │   ├── InvalidArchive (400 invalid_archive)
     │   ├── InvalidVersionSpec (400 invalid_version_spec)
-    │   └── InvalidInput (400 invalid_input)
+    │   ├── InvalidInput (400 invalid_input)
+    │   └── BadHost (400 bad_host)               the Host header names no allowed host
     ├── Unauthenticated (401 unauthenticated)
     ├── PermissionDenied (403 permission_denied)
+    │   └── ForbiddenOrigin (403 forbidden_origin)   a browser page of another origin
     ├── NotFound (404 not_found)
     │   ├── ModelNotFound (404 model_not_found)
     │   └── VersionNotFound (404 version_not_found)
@@ -24,6 +26,7 @@ back to the same class with :func:`error_from_body`.
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── BuildFailed (422 build_failed)
     │   └── PolicyViolation (422 policy_violation)   the dependency policy refused the lock
+    ├── RateLimited (429 rate_limited)       the caller went past its own key's limit
     ├── ModelError (500 model_error)         the model's own code raised
     │   └── ModelLoadFailed (500 model_load_failed)
     ├── Unavailable (503 unavailable)
@@ -34,15 +37,18 @@ back to the same class with :func:`error_from_body`.
 
 from __future__ import annotations
 
+import math
 from http import HTTPStatus
 from typing import Any, ClassVar
 
 __all__ = [
     "AlgoraError",
+    "BadHost",
     "BadRequest",
     "BuildFailed",
     "CallTimeout",
     "Conflict",
+    "ForbiddenOrigin",
     "InvalidArchive",
     "InvalidInput",
     "InvalidManifest",
@@ -55,6 +61,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "PolicyViolation",
+    "RateLimited",
     "Unauthenticated",
     "Unavailable",
     "UnsupportedMediaType",
@@ -64,6 +71,7 @@ __all__ = [
     "WorkerDied",
     "error_body",
     "error_from_body",
+    "retry_after",
 ]
 
 
@@ -103,6 +111,12 @@ class InvalidInput(BadRequest):
     code = "invalid_input"
 
 
+class BadHost(BadRequest):
+    """The ``Host`` header names none of the gateway's ``allowed_hosts`` (DNS rebinding)."""
+
+    code = "bad_host"
+
+
 class Unauthenticated(AlgoraError):
     status = HTTPStatus.UNAUTHORIZED
     code = "unauthenticated"
@@ -111,6 +125,13 @@ class Unauthenticated(AlgoraError):
 class PermissionDenied(AlgoraError):
     status = HTTPStatus.FORBIDDEN
     code = "permission_denied"
+
+
+class ForbiddenOrigin(PermissionDenied):
+    """A state-changing request came from a web page of another origin (its ``Origin``
+    header is neither the gateway's own nor one of ``allowed_origins``)."""
+
+    code = "forbidden_origin"
 
 
 class NotFound(AlgoraError):
@@ -164,6 +185,18 @@ class PolicyViolation(BuildFailed):
     code = "policy_violation"
 
 
+class RateLimited(AlgoraError):
+    """The caller's key (or its limit for this model) has no tokens left.
+
+    ``details["retry_after"]`` is the seconds until the next call would be admitted; the
+    server also sends it as a ``Retry-After`` header. Other callers are not affected: a
+    server that is itself overloaded answers 503 :class:`Overloaded` instead.
+    """
+
+    status = HTTPStatus.TOO_MANY_REQUESTS
+    code = "rate_limited"
+
+
 class ModelError(AlgoraError):
     """The model's own code raised; ``details`` holds ``error_type`` and ``stacktrace``."""
 
@@ -198,6 +231,21 @@ def _all_subclasses(cls: type[AlgoraError]) -> list[type[AlgoraError]]:
     for sub in cls.__subclasses__():
         found.extend(_all_subclasses(sub))
     return found
+
+
+def retry_after(error: AlgoraError) -> int | None:
+    """Whole seconds for a ``Retry-After`` header (at least 1), or None when retrying later
+    is not the remedy. Sent with 429 :class:`RateLimited` and 503 :class:`Overloaded`."""
+    if not isinstance(error, RateLimited | Overloaded):
+        return None
+    seconds = error.details.get("retry_after", 1)
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError):
+        value = 1.0
+    if not math.isfinite(value):
+        value = 1.0
+    return max(1, math.ceil(value))
 
 
 def error_body(error: AlgoraError) -> dict[str, Any]:

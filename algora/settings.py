@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,26 @@ class Settings(BaseSettings):
     """CPU seconds one call (or batch) may use when the manifest sets no ``cpu_seconds``; past
     it the worker is killed and restarted and the caller gets ``worker_died``."""
 
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    """Names the gateway answers to in the ``Host`` header (JSON list; the bind address ``host``
+    is always allowed too); any other gets 400 ``bad_host``, which defeats DNS rebinding. Add
+    the names clients and load balancers use, or ``["*"]`` to allow any. ``/healthz`` and
+    ``/readyz`` answer whatever the Host, for orchestrators' probes."""
+
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Web origins (``https://ui.example.com``) besides the gateway's own whose pages may send
+    state-changing requests; a POST, PUT, PATCH or DELETE with any other ``Origin`` header gets
+    403 ``forbidden_origin``. API clients send no ``Origin`` and are not affected."""
+
+    default_rate_per_second: float | None = Field(default=None, gt=0)
+    """Calls a second (and management writes) allowed to a key for which neither the key, its
+    principal nor its organization sets a limit; past it the caller gets 429 with
+    ``Retry-After``. Default: none, unlimited."""
+
+    default_burst: int | None = Field(default=None, ge=1)
+    """Calls a key without a limit of its own may make at once, with ``default_rate_per_second``;
+    default: one second's worth of calls."""
+
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""
 
@@ -106,4 +127,6 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.resolved_data_dir / 'registry.db'}"
+        # Quoted: SQLAlchemy decodes %-escapes in the path, so a data folder named "%2e%2e"
+        # would otherwise put the registry in the folder above it.
+        return "sqlite:///" + quote(str(self.resolved_data_dir / "registry.db"))

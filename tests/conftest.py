@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 import uuid
@@ -43,6 +44,11 @@ ECHO_MODEL = textwrap.dedent(
             print("printed", input)
             return {"echo": input, "loads": self.loads}
     """
+)
+
+# Starlette's in-process TestClient sends ``Host: testserver``: allow it beside the defaults.
+os.environ.setdefault(
+    "ALGORA_ALLOWED_HOSTS", json.dumps(["localhost", "127.0.0.1", "::1", "testserver"])
 )
 
 HELLO_MODEL = 'def apply(input: str) -> str:\n    return "Hello " + input\n'

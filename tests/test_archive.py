@@ -152,10 +152,10 @@ def test_round_trip_is_deterministic_and_hash_stable(tmp_path: Path) -> None:
     assert (out / "data" / "weights.bin").read_bytes() == bytes(range(256)) * 10
     assert (out / "data" / "link.bin").readlink() == Path("weights.bin")
     assert (out / "toplink").readlink() == Path("data")
-    assert stat.S_IMODE((out / "model.py").stat().st_mode) == 0o640
-    assert stat.S_IMODE((out / "run.sh").stat().st_mode) == 0o750
-    assert stat.S_IMODE((out / "data").stat().st_mode) == 0o750
-    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert stat.S_IMODE((out / "model.py").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "run.sh").stat().st_mode) == 0o700
+    assert stat.S_IMODE((out / "data").stat().st_mode) == 0o700
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
     with tarfile.open(first) as tar:
         for info in tar.getmembers():
             assert (info.mtime, info.uid, info.gid, info.uname, info.gname) == (0, 0, 0, "", "")
@@ -212,7 +212,7 @@ def test_every_tar_compression_detected_by_content(ws: Workspace, mode: str) -> 
     names = safe_extract(archive, ws.dest, max_bytes=MB, max_members=10)
     assert names == ["pkg/a.py", "pkg/link", "pkg/hard", "pkg/sub/up"]
     assert (ws.dest / "pkg" / "hard").read_bytes() == b"print(1)\n"
-    assert stat.S_IMODE((ws.dest / "pkg" / "a.py").stat().st_mode) == 0o750
+    assert stat.S_IMODE((ws.dest / "pkg" / "a.py").stat().st_mode) == 0o700
     assert (ws.dest / "pkg" / "sub" / "up").resolve() == ws.dest.resolve()
 
 
@@ -229,8 +229,8 @@ def test_zip_extracts_with_modes_and_inner_symlink(ws: Workspace) -> None:
     safe_extract(archive, ws.dest, max_bytes=MB, max_members=10)
     assert (ws.dest / "dir" / "alias").readlink() == Path("data.txt")
     assert (ws.dest / "dir" / "alias").read_text() == "hello"
-    assert stat.S_IMODE((ws.dest / "dir" / "run.sh").stat().st_mode) == 0o750
-    assert stat.S_IMODE((ws.dest / "dir" / "data.txt").stat().st_mode) == 0o640
+    assert stat.S_IMODE((ws.dest / "dir" / "run.sh").stat().st_mode) == 0o700
+    assert stat.S_IMODE((ws.dest / "dir" / "data.txt").stat().st_mode) == 0o600
 
 
 def test_existing_empty_destination_is_accepted(ws: Workspace) -> None:

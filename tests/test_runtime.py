@@ -232,7 +232,7 @@ def test_install_runtime_is_content_addressed_and_reused(tmp_path: Path) -> None
     first = install_runtime(tmp_path)
     assert install_runtime(tmp_path) == first
     assert (first / "algora_runtime" / "main.py").is_file()
-    assert first.stat().st_mode & 0o777 == 0o750
+    assert first.stat().st_mode & 0o777 == 0o700
     assert [p.name for p in first.parent.iterdir()] == [first.name]
 
 

@@ -142,7 +142,7 @@ def test_calls_json_text_binary(tmp_path: Path) -> None:
 
     run_with_pool(tmp_path, spec, body)
     mode = (tmp_path / "logs" / "worker.log").stat().st_mode & 0o777
-    assert mode == 0o640
+    assert mode == 0o600
 
 
 def test_two_replicas_serve_concurrently(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = ["create_registry_engine", "make_session_factory", "ping"]
@@ -23,7 +23,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_registry_engine(url: str) -> Engine:
     """Create the engine; for SQLite, create the file owner-only and enable WAL."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
+        path = make_url(url).database  # decoded, as the driver will open it
         if path and path != ":memory:":
             db_path = Path(path)
             db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -204,6 +204,7 @@ class Auditor:
                     text=True,
                     timeout=self.timeout,
                     check=False,
+                    umask=0o077,  # its HTTP cache is the owner's only
                 )
             except subprocess.TimeoutExpired:
                 return ScanResult(error=f"pip-audit timed out after {self.timeout:g}s")
@@ -224,7 +225,8 @@ class Auditor:
     def sbom(self, lock: str, env_hash: str, python_version: str) -> Path:
         """The CycloneDX JSON SBOM file of the environment ``env_hash``, written once."""
         folder = self.root / "sbom"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.mkdir(exist_ok=True, mode=0o700)
         path = folder / f"{env_hash}.cdx.json"
         if path.is_file():
             return path

@@ -45,8 +45,8 @@ Log = Callable[[str], None]
 
 MARKER = "algora-environment.json"
 LOCK_FILE = "algora-lock.txt"
-_DIR_MODE = 0o750
-_FILE_MODE = 0o640
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 _TAIL_LINES = 40
 _DRAIN_GRACE = 2.0
 """Seconds output is still read after the command exited (see ``_drain``)."""
@@ -215,7 +215,7 @@ class EnvironmentBuilder:
     def _hash_lock(self, env_hash: str, log: Log) -> Iterator[None]:
         locks = self.root / ".locks"
         self._make_dir(locks)
-        fd = os.open(locks / f"{env_hash}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        fd = os.open(locks / f"{env_hash}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             deadline = time.monotonic() + self.timeout
             waiting = False
@@ -326,6 +326,7 @@ def _run(
             errors="replace",
             bufsize=1,
             start_new_session=True,
+            umask=0o077,  # what uv and build commands write is the owner's only
         )
     except OSError as exc:
         raise BuildFailed(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from exc
@@ -418,13 +419,13 @@ def _failure(what: str, lines: list[str], *, tail: bool = False) -> BuildFailed:
 
 
 def _private(root: Path) -> None:
-    """Take every permission away from "others" below ``root`` (links are left alone)."""
+    """Take every permission away from group and others below ``root`` (not from links)."""
     for folder, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
             path = Path(folder) / name
             mode = path.lstat().st_mode
-            if not stat.S_ISLNK(mode) and mode & 0o007:
-                path.chmod(stat.S_IMODE(mode) & ~0o007)
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                path.chmod(stat.S_IMODE(mode) & ~0o077)
 
 
 def _remove(path: Path) -> None:

@@ -14,10 +14,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from algora import __version__
 from algora.auth.principals import Caller
-from algora.errors import AlgoraError, InvalidInput, NotFound, error_body
+from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry_after
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.deps import current_caller
+from algora.gateway.origin import OriginMiddleware
 from algora.gateway.platform import Platform
 from algora.protocols import algorithmia, audit_api, native
 from algora.settings import Settings
@@ -28,7 +29,9 @@ logger = logging.getLogger(__name__)
 
 
 def _json_error(error: AlgoraError) -> JSONResponse:
-    return JSONResponse(error_body(error), status_code=int(error.status))
+    wait = retry_after(error)
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return JSONResponse(error_body(error), status_code=int(error.status), headers=headers)
 
 
 async def _algora_error(request: Request, exc: Exception) -> JSONResponse:
@@ -95,7 +98,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(algorithmia.router)
     app.include_router(native.router)
     app.include_router(audit_api.router)
-    app.add_middleware(AuditMiddleware, audit=platform.audit)  # innermost: sees every route
+    app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
+    app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     async def openapi(_caller: Annotated[Caller, Depends(current_caller)]) -> JSONResponse:

@@ -45,6 +45,9 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("PATCH", rf"/api/v1/models/{_MODEL}", "model.update"),
         ("POST", r"/api/v1/keys/?", "key.create"),
         ("DELETE", r"/api/v1/keys/(?P<key>[^/]+)", "key.revoke"),
+        ("PATCH", r"/api/v1/keys/(?P<key>[^/]+)", "key.limit"),
+        ("PUT", r"/api/v1/keys/(?P<key>[^/]+)/model-limits", "key.model_limits"),
+        ("PATCH", r"/api/v1/principals/[^/]+", "principal.limit"),
         ("POST", r"/api/v1/principals/?", "principal.create"),
         ("GET", r"/api/v1/whoami", "auth.login"),
         ("GET", r"/api/v1/audit(?:/.*)?", "audit.read"),
@@ -194,7 +197,7 @@ class AuditMiddleware:
         )
         auth_method, _secret = parse_authorization_scheme(_header(scope, b"authorization"))
         caller = trail.caller
-        decision: Decision = "deny" if status in (401, 403) else "allow"
+        decision: Decision = "deny" if status in (401, 403, 429) else "allow"
         if trail.action == "model.call" and status == 404:
             decision = "deny"  # unknown and hidden (another user's private) models look alike
         request_id = trail.request_id or _header(scope, b"x-request-id") or _new_request_id()

@@ -1,4 +1,4 @@
-"""The one call path: resolve -> authorize -> dispatch to the version's pool.
+"""The one call path: resolve -> authorize -> admit (rate limit) -> dispatch to the pool.
 
 Every protocol adapter parses its wire format and hands a :class:`Call` here. Version
 resolution is cached for a moment so that the hot path rarely touches the database; a local
@@ -8,8 +8,9 @@ publish or deprecation clears the cache at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Literal
 
 from algora.auth.policy import require
 from algora.auth.principals import Caller
+from algora.auth.ratelimit import RateLimiter
 from algora.db.tables import Model, Version
 from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, VersionNotReady
 from algora.gateway.auditing import AuditTrail
@@ -34,8 +36,13 @@ __all__ = ["Call", "CallService", "Served", "new_request_id"]
 _RESOLVE_SECONDS = 2.0
 
 
+_REQUEST_PREFIX = os.urandom(8).hex()
+_request_numbers = itertools.count(1)
+
+
 def new_request_id() -> str:
-    return "req-" + uuid.uuid4().hex
+    """Unique across gateways (a random per-process prefix) and cheap: no syscall per call."""
+    return f"req-{_REQUEST_PREFIX}{next(_request_numbers):012x}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,8 @@ class Call:
     request_id: str = ""
     trail: AuditTrail = field(default_factory=AuditTrail)
     """Where the call path notes the version it resolved, for the audit row (also on failure)."""
+    admitted: bool = False
+    """True when the adapter already took the call's rate-limit token (see ``admit``)."""
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,10 @@ class CallService:
         registry: Registry,
         pools: PoolManager,
         environment_python: Callable[[str], Path],
+        limiter: RateLimiter,
     ) -> None:
         self._settings = settings
+        self._limiter = limiter
         self._registry = registry
         self._pools = pools
         self._python = environment_python
@@ -120,6 +131,9 @@ class CallService:
         The start goes on in the background when the caller gives up, so the next call finds
         the pool ready.
         """
+        running = self._pools.running(str(version.id))
+        if running is not None:
+            return running
         label = f"'{model.owner.name}/{model.name}' {version.semver}"
         try:
             return await asyncio.wait_for(
@@ -142,9 +156,17 @@ class CallService:
         timeout = requested or manifest_timeout or self._settings.default_call_timeout
         return max(0.001, min(timeout, self._settings.max_call_timeout))
 
+    def admit(self, caller: Caller, owner: str, name: str) -> None:
+        """Take a token from the caller's own limit (and its limit for this model), or raise
+        RateLimited. Adapters may admit before reading the body, so that a refused call
+        costs little; they then pass ``admitted=True``."""
+        self._limiter.check(caller.key_id, f"{owner}/{name}", caller.limits)
+
     async def call(self, call: Call) -> Served:
         model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
         call.trail.version = version.semver
+        if not call.admitted:
+            self.admit(call.caller, model.owner.name, model.name)
         timeout = self.timeout_for(version, call.timeout)
         started = time.monotonic()
         pool = await self._pool(model, version, timeout)

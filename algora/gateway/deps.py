@@ -12,7 +12,7 @@ from algora.errors import PayloadTooLarge
 from algora.gateway.auditing import trail_of
 from algora.gateway.platform import Platform
 
-__all__ = ["current_caller", "platform_of", "read_body"]
+__all__ = ["current_caller", "platform_of", "read_body", "writing_caller"]
 
 
 def platform_of(request: Request) -> Platform:
@@ -27,6 +27,14 @@ async def current_caller(request: Request) -> Caller:
     if caller is None:
         caller = await asyncio.to_thread(authenticator.authenticate, header)
     trail_of(request).caller = caller
+    return caller
+
+
+async def writing_caller(request: Request) -> Caller:
+    """The caller of a management write (publish, changes), admitted by its key's own rate
+    limit: the same bucket as its model calls."""
+    caller = await current_caller(request)
+    platform_of(request).limiter.check(caller.key_id, None, caller.limits)
     return caller
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from algora.audit import AuditLog
 from algora.auth.bootstrap import ensure_admin
 from algora.auth.principals import Authenticator
+from algora.auth.ratelimit import Limit, RateLimiter
 from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import upgrade
 from algora.environments.builder import EnvironmentBuilder
@@ -59,7 +60,12 @@ class Platform:
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
-        self.calls = CallService(settings, self.registry, self.pools, self.environment_python)
+        self.limiter = RateLimiter(
+            Limit.of(settings.default_rate_per_second, settings.default_burst)
+        )
+        self.calls = CallService(
+            settings, self.registry, self.pools, self.environment_python, self.limiter
+        )
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         interrupted = self.registry.fail_interrupted_builds()
         if interrupted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -21,6 +22,7 @@ from algora.errors import (
     InvalidInput,
     ModelError,
     UnsupportedMediaType,
+    retry_after,
 )
 from algora.gateway.auditing import trail_of
 from algora.gateway.calls import Call, new_request_id
@@ -33,6 +35,8 @@ router = APIRouter(tags=["calls"])
 
 _JSON = "application/json"
 _VALIDATE_JSON_UP_TO = 256 * 1024
+# Serialized Python objects are refused even as text/*: a model must never be handed one.
+_OBJECT_FORMATS = re.compile(r"pickle|joblib|yaml|marshal|dill")
 _REFUSED_HINT = (
     "send JSON (application/json), text (text/plain) or bytes (application/octet-stream); "
     "serialized Python objects are never accepted"
@@ -41,6 +45,8 @@ _REFUSED_HINT = (
 
 def _input_kind(content_type: str | None, body: bytes) -> Literal["json", "text", "binary"]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
+    if _OBJECT_FORMATS.search(media):
+        raise UnsupportedMediaType(f"content type '{media}' is not accepted: {_REFUSED_HINT}")
     if media in ("", _JSON) or media.endswith("+json"):
         if not body.strip():
             raise InvalidInput("the request body is empty: send a JSON value, such as null")
@@ -93,6 +99,9 @@ def error_response(error: AlgoraError, request_id: str) -> Response:
         }
         return Response(json.dumps(body), status_code=200, media_type=_JSON, headers=headers)
     body = {"error": {"message": error.message, "code": error.code}}
+    wait = retry_after(error)
+    if wait is not None:
+        headers["Retry-After"] = str(wait)
     return Response(
         json.dumps(body), status_code=int(error.status), media_type=_JSON, headers=headers
     )
@@ -118,6 +127,8 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
     trail.version = None  # only the version actually served, never the spec asked for
     try:
         caller = await current_caller(request)
+        # Admitted before the body is read: a caller past its own limit costs little.
+        platform.calls.admit(caller, owner, name)
         body = await read_body(request, platform.settings.max_request_bytes)
         served = await platform.calls.call(
             Call(
@@ -130,6 +141,7 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
                 timeout=_timeout(request.query_params.get("timeout")),
                 request_id=request_id,
                 trail=trail,
+                admitted=True,
             )
         )
     except AlgoraError as error:

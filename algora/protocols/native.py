@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from algora.auth.bootstrap import create_key
-from algora.auth.principals import Caller
-from algora.db.tables import ApiKey, Model, Principal, Version, utcnow
+from algora.auth.principals import Caller, organization_limit
+from algora.auth.ratelimit import Limit
+from algora.db.tables import ApiKey, KeyModelLimit, Model, Principal, Version, utcnow
 from algora.errors import (
     BadRequest,
     Conflict,
@@ -25,13 +28,17 @@ from algora.errors import (
     PermissionDenied,
 )
 from algora.gateway.auditing import trail_of
-from algora.gateway.deps import current_caller, platform_of
+from algora.gateway.deps import current_caller, platform_of, writing_caller
 from algora.registry.manifest import NAME_PATTERN
+from algora.settings import Settings
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1")
 CallerDep = Annotated[Caller, Depends(current_caller)]
+WriterDep = Annotated[Caller, Depends(writing_caller)]
+"""For routes that change something: also takes a token from the key's rate limit."""
+_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)$")
 
 
 class ModelOut(BaseModel):
@@ -122,12 +129,35 @@ class KeyIn(BaseModel):
     name: str = Field(default="", max_length=128)
 
 
+class ModelLimitIn(BaseModel):
+    model: str = Field(description="``owner/name``, or ``owner/*`` for all of an owner's models")
+    rate_per_second: float = Field(gt=0, allow_inf_nan=False)
+    burst: int | None = Field(default=None, ge=1, description="Default: one second's worth.")
+
+
+class LimitsIn(BaseModel):
+    """A rate limit; a field left out is unchanged, a null one is removed."""
+
+    rate_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    burst: int | None = Field(default=None, ge=1)
+
+
 class KeyOut(BaseModel):
     key_id: str
     name: str
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    rate_per_second: float | None = None
+    burst: int | None = None
+
+
+class PrincipalOut(BaseModel):
+    name: str
+    kind: str
+    is_admin: bool
+    rate_per_second: float | None
+    burst: int | None
 
 
 class NewKeyOut(BaseModel):
@@ -160,7 +190,7 @@ async def get_model(request: Request, caller: CallerDep, owner: str, name: str) 
 
 @router.patch("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
 async def update_model(
-    request: Request, caller: CallerDep, owner: str, name: str, patch: ModelPatch
+    request: Request, caller: WriterDep, owner: str, name: str, patch: ModelPatch
 ) -> ModelOut:
     platform = platform_of(request)
     model = await asyncio.to_thread(
@@ -190,7 +220,7 @@ async def list_versions(
 )
 async def publish_version(
     request: Request,
-    caller: CallerDep,
+    caller: WriterDep,
     owner: str,
     name: str,
     bump: Annotated[Literal["major", "minor", "patch"] | None, Query()] = None,
@@ -255,7 +285,7 @@ async def get_version(
     "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
 )
 async def update_version(
-    request: Request, caller: CallerDep, owner: str, name: str, version: str, patch: VersionPatch
+    request: Request, caller: WriterDep, owner: str, name: str, version: str, patch: VersionPatch
 ) -> VersionOut:
     platform = platform_of(request)
     row = await asyncio.to_thread(
@@ -360,6 +390,8 @@ async def list_keys(request: Request, caller: CallerDep) -> list[KeyOut]:
                     created_at=k.created_at,
                     last_used_at=k.last_used_at,
                     revoked=k.revoked_at is not None,
+                    rate_per_second=k.rate_per_second,
+                    burst=k.burst,
                 )
                 for k in keys
             ]
@@ -368,7 +400,7 @@ async def list_keys(request: Request, caller: CallerDep) -> list[KeyOut]:
 
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
-async def create_own_key(request: Request, caller: CallerDep, body: KeyIn) -> NewKeyOut:
+async def create_own_key(request: Request, caller: WriterDep, body: KeyIn) -> NewKeyOut:
     def create() -> NewKeyOut:
         with platform_of(request).sessions() as session:
             principal = session.get(Principal, caller.principal_id)
@@ -383,7 +415,7 @@ async def create_own_key(request: Request, caller: CallerDep, body: KeyIn) -> Ne
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
-async def revoke_key(request: Request, caller: CallerDep, key_id: str) -> None:
+async def revoke_key(request: Request, caller: WriterDep, key_id: str) -> None:
     platform = platform_of(request)
 
     def revoke() -> None:
@@ -398,9 +430,156 @@ async def revoke_key(request: Request, caller: CallerDep, key_id: str) -> None:
     platform.authenticator.forget()
 
 
+# rate limits --------------------------------------------------------------------------------
+def _looser(new: Limit | None, current: Limit | None) -> bool:
+    """True when ``new`` allows more than ``current`` (None: no limit at all)."""
+    if current is None:
+        return False
+    return new is None or new.rate > current.rate or new.burst > current.burst
+
+
+def _owned_key(session: Session, caller: Caller, key_id: str) -> ApiKey:
+    key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
+    if key is None or (key.principal_id != caller.principal_id and not caller.is_admin):
+        raise NotFound(f"no key '{key_id}'")
+    return key
+
+
+def _inherited(session: Session, principal: Principal, settings: Settings) -> Limit | None:
+    """The limit a key without its own gets: its principal's, its organization's, or the
+    server's default."""
+    return (
+        Limit.of(principal.rate_per_second, principal.burst)
+        or organization_limit(session, principal)
+        or Limit.of(settings.default_rate_per_second, settings.default_burst)
+    )
+
+
+def _key_out(key: ApiKey) -> KeyOut:
+    return KeyOut(
+        key_id=key.key_id,
+        name=key.name,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked=key.revoked_at is not None,
+        rate_per_second=key.rate_per_second,
+        burst=key.burst,
+    )
+
+
+@router.patch(
+    "/keys/{key_id}",
+    response_model=KeyOut,
+    tags=["keys"],
+    summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
+)
+async def limit_key(request: Request, caller: WriterDep, key_id: str, body: LimitsIn) -> KeyOut:
+    platform = platform_of(request)
+    trail_of(request).resource = f"key/{key_id}"
+
+    def change() -> KeyOut:
+        with platform.sessions() as session:
+            key = _owned_key(session, caller, key_id)
+            rate = key.rate_per_second
+            burst = key.burst
+            if "rate_per_second" in body.model_fields_set:
+                rate = body.rate_per_second
+            if "burst" in body.model_fields_set:
+                burst = body.burst
+            if not caller.is_admin:
+                inherited = _inherited(session, key.principal, platform.settings)
+                current = Limit.of(key.rate_per_second, key.burst) or inherited
+                if _looser(Limit.of(rate, burst) or inherited, current):
+                    raise PermissionDenied(
+                        "only an admin may loosen a key's rate limit; you may tighten it"
+                    )
+            key.rate_per_second, key.burst = rate, burst
+            session.commit()
+            return _key_out(key)
+
+    out = await asyncio.to_thread(change)
+    platform.authenticator.forget()
+    return out
+
+
+def _model_limits(session: Session, key: ApiKey) -> list[KeyModelLimit]:
+    statement = select(KeyModelLimit).where(KeyModelLimit.key_id == key.id)
+    return list(session.scalars(statement.order_by(KeyModelLimit.pattern)).all())
+
+
+def _model_limits_out(rows: list[KeyModelLimit]) -> list[ModelLimitIn]:
+    return [
+        ModelLimitIn(model=r.pattern, rate_per_second=r.rate_per_second, burst=r.burst)
+        for r in rows
+    ]
+
+
+@router.get("/keys/{key_id}/model-limits", response_model=list[ModelLimitIn], tags=["keys"])
+async def get_model_limits(request: Request, caller: CallerDep, key_id: str) -> list[ModelLimitIn]:
+    def load() -> list[ModelLimitIn]:
+        with platform_of(request).sessions() as session:
+            return _model_limits_out(_model_limits(session, _owned_key(session, caller, key_id)))
+
+    return await asyncio.to_thread(load)
+
+
+@router.put(
+    "/keys/{key_id}/model-limits",
+    response_model=list[ModelLimitIn],
+    tags=["keys"],
+    summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
+)
+async def set_model_limits(
+    request: Request,
+    caller: WriterDep,
+    key_id: str,
+    body: Annotated[list[ModelLimitIn], Body(max_length=100)],
+) -> list[ModelLimitIn]:
+    platform = platform_of(request)
+    trail_of(request).resource = f"key/{key_id}"
+    wanted: dict[str, Limit] = {}
+    for entry in body:
+        if not _MODEL_PATTERN.match(entry.model):
+            raise BadRequest(f"'{entry.model}' is not 'owner/name' or 'owner/*'")
+        if entry.model in wanted:
+            raise BadRequest(f"'{entry.model}' is given twice")
+        limit = Limit.of(entry.rate_per_second, entry.burst)
+        assert limit is not None  # the rate is required
+        wanted[entry.model] = limit
+
+    def replace() -> list[ModelLimitIn]:
+        with platform.sessions() as session:
+            key = _owned_key(session, caller, key_id)
+            rows = _model_limits(session, key)
+            if not caller.is_admin:
+                for row in rows:
+                    if _looser(wanted.get(row.pattern), Limit.of(row.rate_per_second, row.burst)):
+                        raise PermissionDenied(
+                            f"only an admin may loosen or remove the limit for '{row.pattern}'"
+                        )
+            for row in rows:
+                session.delete(row)
+            session.flush()
+            for entry in body:
+                session.add(
+                    KeyModelLimit(
+                        key_id=key.id,
+                        pattern=entry.model,
+                        rate_per_second=entry.rate_per_second,
+                        burst=entry.burst,
+                    )
+                )
+            session.commit()
+            return _model_limits_out(_model_limits(session, key))
+
+    out = await asyncio.to_thread(replace)
+    platform.authenticator.forget()
+    return out
+
+
 @router.post("/principals", response_model=NewPrincipalOut, status_code=201, tags=["principals"])
 async def create_principal(
-    request: Request, caller: CallerDep, body: PrincipalIn
+    request: Request, caller: WriterDep, body: PrincipalIn
 ) -> NewPrincipalOut:
     trail_of(request).resource = f"principal/{body.name}"
     if not caller.is_admin:
@@ -421,3 +600,40 @@ async def create_principal(
             return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
 
     return await asyncio.to_thread(create)
+
+
+@router.patch(
+    "/principals/{name}",
+    response_model=PrincipalOut,
+    tags=["principals"],
+    summary="Set the default rate limit of a principal's keys (admin only)",
+)
+async def limit_principal(
+    request: Request, caller: WriterDep, name: str, body: LimitsIn
+) -> PrincipalOut:
+    platform = platform_of(request)
+    trail_of(request).resource = f"principal/{name}"
+    if not caller.is_admin:
+        raise PermissionDenied("only an admin may set a principal's default rate limit")
+
+    def change() -> PrincipalOut:
+        with platform.sessions() as session:
+            principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+            if principal is None:
+                raise NotFound(f"no principal '{name}'")
+            if "rate_per_second" in body.model_fields_set:
+                principal.rate_per_second = body.rate_per_second
+            if "burst" in body.model_fields_set:
+                principal.burst = body.burst
+            session.commit()
+            return PrincipalOut(
+                name=principal.name,
+                kind=principal.kind,
+                is_admin=principal.is_admin,
+                rate_per_second=principal.rate_per_second,
+                burst=principal.burst,
+            )
+
+    out = await asyncio.to_thread(change)
+    platform.authenticator.forget()
+    return out

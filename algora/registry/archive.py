@@ -17,8 +17,9 @@ Rules for every member:
 - at most ``max_members`` members declaring at most ``max_bytes`` in total, and no more than
   ``max_bytes`` actually written whatever the headers say.
 
-Files are written with mode ``0o640`` (``0o750`` when the archive marks them executable),
-folders ``0o750``; set-id and sticky bits and ownership are never applied.
+Files are written with mode ``0o600`` (``0o700`` when the archive marks them executable),
+folders ``0o700`` (owner only: nothing of a model is for other local users); set-id and sticky
+bits and ownership are never applied.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ EXCLUDED_NAMES = frozenset(
 """File and folder names that :func:`pack_directory` leaves out, at any depth."""
 
 _EXCLUDED_SUFFIXES = (".pyc",)
-_FILE_MODE = 0o640
-_EXEC_MODE = 0o750
-_DIR_MODE = 0o750
+_FILE_MODE = 0o600
+_EXEC_MODE = 0o700
+_DIR_MODE = 0o700
 _CHUNK = 1024 * 1024
 _MAX_LINK_HOPS = 40
 _MAX_NAME_BYTES = 4096

@@ -65,7 +65,8 @@ class BuildLogs:
 
     def __init__(self, root: Path, limit: int = 4 * 1024 * 1024) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # DATA_DIR/logs
+        self.root.mkdir(exist_ok=True, mode=0o700)
         self.limit = limit
         self._lock = threading.Lock()
 

@@ -44,12 +44,18 @@ EXIT_OUT_OF_MEMORY = 86
 def main(argv: list[str] | None = None) -> None:
     """Entry point of a worker process; never returns (exits 0 on shutdown or end of input)."""
     started = time.perf_counter()
+    # What the model writes (bytecode, caches, files in HOME) is its owner's only. Set here,
+    # not by the gateway: uvloop's subprocess support has no ``umask`` argument.
+    os.umask(0o077)
     args = _parse_args(argv)
     _apply_limits(args.memory_limit, args.cpu_limit)
     proto_in, proto_out = _take_protocol_fds()
     reader = os.fdopen(proto_in, "rb", buffering=_READ_BUFFER)
 
     source = os.path.abspath(args.source)  # noqa: PTH100 - stdlib-only runtime, os.path is fine
+    _roots[source] = ""  # errors show the model's files relative to its folder
+    _roots[os.path.realpath(source)] = ""
+    _roots[_RUNTIME_DIR] = "<runtime>"
     # A version's folder is immutable: bytecode goes under the worker's private HOME instead.
     sys.pycache_prefix = os.path.join(os.path.expanduser("~"), ".cache", "pycache")  # noqa: PTH111,PTH118
     try:
@@ -336,15 +342,71 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
 
 
 def _error(code: str, exc: BaseException, *, skip_frames: int) -> dict[str, Any]:
-    """The error object of the protocol; ``skip_frames`` drops the runtime's own frames."""
+    """The error object of the protocol; ``skip_frames`` drops the runtime's own frames.
+
+    The stack trace goes to callers, so it names no place on the server's disk: frames of the
+    runtime and of the import machinery are left out, and paths are shown relative to the
+    model's folder (``model.py``), the environment (``<env>/lib/...``) or the interpreter
+    (``<python>/lib/...``).
+    """
     tb = exc.__traceback__
     for _ in range(skip_frames):
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
-    stack = "".join(traceback.format_exception(type(exc), exc, tb))
+    report = traceback.TracebackException(type(exc), exc, tb)
+    seen: set[int] = set()
+    pending = [report]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [f for f in current.stack if not _hidden_frame(f.filename)]
+        for frame in frames:
+            frame.filename = _shown_path(frame.filename)
+        current.stack = traceback.StackSummary.from_list(frames)
+        if getattr(current, "filename", None):  # a SyntaxError's file
+            current.filename = _shown_path(str(current.filename))
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return {
         "code": code,
-        "message": str(exc) or type(exc).__name__,
+        "message": _shown_text(str(exc)) or type(exc).__name__,
         "error_type": type(exc).__name__,
-        "stacktrace": stack,
+        "stacktrace": _shown_text("".join(report.format())),
     }
+
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100,PTH120 - stdlib-only runtime
+_roots: dict[str, str] = {}
+"""Absolute folder -> how it is shown in errors; the model's folder is added by ``main``."""
+
+
+def _display_roots() -> list[tuple[str, str]]:
+    roots = dict(_roots)
+    roots.setdefault(os.path.realpath(sys.prefix), "<env>")
+    roots.setdefault(os.path.realpath(sys.base_prefix), "<python>")
+    roots.setdefault(sys.prefix, "<env>")
+    roots.setdefault(sys.base_prefix, "<python>")
+    return sorted(roots.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def _hidden_frame(filename: str) -> bool:
+    folder = os.path.dirname(os.path.abspath(filename))  # noqa: PTH100,PTH120
+    return folder == _RUNTIME_DIR or filename.startswith("<frozen importlib")
+
+
+def _shown_path(filename: str) -> str:
+    if not os.path.isabs(filename):  # noqa: PTH117 - "<string>", "<frozen ...>"
+        return filename
+    for root, shown in _display_roots():
+        if filename.startswith(root + os.sep):
+            rest = filename[len(root) + 1 :]
+            return f"{shown}/{rest}" if shown else rest
+    return "<outside>/" + os.path.basename(filename)  # noqa: PTH119
+
+
+def _shown_text(text: str) -> str:
+    """``text`` with every known absolute folder replaced as in :func:`_shown_path`."""
+    for root, shown in _display_roots():
+        text = text.replace(root + os.sep, f"{shown}/" if shown else "").replace(root, shown or ".")
+    return text

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from algora.errors import BuildFailed, ModelError, error_from_body
+from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
 from algora.registry.archive import pack_directory
 from algora.registry.manifest import load_manifest
 from algora.sdk.profiles import resolve_connection
@@ -79,8 +79,10 @@ class ModelHandle:
 
     def __init__(self, client: Client, ref: str) -> None:
         parts = ref.strip("/").split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"'{ref}' is not a model reference: use owner/name or owner/name/1.x")
+        if len(parts) not in (2, 3) or not all(p not in ("", ".", "..") for p in parts):
+            raise InvalidInput(
+                f"'{ref}' is not a model reference: use owner/name or owner/name/1.x"
+            )
         self._client = client
         self.ref = "/".join(parts)
 

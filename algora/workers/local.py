@@ -29,7 +29,7 @@ __all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
 
 logger = logging.getLogger(__name__)
 
-_LOG_MODE = 0o640
+_LOG_MODE = 0o600
 _HOME_MODE = 0o700
 _SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 _PIPE_LIMIT = 1 << 20
@@ -47,12 +47,13 @@ def worker_environment(spec: WorkerSpec, home: Path) -> dict[str, str]:
 def _private_home(data_dir: Path, spec: WorkerSpec) -> Path:
     key = hashlib.sha256(str(spec.source_dir.resolve()).encode()).hexdigest()[:24]
     home = data_dir / "homes" / key
-    home.mkdir(parents=True, exist_ok=True, mode=_HOME_MODE)
+    home.parent.mkdir(exist_ok=True, mode=_HOME_MODE)
+    home.mkdir(exist_ok=True, mode=_HOME_MODE)
     return home
 
 
 def _open_log(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _LOG_MODE)
 
 

@@ -59,6 +59,14 @@ class PoolManager:
         finally:
             self._starting.pop(key, None)
 
+    def running(self, key: str) -> Pool | None:
+        """The running pool for ``key``, without starting one (the hot path's fast check)."""
+        pool = self._pools.get(key)
+        if pool is None or not pool.running:
+            return None
+        self._last_used[key] = time.monotonic()
+        return pool
+
     def pools(self) -> dict[str, Pool]:
         """The running pools by key (a copy), for readiness checks and metrics."""
         return dict(self._pools)

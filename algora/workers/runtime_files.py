@@ -19,8 +19,8 @@ __all__ = ["RUNTIME_PACKAGE", "install_runtime", "runtime_command"]
 
 RUNTIME_PACKAGE = "algora_runtime"
 _SOURCE_DIR = Path(__file__).resolve().parent.parent / "runtime"
-_DIR_MODE = 0o750
-_FILE_MODE = 0o640
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
 
 
 @functools.cache
