@@ -5,7 +5,7 @@ from algora.auth.keys import generate_key, hash_key, keys_match, parse_authoriza
 
 def test_keys_look_like_algorithmia_keys_and_are_stored_hashed() -> None:
     new = generate_key()
-    assert new.secret.startswith("sim") and len(new.secret) == 28
+    assert new.secret.startswith("sim") and len(new.secret) == 46
     assert new.secret.isalnum()
     assert new.key_hash == hash_key(new.secret) and new.secret not in new.key_hash
     assert keys_match(new.key_hash, new.secret)

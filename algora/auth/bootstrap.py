@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -17,7 +18,16 @@ ADMIN_NAME = "admin"
 ADMIN_KEY_FILE = "admin.key"
 
 
-def create_key(session: Session, principal: Principal, name: str) -> NewKey:
+def create_key(
+    session: Session,
+    principal: Principal,
+    name: str,
+    *,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    model_calls_only: bool = False,
+) -> NewKey:
+    """Add a key for the principal (``scopes`` default: ``["*"]``); its secret is returned once."""
     new = generate_key()
     session.add(
         ApiKey(
@@ -25,7 +35,9 @@ def create_key(session: Session, principal: Principal, name: str) -> NewKey:
             key_hash=new.key_hash,
             principal_id=principal.id,
             name=name,
-            scopes=["*"],
+            scopes=["*"] if scopes is None else scopes,
+            expires_at=expires_at,
+            model_calls_only=model_calls_only,
         )
     )
     return new

@@ -20,7 +20,8 @@ __all__ = [
 
 _ALPHABET = string.ascii_letters + string.digits
 KEY_PREFIX = "sim"
-KEY_BODY_LENGTH = 25
+KEY_BODY_LENGTH = 43
+"""43 base62 characters: 256 bits of secret (log2(62) * 43 = 256.03)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,8 @@ def keys_match(stored_hash: str, presented: str) -> bool:
 
 
 def generate_key() -> NewKey:
-    """A key shaped like Algorithmia's (``sim`` + 25 characters) so its tooling accepts it."""
+    """A key shaped like Algorithmia's (``sim`` + letters and digits) so its tooling accepts it;
+    its body is 256 bits. Algorithmia's clients send the key as given, whatever its length."""
     body = "".join(secrets.choice(_ALPHABET) for _ in range(KEY_BODY_LENGTH))
     secret = KEY_PREFIX + body
     return NewKey(secret=secret, key_id=secrets.token_hex(8), key_hash=hash_key(secret))

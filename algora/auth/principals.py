@@ -32,6 +32,18 @@ class Caller:
     key_id: str
     scopes: tuple[str, ...] = field(default=())
     limits: KeyLimits = field(default=UNLIMITED)
+    memberships: tuple[tuple[int, str], ...] = field(default=())
+    """(organization id, role) for every organization the principal belongs to."""
+    model_calls_only: bool = False
+    """The key may be used only by calls made from inside models (see ``gateway.deps``)."""
+    kind: str = "user"
+
+    def role_in(self, org_id: int) -> str | None:
+        """The principal's role in an organization, or None when it is not a member."""
+        for org, role in self.memberships:
+            if org == org_id:
+                return role
+        return None
 
 
 class Authenticator:
@@ -53,7 +65,8 @@ class Authenticator:
             return entry[1]
         return None
 
-    def authenticate(self, authorization: str | None) -> Caller:
+    def authenticate(self, authorization: str | None, address: str | None = None) -> Caller:
+        """The caller a key names; ``address`` (the peer) is recorded as the key's last use."""
         secret = parse_authorization(authorization)
         if secret is None:
             raise Unauthenticated(
@@ -66,7 +79,7 @@ class Authenticator:
             cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        caller = self._load(digest, secret)
+        caller = self._load(digest, secret, address)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -78,7 +91,7 @@ class Authenticator:
         with self._lock:
             self._cache.clear()
 
-    def _load(self, digest: str, secret: str) -> Caller:
+    def _load(self, digest: str, secret: str, address: str | None) -> Caller:
         with self._sessions() as session:
             key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).first()
             now = utcnow()
@@ -90,15 +103,20 @@ class Authenticator:
             ):
                 raise Unauthenticated("the API key is unknown, revoked or expired")
             key.last_used_at = now
-            session.commit()
-            return Caller(
+            key.last_used_address = address[:64] if address else None
+            caller = Caller(
                 principal_id=key.principal_id,
                 name=key.principal.name,
                 is_admin=key.principal.is_admin,
                 key_id=key.key_id,
                 scopes=tuple(str(s) for s in key.scopes),
                 limits=resolve_limits(session, key),
+                memberships=tuple((m.org_id, m.role) for m in key.principal.memberships),
+                model_calls_only=key.model_calls_only,
+                kind=key.principal.kind,
             )
+            session.commit()
+            return caller
 
 
 def resolve_limits(session: Session, key: ApiKey) -> KeyLimits:
@@ -119,8 +137,13 @@ def resolve_limits(session: Session, key: ApiKey) -> KeyLimits:
 
 
 def organization_limit(session: Session, principal: Principal) -> Limit | None:
-    """The default limit of an organization (a principal of kind ``org``) the principal
-    belongs to. Hook: memberships do not exist yet, so there is none. When they do, return
-    the first member organization's ``rate_per_second``/``burst`` that is set."""
-    del session, principal
+    """The default limit of an organization the principal belongs to (the first, by
+    organization id, that sets one); for a service account, also its owner's."""
+    org_ids = sorted(m.org_id for m in principal.memberships)
+    if principal.kind == "service" and principal.owner_id is not None:
+        org_ids.append(principal.owner_id)
+    for org_id in org_ids:
+        org = session.get(Principal, org_id)
+        if org is not None and (limit := Limit.of(org.rate_per_second, org.burst)) is not None:
+            return limit
     return None

@@ -185,18 +185,56 @@ keys_app = typer.Typer(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="What the key may do; repeat for several (call, call:OWNER/*, models:read, "
+            "models:publish, models:manage, aliases:write, data:read[:PATTERN], "
+            "data:write[:PATTERN], keys:manage, principals:manage, audit:read). "
+            "Default: the scopes of the key you use.",
+        ),
+    ] = None,
+    expires_in_days: Annotated[
+        int | None, typer.Option("--expires-in-days", help="Expire after this many days.", min=1)
+    ] = None,
+    model_calls_only: Annotated[
+        bool, typer.Option("--model-calls-only", help="Usable only by calls from inside models.")
+    ] = False,
+    principal: Annotated[
+        str | None, typer.Option("--for", help="A service account you manage.")
+    ] = None,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """Create a key; its secret is shown once."""
+    body: dict[str, object] = {"name": name, "model_calls_only": model_calls_only}
+    if scope:
+        body["scopes"] = scope
+    if expires_in_days is not None:
+        body["expires_in_days"] = expires_in_days
+    if principal is not None:
+        body["principal"] = principal
     with errors_to_exit():
         client = client_for(url, key, profile)
-        response = client.request("POST", "/api/v1/keys", json={"name": name})
+        response = client.request("POST", "/api/v1/keys", json=body)
         raise_for_error(response)
-    body = response.json()
-    console.print(f"key id {body['key_id']}; secret (shown once):")
-    sys.stdout.write(body["key"] + "\n")
+    created: dict[str, Any] = response.json()
+    scopes = " ".join(created.get("scopes") or [])
+    expires = created.get("expires_at")
+    console.print(
+        f"key id {created['key_id']} for {created.get('principal')} (scopes: {scopes}"
+        + (f"; expires {str(expires)[:19]}" if expires else "")
+        + "); secret (shown once):"
+    )
+    sys.stdout.write(created["key"] + "\n")
+
+
+def _last_used(row: dict[str, Any]) -> str:
+    when = str(row["last_used_at"] or "")[:19]
+    where = row.get("last_used_address")
+    return f"{when} from {where}" if when and where else when
 
 
 @keys_app.command("list")
@@ -206,14 +244,15 @@ def keys_list(
     """List your keys (never their secrets)."""
     with errors_to_exit():
         rows = client_for(url, key, profile).get_json("/api/v1/keys")
-    table = Table("key id", "name", "created", "last used", "revoked", "rate limit")
+    table = Table("key id", "name", "scopes", "expires", "last used", "revoked", "rate limit")
     for row in rows:
         rate = row.get("rate_per_second")
         table.add_row(
             row["key_id"],
             row["name"],
-            str(row["created_at"])[:19],
-            str(row["last_used_at"] or "")[:19],
+            " ".join(row.get("scopes") or []),
+            str(row.get("expires_at") or "")[:19],
+            _last_used(row),
             str(row["revoked"]),
             "" if rate is None else f"{rate:g}/s burst {row.get('burst') or 'default'}",
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from algora import __version__
-from algora.cli import audit, catalog, publishing, scaffold, serve
+from algora.cli import access, audit, catalog, publishing, scaffold, serve
 
 __all__ = ["app", "main"]
 
@@ -36,11 +36,13 @@ app.command()(serve.serve)
 app.command()(scaffold.init)
 app.command()(publishing.publish)
 app.command()(catalog.call)
-app.command()(catalog.models)
 app.command()(catalog.versions)
 app.command()(catalog.login)
 app.command()(catalog.whoami)
+app.add_typer(access.models_app, name="models")
 app.add_typer(catalog.keys_app, name="keys")
+app.add_typer(access.users_app, name="users")
+app.add_typer(access.orgs_app, name="orgs")
 app.add_typer(audit.audit_app, name="audit")
 
 

@@ -13,7 +13,9 @@ __all__ = [
     "AuditEventRow",
     "Base",
     "Environment",
+    "Grant",
     "KeyModelLimit",
+    "Membership",
     "Model",
     "Principal",
     "Version",
@@ -30,7 +32,8 @@ class Base(DeclarativeBase):
 
 
 class Principal(Base):
-    """A user or an organization: owns models and keys."""
+    """A user, an organization (``org``) or a service account (``service``): owns models and
+    keys. A service account belongs to ``owner_id`` (a user or an organization)."""
 
     __tablename__ = "principals"
 
@@ -42,6 +45,26 @@ class Principal(Base):
     rate_per_second: Mapped[float | None] = mapped_column(default=None)
     """Default call rate for this principal's keys that set none (None: no default)."""
     burst: Mapped[int | None] = mapped_column(default=None)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    """The user or organization a service account belongs to (None for others)."""
+
+    memberships: Mapped[list[Membership]] = relationship(
+        primaryjoin="Principal.id == Membership.member_id", lazy="selectin", viewonly=True
+    )
+    """The organizations this principal is a member of, with its role in each."""
+
+
+class Membership(Base):
+    """A principal's role in an organization: owner, admin, member or viewer."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("org_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):
@@ -59,6 +82,9 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_address: Mapped[str | None] = mapped_column(String(64), default=None)
+    model_calls_only: Mapped[bool] = mapped_column(default=False)
+    """Usable only by calls made from inside models (see ``algora.auth.policy``)."""
     rate_per_second: Mapped[float | None] = mapped_column(default=None)
     """This key's own call rate (None: its principal's default, if any)."""
     burst: Mapped[int | None] = mapped_column(default=None)
@@ -98,6 +124,21 @@ class Model(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     owner: Mapped[Principal] = relationship(lazy="joined")
+    grants: Mapped[list[Grant]] = relationship(lazy="selectin")
+
+
+class Grant(Base):
+    """An explicit right on a model for a user, service account or organization: ``call``
+    (read and call) or ``manage`` (also publish and change it)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("model_id", "grantee_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    grantee_id: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    right: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Environment(Base):

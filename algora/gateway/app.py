@@ -17,10 +17,10 @@ from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry_after
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
-from algora.gateway.deps import current_caller
 from algora.gateway.origin import OriginMiddleware
+from algora.gateway.permissions import AUTHENTICATED, Needs
 from algora.gateway.platform import Platform
-from algora.protocols import algorithmia, audit_api, native
+from algora.protocols import access, algorithmia, audit_api, native
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -84,6 +84,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = FastAPI(
         title="Algora",
         version=__version__,
+        # No redirects: a POST redirected to another path is a trap for clients, and a
+        # normalized redirect of a traversal attempt is noise. Routes say what they accept.
+        redirect_slashes=False,
         openapi_url=None,  # served below, behind authentication like every other route
         docs_url=None,
         redoc_url=None,
@@ -97,12 +100,13 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(health.router)
     app.include_router(algorithmia.router)
     app.include_router(native.router)
+    app.include_router(access.router)
     app.include_router(audit_api.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
-    async def openapi(_caller: Annotated[Caller, Depends(current_caller)]) -> JSONResponse:
+    async def openapi(_caller: Annotated[Caller, Depends(Needs(AUTHENTICATED))]) -> JSONResponse:
         return JSONResponse(app.openapi())
 
     return app

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from algora.auth.policy import require
+from algora.auth.policy import require, require_scope
 from algora.auth.principals import Caller
 from algora.auth.ratelimit import RateLimiter
 from algora.db.tables import Model, Version
@@ -159,10 +159,13 @@ class CallService:
     def admit(self, caller: Caller, owner: str, name: str) -> None:
         """Take a token from the caller's own limit (and its limit for this model), or raise
         RateLimited. Adapters may admit before reading the body, so that a refused call
-        costs little; they then pass ``admitted=True``."""
+        costs little; they then pass ``admitted=True``. The key's ``call`` scope for the model
+        is checked first."""
+        require_scope(caller, "call", f"{owner}/{name}")
         self._limiter.check(caller.key_id, f"{owner}/{name}", caller.limits)
 
     async def call(self, call: Call) -> Served:
+        require_scope(call.caller, "call", f"{call.owner}/{call.name}")
         model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
         call.trail.version = version.semver
         if not call.admitted:

@@ -8,11 +8,11 @@ from typing import cast
 from fastapi import Request
 
 from algora.auth.principals import Caller
-from algora.errors import PayloadTooLarge
+from algora.errors import PayloadTooLarge, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.platform import Platform
 
-__all__ = ["current_caller", "platform_of", "read_body", "writing_caller"]
+__all__ = ["current_caller", "internal_call", "platform_of", "read_body"]
 
 
 def platform_of(request: Request) -> Platform:
@@ -25,17 +25,26 @@ async def current_caller(request: Request) -> Caller:
     header = request.headers.get("authorization")
     caller = authenticator.cached(header)
     if caller is None:
-        caller = await asyncio.to_thread(authenticator.authenticate, header)
+        address = request.client.host if request.client else None
+        caller = await asyncio.to_thread(authenticator.authenticate, header, address)
     trail_of(request).caller = caller
+    if caller.model_calls_only and not internal_call(request):
+        raise PermissionDenied(
+            f"key '{caller.key_id}' may only be used by calls made from inside models"
+        )
     return caller
 
 
-async def writing_caller(request: Request) -> Caller:
-    """The caller of a management write (publish, changes), admitted by its key's own rate
-    limit: the same bucket as its model calls."""
-    caller = await current_caller(request)
-    platform_of(request).limiter.check(caller.key_id, None, caller.limits)
-    return caller
+def internal_call(request: Request) -> bool:
+    """Whether the request is a call made from inside a model (by the worker-side SDK).
+
+    The seam for keys limited to model-to-model calls. The marker (a credential the gateway
+    hands its workers, sent in a header) is defined by the issue that builds model-to-model
+    calls; until then no request carries it, so such keys are refused everywhere. A header a
+    client could simply set must never be enough.
+    """
+    del request
+    return False
 
 
 async def read_body(request: Request, limit: int) -> bytes:

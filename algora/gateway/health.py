@@ -8,18 +8,23 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from algora.gateway.deps import platform_of
+from algora.gateway.permissions import PUBLIC, declare
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: no authentication")
+@router.get("/healthz", summary="Liveness: no authentication", openapi_extra=declare(PUBLIC))
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: registry, store and worker pools; no authentication")
+@router.get(
+    "/readyz",
+    summary="Readiness: registry, store and worker pools; no authentication",
+    openapi_extra=declare(PUBLIC),
+)
 async def readyz(request: Request) -> JSONResponse:
     platform = platform_of(request)
     problems = await asyncio.to_thread(platform.check_ready)

@@ -27,6 +27,7 @@ from algora.errors import (
 from algora.gateway.auditing import trail_of
 from algora.gateway.calls import Call, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
+from algora.gateway.permissions import declare
 from algora.workers.spec import CallResult
 
 __all__ = ["router"]
@@ -151,16 +152,26 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
     return Response(_success_body(served.result), media_type=_JSON, headers=headers)
 
 
-@router.post("/v1/algo/{owner}/{name}", summary="Call the latest version of a model")
+@router.post(
+    "/v1/algo/{owner}/{name}",
+    summary="Call the latest version of a model",
+    openapi_extra=declare("call"),
+)
 async def call_latest(request: Request, owner: str, name: str) -> Response:
     return await _call(request, owner, name, None)
 
 
-@router.post("/v1/algo/{owner}/{name}/{spec}", summary="Call the version a spec names")
+@router.post(
+    "/v1/algo/{owner}/{name}/{spec}",
+    summary="Call the version a spec names",
+    openapi_extra=declare("call"),
+)
 async def call_version(request: Request, owner: str, name: str, spec: str) -> Response:
     return await _call(request, owner, name, spec)
 
 
-@router.post("/v1/algo/{owner}/{name}/{spec}/", include_in_schema=False)
+@router.post(
+    "/v1/algo/{owner}/{name}/{spec}/", include_in_schema=False, openapi_extra=declare("call")
+)
 async def call_version_slash(request: Request, owner: str, name: str, spec: str) -> Response:
     return await _call(request, owner, name, spec)

@@ -1,4 +1,4 @@
-"""``/api/v1/audit``: query, export and verify the audit log. Admins only, for now."""
+"""``/api/v1/audit``: query, export and verify the audit log (scope ``audit:read``)."""
 
 from __future__ import annotations
 
@@ -15,23 +15,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.audit import Outcome, as_dict, query, verify
 from algora.auth.principals import Caller
-from algora.errors import PermissionDenied
-from algora.gateway.deps import current_caller, platform_of
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import Needs, PermissionRoute
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"], route_class=PermissionRoute)
 
 _EXPORT_CHUNK = 1000
 
 
-async def audit_reader(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
-    if not caller.is_admin:
-        raise PermissionDenied("only an admin may read the audit log")
-    return caller
-
-
-ReaderDep = Annotated[Caller, Depends(audit_reader)]
+ReaderDep = Annotated[Caller, Depends(Needs("audit:read"))]
+"""Admins' ``*`` keys hold it; anyone else only as an explicit scope an admin handed out."""
 PrincipalQ = Annotated[str | None, Query(description="Exact principal name.")]
 ModelQ = Annotated[str | None, Query(description="owner/name")]
 SinceQ = Annotated[datetime | None, Query(description="Received at or after (ISO 8601, UTC).")]

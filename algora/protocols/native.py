@@ -1,4 +1,7 @@
-"""The native management API under ``/api/v1``: models, versions, keys, principals."""
+"""The native management API under ``/api/v1``: models, versions, keys.
+
+Principals, organizations and grants live in :mod:`algora.protocols.access`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import os
 import re
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,27 +20,32 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from algora.auth.bootstrap import create_key
+from algora.auth.policy import can_manage_org
 from algora.auth.principals import Caller, organization_limit
 from algora.auth.ratelimit import Limit
+from algora.auth.scopes import covers, validate_scopes
 from algora.db.tables import ApiKey, KeyModelLimit, Model, Principal, Version, utcnow
 from algora.errors import (
     BadRequest,
-    Conflict,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
 )
 from algora.gateway.auditing import trail_of
-from algora.gateway.deps import current_caller, platform_of, writing_caller
-from algora.registry.manifest import NAME_PATTERN
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
 from algora.settings import Settings
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1")
-CallerDep = Annotated[Caller, Depends(current_caller)]
-WriterDep = Annotated[Caller, Depends(writing_caller)]
-"""For routes that change something: also takes a token from the key's rate limit."""
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
+# Each route's caller comes through the scope it needs; writers also take a rate-limit token.
+ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
+Publish = Annotated[Caller, Depends(Needs("models:publish", write=True))]
+ManageModels = Annotated[Caller, Depends(Needs("models:manage", write=True))]
+Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
+ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
+WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
 _MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)$")
 
 
@@ -100,7 +108,7 @@ class VersionOut(BaseModel):
 class ModelPatch(BaseModel):
     description: str | None = None
     deprecated: bool | None = None
-    visibility: Literal["private", "public"] | None = None
+    visibility: Literal["private", "organization", "public"] | None = None
 
 
 class VersionPatch(BaseModel):
@@ -127,6 +135,20 @@ class WhoAmI(BaseModel):
 
 class KeyIn(BaseModel):
     name: str = Field(default="", max_length=128)
+    scopes: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="What the key may do (see algora.auth.scopes); default: the creating key's.",
+    )
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+    model_calls_only: bool = Field(
+        default=False, description="Usable only by calls made from inside models."
+    )
+    principal: str | None = Field(
+        default=None,
+        max_length=64,
+        description="A service account you manage (an admin: anyone); default: yourself.",
+    )
 
 
 class ModelLimitIn(BaseModel):
@@ -150,47 +172,37 @@ class KeyOut(BaseModel):
     revoked: bool
     rate_per_second: float | None = None
     burst: int | None = None
-
-
-class PrincipalOut(BaseModel):
-    name: str
-    kind: str
-    is_admin: bool
-    rate_per_second: float | None
-    burst: int | None
+    principal: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    expires_at: datetime | None = None
+    last_used_address: str | None = None
+    model_calls_only: bool = False
 
 
 class NewKeyOut(BaseModel):
     key_id: str
     key: str = Field(description="The secret: shown once, stored only as a hash.")
-
-
-class PrincipalIn(BaseModel):
-    name: str
-
-
-class NewPrincipalOut(BaseModel):
-    name: str
-    key_id: str
-    key: str
+    principal: str = ""
+    scopes: list[str] = Field(default_factory=list)
+    expires_at: datetime | None = None
 
 
 # models -------------------------------------------------------------------------------------
 @router.get("/models", response_model=list[ModelOut], tags=["models"])
-async def list_models(request: Request, caller: CallerDep) -> list[ModelOut]:
+async def list_models(request: Request, caller: ReadModels) -> list[ModelOut]:
     models = await asyncio.to_thread(platform_of(request).registry.list_models, caller)
     return [ModelOut.of(m) for m in models]
 
 
 @router.get("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
-async def get_model(request: Request, caller: CallerDep, owner: str, name: str) -> ModelOut:
+async def get_model(request: Request, caller: ReadModels, owner: str, name: str) -> ModelOut:
     model = await asyncio.to_thread(platform_of(request).registry.get_model, caller, owner, name)
     return ModelOut.of(model)
 
 
 @router.patch("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
 async def update_model(
-    request: Request, caller: WriterDep, owner: str, name: str, patch: ModelPatch
+    request: Request, caller: ManageModels, owner: str, name: str, patch: ModelPatch
 ) -> ModelOut:
     platform = platform_of(request)
     model = await asyncio.to_thread(
@@ -203,7 +215,7 @@ async def update_model(
 # versions -----------------------------------------------------------------------------------
 @router.get("/models/{owner}/{name}/versions", response_model=list[VersionOut], tags=["versions"])
 async def list_versions(
-    request: Request, caller: CallerDep, owner: str, name: str
+    request: Request, caller: ReadModels, owner: str, name: str
 ) -> list[VersionOut]:
     versions = await asyncio.to_thread(
         platform_of(request).registry.list_versions, caller, owner, name
@@ -220,7 +232,7 @@ async def list_versions(
 )
 async def publish_version(
     request: Request,
-    caller: WriterDep,
+    caller: Publish,
     owner: str,
     name: str,
     bump: Annotated[Literal["major", "minor", "patch"] | None, Query()] = None,
@@ -232,6 +244,8 @@ async def publish_version(
     platform = platform_of(request)
     if bump is not None and version is not None:
         raise BadRequest("give either bump or version, not both")
+    # Refuse a caller who may not publish here before accepting a byte of the archive.
+    await asyncio.to_thread(platform.registry.check_publish, caller, owner, name)
     limit = platform.settings.max_archive_bytes
     uploads = platform.settings.resolved_data_dir / "staging"
     fd, tmp_name = tempfile.mkstemp(dir=uploads, prefix="upload-")
@@ -276,7 +290,7 @@ async def _version(request: Request, caller: Caller, owner: str, name: str, v: s
     "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
 )
 async def get_version(
-    request: Request, caller: CallerDep, owner: str, name: str, version: str
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> VersionOut:
     return VersionOut.of(f"{owner}/{name}", await _version(request, caller, owner, name, version))
 
@@ -285,7 +299,7 @@ async def get_version(
     "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
 )
 async def update_version(
-    request: Request, caller: WriterDep, owner: str, name: str, version: str, patch: VersionPatch
+    request: Request, caller: ManageModels, owner: str, name: str, version: str, patch: VersionPatch
 ) -> VersionOut:
     platform = platform_of(request)
     row = await asyncio.to_thread(
@@ -301,7 +315,9 @@ async def update_version(
     tags=["versions"],
     summary="The locked requirements (uv, with hashes) the version's environment was built from",
 )
-async def get_lock(request: Request, caller: CallerDep, owner: str, name: str, version: str) -> str:
+async def get_lock(
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
+) -> str:
     row = await _version(request, caller, owner, name, version)
     if row.environment is None:
         raise NotFound(f"version {row.semver} has no environment ({row.status})")
@@ -312,7 +328,7 @@ async def get_lock(request: Request, caller: CallerDep, owner: str, name: str, v
     "/models/{owner}/{name}/versions/{version}/schema", response_model=SchemaOut, tags=["versions"]
 )
 async def get_schema(
-    request: Request, caller: CallerDep, owner: str, name: str, version: str
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> SchemaOut:
     row = await _version(request, caller, owner, name, version)
     return SchemaOut(input=row.input_schema, output=row.output_schema)
@@ -320,7 +336,7 @@ async def get_schema(
 
 @router.get("/models/{owner}/{name}/versions/{version}/lineage", tags=["versions"])
 async def get_lineage(
-    request: Request, caller: CallerDep, owner: str, name: str, version: str
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> dict[str, Any]:
     row = await _version(request, caller, owner, name, version)
     return {
@@ -338,7 +354,7 @@ async def get_lineage(
     summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
 )
 async def get_sbom(
-    request: Request, caller: CallerDep, owner: str, name: str, version: str
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> Response:
     row = await _version(request, caller, owner, name, version)
     digest = row.lineage.get("sbom")
@@ -357,7 +373,7 @@ async def get_sbom(
 )
 async def get_build_log(
     request: Request,
-    caller: CallerDep,
+    caller: ReadModels,
     owner: str,
     name: str,
     version: str,
@@ -370,59 +386,99 @@ async def get_build_log(
     return LogOut(status=row.status, text=text, offset=new_offset, done=row.status != "building")
 
 
-# who, keys, principals ----------------------------------------------------------------------
+# who, keys ---------------------------------------------------------------------------------
 @router.get("/whoami", response_model=WhoAmI, tags=["keys"])
-async def whoami(caller: CallerDep) -> WhoAmI:
+async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
 
+def may_manage_keys_of(caller: Caller, principal: Principal) -> bool:
+    """Own keys; an admin any; a service account's: its owner, or its owning organization's
+    admins and owners."""
+    if caller.is_admin or principal.id == caller.principal_id:
+        return True
+    if principal.kind != "service" or principal.owner_id is None:
+        return False
+    return principal.owner_id == caller.principal_id or can_manage_org(caller, principal.owner_id)
+
+
+def _principal_for_keys(session: Session, caller: Caller, name: str | None) -> Principal:
+    if name is None:
+        principal = session.get(Principal, caller.principal_id)
+    else:
+        principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+    if principal is None or not may_manage_keys_of(caller, principal):
+        raise NotFound(f"no principal '{name}' whose keys you manage")
+    return principal
+
+
 @router.get("/keys", response_model=list[KeyOut], tags=["keys"])
-async def list_keys(request: Request, caller: CallerDep) -> list[KeyOut]:
+async def list_keys(
+    request: Request,
+    caller: ReadKeys,
+    principal: Annotated[
+        str | None, Query(max_length=64, description="A service account you manage.")
+    ] = None,
+) -> list[KeyOut]:
     def load() -> list[KeyOut]:
         with platform_of(request).sessions() as session:
-            keys = session.scalars(
-                select(ApiKey).where(ApiKey.principal_id == caller.principal_id)
-            ).all()
-            return [
-                KeyOut(
-                    key_id=k.key_id,
-                    name=k.name,
-                    created_at=k.created_at,
-                    last_used_at=k.last_used_at,
-                    revoked=k.revoked_at is not None,
-                    rate_per_second=k.rate_per_second,
-                    burst=k.burst,
-                )
-                for k in keys
-            ]
+            owner = _principal_for_keys(session, caller, principal)
+            keys = session.scalars(select(ApiKey).where(ApiKey.principal_id == owner.id)).all()
+            return [_key_out(k) for k in keys]
 
     return await asyncio.to_thread(load)
 
 
-@router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
-async def create_own_key(request: Request, caller: WriterDep, body: KeyIn) -> NewKeyOut:
+@router.post(
+    "/keys",
+    response_model=NewKeyOut,
+    status_code=201,
+    tags=["keys"],
+    summary="Create a key (yours or a managed service account's); the secret is shown once",
+)
+async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> NewKeyOut:
+    scopes = list(caller.scopes) if body.scopes is None else validate_scopes(body.scopes)
+    for scope in scopes:
+        if not covers(caller.scopes, scope, is_admin=caller.is_admin):
+            raise PermissionDenied(
+                f"this key cannot hand out the '{scope}' scope: a new key may only narrow "
+                "the scopes of the key that creates it"
+            )
+    expires_at = None
+    if body.expires_in_days is not None:
+        expires_at = utcnow() + timedelta(days=body.expires_in_days)
+
     def create() -> NewKeyOut:
         with platform_of(request).sessions() as session:
-            principal = session.get(Principal, caller.principal_id)
-            if principal is None:
-                raise NotFound("the caller no longer exists")
-            new = create_key(session, principal, body.name)
+            principal = _principal_for_keys(session, caller, body.principal)
+            new = create_key(
+                session,
+                principal,
+                body.name,
+                scopes=scopes,
+                expires_at=expires_at,
+                model_calls_only=body.model_calls_only,
+            )
             session.commit()
             trail_of(request).resource = f"key/{new.key_id}"
-            return NewKeyOut(key_id=new.key_id, key=new.secret)
+            return NewKeyOut(
+                key_id=new.key_id,
+                key=new.secret,
+                principal=principal.name,
+                scopes=scopes,
+                expires_at=expires_at,
+            )
 
     return await asyncio.to_thread(create)
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
-async def revoke_key(request: Request, caller: WriterDep, key_id: str) -> None:
+async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
     platform = platform_of(request)
 
     def revoke() -> None:
         with platform.sessions() as session:
-            key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
-            if key is None or (key.principal_id != caller.principal_id and not caller.is_admin):
-                raise NotFound(f"no key '{key_id}'")
+            key = _owned_key(session, caller, key_id)
             key.revoked_at = key.revoked_at or utcnow()
             session.commit()
 
@@ -440,7 +496,7 @@ def _looser(new: Limit | None, current: Limit | None) -> bool:
 
 def _owned_key(session: Session, caller: Caller, key_id: str) -> ApiKey:
     key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
-    if key is None or (key.principal_id != caller.principal_id and not caller.is_admin):
+    if key is None or not may_manage_keys_of(caller, key.principal):
         raise NotFound(f"no key '{key_id}'")
     return key
 
@@ -464,6 +520,11 @@ def _key_out(key: ApiKey) -> KeyOut:
         revoked=key.revoked_at is not None,
         rate_per_second=key.rate_per_second,
         burst=key.burst,
+        principal=key.principal.name,
+        scopes=[str(s) for s in key.scopes],
+        expires_at=key.expires_at,
+        last_used_address=key.last_used_address,
+        model_calls_only=key.model_calls_only,
     )
 
 
@@ -473,7 +534,7 @@ def _key_out(key: ApiKey) -> KeyOut:
     tags=["keys"],
     summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
 )
-async def limit_key(request: Request, caller: WriterDep, key_id: str, body: LimitsIn) -> KeyOut:
+async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: LimitsIn) -> KeyOut:
     platform = platform_of(request)
     trail_of(request).resource = f"key/{key_id}"
 
@@ -515,7 +576,7 @@ def _model_limits_out(rows: list[KeyModelLimit]) -> list[ModelLimitIn]:
 
 
 @router.get("/keys/{key_id}/model-limits", response_model=list[ModelLimitIn], tags=["keys"])
-async def get_model_limits(request: Request, caller: CallerDep, key_id: str) -> list[ModelLimitIn]:
+async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
     def load() -> list[ModelLimitIn]:
         with platform_of(request).sessions() as session:
             return _model_limits_out(_model_limits(session, _owned_key(session, caller, key_id)))
@@ -531,7 +592,7 @@ async def get_model_limits(request: Request, caller: CallerDep, key_id: str) -> 
 )
 async def set_model_limits(
     request: Request,
-    caller: WriterDep,
+    caller: WriteKeys,
     key_id: str,
     body: Annotated[list[ModelLimitIn], Body(max_length=100)],
 ) -> list[ModelLimitIn]:
@@ -573,67 +634,5 @@ async def set_model_limits(
             return _model_limits_out(_model_limits(session, key))
 
     out = await asyncio.to_thread(replace)
-    platform.authenticator.forget()
-    return out
-
-
-@router.post("/principals", response_model=NewPrincipalOut, status_code=201, tags=["principals"])
-async def create_principal(
-    request: Request, caller: WriterDep, body: PrincipalIn
-) -> NewPrincipalOut:
-    trail_of(request).resource = f"principal/{body.name}"
-    if not caller.is_admin:
-        raise PermissionDenied("only an admin may create users")
-    if not NAME_PATTERN.match(body.name):
-        raise BadRequest("a user name is 1-64 lowercase letters, digits, '-' or '_'")
-
-    def create() -> NewPrincipalOut:
-        with platform_of(request).sessions() as session:
-            exists = session.scalars(select(Principal).where(Principal.name == body.name)).first()
-            if exists is not None:
-                raise Conflict(f"'{body.name}' already exists")
-            principal = Principal(name=body.name, kind="user")
-            session.add(principal)
-            session.flush()
-            new = create_key(session, principal, "first key")
-            session.commit()
-            return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
-
-    return await asyncio.to_thread(create)
-
-
-@router.patch(
-    "/principals/{name}",
-    response_model=PrincipalOut,
-    tags=["principals"],
-    summary="Set the default rate limit of a principal's keys (admin only)",
-)
-async def limit_principal(
-    request: Request, caller: WriterDep, name: str, body: LimitsIn
-) -> PrincipalOut:
-    platform = platform_of(request)
-    trail_of(request).resource = f"principal/{name}"
-    if not caller.is_admin:
-        raise PermissionDenied("only an admin may set a principal's default rate limit")
-
-    def change() -> PrincipalOut:
-        with platform.sessions() as session:
-            principal = session.scalars(select(Principal).where(Principal.name == name)).first()
-            if principal is None:
-                raise NotFound(f"no principal '{name}'")
-            if "rate_per_second" in body.model_fields_set:
-                principal.rate_per_second = body.rate_per_second
-            if "burst" in body.model_fields_set:
-                principal.burst = body.burst
-            session.commit()
-            return PrincipalOut(
-                name=principal.name,
-                kind=principal.kind,
-                is_admin=principal.is_admin,
-                rate_per_second=principal.rate_per_second,
-                burst=principal.burst,
-            )
-
-    out = await asyncio.to_thread(change)
     platform.authenticator.forget()
     return out

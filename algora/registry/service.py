@@ -64,6 +64,20 @@ class Registry:
             session.commit()
             return model
 
+    def check_publish(self, caller: Caller, owner: str, name: str) -> None:
+        """Raise unless the caller may publish ``owner/name`` (creating it if it is new)."""
+        with self._sessions() as session:
+            try:
+                model = self.find_model(session, owner, name)
+            except ModelNotFound:
+                principal = session.scalars(
+                    select(Principal).where(Principal.name == owner)
+                ).first()
+                if principal is None:
+                    raise NotFound(f"owner '{owner}' does not exist") from None
+                model = Model(owner_id=principal.id, owner=principal, name=name)
+            require(caller, "publish", model)
+
     def model_for_publish(self, caller: Caller, owner: str, name: str, manifest: Any) -> int:
         """The id of ``owner/name``, created for the caller on first publish."""
         if not NAME_PATTERN.match(name):

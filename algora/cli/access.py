@@ -1,0 +1,251 @@
+"""``algora users``, ``algora orgs`` and ``algora models grant|revoke|grants|visibility``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from algora.cli import catalog
+from algora.cli.common import (
+    KeyOption,
+    ProfileOption,
+    UrlOption,
+    client_for,
+    console,
+    err_console,
+    errors_to_exit,
+)
+from algora.sdk.client import raise_for_error
+
+__all__ = ["models_app", "orgs_app", "users_app"]
+
+users_app = typer.Typer(help="Create and list users and service accounts.", no_args_is_help=True)
+orgs_app = typer.Typer(
+    help="Organizations: create them, list them, manage their members.", no_args_is_help=True
+)
+
+
+def _send(
+    method: str, path: str, url: str | None, key: str | None, profile: str, body: Any = None
+) -> Any:
+    with errors_to_exit():
+        response = client_for(url, key, profile).request(method, path, json=body)
+        raise_for_error(response)
+    return response.json() if response.content else None
+
+
+def _principals_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("name", "kind", "admin", "owner")
+    for row in rows:
+        table.add_row(row["name"], row["kind"], str(row["is_admin"]), row.get("owner") or "")
+    console.print(table)
+
+
+# users --------------------------------------------------------------------------------------
+@users_app.command("create")
+def users_create(
+    name: Annotated[str, typer.Argument(help="The new user's (or service account's) name.")],
+    service: Annotated[
+        bool, typer.Option("--service", help="Create a service account instead of a user.")
+    ] = False,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="With --service: the organization that owns it."),
+    ] = None,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Create a user (admins; its first key is shown once) or a service account."""
+    if owner is not None and not service:
+        err_console.print("[bold red]error[/]: --owner goes with --service")
+        raise typer.Exit(2)
+    if service:
+        body = _send(
+            "POST", "/api/v1/service-accounts", url, key, profile, {"name": name, "owner": owner}
+        )
+        console.print(
+            f"service account [bold]{body['name']}[/] owned by {body['owner']}; create its "
+            f"keys with `algora keys create --for {body['name']} --scope ...`"
+        )
+        return
+    body = _send("POST", "/api/v1/principals", url, key, profile, {"name": name})
+    console.print(f"user [bold]{body['name']}[/], key id {body['key_id']}; secret (shown once):")
+    sys.stdout.write(body["key"] + "\n")
+
+
+@users_app.command("list")
+def users_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List the users, organizations and service accounts you can see."""
+    rows = _send("GET", "/api/v1/principals", url, key, profile)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    _principals_table(rows)
+
+
+# organizations ------------------------------------------------------------------------------
+@orgs_app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Argument(help="The organization's name.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Create an organization; you become its owner."""
+    _send("POST", "/api/v1/orgs", url, key, profile, {"name": name})
+    console.print(f"created organization [bold]{name}[/]; you are its owner")
+
+
+@orgs_app.command("list")
+def orgs_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List your organizations (an admin: all)."""
+    rows = _send("GET", "/api/v1/orgs", url, key, profile)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    _principals_table(rows)
+
+
+@orgs_app.command("members")
+def orgs_members(
+    org: Annotated[str, typer.Argument(help="The organization.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List an organization's members and their roles."""
+    rows = _send("GET", f"/api/v1/orgs/{org}/members", url, key, profile)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("member", "kind", "role")
+    for row in rows:
+        table.add_row(row["member"], row["kind"], row["role"])
+    console.print(table)
+
+
+@orgs_app.command("add-member")
+def orgs_add_member(
+    org: Annotated[str, typer.Argument(help="The organization.")],
+    member: Annotated[str, typer.Argument(help="A user or service account.")],
+    role: Annotated[
+        str, typer.Option("--role", help="owner, admin, member (publishes) or viewer (calls).")
+    ] = "member",
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Add a member to an organization, or change its role."""
+    _send("PUT", f"/api/v1/orgs/{org}/members/{member}", url, key, profile, {"role": role})
+    console.print(f"{member} is now {role} of {org}")
+
+
+@orgs_app.command("remove-member")
+def orgs_remove_member(
+    org: Annotated[str, typer.Argument(help="The organization.")],
+    member: Annotated[str, typer.Argument(help="The member to remove.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Remove a member from an organization."""
+    _send("DELETE", f"/api/v1/orgs/{org}/members/{member}", url, key, profile)
+    console.print(f"removed {member} from {org}")
+
+
+# models: grants and visibility --------------------------------------------------------------
+models_app = typer.Typer(help="List models; manage their grants and visibility.")
+
+
+@models_app.callback(invoke_without_command=True)
+def models_main(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List the models you can see (with no command), or manage one model's access."""
+    if ctx.invoked_subcommand is None:
+        catalog.models(as_json, url, key, profile)
+
+
+@models_app.command("grant")
+def grant(
+    model: Annotated[str, typer.Argument(help="owner/name")],
+    principal: Annotated[str, typer.Argument(help="A user, service account or organization.")],
+    right: Annotated[
+        str, typer.Option("--right", help="call (read and call) or manage (also publish).")
+    ] = "call",
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Give a principal call or manage rights on a model."""
+    path = f"/api/v1/models/{model}/grants/{principal}"
+    _send("PUT", path, url, key, profile, {"right": right})
+    console.print(f"{principal} may now {right} {model}")
+
+
+@models_app.command("revoke")
+def revoke(
+    model: Annotated[str, typer.Argument(help="owner/name")],
+    principal: Annotated[str, typer.Argument(help="Whose grant to take back.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Take back a principal's explicit rights on a model."""
+    _send("DELETE", f"/api/v1/models/{model}/grants/{principal}", url, key, profile)
+    console.print(f"revoked {principal}'s grant on {model}")
+
+
+@models_app.command("grants")
+def grants(
+    model: Annotated[str, typer.Argument(help="owner/name")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List who holds explicit rights on a model."""
+    rows = _send("GET", f"/api/v1/models/{model}/grants", url, key, profile)
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    table = Table("principal", "kind", "right")
+    for row in rows:
+        table.add_row(row["principal"], row["kind"], row["right"])
+    console.print(table)
+
+
+@models_app.command("visibility")
+def visibility(
+    model: Annotated[str, typer.Argument(help="owner/name")],
+    level: Annotated[str, typer.Argument(help="private, organization or public.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Set who may see and call a model: its owner only, its organizations, or everyone."""
+    if level not in ("private", "organization", "public"):
+        err_console.print("[bold red]error[/]: visibility is private, organization or public")
+        raise typer.Exit(2)
+    _send("PATCH", f"/api/v1/models/{model}", url, key, profile, {"visibility": level})
+    console.print(f"{model} is now {level}")

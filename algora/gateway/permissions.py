@@ -1,0 +1,95 @@
+"""Every route declares the permission it needs; the OpenAPI document shows it.
+
+A route takes its caller from a :class:`Needs` dependency (``Depends(Needs("models:read"))``),
+which authenticates the key and refuses it (403) unless it holds the scope. Routers use
+:class:`PermissionRoute`, which writes the scope into the route's OpenAPI operation as
+``x-algora-permission``; routes that authenticate in their own way (the Algorithmia call routes,
+health) declare it with ``openapi_extra=declare(...)``. ``public`` means no key at all;
+``authenticated`` any valid key. The authorization matrix test reads the document and fails
+for any operation without a declaration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from algora.auth.policy import require_scope
+from algora.auth.principals import Caller
+from algora.gateway.deps import current_caller, platform_of
+
+__all__ = [
+    "AUTHENTICATED",
+    "PERMISSION_KEY",
+    "PUBLIC",
+    "Needs",
+    "PermissionRoute",
+    "declare",
+    "undeclared",
+]
+
+PERMISSION_KEY = "x-algora-permission"
+PUBLIC = "public"
+AUTHENTICATED = "authenticated"
+
+
+class Needs:
+    """The dependency of a route that needs ``scope`` (or only a valid key: ``AUTHENTICATED``).
+
+    ``write=True`` also takes a token from the key's rate limit (management writes share the
+    bucket of the key's calls).
+    """
+
+    def __init__(self, scope: str, *, write: bool = False) -> None:
+        self.scope = scope
+        self.write = write
+
+    async def __call__(self, request: Request) -> Caller:
+        caller = await current_caller(request)
+        if self.scope != AUTHENTICATED:
+            require_scope(caller, self.scope)
+        if self.write:
+            platform_of(request).limiter.check(caller.key_id, None, caller.limits)
+        return caller
+
+    def __repr__(self) -> str:
+        return f"Needs({self.scope!r}, write={self.write})"
+
+
+def declare(permission: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route that checks its permission itself."""
+    return {PERMISSION_KEY: permission}
+
+
+def _needs(dependant: Dependant) -> Needs | None:
+    for sub in dependant.dependencies:
+        if isinstance(sub.call, Needs):
+            return sub.call
+        found = _needs(sub)
+        if found is not None:
+            return found
+    return None
+
+
+class PermissionRoute(APIRoute):
+    """A route whose OpenAPI operation shows the scope its :class:`Needs` dependency checks."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        needs = _needs(self.dependant)
+        if needs is not None:
+            self.openapi_extra = {**(self.openapi_extra or {}), PERMISSION_KEY: needs.scope}
+
+
+def undeclared(document: dict[str, Any]) -> list[str]:
+    """``METHOD path`` of every operation in an OpenAPI document without a permission."""
+    missing = []
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            if isinstance(operation, dict) and not operation.get(PERMISSION_KEY):
+                missing.append(f"{method.upper()} {path}")
+    return missing
