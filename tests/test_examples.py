@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 from algora.testing import RunningServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NAMES = ("hello", "iris", "sklearn-new", "sklearn-old")
+NAMES = tuple(
+    sorted(
+        tomllib.loads((folder / "algora.toml").read_text())["model"]["name"]
+        for folder in EXAMPLES.iterdir()
+        if (folder / "algora.toml").is_file()
+    )
+)
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +84,11 @@ def test_identical_locks_share_one_environment(server: RunningServer) -> None:
         lock = client.request("GET", "/api/v1/models/admin/sklearn-old/versions/1.0.0/lock").text
     assert iris["environment_hash"] == new["environment_hash"] != old["environment_hash"]
     assert "scikit-learn==1.5.2" in lock and "--hash=sha256:" in lock
-    envs = [p for p in (server.data_dir / "envs").iterdir() if not p.name.startswith(".")]
-    assert len(envs) == 3  # hello (empty), the 1.7.2 lock shared by two models, the 1.5.2 lock
+    envs = {p.name for p in (server.data_dir / "envs").iterdir() if not p.name.startswith(".")}
+    with server.client() as client:
+        used = {client.version(f"admin/{name}", "1.0.0")["environment_hash"] for name in NAMES}
+    assert envs == used  # one environment per distinct lock, none built twice
+    assert len(used) == len(NAMES) - 1  # iris and sklearn-new share theirs
 
 
 def test_hello_answers_the_pasted_curl(server: RunningServer) -> None:

@@ -4,7 +4,10 @@ Conventions (``entrypoint`` is ``"module:attr"``; ``"module"`` alone means ``"mo
 
 - a function ``apply(input)`` (the Algorithmia convention), called once per request;
 - a class, instantiated once with no arguments; ``load()`` is called once if defined,
-  ``predict(input)`` per request and, when defined, ``predict_batch(inputs: list) -> list``.
+  ``predict(input)`` per request and, when defined, ``predict_batch(inputs: list) -> list``;
+- an Algorithmia ADK script (``ADK(apply, load).init()`` at its top level): ADK is adapted while
+  the module is imported (see :mod:`.adk`), and the algorithm it was handed is served when the
+  entrypoint names its ``apply`` or the ``ADK`` object, or is a bare module without ``apply``.
 
 Standard library only.
 """
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .adk import AdkAlgorithm, adk_error_type, capture
 from .schema import callable_schemas
 
 __all__ = ["LoadedModel", "load_model", "parse_entrypoint"]
@@ -26,7 +30,7 @@ __all__ = ["LoadedModel", "load_model", "parse_entrypoint"]
 class LoadedModel:
     """A loaded model: one predict callable, an optional batch callable, and its schemas."""
 
-    __slots__ = ("input_schema", "kind", "output_schema", "predict", "predict_batch")
+    __slots__ = ("error_type", "input_schema", "kind", "output_schema", "predict", "predict_batch")
 
     def __init__(
         self,
@@ -35,8 +39,11 @@ class LoadedModel:
         predict_batch: Callable[[list[Any]], Any] | None,
         input_schema: dict[str, Any],
         output_schema: dict[str, Any],
+        error_type: Callable[[BaseException], str] | None = None,
     ) -> None:
         self.kind = kind
+        self.error_type = error_type
+        """The ``error_type`` of an exception the model raised (default: its class name)."""
         self.predict = predict
         self.predict_batch = predict_batch
         self.input_schema = input_schema
@@ -70,9 +77,22 @@ def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
     source = str(Path(source_dir).resolve())
     if source not in sys.path:
         sys.path.insert(0, source)
-    obj: Any = importlib.import_module(module_name)
-    for attr in attrs:
-        obj = getattr(obj, attr)
+    with capture() as captured:
+        obj: Any = importlib.import_module(module_name)
+    algorithm = captured.algorithm()
+    try:
+        for attr in attrs:
+            obj = getattr(obj, attr)
+    except AttributeError:
+        if algorithm is None or ":" in entrypoint:
+            raise
+        obj = algorithm.instance  # a bare ADK script module: serve what it handed to ADK
+    if algorithm is not None and _names_adk(obj, algorithm):
+        algorithm.load()
+        input_schema, output_schema = callable_schemas(algorithm.apply_func)
+        return LoadedModel(
+            "function", algorithm.predict, None, input_schema, output_schema, adk_error_type
+        )
 
     if inspect.isclass(obj):
         instance = obj()
@@ -86,6 +106,15 @@ def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
         raise TypeError(f"entrypoint {entrypoint!r} is {type(obj).__name__}, not callable")
     input_schema, output_schema = callable_schemas(obj)
     return LoadedModel("function", obj, None, input_schema, output_schema)
+
+
+def _names_adk(obj: Any, algorithm: AdkAlgorithm) -> bool:
+    """Whether the entrypoint's object is the ADK algorithm: the ADK, its apply or a method."""
+    return (
+        obj is algorithm.instance
+        or obj is algorithm.apply_func
+        or getattr(obj, "__self__", None) is algorithm.instance
+    )
 
 
 def _from_instance(instance: Any, entrypoint: str) -> LoadedModel:

@@ -236,7 +236,7 @@ def handle_call(
     except MemoryError:
         raise  # the worker exits (serve); the gateway restarts it
     except Exception as exc:
-        error = _error("model_error", exc, skip_frames=1)
+        error = _model_error(model, exc)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
     finally:
         sys.stdout = saved
@@ -319,7 +319,7 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
                 except MemoryError:
                     raise
                 except Exception as exc:
-                    outcomes.append(_error("model_error", exc, skip_frames=1))
+                    outcomes.append(_model_error(model, exc))
         else:
             try:
                 results = list(model.predict_batch(inputs))
@@ -331,7 +331,7 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
             except MemoryError:
                 raise
             except Exception as exc:
-                error = _error("model_error", exc, skip_frames=1)
+                error = _model_error(model, exc)
                 outcomes = [error for _ in inputs]
     finally:
         sys.stdout = saved
@@ -339,6 +339,14 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
     if printed:
         sys.stderr.write(printed)
     return outcomes
+
+
+def _model_error(model: LoadedModel, exc: BaseException) -> dict[str, Any]:
+    """The error object for an exception the model's code raised while serving."""
+    error = _error("model_error", exc, skip_frames=1)
+    if model.error_type is not None:
+        error["error_type"] = model.error_type(exc)
+    return error
 
 
 def _error(code: str, exc: BaseException, *, skip_frames: int) -> dict[str, Any]:
