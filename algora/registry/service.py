@@ -64,18 +64,20 @@ class Registry:
             session.commit()
             return model
 
+    def _existing_or_new(self, session: Session, owner: str, name: str) -> tuple[Model, bool]:
+        """``owner/name``, or an unsaved new model of that owner; and whether it is new."""
+        try:
+            return self.find_model(session, owner, name), False
+        except ModelNotFound:
+            principal = session.scalars(select(Principal).where(Principal.name == owner)).first()
+            if principal is None:
+                raise NotFound(f"owner '{owner}' does not exist") from None
+            return Model(owner_id=principal.id, owner=principal, name=name), True
+
     def check_publish(self, caller: Caller, owner: str, name: str) -> None:
         """Raise unless the caller may publish ``owner/name`` (creating it if it is new)."""
         with self._sessions() as session:
-            try:
-                model = self.find_model(session, owner, name)
-            except ModelNotFound:
-                principal = session.scalars(
-                    select(Principal).where(Principal.name == owner)
-                ).first()
-                if principal is None:
-                    raise NotFound(f"owner '{owner}' does not exist") from None
-                model = Model(owner_id=principal.id, owner=principal, name=name)
+            model, _new = self._existing_or_new(session, owner, name)
             require(caller, "publish", model)
 
     def model_for_publish(self, caller: Caller, owner: str, name: str, manifest: Any) -> int:
@@ -83,15 +85,8 @@ class Registry:
         if not NAME_PATTERN.match(name):
             raise InvalidManifest(f"'{name}' is not a valid model name")
         with self._sessions() as session:
-            try:
-                model = self.find_model(session, owner, name)
-            except ModelNotFound:
-                principal = session.scalars(
-                    select(Principal).where(Principal.name == owner)
-                ).first()
-                if principal is None:
-                    raise NotFound(f"owner '{owner}' does not exist") from None
-                model = Model(owner_id=principal.id, owner=principal, name=name)
+            model, new = self._existing_or_new(session, owner, name)
+            if new:
                 require(caller, "publish", model)
                 model.description = manifest.model.description
                 model.tags = list(manifest.model.tags)
