@@ -376,12 +376,22 @@ def _error(code: str, exc: BaseException, *, skip_frames: int) -> dict[str, Any]
         if getattr(current, "filename", None):  # a SyntaxError's file
             current.filename = _shown_path(str(current.filename))
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    message = _shown_text(str(exc)) or type(exc).__name__
+    stacktrace = _shown_text("".join(report.format()))
+    if len(message) > _ERROR_TEXT_LIMIT:
+        message = message[:_ERROR_TEXT_LIMIT] + " ... (truncated)"
+    if len(stacktrace) > _ERROR_TEXT_LIMIT:  # the end of a trace says most
+        stacktrace = "(truncated) ...\n" + stacktrace[-_ERROR_TEXT_LIMIT:]
     return {
         "code": code,
-        "message": _shown_text(str(exc)) or type(exc).__name__,
+        "message": message,
         "error_type": type(exc).__name__,
-        "stacktrace": _shown_text("".join(report.format())),
+        "stacktrace": stacktrace,
     }
+
+
+_ERROR_TEXT_LIMIT = 64 * 1024
+"""Most characters of an error's message and of its stack trace sent to the gateway."""
 
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100,PTH120 - stdlib-only runtime
