@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     """Calls a key without a limit of its own may make at once, with ``default_rate_per_second``;
     default: one second's worth of calls."""
 
+    max_data_file_bytes: int = Field(default=5 * 1024 * 1024 * 1024, ge=0)
+    """Largest file accepted into hosted data (``/v1/data``); uploads are streamed to disk and
+    a larger one is refused with 413, leaving no partial file."""
+
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""
 

@@ -16,10 +16,17 @@ from algora.registry.specs import SemVer, VersionSpec, next_version, parse_semve
         ("1.x", VersionSpec("range", 1)),
         ("0.0.1", VersionSpec("exact", 0, 0, 1)),
         ("a3f9c2d4e5f60718", VersionSpec("hash", hash_prefix="a3f9c2d4e5f60718")),
+        ("latestPrivate", VersionSpec("latest_private")),
     ],
 )
 def test_parse_spec(text, expected) -> None:
     assert parse_spec(text) == expected
+
+
+def test_latest_private_needs_the_manage_right_and_matches_every_version() -> None:
+    spec = parse_spec("latestPrivate")
+    assert spec.right == "manage" and parse_spec("1.x").right == "call"
+    assert spec.matches(SemVer(3, 1, 4)) and str(spec) == "latestPrivate"
 
 
 @pytest.mark.parametrize(

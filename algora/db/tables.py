@@ -12,6 +12,7 @@ __all__ = [
     "ApiKey",
     "AuditEventRow",
     "Base",
+    "DataCollection",
     "Environment",
     "Grant",
     "KeyModelLimit",
@@ -190,6 +191,24 @@ class Version(Base):
     @property
     def semver(self) -> str:
         return f"{self.major}.{self.minor}.{self.patch}"
+
+
+class DataCollection(Base):
+    """A hosted data collection ``data://owner/name`` and its read ACL.
+
+    ``read_acl`` is Algorithmia's list: ``[]`` private (the owner and, for an organization,
+    its members), ``["user://*"]`` any authenticated user, ``["algo://.my/*"]`` the owner's
+    models (recorded; until models have an identity of their own it reads as private).
+    """
+
+    __tablename__ = "data_collections"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    read_acl: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # 64-bit ids on PostgreSQL; SQLite's INTEGER is 64-bit already (and stays the rowid).

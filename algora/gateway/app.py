@@ -20,7 +20,7 @@ from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs
 from algora.gateway.platform import Platform
-from algora.protocols import access, algorithmia, audit_api, native
+from algora.protocols import access, algorithmia, algorithmia_api, audit_api, data, native
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -99,9 +99,11 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
     app.include_router(algorithmia.router)
+    app.include_router(algorithmia_api.router)
     app.include_router(native.router)
     app.include_router(access.router)
     app.include_router(audit_api.router)
+    app.include_router(data.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
 

@@ -55,6 +55,10 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("POST", r"/api/v1/orgs/?", "org.create"),
         ("PUT", r"/api/v1/orgs/[^/]+/members/[^/]+", "org.member_set"),
         ("DELETE", r"/api/v1/orgs/[^/]+/members/[^/]+", "org.member_remove"),
+        ("PUT", r"/v1/data/.+", "data.put"),
+        ("POST", r"/v1/data/.*", "data.create"),
+        ("PATCH", r"/v1/data/.+", "data.acl"),
+        ("DELETE", r"/v1/data/.+", "data.delete"),
         ("GET", r"/api/v1/whoami", "auth.login"),
         ("GET", r"/api/v1/audit(?:/.*)?", "audit.read"),
     )

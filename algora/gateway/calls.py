@@ -1,5 +1,9 @@
 """The one call path: resolve -> authorize -> admit (rate limit) -> dispatch to the pool.
 
+A call may ask for the model's captured stdout (granted only to callers who may manage the
+model) or run in the background (``call_void``: resolved, authorized and admitted at once, then
+dispatched while the caller already has its answer, with the outcome in the audit log).
+
 Every protocol adapter parses its wire format and hands a :class:`Call` here. Version
 resolution is cached for a moment so that the hot path rarely touches the database; a local
 publish or deprecation clears the cache at once.
@@ -9,18 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from algora.auth.policy import require, require_scope
+from algora.audit import AuditEvent, AuditLog
+from algora.auth.policy import can, require, require_scope
 from algora.auth.principals import Caller
 from algora.auth.ratelimit import RateLimiter
+from algora.auth.scopes import has_scope
 from algora.db.tables import Model, Version
-from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, VersionNotReady
+from algora.errors import (
+    AlgoraError,
+    CallTimeout,
+    ModelLoadFailed,
+    Unavailable,
+    VersionNotReady,
+)
 from algora.gateway.auditing import AuditTrail
 from algora.registry.manifest import Manifest
 from algora.registry.service import Registry
@@ -31,7 +45,9 @@ from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
 
-__all__ = ["Call", "CallService", "Served", "new_request_id"]
+__all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
+
+logger = logging.getLogger(__name__)
 
 _RESOLVE_SECONDS = 2.0
 
@@ -59,6 +75,8 @@ class Call:
     """Where the call path notes the version it resolved, for the audit row (also on failure)."""
     admitted: bool = False
     """True when the adapter already took the call's rate-limit token (see ``admit``)."""
+    stdout: bool = False
+    """Whether the caller asks for the model's captured stdout (see :attr:`Served.stdout`)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,15 @@ class Served:
     version: Version
     result: CallResult
     request_id: str
+    stdout: str | None = None
+    """The call's captured stdout: only when asked for and the caller may manage the model."""
+
+
+def may_manage(caller: Caller, model: Model) -> bool:
+    """Whether the caller may manage the model, its key's scopes included."""
+    return can(caller, "manage", model) and has_scope(
+        caller.scopes, "models:manage", None, is_admin=caller.is_admin
+    )
 
 
 class CallService:
@@ -79,8 +106,11 @@ class CallService:
         pools: PoolManager,
         environment_python: Callable[[str], Path],
         limiter: RateLimiter,
+        audit: AuditLog | None = None,
     ) -> None:
         self._settings = settings
+        self._audit = audit
+        self._background: set[asyncio.Task[None]] = set()
         self._limiter = limiter
         self._registry = registry
         self._pools = pools
@@ -101,11 +131,13 @@ class CallService:
         about a private model's versions or failures.
         """
         spec = parse_spec(spec_text)
+        if spec.right == "manage":
+            require_scope(caller, "models:manage")
         key = (owner, name, str(spec))
         now = time.monotonic()
         cached = self._resolved.get(key)
         if cached is not None and cached[0] > now:
-            require(caller, "call", cached[1])
+            require(caller, spec.right, cached[1])
             return cached[1], cached[2]
         model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec, caller)
         if len(self._resolved) > 10_000:
@@ -164,12 +196,63 @@ class CallService:
         require_scope(caller, "call", f"{owner}/{name}")
         self._limiter.check(caller.key_id, f"{owner}/{name}", caller.limits)
 
-    async def call(self, call: Call) -> Served:
+    async def _authorize(self, call: Call) -> tuple[Model, Version]:
         require_scope(call.caller, "call", f"{call.owner}/{call.name}")
         model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
         call.trail.version = version.semver
         if not call.admitted:
             self.admit(call.caller, model.owner.name, model.name)
+        return model, version
+
+    async def call(self, call: Call) -> Served:
+        model, version = await self._authorize(call)
+        return await self._dispatch(call, model, version)
+
+    async def call_void(self, call: Call) -> tuple[Model, Version]:
+        """Resolve, authorize and admit now (raising as ``call`` does); dispatch in the
+        background. The outcome is recorded in the audit log as ``model.call.void``, under the
+        call's request id, once the model has answered."""
+        model, version = await self._authorize(call)
+        task = asyncio.create_task(self._run_void(call, model, version))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return model, version
+
+    async def _run_void(self, call: Call, model: Model, version: Version) -> None:
+        received_at = datetime.now(UTC)
+        started = time.perf_counter()
+        status, error_code = 200, None
+        try:
+            await self._dispatch(call, model, version)
+        except AlgoraError as error:
+            status, error_code = int(error.status), error.code
+        except Exception:
+            logger.exception("background call %s failed", call.request_id)
+            status, error_code = 500, "internal_error"
+        if self._audit is None:
+            return
+        caller = call.caller
+        event = AuditEvent(
+            action="model.call.void",
+            received_at=received_at,
+            completed_at=datetime.now(UTC),
+            status=status,
+            decision="allow",
+            principal=caller.name,
+            principal_id=caller.principal_id,
+            key_id=caller.key_id,
+            resource=f"{model.owner.name}/{model.name}",
+            version=version.semver,
+            request_id=call.request_id or None,
+            error_code=error_code,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+        try:
+            await self._audit.record(event)
+        except AlgoraError:
+            logger.exception("could not record the outcome of background call %s", call.request_id)
+
+    async def _dispatch(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)
         started = time.monotonic()
         pool = await self._pool(model, version, timeout)
@@ -182,4 +265,7 @@ class CallService:
                 timeout=max(0.001, timeout - (time.monotonic() - started)),
             )
         )
-        return Served(model=model, version=version, result=result, request_id=request_id)
+        stdout = result.stdout if call.stdout and may_manage(call.caller, model) else None
+        return Served(
+            model=model, version=version, result=result, request_id=request_id, stdout=stdout
+        )

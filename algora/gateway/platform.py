@@ -64,7 +64,7 @@ class Platform:
             Limit.of(settings.default_rate_per_second, settings.default_burst)
         )
         self.calls = CallService(
-            settings, self.registry, self.pools, self.environment_python, self.limiter
+            settings, self.registry, self.pools, self.environment_python, self.limiter, self.audit
         )
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         interrupted = self.registry.fail_interrupted_builds()

@@ -4,6 +4,18 @@ Success: ``{"result": ..., "metadata": {"content_type": "json|text|binary|void",
 "duration": seconds}}``. An exception raised by the model: HTTP 200 with
 ``{"error": {"message", "error_type", "stacktrace"}}`` (Algorithmia's clients raise on that
 body). Platform errors: their own 4xx/5xx status with ``{"error": {"message", "code"}}``.
+
+Query options (others are ignored, as Algorithmia does):
+
+- ``timeout``: seconds, capped by the server's ``max_call_timeout``;
+- ``stdout=true`` (``True``, ``1``): the call's captured stdout in ``metadata.stdout``, only for
+  a caller who may manage the model (see :func:`algora.gateway.calls.may_manage`); otherwise
+  the key is left out;
+- ``output=raw``: the bare result as the body (text as text/plain, JSON as JSON, binary as
+  application/octet-stream, nothing for void); errors keep their envelope;
+- ``output=void``: resolved, authorized and admitted at once, then answered with
+  ``{"async": "void", "request_id": ...}`` while the call runs in the background; its outcome
+  is recorded in the audit log (``model.call.void``).
 """
 
 from __future__ import annotations
@@ -25,7 +37,7 @@ from algora.errors import (
     retry_after,
 )
 from algora.gateway.auditing import trail_of
-from algora.gateway.calls import Call, new_request_id
+from algora.gateway.calls import Call, Served, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
 from algora.gateway.permissions import declare
 from algora.workers.spec import CallResult
@@ -72,7 +84,7 @@ def _input_kind(content_type: str | None, body: bytes) -> Literal["json", "text"
     raise UnsupportedMediaType(f"content type '{media}' is not accepted: {_REFUSED_HINT}")
 
 
-def _success_body(result: CallResult) -> bytes:
+def _success_body(result: CallResult, stdout: str | None = None) -> bytes:
     kind = result.content_type
     if kind == "json":
         encoded = result.payload or b"null"
@@ -82,9 +94,10 @@ def _success_body(result: CallResult) -> bytes:
         encoded = json.dumps(base64.b64encode(result.payload).decode("ascii")).encode()
     else:
         kind, encoded = "void", b"null"
-    metadata = json.dumps(
-        {"content_type": kind, "duration": round(result.duration, 6)}, separators=(",", ":")
-    )
+    fields: dict[str, Any] = {"content_type": kind, "duration": round(result.duration, 6)}
+    if stdout is not None:
+        fields["stdout"] = stdout
+    metadata = json.dumps(fields, separators=(",", ":"))
     return b'{"result":' + encoded + b',"metadata":' + metadata.encode() + b"}"
 
 
@@ -108,6 +121,33 @@ def error_response(error: AlgoraError, request_id: str) -> Response:
     )
 
 
+_RAW_MEDIA = {
+    "json": _JSON,
+    "text": "text/plain; charset=utf-8",
+    "binary": "application/octet-stream",
+}
+
+
+def _raw_response(served: Served, headers: dict[str, str]) -> Response:
+    """``output=raw``: the bare result, in its own media type."""
+    result = served.result
+    media = _RAW_MEDIA.get(result.content_type)
+    if media is None:  # void: nothing to send
+        return Response(b"", headers=headers)
+    payload = result.payload or (b"null" if result.content_type == "json" else b"")
+    return Response(payload, media_type=media, headers=headers)
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("true", "1")
+
+
+def _output(value: str | None) -> Literal["default", "raw", "void"]:
+    """``output=raw`` or ``output=void``; anything else is the default envelope."""
+    text = (value or "").strip().lower()
+    return "raw" if text == "raw" else "void" if text == "void" else "default"
+
+
 def _timeout(value: str | None) -> float | None:
     if value is None or value == "":
         return None
@@ -126,30 +166,39 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
     trail = trail_of(request)  # the audit row: the middleware commits it before the answer
     trail.request_id = request_id
     trail.version = None  # only the version actually served, never the spec asked for
+    query = request.query_params
+    output = _output(query.get("output"))
     try:
         caller = await current_caller(request)
         # Admitted before the body is read: a caller past its own limit costs little.
         platform.calls.admit(caller, owner, name)
         body = await read_body(request, platform.settings.max_request_bytes)
-        served = await platform.calls.call(
-            Call(
-                caller=caller,
-                owner=owner,
-                name=name,
-                spec=spec,
-                content_type=_input_kind(request.headers.get("content-type"), body),
-                payload=body,
-                timeout=_timeout(request.query_params.get("timeout")),
-                request_id=request_id,
-                trail=trail,
-                admitted=True,
-            )
+        call = Call(
+            caller=caller,
+            owner=owner,
+            name=name,
+            spec=spec,
+            content_type=_input_kind(request.headers.get("content-type"), body),
+            payload=body,
+            timeout=_timeout(query.get("timeout")),
+            request_id=request_id,
+            trail=trail,
+            admitted=True,
+            stdout=_flag(query.get("stdout")),
         )
+        if output == "void":
+            _model, version = await platform.calls.call_void(call)
+            headers = {"X-Request-Id": request_id, "X-Algora-Version": version.semver}
+            accepted = json.dumps({"async": "void", "request_id": request_id})
+            return Response(accepted, media_type=_JSON, headers=headers)
+        served = await platform.calls.call(call)
     except AlgoraError as error:
         trail.error_code = error.code
         return error_response(error, request_id)
     headers = {"X-Request-Id": request_id, "X-Algora-Version": served.version.semver}
-    return Response(_success_body(served.result), media_type=_JSON, headers=headers)
+    if output == "raw":
+        return _raw_response(served, headers)
+    return Response(_success_body(served.result, served.stdout), media_type=_JSON, headers=headers)
 
 
 @router.post(

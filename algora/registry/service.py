@@ -203,13 +203,15 @@ class Registry:
     ) -> tuple[Model, Version]:
         """The version a spec names: the highest ready, non-deprecated match.
 
-        An exact version or a content hash names one version even when it is deprecated.
-        With a caller, the right to call the model is checked before any version is looked at.
+        An exact version or a content hash names one version even when it is deprecated, and
+        ``latestPrivate`` the highest ready version, deprecated or not. With a caller, the
+        right the spec needs (``call``; ``manage`` for ``latestPrivate``) is checked before any
+        version is looked at.
         """
         with self._sessions() as session:
             model = self.find_model(session, owner, name)
             if caller is not None:
-                require(caller, "call", model)
+                require(caller, spec.right, model)
             versions = session.scalars(select(Version).where(Version.model_id == model.id)).all()
             if spec.kind == "hash":
                 prefix = spec.hash_prefix or ""
@@ -217,7 +219,7 @@ class Registry:
             else:
                 matches = [v for v in versions if spec.matches(SemVer(v.major, v.minor, v.patch))]
             ready = [v for v in matches if v.status == "ready"]
-            if spec.kind not in ("exact", "hash"):
+            if spec.kind not in ("exact", "hash", "latest_private"):
                 ready = [v for v in ready if not v.deprecated]
             if not ready:
                 if matches and spec.kind in ("exact", "hash"):

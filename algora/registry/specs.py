@@ -51,16 +51,26 @@ def next_version(existing: Iterable[SemVer], bump: Bump) -> SemVer:
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """``latest``, an exact version, a ``MAJOR[.MINOR].x`` range or a content-hash prefix."""
+    """``latest``, an exact version, a ``MAJOR[.MINOR].x`` range or a content-hash prefix.
 
-    kind: Literal["latest", "exact", "range", "hash"]
+    ``latest_private`` (Algorithmia's ``latestPrivate``: the latest build, published or not) is
+    the highest ready version, deprecated ones included, and only for callers who may manage
+    the model: see :meth:`algora.registry.service.Registry.resolve`.
+    """
+
+    kind: Literal["latest", "latest_private", "exact", "range", "hash"]
     major: int | None = None
     minor: int | None = None
     patch: int | None = None
     hash_prefix: str | None = None
 
+    @property
+    def right(self) -> Literal["call", "manage"]:
+        """The right on the model a caller needs to name versions with this spec."""
+        return "manage" if self.kind == "latest_private" else "call"
+
     def matches(self, version: SemVer) -> bool:
-        if self.kind == "latest":
+        if self.kind in ("latest", "latest_private"):
             return True
         if self.major is not None and version.major != self.major:
             return False
@@ -71,6 +81,8 @@ class VersionSpec:
     def __str__(self) -> str:
         if self.kind == "latest":
             return "latest"
+        if self.kind == "latest_private":
+            return "latestPrivate"
         if self.kind == "hash":
             return str(self.hash_prefix)
         parts = [str(p) for p in (self.major, self.minor, self.patch) if p is not None]
@@ -78,10 +90,13 @@ class VersionSpec:
 
 
 def parse_spec(text: str | None) -> VersionSpec:
-    """Parse ``1.2.3``, ``1.2``/``1.2.x``, ``1``/``1.x``, ``latest`` or a content hash."""
+    """Parse ``1.2.3``, ``1.2``/``1.2.x``, ``1``/``1.x``, ``latest``, ``latestPrivate`` or a
+    content hash."""
     spec = (text or "latest").strip()
     if spec in ("latest", ""):
         return VersionSpec("latest")
+    if spec in ("latestPrivate", "latestprivate"):
+        return VersionSpec("latest_private")
     if _SEMVER.match(spec):
         exact = parse_semver(spec)
         return VersionSpec("exact", exact.major, exact.minor, exact.patch)
@@ -92,5 +107,6 @@ def parse_spec(text: str | None) -> VersionSpec:
     if _HASH.match(spec):
         return VersionSpec("hash", hash_prefix=spec)
     raise InvalidVersionSpec(
-        f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest or a content hash"
+        f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest, latestPrivate or a "
+        "content hash"
     )

@@ -44,12 +44,16 @@ TARGET_KEY_OWNER = "org-member"
 
 _MODEL = "/api/v1/models/{owner}/{name}"
 _VERSION = _MODEL + "/versions/{version}"
+_DATA = "/v1/data/{path}"
 # (METHOD, path template) -> the roles a key with the right scope may act for.
 ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): EVERYONE,
     ("GET", "/readyz"): EVERYONE,
     ("POST", "/v1/algo/{owner}/{name}"): ORG,
     ("POST", "/v1/algo/{owner}/{name}/{spec}"): ORG,
+    ("GET", "/v1/algorithms/{owner}/{name}"): ORG,
+    ("GET", "/v1/algorithms/{owner}/{name}/versions"): ORG,
+    ("GET", "/v1/algorithms/{owner}/{name}/versions/{version}"): ORG,
     ("GET", "/api/v1/models"): EVERYONE,  # a filtered list
     ("GET", _MODEL): ORG,
     ("PATCH", _MODEL): MANAGERS,
@@ -86,6 +90,13 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): EVERYONE,
     ("GET", "/api/v1/audit/export"): EVERYONE,
     ("GET", "/api/v1/audit/verify"): EVERYONE,
+    # Hosted data, on acme's private collection acme/shared.
+    ("HEAD", _DATA): ORG,
+    ("GET", _DATA): ORG,
+    ("PUT", _DATA): PUBLISHERS,  # a folder: 409 once authorized
+    ("POST", _DATA): PUBLISHERS,  # a folder inside it
+    ("PATCH", _DATA): MANAGERS,
+    ("DELETE", _DATA): MANAGERS,  # not empty without force: 400 once authorized
 }
 
 _names = itertools.count(1)
@@ -108,6 +119,8 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("POST", "/api/v1/service-accounts"): f'{{"name": "{unique}"}}',
         ("POST", "/api/v1/orgs"): f'{{"name": "{unique}"}}',
         ("PUT", "/api/v1/orgs/{org}/members/{member}"): '{"role": "viewer"}',
+        ("POST", _DATA): f'{{"name": "{unique}"}}',
+        ("PATCH", _DATA): '{"acl": {"read": []}}',
     }
     if (method, template) == ("POST", _MODEL + "/versions"):
         return b"not an archive", "application/octet-stream"
@@ -151,6 +164,7 @@ class Matrix:
             "principal": "spare",
             "org": "acme",
             "member": "spare",
+            "path": "acme/shared",
         }
         return template.format(**values)
 
@@ -193,6 +207,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
         )
         Client("http://testserver", admin_key, http=http).publish(model, owner="acme")
         assert ok(http.get("/api/v1/models/acme/hello", headers=auth))["visibility"] == "private"
+        ok(http.post("/v1/data/acme", json={"name": "shared", "acl": {"read": []}}, headers=auth))
         platform = http.app.state.platform  # type: ignore[attr-defined]
         keys: dict[tuple[str, str], str] = {}
         principals: dict[str, int] = {}

@@ -1,0 +1,205 @@
+"""Algorithmia's algorithm-management reads under ``/v1/algorithms``, for its own clients.
+
+The routes the ``algorithmia`` Python client's ``algo.exists()``, ``algo.info()`` and
+``algo.versions()`` reach, answering with the fields that client and Algorithmia's API
+document (``details``, ``settings``, ``version_info.semantic_version``, ``build``,
+``compilation``, ``resource_type``; lists paged with ``marker``/``next_link``/``results``).
+Management writes (create, update, publish, compile, secrets) are not offered here: publish
+with ``algora publish`` or the native API.
+
+A model is Algorithmia's algorithm; its versions map as follows: ``version_info.git_hash`` is
+the version's content hash (what ``algo.info(hash)`` takes: a prefix of 12 or more hex digits,
+or an exact ``MAJOR.MINOR.PATCH``); ``build.status`` is ``succeeded``, ``failed`` or
+``in-progress``. The list's filters: ``published=true`` keeps ready versions, ``callable=true``
+ready versions that are not deprecated.
+
+Errors keep Algorithmia's shape (``{"error": {"message": ...}}``); an unknown or hidden model
+says "No such algorithm", which is what the client's ``exists()`` looks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from algora.auth.principals import Caller
+from algora.db.tables import Model, Version
+from algora.errors import BadRequest, ModelNotFound, VersionNotFound
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.registry.specs import parse_spec
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/algorithms", route_class=PermissionRoute, tags=["algorithmia"])
+ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
+_DEFAULT_PAGE = 50
+_MAX_PAGE = 100
+_BUILD_STATUS = {"ready": "succeeded", "failed": "failed", "building": "in-progress"}
+
+T = TypeVar("T")
+
+
+async def _registry_read(function: Callable[..., T], *args: Any) -> T:
+    """Run a registry read off the event loop; an unknown model says "No such algorithm"."""
+    try:
+        return await asyncio.to_thread(function, *args)
+    except ModelNotFound as error:
+        raise ModelNotFound(f"No such algorithm: {error.message}") from None
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _details(model: Model) -> dict[str, Any]:
+    summary = model.description or ""
+    return {
+        "label": model.name,
+        "summary": summary,
+        "tagline": summary.splitlines()[0] if summary else "",
+    }
+
+
+def _settings(model: Model, version: Version | None) -> dict[str, Any]:
+    manifest = version.manifest if version is not None else {}
+    network = bool(manifest.get("serving", {}).get("network", False))
+    return {
+        "algorithm_callability": "public" if model.visibility == "public" else "private",
+        "source_visibility": "closed",
+        "language": "python3",
+        "environment": version.environment_hash if version is not None else None,
+        "license": "",
+        "network_access": "full" if network else "isolated",
+        "pipeline_enabled": False,
+        "royalty_microcredits": 0,
+    }
+
+
+def _version_info(version: Version) -> dict[str, Any]:
+    example = version.manifest.get("example")
+    return {
+        "semantic_version": version.semver,
+        "git_hash": version.content_hash,
+        "release_notes": "",
+        "sample_input": None if example is None else str(example),
+        "sample_output": None,
+        "deprecated": version.deprecated,
+    }
+
+
+def _algorithm(model: Model, version: Version | None) -> dict[str, Any]:
+    """An Algorithmia algorithm object: the model, described by one of its versions."""
+    owner = model.owner.name
+    body: dict[str, Any] = {
+        "id": str(model.id),
+        "name": model.name,
+        "owner": owner,
+        "details": _details(model),
+        "settings": _settings(model, version),
+        "self_link": f"/v1/algorithms/{owner}/{model.name}",
+        "resource_type": "algorithm",
+    }
+    if version is not None:
+        body["version_info"] = _version_info(version)
+        body["build"] = {
+            "build_id": str(version.id),
+            "status": _BUILD_STATUS.get(version.status, version.status),
+            "commit_sha": version.content_hash,
+            "started_at": _time(version.created_at),
+            "finished_at": _time(version.ready_at),
+            "resource_type": "algorithm_build",
+        }
+        body["compilation"] = {
+            "successful": version.status == "ready",
+            "output": version.failure_reason or "",
+        }
+        body["self_link"] += f"/versions/{version.content_hash or version.semver}"
+    return body
+
+
+def _latest_callable(versions: list[Version]) -> Version | None:
+    """The version ``latest`` names: the highest ready, non-deprecated one (listed highest
+    first)."""
+    return next((v for v in versions if v.status == "ready" and not v.deprecated), None)
+
+
+def _true(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    return value.strip().lower() in ("true", "1")
+
+
+async def _model_and_versions(
+    request: Request, caller: Caller, owner: str, name: str
+) -> tuple[Model, list[Version]]:
+    registry = platform_of(request).registry
+    model = await _registry_read(registry.get_model, caller, owner, name)
+    versions = await _registry_read(registry.list_versions, caller, owner, name)
+    return model, versions
+
+
+@router.get("/{owner}/{name}", summary="An algorithm (model) and its latest version")
+async def get_algorithm(
+    request: Request, caller: ReadModels, owner: str, name: str
+) -> dict[str, Any]:
+    model, versions = await _model_and_versions(request, caller, owner, name)
+    return _algorithm(model, _latest_callable(versions))
+
+
+@router.get("/{owner}/{name}/versions", summary="An algorithm's versions, highest first, paged")
+async def list_algorithm_versions(
+    request: Request,
+    caller: ReadModels,
+    owner: str,
+    name: str,
+    limit: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = _DEFAULT_PAGE,
+    marker: str | None = None,
+    published: str | None = None,
+    only_callable: Annotated[str | None, Query(alias="callable")] = None,
+) -> dict[str, Any]:
+    model, versions = await _model_and_versions(request, caller, owner, name)
+    if _true(published):
+        versions = [v for v in versions if v.status == "ready"]
+    if _true(only_callable):
+        versions = [v for v in versions if v.status == "ready" and not v.deprecated]
+    start = 0
+    if marker:
+        if not marker.isdigit():
+            raise BadRequest(f"marker '{marker}' is not one this server gave")
+        start = int(marker)
+    page = versions[start : start + limit]
+    following = start + limit
+    more = following < len(versions)
+    next_link = None
+    if more:
+        next_link = f"{request.url.path}?limit={limit}&marker={following}"
+    return {
+        "marker": str(following) if more else None,
+        "next_link": next_link,
+        "results": [_algorithm(model, v) for v in page],
+    }
+
+
+@router.get("/{owner}/{name}/versions/{version}", summary="One version of an algorithm")
+async def get_algorithm_version(
+    request: Request, caller: ReadModels, owner: str, name: str, version: str
+) -> dict[str, Any]:
+    model, versions = await _model_and_versions(request, caller, owner, name)
+    spec = parse_spec(version)
+    if spec.kind == "hash":
+        prefix = spec.hash_prefix or ""
+        found = [v for v in versions if (v.content_hash or "").startswith(prefix)]
+    elif spec.kind == "exact":
+        found = [v for v in versions if v.semver == version.strip()]
+    else:
+        raise BadRequest(
+            f"name one version: its content hash or MAJOR.MINOR.PATCH, not '{version}'"
+        )
+    if not found:
+        raise VersionNotFound(f"'{owner}/{name}' has no version '{version}'")
+    return _algorithm(model, found[0])

@@ -1,0 +1,473 @@
+"""Hosted data under ``/v1/data``, Algorithmia-compatible (``data://owner/collection/path``).
+
+``.my`` names the caller. ``GET /v1/data/`` lists the caller's own name first (Algorithmia's
+``client.username()`` reads it), then its organizations; ``GET /v1/data/<owner>`` lists the
+owner's collections the caller may read; below a collection, GET lists a folder (paged with an
+opaque ``marker``) or streams a file, HEAD says whether a file or folder exists (``X-Data-Type``,
+``X-Error-Message``), PUT writes a file (streamed, atomic, capped by ``max_data_file_bytes``),
+POST creates a collection or folder, PATCH and ``GET ?acl=true`` set and read a collection's read
+ACL, DELETE deletes (a non-empty folder only with ``force=true``).
+
+Who may do what: the owner, an admin and, for an organization's collections, its members read;
+members, admins and owners of the organization write; its admins and owners change ACLs and
+delete whole collections. A collection whose ACL is ``["user://*"]`` is readable by any
+authenticated user. Collections the caller may not read look like missing ones (404). The key's
+``data:read`` / ``data:write`` scopes narrow all this, patterned by ``owner/collection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from algora.auth.policy import require_scope
+from algora.auth.principals import Caller
+from algora.auth.scopes import has_scope
+from algora.db.tables import DataCollection, Principal
+from algora.errors import (
+    AlgoraError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+)
+from algora.gateway.auditing import note_error, trail_of
+from algora.gateway.deps import platform_of, read_body
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.store.collections import (
+    PAGE_SIZE,
+    CollectionStore,
+    Listing,
+    check_collection,
+    check_segment,
+)
+
+__all__ = ["ACLS", "router"]
+
+router = APIRouter(prefix="/v1", route_class=PermissionRoute, tags=["data"])
+ReadData = Annotated[Caller, Depends(Needs("data:read"))]
+WriteData = Annotated[Caller, Depends(Needs("data:write", write=True))]
+
+PUBLIC_ACL = "user://*"
+MY_MODELS_ACL = "algo://.my/*"
+ACLS = (PUBLIC_ACL, MY_MODELS_ACL)
+"""The read ACL entries Algorithmia knows; ``[]`` is private."""
+DEFAULT_ACL = [MY_MODELS_ACL]  # Algorithmia's default for a new collection
+_MAX_JSON_BODY = 64 * 1024
+_WRITE_BUFFER = 1024 * 1024
+_READ_CHUNK = 256 * 1024
+_PATH = "/data/{path:path}"
+
+
+@dataclass(frozen=True)
+class DataPath:
+    """A parsed ``owner/collection/parts...``; owner and collection are None above them."""
+
+    owner: str | None
+    collection: str | None
+    parts: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        named = [s for s in (self.owner, self.collection) if s is not None]
+        return "data://" + "/".join([*named, *self.parts])
+
+
+def parse_path(raw: str, caller: Caller) -> DataPath:
+    """Check every segment before anything is looked up; ``.my`` becomes the caller's name."""
+    text = raw[:-1] if raw.endswith("/") else raw
+    if not text:
+        return DataPath(None, None, ())
+    segments = [check_segment(s) for s in text.split("/")]
+    owner = caller.name if segments[0] == ".my" else segments[0]
+    collection = check_collection(segments[1]) if len(segments) > 1 else None
+    return DataPath(owner, collection, tuple(segments[2:]))
+
+
+@dataclass(frozen=True)
+class Rights:
+    read: bool
+    write: bool
+    manage: bool
+
+
+def owner_rights(caller: Caller, owner: Principal) -> Rights:
+    """What the caller may do with every collection of ``owner`` (ACLs may add reading)."""
+    if caller.is_admin or owner.id == caller.principal_id:
+        return Rights(True, True, True)
+    role = caller.role_in(owner.id)
+    return Rights(
+        role is not None, role in ("member", "admin", "owner"), role in ("admin", "owner")
+    )
+
+
+def readable(rights: Rights, row: DataCollection) -> bool:
+    return rights.read or PUBLIC_ACL in (row.read_acl or [])
+
+
+@dataclass(frozen=True)
+class Target:
+    path: DataPath
+    owner: Principal
+    rights: Rights
+    row: DataCollection | None
+
+
+def _store(request: Request) -> CollectionStore:
+    settings = platform_of(request).settings
+    return CollectionStore(settings.resolved_data_dir / "collections", settings.max_data_file_bytes)
+
+
+def _find_owner(session: Session, name: str) -> Principal:
+    owner = session.scalars(select(Principal).where(Principal.name == name)).first()
+    if owner is None:
+        raise NotFound(f"no owner '{name}'")
+    return owner
+
+
+def _find_row(session: Session, owner: Principal, name: str) -> DataCollection | None:
+    statement = select(DataCollection).where(
+        DataCollection.owner_id == owner.id, DataCollection.name == name
+    )
+    return session.scalars(statement).first()
+
+
+def resolve(session: Session, caller: Caller, path: DataPath, need: str) -> Target:
+    """The owner and collection of ``path``, once the caller may ``need`` (read, write or
+    manage) them; a collection it may not read is reported missing."""
+    assert path.owner is not None  # callers handle the root
+    owner = _find_owner(session, path.owner)
+    rights = owner_rights(caller, owner)
+    if path.collection is None:
+        if need != "read" and not rights.write:
+            raise PermissionDenied(f"'{caller.name}' may not create collections of '{owner.name}'")
+        return Target(path, owner, rights, None)
+    resource = f"{owner.name}/{path.collection}"
+    require_scope(caller, "data:write" if need != "read" else "data:read", resource)
+    row = _find_row(session, owner, path.collection)
+    if row is None or not readable(rights, row):
+        raise NotFound(f"no collection '{resource}'")
+    allowed = {"read": True, "write": rights.write, "manage": rights.manage}[need]
+    if not allowed:
+        raise PermissionDenied(f"'{caller.name}' may not {need} collection '{resource}'")
+    return Target(path, owner, rights, row)
+
+
+def _json(value: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(value, status_code=status)
+
+
+def _acl_in(body: Any) -> list[str]:
+    """The read list of an ``{"acl": {"read": [...]}}`` body, checked."""
+    acl = body.get("acl") if isinstance(body, dict) else None
+    read = acl.get("read") if isinstance(acl, dict) else None
+    if not isinstance(read, list) or not all(isinstance(r, str) and r in ACLS for r in read):
+        raise BadRequest('an ACL is {"read": [...]} with [], ["user://*"] or ["algo://.my/*"]')
+    return list(dict.fromkeys(read))
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await read_body(request, _MAX_JSON_BODY)
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise BadRequest("the body is not JSON") from None
+
+
+def _listing(listing: Listing) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "folders": [{"name": e.name} for e in listing.entries if e.is_dir],
+        "files": [
+            {"filename": e.name, "last_modified": e.last_modified, "size": e.size}
+            for e in listing.entries
+            if not e.is_dir
+        ],
+    }
+    if listing.marker is not None:
+        out["marker"] = listing.marker
+    return out
+
+
+# GET ----------------------------------------------------------------------------------------
+@router.get(
+    _PATH,
+    summary="List the root, an owner's collections or a folder; read a file or an ACL",
+    response_model=None,
+)
+async def get_data(
+    request: Request,
+    caller: ReadData,
+    path: str,
+    acl: bool = False,
+    marker: Annotated[str | None, Query(max_length=1024)] = None,
+    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
+) -> Response:
+    platform = platform_of(request)
+    store = _store(request)
+    where = parse_path(path, caller)
+
+    def load() -> tuple[str, Any]:
+        if where.owner is None:
+            return "json", _root(platform.sessions, caller)
+        with platform.sessions() as session:
+            target = resolve(session, caller, where, "read")
+            row = target.row
+            if row is None:
+                return "json", _collections(session, caller, target, marker, limit)
+        if acl:
+            return "json", {"acl": {"read": list(row.read_acl or [])}}
+        assert where.collection is not None
+        kind = store.kind(target.owner.name, where.collection, where.parts)
+        if kind == "directory":
+            listed = store.list(target.owner.name, where.collection, where.parts, marker, limit)
+            return "json", _listing(listed)
+        if kind is None and not where.parts:
+            return "json", {"folders": [], "files": []}  # its folder is made on first write
+        if kind is None:
+            raise NotFound(f"no file or folder '{where.url}'")
+        return "file", store.open(target.owner.name, where.collection, where.parts)
+
+    kind, value = await asyncio.to_thread(load)
+    if kind == "json":
+        return _json(value)
+    handle, size = value
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
+                yield chunk
+        finally:
+            handle.close()
+
+    headers = {"Content-Length": str(size), "X-Data-Type": "file"}
+    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+
+
+def _root(sessions: Any, caller: Caller) -> dict[str, Any]:
+    """The caller's own name first (``client.username()`` reads it), then its organizations."""
+    folders = [{"name": caller.name}]
+    org_ids = [org for org, _role in caller.memberships]
+    if org_ids:
+        with sessions() as session:
+            orgs = session.scalars(
+                select(Principal.name).where(Principal.id.in_(org_ids)).order_by(Principal.name)
+            ).all()
+        folders += [{"name": name} for name in orgs]
+    return {"folders": folders, "files": []}
+
+
+def _collections(
+    session: Session, caller: Caller, target: Target, marker: str | None, limit: int
+) -> dict[str, Any]:
+    rows = session.scalars(
+        select(DataCollection)
+        .where(DataCollection.owner_id == target.owner.id)
+        .order_by(DataCollection.name)
+    ).all()
+    visible = [
+        r
+        for r in rows
+        if readable(target.rights, r)
+        and has_scope(
+            caller.scopes, "data:read", f"{target.owner.name}/{r.name}", is_admin=caller.is_admin
+        )
+        and (marker is None or r.name > marker)
+    ]
+    page = visible[:limit]
+    out: dict[str, Any] = {
+        "folders": [{"name": r.name, "acl": {"read": list(r.read_acl or [])}} for r in page],
+        "files": [],
+    }
+    if len(visible) > limit:
+        out["marker"] = page[-1].name
+    return out
+
+
+# HEAD ---------------------------------------------------------------------------------------
+def _header_text(message: str) -> str:
+    """A header-safe message: ASCII, one line."""
+    text = message.encode("ascii", errors="backslashreplace").decode("ascii")
+    return " ".join(text.split())[:512]
+
+
+@router.head(_PATH, summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)")
+async def head_data(request: Request, caller: ReadData, path: str) -> Response:
+    platform = platform_of(request)
+    store = _store(request)
+
+    def probe() -> str:
+        where = parse_path(path, caller)
+        if where.owner is None:
+            return "directory"
+        with platform.sessions() as session:
+            resolve(session, caller, where, "read")
+        if where.collection is None:
+            return "directory"
+        kind = store.kind(where.owner, where.collection, where.parts)
+        if kind is None:
+            raise NotFound(f"no file or folder '{where.url}'")
+        return kind
+
+    try:
+        kind = await asyncio.to_thread(probe)
+    except AlgoraError as error:
+        note_error(request, error)
+        headers = {"X-Error-Message": _header_text(error.message)}
+        return Response(status_code=int(error.status), headers=headers)
+    return Response(status_code=200, headers={"X-Data-Type": kind})
+
+
+# PUT ----------------------------------------------------------------------------------------
+@router.put(_PATH, summary="Write a file (streamed, atomic, at most max_data_file_bytes)")
+async def put_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    platform = platform_of(request)
+    store = _store(request)
+    where = parse_path(path, caller)
+    trail_of(request).resource = where.url
+    if where.owner is None:
+        raise BadRequest("name a file inside a collection: data://owner/collection/file")
+
+    def authorize() -> None:
+        with platform.sessions() as session:
+            resolve(session, caller, where, "write")
+
+    await asyncio.to_thread(authorize)  # before the shape, so that strangers learn nothing
+    if where.collection is None or not where.parts:
+        raise BadRequest("name a file inside a collection: data://owner/collection/file")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > store.max_file_bytes:
+        raise PayloadTooLarge(f"a data file is at most {store.max_file_bytes} bytes")
+    assert where.owner is not None
+    owner, collection = where.owner, where.collection
+    await asyncio.to_thread(store.ensure_collection, owner, collection)
+    upload = await asyncio.to_thread(store.start_upload, owner, collection, where.parts)
+    try:
+        buffer = bytearray()
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) >= _WRITE_BUFFER:
+                await asyncio.to_thread(upload.write, bytes(buffer))
+                buffer.clear()
+        await asyncio.to_thread(upload.write, bytes(buffer))
+        await asyncio.to_thread(upload.commit)
+    except BaseException:
+        upload.abort()
+        raise
+    return _json({"result": where.url})
+
+
+# POST ---------------------------------------------------------------------------------------
+@router.post(_PATH, summary="Create a collection (under an owner) or a folder (in a collection)")
+async def create_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    platform = platform_of(request)
+    store = _store(request)
+    where = parse_path(path, caller)
+    if where.owner is None:
+        raise BadRequest("create a collection under an owner: POST /v1/data/<owner>")
+
+    def authorize() -> Target:
+        with platform.sessions() as session:
+            return resolve(session, caller, where, "write")
+
+    target = await asyncio.to_thread(authorize)
+    body = await _json_body(request)
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        raise BadRequest('the body is {"name": ..., "acl": {"read": [...]}}')
+    if where.collection is None:
+        created = DataPath(where.owner, check_collection(name), ())
+    else:
+        created = DataPath(where.owner, where.collection, (*where.parts, check_segment(name)))
+    trail_of(request).resource = created.url
+    acl = _acl_in(body) if isinstance(body, dict) and "acl" in body else list(DEFAULT_ACL)
+
+    def create() -> None:
+        if where.collection is not None:
+            store.ensure_collection(target.owner.name, where.collection)
+            store.mkdir(target.owner.name, where.collection, created.parts)
+            return
+        require_scope(caller, "data:write", f"{target.owner.name}/{name}")
+        with platform.sessions() as session:
+            if _find_row(session, target.owner, name) is not None:
+                raise Conflict(f"collection '{target.owner.name}/{name}' already exists")
+            session.add(DataCollection(owner_id=target.owner.id, name=name, read_acl=acl))
+            try:
+                session.commit()
+            except IntegrityError:
+                raise Conflict(f"collection '{target.owner.name}/{name}' already exists") from None
+        store.ensure_collection(target.owner.name, name)
+
+    await asyncio.to_thread(create)
+    return _json({"result": created.url})
+
+
+# PATCH --------------------------------------------------------------------------------------
+@router.patch(_PATH, summary="Set a collection's read ACL")
+async def update_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    platform = platform_of(request)
+    where = parse_path(path, caller)
+    trail_of(request).resource = where.url
+    if where.owner is None:
+        raise BadRequest("ACLs belong to collections: PATCH /v1/data/<owner>/<collection>")
+
+    def authorize() -> None:
+        with platform.sessions() as session:
+            resolve(session, caller, where, "manage")
+
+    await asyncio.to_thread(authorize)
+    if where.collection is None or where.parts:
+        raise BadRequest("ACLs belong to collections: PATCH /v1/data/<owner>/<collection>")
+    acl = _acl_in(await _json_body(request))
+
+    def change() -> None:
+        with platform.sessions() as session:
+            target = resolve(session, caller, where, "manage")
+            assert target.row is not None
+            target.row.read_acl = acl
+            session.commit()
+
+    await asyncio.to_thread(change)
+    return _json({"acl": {"read": acl}})
+
+
+# DELETE -------------------------------------------------------------------------------------
+@router.delete(_PATH, summary="Delete a file, a folder or a collection (non-empty: force=true)")
+async def delete_data(
+    request: Request, caller: WriteData, path: str, force: bool = False
+) -> JSONResponse:
+    platform = platform_of(request)
+    store = _store(request)
+    where = parse_path(path, caller)
+    trail_of(request).resource = where.url
+    if where.owner is None:
+        raise BadRequest("delete a collection or something in one, not an owner")
+
+    def delete() -> int:
+        need = "write" if where.parts else "manage"
+        with platform.sessions() as session:
+            target = resolve(session, caller, where, need)
+            if where.collection is None:
+                raise BadRequest("delete a collection or something in one, not an owner")
+            owner = target.owner.name
+            if where.parts:
+                return store.delete(owner, where.collection, where.parts, force=force)
+            try:
+                deleted = store.delete(owner, where.collection, (), force=force)
+            except NotFound:
+                deleted = 0  # the folder was never made: the row is all there is
+            session.delete(target.row)
+            session.commit()
+            return deleted
+
+    deleted = await asyncio.to_thread(delete)
+    return _json({"result": {"deleted": deleted}})
