@@ -27,6 +27,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import asdict as asdataclass_dict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -481,14 +482,41 @@ class VerifyReport:
     last_id: int | None
     last_hash: str
     first_bad_id: int | None = None
-    problem: Literal["edited", "deleted", "reordered"] | None = None
+    problem: Literal["edited", "deleted", "reordered", "truncated"] | None = None
     message: str = ""
 
+    @property
+    def anchor(self) -> str | None:
+        """``ID:HASH`` of the last intact row: keep it elsewhere and pass it to a later
+        :func:`verify`, which then also detects rows deleted from the end of the chain."""
+        return f"{self.last_id}:{self.last_hash}" if self.last_id else None
 
-def verify(sessions: sessionmaker[Session]) -> VerifyReport:
-    """Walk the chain from the first row and stop at the first row that breaks it."""
+
+def report_dict(report: VerifyReport) -> dict[str, Any]:
+    """The report as JSON-ready values, its anchor included."""
+    return {**asdataclass_dict(report), "anchor": report.anchor if report.ok else None}
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``ID:HASH`` (what an earlier verify reported) as (id, hash), or ValueError."""
+    row_id, sep, digest = text.strip().partition(":")
+    if not sep or not row_id.isdigit() or int(row_id) < 1 or len(digest) != 64:
+        raise ValueError("an anchor is ID:HASH as an earlier verify printed it, e.g. 42:9f3c...")
+    if any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("an anchor's hash is 64 lowercase hex digits")
+    return int(row_id), digest
+
+
+def verify(sessions: sessionmaker[Session], anchor: tuple[int, str] | None = None) -> VerifyReport:
+    """Walk the chain from the first row and stop at the first row that breaks it.
+
+    The chain alone cannot show that its newest rows were deleted; ``anchor`` (the
+    ``(id, hash)`` of a row seen earlier, kept outside the database) can: that row must still
+    be there with that hash."""
     prev_hash, prev_id, count = GENESIS_HASH, 0, 0
     for row in iter_rows(sessions):
+        if anchor is not None and prev_id == anchor[0] and prev_hash != anchor[1]:
+            return _anchor_mismatch(count, prev_id, prev_hash, anchor)
         if row.id != prev_id + 1:
             missing = f"{prev_id + 1}" if row.id == prev_id + 2 else f"{prev_id + 1}-{row.id - 1}"
             if row.id <= prev_id:
@@ -509,6 +537,14 @@ def verify(sessions: sessionmaker[Session]) -> VerifyReport:
                 f"row {row.id} was edited: its hash does not match its fields",
             )  # fmt: skip
         prev_hash, prev_id, count = row.hash, row.id, count + 1
+    if anchor is not None and prev_id < anchor[0]:
+        return _broken(
+            count, prev_id, prev_hash, prev_id + 1, "truncated",
+            f"the chain ends at row {prev_id} but row {anchor[0]} was seen before: "
+            f"row(s) {prev_id + 1}-{anchor[0]} or later were deleted from its end",
+        )  # fmt: skip
+    if anchor is not None and prev_id == anchor[0] and prev_hash != anchor[1]:
+        return _anchor_mismatch(count, prev_id, prev_hash, anchor)
     return VerifyReport(
         ok=True,
         rows=count,
@@ -518,12 +554,25 @@ def verify(sessions: sessionmaker[Session]) -> VerifyReport:
     )
 
 
+def _anchor_mismatch(
+    count: int, prev_id: int, prev_hash: str, anchor: tuple[int, str]
+) -> VerifyReport:
+    # The chain up to the anchor is self-consistent but differs from what was seen: the rows
+    # were rewritten and rehashed from some point on.
+    del count, prev_id, prev_hash  # which rows before it were rewritten is unknowable
+    return _broken(
+        0, 0, GENESIS_HASH, anchor[0], "edited",
+        f"row {anchor[0]} no longer has the hash it had when the anchor was taken: "
+        "the chain was rewritten up to it",
+    )  # fmt: skip
+
+
 def _broken(
     count: int,
     prev_id: int,
     prev_hash: str,
     bad_id: int,
-    problem: Literal["edited", "deleted", "reordered"],
+    problem: Literal["edited", "deleted", "reordered", "truncated"],
     message: str,
 ) -> VerifyReport:
     return VerifyReport(

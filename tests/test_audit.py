@@ -18,12 +18,21 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
-from algora.audit import GENESIS_HASH, AuditEvent, AuditLog, chain_hash, row_fields, verify
+from algora.audit import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditLog,
+    chain_hash,
+    parse_anchor,
+    row_fields,
+    verify,
+)
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
+from algora.db.tables import AuditEventRow
 from algora.gateway.app import create_app
 from algora.registry.archive import pack_directory
 from algora.settings import Settings
@@ -141,6 +150,50 @@ def test_verify_names_an_edited_row_whose_hash_was_recomputed(chain) -> None:
     tamper(sessions, "UPDATE audit_events SET hash = '" + "a" * 64 + "' WHERE id = 5")
     report = verify(sessions)
     assert (report.first_bad_id, report.problem) == (5, "edited")
+
+
+def test_an_anchor_detects_rows_deleted_from_the_end(chain) -> None:
+    _log, sessions = chain
+    intact = verify(sessions)
+    assert intact.ok and intact.anchor == f"{intact.last_id}:{intact.last_hash}"
+    anchor = parse_anchor(intact.anchor)
+    tamper(sessions, f"DELETE FROM audit_events WHERE id > {intact.last_id - 3}")
+    assert verify(sessions).ok  # the shortened chain is consistent in itself
+    report = verify(sessions, anchor)
+    assert (report.ok, report.problem, report.rows) == (False, "truncated", intact.rows - 3)
+    assert f"row {intact.last_id}" in report.message
+
+
+def test_an_anchor_detects_a_chain_rewritten_up_to_it(chain) -> None:
+    _log, sessions = chain
+    anchor = parse_anchor(verify(sessions).anchor or "")
+    # Rewrite row 10 and rehash it and every row after it: the chain verifies on its own.
+    tamper(sessions, "UPDATE audit_events SET status = 299 WHERE id = 10")
+    with sessions() as session:
+        rows = session.scalars(select(AuditEventRow).order_by(AuditEventRow.id)).all()
+        prev = GENESIS_HASH
+        for row in rows:
+            row.prev_hash = prev
+            row.hash = prev = chain_hash(prev, row_fields(row, row.id))
+        session.commit()
+    assert verify(sessions).ok
+    report = verify(sessions, anchor)
+    assert (report.ok, report.problem, report.first_bad_id) == (False, "edited", anchor[0])
+
+
+def test_a_later_anchor_still_verifies(chain) -> None:
+    log, sessions = chain
+    anchor = parse_anchor(verify(sessions).anchor or "")
+    asyncio.run(log.record(event(99)))
+    assert verify(sessions, anchor).ok
+
+
+@pytest.mark.parametrize(
+    "text", ["", "12", "x:" + "a" * 64, "0:" + "a" * 64, "3:abc", "3:" + "G" * 64]
+)
+def test_bad_anchors_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="anchor"):
+        parse_anchor(text)
 
 
 def test_disabled_log_writes_nothing(tmp_path: Path) -> None:
@@ -435,8 +488,28 @@ def test_cli_lists_exports_verifies_and_finds_tampering(tmp_path: Path) -> None:
         verified = algora("audit", "verify", env=env)
         assert verified.returncode == 0, verified.stderr
         assert "intact" in verified.stdout
+        earlier = verified.stdout.split("anchor (keep it to detect deletions later): ")[1].split()[
+            0
+        ]
+        later = algora("audit", "verify", "--anchor", earlier, env=env)
+        assert later.returncode == 0, later.stderr
+        bad = algora("audit", "verify", "--anchor", "12:nothex", env=env)
+        assert bad.returncode == 2 and "anchor" in bad.stderr
+        refused = httpx.get(
+            f"{server.url}/api/v1/audit/verify",
+            params={"anchor": "nope"},
+            headers={"Authorization": f"Simple {server.key}"},
+        )
+        assert refused.status_code == 400 and "anchor" in refused.json()["error"]["message"]
     # The gateway is down: an operator checks the database itself, before and after tampering.
+    local = algora("audit", "verify", "--data-dir", str(data_dir))
+    assert local.returncode == 0
+    anchor = local.stdout.split("later): ")[1].split()[0]
+    with sqlite3.connect(data_dir / "registry.db") as db:
+        db.execute("DELETE FROM audit_events WHERE id = (SELECT max(id) FROM audit_events)")
     assert algora("audit", "verify", "--data-dir", str(data_dir)).returncode == 0
+    cut = algora("audit", "verify", "--data-dir", str(data_dir), "--anchor", anchor)
+    assert cut.returncode == 1 and "truncated" in cut.stderr, cut.stderr
     with sqlite3.connect(data_dir / "registry.db") as db:
         db.execute("UPDATE audit_events SET principal = 'someone-else' WHERE id = 2")
     broken = algora("audit", "verify", "--data-dir", str(data_dir))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -138,18 +137,37 @@ def audit_verify(
             "data directory's SQLite), for when the gateway is down.",
         ),
     ] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor",
+            help="ID:HASH printed by an earlier verify and kept outside the database: also "
+            "detect rows deleted from the end of the chain.",
+        ),
+    ] = None,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """Check the audit chain; exit 1 and name the first bad row when it is broken."""
+    if anchor is not None:
+        from algora.audit import parse_anchor
+
+        try:
+            parse_anchor(anchor)
+        except ValueError as error:
+            err_console.print(f"[bold red]error[/]: {error}")
+            raise typer.Exit(2) from None
     if data_dir is not None:
-        report = _verify_locally(data_dir)
+        report = _verify_locally(data_dir, anchor)
     else:
+        params = {"anchor": anchor} if anchor is not None else {}
         with errors_to_exit():
-            report = client_for(url, key, profile).get_json("/api/v1/audit/verify")
+            report = client_for(url, key, profile).get_json("/api/v1/audit/verify", **params)
     if report["ok"]:
-        console.print(f"[green]ok[/]: {report['message']} (last hash {report['last_hash']})")
+        console.print(f"[green]ok[/]: {report['message']}")
+        if report.get("anchor"):
+            console.print(f"anchor (keep it to detect deletions later): {report['anchor']}")
         return
     err_console.print(
         f"[bold red]broken[/] at row {report['first_bad_id']} ({report['problem']}): "
@@ -158,8 +176,8 @@ def audit_verify(
     raise typer.Exit(1)
 
 
-def _verify_locally(data_dir: Path) -> dict[str, Any]:
-    from algora.audit import verify
+def _verify_locally(data_dir: Path, anchor: str | None) -> dict[str, Any]:
+    from algora.audit import parse_anchor, report_dict, verify
     from algora.db.engine import create_registry_engine, make_session_factory
     from algora.settings import Settings
 
@@ -170,6 +188,7 @@ def _verify_locally(data_dir: Path) -> dict[str, Any]:
         raise typer.Exit(1)
     engine = create_registry_engine(url)
     try:
-        return asdict(verify(make_session_factory(engine)))
+        seen = parse_anchor(anchor) if anchor is not None else None
+        return report_dict(verify(make_session_factory(engine), seen))
     finally:
         engine.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,8 +12,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.audit import Outcome, as_dict, query, verify
+from algora.audit import Outcome, as_dict, parse_anchor, query, report_dict, verify
 from algora.auth.principals import Caller
+from algora.errors import BadRequest
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
 
@@ -91,10 +91,25 @@ async def export_events(
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
+AnchorQ = Annotated[
+    str | None,
+    Query(
+        max_length=100,
+        description="ID:HASH from an earlier verify: also detect rows deleted from the end.",
+    ),
+]
+
+
 @router.get("/verify", summary="Walk the hash chain; name the first row that breaks it")
-async def verify_chain(request: Request, _reader: ReaderDep) -> dict[str, Any]:
-    report = await asyncio.to_thread(verify, platform_of(request).sessions)
-    return asdict(report)
+async def verify_chain(
+    request: Request, _reader: ReaderDep, anchor: AnchorQ = None
+) -> dict[str, Any]:
+    try:
+        seen = parse_anchor(anchor) if anchor is not None else None
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    report = await asyncio.to_thread(verify, platform_of(request).sessions, seen)
+    return report_dict(report)
 
 
 def _export_lines(sessions: sessionmaker[Session], filters: dict[str, Any]) -> Iterator[bytes]:
