@@ -54,7 +54,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AuthMethod = Literal["simple", "bearer", "bare", "none"]
+AuthMethod = Literal["simple", "bearer", "bare", "basic", "none"]
 Decision = Literal["allow", "deny"]
 Outcome = Literal["allow", "deny", "error"]
 

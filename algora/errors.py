@@ -12,6 +12,7 @@ back to the same class with :func:`error_from_body`.
     │   ├── InvalidArchive (400 invalid_archive)
     │   ├── InvalidVersionSpec (400 invalid_version_spec)
     │   ├── InvalidInput (400 invalid_input)
+    │   ├── InvalidAlias (400 invalid_alias)         not a valid alias name
     │   └── BadHost (400 bad_host)               the Host header names no allowed host
     ├── Unauthenticated (401 unauthenticated)
     ├── PermissionDenied (403 permission_denied)
@@ -19,9 +20,12 @@ back to the same class with :func:`error_from_body`.
     ├── NotFound (404 not_found)
     │   ├── ModelNotFound (404 model_not_found)
     │   └── VersionNotFound (404 version_not_found)
+    │       └── AliasNotFound (404 alias_not_found)
     ├── Conflict (409 conflict)
     │   ├── VersionExists (409 version_exists)
-    │   └── VersionNotReady (409 version_not_ready)
+    │   ├── VersionNotReady (409 version_not_ready)
+    │   ├── AliasProtected (409 alias_protected)     moves only by an approved promotion
+    │   └── PromotionClosed (409 promotion_closed)   approved, rejected, expired or superseded
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── BuildFailed (422 build_failed)
@@ -43,12 +47,15 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AlgoraError",
+    "AliasNotFound",
+    "AliasProtected",
     "BadHost",
     "BadRequest",
     "BuildFailed",
     "CallTimeout",
     "Conflict",
     "ForbiddenOrigin",
+    "InvalidAlias",
     "InvalidArchive",
     "InvalidInput",
     "InvalidManifest",
@@ -61,6 +68,7 @@ __all__ = [
     "PayloadTooLarge",
     "PermissionDenied",
     "PolicyViolation",
+    "PromotionClosed",
     "RateLimited",
     "Unauthenticated",
     "Unavailable",
@@ -111,6 +119,12 @@ class InvalidInput(BadRequest):
     code = "invalid_input"
 
 
+class InvalidAlias(BadRequest):
+    """A name that cannot be an alias: see :func:`algora.registry.specs.is_alias_name`."""
+
+    code = "invalid_alias"
+
+
 class BadHost(BadRequest):
     """The ``Host`` header names none of the gateway's ``allowed_hosts`` (DNS rebinding)."""
 
@@ -147,6 +161,10 @@ class VersionNotFound(NotFound):
     code = "version_not_found"
 
 
+class AliasNotFound(VersionNotFound):
+    code = "alias_not_found"
+
+
 class Conflict(AlgoraError):
     status = HTTPStatus.CONFLICT
     code = "conflict"
@@ -158,6 +176,19 @@ class VersionExists(Conflict):
 
 class VersionNotReady(Conflict):
     code = "version_not_ready"
+
+
+class AliasProtected(Conflict):
+    """The alias is protected by the promotion policy: it moves only when a second principal
+    approves a promotion request, and it cannot be deleted."""
+
+    code = "alias_protected"
+
+
+class PromotionClosed(Conflict):
+    """The promotion request is no longer pending (``details["status"]`` says what it is)."""
+
+    code = "promotion_closed"
 
 
 class PayloadTooLarge(AlgoraError):

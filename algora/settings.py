@@ -2,21 +2,87 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import Literal
-from urllib.parse import quote
+from typing import Annotated, Literal
+from urllib.parse import quote, urlsplit
 
-from pydantic import Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["BUCKET_PATTERN", "CONNECTOR_NAME_PATTERN", "DataConnector", "Settings"]
+
+BUCKET_PATTERN = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+"""An S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, no ``..``, not an IP."""
+CONNECTOR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+"""A connector's name (its label in ``s3+NAME://``), and a principal's name in its lists."""
+ConnectorName = Annotated[str, StringConstraints(pattern=CONNECTOR_NAME_PATTERN.pattern)]
+
+
+class DataConnector(BaseModel):
+    """One S3-compatible store an admin lends to hosted data (``s3://bucket/key``).
+
+    The connector reaches its endpoint with its own credentials, never the caller's; the
+    secret is a ``SecretStr``: it is never logged, shown in a repr or returned by any route.
+    ``readers`` and ``writers`` name principals or organizations (``*``: any authenticated
+    user); an organization in ``writers`` lets its viewers read and its other members write.
+    Writers also read, and admins always do both.
+    """
+
+    # Errors never echo the input: a misspelt field's value may be the secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+    type: Literal["s3"] = "s3"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str = Field(min_length=1)
+    secret_access_key: SecretStr
+    buckets: list[str] = Field(min_length=1)
+    readers: list[str] = Field(default_factory=list)
+    writers: list[str] = Field(default_factory=list)
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("endpoint_url is an http:// or https:// URL")
+        return value
+
+    @field_validator("buckets")
+    @classmethod
+    def _check_buckets(cls, value: list[str]) -> list[str]:
+        for bucket in value:
+            if not BUCKET_PATTERN.match(bucket):
+                raise ValueError(f"'{bucket}' is not an S3 bucket name")
+        return value
+
+    @field_validator("readers", "writers")
+    @classmethod
+    def _check_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name != "*" and not CONNECTOR_NAME_PATTERN.match(name):
+                raise ValueError(f"'{name}' is not a principal or organization name, nor '*'")
+        return value
 
 
 class Settings(BaseSettings):
     """Platform configuration; the embedded defaults need no configuration at all."""
 
-    model_config = SettingsConfigDict(env_prefix="ALGORA_", extra="ignore")
+    # Errors never echo their input: a database URL or a connector's secret may be in it.
+    model_config = SettingsConfigDict(
+        env_prefix="ALGORA_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(default=Path(".algora"))
     """Directory holding the SQLite registry, the content-addressed store, environments and logs."""
@@ -83,6 +149,12 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     """Write the audit log. For measuring its cost only: a governed platform keeps it on."""
 
+    secrets_key: SecretStr | None = None
+    """The key that encrypts model secrets at rest: the URL-safe base64 of 32 random bytes
+    (``python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"``).
+    Gateways sharing one registry must all set the same key. Default: a key generated on first
+    use in ``DATA_DIR/secrets.key`` (mode 0600). Secrets sealed with another key are refused."""
+
     sandbox: Literal["auto", "required", "off"] = "auto"
     """Worker sandbox (bubblewrap): ``auto`` uses it when ``bwrap`` works here and warns at
     startup when it does not; ``required`` refuses to start workers without it; ``off`` never
@@ -119,6 +191,31 @@ class Settings(BaseSettings):
     max_data_file_bytes: int = Field(default=5 * 1024 * 1024 * 1024, ge=0)
     """Largest file accepted into hosted data (``/v1/data``); uploads are streamed to disk and
     a larger one is refused with 413, leaving no partial file."""
+
+    data_connectors: dict[ConnectorName, DataConnector] = Field(default_factory=dict)
+    """S3-compatible stores reachable as hosted data, by connector name (JSON), e.g.
+    ``{"lake": {"endpoint_url": "https://s3.example.com", "region": "eu-west-1",
+    "access_key_id": "...", "secret_access_key": "...", "buckets": ["lake"], "readers":
+    ["analysts"], "writers": ["etl"]}}``. ``s3://bucket/key`` uses the first connector that
+    lists the bucket and lets the caller read (or write) it; ``s3+NAME://bucket/key`` names one.
+    ``readers`` and ``writers`` name principals or organizations (``*``: any user; an
+    organization's viewers only read); admins always read and write. Key scopes narrow it as
+    ``data:read:s3.NAME/BUCKET``. ``type`` is ``s3``; ``endpoint_url`` defaults to AWS;
+    ``addressing_style`` is ``auto``, ``path`` (most S3-compatible servers) or ``virtual``.
+    The secret is never logged nor returned. Uploads are capped by ``max_data_file_bytes``.
+    Default: none."""
+
+    protected_aliases: list[str] = Field(default_factory=list)
+    """Aliases (JSON list, e.g. ``["production"]``) of every model that move only by promotion:
+    setting one creates a request that a second principal holding ``aliases:approve`` and manage
+    rights on the model must approve; they cannot be deleted. Default: none."""
+
+    protected_aliases_by_owner: dict[str, list[str]] = Field(default_factory=dict)
+    """More protected aliases for the models of one owner (a user or an organization), as a
+    JSON object: ``{"acme": ["production", "staging"]}``; added to ``protected_aliases``."""
+
+    promotion_expiry_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Seconds a promotion request waits for approval before it expires (default: a week)."""
 
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""

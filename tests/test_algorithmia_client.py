@@ -231,7 +231,7 @@ def test_exists_info_and_versions(setup: Setup) -> None:
     callable_only = client.algo("admin/hello").versions(callable=True)["results"]
     assert [v["version_info"]["semantic_version"] for v in callable_only] == ["1.0.0"]
     first = client.algo("admin/hello").versions(limit=1)
-    assert len(first["results"]) == 1 and first["marker"] == "1"
+    assert len(first["results"]) == 1 and first["marker"] == "1.1.0"
     second = client.algo("admin/hello").versions(limit=1, marker=first["marker"])
     assert second["results"][0]["version_info"]["semantic_version"] == "1.0.0"
 

@@ -1,7 +1,14 @@
 import pytest
 
 from algora.errors import InvalidVersionSpec
-from algora.registry.specs import SemVer, VersionSpec, next_version, parse_semver, parse_spec
+from algora.registry.specs import (
+    SemVer,
+    VersionSpec,
+    is_alias_name,
+    next_version,
+    parse_semver,
+    parse_spec,
+)
 
 
 @pytest.mark.parametrize(
@@ -17,6 +24,9 @@ from algora.registry.specs import SemVer, VersionSpec, next_version, parse_semve
         ("0.0.1", VersionSpec("exact", 0, 0, 1)),
         ("a3f9c2d4e5f60718", VersionSpec("hash", hash_prefix="a3f9c2d4e5f60718")),
         ("latestPrivate", VersionSpec("latest_private")),
+        ("production", VersionSpec("alias", alias="production")),
+        ("x", VersionSpec("alias", alias="x")),
+        ("deadbeefcafe", VersionSpec("hash", hash_prefix="deadbeefcafe")),  # never an alias
     ],
 )
 def test_parse_spec(text, expected) -> None:
@@ -30,7 +40,7 @@ def test_latest_private_needs_the_manage_right_and_matches_every_version() -> No
 
 
 @pytest.mark.parametrize(
-    "text", ["1.2.3.4", "v1", "01.2.3", "1..2", "x", "1.2.y", "../1", "1.2.3-rc"]
+    "text", ["1.2.3.4", "v1", "01.2.3", "1..2", "X", "1.2.y", "../1", "1.2.3-rc", "p" * 33]
 )
 def test_bad_specs_are_refused(text) -> None:
     with pytest.raises(InvalidVersionSpec):
@@ -58,3 +68,34 @@ def test_semver_text() -> None:
     assert str(parse_semver("10.20.30")) == "10.20.30"
     with pytest.raises(InvalidVersionSpec):
         parse_semver("1.2")
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("production", True),
+        ("staging-2", True),
+        ("canary_eu", True),
+        ("p" * 32, True),
+        ("a" * 32, False),  # all hex: a content hash
+        ("p" * 33, False),
+        ("latest", False),
+        ("latestprivate", False),
+        ("1.x", False),
+        ("1", False),
+        ("1.2.3", False),
+        ("v1", False),
+        ("v2-beta", False),
+        ("deadbeefcafe", False),  # a content-hash prefix
+        ("Production", False),
+        ("-prod", False),
+        ("prod/../x", False),
+        (" prod", False),
+        ("", False),
+    ],
+)
+def test_alias_names_never_read_as_version_specs(name, ok) -> None:
+    assert is_alias_name(name) is ok
+    if ok:
+        assert parse_spec(name) == VersionSpec("alias", alias=name)
+        assert str(parse_spec(name)) == name and parse_spec(name).right == "call"

@@ -48,18 +48,24 @@ def generate_key() -> NewKey:
 
 
 def parse_authorization(header: str | None) -> str | None:
-    """The key from ``Simple KEY``, ``Bearer KEY`` or a bare key; None when absent."""
+    """The key from ``Simple KEY``, ``Bearer KEY`` or a bare key; None when absent.
+
+    HTTP Basic is no key here: only the git routes take it (``algora.protocols.git_http``).
+    """
     return parse_authorization_scheme(header)[1]
 
 
 def parse_authorization_scheme(
     header: str | None,
-) -> tuple[Literal["simple", "bearer", "bare", "none"], str | None]:
-    """The scheme (``none`` when no usable key was sent) and the key, as ``parse_authorization``."""
+) -> tuple[Literal["simple", "bearer", "bare", "basic", "none"], str | None]:
+    """The scheme (``none`` when no usable key was sent) and the key, as ``parse_authorization``
+    (``basic`` for HTTP Basic, with no key: the git routes read it themselves)."""
     if not header:
         return "none", None
     value = header.strip()
     scheme, _, rest = value.partition(" ")
+    if rest.strip() and scheme.lower() == "basic":
+        return "basic", None
     if rest and scheme.lower() in ("simple", "bearer"):
         secret = rest.strip()
         if not secret:

@@ -15,7 +15,8 @@ A model's rights, each including the ones before it: ``read`` < ``call`` < ``pub
   the owner (a user) belongs to, or of the owning organization, ``call``; ``private``: nobody
   else.
 
-The key's scopes narrow all of this (see ``algora.auth.scopes``).
+The key's scopes narrow all of this (see ``algora.auth.scopes``). A credential held by model
+code has the intersection of the rights of the principals it names (``algora.auth.delegation``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,18 @@ def _rank(action: Action | None) -> int:
 
 
 def model_right(caller: Caller, model: Model) -> Action | None:
-    """The highest right the caller's principal holds on the model (None: none at all)."""
+    """The highest right the caller's principal holds on the model (None: none at all).
+
+    For a credential held by model code, the lowest right among the principals that bound it
+    (the intersection; none at all while the model loads).
+    """
+    if caller.delegation is not None:
+        rights = [_principal_right(c, model) for c in caller.delegation.bounds]
+        return min(rights, key=_rank) if rights else None
+    return _principal_right(caller, model)
+
+
+def _principal_right(caller: Caller, model: Model) -> Action | None:
     if caller.is_admin or model.owner_id == caller.principal_id:
         return "manage"
     best: Action | None = None

@@ -19,9 +19,28 @@ from algora.auth.ratelimit import UNLIMITED, KeyLimits, Limit, ModelLimit
 from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
 from algora.errors import Unauthenticated
 
-__all__ = ["Authenticator", "Caller", "organization_limit", "resolve_limits"]
+__all__ = ["Authenticator", "Caller", "Delegation", "organization_limit", "resolve_limits"]
 
 _CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """What a credential held by model code acts for (see ``algora.auth.delegation``)."""
+
+    bounds: tuple[Caller, ...]
+    """Principals whose rights all bound the credential: the original caller first, then the
+    owner of each model the call went through. Empty: no principal's rights at all (a model
+    loading, which has only the rights of the model itself)."""
+    model: str
+    """``owner/name`` of the model whose code holds the credential."""
+    model_owner_id: int
+    request_id: str | None = None
+    """The call the model is serving (the parent of what it does); None while it loads."""
+    session: str | None = None
+    """The call tree's scratch space (``data://.session``); None while it loads."""
+    deadline: float | None = None
+    """``time.monotonic()`` when the call runs out of time; None while it loads."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,9 @@ class Caller:
     model_calls_only: bool = False
     """The key may be used only by calls made from inside models (see ``gateway.deps``)."""
     kind: str = "user"
+    delegation: Delegation | None = None
+    """Set on the credential that model code holds (``algora.auth.delegation``): its rights are
+    the intersection of the principals it names, and it says which model and call it serves."""
 
     def role_in(self, org_id: int) -> str | None:
         """The principal's role in an organization, or None when it is not a member."""

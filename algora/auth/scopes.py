@@ -9,7 +9,8 @@ up. Some scopes take a pattern that narrows them to resources::
     models:read              list and read models, versions, locks, schemas, lineage, logs
     models:publish           publish new versions
     models:manage            change a model: description, deprecation, visibility, grants
-    aliases:write            move aliases
+    aliases:write            move aliases, ask for promotions of protected ones
+    aliases:approve          approve or reject another principal's promotion requests
     data:read[:coll/*]       read hosted data (optionally only the collections a pattern names)
     data:write[:coll/*]      write hosted data
     keys:manage              create, list, limit and revoke keys (own and managed accounts')
@@ -47,6 +48,7 @@ SCOPES = (
     "models:publish",
     "models:manage",
     "aliases:write",
+    "aliases:approve",
     "data:read",
     "data:write",
     "keys:manage",

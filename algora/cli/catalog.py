@@ -190,7 +190,7 @@ def keys_create(
         typer.Option(
             "--scope",
             help="What the key may do; repeat for several (call, call:OWNER/*, models:read, "
-            "models:publish, models:manage, aliases:write, data:read[:PATTERN], "
+            "models:publish, models:manage, aliases:write, aliases:approve, data:read[:PATTERN], "
             "data:write[:PATTERN], keys:manage, principals:manage, audit:read). "
             "Default: the scopes of the key you use.",
         ),

@@ -91,8 +91,16 @@ def serve(
         soft_wrap=True,
     )
     app = create_app(settings, platform)
+    # proxy_headers=False: uvicorn would otherwise let any local process rewrite the peer
+    # address from X-Forwarded-For; the audit log trusts that header only from
+    # ALGORA_TRUSTED_PROXIES (see AuditLog.origin).
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     if examples is not None:
@@ -104,4 +112,5 @@ def serve(
         server.run()
     finally:
         platform.publisher.shutdown()
+        platform.builds.shutdown()
         platform.engine.dispose()

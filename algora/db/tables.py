@@ -9,16 +9,22 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Tex
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "Alias",
     "ApiKey",
     "AuditEventRow",
     "Base",
+    "Build",
     "DataCollection",
     "Environment",
     "Grant",
     "KeyModelLimit",
     "Membership",
     "Model",
+    "ModelSecret",
+    "ModelSource",
     "Principal",
+    "PrincipalProfile",
+    "PromotionRequest",
     "Version",
     "utcnow",
 ]
@@ -184,6 +190,10 @@ class Version(Base):
     published_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     ready_at: Mapped[datetime | None] = mapped_column(default=None)
+    release_notes: Mapped[str | None] = mapped_column(Text, default=None)
+    """What the publisher said of this version (Algorithmia's ``version_info.release_notes``)."""
+    sample_input: Mapped[str | None] = mapped_column(Text, default=None)
+    """An example input the publisher gave (Algorithmia's ``version_info.sample_input``)."""
 
     model: Mapped[Model] = relationship(lazy="joined")
     environment: Mapped[Environment | None] = relationship(lazy="joined")
@@ -197,8 +207,8 @@ class DataCollection(Base):
     """A hosted data collection ``data://owner/name`` and its read ACL.
 
     ``read_acl`` is Algorithmia's list: ``[]`` private (the owner and, for an organization,
-    its members), ``["user://*"]`` any authenticated user, ``["algo://.my/*"]`` the owner's
-    models (recorded; until models have an identity of their own it reads as private).
+    its members), ``["user://*"]`` any authenticated user, ``["algo://.my/*"]`` also the
+    owner's models, whoever calls them (``algora.auth.delegation``).
     """
 
     __tablename__ = "data_collections"
@@ -250,3 +260,148 @@ class AuditEventRow(Base):
     bytes_out: Mapped[int | None] = mapped_column(BigInteger)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Alias(Base):
+    """A mutable name (``production``) of a model that points at one of its ready versions.
+
+    Aliases move; versions do not. A name never reads as a version spec (see
+    ``algora.registry.specs.is_alias_name``), so an alias never shadows one.
+    """
+
+    __tablename__ = "aliases"
+    __table_args__ = (UniqueConstraint("model_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    name: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    version: Mapped[Version] = relationship(lazy="joined")
+
+
+class PromotionRequest(Base):
+    """A request to move a protected alias, waiting for a second principal's approval.
+
+    ``status``: ``pending``, ``approved``, ``rejected``, ``expired`` or ``superseded`` (a newer
+    request for the same alias replaced it). Only approval moves the alias.
+    """
+
+    __tablename__ = "promotion_requests"
+    __table_args__ = (Index("ix_promotion_requests_model_status", "model_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    alias: Mapped[str] = mapped_column(String(32))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id"), default=None)
+    """The version the alias pointed at when the request was made (None: it did not exist)."""
+    requested_by: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decision_note: Mapped[str] = mapped_column(String(500), default="")
+
+
+class ModelSource(Base):
+    """A model's source repository: a bare git repository served at ``/git/owner/name.git``
+    (see ``algora.registry.sources``); pushes to ``default_branch`` start builds."""
+
+    __tablename__ = "model_sources"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), unique=True)
+    default_branch: Mapped[str] = mapped_column(String(255), default="master")
+    language: Mapped[str] = mapped_column(String(32), default="python3")
+    """The runtime template the repository was seeded from."""
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Build(Base):
+    """One build (Algorithmia's ``compile``) of a commit of a model's source repository:
+    every step of a publish up to a ready version, minus the version.
+
+    ``status``: ``in-progress``, ``succeeded`` or ``failed``. A succeeded build keeps what it
+    produced (hashes, schemas, manifest, policy lineage), so publishing it builds nothing;
+    ``version_id`` is the version it was published as (at most one).
+    """
+
+    __tablename__ = "builds"
+    __table_args__ = (Index("ix_builds_model_started", "model_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    build_id: Mapped[str] = mapped_column(String(36), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``push`` or ``compile``."""
+    status: Mapped[str] = mapped_column(String(16), default="in-progress", index=True)
+    started_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    log: Mapped[str] = mapped_column(Text, default="")
+    """The whole build log once the build has finished (while it runs: a file, see builds)."""
+    failure_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    content_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    archive_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    environment_hash: Mapped[str | None] = mapped_column(
+        ForeignKey("environments.hash"), default=None
+    )
+    input_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    lineage: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("versions.id"), default=None, unique=True
+    )
+
+
+class ModelSecret(Base):
+    """A secret of one model: an environment variable (``env_name``) of its workers.
+
+    ``sealed`` is the value encrypted with the server's secrets key (see
+    ``algora.registry.secrets``), bound to its model and name; ``key_id`` names the key that
+    sealed it. Values are never returned, logged or audited.
+    """
+
+    __tablename__ = "model_secrets"
+    __table_args__ = (UniqueConstraint("model_id", "env_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), index=True)
+    env_name: Mapped[str] = mapped_column(String(128))
+    short_name: Mapped[str] = mapped_column(String(64))
+    """A display name (Algorithmia's ``short_name``)."""
+    description: Mapped[str] = mapped_column(String(500), default="")
+    sealed: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(16))
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PrincipalProfile(Base):
+    """What Algorithmia's API says of a user or an organization beyond its name: contact
+    details that Algora keeps and shows but never acts on."""
+
+    __tablename__ = "principal_profiles"
+
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), default="")
+    full_name: Mapped[str] = mapped_column(String(128), default="")
+    """A user's full name, or an organization's label."""
+    contact_name: Mapped[str] = mapped_column(String(128), default="")
+    url: Mapped[str] = mapped_column(String(512), default="")
+    company_name: Mapped[str] = mapped_column(String(128), default="")
+    company_role: Mapped[str] = mapped_column(String(128), default="")
+    org_type: Mapped[str] = mapped_column(String(16), default="")
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

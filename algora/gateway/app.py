@@ -20,7 +20,21 @@ from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs
 from algora.gateway.platform import Platform
-from algora.protocols import access, algorithmia, algorithmia_api, audit_api, data, native
+from algora.protocols import (
+    access,
+    algorithmia,
+    algorithmia_accounts,
+    algorithmia_api,
+    algorithmia_manage,
+    algorithmia_settings,
+    aliases,
+    audit_api,
+    connectors,
+    data,
+    git_http,
+    model_data,
+    native,
+)
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -74,6 +88,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await platform.audit.start()
+        platform.channels.start()  # workers' sockets are served on this loop
         yield
         await platform.audit.stop()  # commits what is queued
         if owned:
@@ -93,17 +108,26 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         lifespan=lifespan,
     )
     app.state.platform = platform
+    platform.channels.attach(app)  # served to models on their workers' sockets
     app.add_exception_handler(AlgoraError, _algora_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
     app.include_router(algorithmia.router)
+    # Before the algorithm reads: /v1/algorithms/{id}/secrets would read as owner/name.
+    app.include_router(algorithmia_settings.router)
     app.include_router(algorithmia_api.router)
+    app.include_router(algorithmia_manage.router)
+    app.include_router(git_http.router)
     app.include_router(native.router)
     app.include_router(access.router)
+    app.include_router(algorithmia_accounts.router)
     app.include_router(audit_api.router)
+    app.include_router(model_data.router)  # data://.algo and .session, before data://owner
     app.include_router(data.router)
+    app.include_router(connectors.router)
+    app.include_router(aliases.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
 

@@ -49,6 +49,23 @@ _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("PUT", r"/api/v1/keys/(?P<key>[^/]+)/model-limits", "key.model_limits"),
         ("PUT", rf"/api/v1/models/{_MODEL}/grants/[^/]+", "model.grant"),
         ("DELETE", rf"/api/v1/models/{_MODEL}/grants/[^/]+", "model.revoke_grant"),
+        ("PUT", rf"/api/v1/models/{_MODEL}/aliases/[^/]+", "alias.move"),
+        ("DELETE", rf"/api/v1/models/{_MODEL}/aliases/[^/]+", "alias.delete"),
+        ("POST", rf"/api/v1/models/{_MODEL}/promotions/?", "promotion.request"),
+        ("POST", rf"/api/v1/models/{_MODEL}/promotions/[^/]+/approve", "promotion.approve"),
+        ("POST", rf"/api/v1/models/{_MODEL}/promotions/[^/]+/reject", "promotion.reject"),
+        ("POST", r"/v1/algorithms/[^/]+/?", "model.create"),  # the route names the model
+        ("POST", rf"/v1/algorithms/{_MODEL}/compile/?", "model.compile"),
+        ("POST", rf"/v1/algorithms/{_MODEL}/versions/?", "version.publish"),
+        ("POST", rf"/git/{_MODEL}\.git/git-receive-pack", "source.push"),
+        ("POST", rf"/git/{_MODEL}\.git/git-upload-pack", "source.fetch"),
+        ("PUT", rf"/v1/algorithms/{_MODEL}", "model.update"),
+        ("POST", r"/v1/algorithms/\d+/secrets", "model.secret_set"),  # the route names the model
+        ("GET", r"/v1/algorithms/\d+/secrets", "model.secret_list"),
+        ("POST", r"/v1/users", "principal.create"),
+        ("POST", r"/v1/organizations", "org.create"),
+        ("PUT", r"/v1/organizations/[^/]+", "org.update"),
+        ("PUT", r"/v1/organizations/[^/]+/members/[^/]+", "org.member_set"),
         ("PATCH", r"/api/v1/principals/[^/]+", "principal.limit"),
         ("POST", r"/api/v1/principals/?", "principal.create"),
         ("POST", r"/api/v1/service-accounts/?", "principal.create_service"),
@@ -74,6 +91,8 @@ class AuditTrail:
     resource: str | None = None
     version: str | None = None
     request_id: str | None = None
+    parent_request_id: str | None = None
+    """The call being served by the model from inside which the request was made."""
     error_code: str | None = None
 
 
@@ -226,7 +245,7 @@ class AuditMiddleware:
             resource=_clip(trail.resource if trail.action else path, 255),
             version=_clip(trail.version, 64),
             request_id=_clip(request_id, 128),
-            parent_request_id=_clip(_header(scope, b"x-parent-request-id"), 128),
+            parent_request_id=_clip(trail.parent_request_id, 128),
             error_code=_clip(trail.error_code, 64),
             latency_ms=(time.perf_counter() - started) * 1000,
             bytes_in=bytes_in,

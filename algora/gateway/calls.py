@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -36,11 +36,14 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.gateway.auditing import AuditTrail
+from algora.gateway.channels import CallOrigin, Channels
 from algora.registry.manifest import Manifest
+from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import worker_spec
 from algora.registry.specs import parse_spec
 from algora.settings import Settings
+from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
@@ -107,9 +110,13 @@ class CallService:
         environment_python: Callable[[str], Path],
         limiter: RateLimiter,
         audit: AuditLog | None = None,
+        secrets: ModelSecrets | None = None,
+        channels: Channels | None = None,
     ) -> None:
         self._settings = settings
+        self._channels = channels
         self._audit = audit
+        self._secrets = secrets
         self._background: set[asyncio.Task[None]] = set()
         self._limiter = limiter
         self._registry = registry
@@ -149,13 +156,25 @@ class CallService:
         if version.environment_hash is None or version.content_hash is None:
             raise VersionNotReady(f"version {version.semver} has no environment yet")
         manifest = Manifest.model_validate(version.manifest)
-        return worker_spec(
+        spec = worker_spec(
             self._settings,
             manifest,
             python=self._python(version.environment_hash),
             source_dir=self._settings.resolved_data_dir / "sources" / version.content_hash,
             log_path=self._worker_logs / f"{version.id}.log",
         )
+        # Each worker gets a channel to this gateway: its model calls models and reads data.
+        opener = self._channels.opener(version.model) if self._channels is not None else None
+        return replace(spec, channel=opener) if opener is not None else spec
+
+    async def _serving_spec(self, version: Version) -> WorkerSpec:
+        """The version's worker spec with its model's secrets in the workers' environment
+        (the platform's own variables win over a secret of the same name)."""
+        spec = self.worker_spec(version)
+        if self._secrets is None:
+            return spec
+        secrets = await asyncio.to_thread(self._secrets.environment, version.model_id)
+        return replace(spec, env={**secrets, **spec.env}) if secrets else spec
 
     async def _pool(self, model: Model, version: Version, timeout: float) -> Pool:
         """The version's running pool; a cold start counts against the call's timeout.
@@ -169,7 +188,7 @@ class CallService:
         label = f"'{model.owner.name}/{model.name}' {version.semver}"
         try:
             return await asyncio.wait_for(
-                self._pools.get(str(version.id), self.worker_spec(version)), timeout
+                self._pools.get(str(version.id), await self._serving_spec(version)), timeout
             )
         except TimeoutError:
             raise CallTimeout(
@@ -244,6 +263,7 @@ class CallService:
             resource=f"{model.owner.name}/{model.name}",
             version=version.semver,
             request_id=call.request_id or None,
+            parent_request_id=caller.delegation.request_id if caller.delegation else None,
             error_code=error_code,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
@@ -255,16 +275,32 @@ class CallService:
     async def _dispatch(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)
         started = time.monotonic()
+        delegation = call.caller.delegation
+        if delegation is not None and delegation.deadline is not None:
+            # A call from inside a model ends, at the latest, when the call it serves does.
+            timeout = max(0.001, min(timeout, delegation.deadline - started))
         pool = await self._pool(model, version, timeout)
         request_id = call.request_id or new_request_id()
-        result = await pool.call(
-            CallRequest(
-                request_id=request_id,
-                content_type=call.content_type,
-                payload=call.payload,
-                timeout=max(0.001, timeout - (time.monotonic() - started)),
+        # The call tree's scratch space (data://.session): opened by the original call.
+        session = delegation.session if delegation is not None else None
+        opened = session is None
+        session = session or new_session()
+        remaining = max(0.001, timeout - (time.monotonic() - started))
+        origin = CallOrigin(call.caller, model, request_id, session, time.monotonic() + remaining)
+        try:
+            result = await pool.call(
+                CallRequest(
+                    request_id=request_id,
+                    content_type=call.content_type,
+                    payload=call.payload,
+                    timeout=remaining,
+                    origin=origin,
+                )
             )
-        )
+        finally:
+            data_dir = self._settings.resolved_data_dir
+            if opened and session_written(data_dir, session):
+                await asyncio.to_thread(drop_session, data_dir, session)
         stdout = result.stdout if call.stdout and may_manage(call.caller, model) else None
         return Served(
             model=model, version=version, result=result, request_id=request_id, stdout=stdout

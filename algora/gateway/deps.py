@@ -10,6 +10,7 @@ from fastapi import Request
 from algora.auth.principals import Caller
 from algora.errors import PayloadTooLarge, PermissionDenied
 from algora.gateway.auditing import trail_of
+from algora.gateway.channels import channel_of
 from algora.gateway.platform import Platform
 
 __all__ = ["current_caller", "internal_call", "platform_of", "read_body"]
@@ -20,14 +21,26 @@ def platform_of(request: Request) -> Platform:
 
 
 async def current_caller(request: Request) -> Caller:
-    """Authenticate the request's key (cached; the database is read only on a miss)."""
+    """Authenticate the request's key (cached; the database is read only on a miss).
+
+    On a worker's channel the model's own credential stands for the call it serves (see
+    ``algora.gateway.channels``); the audit row then names that call as the parent.
+    """
     authenticator = platform_of(request).authenticator
     header = request.headers.get("authorization")
-    caller = authenticator.cached(header)
+    channel = channel_of(request)
+    trail = trail_of(request)
+    caller = channel.caller_for(header) if channel is not None else None
+    if caller is None:
+        caller = authenticator.cached(header)
     if caller is None:
         address = request.client.host if request.client else None
         caller = await asyncio.to_thread(authenticator.authenticate, header, address)
-    trail_of(request).caller = caller
+    trail.caller = caller
+    if caller.delegation is not None:
+        trail.parent_request_id = caller.delegation.request_id
+    elif channel is not None:
+        trail.parent_request_id = channel.request_id
     if caller.model_calls_only and not internal_call(request):
         raise PermissionDenied(
             f"key '{caller.key_id}' may only be used by calls made from inside models"
@@ -36,15 +49,10 @@ async def current_caller(request: Request) -> Caller:
 
 
 def internal_call(request: Request) -> bool:
-    """Whether the request is a call made from inside a model (by the worker-side SDK).
-
-    The seam for keys limited to model-to-model calls. The marker (a credential the gateway
-    hands its workers, sent in a header) is defined by the issue that builds model-to-model
-    calls; until then no request carries it, so such keys are refused everywhere. A header a
-    client could simply set must never be enough.
-    """
-    del request
-    return False
+    """Whether the request is a call made from inside a model: it arrived on a worker's
+    channel, a socket only that worker reaches. No header or key makes a request from outside
+    look like one."""
+    return channel_of(request) is not None
 
 
 async def read_body(request: Request, limit: int) -> bytes:

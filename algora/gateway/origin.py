@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from algora.errors import AlgoraError, BadHost, ForbiddenOrigin, error_body
 from algora.gateway.auditing import note_error
+from algora.gateway.channels import from_worker
 from algora.settings import Settings
 
 __all__ = ["OriginMiddleware", "host_name"]
@@ -54,7 +55,8 @@ class OriginMiddleware:
 
     def _refusal(self, scope: Scope) -> AlgoraError | None:
         host = _header(scope, b"host")
-        checked = scope["path"] not in _EXEMPT and not self._any_host
+        # A model's requests come on its worker's socket, from no browser, to 127.0.0.1:PORT.
+        checked = scope["path"] not in _EXEMPT and not self._any_host and not from_worker(scope)
         if checked and (not host or host_name(host) not in self._hosts):
             return BadHost("the Host header names a host this server does not answer to")
         if scope["method"] in _SAFE:

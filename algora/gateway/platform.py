@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from algora.audit import AuditLog
 from algora.auth.bootstrap import ensure_admin
-from algora.auth.principals import Authenticator
+from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
 from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import upgrade
 from algora.environments.builder import EnvironmentBuilder
 from algora.gateway.calls import CallService
+from algora.gateway.channels import CallOrigin, Channels
+from algora.registry.builds import Builds
 from algora.registry.publish import Publisher
+from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
+from algora.registry.sources import Sources
 from algora.settings import Settings
+from algora.store.connectors import Connectors
 from algora.store.local import LocalBlobStore
+from algora.store.model_data import new_session
+from algora.workers.channel import ChannelOpener
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.sandbox import sandbox_notice
@@ -43,6 +51,7 @@ class Platform:
             trusted_proxies=settings.trusted_proxies,
         )
         self.store = LocalBlobStore(data / "blobs")
+        self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
         self.registry = Registry(self.sessions)
         self.authenticator = Authenticator(self.sessions)
         self.builder = EnvironmentBuilder(
@@ -63,14 +72,37 @@ class Platform:
         self.limiter = RateLimiter(
             Limit.of(settings.default_rate_per_second, settings.default_burst)
         )
+        self.secrets = ModelSecrets(settings, self.sessions)
+        self.channels = Channels(data)
+        """Workers' sockets to this gateway (calls from inside models); serve once attached."""
         self.calls = CallService(
-            settings, self.registry, self.pools, self.environment_python, self.limiter, self.audit
+            settings,
+            self.registry,
+            self.pools,
+            self.environment_python,
+            self.limiter,
+            self.audit,
+            secrets=self.secrets,
+            channels=self.channels,
         )
         self.publisher.on_change(lambda _version_id: self.calls.forget())
+        self.publisher.smoke_access = self._smoke_access
+        self.sources = Sources(data / "git", self.sessions, self.registry)
+        self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
+        self.builds.on_change(self.calls.forget)
         interrupted = self.registry.fail_interrupted_builds()
         if interrupted:
             logger.warning("marked %d interrupted build(s) as failed", interrupted)
         self.new_admin_key = ensure_admin(self.sessions, data)
+
+    def _smoke_access(self, version_id: int, caller: Caller) -> tuple[ChannelOpener | None, object]:
+        """A smoke-tested worker's channel; its example call acts for the publisher."""
+        model = self.registry.version_by_id(version_id).model
+        seconds = self.settings.worker_start_timeout + self.settings.max_call_timeout
+        origin = CallOrigin(
+            caller, model, f"smoke-{version_id}", new_session(), time.monotonic() + seconds
+        )
+        return self.channels.opener(model), origin
 
     def environment_python(self, environment_hash: str) -> Path:
         return self.settings.resolved_data_dir / "envs" / environment_hash / "bin" / "python"
@@ -91,5 +123,6 @@ class Platform:
     async def aclose(self) -> None:
         await self.pools.stop_all()
         self.publisher.shutdown()
+        self.builds.shutdown()
         await self.audit.aclose()
         self.engine.dispose()

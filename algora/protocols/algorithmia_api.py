@@ -4,14 +4,18 @@ The routes the ``algorithmia`` Python client's ``algo.exists()``, ``algo.info()`
 ``algo.versions()`` reach, answering with the fields that client and Algorithmia's API
 document (``details``, ``settings``, ``version_info.semantic_version``, ``build``,
 ``compilation``, ``resource_type``; lists paged with ``marker``/``next_link``/``results``).
-Management writes (create, update, publish, compile, secrets) are not offered here: publish
-with ``algora publish`` or the native API.
+Creating, compiling and publishing from a model's git repository, and its builds, are in
+:mod:`algora.protocols.algorithmia_manage`.
 
 A model is Algorithmia's algorithm; its versions map as follows: ``version_info.git_hash`` is
 the version's content hash (what ``algo.info(hash)`` takes: a prefix of 12 or more hex digits,
 or an exact ``MAJOR.MINOR.PATCH``); ``build.status`` is ``succeeded``, ``failed`` or
-``in-progress``. The list's filters: ``published=true`` keeps ready versions, ``callable=true``
-ready versions that are not deprecated.
+``in-progress``; a version published from a build names it in ``build.build_id`` and its
+commit in ``build.commit_sha`` (else both are the version's own id and content hash). The
+list's filters: ``published=true`` keeps ready versions, ``callable=true`` ready versions that
+are not deprecated (``false``: the others). A page's ``marker`` is its last
+version; ``next_link`` is the next page's URL, with the same filters. Updating an algorithm
+and its secrets are in :mod:`algora.protocols.algorithmia_settings`.
 
 Errors keep Algorithmia's shape (``{"error": {"message": ...}}``); an unknown or hidden model
 says "No such algorithm", which is what the client's ``exists()`` looks for.
@@ -53,7 +57,10 @@ async def _registry_read(function: Callable[..., T], *args: Any) -> T:
 
 
 def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """Algorithmia's timestamps: UTC with milliseconds, ``2022-05-08T22:43:09.050Z``."""
+    if value is None:
+        return None
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def _details(model: Model) -> dict[str, Any]:
@@ -85,8 +92,14 @@ def _version_info(version: Version) -> dict[str, Any]:
     return {
         "semantic_version": version.semver,
         "git_hash": version.content_hash,
-        "release_notes": "",
-        "sample_input": None if example is None else str(example),
+        "release_notes": version.release_notes or "",
+        "sample_input": (
+            version.sample_input
+            if version.sample_input is not None
+            else None
+            if example is None
+            else str(example)
+        ),
         "sample_output": None,
         "deprecated": version.deprecated,
     }
@@ -106,10 +119,13 @@ def _algorithm(model: Model, version: Version | None) -> dict[str, Any]:
     }
     if version is not None:
         body["version_info"] = _version_info(version)
+        git = version.lineage.get("git")
+        commit = git.get("commit") if isinstance(git, dict) else None
         body["build"] = {
-            "build_id": str(version.id),
+            # a version built from its repository names that build and its commit
+            "build_id": str(version.lineage.get("build_id") or version.id),
             "status": _BUILD_STATUS.get(version.status, version.status),
-            "commit_sha": version.content_hash,
+            "commit_sha": str(commit or version.content_hash),
             "started_at": _time(version.created_at),
             "finished_at": _time(version.ready_at),
             "resource_type": "algorithm_build",
@@ -128,10 +144,27 @@ def _latest_callable(versions: list[Version]) -> Version | None:
     return next((v for v in versions if v.status == "ready" and not v.deprecated), None)
 
 
-def _true(value: str | None) -> bool | None:
-    if value is None:
+def _callable(version: Version) -> bool:
+    return version.status == "ready" and not version.deprecated
+
+
+def _flag(value: str | None, name: str) -> bool | None:
+    """A list filter: ``true`` keeps what it names, ``false`` what it does not."""
+    if value is None or not value.strip():
         return None
-    return value.strip().lower() in ("true", "1")
+    text = value.strip().lower()
+    if text not in ("true", "1", "false", "0"):
+        raise BadRequest(f"{name} is true or false, not '{value}'")
+    return text in ("true", "1")
+
+
+def _marker(value: str | None) -> tuple[int, int, int] | None:
+    if not value:
+        return None
+    parts = value.strip().split(".")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) <= 9 for p in parts):
+        raise BadRequest(f"marker '{value}' is not one this server gave (a MAJOR.MINOR.PATCH)")
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 async def _model_and_versions(
@@ -157,29 +190,32 @@ async def list_algorithm_versions(
     caller: ReadModels,
     owner: str,
     name: str,
-    limit: Annotated[int, Query(ge=1, le=_MAX_PAGE)] = _DEFAULT_PAGE,
+    limit: Annotated[int, Query(ge=1)] = _DEFAULT_PAGE,
     marker: str | None = None,
     published: str | None = None,
     only_callable: Annotated[str | None, Query(alias="callable")] = None,
 ) -> dict[str, Any]:
+    """A page of versions, highest first. ``marker`` is the last version of the page before
+    (so a version published meanwhile never shifts the pages); ``next_link`` is the next page
+    with the same filters; ``limit`` is capped at 100."""
+    wanted_published = _flag(published, "published")
+    wanted_callable = _flag(only_callable, "callable")
+    after = _marker(marker)
     model, versions = await _model_and_versions(request, caller, owner, name)
-    if _true(published):
-        versions = [v for v in versions if v.status == "ready"]
-    if _true(only_callable):
-        versions = [v for v in versions if v.status == "ready" and not v.deprecated]
-    start = 0
-    if marker:
-        if not marker.isdigit():
-            raise BadRequest(f"marker '{marker}' is not one this server gave")
-        start = int(marker)
-    page = versions[start : start + limit]
-    following = start + limit
-    more = following < len(versions)
+    if wanted_published is not None:
+        versions = [v for v in versions if (v.status == "ready") == wanted_published]
+    if wanted_callable is not None:
+        versions = [v for v in versions if _callable(v) == wanted_callable]
+    if after is not None:
+        versions = [v for v in versions if (v.major, v.minor, v.patch) < after]
+    limit = min(limit, _MAX_PAGE)
+    page = versions[:limit]
+    following = page[-1].semver if len(versions) > limit else None
     next_link = None
-    if more:
-        next_link = f"{request.url.path}?limit={limit}&marker={following}"
+    if following is not None:
+        next_link = str(request.url.include_query_params(limit=limit, marker=following))
     return {
-        "marker": str(following) if more else None,
+        "marker": following,
         "next_link": next_link,
         "results": [_algorithm(model, v) for v in page],
     }

@@ -11,8 +11,11 @@ ACL, DELETE deletes (a non-empty folder only with ``force=true``).
 Who may do what: the owner, an admin and, for an organization's collections, its members read;
 members, admins and owners of the organization write; its admins and owners change ACLs and
 delete whole collections. A collection whose ACL is ``["user://*"]`` is readable by any
-authenticated user. Collections the caller may not read look like missing ones (404). The key's
-``data:read`` / ``data:write`` scopes narrow all this, patterned by ``owner/collection``.
+authenticated user; one whose ACL is ``["algo://.my/*"]`` by the owner's models too, whoever
+called them. Collections the caller may not read look like missing ones (404). The key's
+``data:read`` / ``data:write`` scopes narrow all this, patterned by ``owner/collection``. Model
+code acts for its caller, narrowed by the model (``algora.auth.delegation``); the model's own
+collection and its call tree's scratch space are in ``model_data.py``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from algora.errors import (
 from algora.gateway.auditing import note_error, trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.permissions import Needs, PermissionRoute
+from algora.protocols import connectors
 from algora.store.collections import (
     PAGE_SIZE,
     CollectionStore,
@@ -102,7 +106,22 @@ class Rights:
 
 
 def owner_rights(caller: Caller, owner: Principal) -> Rights:
-    """What the caller may do with every collection of ``owner`` (ACLs may add reading)."""
+    """What the caller may do with every collection of ``owner`` (ACLs may add reading).
+
+    For a credential held by model code, what every principal that bounds it may do (the
+    intersection; nothing while the model loads). See ``algora.auth.delegation``.
+    """
+    if caller.delegation is not None:
+        each = [_principal_rights(c, owner) for c in caller.delegation.bounds]
+        return Rights(
+            bool(each) and all(r.read for r in each),
+            bool(each) and all(r.write for r in each),
+            bool(each) and all(r.manage for r in each),
+        )
+    return _principal_rights(caller, owner)
+
+
+def _principal_rights(caller: Caller, owner: Principal) -> Rights:
     if caller.is_admin or owner.id == caller.principal_id:
         return Rights(True, True, True)
     role = caller.role_in(owner.id)
@@ -113,6 +132,18 @@ def owner_rights(caller: Caller, owner: Principal) -> Rights:
 
 def readable(rights: Rights, row: DataCollection) -> bool:
     return rights.read or PUBLIC_ACL in (row.read_acl or [])
+
+
+def models_may_read(caller: Caller, row: DataCollection) -> bool:
+    """Whether model code reads the collection in the model's own right, whoever called it:
+    the collection's owner lets its models read it (``algo://.my/*``). No key scope narrows
+    this; the owner granted it to the model, not to the caller."""
+    delegation = caller.delegation
+    return (
+        delegation is not None
+        and delegation.model_owner_id == row.owner_id
+        and MY_MODELS_ACL in (row.read_acl or [])
+    )
 
 
 @dataclass(frozen=True)
@@ -153,9 +184,11 @@ def resolve(session: Session, caller: Caller, path: DataPath, need: str) -> Targ
             raise PermissionDenied(f"'{caller.name}' may not create collections of '{owner.name}'")
         return Target(path, owner, rights, None)
     resource = f"{owner.name}/{path.collection}"
-    require_scope(caller, "data:write" if need != "read" else "data:read", resource)
     row = _find_row(session, owner, path.collection)
-    if row is None or not readable(rights, row):
+    models_read = need == "read" and row is not None and models_may_read(caller, row)
+    if not models_read:
+        require_scope(caller, "data:write" if need != "read" else "data:read", resource)
+    if row is None or not (models_read or readable(rights, row)):
         raise NotFound(f"no collection '{resource}'")
     allowed = {"read": True, "write": rights.write, "manage": rights.manage}[need]
     if not allowed:
@@ -212,6 +245,8 @@ async def get_data(
     marker: Annotated[str | None, Query(max_length=1024)] = None,
     limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
 ) -> Response:
+    if connectors.is_connector_path(path):  # s3://bucket/key
+        return await connectors.get(request, caller, path, acl=acl, marker=marker, limit=limit)
     platform = platform_of(request)
     store = _store(request)
     where = parse_path(path, caller)
@@ -266,6 +301,14 @@ def _root(sessions: Any, caller: Caller) -> dict[str, Any]:
     return {"folders": folders, "files": []}
 
 
+def _listable(caller: Caller, target: Target, row: DataCollection) -> bool:
+    if models_may_read(caller, row):
+        return True
+    resource = f"{target.owner.name}/{row.name}"
+    scoped = has_scope(caller.scopes, "data:read", resource, is_admin=caller.is_admin)
+    return readable(target.rights, row) and scoped
+
+
 def _collections(
     session: Session, caller: Caller, target: Target, marker: str | None, limit: int
 ) -> dict[str, Any]:
@@ -275,13 +318,7 @@ def _collections(
         .order_by(DataCollection.name)
     ).all()
     visible = [
-        r
-        for r in rows
-        if readable(target.rights, r)
-        and has_scope(
-            caller.scopes, "data:read", f"{target.owner.name}/{r.name}", is_admin=caller.is_admin
-        )
-        and (marker is None or r.name > marker)
+        r for r in rows if _listable(caller, target, r) and (marker is None or r.name > marker)
     ]
     page = visible[:limit]
     out: dict[str, Any] = {
@@ -302,6 +339,8 @@ def _header_text(message: str) -> str:
 
 @router.head(_PATH, summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)")
 async def head_data(request: Request, caller: ReadData, path: str) -> Response:
+    if connectors.is_connector_path(path):
+        return await connectors.head(request, caller, path)
     platform = platform_of(request)
     store = _store(request)
 
@@ -330,6 +369,8 @@ async def head_data(request: Request, caller: ReadData, path: str) -> Response:
 # PUT ----------------------------------------------------------------------------------------
 @router.put(_PATH, summary="Write a file (streamed, atomic, at most max_data_file_bytes)")
 async def put_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    if connectors.is_connector_path(path):
+        return await connectors.put(request, caller, path)
     platform = platform_of(request)
     store = _store(request)
     where = parse_path(path, caller)
@@ -369,6 +410,8 @@ async def put_data(request: Request, caller: WriteData, path: str) -> JSONRespon
 # POST ---------------------------------------------------------------------------------------
 @router.post(_PATH, summary="Create a collection (under an owner) or a folder (in a collection)")
 async def create_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    if connectors.is_connector_path(path):
+        return await connectors.create(request, caller, path)
     platform = platform_of(request)
     store = _store(request)
     where = parse_path(path, caller)
@@ -414,6 +457,8 @@ async def create_data(request: Request, caller: WriteData, path: str) -> JSONRes
 # PATCH --------------------------------------------------------------------------------------
 @router.patch(_PATH, summary="Set a collection's read ACL")
 async def update_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
+    if connectors.is_connector_path(path):
+        raise connectors.no_acls()
     platform = platform_of(request)
     where = parse_path(path, caller)
     trail_of(request).resource = where.url
@@ -445,6 +490,8 @@ async def update_data(request: Request, caller: WriteData, path: str) -> JSONRes
 async def delete_data(
     request: Request, caller: WriteData, path: str, force: bool = False
 ) -> JSONResponse:
+    if connectors.is_connector_path(path):
+        return await connectors.delete(request, caller, path, force=force)
     platform = platform_of(request)
     store = _store(request)
     where = parse_path(path, caller)

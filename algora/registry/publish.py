@@ -18,7 +18,8 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,11 @@ from algora.registry.specs import Bump
 from algora.settings import Settings
 from algora.store.base import BlobStore
 from algora.workers.backend import WorkerBackend
+from algora.workers.channel import ChannelOpener
 from algora.workers.sandbox import bwrap_command, use_sandbox
 from algora.workers.smoke import smoke_test
 
-__all__ = ["STEPS", "BuildLogs", "Publisher"]
+__all__ = ["STEPS", "BuildLogs", "Built", "Prepared", "Publisher", "failure_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +105,44 @@ class BuildLogs:
 
 
 @dataclass
-class _Job:
-    version_id: int
+class Prepared:
+    """A model's source, unpacked and validated: what the slow steps start from."""
+
     staging: Path
+    """A private folder of its own: ``src`` (the unpacked source) and ``archive``."""
     manifest: Manifest
     requirements: list[str]
     archive: Path
+
+    @property
+    def source(self) -> Path:
+        return self.staging / "src"
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the slow steps produced: everything a ready version records but its number."""
+
+    content_hash: str
+    archive_hash: str
+    environment_hash: str
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    policy: dict[str, Any]
+    """The lineage entries of the policy check: ``sbom``, ``vulnerabilities``,
+    ``policy_warnings``."""
+
+
+@dataclass
+class _Job:
+    version_id: int
+    prepared: Prepared
+    caller: Caller | None = None
+
+
+SmokeAccess = Callable[[int, Caller], tuple[ChannelOpener | None, object | None]]
+"""For a version and its publisher: the channel its smoke-tested worker gets, and whom its
+example call acts for (see ``Publisher.smoke_access``)."""
 
 
 class Publisher:
@@ -140,6 +174,9 @@ class Publisher:
         self.sources_root = data / "sources"
         self.worker_logs = data / "logs" / "workers"
         self.logs = BuildLogs(data / "logs" / "builds")
+        self.smoke_access: SmokeAccess | None = None
+        """Set by the platform: the smoke-tested model reaches the gateway as served models do
+        (``algora.gateway.channels``), its example call acting for the publisher."""
         for path in (self.staging_root, self.sources_root, self.worker_logs):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Builds do not survive a restart (their versions are marked failed at startup).
@@ -167,6 +204,31 @@ class Publisher:
         lineage: dict[str, Any] | None = None,
     ) -> tuple[int, Future[None]]:
         """Validate the archive and manifest, reserve the version, start the build."""
+        prepared = self.prepare(archive, owner, name)
+        try:
+            manifest = prepared.manifest
+            model_id = self.registry.model_for_publish(caller, owner, name, manifest)
+            version = self.registry.create_version(
+                model_id,
+                bump=bump,
+                exact=exact,
+                manifest=manifest.model_dump(mode="json"),
+                lineage=dict(lineage or {}),
+                published_by=caller.principal_id,
+            )
+        except BaseException:
+            shutil.rmtree(prepared.staging, ignore_errors=True)
+            raise
+        job = _Job(version.id, prepared, caller)
+        log = self.logs.writer(version.id)
+        log(f"==> publishing {owner}/{name} {version.semver}")
+        log(f"==> step 1/{len(STEPS)}: validate: archive and {'algora.toml'} are valid")
+        future = self._executor.submit(self._build, job)
+        return version.id, future
+
+    def prepare(self, archive: Path, owner: str, name: str) -> Prepared:
+        """Unpack ``archive`` (moved into a private staging folder) and validate its manifest
+        and requirements for ``owner/name``; the caller removes ``staging`` when done."""
         staging = self.staging_root / uuid.uuid4().hex
         staging.mkdir(mode=0o700)
         try:
@@ -184,26 +246,12 @@ class Publisher:
                     f"published as '{owner}/{name}': make the two agree"
                 )
             requirements = self._requirements(source, manifest)
-            model_id = self.registry.model_for_publish(caller, owner, name, manifest)
-            version = self.registry.create_version(
-                model_id,
-                bump=bump,
-                exact=exact,
-                manifest=manifest.model_dump(mode="json"),
-                lineage=dict(lineage or {}),
-                published_by=caller.principal_id,
-            )
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         kept_archive = staging / "archive"
         shutil.move(archive, kept_archive)
-        job = _Job(version.id, staging, manifest, requirements, kept_archive)
-        log = self.logs.writer(version.id)
-        log(f"==> publishing {owner}/{name} {version.semver}")
-        log(f"==> step 1/{len(STEPS)}: validate: archive and {'algora.toml'} are valid")
-        future = self._executor.submit(self._build, job)
-        return version.id, future
+        return Prepared(staging, manifest, requirements, kept_archive)
 
     def _requirements(self, source: Path, manifest: Manifest) -> list[str]:
         path = (source / manifest.environment.requirements).resolve()
@@ -226,106 +274,136 @@ class Publisher:
 
     def _build(self, job: _Job) -> None:
         log = self.logs.writer(job.version_id)
+
+        def record_policy(entries: dict[str, Any]) -> None:
+            lineage = dict(self.registry.version_by_id(job.version_id).lineage)
+            lineage.update(entries)
+            self.registry.update_version(job.version_id, lineage=lineage)
+
+        try:
+            access, caller = self.smoke_access, job.caller
+            smoke = None
+            if access is not None and caller is not None:
+                smoke = partial(access, job.version_id, caller)
+            built = self.run_steps(
+                job.prepared,
+                log,
+                worker_log=self.worker_logs / f"{job.version_id}.log",
+                record_policy=record_policy,
+                smoke_access=smoke,
+            )
+            self.registry.mark_ready(
+                job.version_id,
+                content_hash=built.content_hash,
+                archive_hash=built.archive_hash,
+                environment_hash=built.environment_hash,
+                input_schema=built.input_schema,
+                output_schema=built.output_schema,
+                build_log=self.logs.read(job.version_id)[0] + "==> ready\n",
+            )
+            log("==> ready")
+        except Exception as exc:
+            code, reason = failure_of(exc, log, f"version #{job.version_id}")
+            self._fail(job.version_id, code, reason, log)
+        finally:
+            shutil.rmtree(job.prepared.staging, ignore_errors=True)
+            for callback in self._on_ready:
+                callback(job.version_id)
+
+    def run_steps(
+        self,
+        prepared: Prepared,
+        log: Callable[[str], None],
+        *,
+        worker_log: Path,
+        record_policy: Callable[[dict[str, Any]], None] | None = None,
+        smoke_access: Callable[[], tuple[ChannelOpener | None, object | None]] | None = None,
+    ) -> Built:
+        """Steps 2 to 7 of :data:`STEPS` on a prepared source, reporting into ``log``.
+
+        ``record_policy`` receives the policy check's lineage entries as soon as it passes.
+        ``smoke_access`` gives the smoke test's worker its channel and example call its origin.
+        Raises the step's error; the caller removes ``prepared.staging``.
+        """
         total = len(STEPS)
 
         def step(number: int, text: str) -> None:
             log(f"==> step {number}/{total}: {STEPS[number - 1]}: {text}")
 
-        try:
-            source = job.staging / "src"
-            python = self.settings.python
-            only_binary = not self.policy.allow_sdists
-            step(2, f"{len(job.requirements)} requirement(s) with uv")
-            lock = self.builder.lock(job.requirements, log, only_binary=only_binary)
-            step(3, "package rules and known vulnerabilities")
-            self._check_policy(job.version_id, lock, log)
-            step(4, "creating or reusing the environment")
-            env = self.builder.ensure(lock, log, only_binary=only_binary)
-            self._record_environment(env.hash, interpreter_version(python), lock)
-            log(("reused" if env.reused else "built") + f" environment {env.hash[:12]}")
-            if job.manifest.build.command:
-                step(5, " ".join(job.manifest.build.command))
-                self.builder.run_in_environment(
-                    env,
-                    list(job.manifest.build.command),
-                    source,
-                    log,
-                    self.settings.build_timeout,
-                    wrap=self._build_sandbox(job, env.python, source),
-                )
-            else:
-                step(5, "no build command")
-            step(6, "hashing code and artifacts")
-            content_hash = hashlib.sha256(f"{tree_hash(source)}\n{env.hash}".encode()).hexdigest()
-            archive_hash = self.store.put_file(job.archive)
-            final = self.sources_root / content_hash
-            try:
-                source.rename(final)
-            except OSError:
-                if not final.is_dir():
-                    raise
-                shutil.rmtree(source)  # identical content already stored by another build
-            log(f"content hash {content_hash}")
-            step(7, "loading the model and calling its example input")
-            spec = worker_spec(
-                self.settings,
-                job.manifest,
-                python=Path(env.python),
-                source_dir=final,
-                log_path=self.worker_logs / f"{job.version_id}.log",
-                replicas=1,
-            )
-            example = job.manifest.example.as_call()
-            info, result = asyncio.run(
-                smoke_test(
-                    spec,
-                    self.backend,
-                    self.settings.resolved_data_dir,
-                    example,
-                    min(job.manifest.serving.timeout, self.settings.max_call_timeout),
-                )
-            )
-            if result is not None:
-                preview = result.payload[:200].decode("utf-8", errors="replace")
-                log(f"example answered ({result.content_type}): {preview}")
-            self.registry.mark_ready(
-                job.version_id,
-                content_hash=content_hash,
-                archive_hash=archive_hash,
-                environment_hash=env.hash,
-                input_schema=info.input_schema,
-                output_schema=info.output_schema,
-                build_log=self.logs.read(job.version_id)[0] + "==> ready\n",
-            )
-            log("==> ready")
-        except AlgoraError as exc:
-            for key in ("stacktrace", "stdout", "log_tail"):
-                text = exc.details.get(key)
-                if isinstance(text, str) and text.strip():
-                    log(f"--- {key.replace('_', ' ')} ---")
-                    for line in text.rstrip().splitlines()[-200:]:
-                        log(line)
-            reason = exc.message
-            error_type = exc.details.get("error_type")
-            if error_type and not reason.startswith(str(error_type)):
-                reason = f"{error_type}: {reason}"
-            self._fail(job.version_id, exc.code, reason, log)
-        except Exception as exc:
-            logger.exception("build of version %s failed unexpectedly", job.version_id)
-            self._fail(
-                job.version_id,
-                "internal_error",
-                f"the platform failed while building ({type(exc).__name__}); "
-                "an administrator can find the details in the server log",
+        source = prepared.source
+        manifest = prepared.manifest
+        python = self.settings.python
+        only_binary = not self.policy.allow_sdists
+        step(2, f"{len(prepared.requirements)} requirement(s) with uv")
+        lock = self.builder.lock(prepared.requirements, log, only_binary=only_binary)
+        step(3, "package rules and known vulnerabilities")
+        policy = self._check_policy(lock, log)
+        if record_policy is not None:
+            record_policy(policy)
+        step(4, "creating or reusing the environment")
+        env = self.builder.ensure(lock, log, only_binary=only_binary)
+        self._record_environment(env.hash, interpreter_version(python), lock)
+        log(("reused" if env.reused else "built") + f" environment {env.hash[:12]}")
+        if manifest.build.command:
+            step(5, " ".join(manifest.build.command))
+            self.builder.run_in_environment(
+                env,
+                list(manifest.build.command),
+                source,
                 log,
+                self.settings.build_timeout,
+                wrap=self._build_sandbox(manifest, env.python, source, worker_log),
             )
-        finally:
-            shutil.rmtree(job.staging, ignore_errors=True)
-            for callback in self._on_ready:
-                callback(job.version_id)
+        else:
+            step(5, "no build command")
+        step(6, "hashing code and artifacts")
+        content_hash = hashlib.sha256(f"{tree_hash(source)}\n{env.hash}".encode()).hexdigest()
+        archive_hash = self.store.put_file(prepared.archive)
+        final = self.sources_root / content_hash
+        try:
+            source.rename(final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            shutil.rmtree(source)  # identical content already stored by another build
+        log(f"content hash {content_hash}")
+        step(7, "loading the model and calling its example input")
+        spec = worker_spec(
+            self.settings,
+            manifest,
+            python=Path(env.python),
+            source_dir=final,
+            log_path=worker_log,
+            replicas=1,
+        )
+        example = manifest.example.as_call()
+        channel, origin = smoke_access() if smoke_access is not None else (None, None)
+        if channel is not None:
+            spec = replace(spec, channel=channel)
+        info, result = asyncio.run(
+            smoke_test(
+                spec,
+                self.backend,
+                self.settings.resolved_data_dir,
+                example,
+                min(manifest.serving.timeout, self.settings.max_call_timeout),
+                origin,
+            )
+        )
+        if result is not None:
+            preview = result.payload[:200].decode("utf-8", errors="replace")
+            log(f"example answered ({result.content_type}): {preview}")
+        return Built(
+            content_hash=content_hash,
+            archive_hash=archive_hash,
+            environment_hash=env.hash,
+            input_schema=info.input_schema,
+            output_schema=info.output_schema,
+            policy=policy,
+        )
 
-    def _check_policy(self, version_id: int, lock: str, log: Callable[[str], None]) -> None:
-        """Enforce the dependency policy on ``lock``; record the SBOM and warnings in lineage.
+    def _check_policy(self, lock: str, log: Callable[[str], None]) -> dict[str, Any]:
+        """Enforce the dependency policy on ``lock``; the SBOM and warnings as lineage entries.
 
         Raises :class:`~algora.errors.PolicyViolation` naming each package and rule it broke.
         """
@@ -338,25 +416,25 @@ class Publisher:
         report.raise_for_violations()
         env_hash = environment_hash(python_version, lock)
         sbom = self.store.put_file(self.auditor.sbom(lock, env_hash, python_version))
-        lineage = dict(self.registry.version_by_id(version_id).lineage)
-        lineage.update(
-            sbom=sbom, vulnerabilities=report.vulnerabilities, policy_warnings=report.warnings
-        )
-        self.registry.update_version(version_id, lineage=lineage)
         log(f"policy passed in {time.monotonic() - started:.2f}s; SBOM {sbom[:12]}")
+        return {
+            "sbom": sbom,
+            "vulnerabilities": report.vulnerabilities,
+            "policy_warnings": report.warnings,
+        }
 
     def _build_sandbox(
-        self, job: _Job, python: Path, source: Path
+        self, manifest: Manifest, python: Path, source: Path, worker_log: Path
     ) -> Callable[[list[str]], list[str]] | None:
         """Run the build command in the same sandbox as the model's workers, source writable."""
         if not use_sandbox(self.settings.sandbox):
             return None
         spec = worker_spec(
             self.settings,
-            job.manifest,
+            manifest,
             python=Path(python),
             source_dir=source,
-            log_path=self.worker_logs / f"{job.version_id}.log",
+            log_path=worker_log,
             replicas=1,
         )
         data_dir = self.settings.resolved_data_dir
@@ -382,3 +460,26 @@ class Publisher:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def failure_of(exc: Exception, log: Callable[[str], None], what: str) -> tuple[str, str]:
+    """The failure code and reason a build that raised ``exc`` records, with the error's
+    stack trace, stdout and log tail written to ``log``; ``what`` names it in the server log."""
+    if isinstance(exc, AlgoraError):
+        for key in ("stacktrace", "stdout", "log_tail"):
+            text = exc.details.get(key)
+            if isinstance(text, str) and text.strip():
+                log(f"--- {key.replace('_', ' ')} ---")
+                for line in text.rstrip().splitlines()[-200:]:
+                    log(line)
+        reason = exc.message
+        error_type = exc.details.get("error_type")
+        if error_type and not reason.startswith(str(error_type)):
+            reason = f"{error_type}: {reason}"
+        return exc.code, reason
+    logger.exception("build of %s failed unexpectedly", what, exc_info=exc)
+    return (
+        "internal_error",
+        f"the platform failed while building ({type(exc).__name__}); "
+        "an administrator can find the details in the server log",
+    )

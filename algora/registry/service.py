@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.policy import can, require
 from algora.auth.principals import Caller
-from algora.db.tables import Model, Principal, Version, utcnow
+from algora.db.tables import Alias, Model, Principal, Version, utcnow
 from algora.errors import (
+    AliasNotFound,
     InvalidManifest,
     ModelNotFound,
     NotFound,
@@ -204,14 +205,16 @@ class Registry:
         """The version a spec names: the highest ready, non-deprecated match.
 
         An exact version or a content hash names one version even when it is deprecated, and
-        ``latestPrivate`` the highest ready version, deprecated or not. With a caller, the
-        right the spec needs (``call``; ``manage`` for ``latestPrivate``) is checked before any
-        version is looked at.
+        ``latestPrivate`` the highest ready version, deprecated or not. An alias names the
+        version it points at (deprecated or not). With a caller, the right the spec needs
+        (``call``; ``manage`` for ``latestPrivate``) is checked before any version is looked at.
         """
         with self._sessions() as session:
             model = self.find_model(session, owner, name)
             if caller is not None:
                 require(caller, spec.right, model)
+            if spec.kind == "alias":
+                return model, self._aliased(session, model, str(spec.alias))
             versions = session.scalars(select(Version).where(Version.model_id == model.id)).all()
             if spec.kind == "hash":
                 prefix = spec.hash_prefix or ""
@@ -232,6 +235,25 @@ class Registry:
                 raise VersionNotFound(f"'{owner}/{name}' has no ready version matching '{spec}'")
             best = max(ready, key=lambda v: (v.major, v.minor, v.patch))
             return model, best
+
+    def _aliased(self, session: Session, model: Model, alias: str) -> Version:
+        row = session.scalars(
+            select(Alias).where(Alias.model_id == model.id, Alias.name == alias)
+        ).first()
+        full_name = f"{model.owner.name}/{model.name}"
+        if row is None:
+            raise AliasNotFound(
+                f"'{full_name}' has no alias '{alias}': list them with "
+                f"'algora alias list {full_name}'"
+            )
+        version = row.version
+        if version.status != "ready":  # aliases only ever point at ready versions
+            raise VersionNotReady(
+                f"'{full_name}' alias '{alias}' points at {version.semver}, which is "
+                f"{version.status}",
+                details={"status": version.status},
+            )
+        return version
 
     def fail_interrupted_builds(self) -> int:
         """Mark builds that a previous server left unfinished as failed."""

@@ -9,13 +9,23 @@ from typing import Literal
 
 from algora.errors import InvalidVersionSpec
 
-__all__ = ["Bump", "SemVer", "VersionSpec", "next_version", "parse_semver", "parse_spec"]
+__all__ = [
+    "Bump",
+    "SemVer",
+    "VersionSpec",
+    "is_alias_name",
+    "next_version",
+    "parse_semver",
+    "parse_spec",
+]
 
 Bump = Literal["major", "minor", "patch"]
 
 _SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 _PARTIAL = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?$")
 _HASH = re.compile(r"^[0-9a-f]{12,64}$")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_VERSIONISH = re.compile(r"^v\d")  # v1, v2-beta: they look like versions; refused as aliases
 
 
 @dataclass(frozen=True, order=True)
@@ -51,18 +61,21 @@ def next_version(existing: Iterable[SemVer], bump: Bump) -> SemVer:
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """``latest``, an exact version, a ``MAJOR[.MINOR].x`` range or a content-hash prefix.
+    """``latest``, an exact version, a ``MAJOR[.MINOR].x`` range, a content-hash prefix or an
+    alias (``production``: whatever version the alias points at, see
+    :mod:`algora.registry.aliases`).
 
     ``latest_private`` (Algorithmia's ``latestPrivate``: the latest build, published or not) is
     the highest ready version, deprecated ones included, and only for callers who may manage
     the model: see :meth:`algora.registry.service.Registry.resolve`.
     """
 
-    kind: Literal["latest", "latest_private", "exact", "range", "hash"]
+    kind: Literal["latest", "latest_private", "exact", "range", "hash", "alias"]
     major: int | None = None
     minor: int | None = None
     patch: int | None = None
     hash_prefix: str | None = None
+    alias: str | None = None
 
     @property
     def right(self) -> Literal["call", "manage"]:
@@ -70,6 +83,9 @@ class VersionSpec:
         return "manage" if self.kind == "latest_private" else "call"
 
     def matches(self, version: SemVer) -> bool:
+        """Whether a version number matches (an alias or a hash names versions otherwise)."""
+        if self.kind in ("alias", "hash"):
+            return False
         if self.kind in ("latest", "latest_private"):
             return True
         if self.major is not None and version.major != self.major:
@@ -85,13 +101,19 @@ class VersionSpec:
             return "latestPrivate"
         if self.kind == "hash":
             return str(self.hash_prefix)
+        if self.kind == "alias":
+            return str(self.alias)
         parts = [str(p) for p in (self.major, self.minor, self.patch) if p is not None]
         return ".".join(parts) + (".x" if self.kind == "range" else "")
 
 
 def parse_spec(text: str | None) -> VersionSpec:
-    """Parse ``1.2.3``, ``1.2``/``1.2.x``, ``1``/``1.x``, ``latest``, ``latestPrivate`` or a
-    content hash."""
+    """Parse ``1.2.3``, ``1.2``/``1.2.x``, ``1``/``1.x``, ``latest``, ``latestPrivate``, a
+    content hash or an alias name.
+
+    Version forms are tried first, so a name that reads as one of them is never an alias:
+    ``is_alias_name`` refuses such names when an alias is set.
+    """
     spec = (text or "latest").strip()
     if spec in ("latest", ""):
         return VersionSpec("latest")
@@ -106,7 +128,19 @@ def parse_spec(text: str | None) -> VersionSpec:
         return VersionSpec("range", int(major), int(minor) if minor is not None else None)
     if _HASH.match(spec):
         return VersionSpec("hash", hash_prefix=spec)
+    if _ALIAS.match(spec) and not _VERSIONISH.match(spec):
+        return VersionSpec("alias", alias=spec)
     raise InvalidVersionSpec(
-        f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest, latestPrivate or a "
-        "content hash"
+        f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest, latestPrivate, a "
+        "content hash or an alias"
     )
+
+
+def is_alias_name(text: str) -> bool:
+    """Whether ``text`` may name an alias: 1-32 lowercase letters, digits, '-' or '_', starting
+    with a letter, and not readable as any other version spec (``latest``, ``1.x``, a content
+    hash such as ``deadbeefcafe``, ``v1``)."""
+    try:
+        return parse_spec(text).kind == "alias" and text == text.strip()
+    except InvalidVersionSpec:
+        return False

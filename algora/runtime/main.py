@@ -7,6 +7,9 @@ from algora_runtime.main import main; main()" --source <model dir> --entrypoint 
 
 Standard library only; relative imports only (the package runs as ``algora_runtime``).
 
+With ``--gateway-socket PATH`` the model reaches the gateway's API through that socket
+(``gateway.py``: a loopback port forwarded to it, named in ``ALGORITHMIA_API``/``ALGORA_URL``).
+
 Resource limits come in the argv (``--memory-limit BYTES``, ``--cpu-limit SECONDS``) and are set
 here, before any user code is imported, so that they hold however the worker is launched (with
 or without a sandbox, on any backend). A ``MemoryError`` while serving ends the worker with
@@ -24,6 +27,7 @@ import time
 import traceback
 from typing import IO, Any
 
+from . import gateway
 from .codec import (
     CapturedOutput,
     InvalidPayload,
@@ -51,6 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     _apply_limits(args.memory_limit, args.cpu_limit)
     proto_in, proto_out = _take_protocol_fds()
     reader = os.fdopen(proto_in, "rb", buffering=_READ_BUFFER)
+    if args.gateway_socket:
+        try:  # before the model: its clients read the environment when they are made
+            gateway.start(args.gateway_socket)
+        except OSError as exc:
+            sys.stderr.write(f"algora_runtime: no way to the gateway for this model: {exc}\n")
 
     source = os.path.abspath(args.source)  # noqa: PTH100 - stdlib-only runtime, os.path is fine
     _roots[source] = ""  # errors show the model's files relative to its folder
@@ -92,6 +101,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--entrypoint", required=True, help="module:attr of the model")
     parser.add_argument("--memory-limit", type=int, help="data-segment limit in bytes")
     parser.add_argument("--cpu-limit", type=float, help="CPU seconds each call may use")
+    parser.add_argument("--gateway-socket", help="the worker's Unix socket to the gateway")
     return parser.parse_args(argv)
 
 

@@ -196,6 +196,50 @@ class Client:
         raise_for_error(response)
         return response.json()
 
+    # aliases and promotions (see algora.registry.aliases) -----------------------------------
+    def _send_json(self, method: str, path: str, body: Any = None) -> Any:
+        response = self.request(method, path, json=body)
+        raise_for_error(response)
+        return response.json() if response.content else None
+
+    def aliases(self, model: str) -> list[dict[str, Any]]:
+        """A model's aliases: ``[{"alias": "production", "version": "1.2.0", ...}]``."""
+        return list(self.get_json(f"/api/v1/models/{model}/aliases"))
+
+    def set_alias(self, model: str, alias: str, version: str, *, note: str = "") -> dict[str, Any]:
+        """Point ``alias`` at the version that ``version`` (any spec) names now.
+
+        A protected alias does not move: the answer has ``moved`` False and the ``promotion``
+        request that a second principal must approve.
+        """
+        body = {"version": version, "note": note}
+        return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
+
+    def delete_alias(self, model: str, alias: str) -> None:
+        self._send_json("DELETE", f"/api/v1/models/{model}/aliases/{alias}")
+
+    def request_promotion(
+        self, model: str, alias: str, version: str, *, note: str = ""
+    ) -> dict[str, Any]:
+        """Ask for ``alias`` to point at ``version`` once a second principal approves."""
+        body = {"alias": alias, "version": version, "note": note}
+        return dict(self._send_json("POST", f"/api/v1/models/{model}/promotions", body))
+
+    def promotions(self, model: str | None = None, status: str = "pending") -> list[dict[str, Any]]:
+        """Promotion requests of one model, or of every model you manage (``status``: pending,
+        approved, rejected, expired, superseded or all)."""
+        path = f"/api/v1/models/{model}/promotions" if model else "/api/v1/promotions"
+        return list(self.get_json(path, status=status))
+
+    def approve_promotion(self, model: str, promotion_id: int, *, note: str = "") -> dict[str, Any]:
+        """Approve another principal's request: the alias moves at once."""
+        path = f"/api/v1/models/{model}/promotions/{int(promotion_id)}/approve"
+        return dict(self._send_json("POST", path, {"note": note}))
+
+    def reject_promotion(self, model: str, promotion_id: int, *, note: str = "") -> dict[str, Any]:
+        path = f"/api/v1/models/{model}/promotions/{int(promotion_id)}/reject"
+        return dict(self._send_json("POST", path, {"note": note}))
+
     def publish(
         self,
         path: str | Path,

@@ -185,6 +185,17 @@ class CollectionStore:
         except FileExistsError:
             raise Conflict(f"'{'/'.join(parts)}' already exists") from None
 
+    def ensure_folder(self, owner: str, collection: str, parts: tuple[str, ...]) -> None:
+        """A folder inside a collection, its parents and the collection created as needed."""
+        self.ensure_collection(owner, collection)
+        for depth in range(1, len(parts) + 1):
+            folder = self.path(owner, collection, parts[:depth])
+            if not folder.is_dir():
+                with contextlib.suppress(FileExistsError):
+                    _mkdir_private(folder)
+                if not folder.is_dir():
+                    raise Conflict(f"'{'/'.join(parts[:depth])}' is a file")
+
     def kind(self, owner: str, collection: str, parts: tuple[str, ...]) -> str | None:
         """``file``, ``directory`` or None when nothing is there."""
         try:

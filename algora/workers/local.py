@@ -21,6 +21,7 @@ from typing import Any
 from algora.errors import WorkerDied
 from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
 from algora.workers.backend import Frame
+from algora.workers.channel import SANDBOX_FOLDER, SOCKET_NAME
 from algora.workers.runtime_files import install_runtime, runtime_command
 from algora.workers.sandbox import bwrap_command, limit_args, normalize_status, sandbox_status
 from algora.workers.spec import WorkerSpec
@@ -144,6 +145,9 @@ class LocalBackend:
         home = _private_home(data_dir, spec)
         env = worker_environment(spec, home)
         sandboxed = spec.sandbox and sandbox_status().available
+        if spec.gateway_folder is not None:
+            folder = SANDBOX_FOLDER if sandboxed else str(spec.gateway_folder)
+            argv += ["--gateway-socket", f"{folder}/{SOCKET_NAME}"]
         tmp_dir: Path | None = None
         if sandboxed:
             runtime_dir = install_runtime(data_dir)

@@ -32,6 +32,8 @@ class PoolManager:
         self._idle_seconds = idle_seconds
         self._last_used: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._retiring: dict[asyncio.Task[None], Pool] = {}
+        """Retired pools still finishing their calls (see ``retire``)."""
 
     async def get(self, key: str, spec: WorkerSpec) -> Pool:
         """The running pool for ``key``, starting it from ``spec`` when there is none."""
@@ -81,6 +83,32 @@ class PoolManager:
         if pool is not None:
             await pool.stop()
 
+    async def retire(self, keys: list[str]) -> None:
+        """Serve the next call for each key from a fresh pool (its workers see what changed in
+        their spec, such as their model's secrets). Idle pools stop now; a busy one stops in
+        the background once its calls in flight have finished."""
+        for key in keys:
+            task = self._starting.get(key)
+            if task is not None:  # started from the old spec: wait, then retire it too
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+            pool = self._pools.pop(key, None)
+            if pool is None:
+                continue
+            stats = pool.stats()
+            if stats.in_flight == 0 and stats.queued == 0:
+                await pool.stop()
+            else:
+                drain = asyncio.create_task(self._stop_drained(pool), name=f"algora-retire-{key}")
+                self._retiring[drain] = pool
+                drain.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    @staticmethod
+    async def _stop_drained(pool: Pool) -> None:
+        while pool.running and (pool.stats().in_flight or pool.stats().queued):
+            await asyncio.sleep(0.2)
+        await pool.stop()
+
     async def evict_idle(self) -> list[str]:
         """Stop the pools that have had no call for ``idle_seconds``; return their keys."""
         now = time.monotonic()
@@ -117,4 +145,6 @@ class PoolManager:
             await asyncio.gather(*starting, return_exceptions=True)
         pools = list(self._pools.values())
         self._pools.clear()
-        await asyncio.gather(*(pool.stop() for pool in pools))
+        retiring = dict(self._retiring)
+        await asyncio.gather(*(pool.stop() for pool in [*pools, *retiring.values()]))
+        await asyncio.gather(*retiring, return_exceptions=True)

@@ -5,12 +5,17 @@ worker; a model with ``predict_batch`` gets up to ``max_batch`` waiting calls in
 A call that runs past its timeout fails with CallTimeout and its worker is killed and replaced;
 a worker that dies fails the calls it held with WorkerDied at once and is restarted in the
 background, with exponential backoff while it keeps dying.
+
+When the spec has a ``channel`` opener, each worker gets its own channel to the gateway
+(``algora.workers.channel``), opened before the worker starts and closed when it exits; the
+pool tells it which calls the worker is serving, and when it is idle.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ from algora.errors import (
     WorkerDied,
 )
 from algora.workers.backend import WorkerBackend, WorkerHandle
+from algora.workers.channel import WorkerChannel
 from algora.workers.sandbox import exit_reason
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
 
@@ -80,16 +86,30 @@ class _Pending:
 
 
 class _Worker:
-    __slots__ = ("alive", "busy", "exited", "handle", "started_at", "timed_out", "waiter")
+    __slots__ = (
+        "alive", "busy", "channel", "exited", "handle", "started_at", "timed_out", "waiter",
+    )  # fmt: skip
 
-    def __init__(self, handle: WorkerHandle, started_at: float) -> None:
+    def __init__(
+        self, handle: WorkerHandle, started_at: float, channel: WorkerChannel | None = None
+    ) -> None:
         self.handle = handle
         self.started_at = started_at
+        self.channel = channel
         self.alive = True
         self.busy = False
         self.timed_out = False
         self.waiter: asyncio.Future[None] | None = None
-        self.exited: asyncio.Task[int] = asyncio.ensure_future(handle.wait())
+        self.exited: asyncio.Task[int] = asyncio.ensure_future(_wait(handle, channel))
+
+
+async def _wait(handle: WorkerHandle, channel: WorkerChannel | None) -> int:
+    """The worker's exit status, once it has exited and its channel is closed."""
+    try:
+        return await handle.wait()
+    finally:
+        if channel is not None:
+            await channel.close()
 
 
 class Pool:
@@ -254,8 +274,19 @@ class Pool:
     async def _spawn(self) -> tuple[_Worker, ModelInfo]:
         """Start one worker and wait for its ``ready``; raise ModelLoadFailed otherwise."""
         loop = asyncio.get_running_loop()
-        handle = await self._backend.start(self.spec, self._data_dir)
-        worker = _Worker(handle, loop.time())
+        spec, channel = self.spec, None
+        if spec.channel is not None:
+            channel = await spec.channel()
+            spec = dataclasses.replace(
+                spec, env={**spec.env, **channel.env}, gateway_folder=channel.folder
+            )
+        try:
+            handle = await self._backend.start(spec, self._data_dir)
+        except BaseException:
+            if channel is not None:
+                await channel.close()
+            raise
+        worker = _Worker(handle, loop.time(), channel)
         try:
             async with asyncio.timeout(self.spec.start_timeout):
                 header, _ = await handle.read_frame()
@@ -276,6 +307,8 @@ class Pool:
             raise
         kind = header.get("type")
         if kind == "ready":
+            if channel is not None:
+                channel.serving(())  # loaded: idle until it serves a call
             worker.exited.add_done_callback(lambda _: self._on_exit(worker))
             return worker, ModelInfo.from_ready(header)
         handle.kill()
@@ -392,6 +425,8 @@ class Pool:
         self._in_flight += len(batch)
         for pending in batch:
             pending.worker = worker
+        if worker.channel is not None:
+            worker.channel.serving([p.request.origin for p in batch])
         try:
             try:
                 await self._send(worker, batch)
@@ -422,6 +457,8 @@ class Pool:
                     worker, batch, WorkerDied(f"worker broke the protocol: {exc}")
                 )
         finally:
+            if worker.channel is not None:
+                worker.channel.serving(())  # the credential is worth nothing between calls
             worker.busy = False
             self._in_flight -= len(batch)
             for pending in batch:

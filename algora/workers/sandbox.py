@@ -7,7 +7,9 @@ A sandboxed worker runs under ``bwrap`` (bubblewrap) with
 - no capabilities (``--cap-drop ALL``: run as root, bwrap would otherwise keep them);
 - a read-only view of the system directories, a few files of ``/etc``, the base interpreter,
   the model's environment, the installed runtime and the model's own source; its private HOME
-  read-write; a private ``/tmp`` and ``/dev/shm`` (tmpfs, capped at its memory limit);
+  read-write; a private ``/tmp`` and ``/dev/shm`` (tmpfs, capped at its memory limit); the
+  folder of its own socket to the gateway, read-only, at ``/run/algora`` (see
+  ``algora.workers.channel``: the only way out of a worker without the network);
 - nothing else. The data directory is covered by an empty tmpfs first, so the registry
   database, the admin key, the blobs and other models' sources and homes are not there at all.
 
@@ -35,6 +37,7 @@ from typing import Literal
 
 from algora.errors import Unavailable
 from algora.runtime.main import EXIT_OUT_OF_MEMORY
+from algora.workers.channel import SANDBOX_FOLDER
 from algora.workers.spec import WorkerSpec
 
 __all__ = [
@@ -237,6 +240,8 @@ def bwrap_command(
             argv += ["--symlink", target, link]
     if runtime_dir is not None:
         argv += ["--ro-bind", str(runtime_dir), str(runtime_dir)]
+    if spec.gateway_folder is not None:  # the worker's socket to the gateway, and nothing more
+        argv += ["--ro-bind", str(spec.gateway_folder), SANDBOX_FOLDER]
     argv += ["--bind" if writable_source else "--ro-bind", str(source), str(source)]
     if str(source) != str(spec.source_dir):
         argv += ["--symlink", str(source), str(spec.source_dir)]

@@ -20,8 +20,11 @@ async def smoke_test(
     data_dir: Path,
     example: tuple[str, bytes] | None,
     timeout: float,
+    origin: object | None = None,
 ) -> tuple[ModelInfo, CallResult | None]:
     """Start a one-replica pool, call ``example`` (content type, payload) if given, stop it.
+
+    ``origin``: whom the example call acts for, for the worker's channel (``spec.channel``).
 
     Raises ModelLoadFailed when the model does not load, and the call's own error (ModelError,
     CallTimeout, WorkerDied...) when the example fails.
@@ -38,7 +41,7 @@ async def smoke_test(
     try:
         if example is None or content_type is None:
             return info, None
-        request = CallRequest("smoke-test", content_type, example[1], timeout)
+        request = CallRequest("smoke-test", content_type, example[1], timeout, origin=origin)
         return info, await pool.call(request)
     finally:
         await pool.stop()

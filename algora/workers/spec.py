@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from algora.workers.channel import ChannelOpener
+
 __all__ = ["CallRequest", "CallResult", "ContentType", "ModelInfo", "WorkerSpec"]
 
 ContentType = Literal["json", "text", "binary"]
@@ -26,8 +28,9 @@ class WorkerSpec:
     log_path: Path
     """File the workers' stderr (and anything the model writes to fd 1) is appended to."""
     replicas: int = 1
-    env: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment variables for the workers (the gateway's own are never passed)."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Extra environment variables for the workers (the gateway's own are never passed). They
+    may hold the model's secrets: never logged, and left out of the spec's repr."""
     start_timeout: float = 120.0
     """Seconds a worker may take to import and load the model."""
     max_queue: int = 1000
@@ -44,6 +47,12 @@ class WorkerSpec:
     """Run the workers under bubblewrap when it works here (``algora.workers.sandbox``). The
     platform always sets it from its settings; the default is off because a sandboxed worker
     lives in its own PID namespace, so what it reports as its pid is not the host's."""
+    channel: ChannelOpener | None = field(default=None, repr=False, compare=False)
+    """Opens each worker's channel to the gateway, through which its model calls models and
+    reads data (``algora.workers.channel``); None: the model has no way to the gateway."""
+    gateway_folder: Path | None = None
+    """The folder of this worker's gateway socket: set by the pool, per worker, from its
+    channel (the backend makes it reachable, and only it, from inside the sandbox)."""
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -93,6 +102,9 @@ class CallRequest:
     content_type: ContentType
     payload: bytes
     timeout: float
+    origin: object | None = field(default=None, repr=False, compare=False)
+    """Whom the call acts for, opaque to the pool: handed to the worker's channel while the
+    worker serves the call (``algora.workers.channel``)."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from algora.settings import Settings
 from algora.testing import write_model
 
 from ..conftest import HELLO_MODEL
+from ..s3server import S3Server
 
 ROLES = ("admin", "org-owner", "org-admin", "org-member", "org-viewer", "outsider")
 STATES = ("none", "malformed", "revoked", "expired", "wrong-scope", "right-scope")
@@ -45,6 +46,9 @@ TARGET_KEY_OWNER = "org-member"
 _MODEL = "/api/v1/models/{owner}/{name}"
 _VERSION = _MODEL + "/versions/{version}"
 _DATA = "/v1/data/{path}"
+_CONNECTOR = "/v1/connector/{connector}/{path}"
+_ALGO_DATA = "/v1/data/.algo{rest}"
+_SESSION_DATA = "/v1/data/.session{rest}"
 # (METHOD, path template) -> the roles a key with the right scope may act for.
 ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/healthz"): EVERYONE,
@@ -54,6 +58,32 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/algorithms/{owner}/{name}"): ORG,
     ("GET", "/v1/algorithms/{owner}/{name}/versions"): ORG,
     ("GET", "/v1/algorithms/{owner}/{name}/versions/{version}"): ORG,
+    # Source and builds (acme/hello was published from a folder: no repository, 404 once
+    # authorized); creating makes a new model of acme's, as publishing would.
+    ("POST", "/v1/algorithms/{owner}"): PUBLISHERS,
+    ("POST", "/v1/algorithms/{owner}/{name}/compile"): PUBLISHERS,
+    ("POST", "/v1/algorithms/{owner}/{name}/versions"): PUBLISHERS,
+    ("GET", "/v1/algorithms/{owner}/{name}/builds"): ORG,
+    ("GET", "/v1/algorithms/{owner}/{name}/builds/{build_id}"): ORG,
+    ("GET", "/v1/algorithms/{owner}/{name}/builds/{build_id}/logs"): PUBLISHERS,  # like source
+    ("GET", "/v1/algorithms/{owner}/{name}/scm/status"): ORG,
+    # git smart HTTP: source is read and written by those who may publish the model.
+    ("GET", "/git/{owner}/{name}.git/info/refs"): PUBLISHERS,
+    ("POST", "/git/{owner}/{name}.git/git-upload-pack"): PUBLISHERS,
+    ("POST", "/git/{owner}/{name}.git/git-receive-pack"): PUBLISHERS,
+    # Algorithm settings: update and secrets by the model's managers.
+    ("PUT", "/v1/algorithms/{owner}/{name}"): MANAGERS,
+    ("GET", "/v1/algorithms/{algorithm_id}/secrets"): MANAGERS,
+    ("POST", "/v1/algorithms/{algorithm_id}/secrets"): MANAGERS,
+    ("GET", "/v1/secret-provider"): EVERYONE,
+    # Algorithmia's users and organizations (acme): users by admins, organizations by anyone,
+    # read by their members, changed by their owners and admins.
+    ("POST", "/v1/users"): frozenset({"admin"}),
+    ("GET", "/v1/organization/types"): EVERYONE,
+    ("POST", "/v1/organizations"): EVERYONE,
+    ("GET", "/v1/organizations/{org}"): ORG,
+    ("PUT", "/v1/organizations/{org}"): MANAGERS,
+    ("PUT", "/v1/organizations/{org}/members/{member}"): MANAGERS,
     ("GET", "/api/v1/models"): EVERYONE,  # a filtered list
     ("GET", _MODEL): ORG,
     ("PATCH", _MODEL): MANAGERS,
@@ -69,6 +99,18 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", _MODEL + "/grants"): MANAGERS,
     ("PUT", _MODEL + "/grants/{principal}"): MANAGERS,
     ("DELETE", _MODEL + "/grants/{principal}"): MANAGERS,
+    # Aliases: read like the model; moved and promoted by its managers. The promotion
+    # request the matrix approves does not exist: 404 once authorized.
+    ("GET", _MODEL + "/aliases"): ORG,
+    ("GET", _MODEL + "/aliases/{alias}"): ORG,
+    ("PUT", _MODEL + "/aliases/{alias}"): MANAGERS,
+    ("DELETE", _MODEL + "/aliases/{alias}"): MANAGERS,
+    ("GET", "/api/v1/promotions"): EVERYONE,  # filtered: the models one manages
+    ("GET", _MODEL + "/promotions"): MANAGERS,
+    ("POST", _MODEL + "/promotions"): MANAGERS,
+    ("GET", _MODEL + "/promotions/{promotion_id}"): MANAGERS,
+    ("POST", _MODEL + "/promotions/{promotion_id}/approve"): MANAGERS,
+    ("POST", _MODEL + "/promotions/{promotion_id}/reject"): MANAGERS,
     ("GET", "/api/v1/whoami"): EVERYONE,
     ("GET", "/api/v1/keys"): EVERYONE,  # one's own keys
     ("POST", "/api/v1/keys"): EVERYONE,
@@ -97,6 +139,26 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("POST", _DATA): PUBLISHERS,  # a folder inside it
     ("PATCH", _DATA): MANAGERS,
     ("DELETE", _DATA): MANAGERS,  # not empty without force: 400 once authorized
+    # acme/hello's own collection (its perm/ folder), from outside: those who manage the model.
+    ("HEAD", _ALGO_DATA): MANAGERS,
+    ("GET", _ALGO_DATA): MANAGERS,
+    ("PUT", _ALGO_DATA): MANAGERS,  # the folder itself: 400 once authorized
+    ("POST", _ALGO_DATA): MANAGERS,  # a folder inside it
+    ("PATCH", _ALGO_DATA): MANAGERS,  # no ACL: 400 once authorized
+    ("DELETE", _ALGO_DATA): MANAGERS,  # the folder itself: 400 once authorized
+    # A call tree's scratch space: only model code serving a call reaches it, never a key.
+    ("HEAD", _SESSION_DATA): frozenset(),
+    ("GET", _SESSION_DATA): frozenset(),
+    ("PUT", _SESSION_DATA): frozenset(),
+    ("POST", _SESSION_DATA): frozenset(),
+    ("PATCH", _SESSION_DATA): frozenset(),
+    ("DELETE", _SESSION_DATA): frozenset(),
+    # A data connector's bucket acme (folder shared/): acme reads, its non-viewers write.
+    ("HEAD", _CONNECTOR): ORG,
+    ("GET", _CONNECTOR): ORG,
+    ("PUT", _CONNECTOR): PUBLISHERS,  # a folder: 409 once authorized
+    ("POST", _CONNECTOR): PUBLISHERS,  # a folder inside it
+    ("DELETE", _CONNECTOR): PUBLISHERS,  # not empty without force: 400 once authorized
 }
 
 _names = itertools.count(1)
@@ -111,6 +173,10 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("PATCH", _MODEL): '{"description": "matrix"}',
         ("PATCH", _VERSION): '{"deprecated": false}',
         ("PUT", _MODEL + "/grants/{principal}"): '{"right": "call"}',
+        ("PUT", _MODEL + "/aliases/{alias}"): '{"version": "1.0.0"}',
+        ("POST", _MODEL + "/promotions"): '{"alias": "production", "version": "1.0.0"}',
+        ("POST", _MODEL + "/promotions/{promotion_id}/approve"): "{}",
+        ("POST", _MODEL + "/promotions/{promotion_id}/reject"): "{}",
         ("POST", "/api/v1/keys"): '{"name": "matrix"}',
         ("PATCH", "/api/v1/keys/{key_id}"): "{}",
         ("PUT", "/api/v1/keys/{key_id}/model-limits"): "[]",
@@ -121,6 +187,18 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("PUT", "/api/v1/orgs/{org}/members/{member}"): '{"role": "viewer"}',
         ("POST", _DATA): f'{{"name": "{unique}"}}',
         ("PATCH", _DATA): '{"acl": {"read": []}}',
+        ("POST", _ALGO_DATA): f'{{"name": "{unique}"}}',
+        ("POST", _SESSION_DATA): f'{{"name": "{unique}"}}',
+        ("POST", _CONNECTOR): f'{{"name": "{unique}"}}',
+        ("POST", "/v1/algorithms/{owner}"): f'{{"name": "{unique}", "details": {{}}}}',
+        ("POST", "/v1/algorithms/{owner}/{name}/versions"): '{"version_info": {}}',
+        ("PUT", "/v1/algorithms/{owner}/{name}"): '{"details": {"summary": "matrix"}}',
+        ("POST", "/v1/algorithms/{algorithm_id}/secrets"): (
+            '{"short_name": "m", "secret_key": "MATRIX", "secret_value": "v"}'
+        ),
+        ("POST", "/v1/users"): f'{{"username": "{unique}"}}',
+        ("POST", "/v1/organizations"): f'{{"org_name": "{unique}", "type_id": "basic"}}',
+        ("PUT", "/v1/organizations/{org}"): '{"org_label": "matrix"}',
     }
     if (method, template) == ("POST", _MODEL + "/versions"):
         return b"not an archive", "application/octet-stream"
@@ -134,6 +212,8 @@ class Matrix:
     target_key_id: str
     keys: dict[tuple[str, str], str]  # (role, state or scope set) -> secret
     principals: dict[str, int]
+    algorithm_id: int = 0
+    """acme/hello's id in Algorithmia's routes."""
 
     def key(self, role: str, state: str, permission: str) -> str | None:
         if state == "none":
@@ -165,6 +245,12 @@ class Matrix:
             "org": "acme",
             "member": "spare",
             "path": "acme/shared",
+            "rest": "/acme/hello/perm",
+            "connector": "s3",
+            "build_id": "00000000-0000-0000-0000-000000000000",
+            "algorithm_id": self.algorithm_id,
+            "alias": "staging",
+            "promotion_id": "999999",
         }
         return template.format(**values)
 
@@ -182,12 +268,16 @@ def _scopes_for(state: str, permission: str) -> list[str]:
 @pytest.fixture(scope="module")
 def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
     data_dir = tmp_path_factory.mktemp("matrix") / "data"
+    s3 = S3Server(data_dir.parent)
     settings = Settings(
         data_dir=data_dir,
         default_call_timeout=20,
         allowed_hosts=["localhost", "127.0.0.1", "::1", "testserver"],
+        data_connectors={"acme": s3.connector(["acme"], readers=["acme"], writers=["acme"])},
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+    with s3, TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        s3.client().create_bucket(Bucket="acme")
+        s3.client().put_object(Bucket="acme", Key="shared/keep", Body=b"k")
         admin_key = (data_dir / "admin.key").read_text().strip()
         auth = {"Authorization": f"Simple {admin_key}"}
 
@@ -227,7 +317,8 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             for key in session.query(ApiKey).filter_by(name="revoked"):
                 key.revoked_at = utcnow()
             session.commit()
-        yield Matrix(http, admin_key, target.key_id, keys, principals)
+        algorithm_id = int(ok(http.get("/v1/algorithms/acme/hello", headers=auth))["id"])
+        yield Matrix(http, admin_key, target.key_id, keys, principals, algorithm_id)
 
 
 def operations(document: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[str]]:

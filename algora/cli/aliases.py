@@ -1,0 +1,208 @@
+"""``algora alias set|list|rm`` and ``algora promote request|list|approve|reject``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from algora.cli.common import (
+    KeyOption,
+    ProfileOption,
+    UrlOption,
+    client_for,
+    console,
+    err_console,
+    errors_to_exit,
+)
+
+__all__ = ["alias_app", "promote_app"]
+
+alias_app = typer.Typer(
+    help="Aliases: names such as production that point at a version and move.",
+    no_args_is_help=True,
+)
+promote_app = typer.Typer(
+    help="Promotions: moves of protected aliases that a second principal approves.",
+    no_args_is_help=True,
+)
+
+ModelArgument = Annotated[str, typer.Argument(help="owner/name")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+NoteOption = Annotated[str, typer.Option("--note", help="Why (shown to approvers).")]
+_STATUSES = ("pending", "approved", "rejected", "expired", "superseded", "all")
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+
+
+def _promotions_table(rows: list[dict[str, Any]]) -> None:
+    table = Table("id", "model", "alias", "from", "to", "status", "requested by", "expires")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["model"],
+            row["alias"],
+            row.get("from_version") or "-",
+            row["version"],
+            row["status"],
+            row["requested_by"],
+            str(row["expires_at"])[:19],
+        )
+    console.print(table)
+
+
+def _pending(row: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{row['alias']}[/] is protected: promotion request [bold]{row['id']}[/] to "
+        f"{row['version']} awaits approval by another principal "
+        f"(`algora promote approve {row['model']} {row['id']}`)"
+    )
+
+
+# aliases ------------------------------------------------------------------------------------
+@alias_app.command("set")
+def alias_set(
+    model: ModelArgument,
+    alias: Annotated[str, typer.Argument(help="The alias, e.g. production or staging.")],
+    version: Annotated[
+        str, typer.Argument(help="A version spec, resolved now: 1.2.3, 1.x, latest, an alias.")
+    ],
+    note: NoteOption = "",
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Point an alias at a version (a protected alias: ask for a promotion)."""
+    with errors_to_exit():
+        outcome = client_for(url, key, profile).set_alias(model, alias, version, note=note)
+    if as_json:
+        _print_json(outcome)
+    elif outcome["moved"]:
+        row = outcome["alias"]
+        console.print(f"{row['model']} [bold]{row['alias']}[/] -> {row['version']}")
+    else:
+        _pending(outcome["promotion"])
+
+
+@alias_app.command("list")
+def alias_list(
+    model: ModelArgument,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List a model's aliases and the versions they point at."""
+    with errors_to_exit():
+        rows = client_for(url, key, profile).aliases(model)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("alias", "version", "protected", "updated", "by")
+    for row in rows:
+        table.add_row(
+            row["alias"],
+            row["version"],
+            "yes" if row["protected"] else "",
+            str(row["updated_at"])[:19],
+            row.get("updated_by") or "",
+        )
+    console.print(table)
+
+
+@alias_app.command("rm")
+def alias_rm(
+    model: ModelArgument,
+    alias: Annotated[str, typer.Argument(help="The alias to delete.")],
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Delete an alias (not a protected one); calls that name it then get 404."""
+    with errors_to_exit():
+        client_for(url, key, profile).delete_alias(model, alias)
+    console.print(f"deleted alias {alias} of {model}")
+
+
+# promotions ---------------------------------------------------------------------------------
+@promote_app.command("request")
+def promote_request(
+    model: ModelArgument,
+    alias: Annotated[str, typer.Argument(help="The alias to move, e.g. production.")],
+    version: Annotated[str, typer.Argument(help="A version spec, resolved now.")],
+    note: NoteOption = "",
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Ask for an alias to point at a version once another principal approves."""
+    with errors_to_exit():
+        row = client_for(url, key, profile).request_promotion(model, alias, version, note=note)
+    if as_json:
+        _print_json(row)
+    else:
+        _pending(row)
+
+
+@promote_app.command("list")
+def promote_list(
+    model: Annotated[
+        str | None, typer.Argument(help="owner/name; default: every model you manage.")
+    ] = None,
+    status: Annotated[
+        str, typer.Option("--status", help="pending, approved, rejected, expired, superseded, all.")
+    ] = "pending",
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """List promotion requests, newest first."""
+    if status not in _STATUSES:
+        err_console.print(f"[bold red]error[/]: --status is one of {', '.join(_STATUSES)}")
+        raise typer.Exit(2)
+    with errors_to_exit():
+        rows = client_for(url, key, profile).promotions(model, status)
+    if as_json:
+        _print_json(rows)
+        return
+    _promotions_table(rows)
+
+
+@promote_app.command("approve")
+def promote_approve(
+    model: ModelArgument,
+    promotion_id: Annotated[int, typer.Argument(help="The request's number.", min=1)],
+    note: NoteOption = "",
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Approve another principal's promotion request: the alias moves at once."""
+    with errors_to_exit():
+        row = client_for(url, key, profile).approve_promotion(model, promotion_id, note=note)
+    console.print(
+        f"approved request {row['id']}: {row['model']} [bold]{row['alias']}[/] -> {row['version']}"
+    )
+
+
+@promote_app.command("reject")
+def promote_reject(
+    model: ModelArgument,
+    promotion_id: Annotated[int, typer.Argument(help="The request's number.", min=1)],
+    note: NoteOption = "",
+    url: UrlOption = None,
+    key: KeyOption = None,
+    profile: ProfileOption = "default",
+) -> None:
+    """Reject another principal's promotion request: nothing moves."""
+    with errors_to_exit():
+        row = client_for(url, key, profile).reject_promotion(model, promotion_id, note=note)
+    console.print(f"rejected request {row['id']}: {row['alias']} stays where it is")

@@ -1,0 +1,272 @@
+"""Algorithmia's source and build management under ``/v1/algorithms``, for its own clients.
+
+The routes the ``algorithmia`` Python client's ``create``, ``compile``, ``publish``,
+``get_builds``, ``get_build``, ``get_build_logs`` and ``get_scm_status`` reach (reads of
+algorithms and versions are in :mod:`algora.protocols.algorithmia_api`):
+
+- ``create`` makes the model with a git repository seeded from the Python 3 template
+  (:mod:`algora.registry.sources`); its answer's ``source.repository_https_url`` is where to
+  clone it from (``/git/OWNER/NAME.git``, see :mod:`algora.protocols.git_http`).
+- ``compile`` builds the default branch's head and answers once the build has finished, with
+  ``build`` (``status`` ``succeeded`` or ``failed``) and ``compilation`` (``successful``,
+  ``output``: the reason of a failure); a failed build is an answer, not an error: its log is
+  at ``get_build_logs``.
+- ``publish`` turns the head's succeeded build into a version (``version_info.version_type``
+  ``major``, ``minor`` or ``revision``; ``release_notes``; ``sample_input``). The client retries
+  a failed publish once; publishing a build again answers the version it became.
+
+``version_info.git_hash`` is a version's content hash everywhere (what ``algo.info(hash)`` and
+calls to ``owner/name/HASH`` take); the commit is ``build.commit_sha``. Rights: creating,
+compiling and publishing need the model's ``publish`` right (and the ``models:publish``
+scope); reading builds the ``read`` right (``models:read``), and their logs, which show what
+the build ran and the model's tracebacks, the ``publish`` right, like the source itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict
+
+from algora.auth.principals import Caller
+from algora.db.tables import Build, Model
+from algora.errors import BadRequest
+from algora.gateway.auditing import trail_of
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.protocols.algorithmia_api import _algorithm, _details, _time
+from algora.registry.sources import python3_template, runtime_of
+from algora.registry.specs import Bump
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/algorithms", route_class=PermissionRoute, tags=["algorithmia"])
+ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
+Publish = Annotated[Caller, Depends(Needs("models:publish", write=True))]
+_DEFAULT_PAGE = 56  # the client's own default for get_builds
+_MAX_PAGE = 100
+_BUMPS: dict[str, Bump] = {"major": "major", "minor": "minor", "revision": "patch"}
+
+
+class _Lenient(BaseModel):
+    """Algorithmia's request objects: fields Algora does not use are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class CreateIn(_Lenient):
+    name: str
+    details: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+    version_info: dict[str, Any] | None = None
+
+
+class PublishIn(_Lenient):
+    details: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+    version_info: dict[str, Any] | None = None
+
+
+def _text(value: Any, field: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value)
+    if len(text) > limit:
+        raise BadRequest(f"{field} is longer than {limit} characters")
+    return text
+
+
+def _summary(details: dict[str, Any]) -> str:
+    for key in ("summary", "tagline", "label"):
+        value = details.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:2000]
+    return ""
+
+
+def _source(request: Request, owner: str, name: str) -> dict[str, Any]:
+    url = str(request.base_url).rstrip("/") + f"/git/{owner}/{name}.git"
+    return {
+        "repository_name": name,
+        "repository_owner": owner,
+        "repository_https_url": url,
+        "repository_ssh_url": None,
+        "scm": {"id": "internal", "provider": "internal", "default": True, "enabled": True},
+    }
+
+
+def _build(build: Build, semver: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "build_id": build.build_id,
+        "commit_sha": build.commit_sha,
+        "status": build.status,
+        "started_at": _time(build.started_at),
+        "finished_at": _time(build.finished_at),
+        "resource_type": "algorithm_build",
+    }
+    if semver is not None:
+        body["version_info"] = {"semantic_version": semver}
+    return body
+
+
+def _compiled(request: Request, model: Model, build: Build, semver: str | None) -> dict[str, Any]:
+    """Algorithmia's answer to ``compile``: the algorithm as the build made it."""
+    owner = model.owner.name
+    manifest = build.manifest or {}
+    network = bool(manifest.get("serving", {}).get("network", False))
+    return {
+        "id": str(model.id),
+        "name": model.name,
+        "owner": owner,
+        "details": _details(model),
+        "settings": {
+            "algorithm_callability": "public" if model.visibility == "public" else "private",
+            "source_visibility": "closed",
+            "language": "python3",
+            "environment": build.environment_hash,
+            "license": "",
+            "network_access": "full" if network else "isolated",
+            "pipeline_enabled": False,
+            "royalty_microcredits": 0,
+        },
+        "source": _source(request, owner, model.name),
+        "version_info": {
+            "semantic_version": semver,
+            "git_hash": build.content_hash,
+            "release_notes": "",
+            "sample_input": None,
+            "sample_output": None,
+        },
+        "build": _build(build, semver),
+        "compilation": {
+            "successful": build.status == "succeeded",
+            "output": build.failure_reason or "",
+        },
+        "self_link": f"/v1/algorithms/{owner}/{model.name}/builds/{build.build_id}",
+        "resource_type": "algorithm",
+    }
+
+
+@router.post("/{owner}", status_code=201, summary="Create an algorithm with a git repository")
+async def create_algorithm(
+    request: Request, caller: Publish, owner: str, body: CreateIn
+) -> dict[str, Any]:
+    platform = platform_of(request)
+    trail_of(request).resource = f"{owner}/{body.name}"[:255]
+    details = body.details or {}
+    settings = body.settings or {}
+    runtime_of(settings)  # only Python 3
+    summary = _summary(details)
+    template = python3_template(
+        body.name, summary=summary, network=settings.get("network_access") == "full"
+    )
+    model = await asyncio.to_thread(
+        platform.sources.create, caller, owner, body.name, summary=summary, template=template
+    )
+    answer = _algorithm(model, None)
+    answer["source"] = _source(request, owner, model.name)
+    return answer
+
+
+@router.post("/{owner}/{name}/compile", summary="Build the head of the algorithm's repository")
+async def compile_algorithm(
+    request: Request, caller: Publish, owner: str, name: str
+) -> dict[str, Any]:
+    builds = platform_of(request).builds
+    build_id, future = await asyncio.to_thread(builds.compile, caller, owner, name)
+    build = await builds.wait(build_id, future)
+    model, _branch = await asyncio.to_thread(builds.sources.find, caller, owner, name, "read")
+    semver = (await asyncio.to_thread(builds.semvers, [build])).get(build.version_id or -1)
+    return _compiled(request, model, build, semver)
+
+
+@router.post("/{owner}/{name}/versions", summary="Publish the built head as a new version")
+async def publish_algorithm(
+    request: Request,
+    caller: Publish,
+    owner: str,
+    name: str,
+    body: Annotated[PublishIn | None, Body()] = None,
+) -> dict[str, Any]:
+    platform = platform_of(request)
+    info = (body.version_info if body is not None else None) or {}
+    kind = info.get("version_type") or "minor"
+    if kind not in _BUMPS:
+        raise BadRequest(
+            f"version_info.version_type '{kind}' is not one of major, minor or revision"
+        )
+    model, version, _new = await asyncio.to_thread(
+        platform.builds.publish,
+        caller,
+        owner,
+        name,
+        bump=_BUMPS[str(kind)],
+        release_notes=_text(info.get("release_notes"), "release_notes", 100_000),
+        sample_input=_text(info.get("sample_input"), "sample_input", 100_000),
+    )
+    trail_of(request).version = version.semver
+    return _algorithm(model, version)
+
+
+@router.get("/{owner}/{name}/builds", summary="The algorithm's builds, newest first, paged")
+async def list_builds(
+    request: Request,
+    caller: ReadModels,
+    owner: str,
+    name: str,
+    limit: Annotated[int, Query(ge=1)] = _DEFAULT_PAGE,
+    marker: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """A page of builds, newest first. ``marker`` is the last build of the page before (so a
+    build started meanwhile never shifts the pages); ``limit`` is capped at 100."""
+    builds = platform_of(request).builds
+    _model, rows = await asyncio.to_thread(builds.of_model, caller, owner, name)
+    if marker:
+        ids = [b.build_id for b in rows]
+        if marker not in ids:
+            raise BadRequest(f"marker '{marker}' is not a build of '{owner}/{name}'")
+        rows = rows[ids.index(marker) + 1 :]
+    limit = min(limit, _MAX_PAGE)
+    page = rows[:limit]
+    semvers = await asyncio.to_thread(builds.semvers, page)
+    following = page[-1].build_id if len(rows) > limit else None
+    next_link = None
+    if following is not None:
+        next_link = str(request.url.include_query_params(limit=limit, marker=following))
+    return {
+        "marker": following,
+        "next_link": next_link,
+        "results": [_build(b, semvers.get(b.version_id or -1)) for b in page],
+    }
+
+
+@router.get("/{owner}/{name}/builds/{build_id}", summary="One build of the algorithm")
+async def get_build(
+    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
+) -> dict[str, Any]:
+    builds = platform_of(request).builds
+    _model, build = await asyncio.to_thread(builds.get, caller, owner, name, build_id)
+    semver = (await asyncio.to_thread(builds.semvers, [build])).get(build.version_id or -1)
+    return _build(build, semver)
+
+
+@router.get("/{owner}/{name}/builds/{build_id}/logs", summary="The log of one build")
+async def get_build_logs(
+    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
+) -> dict[str, Any]:
+    builds = platform_of(request).builds
+    # A log shows what the build ran and the model's tracebacks: it is read like the source.
+    _model, build = await asyncio.to_thread(builds.get, caller, owner, name, build_id, "publish")
+    return {"logs": await asyncio.to_thread(builds.log_of, build)}
+
+
+@router.get("/{owner}/{name}/scm/status", summary="The state of the algorithm's repository")
+async def get_scm_status(
+    request: Request, caller: ReadModels, owner: str, name: str
+) -> dict[str, Any]:
+    sources = platform_of(request).sources
+    await asyncio.to_thread(sources.find, caller, owner, name, "read")
+    return {"scm_connection_status": "active"}

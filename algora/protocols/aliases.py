@@ -1,0 +1,366 @@
+"""Aliases and promotions under ``/api/v1``: see :mod:`algora.registry.aliases` for the rules.
+
+Reading a model's aliases needs ``models:read``; setting and deleting them, and asking for a
+promotion, ``aliases:write`` plus manage rights on the model; approving and rejecting
+promotions ``aliases:approve`` plus manage rights (and not being the requester). Promotion
+requests are shown to the model's managers only.
+
+Every change is audited with the model as its resource and ``alias:old->new`` as its version
+(``production:1.0.0->1.1.0``); an approval writes two rows under one request id: the approval
+(``promotion.approve``) and the move it made (``alias.move``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from algora.audit import AuditEvent
+from algora.auth.keys import parse_authorization_scheme
+from algora.auth.principals import Caller
+from algora.gateway.auditing import AuditTrail, trail_of
+from algora.gateway.calls import new_request_id
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.registry.aliases import (
+    Aliases,
+    AliasPolicy,
+    AliasView,
+    Move,
+    PromotionStatus,
+    PromotionView,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
+ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
+WriteAliases = Annotated[Caller, Depends(Needs("aliases:write", write=True))]
+ApproveAliases = Annotated[Caller, Depends(Needs("aliases:approve", write=True))]
+PromotionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The request's number.")]
+StatusQuery = Annotated[
+    PromotionStatus | Literal["all"],
+    Query(description="Which requests: pending (default), a decided status, or all."),
+]
+
+
+class AliasOut(BaseModel):
+    model: str
+    alias: str
+    version: str
+    protected: bool = Field(description="Moves only by an approved promotion.")
+    updated_at: datetime
+    updated_by: str | None
+
+    @classmethod
+    def of(cls, view: AliasView) -> AliasOut:
+        return cls(
+            model=view.model,
+            alias=view.name,
+            version=view.version,
+            protected=view.protected,
+            updated_at=view.updated_at,
+            updated_by=view.updated_by,
+        )
+
+
+class AliasIn(BaseModel):
+    version: str = Field(
+        min_length=1,
+        max_length=100,
+        description="A version spec of this model (1.2.3, 1.x, latest, another alias), "
+        "resolved now: the alias points at that one version.",
+    )
+    note: str = Field(default="", max_length=500, description="Why (shown to approvers).")
+
+
+class PromotionOut(BaseModel):
+    id: int
+    model: str
+    alias: str
+    version: str
+    from_version: str | None
+    status: PromotionStatus
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    note: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+
+    @classmethod
+    def of(cls, view: PromotionView) -> PromotionOut:
+        return cls(
+            id=view.id,
+            model=view.model,
+            alias=view.alias,
+            version=view.version,
+            from_version=view.from_version,
+            status=view.status,
+            requested_by=view.requested_by,
+            requested_at=view.requested_at,
+            expires_at=view.expires_at,
+            note=view.note,
+            decided_by=view.decided_by,
+            decided_at=view.decided_at,
+            decision_note=view.decision_note,
+        )
+
+
+class AliasSetOut(BaseModel):
+    """200: the alias moved (``alias``); 202: it is protected, and ``promotion`` waits for a
+    second principal's approval."""
+
+    moved: bool
+    alias: AliasOut | None = None
+    promotion: PromotionOut | None = None
+
+
+class PromotionIn(AliasIn):
+    alias: str = Field(max_length=64)
+
+
+class DecisionIn(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+def _aliases(request: Request) -> Aliases:
+    platform = platform_of(request)
+    return Aliases(platform.sessions, platform.registry, AliasPolicy.of(platform.settings))
+
+
+def _note(request: Request, action: str, model: str, change: str | None = None) -> AuditTrail:
+    """What the audit row records: set before the work (a refusal is recorded with its
+    action and model), then again with the change made."""
+    trail = trail_of(request)
+    trail.action, trail.resource, trail.version = action, model, change
+    return trail
+
+
+async def _record_move(request: Request, caller: Caller, move: Move, request_id: str) -> None:
+    """The move an approval made, as its own audit row (committed before the answer)."""
+    platform = platform_of(request)
+    peer, forwarded = platform.audit.origin(
+        request.client.host if request.client else None, request.headers.get("x-forwarded-for")
+    )
+    auth_method, _secret = parse_authorization_scheme(request.headers.get("authorization"))
+    now = datetime.now(UTC)
+    await platform.audit.record(
+        AuditEvent(
+            action="alias.move",
+            received_at=now,
+            completed_at=now,
+            status=200,
+            decision="allow",
+            auth_method=auth_method,
+            principal=caller.name,
+            principal_id=caller.principal_id,
+            key_id=caller.key_id,
+            peer=peer[:64] if peer else None,
+            forwarded_for=forwarded,
+            resource=move.model,
+            version=move.audit_text,
+            request_id=request_id,
+        )
+    )
+
+
+# aliases ------------------------------------------------------------------------------------
+@router.get(
+    "/models/{owner}/{name}/aliases",
+    response_model=list[AliasOut],
+    tags=["aliases"],
+    summary="A model's aliases and the versions they point at",
+)
+async def list_aliases(
+    request: Request, caller: ReadModels, owner: str, name: str
+) -> list[AliasOut]:
+    views = await asyncio.to_thread(_aliases(request).list_aliases, caller, owner, name)
+    return [AliasOut.of(v) for v in views]
+
+
+@router.get(
+    "/models/{owner}/{name}/aliases/{alias}",
+    response_model=AliasOut,
+    tags=["aliases"],
+    summary="The version an alias points at",
+)
+async def get_alias(
+    request: Request, caller: ReadModels, owner: str, name: str, alias: str
+) -> AliasOut:
+    view = await asyncio.to_thread(_aliases(request).get_alias, caller, owner, name, alias)
+    return AliasOut.of(view)
+
+
+@router.put(
+    "/models/{owner}/{name}/aliases/{alias}",
+    response_model=AliasSetOut,
+    tags=["aliases"],
+    summary="Point an alias at a ready version; a protected one: ask for a promotion (202)",
+)
+async def set_alias(
+    request: Request,
+    response: Response,
+    caller: WriteAliases,
+    owner: str,
+    name: str,
+    alias: str,
+    body: AliasIn,
+) -> AliasSetOut:
+    platform = platform_of(request)
+    _note(request, "alias.move", f"{owner}/{name}")
+    outcome = await asyncio.to_thread(
+        _aliases(request).set_alias, caller, owner, name, alias, body.version, body.note
+    )
+    if outcome.promotion is not None:
+        _note(request, "promotion.request", outcome.promotion.model, outcome.promotion.audit_text)
+        response.status_code = 202
+        return AliasSetOut(moved=False, promotion=PromotionOut.of(outcome.promotion))
+    assert outcome.move is not None and outcome.alias is not None  # moved, not requested
+    _note(request, "alias.move", outcome.move.model, outcome.move.audit_text)
+    platform.calls.forget()
+    return AliasSetOut(moved=True, alias=AliasOut.of(outcome.alias))
+
+
+@router.delete(
+    "/models/{owner}/{name}/aliases/{alias}",
+    status_code=204,
+    tags=["aliases"],
+    summary="Delete an alias (not a protected one); calls naming it then get 404",
+)
+async def delete_alias(
+    request: Request, caller: WriteAliases, owner: str, name: str, alias: str
+) -> None:
+    _note(request, "alias.delete", f"{owner}/{name}")
+    move = await asyncio.to_thread(_aliases(request).delete_alias, caller, owner, name, alias)
+    _note(request, "alias.delete", move.model, move.audit_text)
+    platform_of(request).calls.forget()
+
+
+# promotions ---------------------------------------------------------------------------------
+def _status(status: PromotionStatus | Literal["all"]) -> PromotionStatus | None:
+    return None if status == "all" else status
+
+
+@router.get(
+    "/promotions",
+    response_model=list[PromotionOut],
+    tags=["aliases"],
+    summary="Promotion requests of every model you manage, newest first",
+)
+async def list_all_promotions(
+    request: Request, caller: ReadModels, status: StatusQuery = "pending"
+) -> list[PromotionOut]:
+    views = await asyncio.to_thread(
+        _aliases(request).promotions, caller, None, None, _status(status)
+    )
+    return [PromotionOut.of(v) for v in views]
+
+
+@router.get(
+    "/models/{owner}/{name}/promotions",
+    response_model=list[PromotionOut],
+    tags=["aliases"],
+    summary="A model's promotion requests, newest first (its managers)",
+)
+async def list_promotions(
+    request: Request, caller: ReadModels, owner: str, name: str, status: StatusQuery = "pending"
+) -> list[PromotionOut]:
+    views = await asyncio.to_thread(
+        _aliases(request).promotions, caller, owner, name, _status(status)
+    )
+    return [PromotionOut.of(v) for v in views]
+
+
+@router.post(
+    "/models/{owner}/{name}/promotions",
+    response_model=PromotionOut,
+    status_code=201,
+    tags=["aliases"],
+    summary="Ask for an alias to point at a version once a second principal approves",
+)
+async def request_promotion(
+    request: Request, caller: WriteAliases, owner: str, name: str, body: PromotionIn
+) -> PromotionOut:
+    _note(request, "promotion.request", f"{owner}/{name}")
+    view = await asyncio.to_thread(
+        _aliases(request).request_promotion,
+        caller,
+        owner,
+        name,
+        body.alias,
+        body.version,
+        body.note,
+    )
+    _note(request, "promotion.request", view.model, view.audit_text)
+    return PromotionOut.of(view)
+
+
+@router.get(
+    "/models/{owner}/{name}/promotions/{promotion_id}",
+    response_model=PromotionOut,
+    tags=["aliases"],
+    summary="One promotion request (its model's managers)",
+)
+async def get_promotion(
+    request: Request, caller: ReadModels, owner: str, name: str, promotion_id: PromotionId
+) -> PromotionOut:
+    view = await asyncio.to_thread(_aliases(request).promotion, caller, owner, name, promotion_id)
+    return PromotionOut.of(view)
+
+
+@router.post(
+    "/models/{owner}/{name}/promotions/{promotion_id}/approve",
+    response_model=PromotionOut,
+    tags=["aliases"],
+    summary="Approve another principal's promotion request: the alias moves at once",
+)
+async def approve_promotion(
+    request: Request,
+    caller: ApproveAliases,
+    owner: str,
+    name: str,
+    promotion_id: PromotionId,
+    body: Annotated[DecisionIn | None, Body()] = None,
+) -> PromotionOut:
+    trail = _note(request, "promotion.approve", f"{owner}/{name}")
+    trail.request_id = request.headers.get("x-request-id") or new_request_id()
+    view, move = await asyncio.to_thread(
+        _aliases(request).approve,
+        caller,
+        owner,
+        name,
+        promotion_id,
+        body.note if body else "",
+    )
+    _note(request, "promotion.approve", view.model, view.audit_text)
+    platform_of(request).calls.forget()
+    await _record_move(request, caller, move, trail.request_id[:128])
+    return PromotionOut.of(view)
+
+
+@router.post(
+    "/models/{owner}/{name}/promotions/{promotion_id}/reject",
+    response_model=PromotionOut,
+    tags=["aliases"],
+    summary="Reject another principal's promotion request: nothing moves",
+)
+async def reject_promotion(
+    request: Request,
+    caller: ApproveAliases,
+    owner: str,
+    name: str,
+    promotion_id: PromotionId,
+    body: Annotated[DecisionIn | None, Body()] = None,
+) -> PromotionOut:
+    _note(request, "promotion.reject", f"{owner}/{name}")
+    view = await asyncio.to_thread(
+        _aliases(request).reject, caller, owner, name, promotion_id, body.note if body else ""
+    )
+    _note(request, "promotion.reject", view.model, view.audit_text)
+    return PromotionOut.of(view)

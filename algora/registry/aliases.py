@@ -1,0 +1,497 @@
+"""Aliases: mutable names of a model's versions, and the promotions that move protected ones.
+
+An alias (``production``) points at one ready version of its model; a caller names it wherever
+a version spec goes (``/v1/algo/acme/hello/production``), and
+:meth:`algora.registry.service.Registry.resolve` resolves it like any other spec. Aliases move;
+versions do not. Setting or deleting one needs manage rights on the model (the routes check
+the ``aliases:write`` scope).
+
+Protected aliases (``protected_aliases`` and ``protected_aliases_by_owner`` in the settings)
+move only by promotion: setting one records a pending :class:`PromotionRequest` instead, for
+one concrete version (``latest`` is resolved when the request is made, so approvers approve
+exactly what will serve). A second principal holding manage rights on the model (and the
+``aliases:approve`` scope, checked by the route) approves it, which moves the alias, or rejects
+it. The requester, and a service account and the principal that owns it, count as one
+principal here. Requests expire after ``promotion_expiry_seconds``; a newer request for the same
+alias supersedes a pending one. A protected alias cannot be deleted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.policy import Action, can, require
+from algora.auth.principals import Caller
+from algora.db.tables import Alias, Model, Principal, PromotionRequest, Version, utcnow
+from algora.errors import (
+    AliasNotFound,
+    AliasProtected,
+    Conflict,
+    InvalidAlias,
+    NotFound,
+    PermissionDenied,
+    PromotionClosed,
+    VersionNotReady,
+)
+from algora.registry.service import Registry
+from algora.registry.specs import is_alias_name, parse_spec
+from algora.settings import Settings
+
+__all__ = [
+    "AliasPolicy",
+    "AliasView",
+    "Aliases",
+    "Move",
+    "PromotionStatus",
+    "PromotionView",
+    "SetOutcome",
+    "check_alias_name",
+]
+
+PromotionStatus = Literal["pending", "approved", "rejected", "expired", "superseded"]
+_AUDIT_TEXT = 64  # the audit row's version column
+
+
+def check_alias_name(name: str) -> str:
+    if not is_alias_name(name):
+        raise InvalidAlias(
+            f"'{name[:80]}' cannot name an alias: use 1-32 lowercase letters, digits, '-' or "
+            "'_', starting with a letter, that do not read as a version spec (latest, 1.x, "
+            "1.2.3, v1, a content hash)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class AliasPolicy:
+    """Which aliases move only by approved promotion, and how long a request waits."""
+
+    protected: frozenset[str] = frozenset()
+    by_owner: tuple[tuple[str, frozenset[str]], ...] = ()
+    expiry: timedelta = timedelta(days=7)
+
+    @classmethod
+    def of(cls, settings: Settings) -> AliasPolicy:
+        return cls(
+            protected=frozenset(settings.protected_aliases),
+            by_owner=tuple(
+                (owner, frozenset(names))
+                for owner, names in sorted(settings.protected_aliases_by_owner.items())
+            ),
+            expiry=timedelta(seconds=settings.promotion_expiry_seconds),
+        )
+
+    def protects(self, owner: str, alias: str) -> bool:
+        if alias in self.protected:
+            return True
+        return any(alias in names for who, names in self.by_owner if who == owner)
+
+
+@dataclass(frozen=True)
+class AliasView:
+    model: str
+    name: str
+    version: str
+    protected: bool
+    updated_at: datetime
+    updated_by: str | None
+
+
+@dataclass(frozen=True)
+class Move:
+    """An alias moved (``old`` None: it was created; ``new`` None: it was deleted)."""
+
+    model: str
+    alias: str
+    old: str | None
+    new: str | None
+
+    @property
+    def audit_text(self) -> str:
+        """``production:1.0.0->1.1.0``: the audit row's version field (never a payload)."""
+        return f"{self.alias}:{self.old or ''}->{self.new or ''}"[:_AUDIT_TEXT]
+
+
+@dataclass(frozen=True)
+class PromotionView:
+    id: int
+    model: str
+    alias: str
+    version: str
+    from_version: str | None
+    status: PromotionStatus
+    requested_by: str
+    requested_at: datetime
+    expires_at: datetime
+    note: str
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+
+    @property
+    def audit_text(self) -> str:
+        return f"{self.alias}:{self.from_version or ''}->{self.version}"[:_AUDIT_TEXT]
+
+
+@dataclass(frozen=True)
+class SetOutcome:
+    """What setting an alias did: moved it, or (protected) asked for a promotion."""
+
+    move: Move | None = None
+    alias: AliasView | None = None
+    promotion: PromotionView | None = None
+
+
+def _status(row: PromotionRequest, now: datetime) -> PromotionStatus:
+    if row.status == "pending" and row.expires_at <= now:
+        return "expired"
+    return cast(PromotionStatus, row.status)  # the column only holds these
+
+
+class Aliases:
+    """Reads and moves aliases and decides promotions; each method opens its own session."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], registry: Registry, policy: AliasPolicy
+    ) -> None:
+        self._sessions = sessions
+        self._registry = registry
+        self._policy = policy
+
+    # aliases ------------------------------------------------------------------------------
+    def list_aliases(self, caller: Caller, owner: str, name: str) -> list[AliasView]:
+        with self._sessions() as session:
+            model = self._model(session, caller, owner, name, "read")
+            rows = session.scalars(
+                select(Alias).where(Alias.model_id == model.id).order_by(Alias.name)
+            ).all()
+            return [self._alias_view(session, model, row) for row in rows]
+
+    def get_alias(self, caller: Caller, owner: str, name: str, alias: str) -> AliasView:
+        check_alias_name(alias)
+        with self._sessions() as session:
+            model = self._model(session, caller, owner, name, "read")
+            return self._alias_view(session, model, self._alias_row(session, model, alias))
+
+    def set_alias(
+        self, caller: Caller, owner: str, name: str, alias: str, target: str, note: str = ""
+    ) -> SetOutcome:
+        """Point ``alias`` at the version ``target`` names (any spec, resolved now); for a
+        protected alias, ask for a promotion instead."""
+        check_alias_name(alias)
+        version = self._target(caller, owner, name, target)
+        for _attempt in range(3):
+            with self._sessions() as session:
+                model = self._model(session, caller, owner, name, "manage")
+                current = self._find_alias(session, model.id, alias)
+                if self._policy.protects(owner, alias) and (
+                    current is None or current.version_id != version.id
+                ):
+                    return SetOutcome(
+                        promotion=self._new_request(session, caller, model, alias, version, note)
+                    )
+                move = self._move(session, model, alias, version, caller.principal_id)
+                try:
+                    session.commit()
+                except IntegrityError:  # created by a concurrent request: go again
+                    session.rollback()
+                    continue
+                row = self._alias_row(session, model, alias)
+                return SetOutcome(move=move, alias=self._alias_view(session, model, row))
+        raise Conflict(f"alias '{alias}' changed under concurrent requests: try again")
+
+    def delete_alias(self, caller: Caller, owner: str, name: str, alias: str) -> Move:
+        check_alias_name(alias)
+        with self._sessions() as session:
+            model = self._model(session, caller, owner, name, "manage")
+            if self._policy.protects(owner, alias):
+                raise AliasProtected(
+                    f"'{alias}' is a protected alias: it moves only by an approved promotion "
+                    "and cannot be deleted (an admin can unprotect it in the settings)"
+                )
+            row = self._alias_row(session, model, alias)
+            move = Move(_full_name(model), alias, row.version.semver, None)
+            session.delete(row)
+            session.commit()
+            return move
+
+    # promotions ---------------------------------------------------------------------------
+    def request_promotion(
+        self, caller: Caller, owner: str, name: str, alias: str, target: str, note: str = ""
+    ) -> PromotionView:
+        """Ask for ``alias`` to point at the version ``target`` names, once approved."""
+        check_alias_name(alias)
+        version = self._target(caller, owner, name, target)
+        with self._sessions() as session:
+            model = self._model(session, caller, owner, name, "manage")
+            current = self._find_alias(session, model.id, alias)
+            if current is not None and current.version_id == version.id:
+                raise Conflict(f"alias '{alias}' already points at {version.semver}")
+            return self._new_request(session, caller, model, alias, version, note)
+
+    def promotions(
+        self,
+        caller: Caller,
+        owner: str | None = None,
+        name: str | None = None,
+        status: PromotionStatus | None = "pending",
+    ) -> list[PromotionView]:
+        """Requests (newest first) of one model, or of every model the caller manages."""
+        now = utcnow()
+        with self._sessions() as session:
+            statement = select(PromotionRequest).order_by(PromotionRequest.id.desc())
+            models: dict[int, Model] = {}
+            if owner is not None and name is not None:
+                model = self._model(session, caller, owner, name, "manage")
+                models[model.id] = model
+                statement = statement.where(PromotionRequest.model_id == model.id)
+            if status in ("pending", "expired"):
+                statement = statement.where(PromotionRequest.status.in_(("pending", "expired")))
+            elif status is not None:
+                statement = statement.where(PromotionRequest.status == status)
+            views = []
+            for row in session.scalars(statement.limit(1000)):
+                if status is not None and _status(row, now) != status:
+                    continue
+                model_row = models.get(row.model_id) or session.get(Model, row.model_id)
+                if model_row is None or not can(caller, "manage", model_row):
+                    continue
+                models[row.model_id] = model_row
+                views.append(self._promotion_view(session, model_row, row, now))
+            return views
+
+    def promotion(self, caller: Caller, owner: str, name: str, request_id: int) -> PromotionView:
+        with self._sessions() as session:
+            model = self._model(session, caller, owner, name, "manage")
+            row = self._request_row(session, model, request_id)
+            return self._promotion_view(session, model, row, utcnow())
+
+    def approve(
+        self, caller: Caller, owner: str, name: str, request_id: int, note: str = ""
+    ) -> tuple[PromotionView, Move]:
+        """Approve another principal's pending request: the alias moves at once."""
+        with self._sessions() as session:
+            model, row = self._decidable(session, caller, owner, name, request_id, "approve")
+            version = session.get(Version, row.version_id)
+            if version is None or version.status != "ready":
+                raise VersionNotReady(
+                    f"the requested version of '{_full_name(model)}' is not ready"
+                )
+            self._decide(session, row, caller, "approved", note)
+            try:
+                move = self._move(session, model, row.alias, version, caller.principal_id)
+                session.commit()
+            except IntegrityError:  # the alias was created meanwhile: nothing was decided
+                session.rollback()
+                raise Conflict(
+                    f"alias '{row.alias}' changed while request {request_id} was approved: "
+                    "approve it again"
+                ) from None
+            return self._promotion_view(session, model, row, utcnow()), move
+
+    def reject(
+        self, caller: Caller, owner: str, name: str, request_id: int, note: str = ""
+    ) -> PromotionView:
+        """Reject another principal's pending request: nothing moves."""
+        with self._sessions() as session:
+            model, row = self._decidable(session, caller, owner, name, request_id, "reject")
+            self._decide(session, row, caller, "rejected", note)
+            session.commit()
+            return self._promotion_view(session, model, row, utcnow())
+
+    # helpers ------------------------------------------------------------------------------
+    def _model(
+        self, session: Session, caller: Caller, owner: str, name: str, action: Action
+    ) -> Model:
+        model = self._registry.find_model(session, owner, name)
+        require(caller, action, model)
+        return model
+
+    def _target(self, caller: Caller, owner: str, name: str, target: str) -> Version:
+        """The ready version of this model that ``target`` names, once the caller may manage
+        the model (a stranger learns nothing about its versions)."""
+        with self._sessions() as session:
+            self._model(session, caller, owner, name, "manage")
+        _model, version = self._registry.resolve(owner, name, parse_spec(target), caller)
+        return version
+
+    def _find_alias(self, session: Session, model_id: int, alias: str) -> Alias | None:
+        return session.scalars(
+            select(Alias).where(Alias.model_id == model_id, Alias.name == alias)
+        ).first()
+
+    def _alias_row(self, session: Session, model: Model, alias: str) -> Alias:
+        row = self._find_alias(session, model.id, alias)
+        if row is None:
+            raise AliasNotFound(f"'{_full_name(model)}' has no alias '{alias}'")
+        return row
+
+    def _alias_view(self, session: Session, model: Model, row: Alias) -> AliasView:
+        return AliasView(
+            model=_full_name(model),
+            name=row.name,
+            version=row.version.semver,
+            protected=self._policy.protects(model.owner.name, row.name),
+            updated_at=row.updated_at,
+            updated_by=_name_of(session, row.updated_by),
+        )
+
+    def _move(self, session: Session, model: Model, alias: str, version: Version, by: int) -> Move:
+        """Point the alias at the version (uncommitted)."""
+        row = self._find_alias(session, model.id, alias)
+        old = row.version.semver if row is not None else None
+        if row is None:
+            session.add(Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by))
+        elif row.version_id != version.id:  # pointing it where it points changes nothing
+            row.version_id = version.id
+            row.updated_by = by
+            row.updated_at = utcnow()
+        session.flush()
+        return Move(_full_name(model), alias, old, version.semver)
+
+    def _new_request(
+        self,
+        session: Session,
+        caller: Caller,
+        model: Model,
+        alias: str,
+        version: Version,
+        note: str,
+    ) -> PromotionView:
+        now = utcnow()
+        session.execute(
+            update(PromotionRequest)
+            .where(
+                PromotionRequest.model_id == model.id,
+                PromotionRequest.alias == alias,
+                PromotionRequest.status == "pending",
+            )
+            .values(status="superseded", decided_at=now)
+        )
+        current = self._find_alias(session, model.id, alias)
+        row = PromotionRequest(
+            model_id=model.id,
+            alias=alias,
+            version_id=version.id,
+            from_version_id=current.version_id if current is not None else None,
+            requested_by=caller.principal_id,
+            note=note,
+            status="pending",
+            created_at=now,
+            expires_at=now + self._policy.expiry,
+        )
+        session.add(row)
+        session.commit()
+        return self._promotion_view(session, model, row, now)
+
+    def _request_row(self, session: Session, model: Model, request_id: int) -> PromotionRequest:
+        row = session.get(PromotionRequest, request_id)
+        if row is None or row.model_id != model.id:
+            raise NotFound(f"'{_full_name(model)}' has no promotion request {request_id}")
+        return row
+
+    def _decidable(
+        self,
+        session: Session,
+        caller: Caller,
+        owner: str,
+        name: str,
+        request_id: int,
+        verb: str,
+    ) -> tuple[Model, PromotionRequest]:
+        """The model and a pending request that the caller may decide, or raise."""
+        model = self._model(session, caller, owner, name, "manage")
+        row = self._request_row(session, model, request_id)
+        status = _status(row, utcnow())
+        if status == "expired" and row.status == "pending":
+            row.status = "expired"
+            session.commit()
+        if status != "pending":
+            raise PromotionClosed(
+                f"promotion request {request_id} is {status}, not pending: ask for a new one",
+                details={"status": status},
+            )
+        if _same_principal(session, caller.principal_id, row.requested_by):
+            raise PermissionDenied(
+                f"you asked for promotion request {request_id}: another principal with manage "
+                f"rights on '{_full_name(model)}' and the 'aliases:approve' scope must {verb} it"
+            )
+        return model, row
+
+    def _decide(
+        self,
+        session: Session,
+        row: PromotionRequest,
+        caller: Caller,
+        status: PromotionStatus,
+        note: str,
+    ) -> None:
+        """Claim the pending request for this decision; only one concurrent decision wins."""
+        now = utcnow()
+        result = session.execute(
+            update(PromotionRequest)
+            .where(PromotionRequest.id == row.id, PromotionRequest.status == "pending")
+            .values(status=status, decided_by=caller.principal_id, decided_at=now)
+            .values(decision_note=note)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], result).rowcount != 1:
+            session.rollback()
+            raise PromotionClosed(
+                f"promotion request {row.id} was decided by someone else meanwhile",
+                details={"status": "decided"},
+            )
+        session.refresh(row)
+
+    def _promotion_view(
+        self, session: Session, model: Model, row: PromotionRequest, now: datetime
+    ) -> PromotionView:
+        return PromotionView(
+            id=row.id,
+            model=_full_name(model),
+            alias=row.alias,
+            version=_semver_of(session, row.version_id) or "",
+            from_version=_semver_of(session, row.from_version_id),
+            status=_status(row, now),
+            requested_by=_name_of(session, row.requested_by) or "",
+            requested_at=row.created_at,
+            expires_at=row.expires_at,
+            note=row.note,
+            decided_by=_name_of(session, row.decided_by),
+            decided_at=row.decided_at,
+            decision_note=row.decision_note,
+        )
+
+
+def _full_name(model: Model) -> str:
+    return f"{model.owner.name}/{model.name}"
+
+
+def _name_of(session: Session, principal_id: int | None) -> str | None:
+    if principal_id is None:
+        return None
+    principal = session.get(Principal, principal_id)
+    return principal.name if principal is not None else None
+
+
+def _semver_of(session: Session, version_id: int | None) -> str | None:
+    if version_id is None:
+        return None
+    version = session.get(Version, version_id)
+    return version.semver if version is not None else None
+
+
+def _same_principal(session: Session, one: int, other: int) -> bool:
+    """The same principal, or a service account and the principal that owns it."""
+    if one == other:
+        return True
+    first, second = session.get(Principal, one), session.get(Principal, other)
+    if first is None or second is None:
+        return False
+    return first.owner_id == second.id or second.owner_id == first.id

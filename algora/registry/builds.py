@@ -1,0 +1,369 @@
+"""Builds of model source repositories (Algorithmia's ``compile``) and publishing them.
+
+A build takes one commit of a model's repository through every step of a publish (see
+:mod:`algora.registry.publish`: validate, lock, policy, environment, build command, store,
+smoke test) and stops short of a version: a succeeded build keeps what it produced (content,
+archive and environment hashes, schemas, manifest, policy lineage), so that publishing it
+records an immutable, ready version at once, without building again.
+
+A push that moves the default branch starts a build of the new head; ``compile`` builds the
+head on demand. A commit whose newest build is in progress or succeeded is not built again
+(a compile after a push waits for the push's build, and a retried compile costs nothing): push
+a new commit to rebuild. ``publish`` turns the head's newest succeeded build into a version
+whose lineage names the commit (``lineage.git.commit``) and the build (``lineage.build_id``);
+publishing the same build again answers the same version, so a retried publish never makes
+two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.policy import Action
+from algora.auth.principals import Caller
+from algora.db.tables import Build, Model, Version, utcnow
+from algora.errors import BuildFailed, Conflict, NotFound
+from algora.registry.publish import STEPS, BuildLogs, Prepared, Publisher, failure_of
+from algora.registry.service import Registry
+from algora.registry.sources import Sources
+from algora.registry.specs import Bump
+from algora.settings import Settings
+
+__all__ = ["IN_PROGRESS", "Builds"]
+
+logger = logging.getLogger(__name__)
+
+IN_PROGRESS, SUCCEEDED, FAILED = "in-progress", "succeeded", "failed"
+INTERRUPTED = "the server stopped while this build ran: compile again"
+_POLL_SECONDS = 0.25
+
+
+class Builds:
+    """Starts, runs, reads and publishes builds; each method opens its own short sessions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        registry: Registry,
+        sources: Sources,
+        publisher: Publisher,
+    ) -> None:
+        self.settings = settings
+        self._sessions = sessions
+        self.registry = registry
+        self.sources = sources
+        self.publisher = publisher
+        self.logs = BuildLogs(settings.resolved_data_dir / "logs" / "source-builds")
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="algora-git-build")
+        self._running: dict[int, Future[None]] = {}
+        self._lock = threading.Lock()  # one start-or-reuse and one publish decision at a time
+        self._on_change: list[Callable[[], None]] = []
+        interrupted = self._fail_interrupted()
+        if interrupted:
+            logger.warning("marked %d interrupted source build(s) as failed", interrupted)
+
+    def on_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever a build publishes a version."""
+        self._on_change.append(callback)
+
+    # starting ---------------------------------------------------------------------------------
+    def compile(self, caller: Caller, owner: str, name: str) -> tuple[int, Future[None] | None]:
+        """Build the default branch's head (or reuse its running or succeeded build).
+
+        Returns the build's row id and, when it runs in this process, its future.
+        """
+        model, branch = self.sources.find(caller, owner, name, "publish")
+        head = self.sources.head(owner, name, branch)
+        if head is None:
+            raise Conflict(
+                f"the '{branch}' branch of '{owner}/{name}' has no commits: push one, then compile"
+            )
+        return self.ensure(model.id, owner, name, head, trigger="compile", by=caller.principal_id)
+
+    def pushed(
+        self, caller: Caller, owner: str, name: str, before: str | None, after: str | None
+    ) -> int | None:
+        """After a push: build the default branch's new head when it moved; the build's id."""
+        if after is None or after == before:
+            return None
+        with self._sessions() as session:
+            model = self.registry.find_model(session, owner, name)
+        build_id, _future = self.ensure(model.id, owner, name, after, "push", caller.principal_id)
+        return build_id
+
+    def ensure(
+        self, model_id: int, owner: str, name: str, commit: str, trigger: str, by: int | None
+    ) -> tuple[int, Future[None] | None]:
+        """The running or succeeded build of ``commit``, else a new one (started here)."""
+        with self._lock:
+            with self._sessions() as session:
+                latest = session.scalars(
+                    select(Build)
+                    .where(Build.model_id == model_id, Build.commit_sha == commit)
+                    .order_by(Build.id.desc())
+                    .limit(1)
+                ).first()
+                if latest is not None and latest.status in (IN_PROGRESS, SUCCEEDED):
+                    return latest.id, self._running.get(latest.id)
+                row = Build(
+                    build_id=str(uuid.uuid4()),
+                    model_id=model_id,
+                    commit_sha=commit,
+                    trigger=trigger,
+                    status=IN_PROGRESS,
+                    started_by=by,
+                    lineage={},
+                )
+                session.add(row)
+                session.commit()
+                build = row.id
+            log = self.logs.writer(build)
+            summary = self.sources.describe(owner, name, commit)
+            log(f"==> building {owner}/{name} at commit {commit} ({trigger})")
+            if summary:
+                log(f"commit: {summary}")
+            future = self._executor.submit(self._run, build, owner, name, commit)
+            self._running[build] = future
+            future.add_done_callback(lambda _f: self._running.pop(build, None))
+            return build, future
+
+    # running ----------------------------------------------------------------------------------
+    def _run(self, build: int, owner: str, name: str, commit: str) -> None:
+        log = self.logs.writer(build)
+        prepared: Prepared | None = None
+        fd, archive_name = tempfile.mkstemp(
+            dir=self.publisher.staging_root, prefix="git-", suffix=".tar.gz"
+        )
+        os.close(fd)
+        archive = Path(archive_name)
+        try:
+            self.sources.archive(owner, name, commit, archive)
+            prepared = self.publisher.prepare(archive, owner, name)
+            log(f"==> step 1/{len(STEPS)}: validate: archive and algora.toml are valid")
+            built = self.publisher.run_steps(
+                prepared, log, worker_log=self.publisher.worker_logs / f"build-{build}.log"
+            )
+            log("==> succeeded")
+            self._finish(
+                build,
+                status=SUCCEEDED,
+                manifest=prepared.manifest.model_dump(mode="json"),
+                content_hash=built.content_hash,
+                archive_hash=built.archive_hash,
+                environment_hash=built.environment_hash,
+                input_schema=built.input_schema,
+                output_schema=built.output_schema,
+                lineage=dict(built.policy),
+            )
+        except Exception as exc:
+            code, reason = failure_of(exc, log, f"source build #{build}")
+            log(f"==> failed ({code}): {reason}")
+            self._finish(build, status=FAILED, failure_code=code, failure_reason=reason)
+        finally:
+            archive.unlink(missing_ok=True)
+            if prepared is not None:
+                shutil.rmtree(prepared.staging, ignore_errors=True)
+
+    def _finish(self, build: int, **changes: Any) -> None:
+        with self._sessions() as session:
+            row = session.get(Build, build)
+            if row is None:
+                return
+            for field, value in changes.items():
+                setattr(row, field, value)
+            row.finished_at = utcnow()
+            row.log = self.logs.read(build)[0]
+            session.commit()
+        self.logs.path(build).unlink(missing_ok=True)
+
+    def _fail_interrupted(self) -> int:
+        """Builds a previous server left in progress are failed (their logs kept)."""
+        with self._sessions() as session:
+            stale = session.scalars(select(Build).where(Build.status == IN_PROGRESS)).all()
+            for row in stale:
+                row.status = FAILED
+                row.failure_code = "interrupted"
+                row.failure_reason = INTERRUPTED
+                row.finished_at = utcnow()
+                row.log = self.logs.read(row.id)[0] + f"==> failed (interrupted): {INTERRUPTED}\n"
+            session.commit()
+            for row in stale:
+                self.logs.path(row.id).unlink(missing_ok=True)
+            return len(stale)
+
+    async def wait(self, build: int, future: Future[None] | None) -> Build:
+        """The build once it has finished (or when the build timeout has passed)."""
+        deadline = time.monotonic() + self.settings.build_timeout + 60
+        if future is not None:
+            # shield: a caller who goes away must not cancel a queued build
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(asyncio.wrap_future(future)),
+                    timeout=max(deadline - time.monotonic(), 1),
+                )
+        while True:
+            row = await asyncio.to_thread(self._row, build)
+            if row.status != IN_PROGRESS or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(_POLL_SECONDS)
+
+    def _row(self, build: int) -> Build:
+        with self._sessions() as session:
+            row = session.get(Build, build)
+            if row is None:
+                raise NotFound(f"build #{build} does not exist")
+            return row
+
+    # reading ----------------------------------------------------------------------------------
+    def of_model(self, caller: Caller, owner: str, name: str) -> tuple[Model, list[Build]]:
+        """The model's builds, newest first (the caller must be able to read the model)."""
+        model, _branch = self.sources.find(caller, owner, name, "read")
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(Build).where(Build.model_id == model.id).order_by(Build.id.desc())
+            ).all()
+            return model, list(rows)
+
+    def get(
+        self, caller: Caller, owner: str, name: str, build_id: str, action: Action = "read"
+    ) -> tuple[Model, Build]:
+        """One build of the model, once the caller may ``action`` the model."""
+        model, _branch = self.sources.find(caller, owner, name, action)
+        with self._sessions() as session:
+            row = session.scalars(
+                select(Build).where(Build.model_id == model.id, Build.build_id == build_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"'{owner}/{name}' has no build '{build_id}'")
+            return model, row
+
+    def log_of(self, build: Build) -> str:
+        """The build's log: the live file while it runs, the stored text once it has finished."""
+        if build.status == IN_PROGRESS:
+            text, _offset = self.logs.read(build.id)
+            if text:
+                return text
+            return self._row(build.id).log
+        return build.log
+
+    def semvers(self, builds: list[Build]) -> dict[int, str]:
+        """The version each published build became, by version id."""
+        ids = [b.version_id for b in builds if b.version_id is not None]
+        if not ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.scalars(select(Version).where(Version.id.in_(ids))).all()
+            return {v.id: v.semver for v in rows}
+
+    # publishing -------------------------------------------------------------------------------
+    def publish(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        *,
+        bump: Bump,
+        release_notes: str | None,
+        sample_input: str | None,
+    ) -> tuple[Model, Version, bool]:
+        """The default branch head's newest succeeded build as a ready version; and whether
+        the version is new (False: that build was published already, as that version)."""
+        model, branch = self.sources.find(caller, owner, name, "publish")
+        head = self.sources.head(owner, name, branch)
+        if head is None:
+            raise Conflict(f"the '{branch}' branch of '{owner}/{name}' has no commits to publish")
+        with self._lock:
+            build = self._publishable(model, branch, head)
+            if build.version_id is not None:
+                return model, self.registry.version_by_id(build.version_id), False
+            lineage: dict[str, Any] = {
+                "git": {"commit": head, "dirty": False, "branch": branch},
+                "build_id": build.build_id,
+                **build.lineage,
+            }
+            version = self.registry.create_version(
+                model.id,
+                bump=bump,
+                exact=None,
+                manifest=dict(build.manifest or {}),
+                lineage=lineage,
+                published_by=caller.principal_id,
+            )
+            with self._sessions() as session:
+                claimed = session.execute(
+                    update(Build)
+                    .where(Build.id == build.id, Build.version_id.is_(None))
+                    .values(version_id=version.id)
+                )
+                session.commit()
+            if getattr(claimed, "rowcount", 1) != 1:  # another gateway published it first
+                self.registry.update_version(
+                    version.id,
+                    status="failed",
+                    failure_code="duplicate",
+                    failure_reason=f"build {build.build_id} was published by another request",
+                )
+                winner = self._row(build.id).version_id
+                assert winner is not None  # the claim failed because it is set
+                return model, self.registry.version_by_id(winner), False
+            ready = self.registry.mark_ready(
+                version.id,
+                content_hash=build.content_hash,
+                archive_hash=build.archive_hash,
+                environment_hash=build.environment_hash,
+                input_schema=build.input_schema,
+                output_schema=build.output_schema,
+                build_log=build.log,
+                release_notes=release_notes,
+                sample_input=sample_input,
+            )
+        for callback in self._on_change:
+            callback()
+        return model, ready, True
+
+    def _publishable(self, model: Model, branch: str, head: str) -> Build:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(Build)
+                .where(Build.model_id == model.id, Build.commit_sha == head)
+                .order_by(Build.id.desc())
+            ).all()
+        for row in rows:
+            if row.status == SUCCEEDED:
+                return row
+        full = f"'{model.owner.name}/{model.name}'"
+        if not rows:
+            raise Conflict(
+                f"commit {head[:12]} (the head of {full}'s '{branch}' branch) has not been "
+                "built: compile it, then publish"
+            )
+        latest = rows[0]
+        if latest.status == IN_PROGRESS:
+            raise Conflict(
+                f"build {latest.build_id} of commit {head[:12]} is still in progress: publish "
+                "once get_build says it succeeded"
+            )
+        raise BuildFailed(
+            f"build {latest.build_id} of commit {head[:12]} failed "
+            f"({latest.failure_reason}): read its log (get_build_logs), fix the code and push",
+            details={"build_id": latest.build_id},
+        )
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
