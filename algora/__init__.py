@@ -6,5 +6,6 @@ __version__ = "0.1.0"
 
 from algora.errors import AlgoraError
 from algora.sdk.client import Client, ModelHandle
+from algora.sdk.data import DataHandle
 
-__all__ = ["AlgoraError", "Client", "ModelHandle", "__version__"]
+__all__ = ["AlgoraError", "Client", "DataHandle", "ModelHandle", "__version__"]

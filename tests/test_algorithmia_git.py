@@ -23,7 +23,7 @@ import pytest
 from Algorithmia import errors
 
 from algora.errors import BadRequest
-from algora.registry.manifest import parse_manifest
+from algora.registry.algorithmia_layout import find_manifest
 from algora.registry.sources import python3_template, runtime_of
 from algora.testing import RunningServer, write_model
 
@@ -207,7 +207,7 @@ def test_create_refuses_what_it_cannot_make(setup: Setup) -> None:
     with pytest.raises(Exception, match="400"):
         client.algo("admin/javaish").create({}, {**SETTINGS, "language": "java"})
     with pytest.raises(Exception, match="400"):
-        client.algo("admin/Upper").create({}, SETTINGS)
+        client.algo("admin/no.dots").create({}, SETTINGS)  # Upper would be admin/upper
     with pytest.raises(Exception, match=r"40[34]"):
         setup.client(setup.stranger_key).algo("admin/mine").create({}, SETTINGS)
     assert not client.algo("admin/javaish").exists()
@@ -226,9 +226,9 @@ def test_clone_edit_push_builds_and_publish(setup: Setup) -> None:
     files = sorted(
         str(p.relative_to(work)) for p in work.rglob("*") if p.is_file() and ".git" not in p.parts
     )
-    assert files == [
+    assert files == [  # Algorithmia's layout, and nothing of Algora's
         "README.md",
-        "algora.toml",
+        "algorithmia.conf",
         "requirements.txt",
         "src/__init__.py",
         "src/pushy.py",
@@ -390,13 +390,20 @@ def test_smart_http_only_inside_the_repository_root(setup: Setup) -> None:
         ("class", "algorithm_class"),
     ],
 )
-def test_the_template_is_a_valid_model_for_any_name(name: str, module: str) -> None:
-    template = python3_template(name, summary='says "hi"\nand more', network=True)
-    manifest = parse_manifest(template.files["algora.toml"])
+def test_the_template_is_a_valid_model_for_any_name(name: str, module: str, tmp_path: Path) -> None:
+    template = python3_template(name, summary='says "hi"\nand more', network=True, owner="me")
+    assert "algora.toml" not in template.files  # Algorithmia's own files only
+    for relative, text in template.files.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text, encoding="utf-8")
+    found = find_manifest(tmp_path)
+    assert found.origin == "algorithmia.conf"
+    manifest = found.manifest
     assert manifest.model.name == name
     assert manifest.model.entrypoint == f"src.{module}:apply"
-    assert manifest.model.description == 'says "hi"\nand more'
     assert manifest.serving.network is True
+    assert manifest.example.as_call() == ("text", b"world")
+    assert 'says "hi"' in template.files["README.md"]
     assert f"src/{module}.py" in template.files and "src/__init__.py" in template.files
 
 

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import time
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from algora.registry.algorithmia_layout import find_manifest, has_manifest
 from algora.testing import RunningServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NAMES = tuple(
     sorted(
-        tomllib.loads((folder / "algora.toml").read_text())["model"]["name"]
+        find_manifest(folder).manifest.model.name
         for folder in EXAMPLES.iterdir()
-        if (folder / "algora.toml").is_file()
+        if has_manifest(folder)  # algora.toml, or Algorithmia's algorithmia.conf (adk-hello)
     )
 )
 

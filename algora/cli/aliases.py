@@ -33,6 +33,7 @@ promote_app = typer.Typer(
 ModelArgument = Annotated[str, typer.Argument(help="owner/name")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 NoteOption = Annotated[str, typer.Option("--note", help="Why (shown to approvers).")]
+PromotionArgument = Annotated[int, typer.Argument(help="The request's number.", min=1)]
 _STATUSES = ("pending", "approved", "rejected", "expired", "superseded", "all")
 
 
@@ -179,7 +180,7 @@ def promote_list(
 @promote_app.command("approve")
 def promote_approve(
     model: ModelArgument,
-    promotion_id: Annotated[int, typer.Argument(help="The request's number.", min=1)],
+    promotion_id: PromotionArgument,
     note: NoteOption = "",
     url: UrlOption = None,
     key: KeyOption = None,
@@ -196,7 +197,7 @@ def promote_approve(
 @promote_app.command("reject")
 def promote_reject(
     model: ModelArgument,
-    promotion_id: Annotated[int, typer.Argument(help="The request's number.", min=1)],
+    promotion_id: PromotionArgument,
     note: NoteOption = "",
     url: UrlOption = None,
     key: KeyOption = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from algora import __version__
-from algora.cli import access, aliases, audit, catalog, publishing, scaffold, serve
+from algora.cli import access, aliases, audit, catalog, data, publishing, scaffold, serve
 
 __all__ = ["app", "main"]
 
@@ -46,6 +46,7 @@ app.add_typer(access.orgs_app, name="orgs")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(aliases.promote_app, name="promote")
+app.add_typer(data.data_app, name="data")
 
 
 def main() -> None:

@@ -24,7 +24,13 @@ _STEP = re.compile(r"^==> step (\d+)/(\d+): (.*)$")
 
 
 def publish(
-    path: Annotated[Path, typer.Argument(help="The model folder (holding algora.toml).")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="The model folder: with an algora.toml, or an Algorithmia algorithm's "
+            "repository as it is (algorithmia.conf, src/, requirements.txt)."
+        ),
+    ],
     bump: Annotated[
         str | None, typer.Option("--bump", help="major, minor or patch (default: minor).")
     ] = None,

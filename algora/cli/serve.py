@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
 from algora.cli.common import console
 from algora.errors import AlgoraError
-from algora.gateway.app import create_app
-from algora.gateway.platform import Platform
 from algora.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 __all__ = ["serve"]
 
@@ -25,19 +25,18 @@ def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) 
     """Publish every example folder whose model has no version yet (runs beside the server)."""
     import time
 
+    from algora.registry.algorithmia_layout import find_manifest, has_manifest
     from algora.sdk.client import Client
 
     while not server.started and not server.should_exit:
         time.sleep(0.1)
-    examples = sorted(p for p in folder.iterdir() if (p / "algora.toml").is_file())
+    examples = sorted(p for p in folder.iterdir() if has_manifest(p))
     with Client(url, key) as client:
         existing = {m["name"] for m in client.models()}
         for example in examples:
             if server.should_exit:
                 return
-            from algora.registry.manifest import load_manifest
-
-            name = load_manifest(example).model.name
+            name = find_manifest(example).manifest.model.name
             if name in existing:
                 continue
             console.print(f"[cyan]publishing example[/] {example.name} ...")
@@ -73,6 +72,13 @@ def serve(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Imported here, not at the top: every other CLI command would pay for the gateway's
+    # imports (FastAPI, SQLAlchemy models, boto3...) on each start.
+    import uvicorn
+
+    from algora.gateway.app import create_app
+    from algora.gateway.platform import Platform
+
     platform = Platform(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"

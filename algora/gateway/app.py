@@ -16,6 +16,7 @@ from algora import __version__
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry_after
 from algora.gateway import health
+from algora.gateway.algorithmia_names import AlgorithmiaNamesMiddleware
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(aliases.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
+    app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)
     async def openapi(_caller: Annotated[Caller, Depends(Needs(AUTHENTICATED))]) -> JSONResponse:

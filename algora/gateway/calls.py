@@ -40,7 +40,7 @@ from algora.gateway.channels import CallOrigin, Channels
 from algora.registry.manifest import Manifest
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
-from algora.registry.serving import worker_spec
+from algora.registry.serving import with_secrets, worker_spec
 from algora.registry.specs import parse_spec
 from algora.settings import Settings
 from algora.store.model_data import drop_session, new_session, session_written
@@ -174,7 +174,7 @@ class CallService:
         if self._secrets is None:
             return spec
         secrets = await asyncio.to_thread(self._secrets.environment, version.model_id)
-        return replace(spec, env={**secrets, **spec.env}) if secrets else spec
+        return with_secrets(spec, secrets)
 
     async def _pool(self, model: Model, version: Version, timeout: float) -> Pool:
         """The version's running pool; a cold start counts against the call's timeout.

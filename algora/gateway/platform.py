@@ -12,11 +12,13 @@ from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
 from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import upgrade
+from algora.db.tables import Model
 from algora.environments.builder import EnvironmentBuilder
+from algora.errors import ModelNotFound
 from algora.gateway.calls import CallService
 from algora.gateway.channels import CallOrigin, Channels
 from algora.registry.builds import Builds
-from algora.registry.publish import Publisher
+from algora.registry.publish import Publisher, SmokeAccess
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
@@ -24,7 +26,6 @@ from algora.settings import Settings
 from algora.store.connectors import Connectors
 from algora.store.local import LocalBlobStore
 from algora.store.model_data import new_session
-from algora.workers.channel import ChannelOpener
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.sandbox import sandbox_notice
@@ -95,14 +96,21 @@ class Platform:
             logger.warning("marked %d interrupted build(s) as failed", interrupted)
         self.new_admin_key = ensure_admin(self.sessions, data)
 
-    def _smoke_access(self, version_id: int, caller: Caller) -> tuple[ChannelOpener | None, object]:
-        """A smoke-tested worker's channel; its example call acts for the publisher."""
-        model = self.registry.version_by_id(version_id).model
+    def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
+        """What a smoke-tested worker of the model gets, as its served workers do
+        (``CallService``): the model's secrets and a channel to this gateway; its example call
+        acts for ``caller`` (the publisher, or who pushed or compiled) in a session of its own."""
+        with self.sessions() as session:
+            model = session.get(Model, model_id)
+        if model is None:
+            raise ModelNotFound(f"model #{model_id} does not exist")
+        env = self.secrets.environment(model_id)
+        if caller is None:
+            return SmokeAccess(env=env, channel=self.channels.opener(model))
         seconds = self.settings.worker_start_timeout + self.settings.max_call_timeout
-        origin = CallOrigin(
-            caller, model, f"smoke-{version_id}", new_session(), time.monotonic() + seconds
-        )
-        return self.channels.opener(model), origin
+        scratch = new_session()
+        origin = CallOrigin(caller, model, request_id, scratch, time.monotonic() + seconds)
+        return SmokeAccess(env, self.channels.opener(model), origin, scratch)
 
     def environment_python(self, environment_hash: str) -> Path:
         return self.settings.resolved_data_dir / "envs" / environment_hash / "bin" / "python"

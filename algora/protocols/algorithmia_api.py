@@ -24,7 +24,7 @@ says "No such algorithm", which is what the client's ``exists()`` looks for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -54,6 +54,20 @@ async def _registry_read(function: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(function, *args)
     except ModelNotFound as error:
         raise ModelNotFound(f"No such algorithm: {error.message}") from None
+
+
+def _page(
+    request: Request, rows: Sequence[T], limit: int, marker_of: Callable[[T], str]
+) -> tuple[Sequence[T], dict[str, str | None]]:
+    """The first ``limit`` rows (at most 100), and the ``marker`` (``marker_of`` the page's
+    last row) and ``next_link`` of the page after them: None on the last page."""
+    limit = min(limit, _MAX_PAGE)
+    page = rows[:limit]
+    following = marker_of(page[-1]) if len(rows) > limit else None
+    next_link = None
+    if following is not None:
+        next_link = str(request.url.include_query_params(limit=limit, marker=following))
+    return page, {"marker": following, "next_link": next_link}
 
 
 def _time(value: datetime | None) -> str | None:
@@ -208,17 +222,8 @@ async def list_algorithm_versions(
         versions = [v for v in versions if _callable(v) == wanted_callable]
     if after is not None:
         versions = [v for v in versions if (v.major, v.minor, v.patch) < after]
-    limit = min(limit, _MAX_PAGE)
-    page = versions[:limit]
-    following = page[-1].semver if len(versions) > limit else None
-    next_link = None
-    if following is not None:
-        next_link = str(request.url.include_query_params(limit=limit, marker=following))
-    return {
-        "marker": following,
-        "next_link": next_link,
-        "results": [_algorithm(model, v) for v in page],
-    }
+    page, links = _page(request, versions, limit, lambda v: v.semver)
+    return {**links, "results": [_algorithm(model, v) for v in page]}
 
 
 @router.get("/{owner}/{name}/versions/{version}", summary="One version of an algorithm")

@@ -37,7 +37,7 @@ from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.algorithmia_api import _algorithm, _details, _time
+from algora.protocols.algorithmia_api import _algorithm, _details, _page, _time
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
 
@@ -47,7 +47,6 @@ router = APIRouter(prefix="/v1/algorithms", route_class=PermissionRoute, tags=["
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
 Publish = Annotated[Caller, Depends(Needs("models:publish", write=True))]
 _DEFAULT_PAGE = 56  # the client's own default for get_builds
-_MAX_PAGE = 100
 _BUMPS: dict[str, Bump] = {"major": "major", "minor": "minor", "revision": "patch"}
 
 
@@ -155,16 +154,16 @@ async def create_algorithm(
     request: Request, caller: Publish, owner: str, body: CreateIn
 ) -> dict[str, Any]:
     platform = platform_of(request)
-    trail_of(request).resource = f"{owner}/{body.name}"[:255]
+    name = body.name.lower()  # Algorithmia's Hello is Algora's hello (gateway.algorithmia_names)
+    trail_of(request).resource = f"{owner}/{name}"[:255]
     details = body.details or {}
     settings = body.settings or {}
     runtime_of(settings)  # only Python 3
     summary = _summary(details)
-    template = python3_template(
-        body.name, summary=summary, network=settings.get("network_access") == "full"
-    )
+    network = settings.get("network_access") == "full"
+    template = python3_template(name, summary=summary, network=network, owner=owner)
     model = await asyncio.to_thread(
-        platform.sources.create, caller, owner, body.name, summary=summary, template=template
+        platform.sources.create, caller, owner, name, summary=summary, template=template
     )
     answer = _algorithm(model, None)
     answer["source"] = _source(request, owner, model.name)
@@ -229,18 +228,9 @@ async def list_builds(
         if marker not in ids:
             raise BadRequest(f"marker '{marker}' is not a build of '{owner}/{name}'")
         rows = rows[ids.index(marker) + 1 :]
-    limit = min(limit, _MAX_PAGE)
-    page = rows[:limit]
-    semvers = await asyncio.to_thread(builds.semvers, page)
-    following = page[-1].build_id if len(rows) > limit else None
-    next_link = None
-    if following is not None:
-        next_link = str(request.url.include_query_params(limit=limit, marker=following))
-    return {
-        "marker": following,
-        "next_link": next_link,
-        "results": [_build(b, semvers.get(b.version_id or -1)) for b in page],
-    }
+    page, links = _page(request, rows, limit, lambda b: b.build_id)
+    semvers = await asyncio.to_thread(builds.semvers, list(page))
+    return {**links, "results": [_build(b, semvers.get(b.version_id or -1)) for b in page]}
 
 
 @router.get("/{owner}/{name}/builds/{build_id}", summary="One build of the algorithm")

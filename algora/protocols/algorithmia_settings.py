@@ -66,11 +66,8 @@ def _problems(error: ValidationError) -> str:
     )
 
 
-async def _json_object(request: Request) -> dict[str, Any] | None:
-    """The JSON object a body holds, or None for an empty body."""
-    body = await read_body(request, _MAX_BODY)
-    if not body.strip():
-        return None
+def _object_in(body: bytes) -> dict[str, Any]:
+    """The JSON object ``body`` holds, else InvalidInput."""
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -78,6 +75,12 @@ async def _json_object(request: Request) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise InvalidInput("the body is not a JSON object")
     return value
+
+
+async def _json_object(request: Request) -> dict[str, Any] | None:
+    """The JSON object a body holds, or None for an empty body."""
+    body = await read_body(request, _MAX_BODY)
+    return _object_in(body) if body.strip() else None
 
 
 # update ---------------------------------------------------------------------------------------
@@ -124,13 +127,7 @@ async def _update_body(request: Request) -> UpdateIn:
             '"private"}}), or use PATCH /api/v1/models/OWNER/NAME'
         )
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        value = None
-    if not isinstance(value, dict):
-        raise InvalidInput("the body is not a JSON object")
-    try:
-        return UpdateIn.model_validate(value)
+        return UpdateIn.model_validate(_object_in(body))
     except ValidationError as error:
         raise InvalidInput(f"invalid update: {_problems(error)}") from None
 

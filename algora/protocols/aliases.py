@@ -37,7 +37,7 @@ from algora.registry.aliases import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["aliases"])
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
 WriteAliases = Annotated[Caller, Depends(Needs("aliases:write", write=True))]
 ApproveAliases = Annotated[Caller, Depends(Needs("aliases:approve", write=True))]
@@ -95,21 +95,7 @@ class PromotionOut(BaseModel):
 
     @classmethod
     def of(cls, view: PromotionView) -> PromotionOut:
-        return cls(
-            id=view.id,
-            model=view.model,
-            alias=view.alias,
-            version=view.version,
-            from_version=view.from_version,
-            status=view.status,
-            requested_by=view.requested_by,
-            requested_at=view.requested_at,
-            expires_at=view.expires_at,
-            note=view.note,
-            decided_by=view.decided_by,
-            decided_at=view.decided_at,
-            decision_note=view.decision_note,
-        )
+        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class AliasSetOut(BaseModel):
@@ -174,7 +160,6 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
 @router.get(
     "/models/{owner}/{name}/aliases",
     response_model=list[AliasOut],
-    tags=["aliases"],
     summary="A model's aliases and the versions they point at",
 )
 async def list_aliases(
@@ -187,7 +172,6 @@ async def list_aliases(
 @router.get(
     "/models/{owner}/{name}/aliases/{alias}",
     response_model=AliasOut,
-    tags=["aliases"],
     summary="The version an alias points at",
 )
 async def get_alias(
@@ -200,7 +184,6 @@ async def get_alias(
 @router.put(
     "/models/{owner}/{name}/aliases/{alias}",
     response_model=AliasSetOut,
-    tags=["aliases"],
     summary="Point an alias at a ready version; a protected one: ask for a promotion (202)",
 )
 async def set_alias(
@@ -230,7 +213,6 @@ async def set_alias(
 @router.delete(
     "/models/{owner}/{name}/aliases/{alias}",
     status_code=204,
-    tags=["aliases"],
     summary="Delete an alias (not a protected one); calls naming it then get 404",
 )
 async def delete_alias(
@@ -250,7 +232,6 @@ def _status(status: PromotionStatus | Literal["all"]) -> PromotionStatus | None:
 @router.get(
     "/promotions",
     response_model=list[PromotionOut],
-    tags=["aliases"],
     summary="Promotion requests of every model you manage, newest first",
 )
 async def list_all_promotions(
@@ -265,7 +246,6 @@ async def list_all_promotions(
 @router.get(
     "/models/{owner}/{name}/promotions",
     response_model=list[PromotionOut],
-    tags=["aliases"],
     summary="A model's promotion requests, newest first (its managers)",
 )
 async def list_promotions(
@@ -281,7 +261,6 @@ async def list_promotions(
     "/models/{owner}/{name}/promotions",
     response_model=PromotionOut,
     status_code=201,
-    tags=["aliases"],
     summary="Ask for an alias to point at a version once a second principal approves",
 )
 async def request_promotion(
@@ -304,7 +283,6 @@ async def request_promotion(
 @router.get(
     "/models/{owner}/{name}/promotions/{promotion_id}",
     response_model=PromotionOut,
-    tags=["aliases"],
     summary="One promotion request (its model's managers)",
 )
 async def get_promotion(
@@ -317,7 +295,6 @@ async def get_promotion(
 @router.post(
     "/models/{owner}/{name}/promotions/{promotion_id}/approve",
     response_model=PromotionOut,
-    tags=["aliases"],
     summary="Approve another principal's promotion request: the alias moves at once",
 )
 async def approve_promotion(
@@ -347,7 +324,6 @@ async def approve_promotion(
 @router.post(
     "/models/{owner}/{name}/promotions/{promotion_id}/reject",
     response_model=PromotionOut,
-    tags=["aliases"],
     summary="Reject another principal's promotion request: nothing moves",
 )
 async def reject_promotion(

@@ -18,27 +18,38 @@ folders have no ACLs of their own.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-import anyio
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from algora.auth.principals import Caller
 from algora.auth.scopes import has_scope
 from algora.db.tables import Principal
-from algora.errors import AlgoraError, BadRequest, NotFound, PayloadTooLarge, PermissionDenied
-from algora.gateway.auditing import note_error, trail_of
-from algora.gateway.deps import platform_of, read_body
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.errors import BadRequest, NotFound, PermissionDenied
+from algora.gateway.auditing import trail_of
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import PermissionRoute
 from algora.gateway.platform import Platform
+from algora.protocols.data_common import (
+    Limit,
+    Marker,
+    Opened,
+    ReadData,
+    WriteData,
+    head_response,
+    listing_body,
+    named_body,
+    read_response,
+    receive_upload,
+    refuse_declared_oversize,
+)
 from algora.settings import CONNECTOR_NAME_PATTERN
-from algora.store.collections import PAGE_SIZE, Listing
+from algora.store.collections import PAGE_SIZE
 from algora.store.connectors import S3Connector, check_bucket, check_key_segment
 
 __all__ = [
@@ -56,17 +67,10 @@ __all__ = [
 ]
 
 router = APIRouter(prefix="/v1", route_class=PermissionRoute, tags=["data"])
-ReadData = Annotated[Caller, Depends(Needs("data:read"))]
-WriteData = Annotated[Caller, Depends(Needs("data:write", write=True))]
-Marker = Annotated[str | None, Query(max_length=1024)]
-Limit = Annotated[int, Query(ge=1, le=PAGE_SIZE)]
 
 _PATH = "/connector/{connector}/{path:path}"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):/{1,2}(.*)$", re.DOTALL)
 """``scheme://rest``; one slash is accepted too, for proxies that merge ``//``."""
-_MAX_JSON_BODY = 64 * 1024
-_WRITE_BUFFER = 1024 * 1024
-_READ_CHUNK = 256 * 1024
 
 
 def is_connector_path(path: str) -> bool:
@@ -225,24 +229,24 @@ def _buckets(platform: Platform, caller: Caller, location: Location) -> list[str
 
 
 # The operations, shared by /v1/data/s3://... and /v1/connector/... ------------------------
-def _listing(listing: Listing) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "folders": [{"name": e.name} for e in listing.entries if e.is_dir],
-        "files": [
-            {"filename": e.name, "last_modified": e.last_modified, "size": e.size}
-            for e in listing.entries
-            if not e.is_dir
-        ],
-    }
-    if listing.marker is not None:
-        out["marker"] = listing.marker
-    return out
-
-
 def _audit_write(request: Request, action: str, resource: str) -> None:
     trail = trail_of(request)
     trail.action = trail.action or action  # /v1/connector paths are not classified
     trail.resource = resource
+
+
+async def _to_write(
+    request: Request, caller: Caller, raw: str, action: str, refusal: str
+) -> tuple[Location, str, S3Connector]:
+    """A file or folder inside a bucket (else BadRequest saying ``refusal``), its bucket, and
+    the connector that writes it for the caller; audited as ``action``."""
+    _audit_write(request, action, raw)
+    where = parse_location(raw)
+    if where.bucket is None or not where.parts:
+        raise BadRequest(refusal)
+    connector = await asyncio.to_thread(choose, platform_of(request), caller, where, "write")
+    _audit_write(request, action, where.url(connector.name))
+    return where, where.bucket, connector
 
 
 async def get(
@@ -258,42 +262,24 @@ async def get(
     platform = platform_of(request)
     where = parse_location(raw)
 
-    def load() -> tuple[str, Any]:
+    def load() -> dict[str, Any] | Opened:
         if where.bucket is None:
             buckets = _buckets(platform, caller, where)
             if where.label is not None and not buckets:
                 raise NotFound(f"no data connector you may read serves '{where.url()}'")
-            return "json", {"folders": [{"name": b} for b in buckets], "files": []}
+            return {"folders": [{"name": b} for b in buckets], "files": []}
         connector = choose(platform, caller, where, "read")
         if acl:
-            return "json", {}  # no ACLs: the connector's settings decide who reads
+            return {}  # no ACLs: the connector's settings decide who reads
         opened = connector.open(where.bucket, where.parts)
         if opened is not None:
-            return "file", opened
+            return opened  # closing its body drops the connection; never blocks
         listed = connector.list_folder(where.bucket, where.parts, marker, limit)
         if listed is None:
             raise NotFound(f"no file or folder '{where.url()}'")
-        return "json", _listing(listed)
+        return listing_body(listed)
 
-    kind, value = await asyncio.to_thread(load)
-    if kind == "json":
-        return JSONResponse(value)
-    body, size = value
-
-    async def chunks() -> AsyncIterator[bytes]:
-        try:
-            while chunk := await asyncio.to_thread(body.read, _READ_CHUNK):
-                yield chunk
-        finally:
-            body.close()  # drops the connection; never blocks
-
-    headers = {"Content-Length": str(size), "X-Data-Type": "file"}
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
-
-
-def _header_text(message: str) -> str:
-    text = message.encode("ascii", errors="backslashreplace").decode("ascii")
-    return " ".join(text.split())[:512]
+    return await read_response(load)
 
 
 async def head(request: Request, caller: Caller, raw: str) -> Response:
@@ -312,43 +298,16 @@ async def head(request: Request, caller: Caller, raw: str) -> Response:
             raise NotFound(f"no file or folder '{where.url()}'")
         return kind
 
-    try:
-        kind = await asyncio.to_thread(probe)
-    except AlgoraError as error:
-        note_error(request, error)
-        headers = {"X-Error-Message": _header_text(error.message)}
-        return Response(status_code=int(error.status), headers=headers)
-    return Response(status_code=200, headers={"X-Data-Type": kind})
+    return await head_response(request, probe)
 
 
 async def put(request: Request, caller: Caller, raw: str) -> JSONResponse:
     """Stream a file to S3 (multipart past one part), at most ``max_data_file_bytes``."""
-    platform = platform_of(request)
-    _audit_write(request, "data.put", raw)
-    where = parse_location(raw)
-    if where.bucket is None or not where.parts:
-        raise BadRequest("name a file inside a bucket: s3://bucket/key")
-    bucket = where.bucket
-    connector = await asyncio.to_thread(choose, platform, caller, where, "write")
-    _audit_write(request, "data.put", where.url(connector.name))
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > connector.max_file_bytes:
-        raise PayloadTooLarge(f"a data file is at most {connector.max_file_bytes} bytes")
+    refusal = "name a file inside a bucket: s3://bucket/key"
+    where, bucket, connector = await _to_write(request, caller, raw, "data.put", refusal)
+    refuse_declared_oversize(request, connector.max_file_bytes)
     upload = await asyncio.to_thread(connector.start_upload, bucket, where.parts)
-    try:
-        buffer = bytearray()
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                await asyncio.to_thread(upload.write, bytes(buffer))
-                buffer.clear()
-        await asyncio.to_thread(upload.write, bytes(buffer))
-        await asyncio.to_thread(upload.commit)
-    except BaseException:
-        # Shielded: a cancelled request still drops its parts rather than leave them in S3.
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(upload.abort)
-        raise
+    await receive_upload(request, upload)  # a cancelled request leaves no parts in S3
     return JSONResponse({"result": where.url()})
 
 
@@ -360,14 +319,7 @@ async def create(request: Request, caller: Caller, raw: str) -> JSONResponse:
     if where.bucket is None:
         raise BadRequest("a connector's buckets are set by an admin; create folders inside one")
     connector = await asyncio.to_thread(choose, platform, caller, where, "write")
-    raw_body = await read_body(request, _MAX_JSON_BODY)
-    try:
-        body = json.loads(raw_body)
-    except ValueError:
-        raise BadRequest("the body is not JSON") from None
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str):
-        raise BadRequest('the body is {"name": ...}')
+    body, name = await named_body(request, '{"name": ...}')
     if "acl" in body:
         raise BadRequest("connector folders have no ACLs: the connector's settings decide")
     created = Location(where.label, where.bucket, (*where.parts, check_key_segment(name)))
@@ -378,14 +330,8 @@ async def create(request: Request, caller: Caller, raw: str) -> JSONResponse:
 
 async def delete(request: Request, caller: Caller, raw: str, *, force: bool) -> JSONResponse:
     """Delete a file, or a folder (a non-empty one only with ``force``)."""
-    platform = platform_of(request)
-    _audit_write(request, "data.delete", raw)
-    where = parse_location(raw)
-    if where.bucket is None or not where.parts:
-        raise BadRequest("delete a file or folder inside a bucket, not a bucket")
-    bucket = where.bucket
-    connector = await asyncio.to_thread(choose, platform, caller, where, "write")
-    _audit_write(request, "data.delete", where.url(connector.name))
+    refusal = "delete a file or folder inside a bucket, not a bucket"
+    where, bucket, connector = await _to_write(request, caller, raw, "data.delete", refusal)
     deleted = await asyncio.to_thread(connector.delete, bucket, where.parts, force=force)
     return JSONResponse({"result": {"deleted": deleted}})
 

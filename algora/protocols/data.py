@@ -21,13 +21,11 @@ collection and its call tree's scratch space are in ``model_data.py``.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,40 +34,36 @@ from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.auth.scopes import has_scope
 from algora.db.tables import DataCollection, Principal
-from algora.errors import (
-    AlgoraError,
-    BadRequest,
-    Conflict,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-)
-from algora.gateway.auditing import note_error, trail_of
-from algora.gateway.deps import platform_of, read_body
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from algora.gateway.auditing import trail_of
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import PermissionRoute
 from algora.protocols import connectors
-from algora.store.collections import (
-    PAGE_SIZE,
-    CollectionStore,
-    Listing,
-    check_collection,
-    check_segment,
+from algora.protocols.data_common import (
+    Limit,
+    Marker,
+    Opened,
+    ReadData,
+    WriteData,
+    head_response,
+    json_body,
+    listing_body,
+    named_body,
+    read_response,
+    receive_upload,
+    refuse_declared_oversize,
 )
+from algora.store.collections import PAGE_SIZE, CollectionStore, check_collection, check_segment
 
 __all__ = ["ACLS", "router"]
 
 router = APIRouter(prefix="/v1", route_class=PermissionRoute, tags=["data"])
-ReadData = Annotated[Caller, Depends(Needs("data:read"))]
-WriteData = Annotated[Caller, Depends(Needs("data:write", write=True))]
 
 PUBLIC_ACL = "user://*"
 MY_MODELS_ACL = "algo://.my/*"
 ACLS = (PUBLIC_ACL, MY_MODELS_ACL)
 """The read ACL entries Algorithmia knows; ``[]`` is private."""
 DEFAULT_ACL = [MY_MODELS_ACL]  # Algorithmia's default for a new collection
-_MAX_JSON_BODY = 64 * 1024
-_WRITE_BUFFER = 1024 * 1024
-_READ_CHUNK = 256 * 1024
 _PATH = "/data/{path:path}"
 
 
@@ -209,28 +203,6 @@ def _acl_in(body: Any) -> list[str]:
     return list(dict.fromkeys(read))
 
 
-async def _json_body(request: Request) -> Any:
-    raw = await read_body(request, _MAX_JSON_BODY)
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise BadRequest("the body is not JSON") from None
-
-
-def _listing(listing: Listing) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "folders": [{"name": e.name} for e in listing.entries if e.is_dir],
-        "files": [
-            {"filename": e.name, "last_modified": e.last_modified, "size": e.size}
-            for e in listing.entries
-            if not e.is_dir
-        ],
-    }
-    if listing.marker is not None:
-        out["marker"] = listing.marker
-    return out
-
-
 # GET ----------------------------------------------------------------------------------------
 @router.get(
     _PATH,
@@ -242,8 +214,8 @@ async def get_data(
     caller: ReadData,
     path: str,
     acl: bool = False,
-    marker: Annotated[str | None, Query(max_length=1024)] = None,
-    limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
+    marker: Marker = None,
+    limit: Limit = PAGE_SIZE,
 ) -> Response:
     if connectors.is_connector_path(path):  # s3://bucket/key
         return await connectors.get(request, caller, path, acl=acl, marker=marker, limit=limit)
@@ -251,41 +223,28 @@ async def get_data(
     store = _store(request)
     where = parse_path(path, caller)
 
-    def load() -> tuple[str, Any]:
+    def load() -> dict[str, Any] | Opened:
         if where.owner is None:
-            return "json", _root(platform.sessions, caller)
+            return _root(platform.sessions, caller)
         with platform.sessions() as session:
             target = resolve(session, caller, where, "read")
             row = target.row
             if row is None:
-                return "json", _collections(session, caller, target, marker, limit)
+                return _collections(session, caller, target, marker, limit)
         if acl:
-            return "json", {"acl": {"read": list(row.read_acl or [])}}
+            return {"acl": {"read": list(row.read_acl or [])}}
         assert where.collection is not None
         kind = store.kind(target.owner.name, where.collection, where.parts)
         if kind == "directory":
             listed = store.list(target.owner.name, where.collection, where.parts, marker, limit)
-            return "json", _listing(listed)
+            return listing_body(listed)
         if kind is None and not where.parts:
-            return "json", {"folders": [], "files": []}  # its folder is made on first write
+            return {"folders": [], "files": []}  # its folder is made on first write
         if kind is None:
             raise NotFound(f"no file or folder '{where.url}'")
-        return "file", store.open(target.owner.name, where.collection, where.parts)
+        return store.open(target.owner.name, where.collection, where.parts)
 
-    kind, value = await asyncio.to_thread(load)
-    if kind == "json":
-        return _json(value)
-    handle, size = value
-
-    async def chunks() -> AsyncIterator[bytes]:
-        try:
-            while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
-                yield chunk
-        finally:
-            handle.close()
-
-    headers = {"Content-Length": str(size), "X-Data-Type": "file"}
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+    return await read_response(load)
 
 
 def _root(sessions: Any, caller: Caller) -> dict[str, Any]:
@@ -331,12 +290,6 @@ def _collections(
 
 
 # HEAD ---------------------------------------------------------------------------------------
-def _header_text(message: str) -> str:
-    """A header-safe message: ASCII, one line."""
-    text = message.encode("ascii", errors="backslashreplace").decode("ascii")
-    return " ".join(text.split())[:512]
-
-
 @router.head(_PATH, summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)")
 async def head_data(request: Request, caller: ReadData, path: str) -> Response:
     if connectors.is_connector_path(path):
@@ -357,13 +310,7 @@ async def head_data(request: Request, caller: ReadData, path: str) -> Response:
             raise NotFound(f"no file or folder '{where.url}'")
         return kind
 
-    try:
-        kind = await asyncio.to_thread(probe)
-    except AlgoraError as error:
-        note_error(request, error)
-        headers = {"X-Error-Message": _header_text(error.message)}
-        return Response(status_code=int(error.status), headers=headers)
-    return Response(status_code=200, headers={"X-Data-Type": kind})
+    return await head_response(request, probe)
 
 
 # PUT ----------------------------------------------------------------------------------------
@@ -385,25 +332,12 @@ async def put_data(request: Request, caller: WriteData, path: str) -> JSONRespon
     await asyncio.to_thread(authorize)  # before the shape, so that strangers learn nothing
     if where.collection is None or not where.parts:
         raise BadRequest("name a file inside a collection: data://owner/collection/file")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > store.max_file_bytes:
-        raise PayloadTooLarge(f"a data file is at most {store.max_file_bytes} bytes")
+    refuse_declared_oversize(request, store.max_file_bytes)
     assert where.owner is not None
     owner, collection = where.owner, where.collection
     await asyncio.to_thread(store.ensure_collection, owner, collection)
     upload = await asyncio.to_thread(store.start_upload, owner, collection, where.parts)
-    try:
-        buffer = bytearray()
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                await asyncio.to_thread(upload.write, bytes(buffer))
-                buffer.clear()
-        await asyncio.to_thread(upload.write, bytes(buffer))
-        await asyncio.to_thread(upload.commit)
-    except BaseException:
-        upload.abort()
-        raise
+    await receive_upload(request, upload)
     return _json({"result": where.url})
 
 
@@ -423,16 +357,13 @@ async def create_data(request: Request, caller: WriteData, path: str) -> JSONRes
             return resolve(session, caller, where, "write")
 
     target = await asyncio.to_thread(authorize)
-    body = await _json_body(request)
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str):
-        raise BadRequest('the body is {"name": ..., "acl": {"read": [...]}}')
+    body, name = await named_body(request, '{"name": ..., "acl": {"read": [...]}}')
     if where.collection is None:
         created = DataPath(where.owner, check_collection(name), ())
     else:
         created = DataPath(where.owner, where.collection, (*where.parts, check_segment(name)))
     trail_of(request).resource = created.url
-    acl = _acl_in(body) if isinstance(body, dict) and "acl" in body else list(DEFAULT_ACL)
+    acl = _acl_in(body) if "acl" in body else list(DEFAULT_ACL)
 
     def create() -> None:
         if where.collection is not None:
@@ -472,7 +403,7 @@ async def update_data(request: Request, caller: WriteData, path: str) -> JSONRes
     await asyncio.to_thread(authorize)
     if where.collection is None or where.parts:
         raise BadRequest("ACLs belong to collections: PATCH /v1/data/<owner>/<collection>")
-    acl = _acl_in(await _json_body(request))
+    acl = _acl_in(await json_body(request))
 
     def change() -> None:
         with platform.sessions() as session:

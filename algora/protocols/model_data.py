@@ -18,24 +18,41 @@ the way to a file are created as needed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 
 from algora.auth.delegation import algo_resource, session_resource
 from algora.auth.policy import can, require_scope
 from algora.auth.principals import Caller
 from algora.db.tables import Model, Principal
-from algora.errors import AlgoraError, BadRequest, NotFound, PayloadTooLarge, PermissionDenied
-from algora.gateway.auditing import note_error, trail_of
+from algora.errors import BadRequest, NotFound, PermissionDenied
+from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.data import _header_text, _json_body, _listing
-from algora.store.collections import PAGE_SIZE, CollectionStore, check_collection, check_segment
+from algora.gateway.permissions import PermissionRoute
+from algora.protocols.data_common import (
+    Limit,
+    Marker,
+    Opened,
+    ReadData,
+    WriteData,
+    head_response,
+    listing_body,
+    named_body,
+    read_response,
+    receive_upload,
+    refuse_declared_oversize,
+)
+from algora.store.collections import (
+    PAGE_SIZE,
+    CollectionStore,
+    Upload,
+    check_collection,
+    check_segment,
+)
 from algora.store.model_data import (
     ALGO_FOLDERS,
     SESSION_COLLECTION,
@@ -47,11 +64,7 @@ from algora.store.model_data import (
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", route_class=PermissionRoute, tags=["data"])
-ReadData = Annotated[Caller, Depends(Needs("data:read"))]
-WriteData = Annotated[Caller, Depends(Needs("data:write", write=True))]
 Kind = Literal["algo", "session"]
-_WRITE_BUFFER = 1024 * 1024
-_READ_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -187,29 +200,16 @@ async def _get(
     if acl:
         return JSONResponse({})  # no ACL: Algorithmia's client reports None
 
-    def load() -> tuple[str, Any]:
+    def load() -> dict[str, Any] | Opened:
         found = _kind_of(place)
         if found == "directory":
             listed = place.store.list(place.owner, place.collection, place.parts, marker, limit)
-            return "json", _listing(listed)
+            return listing_body(listed)
         if found is None:
             raise NotFound(f"no file or folder '{place.url}'")
-        return "file", place.store.open(place.owner, place.collection, place.parts)
+        return place.store.open(place.owner, place.collection, place.parts)
 
-    what, value = await asyncio.to_thread(load)
-    if what == "json":
-        return JSONResponse(value)
-    handle, size = value
-
-    async def chunks() -> AsyncIterator[bytes]:
-        try:
-            while chunk := await asyncio.to_thread(handle.read, _READ_CHUNK):
-                yield chunk
-        finally:
-            handle.close()
-
-    headers = {"Content-Length": str(size), "X-Data-Type": "file"}
-    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+    return await read_response(load)
 
 
 async def _head(request: Request, caller: Caller, kind: Kind, rest: str) -> Response:
@@ -220,13 +220,7 @@ async def _head(request: Request, caller: Caller, kind: Kind, rest: str) -> Resp
             raise NotFound(f"no file or folder '{place.url}'")
         return found
 
-    try:
-        found = await asyncio.to_thread(probe)
-    except AlgoraError as error:
-        note_error(request, error)
-        headers = {"X-Error-Message": _header_text(error.message)}
-        return Response(status_code=int(error.status), headers=headers)
-    return Response(status_code=200, headers={"X-Data-Type": found})
+    return await head_response(request, probe)
 
 
 async def _put(request: Request, caller: Caller, kind: Kind, rest: str) -> JSONResponse:
@@ -234,27 +228,13 @@ async def _put(request: Request, caller: Caller, kind: Kind, rest: str) -> JSONR
     trail_of(request).resource = place.url
     _writable(place, "write")
     store = place.store
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > store.max_file_bytes:
-        raise PayloadTooLarge(f"a data file is at most {store.max_file_bytes} bytes")
+    refuse_declared_oversize(request, store.max_file_bytes)
 
-    def start() -> Any:
+    def start() -> Upload:
         store.ensure_folder(place.owner, place.collection, place.parts[:-1])
         return store.start_upload(place.owner, place.collection, place.parts)
 
-    upload = await asyncio.to_thread(start)
-    try:
-        buffer = bytearray()
-        async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= _WRITE_BUFFER:
-                await asyncio.to_thread(upload.write, bytes(buffer))
-                buffer.clear()
-        await asyncio.to_thread(upload.write, bytes(buffer))
-        await asyncio.to_thread(upload.commit)
-    except BaseException:
-        upload.abort()
-        raise
+    await receive_upload(request, await asyncio.to_thread(start))
     if place.kind == "algo" and place.parts[0] == ALGO_FOLDERS[0]:
         await asyncio.to_thread(sweep_temp, store)
     return JSONResponse({"result": place.url})
@@ -262,10 +242,7 @@ async def _put(request: Request, caller: Caller, kind: Kind, rest: str) -> JSONR
 
 async def _post(request: Request, caller: Caller, kind: Kind, rest: str) -> JSONResponse:
     parent = await _locate(request, caller, kind, rest, "write")
-    body = await _json_body(request)
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str):
-        raise BadRequest('the body is {"name": ...}')
+    _body, name = await named_body(request, '{"name": ...}')
     place = parent.child(name)
     trail_of(request).resource = place.url
     if place.kind == "algo" and place.parts[0] not in ALGO_FOLDERS:
@@ -312,8 +289,8 @@ def _routes(kind: Kind) -> None:
         caller: ReadData,
         rest: str,
         acl: bool = False,
-        marker: Annotated[str | None, Query(max_length=1024)] = None,
-        limit: Annotated[int, Query(ge=1, le=PAGE_SIZE)] = PAGE_SIZE,
+        marker: Marker = None,
+        limit: Limit = PAGE_SIZE,
     ) -> Response:
         return await _get(request, caller, kind, rest, acl, marker, limit)
 

@@ -38,7 +38,7 @@ from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
 from algora.errors import BuildFailed, Conflict, NotFound
-from algora.registry.publish import STEPS, BuildLogs, Prepared, Publisher, failure_of
+from algora.registry.publish import BuildLogs, Prepared, Publisher, failure_of
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump
@@ -94,7 +94,7 @@ class Builds:
             raise Conflict(
                 f"the '{branch}' branch of '{owner}/{name}' has no commits: push one, then compile"
             )
-        return self.ensure(model.id, owner, name, head, trigger="compile", by=caller.principal_id)
+        return self.ensure(model.id, owner, name, head, trigger="compile", by=caller)
 
     def pushed(
         self, caller: Caller, owner: str, name: str, before: str | None, after: str | None
@@ -104,13 +104,14 @@ class Builds:
             return None
         with self._sessions() as session:
             model = self.registry.find_model(session, owner, name)
-        build_id, _future = self.ensure(model.id, owner, name, after, "push", caller.principal_id)
+        build_id, _future = self.ensure(model.id, owner, name, after, "push", caller)
         return build_id
 
     def ensure(
-        self, model_id: int, owner: str, name: str, commit: str, trigger: str, by: int | None
+        self, model_id: int, owner: str, name: str, commit: str, trigger: str, by: Caller
     ) -> tuple[int, Future[None] | None]:
-        """The running or succeeded build of ``commit``, else a new one (started here)."""
+        """The running or succeeded build of ``commit``, else a new one (started here), whose
+        smoke test's example call acts for ``by``, as a publish's does for its publisher."""
         with self._lock:
             with self._sessions() as session:
                 latest = session.scalars(
@@ -127,7 +128,7 @@ class Builds:
                     commit_sha=commit,
                     trigger=trigger,
                     status=IN_PROGRESS,
-                    started_by=by,
+                    started_by=by.principal_id,
                     lineage={},
                 )
                 session.add(row)
@@ -138,13 +139,15 @@ class Builds:
             log(f"==> building {owner}/{name} at commit {commit} ({trigger})")
             if summary:
                 log(f"commit: {summary}")
-            future = self._executor.submit(self._run, build, owner, name, commit)
+            future = self._executor.submit(self._run, build, model_id, owner, name, commit, by)
             self._running[build] = future
             future.add_done_callback(lambda _f: self._running.pop(build, None))
             return build, future
 
     # running ----------------------------------------------------------------------------------
-    def _run(self, build: int, owner: str, name: str, commit: str) -> None:
+    def _run(
+        self, build: int, model_id: int, owner: str, name: str, commit: str, by: Caller
+    ) -> None:
         log = self.logs.writer(build)
         prepared: Prepared | None = None
         fd, archive_name = tempfile.mkstemp(
@@ -155,9 +158,14 @@ class Builds:
         try:
             self.sources.archive(owner, name, commit, archive)
             prepared = self.publisher.prepare(archive, owner, name)
-            log(f"==> step 1/{len(STEPS)}: validate: archive and algora.toml are valid")
+            prepared.log_validated(log)
             built = self.publisher.run_steps(
-                prepared, log, worker_log=self.publisher.worker_logs / f"build-{build}.log"
+                prepared,
+                log,
+                worker_log=self.publisher.worker_logs / f"build-{build}.log",
+                model_id=model_id,
+                caller=by,
+                request_id=f"build-{build}",
             )
             log("==> succeeded")
             self._finish(

@@ -16,10 +16,9 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +30,30 @@ from algora.environments.policy import load_policy
 from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
 from algora.errors import AlgoraError, InvalidManifest
+from algora.registry.algorithmia_layout import find_manifest
 from algora.registry.archive import safe_extract, tree_hash
-from algora.registry.manifest import Manifest, load_manifest
+from algora.registry.manifest import Manifest
 from algora.registry.service import Registry
-from algora.registry.serving import worker_spec
+from algora.registry.serving import with_secrets, worker_spec
 from algora.registry.specs import Bump
 from algora.settings import Settings
 from algora.store.base import BlobStore
+from algora.store.model_data import drop_session
 from algora.workers.backend import WorkerBackend
 from algora.workers.channel import ChannelOpener
 from algora.workers.sandbox import bwrap_command, use_sandbox
 from algora.workers.smoke import smoke_test
 
-__all__ = ["STEPS", "BuildLogs", "Built", "Prepared", "Publisher", "failure_of"]
+__all__ = [
+    "STEPS",
+    "BuildLogs",
+    "Built",
+    "Prepared",
+    "Publisher",
+    "SmokeAccess",
+    "SmokeAccessFor",
+    "failure_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +123,16 @@ class Prepared:
     manifest: Manifest
     requirements: list[str]
     archive: Path
+    origin: str = "algora.toml"
+    """The file the manifest came from: ``algora.toml``, or Algorithmia's ``algorithmia.conf``."""
+    notes: tuple[str, ...] = ()
+    """Lines for the build log about a manifest derived from Algorithmia's layout."""
+
+    def log_validated(self, log: Callable[[str], None]) -> None:
+        """Write step 1's line, and the notes on the manifest, to a build log."""
+        log(f"==> step 1/{len(STEPS)}: validate: archive and {self.origin} are valid")
+        for note in self.notes:
+            log(note)
 
     @property
     def source(self) -> Path:
@@ -136,13 +156,29 @@ class Built:
 @dataclass
 class _Job:
     version_id: int
+    model_id: int
     prepared: Prepared
-    caller: Caller | None = None
+    caller: Caller
 
 
-SmokeAccess = Callable[[int, Caller], tuple[ChannelOpener | None, object | None]]
-"""For a version and its publisher: the channel its smoke-tested worker gets, and whom its
-example call acts for (see ``Publisher.smoke_access``)."""
+@dataclass(frozen=True)
+class SmokeAccess:
+    """What a smoke-tested worker gets from the platform, as the model's served workers do."""
+
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The model's secrets, as environment variables (never logged)."""
+    channel: ChannelOpener | None = field(default=None, compare=False)
+    """Opens the worker's channel to the gateway: its model calls models and reads data."""
+    origin: object | None = field(default=None, repr=False, compare=False)
+    """Whom the example call acts for (``CallRequest.origin``)."""
+    session: str | None = None
+    """The scratch space (``data://.session``) the example call opens: removed once the smoke
+    test ends."""
+
+
+SmokeAccessFor = Callable[[int, Caller | None, str], SmokeAccess]
+"""For a model, who publishes or builds it, and the example call's request id: what the
+smoke-tested worker gets (see ``Publisher.smoke_access``). Blocking: it reads the registry."""
 
 
 class Publisher:
@@ -174,9 +210,10 @@ class Publisher:
         self.sources_root = data / "sources"
         self.worker_logs = data / "logs" / "workers"
         self.logs = BuildLogs(data / "logs" / "builds")
-        self.smoke_access: SmokeAccess | None = None
-        """Set by the platform: the smoke-tested model reaches the gateway as served models do
-        (``algora.gateway.channels``), its example call acting for the publisher."""
+        self.smoke_access: SmokeAccessFor | None = None
+        """Set by the platform: the smoke-tested model gets its secrets and reaches the gateway
+        as served models do (``algora.gateway.channels``), its example call acting for the
+        publisher. Unset, it gets neither."""
         for path in (self.staging_root, self.sources_root, self.worker_logs):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Builds do not survive a restart (their versions are marked failed at startup).
@@ -219,10 +256,10 @@ class Publisher:
         except BaseException:
             shutil.rmtree(prepared.staging, ignore_errors=True)
             raise
-        job = _Job(version.id, prepared, caller)
+        job = _Job(version.id, model_id, prepared, caller)
         log = self.logs.writer(version.id)
         log(f"==> publishing {owner}/{name} {version.semver}")
-        log(f"==> step 1/{len(STEPS)}: validate: archive and {'algora.toml'} are valid")
+        prepared.log_validated(log)
         future = self._executor.submit(self._build, job)
         return version.id, future
 
@@ -239,7 +276,8 @@ class Publisher:
                 max_bytes=self.settings.max_archive_bytes,
                 max_members=self.settings.max_archive_members,
             )
-            manifest = load_manifest(source)
+            found = find_manifest(source, name=name)
+            manifest = found.manifest
             if manifest.model.name != name:
                 raise InvalidManifest(
                     f"{'algora.toml'} names the model '{manifest.model.name}' but it is being "
@@ -251,7 +289,7 @@ class Publisher:
             raise
         kept_archive = staging / "archive"
         shutil.move(archive, kept_archive)
-        return Prepared(staging, manifest, requirements, kept_archive)
+        return Prepared(staging, manifest, requirements, kept_archive, found.origin, found.notes)
 
     def _requirements(self, source: Path, manifest: Manifest) -> list[str]:
         path = (source / manifest.environment.requirements).resolve()
@@ -281,16 +319,14 @@ class Publisher:
             self.registry.update_version(job.version_id, lineage=lineage)
 
         try:
-            access, caller = self.smoke_access, job.caller
-            smoke = None
-            if access is not None and caller is not None:
-                smoke = partial(access, job.version_id, caller)
             built = self.run_steps(
                 job.prepared,
                 log,
                 worker_log=self.worker_logs / f"{job.version_id}.log",
+                model_id=job.model_id,
+                caller=job.caller,
+                request_id=f"smoke-{job.version_id}",
                 record_policy=record_policy,
-                smoke_access=smoke,
             )
             self.registry.mark_ready(
                 job.version_id,
@@ -316,14 +352,19 @@ class Publisher:
         log: Callable[[str], None],
         *,
         worker_log: Path,
+        model_id: int,
+        caller: Caller | None,
+        request_id: str,
         record_policy: Callable[[dict[str, Any]], None] | None = None,
-        smoke_access: Callable[[], tuple[ChannelOpener | None, object | None]] | None = None,
     ) -> Built:
-        """Steps 2 to 7 of :data:`STEPS` on a prepared source, reporting into ``log``.
+        """Steps 2 to 7 of :data:`STEPS` on a prepared source of model ``model_id``, reporting
+        into ``log``.
 
-        ``record_policy`` receives the policy check's lineage entries as soon as it passes.
-        ``smoke_access`` gives the smoke test's worker its channel and example call its origin.
-        Raises the step's error; the caller removes ``prepared.staging``.
+        The smoke test's worker starts as the model's served workers do (see
+        :attr:`smoke_access`): with the model's secrets and a channel to the gateway, its example
+        call ``request_id`` acting for ``caller``. ``record_policy`` receives the policy check's
+        lineage entries as soon as it passes. Raises the step's error; the caller removes
+        ``prepared.staging``.
         """
         total = len(STEPS)
 
@@ -377,19 +418,25 @@ class Publisher:
             replicas=1,
         )
         example = manifest.example.as_call()
-        channel, origin = smoke_access() if smoke_access is not None else (None, None)
-        if channel is not None:
-            spec = replace(spec, channel=channel)
-        info, result = asyncio.run(
-            smoke_test(
-                spec,
-                self.backend,
-                self.settings.resolved_data_dir,
-                example,
-                min(manifest.serving.timeout, self.settings.max_call_timeout),
-                origin,
+        access = SmokeAccess()
+        if self.smoke_access is not None:
+            access = self.smoke_access(model_id, caller, request_id)
+        spec = replace(with_secrets(spec, access.env), channel=access.channel)
+        data_dir = self.settings.resolved_data_dir
+        try:
+            info, result = asyncio.run(
+                smoke_test(
+                    spec,
+                    self.backend,
+                    data_dir,
+                    example,
+                    min(manifest.serving.timeout, self.settings.max_call_timeout),
+                    access.origin,
+                )
             )
-        )
+        finally:
+            if access.session is not None:
+                drop_session(data_dir, access.session)
         if result is not None:
             preview = result.payload[:200].decode("utf-8", errors="replace")
             log(f"example answered ({result.content_type}): {preview}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from algora.registry.manifest import Manifest
@@ -9,7 +11,7 @@ from algora.settings import Settings
 from algora.workers.sandbox import use_sandbox
 from algora.workers.spec import WorkerSpec
 
-__all__ = ["worker_spec"]
+__all__ = ["with_secrets", "worker_spec"]
 
 
 def worker_spec(
@@ -35,3 +37,9 @@ def worker_spec(
         cpu_seconds=serving.cpu_seconds or settings.worker_cpu_seconds,
         sandbox=use_sandbox(settings.sandbox),
     )
+
+
+def with_secrets(spec: WorkerSpec, secrets: Mapping[str, str]) -> WorkerSpec:
+    """``spec`` with its model's secrets in the workers' environment (served and smoke-tested
+    workers alike); the spec's own variables win over a secret of the same name."""
+    return replace(spec, env={**secrets, **spec.env}) if secrets else spec

@@ -3,9 +3,11 @@
 A model created through Algorithmia's ``create`` call gets a repository at
 ``DATA_DIR/git/OWNER/NAME.git`` (owner-only, 0700), served over git's smart HTTP by
 :mod:`algora.protocols.git_http`, with a first commit from the template of its runtime: for
-Python 3, Algorithmia's own layout (``src/NAME.py`` with ``def apply(input)``, a test,
-``requirements.txt``) plus the ``algora.toml`` that lets it build with no edits. Pushes to the
-default branch start builds (see :mod:`algora.registry.builds`).
+Python 3, Algorithmia's own layout and nothing else (``algorithmia.conf``, ``src/NAME.py`` with
+``def apply(input)``, a test, ``requirements.txt``): a build reads it as it reads any
+Algorithmia algorithm's repository (:mod:`algora.registry.algorithmia_layout`), so pushing an
+algorithm's repository from Algorithmia in its place builds too. Pushes to the default branch
+start builds (see :mod:`algora.registry.builds`).
 
 Git runs only as a subprocess (never through a shell), with no system or global configuration,
 a private ``HOME`` and umask 077, so nothing the server's user configured elsewhere applies and
@@ -14,8 +16,6 @@ nothing it writes is readable by other local users.
 
 from __future__ import annotations
 
-import json
-import keyword
 import os
 import re
 import shutil
@@ -35,7 +35,14 @@ from algora.auth.policy import Action, require
 from algora.auth.principals import Caller
 from algora.db.tables import Model, ModelSource
 from algora.errors import AlgoraError, BadRequest, Conflict, ModelNotFound, NotFound, Unavailable
-from algora.registry.manifest import NAME_PATTERN, parse_manifest
+from algora.registry.algorithmia_layout import (
+    CONF_NAME,
+    algorithmia_conf,
+    find_manifest,
+    python_module,
+    python_version,
+)
+from algora.registry.manifest import NAME_PATTERN
 from algora.registry.service import Registry
 
 __all__ = ["DEFAULT_BRANCH", "Sources", "Template", "python3_template", "runtime_of"]
@@ -62,47 +69,26 @@ def runtime_of(settings: Mapping[str, Any]) -> str:
     names one of its Python environments, which Algora cannot look up, so it means Python 3.
     """
     language = settings.get("language")
-    if language is None or language == "":
-        return "python3"
-    if isinstance(language, str) and language.lower().startswith("python3"):
-        return "python3"
-    raise BadRequest(
-        f"settings.language '{language}' is not supported: Algora runs Python 3 models "
-        "(use 'python3')"
-    )
+    try:
+        python_version(language)  # Python 3 in any of Algorithmia's spellings
+    except AlgoraError:
+        raise BadRequest(
+            f"settings.language '{language}' is not supported: Algora runs Python 3 models "
+            "(use 'python3')"
+        ) from None
+    return "python3"
 
 
-def _module(name: str) -> str:
-    """The Python module name of a model's source file (``my-model`` -> ``my_model``)."""
-    module = name.replace("-", "_")
-    if not module.isidentifier() or keyword.iskeyword(module):
-        module = "algorithm_" + module
-    return module
-
-
-def _toml_string(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
-def python3_template(name: str, *, summary: str = "", network: bool = False) -> Template:
-    """Algorithmia's Python 3 layout for ``name``, with the ``algora.toml`` that serves it."""
-    module = _module(name)
-    manifest = (
-        "# How Algora builds and serves this algorithm (Algorithmia's layout is kept as it is).\n"
-        "[model]\n"
-        f"name = {_toml_string(name)}\n"
-        f'entrypoint = "src.{module}:apply"\n'
-        f"description = {_toml_string(summary)}\n"
-        "\n[environment]\n"
-        'requirements = "requirements.txt"\n'
-        "\n# Called once at every build: a build whose example fails does not succeed.\n"
-        "[example]\n"
-        'text = "world"\n'
-    )
-    if network:
-        manifest += "\n[serving]\nnetwork = true\n"
+def python3_template(
+    name: str, *, summary: str = "", network: bool = False, owner: str = ""
+) -> Template:
+    """Algorithmia's Python 3 layout for ``name``: its ``algorithmia.conf`` (with the
+    ``network_access`` setting and a ``sample_input`` that every build calls once), the
+    algorithm in ``src/``, a test, ``requirements.txt`` and a README."""
+    module = python_module(name)
+    settings = {"network_access": "full" if network else "isolated", "sample_input": "world"}
     files = {
-        "algora.toml": manifest,
+        CONF_NAME: algorithmia_conf(name, username=owner, settings=settings),
         "requirements.txt": (
             "# The algorithm's dependencies, one per line as pip reads them.\n"
             "# Algora locks them with uv at every build (pin versions for repeatable builds).\n"
@@ -122,7 +108,8 @@ def python3_template(name: str, *, summary: str = "", network: bool = False) -> 
         "README.md": (
             f"# {name}\n\n{summary + chr(10) + chr(10) if summary else ''}"
             f"`src/{module}.py` is the algorithm: `apply(input)` answers each call.\n"
-            "Push to `master` to build it; publish a succeeded build as a version.\n"
+            "Push to `master` to build it (every build calls it once with the `sample_input` of\n"
+            "`algorithmia.conf`); publish a succeeded build as a version.\n"
         ),
     }
     return Template("python3", files)
@@ -243,7 +230,9 @@ class Sources:
             bare = staging / "repo.git"
             self._init(bare)
             self._seed(bare, staging / "work", template, caller.name)
-            manifest = parse_manifest(template.files["algora.toml"])
+            manifest = find_manifest(staging / "work", name=name).manifest
+            described = manifest.model.model_copy(update={"description": summary})
+            manifest = manifest.model_copy(update={"model": described})
             model_id = self._registry.model_for_publish(caller, owner, name, manifest)
             with self._sessions() as session:
                 session.add(

@@ -13,14 +13,16 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
+from algora.registry.algorithmia_layout import find_manifest
 from algora.registry.archive import pack_directory
-from algora.registry.manifest import load_manifest
+from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
 
 __all__ = ["CallResponse", "Client", "ModelHandle"]
@@ -158,6 +160,13 @@ class Client:
         headers = {**self._auth, **kwargs.pop("headers", {})}
         return self.http.request(method, path, headers=headers, **kwargs)
 
+    def stream(
+        self, method: str, path: str, **kwargs: Any
+    ) -> AbstractContextManager[httpx.Response]:
+        """Like :meth:`request`, with the body read as it arrives (``with client.stream(...)``)."""
+        headers = {**self._auth, **kwargs.pop("headers", {})}
+        return self.http.stream(method, path, headers=headers, **kwargs)
+
     def close(self) -> None:
         self.http.close()
 
@@ -174,6 +183,11 @@ class Client:
 
     def model(self, ref: str) -> ModelHandle:
         return ModelHandle(self, ref)
+
+    def data(self, uri: str) -> DataHandle:
+        """Hosted data: ``data://owner/collection/path``, ``data://.my/...``, ``s3://bucket/key``
+        (see :mod:`algora.sdk.data`)."""
+        return DataHandle(self, uri)
 
     def whoami(self) -> dict[str, Any]:
         return dict(self.get_json("/api/v1/whoami"))
@@ -251,12 +265,14 @@ class Client:
         on_log: Callable[[str], None] | None = None,
         poll_interval: float = 0.5,
     ) -> dict[str, Any]:
-        """Publish a model folder; with ``wait`` follow the build until ready or failed.
+        """Publish a model folder (with an ``algora.toml``, or an Algorithmia algorithm's
+        repository as it is: see :mod:`algora.registry.algorithmia_layout`); with ``wait``
+        follow the build until ready or failed.
 
         Raises :class:`~algora.errors.BuildFailed` when the build fails.
         """
         folder = Path(path)
-        manifest = load_manifest(folder)
+        manifest = find_manifest(folder).manifest
         owner = owner or str(self.whoami()["name"])
         buffer = io.BytesIO()
         pack_directory(folder, buffer)

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -51,7 +50,10 @@ def test_manifest_checksum_matches_the_file() -> None:
     assert hashlib.md5(path.read_bytes()).hexdigest() == entry["md5_checksum"]
 
 
-def test_manifest_example() -> None:
-    manifest = tomllib.loads((HERE / "algora.toml").read_text())
-    assert manifest["model"]["entrypoint"] == "src.Algorithm:apply"
-    assert manifest["example"]["text"] == "world"
+def test_the_repository_is_algorithmias_layout_only() -> None:
+    # Nothing added for Algora: algorithmia.conf names the algorithm, src/Algorithm.py is it.
+    assert not (HERE / "algora.toml").exists()
+    conf = json.loads((HERE / "algorithmia.conf").read_text())
+    assert conf["algoname"] == "adk-hello"
+    assert conf["language"] == "python3"
+    assert (HERE / "src" / "Algorithm.py").is_file()
