@@ -98,6 +98,7 @@ def test_algorithmias_hello_is_a_manifest(tmp_path: Path) -> None:
     assert manifest.model.entrypoint == "src.Hello:apply"
     assert manifest.environment.requirements == "requirements.txt"
     assert manifest.serving.network is False
+    assert manifest.serving.timeout == 300  # Algorithmia's default
     assert manifest.example.as_call() is None
     assert found.notes == (
         "no algora.toml: derived from algorithmia.conf: entrypoint src.Hello:apply",

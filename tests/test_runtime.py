@@ -514,3 +514,26 @@ def test_a_huge_exception_message_is_truncated_not_fatal(tmp_path: Path) -> None
     assert error["message"].endswith("(truncated)")
     assert len(error["message"]) < 70_000 and len(error["stacktrace"]) < 70_000
     assert error["error_type"] == "ValueError"
+
+
+def test_algorithmia_layout_imports_its_sibling_files_every_way(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "src"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "helpers.py").write_text("def twice(x):\n    return 2 * x\n", encoding="utf-8")
+    (package / "Algo.py").write_text(
+        "import helpers\n"
+        "from .helpers import twice as relative\n"
+        "from src.helpers import twice as absolute\n\n\n"
+        "def apply(input):\n"
+        "    return [helpers.twice(input), relative(input), absolute(input)]\n",
+        encoding="utf-8",
+    )
+    worker = Worker(tmp_path, "", "src.Algo:apply")
+    try:
+        assert worker.first[0]["type"] == "ready", worker.first
+        header, payload = worker.call(21)
+        assert header["type"] == "result", header
+        assert json.loads(payload) == [42, 42, 42]
+    finally:
+        assert worker.close() == 0

@@ -35,6 +35,8 @@ wins), else the manifest Algorithmia's layout implies:
   input called once at every build (a string is sent as text, anything else as JSON), which
   Algorithmia took at publish instead. Other keys (``submitted_at``, ...) are ignored.
 
+Calls time out after 300 s, Algorithmia's default (the server's ``max_call_timeout`` caps it).
+
 Only the folder is read; nothing in it is imported or run.
 """
 
@@ -65,6 +67,7 @@ __all__ = [
 ]
 
 CONF_NAME = "algorithmia.conf"
+ALGORITHMIA_CALL_TIMEOUT = 300.0
 ADK_SCRIPT = "Algorithm"
 """The ADK templates' script: ``src/Algorithm.py``."""
 
@@ -143,8 +146,10 @@ def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
         raise InvalidManifest(
             f'{CONF_NAME}: "network_access" is "isolated" or "full" (got {_shown(network)})'
         )
+    # Algorithmia's calls could run for 5 minutes by default; the server's max still caps it.
+    manifest["serving"] = {"timeout": ALGORITHMIA_CALL_TIMEOUT}
     if network == "full":
-        manifest["serving"] = {"network": True}
+        manifest["serving"]["network"] = True
         notes.append(f"{CONF_NAME}: network_access full: the workers may reach the network")
     environment = conf.get("environment")
     if environment == "gpu":

@@ -77,6 +77,11 @@ def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
     source = str(Path(source_dir).resolve())
     if source not in sys.path:
         sys.path.insert(0, source)
+    package = module_name.partition(".")[0]
+    if module_name.startswith("src.") and (Path(source) / package).is_dir():
+        # Algorithmia's layout: its runtime ran src/ as the working folder, so algorithms
+        # import their sibling files both as ``from .helpers import x`` and ``import helpers``.
+        sys.path.insert(1, str(Path(source) / package))
     with capture() as captured:
         obj: Any = importlib.import_module(module_name)
     algorithm = captured.algorithm()
