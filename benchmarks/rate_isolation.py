@@ -1,7 +1,7 @@
 """Rate-limit isolation: does a caller far past its limit slow down a well-behaved one?
 
-    .venv/bin/python benchmarks/rate_isolation.py [--limit 20] [--factor 5] [--quiet-rate 50]
-        [--duration 15] [--rounds 2]
+    .venv/bin/python benchmarks/rate_isolation.py [--limit 20] [--factor 5] [--quiet-rate 100]
+        [--duration 15] [--rounds 3]
 
 In one run: ``algora serve`` on a temporary data dir, ``algora publish examples/hello``, two
 new keys: "noisy", limited to LIMIT calls/s (burst LIMIT), and "quiet", unlimited. Then, in
@@ -220,9 +220,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=float, default=20, help="noisy's limit, calls/s")
     parser.add_argument("--factor", type=float, default=5, help="noisy sends this x its limit")
-    parser.add_argument("--quiet-rate", type=float, default=50, help="quiet's calls/s")
+    parser.add_argument(
+        "--quiet-rate", type=float, default=100, help="quiet's calls/s (enough samples for a p99)"
+    )
     parser.add_argument("--duration", type=float, default=15, help="seconds per phase")
-    parser.add_argument("--rounds", type=int, default=2, help="phase triples (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="phase triples (default 3)")
     parser.add_argument("--lead", type=float, default=1, help="noisy starts this much earlier")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of unrecorded load")
     parser.add_argument("--startup-timeout", type=float, default=120)
