@@ -20,7 +20,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["BUCKET_PATTERN", "CONNECTOR_NAME_PATTERN", "DataConnector", "Settings"]
 
-BUCKET_PATTERN = re.compile(r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+BUCKET_PATTERN = re.compile(
+    r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z"
+)
 """An S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, no ``..``, not an IP."""
 CONNECTOR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 """A connector's name (its label in ``s3+NAME://``), and a principal's name in its lists."""
@@ -71,7 +73,7 @@ class DataConnector(BaseModel):
     @classmethod
     def _check_names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if name != "*" and not CONNECTOR_NAME_PATTERN.match(name):
+            if name != "*" and not CONNECTOR_NAME_PATTERN.fullmatch(name):
                 raise ValueError(f"'{name}' is not a principal or organization name, nor '*'")
         return value
 

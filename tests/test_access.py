@@ -334,3 +334,15 @@ def test_the_migration_runs_down_and_up(tmp_path: Path) -> None:
         assert "grants" not in inspect(connection).get_table_names()
     upgrade(engine)
     engine.dispose()
+
+
+def test_a_name_with_a_trailing_newline_cannot_pose_as_another(world: World) -> None:
+    """``$`` in a Python pattern also matches before a final newline: ``acme\\n`` would be a
+    second principal that lists and audits as ``acme``."""
+    w = world
+    for name in ("acme\n", "olga\n"):
+        assert w.req("otto", "POST", "/api/v1/orgs", {"name": name}).status_code == 400
+        made = w.req("otto", "POST", "/api/v1/service-accounts", {"name": name})
+        assert made.status_code == 400, made.text
+    names = [o["name"] for o in w.req("admin", "GET", "/api/v1/orgs").json()]
+    assert not [n for n in names if n.endswith("\n")]

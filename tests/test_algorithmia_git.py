@@ -9,6 +9,7 @@ so each takes about a second.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import subprocess
 import time
@@ -413,3 +414,60 @@ def test_only_python_3_runtimes_are_created() -> None:
     for language in ("java", "python2-langpack", "r", 3):
         with pytest.raises(BadRequest, match="Python 3"):
             runtime_of({"language": language})
+
+
+@pytest.mark.slow
+def test_a_gzip_push_cannot_store_more_than_the_size_limit(tmp_path: Path) -> None:
+    """The body limit counts the bytes that arrive; git inflates a gzip body before
+    receive-pack reads it, so a small compressed push must not store a larger pack."""
+    limit = 1_000_000
+    env = {"ALGORA_MAX_ARCHIVE_BYTES": str(limit)}
+    with RunningServer(tmp_path / "data", env=env) as server:
+        Algorithmia.client(server.key, server.url).algo("admin/bomb").create(
+            {"label": "bomb", "summary": "a small push that inflates"}, SETTINGS
+        )
+        host = server.url.removeprefix("http://")
+        remote = f"http://anyone:{server.key}@{host}/git/admin/bomb.git"
+        work = tmp_path / "work"
+        git("clone", "-q", remote, str(work), cwd=tmp_path)
+        before = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+        # More than git's unpack limit (100 objects): the pack is kept as it arrives.
+        for index in range(120):
+            (work / f"zeros-{index}").write_bytes(index.to_bytes(4, "big") + bytes(40_000))
+        git("add", ".", cwd=work)
+        git("commit", "-q", "-m", "zeros", cwd=work)
+        after = git("rev-parse", "HEAD", cwd=work).stdout.strip()
+        pack = git_bytes(
+            "-c", "pack.compression=0", "pack-objects", "--window=0", "--stdout", "--revs",
+            cwd=work, stdin=f"{after}\n^{before}\n".encode(),
+        )  # fmt: skip
+        assert len(pack) > 4 * limit
+        command = f"{before} {after} refs/heads/master\0report-status\n".encode()
+        body = gzip.compress(b"%04x" % (len(command) + 4) + command + b"0000" + pack)
+        assert len(body) < limit // 10
+        answer = httpx.post(
+            server.url + "/git/admin/bomb.git/git-receive-pack",
+            content=body,
+            headers={
+                "Authorization": f"Simple {server.key}",
+                "Content-Type": "application/x-git-receive-pack-request",
+                "Content-Encoding": "gzip",
+            },
+            timeout=60,
+        )
+        assert b"ok refs/heads/master" not in answer.content, answer.content
+        head = git("ls-remote", remote, "refs/heads/master", cwd=tmp_path).stdout
+        assert head.split()[0] == before
+        stored = sum(
+            p.stat().st_size for p in (tmp_path / "data" / "git").rglob("*") if p.is_file()
+        )
+        assert stored < limit
+
+
+def git_bytes(*args: str, cwd: Path, stdin: bytes) -> bytes:
+    """git's binary stdout (a pack), with no configuration from this machine."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(cwd), "GIT_CONFIG_NOSYSTEM": "1"}
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, check=True, timeout=120
+    )
+    return done.stdout

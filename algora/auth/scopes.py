@@ -58,7 +58,7 @@ SCOPES = (
 PATTERNED = frozenset({"call", "data:read", "data:write"})
 """Scopes that may be narrowed by a pattern: ``call:owner/name-glob``, ``data:read:coll/*``."""
 PRIVILEGED = frozenset({"audit:read"})
-_PATTERN = re.compile(r"^[a-z0-9_*?.\-]+(?:/[a-z0-9_*?.\-]+)*$")
+_PATTERN = re.compile(r"^[a-z0-9_*?.\-]+(?:/[a-z0-9_*?.\-]+)*\Z")
 
 
 def parse_scope(scope: str) -> tuple[str, str | None]:

@@ -20,7 +20,7 @@ from algora.cli.common import (
 
 __all__ = ["publish"]
 
-_STEP = re.compile(r"^==> step (\d+)/(\d+): (.*)$")
+_STEP = re.compile(r"^==> step (\d+)/(\d+): (.*)\Z")
 
 
 def publish(

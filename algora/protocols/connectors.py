@@ -104,7 +104,7 @@ def parse_location(raw: str) -> Location:
     label: str | None = None
     if scheme.startswith("s3+"):
         label = scheme[3:]
-        if not CONNECTOR_NAME_PATTERN.match(label):
+        if not CONNECTOR_NAME_PATTERN.fullmatch(label):
             raise NotFound(f"no data connector '{scheme[:70]}'")
     elif scheme != "s3":
         raise NotFound(

@@ -59,7 +59,7 @@ SERVICES = ("git-upload-pack", "git-receive-pack")
 _CHUNK = 64 * 1024
 _MAX_HEADER_BYTES = 64 * 1024
 _MAX_EARLY_OUTPUT = 16 * 1024 * 1024
-_GIT_PROTOCOL = re.compile(r"^[A-Za-z0-9=:.,_-]{1,256}$")
+_GIT_PROTOCOL = re.compile(r"^[A-Za-z0-9=:.,_-]{1,256}\Z")
 _HOP_BY_HOP = frozenset({"connection", "transfer-encoding", "content-length", "keep-alive"})
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="Algora", charset="UTF-8"'}
 
@@ -219,6 +219,10 @@ async def _serve(
     env = _cgi_environment(request, platform, caller, f"/{owner}/{name}.git/{path}", query_service)
     process = await asyncio.create_subprocess_exec(
         git,
+        # The body limit counts what arrives; a gzip body inflates before receive-pack reads
+        # it, so receive-pack enforces the limit on the pack it stores too.
+        "-c",
+        f"receive.maxInputSize={platform.settings.max_archive_bytes}",
         "http-backend",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,

@@ -46,7 +46,7 @@ ManageModels = Annotated[Caller, Depends(Needs("models:manage", write=True))]
 Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
 WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
-_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)$")
+_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
 
 
 class ModelOut(BaseModel):

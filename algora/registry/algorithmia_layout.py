@@ -71,7 +71,7 @@ ALGORITHMIA_CALL_TIMEOUT = 300.0
 ADK_SCRIPT = "Algorithm"
 """The ADK templates' script: ``src/Algorithm.py``."""
 
-_ALGONAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_ALGONAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 _PYTHON3 = re.compile(
     r"^python[-_ ]?3(?:[.](?P<dotted>\d{1,2}|x)|(?P<joined>\d{1,2}))?(?:[-_.][a-z0-9.-]*)?$"
 )

@@ -15,7 +15,7 @@ from algora.errors import InvalidManifest
 __all__ = ["MANIFEST_NAME", "Manifest", "load_manifest", "parse_manifest"]
 
 MANIFEST_NAME = "algora.toml"
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z: "$" allows a final newline
 _ENTRYPOINT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 

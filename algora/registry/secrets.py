@@ -52,7 +52,7 @@ KEY_FILE = "secrets.key"
 MAX_SECRETS = 100
 """Secrets one model may hold (their total stays well below what a process environment takes)."""
 MAX_VALUE_BYTES = 32 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
 _RESERVED = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "PWD", "SHELL", "USER", "IFS"})
 _RESERVED_PREFIXES = ("ALGORA_", "ALGORITHMIA_", "LC_", "LD_", "PYTHON", "UV_", "VIRTUAL_ENV")
 _FORMAT = b"\x01"

@@ -51,7 +51,7 @@ DEFAULT_BRANCH = "master"
 """Algorithmia's default branch; a push to it builds the model."""
 
 _GIT_TIMEOUT = 120.0
-_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ __all__ = [
 
 Bump = Literal["major", "minor", "patch"]
 
-_SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
-_PARTIAL = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?$")
-_HASH = re.compile(r"^[0-9a-f]{12,64}$")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\Z")
+_PARTIAL = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?\Z")
+_HASH = re.compile(r"^[0-9a-f]{12,64}\Z")
+_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 _VERSIONISH = re.compile(r"^v\d")  # v1, v2-beta: they look like versions; refused as aliases
 
 

@@ -58,7 +58,7 @@ ACLS: dict[str, list[str]] = {
 """A collection's read ACL by name: only its owner; also the owner's models; any user."""
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://(.*)$", re.DOTALL)
-_CONNECTOR = re.compile(r"^s3(\+[A-Za-z0-9_\-]+)?$")
+_CONNECTOR = re.compile(r"^s3(\+[A-Za-z0-9_\-]+)?\Z")
 _CHUNK = 1024 * 1024
 _TRANSFER_TIMEOUT = httpx.Timeout(60.0, read=600.0)
 """Each read or write may wait this long; a large upload's answer comes after the server syncs."""

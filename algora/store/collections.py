@@ -34,7 +34,7 @@ __all__ = [
     "check_segment",
 ]
 
-COLLECTION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+COLLECTION_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}\Z")
 """A collection's name: letters, digits, ``_``, ``-`` and ``.``, not starting with a dot."""
 _TEMP_PREFIX = ".algora-upload-"
 _CHUNK = 1024 * 1024

@@ -13,7 +13,7 @@ from algora.errors import NotFound
 
 __all__ = ["LocalBlobStore", "sha256_file"]
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^[0-9a-f]{64}\Z")
 _CHUNK = 1024 * 1024
 
 
