@@ -26,6 +26,7 @@ back to the same class with :func:`error_from_body`.
     │   ├── VersionNotReady (409 version_not_ready)
     │   ├── AliasProtected (409 alias_protected)     moves only by an approved promotion
     │   └── PromotionClosed (409 promotion_closed)   approved, rejected, expired or superseded
+    ├── RequestTimeout (408 request_timeout)  the client was too slow over its own request
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
     ├── BuildFailed (422 build_failed)
@@ -70,6 +71,7 @@ __all__ = [
     "PolicyViolation",
     "PromotionClosed",
     "RateLimited",
+    "RequestTimeout",
     "Unauthenticated",
     "Unavailable",
     "UnsupportedMediaType",
@@ -255,6 +257,13 @@ class Overloaded(Unavailable):
 class CallTimeout(AlgoraError):
     status = HTTPStatus.GATEWAY_TIMEOUT
     code = "timeout"
+
+
+class RequestTimeout(AlgoraError):
+    """The client took too long over its own request (a slow upload, a stalled git push)."""
+
+    status = HTTPStatus.REQUEST_TIMEOUT
+    code = "request_timeout"
 
 
 def _all_subclasses(cls: type[AlgoraError]) -> list[type[AlgoraError]]:

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     max_archive_bytes: int = 512 * 1024 * 1024
     """Largest model archive accepted at publish, and the cap on its unpacked size."""
 
+    git_request_timeout: float = Field(default=600.0, gt=0)
+    """Seconds one git clone, fetch or push over HTTP may take, slow clients included; past
+    it the request ends and git's backend process is stopped."""
+
     max_archive_members: int = 10_000
     """Most files and folders a model archive may hold."""
 

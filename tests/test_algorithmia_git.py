@@ -8,9 +8,12 @@ so each takes about a second.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import os
+import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -471,3 +474,37 @@ def git_bytes(*args: str, cwd: Path, stdin: bytes) -> bytes:
         ["git", *args], cwd=cwd, env=env, input=stdin, capture_output=True, check=True, timeout=120
     )
     return done.stdout
+
+
+@pytest.mark.slow
+def test_a_stalled_push_ends_at_the_git_request_timeout(tmp_path: Path) -> None:
+    """A client that stops sending cannot hold a git backend process for ever."""
+    env = {"ALGORA_GIT_REQUEST_TIMEOUT": "1"}
+    with RunningServer(tmp_path / "data", env=env) as server:
+        Algorithmia.client(server.key, server.url).algo("admin/stalled").create(
+            {"label": "stalled", "summary": "a push that never finishes"}, SETTINGS
+        )
+        credentials = base64.b64encode(f"anyone:{server.key}".encode()).decode()
+        head = (
+            "POST /git/admin/stalled.git/git-receive-pack HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: Basic {credentials}\r\n"
+            "Content-Type: application/x-git-receive-pack-request\r\n"
+            "Content-Length: 100000\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(head.encode() + b"0000")  # then nothing more
+            started = time.monotonic()
+            received = b""
+            while b"\r\n\r\n" not in received and (chunk := sock.recv(4096)):
+                received += chunk
+            head_part, _, body_part = received.partition(b"\r\n\r\n")
+            declared = re.search(rb"content-length: *(\d+)", head_part, re.IGNORECASE)
+            assert declared is not None, head_part
+            length = int(declared[1])
+            while len(body_part) < length and (chunk := sock.recv(4096)):
+                body_part += chunk
+            answer = (head_part + b"\r\n\r\n" + body_part).decode("latin-1")
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "ALGORA_GIT_REQUEST_TIMEOUT" in answer
+        assert time.monotonic() - started < 25

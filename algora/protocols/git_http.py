@@ -41,6 +41,7 @@ from algora.errors import (
     BadRequest,
     PayloadTooLarge,
     PermissionDenied,
+    RequestTimeout,
     Unauthenticated,
     Unavailable,
     retry_after,
@@ -244,20 +245,28 @@ async def _serve(
                 raise Unavailable("git answered more than expected before reading the request")
 
     collector = asyncio.create_task(collect())
+    timeout = platform.settings.git_request_timeout
+    deadline = asyncio.get_running_loop().time() + timeout
+    too_slow = f"the git request took longer than {timeout:g} s (ALGORA_GIT_REQUEST_TIMEOUT)"
     try:
-        await _feed(request, process.stdin, platform.settings.max_archive_bytes)
-        if collector.done():
-            collector.result()
+        async with asyncio.timeout_at(deadline):
+            await _feed(request, process.stdin, platform.settings.max_archive_bytes)
+            if collector.done():
+                collector.result()
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+            while (parts := _split_headers(bytes(early))) is None:
+                if len(early) > _MAX_HEADER_BYTES:
+                    raise Unavailable("git answered with malformed headers")
+                chunk = await stdout.read(_CHUNK)
+                if not chunk:
+                    raise Unavailable("git ended without an answer")
+                early.extend(chunk)
+    except TimeoutError:
         collector.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await collector
-        while (parts := _split_headers(bytes(early))) is None:
-            if len(early) > _MAX_HEADER_BYTES:
-                raise Unavailable("git answered with malformed headers")
-            chunk = await stdout.read(_CHUNK)
-            if not chunk:
-                raise Unavailable("git ended without an answer")
-            early.extend(chunk)
+        await _stop(process, errors, f"{owner}/{name}", kill=True)
+        return _refusal(request, RequestTimeout(too_slow))
     except AlgoraError as error:
         collector.cancel()
         await _stop(process, errors, f"{owner}/{name}", kill=True)
@@ -274,7 +283,15 @@ async def _serve(
         try:
             if rest:
                 yield rest
-            while chunk := await stdout.read(_CHUNK):
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                try:
+                    chunk = await asyncio.wait_for(stdout.read(_CHUNK), max(left, 0))
+                except TimeoutError:
+                    logger.warning("%s: %s", f"{owner}/{name}", too_slow)
+                    return  # the finally stops git; the client sees a cut answer and fails
+                if not chunk:
+                    break
                 yield chunk
             finished = True
         finally:
