@@ -508,3 +508,24 @@ def test_a_stalled_push_ends_at_the_git_request_timeout(tmp_path: Path) -> None:
         assert answer.startswith("HTTP/1.1 408"), answer
         assert "ALGORA_GIT_REQUEST_TIMEOUT" in answer
         assert time.monotonic() - started < 25
+        # git runs git-http-backend as its child: stopping git must not orphan it.
+        deadline = time.monotonic() + 10
+        while (left := backends_under(tmp_path)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"git backends left running: {left}"
+
+
+def backends_under(root: Path) -> list[int]:
+    """PIDs of processes whose GIT_PROJECT_ROOT lies under ``root``."""
+    marker = f"GIT_PROJECT_ROOT={root}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(marker) for item in environ.split(b"\0")):
+            found.append(int(entry.name))
+    return found

@@ -27,7 +27,9 @@ import base64
 import binascii
 import contextlib
 import logging
+import os
 import re
+import signal
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -229,6 +231,9 @@ async def _serve(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        # Its own process group: `git` runs git-http-backend as a child, which a kill of `git`
+        # alone would orphan (still reading a stalled request, spinning on its EOF).
+        start_new_session=True,
         # No umask here (uvloop takes none): the repository's core.sharedRepository=0600 keeps
         # what git writes owner-only, inside the owner-only data folder.
     )
@@ -315,20 +320,25 @@ async def _stop(
     process: asyncio.subprocess.Process, errors: asyncio.Task[bytes], repo: str, *, kill: bool
 ) -> int:
     """Wait for the backend to end (killing it first with ``kill``); its exit status."""
-    if kill and process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
+    if kill:
+        _kill_group(process)
     if process.returncode is None:
         try:
             await asyncio.wait_for(process.wait(), timeout=5)
         except TimeoutError:
-            process.kill()
+            _kill_group(process)
             await process.wait()
+    _kill_group(process)  # anything git left behind in its group
     with contextlib.suppress(Exception):
         text = (await asyncio.wait_for(errors, timeout=5)).decode("utf-8", errors="replace")
         if text.strip():
             logger.info("git http-backend for %s: %s", repo, text.strip()[-2000:])
     return process.returncode if process.returncode is not None else -1
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 async def _after_push(
