@@ -16,7 +16,7 @@ import httpx
 
 from algora.sdk.client import Client
 
-__all__ = ["RunningServer", "free_port", "write_model"]
+__all__ = ["RunningServer", "free_port", "stop_process", "write_model"]
 
 
 def free_port() -> int:
@@ -47,6 +47,18 @@ def write_model(
     for relative, text in (files or {}).items():
         (folder / relative).write_text(text, encoding="utf-8")
     return folder
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, *, grace: float = 10) -> None:
+    """SIGTERM a process we started, SIGKILL it after ``grace`` seconds; wait for it."""
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 class RunningServer:
@@ -106,14 +118,7 @@ class RunningServer:
             return ""
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process, grace=20)
 
     def __enter__(self) -> RunningServer:
         return self.start()

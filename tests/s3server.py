@@ -14,7 +14,7 @@ import boto3
 import httpx
 from botocore.config import Config
 
-from algora.testing import free_port
+from algora.testing import free_port, stop_process
 
 ACCESS_KEY = "connector-access-key"
 SECRET_KEY = "connector-secret-never-shown"  # moto accepts any credentials
@@ -44,13 +44,7 @@ class S3Server:
         raise RuntimeError("moto did not start in 60 s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
     def __enter__(self) -> S3Server:
         return self.start()
