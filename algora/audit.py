@@ -1,40 +1,47 @@
 """The audit log: one hash-chained row per call and per change, committed before the answer.
 
-:class:`AuditLog` is a group-commit writer. ``await audit.record(event)`` puts the event on a
-queue and waits; a dedicated writer thread takes everything queued, inserts it in one
-transaction (assigning ids and chain hashes in order), commits, and wakes the waiting calls
-with one call into the event loop. While one batch commits the next one gathers, so under
-load many calls share one commit, and no call is answered before its row is durable.
+:class:`AuditLog` is the gateway's side. ``await audit.record(event)`` returns once the event's
+row is committed. While the gateway serves, rows go to an audit writer process
+(:mod:`algora.audit_writer`) that hashes and commits them in groups: under load many calls
+share one commit, the event loop pays only for encoding its rows, and no call is answered
+before its row is durable. Outside the serving loop (another loop, another thread, the writer
+not started) a row is committed directly.
 
-The chain: ``hash = sha256(prev_hash + canonical)`` where ``canonical`` is the compact JSON
-array (``separators=(",", ":")``, ASCII) of the row's fields in ``_FIELDS`` order, id first,
-times as naive UTC ISO 8601 with microseconds; the first row's ``prev_hash`` is 64 zeros.
-Ids are assigned by the writer (last id + 1) under the chain lock, so they are gapless:
-:func:`verify` reports an edited row (its hash does not match its fields), a deleted row (a
-gap in the ids) and reordered rows (a ``prev_hash`` that is not the hash of the row before).
-Several gateways on one PostgreSQL serialize their appends with a transaction-scoped
-advisory lock; SQLite has one writer.
+The chain (:mod:`algora.audit_chain`): ``hash = sha256(prev_hash + canonical)`` where
+``canonical`` is the compact JSON array of the row's fields, id first; the first row's
+``prev_hash`` is 64 zeros. Ids are assigned under the database's write lock (last id + 1), so
+they are gapless and any number of writers extend one chain: :func:`verify` reports an edited
+row (its hash does not match its fields), a deleted row (a gap in the ids) and reordered rows
+(a ``prev_hash`` that is not the hash of the row before).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
-import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict as asdataclass_dict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Select, Table, select, text
+from sqlalchemy import Connection, Engine, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from algora.audit_chain import (
+    FIELDS,
+    GENESIS_HASH,
+    append,
+    canonical_value,
+    chain_hash,
+    epoch_micros,
+    head,
+    row_fields,
+)
+from algora.audit_writer import WriterGone, WriterProcess
 from algora.db.tables import AuditEventRow
 from algora.errors import Unavailable
 
@@ -58,37 +65,12 @@ AuthMethod = Literal["simple", "bearer", "bare", "basic", "none"]
 Decision = Literal["allow", "deny"]
 Outcome = Literal["allow", "deny", "error"]
 
-GENESIS_HASH = "0" * 64
-_MAX_BATCH = 1024
-_LINGER_SECONDS = 0.0005
-# Any constant shared by every gateway: the key of PostgreSQL's advisory lock on the chain.
-_PG_CHAIN_LOCK = 0x616C676F7261  # "algora"
-_TABLE = cast(Table, AuditEventRow.__table__)  # a mapped class's table is a Table
-_FIELDS = (
-    "id",
-    "received_at",
-    "completed_at",
-    "principal",
-    "principal_id",
-    "key_id",
-    "auth_method",
-    "peer",
-    "forwarded_for",
-    "action",
-    "resource",
-    "version",
-    "request_id",
-    "parent_request_id",
-    "decision",
-    "status",
-    "error_code",
-    "latency_ms",
-    "bytes_in",
-    "bytes_out",
-)
+# After a writer stops, calls are refused (503) for this long before another one is started:
+# a writer that cannot start must not be restarted once per call.
+_RESTART_INTERVAL = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slower, per call
 class AuditEvent:
     """What happened, by whom, from where, and how it ended. Never a payload or a secret."""
 
@@ -113,37 +95,21 @@ class AuditEvent:
     bytes_out: int | None = None
 
 
-def _canonical(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="microseconds")
-    return value
-
-
-def row_fields(source: AuditEvent | AuditEventRow, row_id: int) -> dict[str, Any]:
-    """The hashed fields of a row (everything but the two hashes), in canonical form."""
-    return {name: row_id if name == "id" else _canonical(getattr(source, name)) for name in _FIELDS}
-
-
-def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    """sha256 of the previous hash and the row's canonical fields, in ``_FIELDS`` order."""
-    return _hash_values(prev_hash, [fields[name] for name in _FIELDS])
-
-
-def _hash_values(prev_hash: str, values: list[Any]) -> str:
-    canonical = json.dumps(values, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
-
-
-_SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
-
-
-_COLUMNS = (*_FIELDS, "prev_hash", "hash")
-# Only our own constant column names go into it; the values are bound parameters.
-_INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({{marks}})"  # noqa: S608
+def to_wire(event: AuditEvent) -> list[Any]:
+    """The event's row values after ``id``, in the chain's field order (times as microseconds
+    since the epoch: the writer puts them in canonical form, off the gateway's loop)."""
+    return [
+        epoch_micros(event.received_at), epoch_micros(event.completed_at),
+        event.principal, event.principal_id, event.key_id, event.auth_method,
+        event.peer, event.forwarded_for, event.action, event.resource,
+        event.version, event.request_id, event.parent_request_id, event.decision,
+        event.status, event.error_code, round(float(event.latency_ms), 3),
+        event.bytes_in, event.bytes_out,
+    ]  # fmt: skip
 
 
 class AuditLog:
-    """Group-commit writer of the audit chain. ``start`` in the serving loop, ``stop`` after."""
+    """The gateway's audit log. ``start`` it in the serving loop, ``stop`` it after."""
 
     def __init__(
         self,
@@ -155,16 +121,21 @@ class AuditLog:
         self._sessions = sessions
         self.enabled = enabled
         self._trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
-        self._write_lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self.last_hash = GENESIS_HASH
-        # (last id, last hash), cached between batches; SQLite has one writer (this one),
-        # PostgreSQL re-reads it under the chain lock on every batch.
-        self._head: tuple[int, str] | None = None
         self._engine: Engine = sessions.kw["bind"]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._writer: WriterProcess | None = None
+        self._restart_lock: asyncio.Lock | None = None
+        self._writer_started = 0.0
+        self._direct_lock = threading.Lock()
         self._connection: Connection | None = None
+        self._last_hash = GENESIS_HASH
+
+    @property
+    def last_hash(self) -> str:
+        """The chain's last hash as this gateway last wrote or read it."""
+        if self._writer is not None and self._writer.last_hash != self._last_hash:
+            self._last_hash = self._writer.last_hash
+        return self._last_hash
 
     # origin ------------------------------------------------------------------------------
     def origin(self, peer: str | None, forwarded: str | None) -> tuple[str | None, str | None]:
@@ -181,223 +152,105 @@ class AuditLog:
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the chain head and start the writer thread for the running loop."""
-        if not self.enabled or self._thread is not None:
+        """Start the audit writer for the running loop (a database in memory keeps none)."""
+        if not self.enabled or self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self.last_hash = await asyncio.to_thread(self._read_head)
-        self._thread = threading.Thread(target=self._write_loop, name="algora-audit", daemon=True)
-        self._thread.start()
+        self._restart_lock = asyncio.Lock()
+        url = self._engine.url
+        if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+            return  # in memory: another process would see another database
+        try:
+            await self._start_writer()
+        except WriterGone as error:
+            self._loop = self._restart_lock = None
+            raise Unavailable("the audit log cannot be written") from error
+
+    async def _start_writer(self) -> None:
+        self._writer_started = time.monotonic()
+        url = self._engine.url.render_as_string(hide_password=False)
+        self._writer = await WriterProcess.start(url)
+        self._last_hash = self._writer.last_hash
 
     async def stop(self) -> None:
-        """Commit what is queued, then stop the writer thread (direct writes still work)."""
-        thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(None)
-        await asyncio.to_thread(thread.join)
-        self._thread = self._loop = None
-        self._close_connection()
+        """Commit what is queued and stop the writer (direct writes still work)."""
+        writer, self._writer = self._writer, None
+        self._loop = self._restart_lock = None
+        if writer is not None:
+            await writer.close()
+            self._last_hash = writer.last_hash
 
     async def aclose(self) -> None:
         await self.stop()
-        self._close_connection()
+        with self._direct_lock:
+            self._close_connection()
 
     # recording ---------------------------------------------------------------------------
     async def record(self, event: AuditEvent) -> None:
         """Return once the event's row is committed; raise Unavailable if it cannot be."""
         if not self.enabled:
             return
-        loop = asyncio.get_running_loop()
-        if self._thread is None or loop is not self._loop:
-            # No writer for this loop (not started, or another loop): commit it alone.
-            await asyncio.to_thread(self._commit_or_raise, [event])
+        wire = to_wire(event)
+        if (
+            self._loop is None
+            or self._writer is None
+            or asyncio.get_running_loop() is not self._loop
+        ):
+            # No writer for this loop: commit it alone, off the loop.
+            await asyncio.to_thread(self._commit_direct, [wire])
             return
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._queue.put((event, waiter))
-        await waiter
+        writer = self._writer if self._writer.running else await self._restarted_writer()
+        try:
+            await writer.submit(wire)
+        except WriterGone as error:
+            raise Unavailable("the audit log cannot be written") from error
+
+    async def _restarted_writer(self) -> WriterProcess:
+        assert self._restart_lock is not None  # set with _loop by start()
+        async with self._restart_lock:
+            writer = self._writer
+            if writer is not None and writer.running:
+                return writer
+            if time.monotonic() - self._writer_started < _RESTART_INTERVAL:
+                raise Unavailable("the audit log cannot be written: its writer is restarting")
+            logger.error("the audit writer stopped: starting another")
+            try:
+                await self._start_writer()
+            except WriterGone as error:
+                raise Unavailable("the audit log cannot be written") from error
+            assert self._writer is not None
+            return self._writer
 
     def record_sync(self, event: AuditEvent) -> None:
         """``record`` for code running in a thread; returns once the row is committed."""
         if not self.enabled:
             return
         loop = self._loop
-        if loop is not None and self._thread is not None and not _in_loop(loop):
+        if loop is not None and self._writer is not None and not _in_loop(loop):
             asyncio.run_coroutine_threadsafe(self.record(event), loop).result()
             return
-        self._commit_or_raise([event])
+        self._commit_direct([to_wire(event)])
 
-    def _write_loop(self) -> None:
-        """The writer thread: take everything queued, commit it as one batch, wake its callers.
-
-        While one batch commits the next one gathers, so under load many calls share a commit;
-        the loop is woken once per batch, not once per call.
-        """
-        loop = self._loop
-        assert loop is not None  # set by start() before the thread starts
-        stopping = False
-        busy = False
-        while not stopping:
-            first = self._queue.get()
-            batch: list[_Item] = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-                if busy and self._queue.empty():
-                    # Under load, wait a moment for more calls to share this commit: each
-                    # commit costs far more CPU than each row it carries.
-                    time.sleep(_LINGER_SECONDS)
-            while len(batch) < _MAX_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                else:
-                    batch.append(more)
-            if not batch:
-                continue
-            error: Exception | None = None
+    def _commit_direct(self, wires: list[list[Any]]) -> None:
+        with self._direct_lock:
             try:
-                self._commit_or_raise([event for event, _ in batch])
-            except Exception as exc:
-                error = exc
-            busy = len(batch) > 1
-            waiters = [waiter for _, waiter in batch]
-            try:
-                loop.call_soon_threadsafe(_resolve, waiters, error)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                return
-
-    # the database side (a thread) --------------------------------------------------------
-    def _read_head(self) -> str:
-        with self._write_lock, self._sessions() as session:
-            found = session.execute(
-                select(AuditEventRow.id, AuditEventRow.hash)
-                .order_by(AuditEventRow.id.desc())
-                .limit(1)
-            ).first()
-        self._head = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
-        return self._head[1]
-
-    def _commit_or_raise(self, events: list[AuditEvent]) -> None:
-        try:
-            self._commit(events)
-        except Exception as error:
-            logger.exception("could not commit %d audit event(s)", len(events))
-            raise Unavailable("the audit log cannot be written") from error
-
-    def _commit(self, events: list[AuditEvent]) -> None:
-        with self._write_lock:
-            if self._connection is None:
-                # One connection held for the writer: no pool checkout per batch.
-                self._connection = self._engine.connect()
-            try:
-                self._append(self._connection, events)
-            except Exception:
-                self._head = None  # read it again next time
-                self._connection.close()
-                self._connection = None
-                raise
-
-    def _append(self, connection: Connection, events: list[AuditEvent]) -> None:
-        if connection.dialect.name == "sqlite":
-            self._append_sqlite(connection, events)
-            return
-        with connection.begin():
-            # Several gateways may share the chain: serialize appends, then read the head.
-            lock = text("SELECT pg_advisory_xact_lock(:key)")
-            connection.execute(lock, {"key": _PG_CHAIN_LOCK})
-            last_id, prev = _select_head(connection)
-            rows, last_id, prev = _chain_rows(events, last_id, prev, sqlite=False)
-            connection.exec_driver_sql(
-                _INSERT.format(marks=", ".join(["%s"] * len(_COLUMNS))), rows
-            )
-        self._head = (last_id, prev)
-        self.last_hash = prev
-
-    def _append_sqlite(self, connection: Connection, events: list[AuditEvent]) -> None:
-        """SQLite has one writer (this one): the head stays in memory between batches, and the
-        batch goes straight to the driver, skipping SQLAlchemy's per-statement work."""
-        if self._head is None:
-            with connection.begin():
-                self._head = _select_head(connection)
-        last_id, prev = self._head
-        rows, last_id, prev = _chain_rows(events, last_id, prev, sqlite=True)
-        driver: Any = connection.connection.driver_connection  # a sqlite3.Connection
-        try:
-            driver.executemany(_INSERT.format(marks=", ".join(["?"] * len(_COLUMNS))), rows)
-            driver.commit()
-        except BaseException:
-            driver.rollback()
-            raise
-        self._head = (last_id, prev)
-        self.last_hash = prev
+                if self._connection is None:
+                    self._connection = self._engine.connect()
+                self._last_hash = append(self._connection, wires)[1]
+            except Exception as error:
+                logger.exception("could not commit %d audit event(s)", len(wires))
+                self._close_connection()
+                raise Unavailable("the audit log cannot be written") from error
 
     def _close_connection(self) -> None:
-        with self._write_lock:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
-
-_Item = tuple[AuditEvent, "asyncio.Future[None]"]
-
-
-def _select_head(connection: Connection) -> tuple[int, str]:
-    found = connection.execute(
-        select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
-    ).first()
-    return (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
-
-
-def _chain_rows(
-    events: list[AuditEvent], last_id: int, prev: str, *, sqlite: bool
-) -> tuple[list[tuple[Any, ...]], int, str]:
-    """The batch's rows with their ids and chain hashes, and the new (last id, last hash)."""
-    rows: list[tuple[Any, ...]] = []
-    for event in events:
-        last_id += 1
-        # Hand-unrolled (this runs per call on the hot path): the values in _FIELDS order as
-        # the database gives them back, hashed in their canonical form.
-        received = event.received_at.replace(tzinfo=None)
-        completed = event.completed_at.replace(tzinfo=None)
-        rest = (
-            event.principal, event.principal_id, event.key_id, event.auth_method,
-            event.peer, event.forwarded_for, event.action, event.resource,
-            event.version, event.request_id, event.parent_request_id, event.decision,
-            event.status, event.error_code, round(float(event.latency_ms), 3),
-            event.bytes_in, event.bytes_out,
-        )  # fmt: skip
-        canonical = [
-            last_id,
-            received.isoformat(timespec="microseconds"),
-            completed.isoformat(timespec="microseconds"),
-            *rest,
-        ]
-        digest = _hash_values(prev, canonical)
-        if sqlite:  # times as SQLAlchemy stores them on SQLite (text)
-            times: tuple[Any, Any] = (
-                received.strftime(_SQLITE_TIME),
-                completed.strftime(_SQLITE_TIME),
-            )
-        else:
-            times = (received, completed)
-        rows.append((last_id, *times, *rest, prev, digest))
-        prev = digest
-    return rows, last_id, prev
-
-
-def _resolve(waiters: list[asyncio.Future[None]], error: Exception | None) -> None:
-    for waiter in waiters:
-        if waiter.done():
-            continue
-        if error is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(error)
+    def read_head(self) -> tuple[int, str]:
+        """The chain's (last id, last hash), read from the database."""
+        with self._engine.connect() as connection, connection.begin():
+            return head(connection)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
@@ -455,7 +308,7 @@ def query(
 
 def as_dict(row: AuditEventRow) -> dict[str, Any]:
     """A row as JSON-ready values (datetimes in ISO 8601, UTC)."""
-    out = {name: _canonical(getattr(row, name)) for name in _FIELDS}
+    out = {name: canonical_value(getattr(row, name)) for name in FIELDS}
     out["prev_hash"] = row.prev_hash
     out["hash"] = row.hash
     return out

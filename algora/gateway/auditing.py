@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -124,13 +124,6 @@ def _classify(method: str, path: str) -> tuple[str | None, str | None, str | Non
     return None, None, None
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else None
 
@@ -220,16 +213,22 @@ class AuditMiddleware:
         bytes_in: int,
         bytes_out: int | None,
     ) -> AuditEvent:
+        authorization = forwarded_for = request_id_header = None
+        for name, value in scope.get("headers", ()):  # one pass: this runs on every call
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
+            elif name == b"x-request-id":
+                request_id_header = value.decode("latin-1")
         client = scope.get("client")
-        peer, forwarded = self.audit.origin(
-            str(client[0]) if client else None, _header(scope, b"x-forwarded-for")
-        )
-        auth_method, _secret = parse_authorization_scheme(_header(scope, b"authorization"))
+        peer, forwarded = self.audit.origin(str(client[0]) if client else None, forwarded_for)
+        auth_method, _secret = parse_authorization_scheme(authorization)
         caller = trail.caller
         decision: Decision = "deny" if status in (401, 403, 429) else "allow"
         if trail.action == "model.call" and status == 404:
             decision = "deny"  # unknown and hidden (another user's private) models look alike
-        request_id = trail.request_id or _header(scope, b"x-request-id") or _new_request_id()
+        request_id = trail.request_id or request_id_header or _new_request_id()
         return AuditEvent(
             action=trail.action or f"http.{method.lower()}",
             received_at=received_at,
@@ -254,7 +253,7 @@ class AuditMiddleware:
 
 
 def _new_request_id() -> str:
-    return "req-" + uuid.uuid4().hex
+    return "req-" + os.urandom(16).hex()
 
 
 async def _send_unavailable(send: Send) -> None:

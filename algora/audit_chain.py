@@ -1,0 +1,180 @@
+"""The audit chain's rows: canonical form, hashes, and appending a batch to the database.
+
+``hash = sha256(prev_hash + canonical)`` where ``canonical`` is the compact JSON array
+(``separators=(",", ":")``, ASCII) of the row's fields in :data:`FIELDS` order, id first, times
+as naive UTC ISO 8601 with microseconds; the first row's ``prev_hash`` is 64 zeros.
+
+A row travels as its *wire* values: the fields after ``id`` in :data:`FIELDS` order, times as
+integer microseconds since the Unix epoch (UTC). :func:`append` gives a batch of them the next
+ids (last id + 1, so the ids are gapless) and their hashes under the database's write lock
+(``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), so any number
+of writers, in any number of processes, extend one chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select, text
+
+from algora.db.tables import AuditEventRow
+
+__all__ = [
+    "FIELDS",
+    "GENESIS_HASH",
+    "Wire",
+    "append",
+    "append_sqlite",
+    "canonical_time",
+    "canonical_value",
+    "chain_hash",
+    "epoch_micros",
+    "head",
+    "row_fields",
+    "sqlite_driver",
+]
+
+GENESIS_HASH = "0" * 64
+FIELDS = (
+    "id",
+    "received_at",
+    "completed_at",
+    "principal",
+    "principal_id",
+    "key_id",
+    "auth_method",
+    "peer",
+    "forwarded_for",
+    "action",
+    "resource",
+    "version",
+    "request_id",
+    "parent_request_id",
+    "decision",
+    "status",
+    "error_code",
+    "latency_ms",
+    "bytes_in",
+    "bytes_out",
+)
+Wire = Sequence[Any]
+"""A row's values after ``id``, in :data:`FIELDS` order, times as :func:`canonical_time`."""
+
+# Any constant shared by every gateway: the key of PostgreSQL's advisory lock on the chain.
+_PG_CHAIN_LOCK = 0x616C676F7261  # "algora"
+_COLUMNS = (*FIELDS, "prev_hash", "hash")
+# Only our own constant column names go into it; the values are bound parameters.
+_INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({{marks}})"  # noqa: S608
+_INSERT_SQLITE = _INSERT.format(marks=", ".join(["?"] * len(_COLUMNS)))
+_INSERT_PG = _INSERT.format(marks=", ".join(["%s"] * len(_COLUMNS)))
+_SELECT_HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
+_encode_canonical = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
+
+
+_EPOCH = datetime(1970, 1, 1)  # naive UTC, as the rows keep their times
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def epoch_micros(value: datetime) -> int:
+    """A UTC time (aware or naive) as integer microseconds since the epoch, exactly."""
+    return (value.replace(tzinfo=None) - _EPOCH) // _MICROSECOND
+
+
+def canonical_time(micros: int) -> str:
+    """A wire time as the chain hashes it: naive UTC ISO 8601 with microseconds."""
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat(timespec="microseconds")
+
+
+def canonical_value(value: Any) -> Any:
+    """A field as the chain hashes it (times in ISO 8601 with microseconds)."""
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="microseconds")
+    return value
+
+
+def row_fields(source: Any, row_id: int) -> dict[str, Any]:
+    """The hashed fields of a row or event (everything but the hashes), in canonical form."""
+    return {
+        name: row_id if name == "id" else canonical_value(getattr(source, name)) for name in FIELDS
+    }
+
+
+def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    """sha256 of the previous hash and the row's canonical fields, in ``FIELDS`` order."""
+    return _hash_values(prev_hash, [fields[name] for name in FIELDS])
+
+
+def _hash_values(prev_hash: str, values: Sequence[Any]) -> str:
+    canonical = _encode_canonical(values)
+    return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
+
+
+def append(connection: Connection, wires: Sequence[Wire]) -> tuple[int, str]:
+    """Append the rows in one transaction; return the new (last id, last hash)."""
+    if connection.dialect.name == "sqlite":
+        return append_sqlite(sqlite_driver(connection), wires)
+    with connection.begin():
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
+        last_id, prev = head(connection)
+        rows, last_id, prev = _chain_rows(wires, last_id, prev, sqlite=False)
+        connection.exec_driver_sql(_INSERT_PG, rows)
+    return last_id, prev
+
+
+def sqlite_driver(connection: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy connection to SQLite."""
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, sqlite3.Connection):
+        raise TypeError(f"not a SQLite connection: {type(driver).__name__}")
+    return driver
+
+
+def append_sqlite(driver: sqlite3.Connection, wires: Sequence[Wire]) -> tuple[int, str]:
+    """:func:`append` straight to the SQLite driver, skipping SQLAlchemy: the hot path."""
+    if driver.in_transaction:  # left open by a failure: start clean
+        driver.rollback()
+    try:
+        # IMMEDIATE takes the write lock before the head is read: no other writer can
+        # append between the read and the insert.
+        driver.execute("BEGIN IMMEDIATE")
+        found = driver.execute(_SELECT_HEAD).fetchone()
+        last_id, prev = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
+        rows, last_id, prev = _chain_rows(wires, last_id, prev, sqlite=True)
+        driver.executemany(_INSERT_SQLITE, rows)
+        driver.commit()
+    except BaseException:
+        if driver.in_transaction:
+            driver.rollback()
+        raise
+    return last_id, prev
+
+
+def head(connection: Connection) -> tuple[int, str]:
+    """The chain's (last id, last hash); (0, GENESIS_HASH) when it is empty."""
+    found = connection.execute(
+        select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc()).limit(1)
+    ).first()
+    return (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
+
+
+def _chain_rows(
+    wires: Sequence[Wire], last_id: int, prev: str, *, sqlite: bool
+) -> tuple[list[tuple[Any, ...]], int, str]:
+    """The batch's rows with their ids and chain hashes, and the new (last id, last hash)."""
+    rows: list[tuple[Any, ...]] = []
+    for wire in wires:
+        last_id += 1
+        received, completed = canonical_time(wire[0]), canonical_time(wire[1])
+        digest = _hash_values(prev, [last_id, received, completed, *wire[2:]])
+        if sqlite:  # SQLAlchemy keeps SQLite times as text: the ISO form with a space
+            times: tuple[Any, Any] = (received.replace("T", " "), completed.replace("T", " "))
+        else:
+            times = (datetime.fromisoformat(received), datetime.fromisoformat(completed))
+        rows.append((last_id, *times, *wire[2:], prev, digest))
+        prev = digest
+    return rows, last_id, prev

@@ -1,0 +1,278 @@
+"""The audit writer: a process beside the gateway that hashes and commits its audit rows.
+
+The gateway's event loop only encodes each row and waits for its acknowledgement; the chain
+hashes and the database commits happen here, on another core. (A writer thread inside the
+gateway contended with the event loop for Python's GIL and cost it about a quarter of its
+throughput.)
+
+The protocol, one line at a time on the writer's stdin and stdout:
+
+- gateway to writer: a row, as its wire values (:data:`algora.audit_chain.Wire`) in a JSON array;
+- writer to gateway: ``ready HASH`` once it can write (``HASH``: the chain's last hash), then, in
+  order, ``ok N HASH`` when the next N rows are committed or ``error N`` when they could not be
+  (the reason goes to stderr, which the writer shares with the gateway).
+
+Everything that arrives while a batch commits is the next batch, so under load many rows share
+one commit. The writer exits when its stdin closes, after committing and acknowledging all it
+read. It ignores SIGINT and SIGTERM: a Ctrl-C, or a signal to the gateway's process group, must
+not end it before the gateway has drained it; if the gateway dies, its stdin closes anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+__all__ = ["DATABASE_URL_ENV", "WriterGone", "WriterProcess", "main"]
+
+logger = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "ALGORA_AUDIT_WRITER_DATABASE_URL"
+# Below malloc's mmap threshold: a larger read buffer costs an mmap and a munmap per batch.
+_READ_SIZE = 1 << 16
+# Under load, rows go to the writer at most this often (at once when it has been idle longer):
+# fewer, larger commits cost the machine far less than one per call, for at most this much
+# more latency (benchmarks/audit_cost.py measured 0.5 ms and 2 ms as worse than 1 ms).
+_MIN_FLUSH_INTERVAL = 0.001
+_START_TIMEOUT = 60.0
+_STOP_TIMEOUT = 30.0
+
+
+class WriterGone(Exception):
+    """The writer process is not running (it never started, or it stopped)."""
+
+
+# the gateway's end ---------------------------------------------------------------------------
+class WriterProcess:
+    """A running writer, driven from one event loop: :meth:`submit` rows, await their commit."""
+
+    def __init__(self, process: asyncio.subprocess.Process, last_hash: str) -> None:
+        self._process = process
+        self._loop = asyncio.get_running_loop()
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._lines: list[str] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._in_flight = 0  # rows sent and not yet acknowledged
+        self._last_flush = 0.0
+        self._open = True
+        self.last_hash = last_hash
+        self._reader = self._loop.create_task(self._read_acks(), name="algora-audit-acks")
+
+    @classmethod
+    async def start(cls, database_url: str) -> WriterProcess:
+        """Start a writer on the database; raise WriterGone if it cannot write."""
+        env = {**os.environ, DATABASE_URL_ENV: database_url}  # not argv: ps shows argv
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "algora.audit_writer",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert process.stdout is not None  # PIPE above
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT)
+        except TimeoutError:
+            line = b""
+        word, _, last_hash = line.decode("ascii", "replace").strip().partition(" ")
+        if word != "ready" or len(last_hash) != 64:
+            await _end(process)
+            raise WriterGone("the audit writer did not start (its reason is in the server log)")
+        return cls(process, last_hash)
+
+    @property
+    def running(self) -> bool:
+        return self._open
+
+    def submit(self, wire: list[object]) -> asyncio.Future[None]:
+        """Queue a row; the future resolves once it is committed (WriterGone if it is not)."""
+        if not self._open:
+            raise WriterGone("the audit writer has stopped")
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._waiting.append(waiter)
+        self._lines.append(_encode(wire))
+        self._schedule_flush()
+        return waiter
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None or self._in_flight:
+            return
+        delay = self._last_flush + _MIN_FLUSH_INTERVAL - self._loop.time()
+        if delay <= 0:  # idle: at once (rows queued in this turn of the loop go together)
+            self._flush_handle = self._loop.call_soon(self._flush)
+        else:
+            self._flush_handle = self._loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        """Send the queued rows, unless a batch is being committed: one batch at a time, so
+        rows that arrive during a commit share the next one (one write, one wakeup, one
+        acknowledgement per batch instead of per row)."""
+        self._flush_handle = None
+        if not self._lines or self._in_flight:
+            return
+        self._in_flight = len(self._lines)
+        self._last_flush = self._loop.time()
+        data = ("\n".join(self._lines) + "\n").encode("ascii")
+        self._lines.clear()
+        stdin = self._process.stdin
+        try:
+            if stdin is None or stdin.is_closing():
+                raise ConnectionResetError("the audit writer's stdin is closed")
+            stdin.write(data)
+        except (ConnectionError, RuntimeError) as error:
+            logger.error("could not send rows to the audit writer: %s", error)
+            self._stop_taking()
+
+    async def _read_acks(self) -> None:
+        stdout = self._process.stdout
+        assert stdout is not None  # PIPE in start()
+        try:
+            while line := await stdout.readline():
+                self._acknowledge(line)
+        except (ValueError, IndexError) as error:  # not our protocol: stop trusting it
+            logger.error("the audit writer answered out of protocol: %s", error)
+            self._process.kill()
+        finally:
+            self._stop_taking()
+            self._fail_waiting(WriterGone("the audit writer stopped before committing the row"))
+
+    def _acknowledge(self, line: bytes) -> None:
+        word, count_text, *rest = line.decode("ascii").split()
+        count = int(count_text)
+        if word not in ("ok", "error") or not 0 < count <= len(self._waiting):
+            raise ValueError(f"unexpected line {line[:80]!r}")
+        error = None if word == "ok" else WriterGone("the audit writer could not commit the row")
+        for _ in range(count):
+            _settle(self._waiting.popleft(), error)
+        if word == "ok":
+            self.last_hash = rest[0]
+        self._in_flight = max(0, self._in_flight - count)
+        if self._lines:
+            self._schedule_flush()
+
+    def _stop_taking(self) -> None:
+        self._open = False
+        self._lines.clear()
+        stdin = self._process.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+
+    def _fail_waiting(self, error: Exception) -> None:
+        while self._waiting:
+            _settle(self._waiting.popleft(), error)
+
+    async def close(self) -> None:
+        """Send what is queued, let the writer commit it, and wait for the process to end."""
+        self._in_flight = 0
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+        self._stop_taking()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._reader), _STOP_TIMEOUT)
+        except TimeoutError:
+            logger.error("the audit writer did not finish in %.0f s: killing it", _STOP_TIMEOUT)
+        await _end(self._process)
+        self._reader.cancel()
+        self._fail_waiting(WriterGone("the audit writer was stopped"))
+
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _settle(waiter: asyncio.Future[None], error: Exception | None) -> None:
+    if waiter.done():  # the call was cancelled while it waited
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    if process.stdin is not None and not process.stdin.is_closing():
+        process.stdin.close()
+    try:
+        await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+# the writer's end ----------------------------------------------------------------------------
+def main() -> int:
+    """Run the writer on stdin/stdout until stdin closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="algora audit writer: %(message)s"
+    )
+    url = os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        logger.error("%s is not set: start the writer through the gateway", DATABASE_URL_ENV)
+        return 2
+    # Imported here: the gateway imports this module for WriterProcess alone.
+    from algora.audit_chain import append, append_sqlite, head, sqlite_driver
+    from algora.db.engine import create_registry_engine
+
+    engine = create_registry_engine(url)
+    out = sys.stdout.buffer
+    connection: Connection | None = None
+    try:
+        connection = engine.connect()
+        with connection.begin():
+            last_hash = head(connection)[1]
+    except Exception:
+        logger.exception("cannot read the audit chain")
+        return 1
+    _say(out, f"ready {last_hash}")
+    sqlite = engine.dialect.name == "sqlite"
+    pending = b""
+    while chunk := os.read(0, _READ_SIZE):
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        pending = data[cut:]
+        if not cut:
+            continue
+        count = data.count(b"\n", 0, cut)
+        try:
+            wires = json.loads(b"[" + data[: cut - 1].replace(b"\n", b",") + b"]")
+            if connection is None:
+                connection = engine.connect()
+            if sqlite:
+                last_hash = append_sqlite(sqlite_driver(connection), wires)[1]
+            else:
+                last_hash = append(connection, wires)[1]
+        except Exception:
+            logger.exception("could not commit %d audit row(s)", count)
+            if connection is not None:
+                connection.close()
+                connection = None
+            time.sleep(0.05)  # a database that is down: do not spin
+            _say(out, f"error {count}")
+        else:
+            _say(out, f"ok {count} {last_hash}")
+    if pending:
+        logger.error("stdin closed in the middle of a row: %d byte(s) dropped", len(pending))
+    engine.dispose()
+    return 0
+
+
+def _say(out: IO[bytes], line: str) -> None:
+    out.write(line.encode("ascii") + b"\n")
+    out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

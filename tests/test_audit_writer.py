@@ -1,0 +1,177 @@
+"""The audit writer process: its rows, its failures, its restarts, through the real gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from algora.audit import AuditEvent, AuditLog, verify
+from algora.audit_writer import WriterGone, WriterProcess
+from algora.db.engine import create_registry_engine, make_session_factory
+from algora.db.migrate import upgrade
+from algora.testing import RunningServer, write_model
+
+from .conftest import HELLO_MODEL
+
+FAIL_INSERTS = (
+    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"
+)
+
+
+def event(n: int) -> AuditEvent:
+    now = datetime.now(UTC)
+    return AuditEvent(
+        action="model.call",
+        received_at=now,
+        completed_at=now,
+        status=200,
+        decision="allow",
+        principal="alice",
+        resource=f"alice/m{n}",
+        request_id=f"req-{n}",
+    )
+
+
+def test_writer_and_direct_commits_extend_one_chain(tmp_path: Path) -> None:
+    engine = create_registry_engine(f"sqlite:///{tmp_path / 'registry.db'}")
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    log = AuditLog(sessions)
+    other = AuditLog(sessions)  # never started: it commits directly, a second appender
+
+    def from_a_thread() -> None:
+        for n in range(1000, 1040):
+            other.record_sync(event(n))
+
+    async def run() -> None:
+        await log.start()
+        thread = threading.Thread(target=from_a_thread)
+        thread.start()
+        await asyncio.gather(*(log.record(event(n)) for n in range(200)))
+        await asyncio.to_thread(thread.join)
+        await log.stop()
+
+    asyncio.run(run())
+    other.record_sync(event(2000))
+    report = verify(sessions)
+    assert report.ok, report.message
+    assert report.rows == 241 and report.last_id == 241
+    assert other.last_hash == report.last_hash
+    engine.dispose()
+
+
+def test_a_writer_that_cannot_read_the_chain_does_not_start(tmp_path: Path) -> None:
+    # A database with no audit table (never migrated): the writer says why and exits.
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    async def start() -> None:
+        await WriterProcess.start(url)
+
+    with pytest.raises(WriterGone, match="did not start"):
+        asyncio.run(start())
+
+
+def call(server: RunningServer, request_id: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/algo/admin/hello",
+        content=b'"world"',
+        headers={
+            "Authorization": f"Simple {server.key}",
+            "Content-Type": "application/json",
+            "X-Request-Id": request_id,
+        },
+        timeout=60,
+    )
+
+
+def audited_request_ids(data_dir: Path) -> set[str]:
+    with sqlite3.connect(data_dir / "registry.db") as db:
+        return {row[0] for row in db.execute("SELECT request_id FROM audit_events")}
+
+
+def writer_pids(server_pid: int) -> list[int]:
+    """The gateway's audit writer children, found through /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == server_pid and b"algora.audit_writer" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    data_dir = tmp_path_factory.mktemp("audit-writer") / "data"
+    with RunningServer(data_dir) as running:
+        root = tmp_path_factory.mktemp("audit-writer-models")
+        with running.client() as admin:
+            admin.publish(write_model(root / "hello", "hello", HELLO_MODEL))
+        yield running
+
+
+def test_a_call_whose_row_cannot_be_committed_is_not_answered(server: RunningServer) -> None:
+    data_dir = server.data_dir
+    with sqlite3.connect(data_dir / "registry.db") as db:
+        db.execute(FAIL_INSERTS)
+    try:
+        refused = call(server, "req-refused-" + uuid.uuid4().hex)
+    finally:
+        with sqlite3.connect(data_dir / "registry.db") as db:
+            db.execute("DROP TRIGGER refuse_audit")
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "unavailable"
+    assert "Hello" not in refused.text  # the model's answer is withheld
+    assert refused.headers["retry-after"]
+    answered = "req-after-" + uuid.uuid4().hex
+    assert call(server, answered).status_code == 200
+    assert answered in audited_request_ids(data_dir)
+    assert "could not commit" in server.log()
+
+
+def test_a_killed_writer_is_replaced_and_no_answer_goes_unrecorded(
+    server: RunningServer,
+) -> None:
+    assert server.process is not None
+    before = writer_pids(server.process.pid)
+    assert len(before) == 1, before
+    os.kill(before[0], signal.SIGKILL)
+    statuses: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        request_id = "req-kill-" + uuid.uuid4().hex
+        statuses[request_id] = call(server, request_id).status_code
+        if statuses[request_id] == 200:
+            break
+        time.sleep(0.2)
+    assert 200 in statuses.values(), statuses
+    assert set(statuses.values()) <= {200, 503}, statuses
+    after = writer_pids(server.process.pid)
+    assert len(after) == 1 and after != before
+    recorded = audited_request_ids(server.data_dir)
+    assert {r for r, status in statuses.items() if status == 200} <= recorded
+    chain = httpx.get(
+        f"{server.url}/api/v1/audit/verify",
+        headers={"Authorization": f"Simple {server.key}"},
+        timeout=60,
+    ).json()
+    assert chain["ok"], chain
+    assert "starting another" in server.log()
