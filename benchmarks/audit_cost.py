@@ -216,8 +216,19 @@ def run(args: argparse.Namespace, procs: EnvProcesses, tmp: Path) -> dict[str, A
     for index, concurrency in enumerate(args.concurrency):
         off = statistics.fmean(r[index]["rps"] for r in runs["off"])
         on = statistics.fmean(r[index]["rps"] for r in runs["on"])
+        # Each round's own ratio shows the run-to-run spread that the mean hides.
+        per_round = [
+            round(on_run[index]["rps"] / off_run[index]["rps"], 3)
+            for on_run, off_run in zip(runs["on"], runs["off"], strict=True)
+        ]
         summary.append(
-            {"concurrency": concurrency, "off_rps": off, "on_rps": on, "ratio": on / off}
+            {
+                "concurrency": concurrency,
+                "off_rps": off,
+                "on_rps": on,
+                "ratio": on / off,
+                "round_ratios": per_round,
+            }
         )
     return {"runs": runs, "chains": chains, "summary": summary}
 
@@ -241,11 +252,12 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, OSError, subprocess.SubprocessError, httpx.HTTPError) as error:
         print(f"failed: {error}", file=sys.stderr)
         return 1
-    print("\nconc  audit off req/s  audit on req/s  on/off")
+    print("\nconc  audit off req/s  audit on req/s  on/off  by round")
     for row in report["summary"]:
+        rounds = " ".join(f"{ratio:.3f}" for ratio in row["round_ratios"])
         print(
             f"{row['concurrency']:>4}  {row['off_rps']:15.1f}  {row['on_rps']:14.1f}  "
-            f"{row['ratio']:6.3f}"
+            f"{row['ratio']:6.3f}  {rounds}"
         )
     for chain in report["chains"]:
         state = "intact" if chain.get("ok") else f"BROKEN: {chain.get('message')}"
