@@ -95,6 +95,37 @@ class AuditEvent:
     bytes_out: int | None = None
 
 
+def wire_row(
+    *,
+    action: str,
+    received_us: int,
+    completed_us: int,
+    status: int,
+    decision: Decision,
+    auth_method: AuthMethod,
+    principal: str | None,
+    principal_id: int | None,
+    key_id: str | None,
+    peer: str | None,
+    forwarded_for: str | None,
+    resource: str | None,
+    version: str | None,
+    request_id: str | None,
+    parent_request_id: str | None,
+    error_code: str | None,
+    latency_ms: float,
+    bytes_in: int | None,
+    bytes_out: int | None,
+) -> list[Any]:
+    """A row's wire values (times in microseconds since the epoch) without an AuditEvent: the
+    audit middleware builds one per call."""
+    return [
+        received_us, completed_us, principal, principal_id, key_id, auth_method, peer,
+        forwarded_for, action, resource, version, request_id, parent_request_id, decision,
+        status, error_code, round(latency_ms, 3), bytes_in, bytes_out,
+    ]  # fmt: skip
+
+
 def to_wire(event: AuditEvent) -> list[Any]:
     """The event's row values after ``id``, in the chain's field order (times as microseconds
     since the epoch: the writer puts them in canonical form, off the gateway's loop)."""
@@ -188,9 +219,13 @@ class AuditLog:
     # recording ---------------------------------------------------------------------------
     async def record(self, event: AuditEvent) -> None:
         """Return once the event's row is committed; raise Unavailable if it cannot be."""
+        if self.enabled:
+            await self.record_wire(to_wire(event))
+
+    async def record_wire(self, wire: list[Any]) -> None:
+        """:meth:`record` for a row already in wire form (see :func:`wire_row`)."""
         if not self.enabled:
             return
-        wire = to_wire(event)
         if (
             self._loop is None
             or self._writer is None

@@ -34,6 +34,7 @@ from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.db.tables import AuditEventRow
 from algora.gateway.app import create_app
+from algora.gateway.auditing import _Headers
 from algora.registry.archive import pack_directory
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
@@ -275,6 +276,31 @@ def test_a_call_leaves_one_row_with_who_what_where_and_sizes(audited: InProcess)
     assert row["bytes_in"] == len(payload) and row["bytes_out"] == len(response.content)
     assert row["latency_ms"] > 0
     assert row["received_at"] <= row["completed_at"]
+
+
+def test_a_chunked_body_is_counted_as_it_arrives(audited: InProcess) -> None:
+    chunks = [b"first-part-", b"second-part-", b"third"]
+    request_id = "req-test-" + uuid.uuid4().hex
+    response = audited.http.post(
+        "/v1/algo/admin/hello/1.x",
+        content=iter(chunks),  # no Content-Length: sent chunked
+        headers={
+            "Authorization": f"Simple {audited.key}",
+            "Content-Type": "text/plain",
+            "X-Request-Id": request_id,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert one_row(audited, request_id)["bytes_in"] == sum(map(len, chunks))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(b"42", 42), (b"9" * 18, int("9" * 18)), (b"9" * 19, None), (b"-1", None), (b"4 2", None)],
+)
+def test_only_a_content_length_that_fits_the_row_is_taken(value: bytes, expected: object) -> None:
+    # A larger one would fail the whole batch's insert (bytes_in is a signed 64-bit column).
+    assert _Headers({"headers": [(b"content-length", value)]}).content_length == expected
 
 
 @pytest.mark.parametrize(("form", "method"), [("Bearer {}", "bearer"), ("{}", "bare")])

@@ -16,13 +16,12 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algora.audit import AuditEvent, AuditLog, Decision
+from algora.audit import AuditLog, Decision, wire_row
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body
@@ -124,6 +123,29 @@ def _classify(method: str, path: str) -> tuple[str | None, str | None, str | Non
     return None, None, None
 
 
+class _Headers:
+    """The few request headers an audit row needs, found in one pass (this runs per call)."""
+
+    __slots__ = ("authorization", "content_length", "forwarded_for", "request_id")
+
+    def __init__(self, scope: Scope) -> None:
+        self.authorization: str | None = None
+        self.forwarded_for: str | None = None
+        self.request_id: str | None = None
+        self.content_length: int | None = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                self.authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                # At most 18 digits: the row's bytes_in must fit a signed 64-bit column.
+                digits = value.isdigit() and len(value) <= 18
+                self.content_length = int(value) if digits else None
+            elif name == b"x-forwarded-for":
+                self.forwarded_for = value.decode("latin-1")
+            elif name == b"x-request-id":
+                self.request_id = value.decode("latin-1")
+
+
 def _clip(value: str | None, limit: int) -> str | None:
     return value[:limit] if value else None
 
@@ -137,7 +159,7 @@ class AuditMiddleware:
         if scope["type"] != "http" or not self.audit.enabled:
             await self.app(scope, receive, send)
             return
-        received_at = datetime.now(UTC)
+        received_us = time.time_ns() // 1000
         started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
@@ -145,7 +167,8 @@ class AuditMiddleware:
         trail = AuditTrail(action=action, resource=resource, version=version)
         scope[_SCOPE_KEY] = trail
         wanted = action is not None or (method not in _SAFE and path.startswith(_CHANGE_PREFIXES))
-        counts = {"in": 0, "out": 0}
+        headers = _Headers(scope)
+        counts = {"in": headers.content_length or 0, "out": 0}
         start: Message | None = None
         recorded = False
 
@@ -155,17 +178,21 @@ class AuditMiddleware:
                 counts["in"] += len(message.get("body", b""))
             return message
 
+        # With a Content-Length the server passes on exactly that many bytes: no need to count.
+        app_receive = receive if headers.content_length is not None else counting_receive
+
         async def commit(status: int, bytes_out: int | None) -> bool:
             """Record the row if this request wants one; False when it could not be written."""
             nonlocal recorded
             recorded = True
             if not (wanted or status in (401, 403)):
                 return True
-            event = self._event(
-                scope, trail, method, path, status, received_at, started, counts["in"], bytes_out
-            )
+            wire = self._wire(
+                scope, headers, trail, method, path, status, received_us, started, counts["in"],
+                bytes_out,
+            )  # fmt: skip
             try:
-                await self.audit.record(event)
+                await self.audit.record_wire(wire)
             except Unavailable:
                 return False
             return True
@@ -194,45 +221,40 @@ class AuditMiddleware:
                 await _send_unavailable(send)
 
         try:
-            await self.app(scope, counting_receive, holding_send)
+            await self.app(scope, app_receive, holding_send)
         except Exception:
             if not recorded:
                 trail.error_code = trail.error_code or "internal_error"
                 await commit(500, None)
             raise
 
-    def _event(
+    def _wire(
         self,
         scope: Scope,
+        headers: _Headers,
         trail: AuditTrail,
         method: str,
         path: str,
         status: int,
-        received_at: datetime,
+        received_us: int,
         started: float,
         bytes_in: int,
         bytes_out: int | None,
-    ) -> AuditEvent:
-        authorization = forwarded_for = request_id_header = None
-        for name, value in scope.get("headers", ()):  # one pass: this runs on every call
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
-            elif name == b"x-request-id":
-                request_id_header = value.decode("latin-1")
+    ) -> list[Any]:
         client = scope.get("client")
-        peer, forwarded = self.audit.origin(str(client[0]) if client else None, forwarded_for)
-        auth_method, _secret = parse_authorization_scheme(authorization)
+        peer, forwarded = self.audit.origin(
+            str(client[0]) if client else None, headers.forwarded_for
+        )
+        auth_method, _secret = parse_authorization_scheme(headers.authorization)
         caller = trail.caller
         decision: Decision = "deny" if status in (401, 403, 429) else "allow"
         if trail.action == "model.call" and status == 404:
             decision = "deny"  # unknown and hidden (another user's private) models look alike
-        request_id = trail.request_id or request_id_header or _new_request_id()
-        return AuditEvent(
+        request_id = trail.request_id or headers.request_id or _new_request_id()
+        return wire_row(
             action=trail.action or f"http.{method.lower()}",
-            received_at=received_at,
-            completed_at=datetime.now(UTC),
+            received_us=received_us,
+            completed_us=time.time_ns() // 1000,
             status=status,
             decision=decision,
             auth_method=auth_method,
