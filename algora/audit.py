@@ -38,7 +38,6 @@ from algora.audit_chain import (
     canonical_value,
     chain_hash,
     epoch_micros,
-    head,
     row_fields,
 )
 from algora.audit_writer import WriterGone, WriterProcess
@@ -70,7 +69,7 @@ Outcome = Literal["allow", "deny", "error"]
 _RESTART_INTERVAL = 1.0
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ is slower, per call
+@dataclass(frozen=True)
 class AuditEvent:
     """What happened, by whom, from where, and how it ended. Never a payload or a secret."""
 
@@ -129,14 +128,27 @@ def wire_row(
 def to_wire(event: AuditEvent) -> list[Any]:
     """The event's row values after ``id``, in the chain's field order (times as microseconds
     since the epoch: the writer puts them in canonical form, off the gateway's loop)."""
-    return [
-        epoch_micros(event.received_at), epoch_micros(event.completed_at),
-        event.principal, event.principal_id, event.key_id, event.auth_method,
-        event.peer, event.forwarded_for, event.action, event.resource,
-        event.version, event.request_id, event.parent_request_id, event.decision,
-        event.status, event.error_code, round(float(event.latency_ms), 3),
-        event.bytes_in, event.bytes_out,
-    ]  # fmt: skip
+    return wire_row(
+        action=event.action,
+        received_us=epoch_micros(event.received_at),
+        completed_us=epoch_micros(event.completed_at),
+        status=event.status,
+        decision=event.decision,
+        auth_method=event.auth_method,
+        principal=event.principal,
+        principal_id=event.principal_id,
+        key_id=event.key_id,
+        peer=event.peer,
+        forwarded_for=event.forwarded_for,
+        resource=event.resource,
+        version=event.version,
+        request_id=event.request_id,
+        parent_request_id=event.parent_request_id,
+        error_code=event.error_code,
+        latency_ms=float(event.latency_ms),
+        bytes_in=event.bytes_in,
+        bytes_out=event.bytes_out,
+    )
 
 
 class AuditLog:
@@ -281,11 +293,6 @@ class AuditLog:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
-
-    def read_head(self) -> tuple[int, str]:
-        """The chain's (last id, last hash), read from the database."""
-        with self._engine.connect() as connection, connection.begin():
-            return head(connection)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
