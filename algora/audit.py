@@ -159,10 +159,12 @@ class AuditLog:
         sessions: sessionmaker[Session],
         *,
         enabled: bool = True,
+        max_commit_lag: float = 5.0,
         trusted_proxies: Sequence[str] = (),
     ) -> None:
         self._sessions = sessions
         self.enabled = enabled
+        self._max_commit_lag = max_commit_lag
         self._trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
         self._engine: Engine = sessions.kw["bind"]
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -171,14 +173,6 @@ class AuditLog:
         self._writer_started = 0.0
         self._direct_lock = threading.Lock()
         self._connection: Connection | None = None
-        self._last_hash = GENESIS_HASH
-
-    @property
-    def last_hash(self) -> str:
-        """The chain's last hash as this gateway last wrote or read it."""
-        if self._writer is not None and self._writer.last_hash != self._last_hash:
-            self._last_hash = self._writer.last_hash
-        return self._last_hash
 
     # origin ------------------------------------------------------------------------------
     def origin(self, peer: str | None, forwarded: str | None) -> tuple[str | None, str | None]:
@@ -212,8 +206,7 @@ class AuditLog:
     async def _start_writer(self) -> None:
         self._writer_started = time.monotonic()
         url = self._engine.url.render_as_string(hide_password=False)
-        self._writer = await WriterProcess.start(url)
-        self._last_hash = self._writer.last_hash
+        self._writer = await WriterProcess.start(url, max_commit_lag=self._max_commit_lag)
 
     async def stop(self) -> None:
         """Commit what is queued and stop the writer (direct writes still work)."""
@@ -221,7 +214,6 @@ class AuditLog:
         self._loop = self._restart_lock = None
         if writer is not None:
             await writer.close()
-            self._last_hash = writer.last_hash
 
     async def aclose(self) -> None:
         await self.stop()
@@ -251,6 +243,18 @@ class AuditLog:
             await writer.submit(wire)
         except WriterGone as error:
             raise Unavailable("the audit log cannot be written") from error
+
+    async def sync(self) -> None:
+        """Return once every row recorded so far is in the database (the writer journals rows
+        first: see :mod:`algora.audit_writer`). Readers of the log call it before they read; a
+        sync that fails is logged and they read what the database has."""
+        writer = self._writer
+        if writer is None or not writer.running or asyncio.get_running_loop() is not self._loop:
+            return
+        try:
+            await writer.sync()
+        except WriterGone:
+            logger.warning("the audit writer could not commit its journaled rows before a read")
 
     async def _restarted_writer(self) -> WriterProcess:
         assert self._restart_lock is not None  # set with _loop by start()
@@ -283,7 +287,7 @@ class AuditLog:
             try:
                 if self._connection is None:
                     self._connection = self._engine.connect()
-                self._last_hash = append(self._connection, wires)[1]
+                append(self._connection, wires)
             except Exception as error:
                 logger.exception("could not commit %d audit event(s)", len(wires))
                 self._close_connection()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ __all__ = [
     "canonical_time",
     "canonical_value",
     "chain_hash",
+    "check_wire",
     "epoch_micros",
     "head",
     "row_fields",
@@ -73,6 +75,22 @@ _INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({{marks}})"
 _INSERT_SQLITE = _INSERT.format(marks=", ".join(["?"] * len(_COLUMNS)))
 _INSERT_PG = _INSERT.format(marks=", ".join(["%s"] * len(_COLUMNS)))
 _SELECT_HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
+_SET_MARK = (
+    "INSERT INTO audit_journal_marks (journal, committed_bytes) VALUES (?, ?) "
+    "ON CONFLICT (journal) DO UPDATE SET committed_bytes = excluded.committed_bytes"
+)
+# What the table takes at each of the wire's positions (FIELDS without id): "int" and "text"
+# required, "int?" and "text?" nullable, "number" a finite float or int.
+_KINDS = {
+    **dict.fromkeys(FIELDS[1:], "text?"),
+    **dict.fromkeys(("received_at", "completed_at", "status"), "int"),
+    **dict.fromkeys(("principal_id", "bytes_in", "bytes_out"), "int?"),
+    **dict.fromkeys(("auth_method", "action", "decision"), "text"),
+    "latency_ms": "number",
+}
+_WIRE_KINDS = tuple(zip(FIELDS[1:], (_KINDS[name] for name in FIELDS[1:]), strict=True))
+_INT64 = range(-(2**63), 2**63)
+_MAX_MICROS = 253402300799999999  # 9999-12-31T23:59:59.999999, datetime's last
 _encode_canonical = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True).encode
 
 
@@ -114,6 +132,29 @@ def _hash_values(prev_hash: str, values: Sequence[Any]) -> str:
     return hashlib.sha256((prev_hash + canonical).encode("ascii")).hexdigest()
 
 
+def check_wire(wire: Any) -> None:
+    """Raise ValueError unless ``wire`` is a row the database will take.
+
+    The writer acknowledges a row before committing it (see :mod:`algora.audit_journal`), so a
+    row that could never be committed must be refused before it is acknowledged.
+    """
+    if not isinstance(wire, list) or len(wire) != len(_WIRE_KINDS):
+        raise ValueError("not a row of the audit log")
+    for value, (name, kind) in zip(wire, _WIRE_KINDS, strict=True):
+        if value is None and kind.endswith("?"):
+            continue
+        if kind.startswith("int"):
+            good = type(value) is int and value in _INT64
+        elif kind.startswith("text"):
+            good = type(value) is str
+        else:
+            good = type(value) in (int, float) and math.isfinite(value)
+        if not good:
+            raise ValueError(f"{name}: {type(value).__name__} is not what the table takes")
+    if not (0 <= wire[0] <= _MAX_MICROS and 0 <= wire[1] <= _MAX_MICROS):
+        raise ValueError("a time is out of range")
+
+
 def append(connection: Connection, wires: Sequence[Wire]) -> tuple[int, str]:
     """Append the rows in one transaction; return the new (last id, last hash)."""
     if connection.dialect.name == "sqlite":
@@ -134,8 +175,14 @@ def sqlite_driver(connection: Connection) -> sqlite3.Connection:
     return driver
 
 
-def append_sqlite(driver: sqlite3.Connection, wires: Sequence[Wire]) -> tuple[int, str]:
-    """:func:`append` straight to the SQLite driver, skipping SQLAlchemy: the hot path."""
+def append_sqlite(
+    driver: sqlite3.Connection, wires: Sequence[Wire], *, mark: tuple[str, int] | None = None
+) -> tuple[int, str]:
+    """:func:`append` straight to the SQLite driver, skipping SQLAlchemy: the hot path.
+
+    ``mark``: (journal, bytes) to record, in the same transaction, how far into that journal
+    the rows reach (see :mod:`algora.audit_journal`).
+    """
     if driver.in_transaction:  # left open by a failure: start clean
         driver.rollback()
     try:
@@ -146,6 +193,8 @@ def append_sqlite(driver: sqlite3.Connection, wires: Sequence[Wire]) -> tuple[in
         last_id, prev = (found[0], found[1]) if found is not None else (0, GENESIS_HASH)
         rows, last_id, prev = _chain_rows(wires, last_id, prev, sqlite=True)
         driver.executemany(_INSERT_SQLITE, rows)
+        if mark is not None:
+            driver.execute(_SET_MARK, mark)
         driver.commit()
     except BaseException:
         if driver.in_transaction:

@@ -1,19 +1,24 @@
-"""The audit writer: a process beside the gateway that hashes and commits its audit rows.
+"""The audit writer: a process beside the gateway that makes its audit rows durable.
 
 The gateway's event loop only encodes each row and waits for its acknowledgement; the chain
-hashes and the database commits happen here, on another core. (A writer thread inside the
-gateway contended with the event loop for Python's GIL and cost it about a quarter of its
-throughput.)
+hashes, the journal and the database commits happen here, on another core. (A writer thread
+inside the gateway contended with the event loop for Python's GIL and cost it about a quarter
+of its throughput.)
 
 The protocol, one line at a time on the writer's stdin and stdout:
 
-- gateway to writer: a row, as its wire values (:data:`algora.audit_chain.Wire`) in a JSON array;
-- writer to gateway: ``ready HASH`` once it can write (``HASH``: the chain's last hash), then, in
-  order, ``ok N HASH`` when the next N rows are committed or ``error N`` when they could not be
-  (the reason goes to stderr, which the writer shares with the gateway).
+- gateway to writer: a row, as its wire values (:data:`algora.audit_chain.Wire`) in a JSON
+  array; or ``sync``: commit everything acknowledged so far to the database;
+- writer to gateway: ``ready`` once it can write, then, in order, ``ok N`` when the next N
+  lines are done (rows durable, or the sync committed) or ``error N`` when they are not (the
+  reason goes to stderr, which the writer shares with the gateway).
 
-Everything that arrives while a batch commits is the next batch, so under load many rows share
-one commit. The writer exits when its stdin closes, after committing and acknowledging all it
+On SQLite a row is durable once it is in the writer's journal (:mod:`algora.audit_journal`),
+and the journaled rows reach the database when the gateway pauses for a few milliseconds, at
+least every 50 ms under load, and at every ``sync`` (the audit API syncs before it reads). On
+PostgreSQL, whose commits outlive the gateway's machine, each batch is committed before it is
+acknowledged. Everything that arrives while the writer is busy is the next batch, so under load
+many rows share one write. The writer exits when its stdin closes, after committing all it
 read. It ignores SIGINT and SIGTERM: a Ctrl-C, or a signal to the gateway's process group, must
 not end it before the gateway has drained it; if the gateway dies, its stdin closes anyway.
 """
@@ -25,25 +30,45 @@ import collections
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
 from typing import IO, TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
+from algora.audit_chain import Wire, append, append_sqlite, check_wire, head, sqlite_driver
 
-__all__ = ["DATABASE_URL_ENV", "WriterGone", "WriterProcess", "main"]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+__all__ = [
+    "DATABASE_URL_ENV",
+    "MAX_COMMIT_LAG_ENV",
+    "SYNC",
+    "WriterGone",
+    "WriterProcess",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "ALGORA_AUDIT_WRITER_DATABASE_URL"
+MAX_COMMIT_LAG_ENV = "ALGORA_AUDIT_WRITER_MAX_COMMIT_LAG"
 # Below malloc's mmap threshold: a larger read buffer costs an mmap and a munmap per batch.
 _READ_SIZE = 1 << 16
 # Under load, rows go to the writer at most this often (at once when it has been idle longer):
 # fewer, larger commits cost the machine far less than one per call, for at most this much
 # more latency (benchmarks/audit_cost.py measured 0.5 ms and 2 ms as worse than 1 ms).
 _MIN_FLUSH_INTERVAL = 0.001
+# The writer commits journaled rows once the gateway has sent nothing for _COMMIT_QUIET, and
+# at least every _COMMIT_INTERVAL while rows keep coming: a few large commits instead of one
+# per millisecond. While commits fail it retries every _RETRY_INTERVAL, and refuses new rows
+# once the oldest uncommitted one is max_commit_lag old (the audit_max_commit_lag setting).
+_COMMIT_QUIET = 0.005
+_COMMIT_INTERVAL = 0.05
+_RETRY_INTERVAL = 0.25
+_JOURNAL_ROTATE_BYTES = 16 << 20
+SYNC = b"sync"
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
 
@@ -56,7 +81,7 @@ class WriterGone(Exception):
 class WriterProcess:
     """A running writer, driven from one event loop: :meth:`submit` rows, await their commit."""
 
-    def __init__(self, process: asyncio.subprocess.Process, last_hash: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
         self._loop = asyncio.get_running_loop()
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -65,13 +90,16 @@ class WriterProcess:
         self._in_flight = 0  # rows sent and not yet acknowledged
         self._last_flush = 0.0
         self._open = True
-        self.last_hash = last_hash
         self._reader = self._loop.create_task(self._read_acks(), name="algora-audit-acks")
 
     @classmethod
-    async def start(cls, database_url: str) -> WriterProcess:
+    async def start(cls, database_url: str, *, max_commit_lag: float = 5.0) -> WriterProcess:
         """Start a writer on the database; raise WriterGone if it cannot write."""
-        env = {**os.environ, DATABASE_URL_ENV: database_url}  # not argv: ps shows argv
+        env = {
+            **os.environ,
+            DATABASE_URL_ENV: database_url,  # not argv: ps shows argv
+            MAX_COMMIT_LAG_ENV: repr(float(max_commit_lag)),
+        }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -85,23 +113,29 @@ class WriterProcess:
             line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT)
         except TimeoutError:
             line = b""
-        word, _, last_hash = line.decode("ascii", "replace").strip().partition(" ")
-        if word != "ready" or len(last_hash) != 64:
+        if line.strip() != b"ready":
             await _end(process)
             raise WriterGone("the audit writer did not start (its reason is in the server log)")
-        return cls(process, last_hash)
+        return cls(process)
 
     @property
     def running(self) -> bool:
         return self._open
 
     def submit(self, wire: list[object]) -> asyncio.Future[None]:
-        """Queue a row; the future resolves once it is committed (WriterGone if it is not)."""
+        """Queue a row; the future resolves once it is durable (WriterGone if it is not)."""
+        return self._queue(_encode(wire))
+
+    def sync(self) -> asyncio.Future[None]:
+        """Resolves once every row acknowledged before it is in the database."""
+        return self._queue(SYNC.decode("ascii"))
+
+    def _queue(self, line: str) -> asyncio.Future[None]:
         if not self._open:
             raise WriterGone("the audit writer has stopped")
         waiter: asyncio.Future[None] = self._loop.create_future()
         self._waiting.append(waiter)
-        self._lines.append(_encode(wire))
+        self._lines.append(line)
         self._schedule_flush()
         return waiter
 
@@ -148,15 +182,13 @@ class WriterProcess:
             self._fail_waiting(WriterGone("the audit writer stopped before committing the row"))
 
     def _acknowledge(self, line: bytes) -> None:
-        word, count_text, *rest = line.decode("ascii").split()
+        word, count_text = line.decode("ascii").split()
         count = int(count_text)
         if word not in ("ok", "error") or not 0 < count <= len(self._waiting):
             raise ValueError(f"unexpected line {line[:80]!r}")
         error = None if word == "ok" else WriterGone("the audit writer could not commit the row")
         for _ in range(count):
             _settle(self._waiting.popleft(), error)
-        if word == "ok":
-            self.last_hash = rest[0]
         self._in_flight = max(0, self._in_flight - count)
         if self._lines:
             self._schedule_flush()
@@ -223,50 +255,219 @@ def main() -> int:
         logger.error("%s is not set: start the writer through the gateway", DATABASE_URL_ENV)
         return 2
     # Imported here: the gateway imports this module for WriterProcess alone.
-    from algora.audit_chain import append, append_sqlite, head, sqlite_driver
     from algora.db.engine import create_registry_engine
 
+    try:
+        max_commit_lag = float(os.environ.get(MAX_COMMIT_LAG_ENV, "5"))
+    except ValueError:
+        logger.error("%s is not a number of seconds", MAX_COMMIT_LAG_ENV)
+        return 2
     engine = create_registry_engine(url)
     out = sys.stdout.buffer
-    connection: Connection | None = None
     try:
-        connection = engine.connect()
-        with connection.begin():
-            last_hash = head(connection)[1]
+        writer = _Writer(engine, out, max_commit_lag=max_commit_lag)
     except Exception:
-        logger.exception("cannot read the audit chain")
+        logger.exception("cannot write the audit chain")
+        engine.dispose()
         return 1
-    _say(out, f"ready {last_hash}")
-    sqlite = engine.dialect.name == "sqlite"
+    _say(out, "ready")
     pending = b""
-    while chunk := os.read(0, _READ_SIZE):
+    while True:
+        wait = writer.commit_due()
+        if wait is not None and wait <= 0:
+            writer.commit()
+            continue
+        if not select.select([0], [], [], wait)[0]:
+            continue  # a commit is due
+        chunk = os.read(0, _READ_SIZE)
+        if not chunk:
+            break
         data = pending + chunk
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
-        if not cut:
-            continue
-        count = data.count(b"\n", 0, cut)
-        try:
-            wires = json.loads(b"[" + data[: cut - 1].replace(b"\n", b",") + b"]")
-            if connection is None:
-                connection = engine.connect()
-            if sqlite:
-                last_hash = append_sqlite(sqlite_driver(connection), wires)[1]
-            else:
-                last_hash = append(connection, wires)[1]
-        except Exception:
-            logger.exception("could not commit %d audit row(s)", count)
-            if connection is not None:
-                connection.close()
-                connection = None
-            time.sleep(0.05)  # a database that is down: do not spin
-            _say(out, f"error {count}")
-        else:
-            _say(out, f"ok {count} {last_hash}")
+        if cut:
+            writer.take(data[:cut].splitlines())
     if pending:
         logger.error("stdin closed in the middle of a row: %d byte(s) dropped", len(pending))
+    writer.finish()
     engine.dispose()
     return 0
+
+
+class _Writer:
+    """Takes the gateway's lines, journals or commits their rows, and answers each in order."""
+
+    def __init__(self, engine: Engine, out: IO[bytes], *, max_commit_lag: float = 5.0) -> None:
+        from algora.audit_journal import Journal, journal_directory, recover
+
+        self._engine = engine
+        self._max_commit_lag = max_commit_lag
+        self._out = out
+        self._answers: list[bytes] = []
+        self._connection: Connection | None = engine.connect()
+        self._directory = journal_directory(engine.url)
+        self._journal: Journal | None = None
+        self._pending: list[Wire] = []  # journaled, not yet committed
+        self._oldest = 0.0  # when the first pending row was journaled
+        self._last_input = 0.0
+        self._retry_at = 0.0
+        self._failing = False
+        self._refusing = False
+        if self._directory is None:  # PostgreSQL: every batch is committed before its answer
+            with self._connection.begin():
+                head(self._connection)  # fails here, not on the first call, if it cannot
+            return
+        recover(self._directory, sqlite_driver(self._connection))
+        with self._connection.begin():
+            head(self._connection)
+        self._journal = Journal(self._directory)
+
+    # reading -------------------------------------------------------------------------------
+    def take(self, lines: list[bytes]) -> None:
+        """Act on complete lines: runs of rows are journaled (or committed) together."""
+        self._last_input = time.monotonic()
+        run: list[bytes] = []
+        wires: list[Wire] = []
+        for line in lines:
+            if line == SYNC:
+                self._rows(run, wires)
+                run, wires = [], []
+                self._flush_answers()
+                self._answer(b"ok 1" if self.commit() else b"error 1")
+                continue
+            try:
+                wire = json.loads(line)
+                check_wire(wire)
+            except ValueError as error:  # not from our gateway, or a bug: refuse that row alone
+                logger.error("refusing an audit row the database would not take: %s", error)
+                self._rows(run, wires)
+                run, wires = [], []
+                self._answer(b"error 1")
+                continue
+            run.append(line)
+            wires.append(wire)
+        self._rows(run, wires)
+        self._flush_answers()
+
+    def _rows(self, lines: list[bytes], wires: list[Wire]) -> None:
+        if not wires:
+            return
+        count = len(wires)
+        if self._journal is None:
+            self._pending = wires
+            self._answer(f"ok {count}" if self.commit() else f"error {count}")
+            return
+        now = time.monotonic()
+        if self._pending and now - self._oldest > self._max_commit_lag:
+            # The database has taken nothing for a while: stop taking rows rather than let the
+            # journal run far ahead of it. Calls are refused until commits succeed again.
+            if not self._refusing:
+                logger.error(
+                    "refusing audit rows: the database has taken none for %.1f s",
+                    now - self._oldest,
+                )
+            self._refusing = True
+            self._answer(f"error {count}")
+            return
+        try:
+            self._journal.append(b"\n".join(lines) + b"\n")
+        except OSError:
+            logger.exception("could not journal %d audit row(s)", count)
+            self._answer(f"error {count}")
+            return
+        if not self._pending:
+            self._oldest = now
+        self._pending.extend(wires)
+        self._answer(f"ok {count}")
+
+    # committing ----------------------------------------------------------------------------
+    def commit_due(self) -> float | None:
+        """Seconds until the journaled rows should be committed; None when there are none."""
+        if not self._pending:
+            return None
+        due = min(self._oldest + _COMMIT_INTERVAL, self._last_input + _COMMIT_QUIET)
+        return max(due, self._retry_at) - time.monotonic()
+
+    def commit(self) -> bool:
+        """Commit the pending rows; False if they could not be (they stay pending)."""
+        if not self._pending:
+            return True
+        self._flush_answers()  # answer what is journaled before a commit that may take a while
+        count = len(self._pending)
+        try:
+            if self._connection is None:
+                self._connection = self._engine.connect()
+            if self._journal is None:
+                append(self._connection, self._pending)
+            else:
+                mark = (self._journal.name, self._journal.size)
+                append_sqlite(sqlite_driver(self._connection), self._pending, mark=mark)
+        except Exception:
+            if not self._failing:
+                logger.exception("could not commit %d audit row(s)", count)
+            self._failing = True
+            self._retry_at = time.monotonic() + _RETRY_INTERVAL
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+            if self._journal is None:
+                self._pending = []
+                time.sleep(0.05)  # a database that is down: do not spin
+            return False
+        if self._failing:
+            logger.warning("committing audit rows again (%d were waiting)", count)
+        self._failing = self._refusing = False
+        self._pending = []
+        if self._journal is not None and self._journal.size >= _JOURNAL_ROTATE_BYTES:
+            self._rotate()
+        return True
+
+    def _rotate(self) -> None:
+        """Start a new journal and remove the old one, all of whose rows are committed."""
+        from algora.audit_journal import Journal
+
+        assert self._journal is not None and self._directory is not None
+        old, self._journal = self._journal, Journal(self._directory)
+        old.close(remove=True)
+        self._forget(old.name)
+
+    def _forget(self, journal: str) -> None:
+        try:
+            assert self._connection is not None
+            with sqlite_driver(self._connection) as driver:
+                driver.execute("DELETE FROM audit_journal_marks WHERE journal = ?", (journal,))
+        except Exception as error:  # a stale mark of a removed journal does no harm
+            logger.warning("could not remove the mark of journal %s: %s", journal, error)
+
+    def finish(self) -> None:
+        """Commit what is journaled and release the journal (kept if the commit failed)."""
+        self._flush_answers()
+        committed = self.commit()
+        if not committed:  # once more, in case the database was only busy
+            time.sleep(_RETRY_INTERVAL)
+            committed = self.commit()
+        if self._journal is not None:
+            self._journal.close(remove=committed)
+            if committed:
+                self._forget(self._journal.name)
+            else:
+                logger.error(
+                    "%d audit row(s) stay in journal %s: the next writer commits them",
+                    len(self._pending),
+                    self._journal.path,
+                )
+        if self._connection is not None:
+            self._connection.close()
+
+    # answering -----------------------------------------------------------------------------
+    def _answer(self, line: str | bytes) -> None:
+        self._answers.append(line.encode("ascii") if isinstance(line, str) else line)
+
+    def _flush_answers(self) -> None:
+        if self._answers:
+            self._out.write(b"\n".join(self._answers) + b"\n")
+            self._out.flush()
+            self._answers.clear()
 
 
 def _say(out: IO[bytes], line: str) -> None:

@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     """Write the audit log. For measuring its cost only: a governed platform keeps it on."""
 
+    audit_max_commit_lag: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds (SQLite only) that audit rows may wait in the audit writer's journal for the
+    database: while older rows cannot be committed (a database that is locked, full or
+    failing), calls are refused with 503 instead of piling up more rows in the journal."""
+
     secrets_key: SecretStr | None = None
     """The key that encrypts model secrets at rest: the URL-safe base64 of 32 random bytes
     (``python -c "import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())"``).

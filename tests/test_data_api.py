@@ -136,6 +136,8 @@ def test_writes_are_audited_with_data_actions(data: Data) -> None:
     assert data.req("dora", "PATCH", ".my/audited", json=acl).status_code == 200
     assert data.req("dora", "DELETE", ".my/audited/x").status_code == 200
     platform = data.http.app.state.platform  # type: ignore[attr-defined]
+    assert data.http.portal is not None  # inside the client's `with`
+    data.http.portal.call(platform.audit.sync)  # the rows journaled so far, into the database
     with platform.sessions() as session:
         rows = session.scalars(
             select(AuditEventRow).where(AuditEventRow.resource.like("data://dora/audited%"))

@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -21,6 +21,9 @@ from algora.cli.common import (
     errors_to_exit,
 )
 from algora.sdk.client import raise_for_error
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["audit_app"]
 
@@ -176,6 +179,22 @@ def audit_verify(
     raise typer.Exit(1)
 
 
+def _recover_journals(engine: Engine) -> None:
+    """Commit the rows a gateway that crashed left in its audit journal, as its next start would."""
+    from algora.audit_chain import sqlite_driver
+    from algora.audit_journal import journal_directory, recover
+
+    directory = journal_directory(engine.url)
+    if directory is None:
+        return
+    with engine.connect() as connection:
+        recovered = recover(directory, sqlite_driver(connection))
+    if recovered:
+        err_console.print(
+            f"committed {recovered} audit row(s) left in the journal of a gateway that stopped"
+        )
+
+
 def _verify_locally(data_dir: Path, anchor: str | None) -> dict[str, Any]:
     from algora.audit import parse_anchor, report_dict, verify
     from algora.db.engine import create_registry_engine, make_session_factory
@@ -189,6 +208,7 @@ def _verify_locally(data_dir: Path, anchor: str | None) -> dict[str, Any]:
     engine = create_registry_engine(url)
     try:
         seen = parse_anchor(anchor) if anchor is not None else None
+        _recover_journals(engine)
         return report_dict(verify(make_session_factory(engine), seen))
     finally:
         engine.dispose()

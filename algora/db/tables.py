@@ -262,6 +262,19 @@ class AuditEventRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class AuditJournalMark(Base):
+    """How far into an audit journal the committed rows reach (see ``algora.audit_journal``).
+
+    Updated in the transaction that commits the rows, so a journal left by a writer that died
+    is replayed from exactly where its commits stopped.
+    """
+
+    __tablename__ = "audit_journal_marks"
+
+    journal: Mapped[str] = mapped_column(String(64), primary_key=True)
+    committed_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
 class Alias(Base):
     """A mutable name (``production``) of a model that points at one of its ready versions.
 

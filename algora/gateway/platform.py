@@ -49,6 +49,7 @@ class Platform:
         self.audit = AuditLog(
             self.sessions,
             enabled=settings.audit_enabled,
+            max_commit_lag=settings.audit_max_commit_lag,
             trusted_proxies=settings.trusted_proxies,
         )
         self.store = LocalBlobStore(data / "blobs")

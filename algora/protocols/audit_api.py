@@ -50,7 +50,9 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[int | None, Query(ge=1, description="The last page's X-Next-Cursor.")] = None,
 ) -> JSONResponse:
-    sessions = platform_of(request).sessions
+    platform = platform_of(request)
+    sessions = platform.sessions
+    await platform.audit.sync()
     statement = query(
         principal=principal,
         model=model,
@@ -87,7 +89,9 @@ async def export_events(
         "until": _utc(until),
         "outcome": outcome,
     }
-    lines = _export_lines(platform_of(request).sessions, filters)
+    platform = platform_of(request)
+    await platform.audit.sync()
+    lines = _export_lines(platform.sessions, filters)
     return StreamingResponse(lines, media_type="application/x-ndjson")
 
 
@@ -108,7 +112,9 @@ async def verify_chain(
         seen = parse_anchor(anchor) if anchor is not None else None
     except ValueError as error:
         raise BadRequest(str(error)) from None
-    report = await asyncio.to_thread(verify, platform_of(request).sessions, seen)
+    platform = platform_of(request)
+    await platform.audit.sync()
+    report = await asyncio.to_thread(verify, platform.sessions, seen)
     return report_dict(report)
 
 
