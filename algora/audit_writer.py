@@ -14,13 +14,15 @@ The protocol, one line at a time on the writer's stdin and stdout:
   reason goes to stderr, which the writer shares with the gateway).
 
 On SQLite a row is durable once it is in the writer's journal (:mod:`algora.audit_journal`),
-and the journaled rows reach the database when the gateway pauses for a few milliseconds, at
-least every 50 ms under load, and at every ``sync`` (the audit API syncs before it reads). On
-PostgreSQL, whose commits outlive the gateway's machine, each batch is committed before it is
-acknowledged. Everything that arrives while the writer is busy is the next batch, so under load
-many rows share one write. The writer exits when its stdin closes, after committing all it
-read. It ignores SIGINT and SIGTERM: a Ctrl-C, or a signal to the gateway's process group, must
-not end it before the gateway has drained it; if the gateway dies, its stdin closes anyway.
+and a thread of the writer commits the journaled rows to the database when the gateway pauses
+for a few milliseconds, at least every 50 ms under load, and at every ``sync`` (the audit API
+syncs before it reads); see :mod:`algora.audit_sinks`. On PostgreSQL, whose commits outlive
+the gateway's machine, each batch is committed before it is acknowledged. Everything that
+arrives while the writer is busy is the next batch, so under load many rows share one write.
+
+The writer exits when its stdin closes, after committing all it read. It ignores SIGINT and
+SIGTERM: a Ctrl-C, or a signal to the gateway's process group, must not end it before the
+gateway has drained it; if the gateway dies, its stdin closes anyway.
 """
 
 from __future__ import annotations
@@ -30,16 +32,14 @@ import collections
 import json
 import logging
 import os
-import select
 import signal
 import sys
-import time
 from typing import IO, TYPE_CHECKING
 
-from algora.audit_chain import Wire, append, append_sqlite, check_wire, head, sqlite_driver
+from algora.audit_chain import Wire, check_wire
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Engine
+    from sqlalchemy import Engine
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -60,14 +60,6 @@ _READ_SIZE = 1 << 16
 # fewer, larger commits cost the machine far less than one per call, for at most this much
 # more latency (benchmarks/audit_cost.py measured 0.5 ms and 2 ms as worse than 1 ms).
 _MIN_FLUSH_INTERVAL = 0.001
-# The writer commits journaled rows once the gateway has sent nothing for _COMMIT_QUIET, and
-# at least every _COMMIT_INTERVAL while rows keep coming: a few large commits instead of one
-# per millisecond. While commits fail it retries every _RETRY_INTERVAL, and refuses new rows
-# once the oldest uncommitted one is max_commit_lag old (the audit_max_commit_lag setting).
-_COMMIT_QUIET = 0.005
-_COMMIT_INTERVAL = 0.05
-_RETRY_INTERVAL = 0.25
-_JOURNAL_ROTATE_BYTES = 16 << 20
 SYNC = b"sync"
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
@@ -270,18 +262,12 @@ def main() -> int:
         logger.exception("cannot write the audit chain")
         engine.dispose()
         return 1
+    # The committer thread holds the GIL while it hashes a group of rows: hand it back soon
+    # when a batch arrives to be answered.
+    sys.setswitchinterval(0.001)
     _say(out, "ready")
     pending = b""
-    while True:
-        wait = writer.commit_due()
-        if wait is not None and wait <= 0:
-            writer.commit()
-            continue
-        if not select.select([0], [], [], wait)[0]:
-            continue  # a commit is due
-        chunk = os.read(0, _READ_SIZE)
-        if not chunk:
-            break
+    while chunk := os.read(0, _READ_SIZE):
         data = pending + chunk
         cut = data.rfind(b"\n") + 1
         pending = data[cut:]
@@ -295,45 +281,31 @@ def main() -> int:
 
 
 class _Writer:
-    """Takes the gateway's lines, journals or commits their rows, and answers each in order."""
+    """Takes the gateway's lines, has a sink make their rows durable, and answers in order."""
 
     def __init__(self, engine: Engine, out: IO[bytes], *, max_commit_lag: float = 5.0) -> None:
-        from algora.audit_journal import Journal, journal_directory, recover
+        from algora.audit_journal import journal_directory
+        from algora.audit_sinks import DirectSink, JournalSink
 
-        self._engine = engine
-        self._max_commit_lag = max_commit_lag
         self._out = out
         self._answers: list[bytes] = []
-        self._connection: Connection | None = engine.connect()
-        self._directory = journal_directory(engine.url)
-        self._journal: Journal | None = None
-        self._pending: list[Wire] = []  # journaled, not yet committed
-        self._oldest = 0.0  # when the first pending row was journaled
-        self._last_input = 0.0
-        self._retry_at = 0.0
-        self._failing = False
-        self._refusing = False
-        if self._directory is None:  # PostgreSQL: every batch is committed before its answer
-            with self._connection.begin():
-                head(self._connection)  # fails here, not on the first call, if it cannot
-            return
-        recover(self._directory, sqlite_driver(self._connection))
-        with self._connection.begin():
-            head(self._connection)
-        self._journal = Journal(self._directory)
+        directory = journal_directory(engine.url)
+        self._sink: DirectSink | JournalSink = (
+            DirectSink(engine)  # PostgreSQL: commits outlive this machine; a journal would not
+            if directory is None
+            else JournalSink(engine, directory, max_commit_lag=max_commit_lag)
+        )
 
-    # reading -------------------------------------------------------------------------------
     def take(self, lines: list[bytes]) -> None:
-        """Act on complete lines: runs of rows are journaled (or committed) together."""
-        self._last_input = time.monotonic()
+        """Act on complete lines: runs of rows go to the sink together."""
         run: list[bytes] = []
         wires: list[Wire] = []
         for line in lines:
             if line == SYNC:
                 self._rows(run, wires)
                 run, wires = [], []
-                self._flush_answers()
-                self._answer(b"ok 1" if self.commit() else b"error 1")
+                self._flush_answers()  # answer what is durable before waiting on a commit
+                self._answer(b"ok 1" if self._sink.sync() else b"error 1")
                 continue
             try:
                 wire = json.loads(line)
@@ -350,118 +322,17 @@ class _Writer:
         self._flush_answers()
 
     def _rows(self, lines: list[bytes], wires: list[Wire]) -> None:
-        if not wires:
-            return
-        count = len(wires)
-        if self._journal is None:
-            self._pending = wires
-            self._answer(f"ok {count}" if self.commit() else f"error {count}")
-            return
-        now = time.monotonic()
-        if self._pending and now - self._oldest > self._max_commit_lag:
-            # The database has taken nothing for a while: stop taking rows rather than let the
-            # journal run far ahead of it. Calls are refused until commits succeed again.
-            if not self._refusing:
-                logger.error(
-                    "refusing audit rows: the database has taken none for %.1f s",
-                    now - self._oldest,
-                )
-            self._refusing = True
-            self._answer(f"error {count}")
-            return
-        try:
-            self._journal.append(b"\n".join(lines) + b"\n")
-        except OSError:
-            logger.exception("could not journal %d audit row(s)", count)
-            self._answer(f"error {count}")
-            return
-        if not self._pending:
-            self._oldest = now
-        self._pending.extend(wires)
-        self._answer(f"ok {count}")
-
-    # committing ----------------------------------------------------------------------------
-    def commit_due(self) -> float | None:
-        """Seconds until the journaled rows should be committed; None when there are none."""
-        if not self._pending:
-            return None
-        due = min(self._oldest + _COMMIT_INTERVAL, self._last_input + _COMMIT_QUIET)
-        return max(due, self._retry_at) - time.monotonic()
-
-    def commit(self) -> bool:
-        """Commit the pending rows; False if they could not be (they stay pending)."""
-        if not self._pending:
-            return True
-        self._flush_answers()  # answer what is journaled before a commit that may take a while
-        count = len(self._pending)
-        try:
-            if self._connection is None:
-                self._connection = self._engine.connect()
-            if self._journal is None:
-                append(self._connection, self._pending)
-            else:
-                mark = (self._journal.name, self._journal.size)
-                append_sqlite(sqlite_driver(self._connection), self._pending, mark=mark)
-        except Exception:
-            if not self._failing:
-                logger.exception("could not commit %d audit row(s)", count)
-            self._failing = True
-            self._retry_at = time.monotonic() + _RETRY_INTERVAL
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-            if self._journal is None:
-                self._pending = []
-                time.sleep(0.05)  # a database that is down: do not spin
-            return False
-        if self._failing:
-            logger.warning("committing audit rows again (%d were waiting)", count)
-        self._failing = self._refusing = False
-        self._pending = []
-        if self._journal is not None and self._journal.size >= _JOURNAL_ROTATE_BYTES:
-            self._rotate()
-        return True
-
-    def _rotate(self) -> None:
-        """Start a new journal and remove the old one, all of whose rows are committed."""
-        from algora.audit_journal import Journal
-
-        assert self._journal is not None and self._directory is not None
-        old, self._journal = self._journal, Journal(self._directory)
-        old.close(remove=True)
-        self._forget(old.name)
-
-    def _forget(self, journal: str) -> None:
-        try:
-            assert self._connection is not None
-            with sqlite_driver(self._connection) as driver:
-                driver.execute("DELETE FROM audit_journal_marks WHERE journal = ?", (journal,))
-        except Exception as error:  # a stale mark of a removed journal does no harm
-            logger.warning("could not remove the mark of journal %s: %s", journal, error)
+        if wires:
+            word = "ok" if self._sink.put(lines, wires) else "error"
+            self._answer(f"{word} {len(wires)}".encode("ascii"))
 
     def finish(self) -> None:
-        """Commit what is journaled and release the journal (kept if the commit failed)."""
+        """Answer what is done, then commit what is journaled and release the sink."""
         self._flush_answers()
-        committed = self.commit()
-        if not committed:  # once more, in case the database was only busy
-            time.sleep(_RETRY_INTERVAL)
-            committed = self.commit()
-        if self._journal is not None:
-            self._journal.close(remove=committed)
-            if committed:
-                self._forget(self._journal.name)
-            else:
-                logger.error(
-                    "%d audit row(s) stay in journal %s: the next writer commits them",
-                    len(self._pending),
-                    self._journal.path,
-                )
-        if self._connection is not None:
-            self._connection.close()
+        self._sink.close()
 
-    # answering -----------------------------------------------------------------------------
-    def _answer(self, line: str | bytes) -> None:
-        self._answers.append(line.encode("ascii") if isinstance(line, str) else line)
+    def _answer(self, line: bytes) -> None:
+        self._answers.append(line)
 
     def _flush_answers(self) -> None:
         if self._answers:

@@ -9,18 +9,19 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from sqlalchemy import Engine
 
-from algora import audit_writer
+from algora import audit_sinks, audit_writer
 from algora.audit import AuditEvent, to_wire, verify
 from algora.audit_chain import check_wire
 from algora.audit_journal import Journal, journal_directory, recover
-from algora.audit_writer import _Writer
+from algora.audit_writer import DATABASE_URL_ENV, _Writer
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 
@@ -61,29 +62,61 @@ def journals(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "registry.db-audit-journal").glob("*.journal"))
 
 
-def crash(writer: _Writer) -> None:
-    """What a SIGKILL leaves: the journal on disk, its lock released, nothing committed."""
-    assert writer._journal is not None
-    os.close(writer._journal._fd)
+def refuse_inserts(tmp_path: Path, refuse: bool = True) -> None:
+    with sqlite3.connect(tmp_path / "registry.db") as db:
+        db.execute(REFUSE_INSERTS if refuse else "DROP TRIGGER refuse_audit")
 
 
-def test_rows_are_answered_once_journaled_and_committed_later(
+def eventually(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline, "not within 10 s"
+        time.sleep(0.01)
+
+
+class WriterProcess:
+    """``python -m algora.audit_writer`` driven by hand, so that it can be SIGKILLed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        env = {**os.environ, DATABASE_URL_ENV: f"sqlite:///{tmp_path / 'registry.db'}"}
+        command = [sys.executable, "-m", "algora.audit_writer"]
+        self.process = subprocess.Popen(command, stdin=PIPE, stdout=PIPE, env=env)
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.stdin, self.stdout = self.process.stdin, self.process.stdout
+        assert self.stdout.readline() == b"ready\n"
+
+    def send(self, *lines: bytes) -> list[bytes]:
+        """Send lines; their answers, one per line."""
+        self.stdin.write(b"".join(line + b"\n" for line in lines))
+        self.stdin.flush()
+        answers: list[bytes] = []
+        while len(answers) < len(lines):
+            word, count = self.stdout.readline().split()
+            answers += [word] * int(count)
+        return answers
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+        self.stdin.close()
+        self.stdout.close()
+
+
+def test_rows_are_answered_once_journaled_and_committed_soon_after(
     engine: Engine, tmp_path: Path
 ) -> None:
     out = io.BytesIO()
     writer = _Writer(engine, out)
     writer.take([line(1), line(2), line(3)])
     assert out.getvalue() == b"ok 3\n"
-    assert request_ids(tmp_path) == []  # durable in the journal, not yet in the database
     (journal,) = journals(tmp_path)
-    assert journal.read_bytes().count(b"\n") == 3
+    assert journal.read_bytes().count(b"\n") == 3  # durable before the answer
     assert oct(journal.stat().st_mode & 0o777) == "0o600"
     assert oct(journal.parent.stat().st_mode & 0o777) == "0o700"
-    delay = writer.commit_due()
-    assert delay is not None and delay <= 0.005
+    eventually(lambda: len(request_ids(tmp_path)) == 3)  # committed once the input pauses
     writer.take([line(4), audit_writer.SYNC, line(5)])  # a sync commits what came before it
     assert out.getvalue() == b"ok 3\nok 1\nok 1\nok 1\n"
-    assert request_ids(tmp_path) == ["req-1", "req-2", "req-3", "req-4"]
+    assert request_ids(tmp_path)[:4] == ["req-1", "req-2", "req-3", "req-4"]
     writer.finish()
     assert request_ids(tmp_path)[-1] == "req-5"
     assert journals(tmp_path) == []  # everything committed: the journal is gone
@@ -92,20 +125,22 @@ def test_rows_are_answered_once_journaled_and_committed_later(
     assert verify(make_session_factory(engine)).ok
 
 
-def test_a_crashed_writers_rows_are_committed_once_by_the_next(
+def test_a_killed_writers_rows_are_committed_once_by_the_next(
     engine: Engine, tmp_path: Path
 ) -> None:
-    first = _Writer(engine, io.BytesIO())
-    first.take([line(1), line(2)])
-    first.commit()
-    first.take([line(3), line(4)])
-    crash(first)
-    # A torn last line (a crash in the middle of a write) was never answered: it is skipped.
-    with (journals(tmp_path)[0]).open("ab") as journal:
+    first = WriterProcess(tmp_path)
+    assert first.send(line(1), line(2), audit_writer.SYNC) == [b"ok"] * 3
+    refuse_inserts(tmp_path)  # from here on the first writer can only journal
+    assert first.send(line(3), line(4)) == [b"ok", b"ok"]
+    first.kill()
+    refuse_inserts(tmp_path, False)
+    # A torn last line (a kill in the middle of a write) was never answered: it is skipped.
+    with journals(tmp_path)[0].open("ab") as journal:
         journal.write(line(5)[:40])
+    assert request_ids(tmp_path) == ["req-1", "req-2"]
     second = _Writer(engine, io.BytesIO())
-    assert request_ids(tmp_path) == ["req-1", "req-2", "req-3", "req-4"]  # no duplicates
-    assert len(journals(tmp_path)) == 1  # the crashed one is gone; the second writer's stays
+    assert request_ids(tmp_path) == ["req-1", "req-2", "req-3", "req-4"]  # once each
+    assert len(journals(tmp_path)) == 1  # the killed writer's is gone; the second's stays
     second.take([line(6)])
     second.finish()
     assert request_ids(tmp_path)[-1] == "req-6"
@@ -114,38 +149,53 @@ def test_a_crashed_writers_rows_are_committed_once_by_the_next(
 
 
 def test_a_running_writers_journal_is_left_alone(engine: Engine, tmp_path: Path) -> None:
-    running = _Writer(engine, io.BytesIO())
-    running.take([line(1)])
+    refuse_inserts(tmp_path)
+    running = WriterProcess(tmp_path)
+    assert running.send(line(1)) == [b"ok"]
+    refuse_inserts(tmp_path, False)
     with engine.connect() as connection:
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         assert recover(tmp_path / "registry.db-audit-journal", driver) == 0
-    assert request_ids(tmp_path) == []
-    running.finish()
+    running.stdin.close()  # the writer commits what it journaled, then exits
+    assert running.process.wait(30) == 0
+    running.stdout.close()
     assert request_ids(tmp_path) == ["req-1"]
+    assert journals(tmp_path) == []
 
 
 def test_a_database_that_refuses_rows_keeps_them_journaled_until_the_lag_limit(
     engine: Engine, tmp_path: Path
 ) -> None:
-    with sqlite3.connect(tmp_path / "registry.db") as db:
-        db.execute(REFUSE_INSERTS)
+    refuse_inserts(tmp_path)
     out = io.BytesIO()
-    writer = _Writer(engine, out, max_commit_lag=0.05)
+    writer = _Writer(engine, out, max_commit_lag=0.3)
     writer.take([line(1)])
-    assert not writer.commit()
-    delay = writer.commit_due()
-    assert delay is not None and delay > 0.1  # retried later, not in a spin
-    time.sleep(0.06)
+    writer.take([audit_writer.SYNC])  # the commit fails: the sync says so
+    time.sleep(0.4)
     writer.take([line(2)])  # the oldest waiting row is past the limit: refused, not journaled
-    writer.take([audit_writer.SYNC])
     assert out.getvalue() == b"ok 1\nerror 1\nerror 1\n"
-    with sqlite3.connect(tmp_path / "registry.db") as db:
-        db.execute("DROP TRIGGER refuse_audit")
-    assert writer.commit()
+    refuse_inserts(tmp_path, False)
+    eventually(lambda: request_ids(tmp_path) == ["req-1"])  # the committer retries
     writer.take([line(3)])
     writer.finish()
+    assert out.getvalue().endswith(b"ok 1\n")
     assert request_ids(tmp_path) == ["req-1", "req-3"]
+
+
+def test_a_writer_that_stops_while_the_database_refuses_leaves_its_journal(
+    engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    refuse_inserts(tmp_path)
+    stopping = _Writer(engine, io.BytesIO())
+    stopping.take([line(1), line(2)])
+    stopping.finish()  # two tries, then it leaves the rows to the next writer
+    assert "stay in journal" in caplog.text
+    assert len(journals(tmp_path)) == 1
+    refuse_inserts(tmp_path, False)
+    _Writer(engine, io.BytesIO()).finish()
+    assert request_ids(tmp_path) == ["req-1", "req-2"]
+    assert journals(tmp_path) == []
 
 
 def test_rows_the_database_would_not_take_are_refused_alone(engine: Engine, tmp_path: Path) -> None:
@@ -162,17 +212,16 @@ def test_rows_the_database_would_not_take_are_refused_alone(engine: Engine, tmp_
 def test_a_full_journal_is_replaced_once_committed(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(audit_writer, "_JOURNAL_ROTATE_BYTES", 500)
+    monkeypatch.setattr(audit_sinks, "JOURNAL_ROTATE_BYTES", 500)
     writer = _Writer(engine, io.BytesIO())
     (first,) = journals(tmp_path)
-    writer.take([line(n) for n in range(5)])
-    assert writer.commit()
-    (second,) = journals(tmp_path)
-    assert second != first
+    writer.take([*(line(n) for n in range(5)), audit_writer.SYNC])
+    eventually(lambda: journals(tmp_path) != [first])
+    assert len(journals(tmp_path)) == 1
     writer.take([line(9)])
-    crash(writer)
-    _Writer(engine, io.BytesIO()).finish()
+    writer.finish()
     assert request_ids(tmp_path) == [f"req-{n}" for n in (0, 1, 2, 3, 4, 9)]
+    assert journals(tmp_path) == []
 
 
 def test_a_journal_appends_all_or_nothing(tmp_path: Path) -> None:
@@ -210,10 +259,12 @@ def test_verify_on_a_stopped_gateways_data_dir_commits_its_journal_first(tmp_pat
     data_dir = tmp_path / "data"
     engine = create_registry_engine(f"sqlite:///{data_dir / 'registry.db'}")
     upgrade(engine)
-    crashed = _Writer(engine, io.BytesIO())
-    crashed.take([line(1), line(2)])
-    crash(crashed)
     engine.dispose()
+    refuse_inserts(data_dir)
+    crashed = WriterProcess(data_dir)
+    assert crashed.send(line(1), line(2)) == [b"ok", b"ok"]
+    crashed.kill()
+    refuse_inserts(data_dir, False)
     verified = subprocess.run(
         [sys.executable, "-m", "algora", "audit", "verify", "--data-dir", str(data_dir)],
         capture_output=True,
