@@ -220,3 +220,64 @@ def test_a_killed_writer_is_replaced_and_no_answer_goes_unrecorded(
     ).json()
     assert chain["ok"], chain
     assert "starting another" in server.log()
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, found through /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo += children.get(pid, [])
+    return tree
+
+
+def alive(pid: int) -> bool:
+    """Running, or at least not yet a zombie (whose parent may never reap it here)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_no_answered_call_is_lost_when_the_whole_server_is_killed(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with RunningServer(data_dir) as server:
+        assert server.process is not None
+        with server.client() as admin:
+            admin.publish(write_model(tmp_path / "hello", "hello", HELLO_MODEL))
+        with sqlite3.connect(data_dir / "registry.db") as db:
+            db.execute(FAIL_INSERTS)  # the rows can only reach the journal
+        answered = set()
+        for _ in range(20):
+            request_id = "req-crash-" + uuid.uuid4().hex
+            assert call(server, request_id).status_code == 200
+            answered.add(request_id)
+        tree = process_tree(server.process.pid)  # gateway, audit writer, model workers
+        for pid in tree:
+            os.kill(pid, signal.SIGKILL)
+        server.process.wait()
+        deadline = time.monotonic() + 30
+        while any(alive(pid) for pid in tree[1:]):
+            assert time.monotonic() < deadline, "processes of the killed server linger"
+            time.sleep(0.1)
+    with sqlite3.connect(data_dir / "registry.db") as db:
+        db.execute("DROP TRIGGER refuse_audit")
+    assert not answered & audited_request_ids(data_dir)
+    with RunningServer(data_dir) as restarted:  # its writer commits the dead one's journal
+        assert answered <= synced_request_ids(restarted)
+        chain = httpx.get(
+            f"{restarted.url}/api/v1/audit/verify",
+            headers={"Authorization": f"Simple {restarted.key}"},
+            timeout=60,
+        ).json()
+        assert chain["ok"], chain
