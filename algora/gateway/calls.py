@@ -123,7 +123,9 @@ class CallService:
         self._pools = pools
         self._python = environment_python
         self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
-        self._worker_logs = settings.resolved_data_dir / "logs" / "workers"
+        # Resolved once: resolving it stats every folder above it, and every call needs it.
+        self._data_dir = settings.resolved_data_dir
+        self._worker_logs = self._data_dir / "logs" / "workers"
 
     def forget(self) -> None:
         """Drop cached resolutions (after a publish, deprecation or alias move)."""
@@ -160,7 +162,7 @@ class CallService:
             self._settings,
             manifest,
             python=self._python(version.environment_hash),
-            source_dir=self._settings.resolved_data_dir / "sources" / version.content_hash,
+            source_dir=self._data_dir / "sources" / version.content_hash,
             log_path=self._worker_logs / f"{version.id}.log",
         )
         # Each worker gets a channel to this gateway: its model calls models and reads data.
@@ -298,9 +300,8 @@ class CallService:
                 )
             )
         finally:
-            data_dir = self._settings.resolved_data_dir
-            if opened and session_written(data_dir, session):
-                await asyncio.to_thread(drop_session, data_dir, session)
+            if opened and session_written(self._data_dir, session):
+                await asyncio.to_thread(drop_session, self._data_dir, session)
         stdout = result.stdout if call.stdout and may_manage(call.caller, model) else None
         return Served(
             model=model, version=version, result=result, request_id=request_id, stdout=stdout
