@@ -247,13 +247,16 @@ class AuditLog:
     async def sync(self) -> None:
         """Return once every row recorded so far is in the database (the writer journals rows
         first: see :mod:`algora.audit_writer`). Readers of the log call it before they read; a
-        sync that fails is logged and they read what the database has."""
+        writer that stopped is replaced first, since its successor commits its journal. A sync
+        that fails is logged, and the reader reads what the database has."""
         writer = self._writer
-        if writer is None or not writer.running or asyncio.get_running_loop() is not self._loop:
+        if writer is None or asyncio.get_running_loop() is not self._loop:
             return
         try:
+            if not writer.running:
+                writer = await self._restarted_writer()
             await writer.sync()
-        except WriterGone:
+        except (WriterGone, Unavailable):
             logger.warning("the audit writer could not commit its journaled rows before a read")
 
     async def _restarted_writer(self) -> WriterProcess:

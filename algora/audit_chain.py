@@ -13,6 +13,7 @@ of writers, in any number of processes, extend one chain.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -31,6 +32,7 @@ __all__ = [
     "Wire",
     "append",
     "append_sqlite",
+    "bindable",
     "canonical_time",
     "canonical_value",
     "chain_hash",
@@ -147,12 +149,26 @@ def check_wire(wire: Any) -> None:
             good = type(value) is int and value in _INT64
         elif kind.startswith("text"):
             good = type(value) is str
-        else:
-            good = type(value) in (int, float) and math.isfinite(value)
+            if good:
+                value.encode("utf-8")  # a lone surrogate: sqlite3 could not bind it
+        else:  # ints beyond int64 (and floats beyond it) sqlite3 could not bind either
+            good = (type(value) is float and math.isfinite(value)) or (
+                type(value) is int and value in _INT64
+            )
         if not good:
             raise ValueError(f"{name}: {type(value).__name__} is not what the table takes")
     if not (0 <= wire[0] <= _MAX_MICROS and 0 <= wire[1] <= _MAX_MICROS):
         raise ValueError("a time is out of range")
+
+
+def bindable(wire: Wire) -> bool:
+    """Whether sqlite3 can bind the row's values (tried on a database in memory)."""
+    try:
+        with contextlib.closing(sqlite3.connect(":memory:")) as memory:
+            memory.execute(f"SELECT {', '.join(['?'] * len(wire))}", tuple(wire))
+    except (sqlite3.Error, OverflowError, TypeError, ValueError):
+        return False
+    return True
 
 
 def append(connection: Connection, wires: Sequence[Wire]) -> tuple[int, str]:

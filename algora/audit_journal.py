@@ -29,9 +29,9 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from algora.audit_chain import Wire, append_sqlite, check_wire
+from algora.audit_chain import Wire, append_sqlite, bindable, check_wire
 
-__all__ = ["Journal", "journal_directory", "recover"]
+__all__ = ["Journal", "journal_directory", "recover", "set_aside", "unbindable_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class Journal:
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.chmod(0o700)  # mkdir leaves an existing folder's mode as it was
         self.name = uuid.uuid4().hex + _SUFFIX
         self.path = directory / self.name
         # Locked under a name no recovery looks at, then renamed: a recovering writer can never
@@ -68,16 +69,25 @@ class Journal:
             staging.unlink(missing_ok=True)
             raise
         self.size = 0
+        self.broken = False
 
     def append(self, data: bytes) -> None:
-        """Write all of ``data`` or, on an error, none of it (the journal is cut back)."""
+        """Write all of ``data`` or, on an error, none of it (the journal is cut back).
+
+        A journal that cannot be cut back after a failed write is ``broken``: it takes no more
+        rows (they would follow a partial line), and the writer moves on to a new one.
+        """
+        if self.broken:
+            raise OSError("the journal holds a partial write and takes no more rows")
         view = memoryview(data)
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
         except OSError:
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(self._fd, self.size)
+            except OSError:
+                self.broken = True
             raise
         self.size += len(data)
 
@@ -100,7 +110,7 @@ def recover(directory: Path, driver: sqlite3.Connection) -> int:
         with _orphan(path) as fd:
             if fd is None:
                 continue
-            recovered += _replay(path.name, fd, driver)
+            recovered += _replay(path, fd, driver)
             path.unlink()
             with driver:
                 driver.execute("DELETE FROM audit_journal_marks WHERE journal = ?", (path.name,))
@@ -111,7 +121,7 @@ def recover(directory: Path, driver: sqlite3.Connection) -> int:
 def _orphan(path: Path) -> Iterator[int | None]:
     """The journal's descriptor, locked, if no writer holds it; None if one does."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:  # another recovery finished it
         yield None
         return
@@ -129,7 +139,8 @@ def _orphan(path: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
-def _replay(name: str, fd: int, driver: sqlite3.Connection) -> int:
+def _replay(path: Path, fd: int, driver: sqlite3.Connection) -> int:
+    name = path.name
     found = driver.execute(
         "SELECT committed_bytes FROM audit_journal_marks WHERE journal = ?", (name,)
     ).fetchone()
@@ -152,12 +163,48 @@ def _replay(name: str, fd: int, driver: sqlite3.Connection) -> int:
         ends.append(position)
     for start in range(0, len(wires), _REPLAY_CHUNK):
         chunk = wires[start : start + _REPLAY_CHUNK]
-        append_sqlite(driver, chunk, mark=(name, ends[start + len(chunk) - 1]))
+        mark = (name, ends[start + len(chunk) - 1])
+        try:
+            append_sqlite(driver, chunk, mark=mark)
+        except Exception as error:
+            if not unbindable_error(error):
+                raise
+            chunk = set_aside(path.parent, chunk)
+            append_sqlite(driver, chunk, mark=mark)
     if wires:
         logger.warning(
             "committed %d audit row(s) from the journal of a writer that stopped", len(wires)
         )
     return len(wires)
+
+
+def unbindable_error(error: BaseException) -> bool:
+    """Whether a failed commit failed on a value sqlite3 cannot bind (a row, not the database)."""
+    binding = (OverflowError, TypeError, ValueError, sqlite3.InterfaceError)
+    return isinstance(error, binding) or type(error) is sqlite3.ProgrammingError
+
+
+def set_aside(directory: Path, wires: list[Wire]) -> list[Wire]:
+    """Move the rows sqlite3 cannot bind to ``rejected.jsonl`` beside the journals, with an
+    error in the log; return the others. (``check_wire`` lets none through: a safety net, so
+    that one bad row cannot stop the audit log for good.)"""
+    bad = [wire for wire in wires if not bindable(wire)]
+    if not bad:
+        return wires
+    fd = os.open(
+        directory / "rejected.jsonl",
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+        0o600,
+    )
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as rejected:
+        for wire in bad:
+            rejected.write(json.dumps(wire) + "\n")
+    logger.error(
+        "set aside %d audit row(s) the database cannot take, in %s",
+        len(bad),
+        directory / "rejected.jsonl",
+    )
+    return [wire for wire in wires if bindable(wire)]
 
 
 def _parse(line: bytes) -> Wire | None:

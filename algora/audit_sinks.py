@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from algora.audit_chain import Wire, append, append_sqlite, head, sqlite_driver
-from algora.audit_journal import Journal, recover
+from algora.audit_journal import Journal, recover, set_aside, unbindable_error
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -67,6 +68,17 @@ class DirectSink:
             self._connection.close()
 
 
+@dataclass
+class _Batch:
+    """Rows taken for one commit, with how far into their journal they reach."""
+
+    wires: list[Wire]
+    mark: tuple[str, int]  # (journal, bytes)
+    reaches: int  # bytes journaled in all, once these are committed
+    since: float  # when the first of them was journaled
+    retiring: Journal | None  # a full journal these rows end, removed once they are committed
+
+
 class JournalSink:
     """Journals each batch before it is answered; a thread commits the journal in groups."""
 
@@ -83,7 +95,7 @@ class JournalSink:
         # Everything below is guarded by _changed. Byte counts run on across journals.
         self._pending: list[Wire] = []  # journaled, not yet taken by a commit
         self._pending_since: float | None = None  # when the first of them was journaled
-        self._committing_since: float | None = None  # the same for the rows being committed
+        self._batch: _Batch | None = None  # taken, being committed or waiting for a retry
         self._last_input = 0.0
         self._journaled_bytes = 0
         self._committed_bytes = 0
@@ -104,7 +116,7 @@ class JournalSink:
         data = b"\n".join(lines) + b"\n"
         now = time.monotonic()
         with self._changed:
-            oldest = self._committing_since or self._pending_since
+            oldest = self._batch.since if self._batch is not None else self._pending_since
             if oldest is not None and now - oldest > self._max_commit_lag:
                 # The database has taken nothing for a while: stop taking rows rather than let
                 # the journal run far ahead of it. Calls are refused until commits succeed.
@@ -115,6 +127,8 @@ class JournalSink:
                     )
                 self._refusing = True
                 return False
+            if self._journal.broken and self._batch is None and not self._pending:
+                self._replace_broken_journal()
             try:
                 self._journal.append(data)
             except OSError:
@@ -127,6 +141,16 @@ class JournalSink:
                 self._changed.notify()  # the committer may be waiting with no deadline
             self._pending.extend(wires)
         return True
+
+    def _replace_broken_journal(self) -> None:
+        """A journal with a partial write and no rows left to commit: start a new one."""
+        try:
+            new = Journal(self._directory)
+        except OSError as error:
+            logger.warning("could not start a new audit journal: %s", error)
+            return
+        old, self._journal = self._journal, new
+        old.close(remove=True)  # its mark stays behind, harmless: names never repeat
 
     def sync(self) -> bool:
         """Wait until every row journaled so far is committed; False if a commit failed."""
@@ -148,9 +172,16 @@ class JournalSink:
             self._stopping = True
             self._changed.notify()
         self._committer.join(_STOP_TIMEOUT)
+        if self._committer.is_alive():
+            # Still committing: keep the journals locked (the process's exit releases them)
+            # so that no recovery replays rows this commit may yet add.
+            logger.error("the audit commits did not finish in %.0f s", _STOP_TIMEOUT)
+            return
         with self._changed:
             committed = self._committed_bytes == self._journaled_bytes
             self._journal.close(remove=committed)
+            if self._batch is not None and self._batch.retiring is not None:
+                self._batch.retiring.close(remove=False)
         if committed:
             self._forget(self._journal.name)
         else:
@@ -166,41 +197,57 @@ class JournalSink:
         while True:
             with self._changed:
                 while (wait := self._commit_wait()) is None or wait > 0:
-                    if self._stopping and not self._pending:
+                    if self._stopping and self._batch is None and not self._pending:
                         return
                     self._changed.wait(wait)
-                batch, self._pending = self._pending, []
-                self._committing_since, self._pending_since = self._pending_since, None
+                batch = self._batch or self._take()
                 self._sync_wanted = False
-                mark = (self._journal.name, self._journal.size)
-                reaches = self._journaled_bytes
-            committed = self._commit(batch, mark)
+            committed = self._commit(batch)
             with self._changed:
                 self._attempts += 1
                 if committed:
-                    self._committed_bytes = reaches
+                    self._batch = None
+                    self._committed_bytes = batch.reaches
                     self._failing = self._refusing = False
                 else:
                     self._failing = True
-                    self._pending[:0] = batch
-                    self._pending_since = self._committing_since
                     self._retry_at = time.monotonic() + RETRY_INTERVAL
-                self._committing_since = None
-                rotate = committed and not self._pending and mark[1] >= JOURNAL_ROTATE_BYTES
-                old = self._rotate() if rotate else None
                 self._changed.notify_all()
                 if self._stopping and not committed:
                     failures_while_stopping += 1
                     if failures_while_stopping > 1:  # tried twice: leave it to the next writer
                         return
-            if old is not None:
-                self._forget(old)
+            if committed and batch.retiring is not None:
+                batch.retiring.close(remove=True)
+                self._forget(batch.mark[0])
+
+    def _take(self) -> _Batch:
+        """The pending rows as the next batch; a full (or broken) journal is replaced by a new
+        one here, so that every batch lies in one journal."""
+        assert self._pending_since is not None  # set with the first pending row
+        batch = _Batch(
+            wires=self._pending,
+            mark=(self._journal.name, self._journal.size),
+            reaches=self._journaled_bytes,
+            since=self._pending_since,
+            retiring=None,
+        )
+        self._pending, self._pending_since = [], None
+        if self._journal.size >= JOURNAL_ROTATE_BYTES or self._journal.broken:
+            try:
+                batch.retiring, self._journal = self._journal, Journal(self._directory)
+            except OSError as error:
+                logger.warning("could not start a new audit journal: %s", error)
+        self._batch = batch
+        return batch
 
     def _commit_wait(self) -> float | None:
-        """Seconds until the pending rows are due for a commit; None when there are none."""
-        if not self._pending:
+        """Seconds until the next commit is due; None when there is nothing to commit."""
+        if self._batch is not None:  # failed before: retry it, and nothing else, first
+            due = self._retry_at
+        elif not self._pending:
             return None
-        if self._sync_wanted or self._stopping:
+        elif self._sync_wanted or self._stopping:
             due = self._retry_at
         else:
             assert self._pending_since is not None  # set with the first pending row
@@ -208,32 +255,27 @@ class JournalSink:
             due = max(due, self._retry_at)
         return due - time.monotonic()
 
-    def _commit(self, batch: list[Wire], mark: tuple[str, int]) -> bool:
+    def _commit(self, batch: _Batch) -> bool:
         try:
             if self._connection is None:
                 self._connection = self._engine.connect()
-            append_sqlite(sqlite_driver(self._connection), batch, mark=mark)
+            try:
+                append_sqlite(sqlite_driver(self._connection), batch.wires, mark=batch.mark)
+            except Exception as error:
+                if not unbindable_error(error):
+                    raise
+                batch.wires = set_aside(self._directory, batch.wires)
+                append_sqlite(sqlite_driver(self._connection), batch.wires, mark=batch.mark)
         except Exception:
             if not self._failing:  # once per run of failures
-                logger.exception("could not commit %d audit row(s)", len(batch))
+                logger.exception("could not commit %d audit row(s)", len(batch.wires))
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
             return False
         if self._failing:
-            logger.warning("committing audit rows again (%d were waiting)", len(batch))
+            logger.warning("committing audit rows again (%d were waiting)", len(batch.wires))
         return True
-
-    def _rotate(self) -> str | None:
-        """Start a new journal (the old one is all committed); the old one's name, to forget."""
-        try:
-            new = Journal(self._directory)
-        except OSError as error:
-            logger.warning("could not start a new audit journal: %s", error)
-            return None
-        old, self._journal = self._journal, new
-        old.close(remove=True)
-        return old.name
 
     def _forget(self, journal: str) -> None:
         """Remove a removed journal's mark (a stale one does no harm: names never repeat)."""

@@ -310,7 +310,7 @@ class _Writer:
             try:
                 wire = json.loads(line)
                 check_wire(wire)
-            except ValueError as error:  # not from our gateway, or a bug: refuse that row alone
+            except (ValueError, RecursionError) as error:  # not from our gateway: refuse it alone
                 logger.error("refusing an audit row the database would not take: %s", error)
                 self._rows(run, wires)
                 run, wires = [], []

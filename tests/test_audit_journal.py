@@ -216,7 +216,7 @@ def test_a_full_journal_is_replaced_once_committed(
     writer = _Writer(engine, io.BytesIO())
     (first,) = journals(tmp_path)
     writer.take([*(line(n) for n in range(5)), audit_writer.SYNC])
-    eventually(lambda: journals(tmp_path) != [first])
+    eventually(lambda: not first.exists())  # replaced, and removed once its rows are in
     assert len(journals(tmp_path)) == 1
     writer.take([line(9)])
     writer.finish()
@@ -224,16 +224,49 @@ def test_a_full_journal_is_replaced_once_committed(
     assert journals(tmp_path) == []
 
 
-def test_a_journal_appends_all_or_nothing(tmp_path: Path) -> None:
+def test_a_journal_that_cannot_be_cut_back_takes_no_more_rows(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journals")
     journal.append(b"one\n")
     os.close(journal._fd)
-    journal._fd = os.open(os.devnull, os.O_RDONLY)  # every write now fails
+    journal._fd = os.open(os.devnull, os.O_RDONLY)  # writes fail, and so does cutting back
     with pytest.raises(OSError):
         journal.append(b"two\n")
-    assert journal.size == 4
+    assert journal.size == 4 and journal.broken
+    with pytest.raises(OSError, match="partial write"):
+        journal.append(b"three\n")
     journal.close(remove=False)
     assert journal.path.read_bytes() == b"one\n"
+
+
+def test_a_broken_journal_is_replaced(engine: Engine, tmp_path: Path) -> None:
+    out = io.BytesIO()
+    writer = _Writer(engine, out)
+    writer.take([line(1)])
+    (first,) = journals(tmp_path)
+    writer._sink._journal.broken = True  # type: ignore[union-attr]
+    writer.take([line(2)])  # row 1 is not committed yet: the broken journal must stay
+    writer.take([audit_writer.SYNC, line(3)])  # committed: the next row goes to a new journal
+    writer.finish()
+    assert out.getvalue() == b"ok 1\nerror 1\nok 1\nok 1\n"
+    assert request_ids(tmp_path) == ["req-1", "req-3"]
+    assert not first.exists() and journals(tmp_path) == []
+
+
+def test_a_row_that_slipped_past_the_checks_is_set_aside_not_retried_for_ever(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_writer, "check_wire", lambda wire: None)
+    poison = json.loads(line(2))
+    poison[2] = "\ud800"
+    out = io.BytesIO()
+    writer = _Writer(engine, out)
+    writer.take([line(1), json.dumps(poison).encode(), line(3), audit_writer.SYNC])
+    writer.finish()
+    assert out.getvalue() == b"ok 3\nok 1\n"
+    assert request_ids(tmp_path) == ["req-1", "req-3"]
+    rejected = (tmp_path / "registry.db-audit-journal" / "rejected.jsonl").read_text()
+    assert "req-2" in rejected
+    assert verify(make_session_factory(engine)).ok
 
 
 def test_only_sqlite_files_have_journals(tmp_path: Path) -> None:
@@ -245,7 +278,18 @@ def test_only_sqlite_files_have_journals(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("position", "value"),
-    [(0, -1), (0, "2026-01-01"), (1, 10**20), (3, 1.5), (5, None), (16, float("inf")), (17, 2**63)],
+    [
+        (0, -1),
+        (0, "2026-01-01"),
+        (1, 10**20),
+        (3, 1.5),
+        (5, None),
+        (2, "\ud800"),  # a lone surrogate: sqlite3 cannot bind it
+        (16, float("inf")),
+        (16, 2**63),
+        (16, 10**400),
+        (17, 2**63),
+    ],
 )
 def test_check_wire_refuses_what_the_table_would_not_take(position: int, value: object) -> None:
     wire = json.loads(line(1))
