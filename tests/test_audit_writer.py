@@ -143,6 +143,18 @@ def synced_request_ids(server: RunningServer) -> set[str]:
     return audited_request_ids(server.data_dir)
 
 
+def verified_chain(server: RunningServer) -> dict[str, object]:
+    """The gateway's verdict on the whole audit chain (``GET /api/v1/audit/verify``)."""
+    report = httpx.get(
+        f"{server.url}/api/v1/audit/verify",
+        headers={"Authorization": f"Simple {server.key}"},
+        timeout=60,
+    )
+    assert report.status_code == 200, report.text
+    result: dict[str, object] = report.json()
+    return result
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("audit-writer") / "data"
@@ -214,11 +226,7 @@ def test_a_killed_writer_is_replaced_and_no_answer_goes_unrecorded(
     assert len(after) == 1 and after != before
     recorded = synced_request_ids(server)
     assert {r for r, status in statuses.items() if status == 200} <= recorded
-    chain = httpx.get(
-        f"{server.url}/api/v1/audit/verify",
-        headers={"Authorization": f"Simple {server.key}"},
-        timeout=60,
-    ).json()
+    chain = verified_chain(server)
     assert chain["ok"], chain
     assert "starting another" in server.log()
 
@@ -277,9 +285,5 @@ def test_no_answered_call_is_lost_when_the_whole_server_is_killed(tmp_path: Path
     assert not answered & audited_request_ids(data_dir)
     with RunningServer(data_dir) as restarted:  # its writer commits the dead one's journal
         assert answered <= synced_request_ids(restarted)
-        chain = httpx.get(
-            f"{restarted.url}/api/v1/audit/verify",
-            headers={"Authorization": f"Simple {restarted.key}"},
-            timeout=60,
-        ).json()
+        chain = verified_chain(restarted)
         assert chain["ok"], chain
