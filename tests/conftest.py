@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
+from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import write_model

@@ -14,13 +14,13 @@ from sqlalchemy import inspect, select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from algora.app import create_app
 from algora.cli import access as access_cli
 from algora.cli import catalog
 from algora.cli.main import app as cli
 from algora.db.engine import create_registry_engine
 from algora.db.migrate import _config, upgrade
 from algora.db.tables import ApiKey, utcnow
-from algora.gateway.app import create_app
 from algora.settings import Settings
 from algora.testing import write_model
 

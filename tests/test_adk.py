@@ -20,7 +20,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
+from algora.app import create_app
 from algora.runtime import adk
 from algora.runtime.loader import load_model
 from algora.settings import Settings

@@ -27,7 +27,7 @@ import pytest
 from Algorithmia import errors
 
 from algora.errors import BadRequest
-from algora.registry.algorithmia_layout import find_manifest
+from algora.modelfolder.layouts import find_manifest
 from algora.registry.sources import python3_template, runtime_of
 from algora.testing import RunningServer, write_model
 

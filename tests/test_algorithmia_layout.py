@@ -1,4 +1,4 @@
-"""Algorithmia's repository layout needs no algora.toml (algora/registry/algorithmia_layout.py).
+"""Algorithmia's repository layout needs no algora.toml (algora/modelfolder/algorithmia.py).
 
 Unit tests of the derivation (conf variants, languages, entry files, names, path tricks), then
 the real interfaces: ``algora publish`` as a subprocess on an Algorithmia-layout folder, and
@@ -24,15 +24,14 @@ import httpx
 import pytest
 
 from algora.errors import InvalidManifest
-from algora.gateway.algorithmia_names import fold_path
-from algora.registry.algorithmia_layout import (
+from algora.modelfolder.algorithmia import (
     CONF_NAME,
     derive_manifest,
-    find_manifest,
-    has_manifest,
     python_version,
 )
-from algora.registry.archive import pack_directory
+from algora.modelfolder.layouts import find_manifest, has_manifest
+from algora.modelfolder.packing import pack_directory
+from algora.protocols.algorithmia.names import fold_path
 from algora.registry.sources import runtime_of
 from algora.testing import RunningServer, write_model
 

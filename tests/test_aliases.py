@@ -22,6 +22,7 @@ from alembic import command
 from sqlalchemy import inspect, update
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.db.engine import create_registry_engine
 from algora.db.migrate import _config, upgrade
 from algora.db.tables import PromotionRequest, utcnow
@@ -34,7 +35,6 @@ from algora.errors import (
     PromotionClosed,
     VersionNotReady,
 )
-from algora.gateway.app import create_app
 from algora.registry.aliases import AliasPolicy
 from algora.sdk.client import Client
 from algora.settings import Settings

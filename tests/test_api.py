@@ -11,7 +11,7 @@ import time
 import pytest
 
 from algora.errors import BuildFailed, InvalidManifest, ModelError, VersionExists
-from algora.registry.archive import pack_directory
+from algora.modelfolder.packing import pack_directory
 from algora.testing import write_model
 
 from .conftest import HELLO_MODEL, InProcess

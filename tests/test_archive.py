@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from algora.errors import InvalidArchive
-from algora.registry.archive import pack_directory, safe_extract, tree_hash
+from algora.modelfolder.packing import pack_directory, tree_hash
+from algora.publishing.archive import safe_extract
 
 MB = 1024 * 1024
 

@@ -21,7 +21,8 @@ import pytest
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
-from algora.audit import (
+from algora.app import create_app
+from algora.audit.log import (
     GENESIS_HASH,
     AuditEvent,
     AuditLog,
@@ -33,9 +34,8 @@ from algora.audit import (
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.db.tables import AuditEventRow
-from algora.gateway.app import create_app
 from algora.gateway.auditing import _Headers
-from algora.registry.archive import pack_directory
+from algora.modelfolder.packing import pack_directory
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 

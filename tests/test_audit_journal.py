@@ -17,11 +17,12 @@ from subprocess import PIPE
 import pytest
 from sqlalchemy import Engine
 
-from algora import audit_sinks, audit_writer
-from algora.audit import AuditEvent, to_wire, verify
-from algora.audit_chain import check_wire
-from algora.audit_journal import Journal, journal_directory, recover
-from algora.audit_writer import DATABASE_URL_ENV, _Writer
+from algora.audit import sinks as audit_sinks
+from algora.audit import writer as audit_writer
+from algora.audit.chain import check_wire
+from algora.audit.journal import Journal, journal_directory, recover
+from algora.audit.log import AuditEvent, to_wire, verify
+from algora.audit.writer import DATABASE_URL_ENV, _Writer
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 
@@ -75,11 +76,11 @@ def eventually(check: Callable[[], bool]) -> None:
 
 
 class WriterProcess:
-    """``python -m algora.audit_writer`` driven by hand, so that it can be SIGKILLed."""
+    """``python -m algora.audit.writer`` driven by hand, so that it can be SIGKILLed."""
 
     def __init__(self, tmp_path: Path) -> None:
         env = {**os.environ, DATABASE_URL_ENV: f"sqlite:///{tmp_path / 'registry.db'}"}
-        command = [sys.executable, "-m", "algora.audit_writer"]
+        command = [sys.executable, "-m", "algora.audit.writer"]
         self.process = subprocess.Popen(command, stdin=PIPE, stdout=PIPE, env=env)
         assert self.process.stdout is not None and self.process.stdin is not None
         self.stdin, self.stdout = self.process.stdin, self.process.stdout

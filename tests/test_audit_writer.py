@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from algora.audit import AuditEvent, AuditLog, verify
-from algora.audit_writer import WriterGone, WriterProcess
+from algora.audit.log import AuditEvent, AuditLog, verify
+from algora.audit.writer import WriterGone, WriterProcess
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.testing import RunningServer, write_model
@@ -113,7 +113,7 @@ def writer_pids(server_pid: int) -> list[int]:
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == server_pid and b"algora.audit_writer" in command:
+        if parent == server_pid and b"algora.audit.writer" in command:
             found.append(int(entry.name))
     return found
 

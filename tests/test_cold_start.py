@@ -7,8 +7,8 @@ from pathlib import Path
 
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
-from algora.gateway.platform import Platform
+from algora.app import create_app
+from algora.platform import Platform
 from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import write_model

@@ -20,8 +20,8 @@ from Algorithmia.acl import ReadAcl
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.db.tables import AuditEventRow
-from algora.gateway.app import create_app
 from algora.settings import Settings
 from algora.testing import RunningServer
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from algora.registry.algorithmia_layout import find_manifest, has_manifest
+from algora.modelfolder.layouts import find_manifest, has_manifest
 from algora.testing import RunningServer
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

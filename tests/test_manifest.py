@@ -3,7 +3,7 @@ import json
 import pytest
 
 from algora.errors import InvalidManifest
-from algora.registry.manifest import load_manifest, parse_manifest
+from algora.modelfolder.manifest import load_manifest, parse_manifest
 
 
 def test_minimal_manifest_has_defaults() -> None:

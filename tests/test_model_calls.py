@@ -28,8 +28,8 @@ import pytest
 from Algorithmia.acl import ReadAcl
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.auth.delegation import INSIDE_SCOPES, narrow_scopes
-from algora.gateway.app import create_app
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 from algora.workers.sandbox import sandbox_status

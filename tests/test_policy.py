@@ -13,13 +13,19 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.environments import policy as policy_module
-from algora.environments.audit import Auditor, Finding, ScanResult, cyclonedx_json, parse_pip_audit
 from algora.environments.builder import EnvironmentBuilder
 from algora.environments.policy import Policy, load_policy, locked_packages
+from algora.environments.vulnscan import (
+    Auditor,
+    Finding,
+    ScanResult,
+    cyclonedx_json,
+    parse_pip_audit,
+)
 from algora.errors import AlgoraError, BuildFailed, PolicyViolation
-from algora.gateway.app import create_app
-from algora.registry.publish import STEPS
+from algora.publishing.publish import STEPS
 from algora.settings import Settings
 from algora.testing import write_model
 

@@ -13,6 +13,7 @@ from sqlalchemy import inspect, select
 from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from algora.app import create_app
 from algora.auth import principals
 from algora.auth.ratelimit import KeyLimits, Limit, ModelLimit, RateLimiter
 from algora.cli import catalog
@@ -21,7 +22,6 @@ from algora.db.engine import create_registry_engine
 from algora.db.migrate import upgrade
 from algora.db.tables import ApiKey
 from algora.errors import Overloaded, RateLimited, error_from_body, retry_after
-from algora.gateway.app import create_app
 from algora.settings import Settings
 from algora.testing import write_model
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
-from algora.gateway.platform import Platform
+from algora.app import create_app
+from algora.platform import Platform
 from algora.settings import Settings
 
 

@@ -22,12 +22,12 @@ from Algorithmia.errors import DataApiError
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.auth.delegation import principal_caller
 from algora.auth.principals import Caller, Delegation
 from algora.db.tables import Principal
 from algora.errors import NotFound
-from algora.gateway.app import create_app
-from algora.protocols.connectors import choose, parse_location
+from algora.protocols.data.connectors import choose, parse_location
 from algora.settings import DataConnector, Settings
 from algora.testing import RunningServer
 

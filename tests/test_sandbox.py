@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.errors import Unavailable, WorkerDied
-from algora.gateway.app import create_app
-from algora.gateway.platform import Platform
+from algora.platform import Platform
 from algora.settings import Settings
 from algora.testing import write_model
 from algora.workers import sandbox
@@ -335,7 +335,7 @@ def test_required_refuses_and_auto_warns_without_bwrap(
     assert "network isolation, file-system isolation are NOT enforced" in notice[1]
     assert "memory and CPU limits still are" in notice[1]
 
-    with caplog.at_level(logging.WARNING, logger="algora.gateway.platform"):
+    with caplog.at_level(logging.WARNING, logger="algora.platform"):
         platform = Platform(Settings(data_dir=tmp_path / "data"))
     asyncio.run(platform.aclose())
     assert any("worker sandbox unavailable (bwrap not found)" in r.message for r in caplog.records)

@@ -23,10 +23,10 @@ from algora.errors import (
     Unavailable,
     WorkerDied,
 )
+from algora.publishing.smoke import smoke_test
 from algora.workers.local import LocalBackend, worker_environment
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
-from algora.workers.smoke import smoke_test
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
 
 MODEL = """

@@ -50,7 +50,8 @@ def generate_key() -> NewKey:
 def parse_authorization(header: str | None) -> str | None:
     """The key from ``Simple KEY``, ``Bearer KEY`` or a bare key; None when absent.
 
-    HTTP Basic is no key here: only the git routes take it (``algora.protocols.git_http``).
+    HTTP Basic is no key here: only the git routes take it
+    (``algora.protocols.algorithmia.git_http``).
     """
     return parse_authorization_scheme(header)[1]
 

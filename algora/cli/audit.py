@@ -154,7 +154,7 @@ def audit_verify(
 ) -> None:
     """Check the audit chain; exit 1 and name the first bad row when it is broken."""
     if anchor is not None:
-        from algora.audit import parse_anchor
+        from algora.audit.log import parse_anchor
 
         try:
             parse_anchor(anchor)
@@ -181,8 +181,8 @@ def audit_verify(
 
 def _recover_journals(engine: Engine) -> None:
     """Commit the rows a gateway that crashed left in its audit journal, as its next start would."""
-    from algora.audit_chain import sqlite_driver
-    from algora.audit_journal import journal_directory, recover
+    from algora.audit.chain import sqlite_driver
+    from algora.audit.journal import journal_directory, recover
 
     directory = journal_directory(engine.url)
     if directory is None:
@@ -196,7 +196,7 @@ def _recover_journals(engine: Engine) -> None:
 
 
 def _verify_locally(data_dir: Path, anchor: str | None) -> dict[str, Any]:
-    from algora.audit import parse_anchor, report_dict, verify
+    from algora.audit.log import parse_anchor, report_dict, verify
     from algora.db.engine import create_registry_engine, make_session_factory
     from algora.settings import Settings
 

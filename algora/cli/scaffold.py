@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from algora.cli.common import console
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.manifest import NAME_PATTERN
 
 __all__ = ["init"]
 

@@ -25,7 +25,7 @@ def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) 
     """Publish every example folder whose model has no version yet (runs beside the server)."""
     import time
 
-    from algora.registry.algorithmia_layout import find_manifest, has_manifest
+    from algora.modelfolder.layouts import find_manifest, has_manifest
     from algora.sdk.client import Client
 
     while not server.started and not server.should_exit:
@@ -76,8 +76,8 @@ def serve(
     # imports (FastAPI, SQLAlchemy models, boto3...) on each start.
     import uvicorn
 
-    from algora.gateway.app import create_app
-    from algora.gateway.platform import Platform
+    from algora.app import create_app
+    from algora.platform import Platform
 
     platform = Platform(settings)
     url = f"http://{settings.host}:{settings.port}"

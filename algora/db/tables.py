@@ -263,7 +263,7 @@ class AuditEventRow(Base):
 
 
 class AuditJournalMark(Base):
-    """How far into an audit journal the committed rows reach (see ``algora.audit_journal``).
+    """How far into an audit journal the committed rows reach (see ``algora.audit.journal``).
 
     Updated in the transaction that commits the rows, so a journal left by a writer that died
     is replayed from exactly where its commits stopped.

@@ -29,7 +29,7 @@ Rules apply to every locked package, the transitive ones included:
   range; no range means every version) is refused. Deny wins over allow.
 - ``packages.allow``: when present, a package must match one of its rules. Absent means
   every package not denied is allowed.
-- ``vulnerabilities``: each finding of the scan (:mod:`algora.environments.audit`) is classed
+- ``vulnerabilities``: each finding of the scan (:mod:`algora.environments.vulnscan`) is classed
   by its severity. PyPI's advisory feed, which pip-audit reads, carries no severity, so a
   finding without one is classed ``unknown_severity`` (default ``"unknown"``): put
   ``"unknown"`` in ``block`` (or set ``unknown_severity = "high"``) to refuse every known
@@ -54,8 +54,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from algora.environments.audit import Finding, ScanResult
 from algora.environments.spec import canonical_lock
+from algora.environments.vulnscan import Finding, ScanResult
 from algora.errors import AlgoraError, PolicyViolation
 
 __all__ = [

@@ -21,7 +21,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algora.audit import AuditLog, Decision, wire_row
+from algora.audit.log import AuditLog, Decision, wire_row
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from algora.audit import AuditEvent, AuditLog
+from algora.audit.log import AuditEvent, AuditLog
 from algora.auth.policy import can, require, require_scope
 from algora.auth.principals import Caller
 from algora.auth.ratelimit import RateLimiter
@@ -37,7 +37,7 @@ from algora.errors import (
 )
 from algora.gateway.auditing import AuditTrail
 from algora.gateway.channels import CallOrigin, Channels
-from algora.registry.manifest import Manifest
+from algora.modelfolder.manifest import Manifest
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec

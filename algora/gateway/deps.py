@@ -11,7 +11,7 @@ from algora.auth.principals import Caller
 from algora.errors import PayloadTooLarge, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.channels import channel_of
-from algora.gateway.platform import Platform
+from algora.platform import Platform
 
 __all__ = ["current_caller", "internal_call", "platform_of", "read_body"]
 

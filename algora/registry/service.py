@@ -21,7 +21,7 @@ from algora.errors import (
     VersionNotFound,
     VersionNotReady,
 )
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.manifest import NAME_PATTERN
 from algora.registry.specs import Bump, SemVer, VersionSpec, next_version, parse_semver
 
 __all__ = ["Registry"]

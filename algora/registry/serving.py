@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from algora.registry.manifest import Manifest
+from algora.modelfolder.manifest import Manifest
 from algora.settings import Settings
 from algora.workers.sandbox import use_sandbox
 from algora.workers.spec import WorkerSpec

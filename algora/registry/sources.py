@@ -2,12 +2,13 @@
 
 A model created through Algorithmia's ``create`` call gets a repository at
 ``DATA_DIR/git/OWNER/NAME.git`` (owner-only, 0700), served over git's smart HTTP by
-:mod:`algora.protocols.git_http`, with a first commit from the template of its runtime: for
+:mod:`algora.protocols.algorithmia.git_http`, with a first commit from the template of its
+runtime: for
 Python 3, Algorithmia's own layout and nothing else (``algorithmia.conf``, ``src/NAME.py`` with
 ``def apply(input)``, a test, ``requirements.txt``): a build reads it as it reads any
-Algorithmia algorithm's repository (:mod:`algora.registry.algorithmia_layout`), so pushing an
+Algorithmia algorithm's repository (:mod:`algora.modelfolder.algorithmia`), so pushing an
 algorithm's repository from Algorithmia in its place builds too. Pushes to the default branch
-start builds (see :mod:`algora.registry.builds`).
+start builds (see :mod:`algora.publishing.builds`).
 
 Git runs only as a subprocess (never through a shell), with no system or global configuration,
 a private ``HOME`` and umask 077, so nothing the server's user configured elsewhere applies and
@@ -35,14 +36,14 @@ from algora.auth.policy import Action, require
 from algora.auth.principals import Caller
 from algora.db.tables import Model, ModelSource
 from algora.errors import AlgoraError, BadRequest, Conflict, ModelNotFound, NotFound, Unavailable
-from algora.registry.algorithmia_layout import (
+from algora.modelfolder.algorithmia import (
     CONF_NAME,
     algorithmia_conf,
-    find_manifest,
     python_module,
     python_version,
 )
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.layouts import find_manifest
+from algora.modelfolder.manifest import NAME_PATTERN
 from algora.registry.service import Registry
 
 __all__ = ["DEFAULT_BRANCH", "Sources", "Template", "python3_template", "runtime_of"]

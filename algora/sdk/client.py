@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 
 from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
-from algora.registry.algorithmia_layout import find_manifest
-from algora.registry.archive import pack_directory
+from algora.modelfolder.layouts import find_manifest
+from algora.modelfolder.packing import pack_directory
 from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
 
@@ -266,7 +266,7 @@ class Client:
         poll_interval: float = 0.5,
     ) -> dict[str, Any]:
         """Publish a model folder (with an ``algora.toml``, or an Algorithmia algorithm's
-        repository as it is: see :mod:`algora.registry.algorithmia_layout`); with ``wait``
+        repository as it is: see :mod:`algora.modelfolder.algorithmia`); with ``wait``
         follow the build until ready or failed.
 
         Raises :class:`~algora.errors.BuildFailed` when the build fails.

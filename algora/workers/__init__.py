@@ -9,7 +9,6 @@ from algora.workers.backend import WorkerBackend, WorkerHandle
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool, PoolStats
-from algora.workers.smoke import smoke_test
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
 
 __all__ = [
@@ -23,5 +22,4 @@ __all__ = [
     "WorkerBackend",
     "WorkerHandle",
     "WorkerSpec",
-    "smoke_test",
 ]

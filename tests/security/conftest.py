@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
+from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from algora.errors import InvalidArchive
-from algora.registry.archive import safe_extract
+from algora.publishing.archive import safe_extract
 
 from .conftest import CANARY_TEXT, MAX_ARCHIVE_BYTES, MAX_ARCHIVE_MEMBERS, World, leaks
 from .payloads import sample, traversal_payloads

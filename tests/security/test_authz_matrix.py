@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from algora.app import create_app
 from algora.auth.bootstrap import create_key
 from algora.auth.scopes import SCOPES
 from algora.db.tables import ApiKey, Principal, utcnow
-from algora.gateway.app import create_app
 from algora.gateway.permissions import AUTHENTICATED, PERMISSION_KEY, PUBLIC, undeclared
 from algora.sdk.client import Client
 from algora.settings import Settings

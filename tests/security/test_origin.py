@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 from starlette.testclient import TestClient
 
-from algora.gateway.app import create_app
+from algora.app import create_app
 from algora.settings import Settings
 
 from .conftest import World, leaks

@@ -14,7 +14,7 @@ import pytest
 
 from algora.auth.scopes import parse_scope
 from algora.errors import AlgoraError
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.manifest import NAME_PATTERN
 from algora.registry.secrets import check_env_name
 from algora.registry.specs import is_alias_name
 from algora.settings import BUCKET_PATTERN

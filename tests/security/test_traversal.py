@@ -21,7 +21,7 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from algora.registry.archive import pack_directory
+from algora.modelfolder.packing import pack_directory
 
 from .conftest import CANARY_TEXT, Response, World, leaks
 from .payloads import PATH_PARAM, sample, traversal_payloads

@@ -16,26 +16,12 @@ from algora import __version__
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry_after
 from algora.gateway import health
-from algora.gateway.algorithmia_names import AlgorithmiaNamesMiddleware
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs
-from algora.gateway.platform import Platform
-from algora.protocols import (
-    access,
-    algorithmia,
-    algorithmia_accounts,
-    algorithmia_api,
-    algorithmia_manage,
-    algorithmia_settings,
-    aliases,
-    audit_api,
-    connectors,
-    data,
-    git_http,
-    model_data,
-    native,
-)
+from algora.platform import Platform
+from algora.protocols import algorithmia, data, native
+from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -116,19 +102,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
     app.include_router(algorithmia.router)
-    # Before the algorithm reads: /v1/algorithms/{id}/secrets would read as owner/name.
-    app.include_router(algorithmia_settings.router)
-    app.include_router(algorithmia_api.router)
-    app.include_router(algorithmia_manage.router)
-    app.include_router(git_http.router)
     app.include_router(native.router)
-    app.include_router(access.router)
-    app.include_router(algorithmia_accounts.router)
-    app.include_router(audit_api.router)
-    app.include_router(model_data.router)  # data://.algo and .session, before data://owner
     app.include_router(data.router)
-    app.include_router(connectors.router)
-    app.include_router(aliases.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so

@@ -25,8 +25,8 @@ from algora.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.native import LimitsIn
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.manifest import NAME_PATTERN
+from algora.protocols.native.keys import LimitsIn
 
 __all__ = ["router"]
 

@@ -5,7 +5,7 @@ The routes ``client.create_user``, ``create_org``, ``get_org``, ``edit_org``,
 organization an Algora organization; what Algorithmia says of them beyond a name (email, full
 name, label, contact, URL, company, organization type) is kept in a profile that Algora shows
 and never acts on. Algora's rules decide who may do what, as on the native API
-(:mod:`algora.protocols.access`):
+(:mod:`algora.protocols.native.access`):
 
 - only admins create users (``POST /v1/users``); the new user has no key yet: an admin
   creates one (``algora keys create --principal NAME``);
@@ -38,7 +38,7 @@ from algora.errors import BadRequest, Conflict, InvalidInput, NotFound, Permissi
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
-from algora.registry.manifest import NAME_PATTERN
+from algora.modelfolder.manifest import NAME_PATTERN
 
 __all__ = ["ORG_TYPES", "router"]
 

@@ -38,8 +38,8 @@ from algora.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import PermissionRoute
-from algora.protocols import connectors
-from algora.protocols.data_common import (
+from algora.protocols.data import connectors
+from algora.protocols.data.common import (
     Limit,
     Marker,
     Opened,

@@ -7,16 +7,16 @@ of its throughput.)
 
 The protocol, one line at a time on the writer's stdin and stdout:
 
-- gateway to writer: a row, as its wire values (:data:`algora.audit_chain.Wire`) in a JSON
+- gateway to writer: a row, as its wire values (:data:`algora.audit.chain.Wire`) in a JSON
   array; or ``sync``: commit everything acknowledged so far to the database;
 - writer to gateway: ``ready`` once it can write, then, in order, ``ok N`` when the next N
   lines are done (rows durable, or the sync committed) or ``error N`` when they are not (the
   reason goes to stderr, which the writer shares with the gateway).
 
-On SQLite a row is durable once it is in the writer's journal (:mod:`algora.audit_journal`),
+On SQLite a row is durable once it is in the writer's journal (:mod:`algora.audit.journal`),
 and a thread of the writer commits the journaled rows to the database when the gateway pauses
 for a few milliseconds, at least every 50 ms under load, and at every ``sync`` (the audit API
-syncs before it reads); see :mod:`algora.audit_sinks`. On PostgreSQL, whose commits outlive
+syncs before it reads); see :mod:`algora.audit.sinks`. On PostgreSQL, whose commits outlive
 the gateway's machine, each batch is committed before it is acknowledged. Everything that
 arrives while the writer is busy is the next batch, so under load many rows share one write.
 
@@ -36,7 +36,7 @@ import signal
 import sys
 from typing import IO, TYPE_CHECKING
 
-from algora.audit_chain import Wire, check_wire
+from algora.audit.chain import Wire, check_wire
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -95,7 +95,7 @@ class WriterProcess:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "algora.audit_writer",
+            "algora.audit.writer",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,
@@ -284,8 +284,8 @@ class _Writer:
     """Takes the gateway's lines, has a sink make their rows durable, and answers in order."""
 
     def __init__(self, engine: Engine, out: IO[bytes], *, max_commit_lag: float = 5.0) -> None:
-        from algora.audit_journal import journal_directory
-        from algora.audit_sinks import DirectSink, JournalSink
+        from algora.audit.journal import journal_directory
+        from algora.audit.sinks import DirectSink, JournalSink
 
         self._out = out
         self._answers: list[bytes] = []

@@ -2,12 +2,12 @@
 
 :class:`AuditLog` is the gateway's side. ``await audit.record(event)`` returns once the event's
 row is committed. While the gateway serves, rows go to an audit writer process
-(:mod:`algora.audit_writer`) that hashes and commits them in groups: under load many calls
+(:mod:`algora.audit.writer`) that hashes and commits them in groups: under load many calls
 share one commit, the event loop pays only for encoding its rows, and no call is answered
 before its row is durable. Outside the serving loop (another loop, another thread, the writer
 not started) a row is committed directly.
 
-The chain (:mod:`algora.audit_chain`): ``hash = sha256(prev_hash + canonical)`` where
+The chain (:mod:`algora.audit.chain`): ``hash = sha256(prev_hash + canonical)`` where
 ``canonical`` is the compact JSON array of the row's fields, id first; the first row's
 ``prev_hash`` is 64 zeros. Ids are assigned under the database's write lock (last id + 1), so
 they are gapless and any number of writers extend one chain: :func:`verify` reports an edited
@@ -31,7 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.audit_chain import (
+from algora.audit.chain import (
     FIELDS,
     GENESIS_HASH,
     append,
@@ -40,7 +40,7 @@ from algora.audit_chain import (
     epoch_micros,
     row_fields,
 )
-from algora.audit_writer import WriterGone, WriterProcess
+from algora.audit.writer import WriterGone, WriterProcess
 from algora.db.tables import AuditEventRow
 from algora.errors import Unavailable
 
@@ -246,7 +246,7 @@ class AuditLog:
 
     async def sync(self) -> None:
         """Return once every row recorded so far is in the database (the writer journals rows
-        first: see :mod:`algora.audit_writer`). Readers of the log call it before they read; a
+        first: see :mod:`algora.audit.writer`). Readers of the log call it before they read; a
         writer that stopped is replaced first, since its successor commits its journal. A sync
         that fails is logged, and the reader reads what the database has."""
         writer = self._writer

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from algora.audit_chain import Wire, append_sqlite, bindable, check_wire
+from algora.audit.chain import Wire, append_sqlite, bindable, check_wire
 
 __all__ = ["Journal", "journal_directory", "recover", "set_aside", "unbindable_error"]
 

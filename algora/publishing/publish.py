@@ -24,15 +24,17 @@ from typing import Any
 
 from algora.auth.principals import Caller
 from algora.db.tables import Environment as EnvironmentRow
-from algora.environments.audit import Auditor
 from algora.environments.builder import EnvironmentBuilder
 from algora.environments.policy import load_policy
 from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
+from algora.environments.vulnscan import Auditor
 from algora.errors import AlgoraError, InvalidManifest
-from algora.registry.algorithmia_layout import find_manifest
-from algora.registry.archive import safe_extract, tree_hash
-from algora.registry.manifest import Manifest
+from algora.modelfolder.layouts import find_manifest
+from algora.modelfolder.manifest import Manifest
+from algora.modelfolder.packing import tree_hash
+from algora.publishing.archive import safe_extract
+from algora.publishing.smoke import smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
 from algora.registry.specs import Bump
@@ -42,7 +44,6 @@ from algora.store.model_data import drop_session
 from algora.workers.backend import WorkerBackend
 from algora.workers.channel import ChannelOpener
 from algora.workers.sandbox import bwrap_command, use_sandbox
-from algora.workers.smoke import smoke_test
 
 __all__ = [
     "STEPS",

@@ -137,7 +137,7 @@ def _hash_values(prev_hash: str, values: Sequence[Any]) -> str:
 def check_wire(wire: Any) -> None:
     """Raise ValueError unless ``wire`` is a row the database will take.
 
-    The writer acknowledges a row before committing it (see :mod:`algora.audit_journal`), so a
+    The writer acknowledges a row before committing it (see :mod:`algora.audit.journal`), so a
     row that could never be committed must be refused before it is acknowledged.
     """
     if not isinstance(wire, list) or len(wire) != len(_WIRE_KINDS):
@@ -197,7 +197,7 @@ def append_sqlite(
     """:func:`append` straight to the SQLite driver, skipping SQLAlchemy: the hot path.
 
     ``mark``: (journal, bytes) to record, in the same transaction, how far into that journal
-    the rows reach (see :mod:`algora.audit_journal`).
+    the rows reach (see :mod:`algora.audit.journal`).
     """
     if driver.in_transaction:  # left open by a failure: start clean
         driver.rollback()

@@ -2,8 +2,8 @@
 
 Algorithmia's algorithms had CamelCase names (``demo/Hello``), and applications, ADK algorithms
 calling algorithms, and git remotes still name them so. Algora's owner and model names are
-lowercase (``algora.registry.manifest.NAME_PATTERN``; an Algorithmia algorithm published here
-takes its ``algoname`` in lowercase, see ``algora.registry.algorithmia_layout``), so folding a
+lowercase (``algora.modelfolder.manifest.NAME_PATTERN``; an Algorithmia algorithm published here
+takes its ``algoname`` in lowercase, see ``algora.modelfolder.algorithmia``), so folding a
 name to lowercase can only reach the model it means, never another one.
 
 This plain ASGI middleware folds the owner and the name in Algorithmia's paths before routing

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from algora.audit_chain import Wire, append, append_sqlite, head, sqlite_driver
-from algora.audit_journal import Journal, recover, set_aside, unbindable_error
+from algora.audit.chain import Wire, append, append_sqlite, head, sqlite_driver
+from algora.audit.journal import Journal, recover, set_aside, unbindable_error
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine

@@ -42,7 +42,7 @@ from algora.errors import (
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
-from algora.protocols.algorithmia_api import _algorithm, _latest_callable, _time
+from algora.protocols.algorithmia.reads import _algorithm, _latest_callable, _time
 from algora.registry.secrets import SecretInfo
 
 __all__ = ["router"]

@@ -33,7 +33,7 @@ from algora.errors import BadRequest, NotFound, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import PermissionRoute
-from algora.protocols.data_common import (
+from algora.protocols.data.common import (
     Limit,
     Marker,
     Opened,

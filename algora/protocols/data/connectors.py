@@ -34,8 +34,8 @@ from algora.errors import BadRequest, NotFound, PermissionDenied
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import PermissionRoute
-from algora.gateway.platform import Platform
-from algora.protocols.data_common import (
+from algora.platform import Platform
+from algora.protocols.data.common import (
     Limit,
     Marker,
     Opened,

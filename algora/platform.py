@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from algora.audit import AuditLog
+from algora.audit.log import AuditLog
 from algora.auth.bootstrap import ensure_admin
 from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
@@ -17,8 +17,8 @@ from algora.environments.builder import EnvironmentBuilder
 from algora.errors import ModelNotFound
 from algora.gateway.calls import CallService
 from algora.gateway.channels import CallOrigin, Channels
-from algora.registry.builds import Builds
-from algora.registry.publish import Publisher, SmokeAccess
+from algora.publishing.builds import Builds
+from algora.publishing.publish import Publisher, SmokeAccess
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources

@@ -8,8 +8,8 @@ An algorithm's repository on Algorithmia holds::
     requirements.txt     pip's format
     model_manifest.json  (ADK, optional) the files load() needs, checked by ADK itself
 
-:func:`find_manifest` reads a model folder: its ``algora.toml`` when it has one (that always
-wins), else the manifest Algorithmia's layout implies:
+:func:`derive_manifest` reads such a folder (:func:`algora.modelfolder.layouts.find_manifest`
+asks it when there is no ``algora.toml``, which always wins) as the manifest it implies:
 
 - **name**: the name the model is published under (its repository's name when it is built from
   git, the ``owner/name`` of a publish request), else ``algoname`` in lowercase: Algora's names
@@ -45,22 +45,19 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from algora.errors import InvalidManifest
-from algora.registry.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest, load_manifest
+from algora.modelfolder.found import FoundManifest
+from algora.modelfolder.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest
 
 __all__ = [
     "CONF_NAME",
-    "FoundManifest",
     "algorithmia_conf",
     "derive_manifest",
-    "find_manifest",
-    "has_manifest",
     "model_name",
     "python_module",
     "python_version",
@@ -81,40 +78,6 @@ _SUPPORTED = (
     'Algora runs Python 3 algorithms: set "language" to a Python 3 runtime such as '
     '"python3", "python3-1", "python38" or "python-3.9"'
 )
-
-
-@dataclass(frozen=True)
-class FoundManifest:
-    """A model folder's manifest and where it came from."""
-
-    manifest: Manifest
-    origin: str
-    """``algora.toml``, or ``algorithmia.conf`` for a manifest derived from Algorithmia's layout."""
-    notes: tuple[str, ...] = ()
-    """What a build log should say about the derivation (versions, settings mapped)."""
-
-
-def has_manifest(folder: Path) -> bool:
-    """Whether ``folder`` holds an ``algora.toml`` or an ``algorithmia.conf``."""
-    return (folder / MANIFEST_NAME).is_file() or (folder / CONF_NAME).is_file()
-
-
-def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
-    """The manifest of the model in ``folder``: ``algora.toml``, else Algorithmia's layout.
-
-    ``name`` is the name the model is published under, when known (a repository's model, a
-    publish request's path); an ``algora.toml`` must agree with it, which the caller checks.
-    Raises :class:`~algora.errors.InvalidManifest` (400) saying what is wrong or missing.
-    """
-    if (folder / MANIFEST_NAME).is_file():
-        return FoundManifest(load_manifest(folder), MANIFEST_NAME)
-    if (folder / CONF_NAME).is_file():
-        return derive_manifest(folder, name=name)
-    raise InvalidManifest(
-        f"the model folder has neither an {MANIFEST_NAME} nor Algorithmia's {CONF_NAME}: "
-        f"run 'algora init NAME' to create an {MANIFEST_NAME}, or publish an Algorithmia "
-        f"algorithm's repository as it is ({CONF_NAME}, src/<algoname>.py, requirements.txt)"
-    )
 
 
 def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:

@@ -16,7 +16,7 @@ both need the model's ``publish`` right (owner, admin, or a member of the owning
 organization with at least the member role, or a ``manage`` grant). Source is closed, as
 Algorithmia's was by default: those who may call a model do not read its code, and anyone who
 may push needs to fetch. A push that moves the default branch starts a build of its new head
-(see :mod:`algora.registry.builds`). Refusals are plain text, which git prints as
+(see :mod:`algora.publishing.builds`). Refusals are plain text, which git prints as
 ``remote: ...``.
 """
 
@@ -51,7 +51,7 @@ from algora.errors import (
 from algora.gateway.auditing import note_error, trail_of
 from algora.gateway.deps import internal_call, platform_of
 from algora.gateway.permissions import declare
-from algora.gateway.platform import Platform
+from algora.platform import Platform
 
 __all__ = ["router"]
 

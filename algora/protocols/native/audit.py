@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.audit import Outcome, as_dict, parse_anchor, query, report_dict, verify
+from algora.audit.log import Outcome, as_dict, parse_anchor, query, report_dict, verify
 from algora.auth.principals import Caller
 from algora.errors import BadRequest
 from algora.gateway.deps import platform_of

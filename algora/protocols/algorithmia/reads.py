@@ -5,7 +5,7 @@ The routes the ``algorithmia`` Python client's ``algo.exists()``, ``algo.info()`
 document (``details``, ``settings``, ``version_info.semantic_version``, ``build``,
 ``compilation``, ``resource_type``; lists paged with ``marker``/``next_link``/``results``).
 Creating, compiling and publishing from a model's git repository, and its builds, are in
-:mod:`algora.protocols.algorithmia_manage`.
+:mod:`algora.protocols.algorithmia.manage`.
 
 A model is Algorithmia's algorithm; its versions map as follows: ``version_info.git_hash`` is
 the version's content hash (what ``algo.info(hash)`` takes: a prefix of 12 or more hex digits,
@@ -15,7 +15,7 @@ commit in ``build.commit_sha`` (else both are the version's own id and content h
 list's filters: ``published=true`` keeps ready versions, ``callable=true`` ready versions that
 are not deprecated (``false``: the others). A page's ``marker`` is its last
 version; ``next_link`` is the next page's URL, with the same filters. Updating an algorithm
-and its secrets are in :mod:`algora.protocols.algorithmia_settings`.
+and its secrets are in :mod:`algora.protocols.algorithmia.algorithm_settings`.
 
 Errors keep Algorithmia's shape (``{"error": {"message": ...}}``); an unknown or hidden model
 says "No such algorithm", which is what the client's ``exists()`` looks for.

@@ -2,11 +2,11 @@
 
 The routes the ``algorithmia`` Python client's ``create``, ``compile``, ``publish``,
 ``get_builds``, ``get_build``, ``get_build_logs`` and ``get_scm_status`` reach (reads of
-algorithms and versions are in :mod:`algora.protocols.algorithmia_api`):
+algorithms and versions are in :mod:`algora.protocols.algorithmia.reads`):
 
 - ``create`` makes the model with a git repository seeded from the Python 3 template
   (:mod:`algora.registry.sources`); its answer's ``source.repository_https_url`` is where to
-  clone it from (``/git/OWNER/NAME.git``, see :mod:`algora.protocols.git_http`).
+  clone it from (``/git/OWNER/NAME.git``, see :mod:`algora.protocols.algorithmia.git_http`).
 - ``compile`` builds the default branch's head and answers once the build has finished, with
   ``build`` (``status`` ``succeeded`` or ``failed``) and ``compilation`` (``successful``,
   ``output``: the reason of a failure); a failed build is an answer, not an error: its log is
@@ -37,7 +37,7 @@ from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.algorithmia_api import _algorithm, _details, _page, _time
+from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _time
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
 

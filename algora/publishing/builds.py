@@ -1,7 +1,7 @@
 """Builds of model source repositories (Algorithmia's ``compile``) and publishing them.
 
 A build takes one commit of a model's repository through every step of a publish (see
-:mod:`algora.registry.publish`: validate, lock, policy, environment, build command, store,
+:mod:`algora.publishing.publish`: validate, lock, policy, environment, build command, store,
 smoke test) and stops short of a version: a succeeded build keeps what it produced (content,
 archive and environment hashes, schemas, manifest, policy lineage), so that publishing it
 records an immutable, ready version at once, without building again.
@@ -38,7 +38,7 @@ from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
 from algora.errors import BuildFailed, Conflict, NotFound
-from algora.registry.publish import BuildLogs, Prepared, Publisher, failure_of
+from algora.publishing.publish import BuildLogs, Prepared, Publisher, failure_of
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump

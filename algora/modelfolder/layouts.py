@@ -1,0 +1,59 @@
+"""Find a model folder's manifest by asking each layout Algora reads, in order.
+
+Algora's own ``algora.toml`` always wins; a folder without one is read as the first other
+layout that recognises it (today Algorithmia's, :mod:`algora.modelfolder.algorithmia`). The
+SDK, the CLI, publish and git builds all find manifests here, so they agree on every folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
+
+from algora.errors import InvalidManifest
+from algora.modelfolder import algorithmia
+from algora.modelfolder.found import FoundManifest
+from algora.modelfolder.manifest import MANIFEST_NAME, load_manifest
+
+__all__ = ["FoundManifest", "find_manifest", "has_manifest"]
+
+
+class Layout(NamedTuple):
+    marker: str
+    """The file whose presence says a folder has this layout."""
+    read: Callable[[Path, str | None], FoundManifest]
+
+
+def _native(folder: Path, _name: str | None) -> FoundManifest:
+    return FoundManifest(load_manifest(folder), MANIFEST_NAME)
+
+
+def _algorithmia(folder: Path, name: str | None) -> FoundManifest:
+    return algorithmia.derive_manifest(folder, name=name)
+
+
+LAYOUTS = (Layout(MANIFEST_NAME, _native), Layout(algorithmia.CONF_NAME, _algorithmia))
+
+
+def has_manifest(folder: Path) -> bool:
+    """Whether ``folder`` holds the marker file of any layout."""
+    return any((folder / layout.marker).is_file() for layout in LAYOUTS)
+
+
+def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
+    """The manifest of the model in ``folder``: ``algora.toml``, else Algorithmia's layout.
+
+    ``name`` is the name the model is published under, when known (a repository's model, a
+    publish request's path); an ``algora.toml`` must agree with it, which the caller checks.
+    Raises :class:`~algora.errors.InvalidManifest` (400) saying what is wrong or missing.
+    """
+    for layout in LAYOUTS:
+        if (folder / layout.marker).is_file():
+            return layout.read(folder, name)
+    conf = algorithmia.CONF_NAME
+    raise InvalidManifest(
+        f"the model folder has neither an {MANIFEST_NAME} nor Algorithmia's {conf}: "
+        f"run 'algora init NAME' to create an {MANIFEST_NAME}, or publish an Algorithmia "
+        f"algorithm's repository as it is ({conf}, src/<algoname>.py, requirements.txt)"
+    )
