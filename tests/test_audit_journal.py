@@ -22,7 +22,7 @@ from algora.audit import writer as audit_writer
 from algora.audit.chain import check_wire
 from algora.audit.journal import Journal, journal_directory, recover
 from algora.audit.log import AuditEvent, to_wire, verify
-from algora.audit.writer import DATABASE_URL_ENV, _Writer
+from algora.audit.writer import WriterConfig, _Writer
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 
@@ -79,11 +79,12 @@ class WriterProcess:
     """``python -m algora.audit.writer`` driven by hand, so that it can be SIGKILLed."""
 
     def __init__(self, tmp_path: Path) -> None:
-        env = {**os.environ, DATABASE_URL_ENV: f"sqlite:///{tmp_path / 'registry.db'}"}
         command = [sys.executable, "-m", "algora.audit.writer"]
-        self.process = subprocess.Popen(command, stdin=PIPE, stdout=PIPE, env=env)
+        self.process = subprocess.Popen(command, stdin=PIPE, stdout=PIPE)
         assert self.process.stdout is not None and self.process.stdin is not None
         self.stdin, self.stdout = self.process.stdin, self.process.stdout
+        self.stdin.write(WriterConfig(f"sqlite:///{tmp_path / 'registry.db'}").line())
+        self.stdin.flush()
         assert self.stdout.readline() == b"ready\n"
 
     def send(self, *lines: bytes) -> list[bytes]:
@@ -322,3 +323,14 @@ def test_verify_on_a_stopped_gateways_data_dir_commits_its_journal_first(tmp_pat
     assert "intact" in verified.stdout
     assert request_ids(data_dir) == ["req-1", "req-2"]
     assert journals(data_dir) == []
+
+
+def test_the_writer_takes_its_configuration_on_stdin_and_refuses_anything_else() -> None:
+    """No database URL travels in argv or the environment: a writer given none says so."""
+    command = [sys.executable, "-m", "algora.audit.writer"]
+    done = subprocess.run(command, input=b'["not", "a config"]\n', capture_output=True, timeout=30)
+    assert done.returncode == 2
+    assert b"not the writer's configuration" in done.stderr
+    assert WriterConfig.parse(WriterConfig("sqlite:///x.db", 2.5).line()) == WriterConfig(
+        "sqlite:///x.db", 2.5
+    )

@@ -7,7 +7,11 @@ of its throughput.)
 
 The protocol, one line at a time on the writer's stdin and stdout:
 
-- gateway to writer: a row, as its wire values (:data:`algora.audit.chain.Wire`) in a JSON
+- gateway to writer, first: the writer's configuration, a JSON object
+  (:class:`WriterConfig`: the database URL and the commit lag limit). It travels on stdin,
+  not in argv or the environment, so no other local user's ``ps`` and no child process sees
+  the database's credentials, and the gateway's Settings stay the one reader of the environment;
+- gateway to writer, then: a row, as its wire values (:data:`algora.audit.chain.Wire`) in a JSON
   array; or ``sync``: commit everything acknowledged so far to the database;
 - writer to gateway: ``ready`` once it can write, then, in order, ``ok N`` when the next N
   lines are done (rows durable, or the sync committed) or ``error N`` when they are not (the
@@ -34,6 +38,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from algora.audit.chain import Wire, check_wire
@@ -42,9 +47,8 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 __all__ = [
-    "DATABASE_URL_ENV",
-    "MAX_COMMIT_LAG_ENV",
     "SYNC",
+    "WriterConfig",
     "WriterGone",
     "WriterProcess",
     "main",
@@ -52,8 +56,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DATABASE_URL_ENV = "ALGORA_AUDIT_WRITER_DATABASE_URL"
-MAX_COMMIT_LAG_ENV = "ALGORA_AUDIT_WRITER_MAX_COMMIT_LAG"
 # Below malloc's mmap threshold: a larger read buffer costs an mmap and a munmap per batch.
 _READ_SIZE = 1 << 16
 # Under load, rows go to the writer at most this often (at once when it has been idle longer):
@@ -63,6 +65,32 @@ _MIN_FLUSH_INTERVAL = 0.001
 SYNC = b"sync"
 _START_TIMEOUT = 60.0
 _STOP_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """What the writer needs to know, sent as the first line of its stdin."""
+
+    database_url: str
+    max_commit_lag: float = 5.0
+
+    def line(self) -> bytes:
+        fields = {"database_url": self.database_url, "max_commit_lag": self.max_commit_lag}
+        return json.dumps(fields).encode() + b"\n"
+
+    @classmethod
+    def parse(cls, line: bytes) -> WriterConfig:
+        """The configuration in ``line``; ValueError saying what is wrong."""
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict) or not isinstance(fields.get("database_url"), str):
+            raise ValueError("the first line on stdin is not the writer's configuration")
+        lag = fields.get("max_commit_lag", 5.0)
+        if isinstance(lag, bool) or not isinstance(lag, int | float) or not lag > 0:
+            raise ValueError("max_commit_lag is not a positive number of seconds")
+        return cls(fields["database_url"], float(lag))
 
 
 class WriterGone(Exception):
@@ -87,20 +115,15 @@ class WriterProcess:
     @classmethod
     async def start(cls, database_url: str, *, max_commit_lag: float = 5.0) -> WriterProcess:
         """Start a writer on the database; raise WriterGone if it cannot write."""
-        env = {
-            **os.environ,
-            DATABASE_URL_ENV: database_url,  # not argv: ps shows argv
-            MAX_COMMIT_LAG_ENV: repr(float(max_commit_lag)),
-        }
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "algora.audit.writer",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            env=env,
         )
-        assert process.stdout is not None  # PIPE above
+        assert process.stdout is not None and process.stdin is not None  # PIPE above
+        process.stdin.write(WriterConfig(database_url, float(max_commit_lag)).line())
         try:
             line = await asyncio.wait_for(process.stdout.readline(), _START_TIMEOUT)
         except TimeoutError:
@@ -235,6 +258,18 @@ async def _end(process: asyncio.subprocess.Process) -> None:
 
 
 # the writer's end ----------------------------------------------------------------------------
+def _first_line() -> tuple[bytes, bytes]:
+    """The first line on stdin, and what was read after it (read unbuffered, like the rows)."""
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(0, _READ_SIZE)
+        if not chunk:
+            return data, b""
+        data += chunk
+    first, _newline, rest = data.partition(b"\n")
+    return first, rest
+
+
 def main() -> int:
     """Run the writer on stdin/stdout until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -242,19 +277,17 @@ def main() -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="algora audit writer: %(message)s"
     )
-    url = os.environ.get(DATABASE_URL_ENV)
-    if not url:
-        logger.error("%s is not set: start the writer through the gateway", DATABASE_URL_ENV)
+    first, pending = _first_line()
+    try:
+        config = WriterConfig.parse(first)
+    except ValueError as error:
+        logger.error("%s: start the writer through the gateway", error)
         return 2
     # Imported here: the gateway imports this module for WriterProcess alone.
     from algora.db.engine import create_registry_engine
 
-    try:
-        max_commit_lag = float(os.environ.get(MAX_COMMIT_LAG_ENV, "5"))
-    except ValueError:
-        logger.error("%s is not a number of seconds", MAX_COMMIT_LAG_ENV)
-        return 2
-    engine = create_registry_engine(url)
+    max_commit_lag = config.max_commit_lag
+    engine = create_registry_engine(config.database_url)
     out = sys.stdout.buffer
     try:
         writer = _Writer(engine, out, max_commit_lag=max_commit_lag)
@@ -266,7 +299,6 @@ def main() -> int:
     # when a batch arrives to be answered.
     sys.setswitchinterval(0.001)
     _say(out, "ready")
-    pending = b""
     while chunk := os.read(0, _READ_SIZE):
         data = pending + chunk
         cut = data.rfind(b"\n") + 1
