@@ -541,3 +541,11 @@ def test_cli_lists_exports_verifies_and_finds_tampering(tmp_path: Path) -> None:
     broken = algora("audit", "verify", "--data-dir", str(data_dir))
     assert broken.returncode == 1
     assert "row 2" in broken.stderr and "edited" in broken.stderr
+
+
+def test_the_chain_binds_values_in_the_audit_tables_own_column_order() -> None:
+    """The SQLite hot path binds rows by position: its order must be the table's."""
+    from algora.audit import chain
+    from algora.db.tables import AuditEventRow
+
+    assert tuple(column.name for column in AuditEventRow.__table__.columns) == chain._COLUMNS

@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, func, insert, select
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from algora.db.tables import AuditEventRow
+from algora.db.tables import AuditEventRow, AuditJournalMark
 
 __all__ = [
     "FIELDS",
@@ -72,14 +74,23 @@ Wire = Sequence[Any]
 # Any constant shared by every gateway: the key of PostgreSQL's advisory lock on the chain.
 _PG_CHAIN_LOCK = 0x616C676F7261  # "algora"
 _COLUMNS = (*FIELDS, "prev_hash", "hash")
-# Only our own constant column names go into it; the values are bound parameters.
-_INSERT = f"INSERT INTO audit_events ({', '.join(_COLUMNS)}) VALUES ({{marks}})"  # noqa: S608
-_INSERT_SQLITE = _INSERT.format(marks=", ".join(["?"] * len(_COLUMNS)))
-_INSERT_PG = _INSERT.format(marks=", ".join(["%s"] * len(_COLUMNS)))
-_SELECT_HEAD = "SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1"
-_SET_MARK = (
-    "INSERT INTO audit_journal_marks (journal, committed_bytes) VALUES (?, ?) "
-    "ON CONFLICT (journal) DO UPDATE SET committed_bytes = excluded.committed_bytes"
+"""The row's columns in the order its values are bound (the table's own order; a test checks)."""
+# The SQLite hot path binds rows straight to the driver; its statements are still SQLAlchemy's,
+# compiled once from the tables in algora.db.tables, so that the schema has one definition.
+_SQLITE = sqlite_dialect.dialect(paramstyle="qmark")
+_INSERT_SQLITE = str(insert(AuditEventRow).compile(dialect=_SQLITE, column_keys=list(_COLUMNS)))
+_SELECT_HEAD = str(
+    select(AuditEventRow.id, AuditEventRow.hash)
+    .order_by(AuditEventRow.id.desc())
+    .limit(1)
+    .compile(dialect=_SQLITE, compile_kwargs={"literal_binds": True})
+)
+_upsert_mark = sqlite_insert(AuditJournalMark)
+_SET_MARK = str(
+    _upsert_mark.on_conflict_do_update(
+        index_elements=[AuditJournalMark.journal],
+        set_={"committed_bytes": _upsert_mark.excluded.committed_bytes},
+    ).compile(dialect=_SQLITE)
 )
 # What the table takes at each of the wire's positions (FIELDS without id): "int" and "text"
 # required, "int?" and "text?" nullable, "number" a finite float or int.
@@ -176,10 +187,12 @@ def append(connection: Connection, wires: Sequence[Wire]) -> tuple[int, str]:
     if connection.dialect.name == "sqlite":
         return append_sqlite(sqlite_driver(connection), wires)
     with connection.begin():
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_CHAIN_LOCK})
+        connection.execute(select(func.pg_advisory_xact_lock(_PG_CHAIN_LOCK)))
         last_id, prev = head(connection)
         rows, last_id, prev = _chain_rows(wires, last_id, prev, sqlite=False)
-        connection.exec_driver_sql(_INSERT_PG, rows)
+        connection.execute(
+            insert(AuditEventRow), [dict(zip(_COLUMNS, row, strict=True)) for row in rows]
+        )
     return last_id, prev
 
 
