@@ -1,11 +1,14 @@
 """Audit middleware: one committed audit row before the answer, for every call and change.
 
 Plain ASGI. It records every model call, every request that changes something (any method but
-GET, HEAD and OPTIONS under ``/api/v1`` and the data routes), every denied request (401, 403)
-on any route, and the few reads a route asks for (``whoami``, audit reads). Routes add what
-only they know (the caller, the version served, the error code) to the request's
-:class:`AuditTrail`; the middleware adds when, from where, the status and the byte counts, and
-holds the response until the row is committed. Never a payload, never a header's secret.
+GET, HEAD and OPTIONS), every denied request (401, 403) on any route, and the few reads a route
+asks for (``whoami``, audit reads). Each route declares its action where it declares its
+permission (:func:`algora.gateway.permissions.audited`); the middleware reads it from the
+route the request matched, with the model (``owner/name``), key and version the path names.
+Routes add what only they know (the caller, the version served, the error code) to the
+request's :class:`AuditTrail`; the middleware adds when, from where, the status and the byte
+counts, and holds the response until the row is committed. Never a payload, never a header's
+secret.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algora.audit.log import AuditLog, Decision, wire_row
@@ -26,11 +31,13 @@ from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body
 
-__all__ = ["AuditMiddleware", "AuditTrail", "trail_of"]
+__all__ = ["AUDIT_KEY", "AuditMiddleware", "AuditTrail", "declared_action", "trail_of"]
 
 logger = logging.getLogger(__name__)
 
 _SCOPE_KEY = "algora.audit"
+AUDIT_KEY = "x-algora-audit"
+"""Where a route's ``openapi_extra`` names its audit action (see ``permissions.audited``)."""
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHANGE_PREFIXES = ("/api/v1/", "/v1/data/", "/v1/connector/")
 _MODEL = r"(?P<owner>[^/]+)/(?P<name>[^/]+)"
@@ -123,6 +130,48 @@ def _classify(method: str, path: str) -> tuple[str | None, str | None, str | Non
     return None, None, None
 
 
+@dataclass(frozen=True)
+class _Declared:
+    """The audit action the matched route declares, and what its path names."""
+
+    action: str
+    always: bool
+    resource: str | None
+    version: str | None
+
+
+def declared_action(route: object) -> tuple[str, bool] | None:
+    """(action, recorded on reads too) that ``route`` declares; None when it declares none."""
+    extra = getattr(route, "openapi_extra", None)
+    declaration = extra.get(AUDIT_KEY) if isinstance(extra, dict) else None
+    if not isinstance(declaration, dict) or not isinstance(declaration.get("action"), str):
+        return None
+    return declaration["action"], declaration.get("record") == "always"
+
+
+def _declared(scope: Scope, routes: Sequence[BaseRoute]) -> _Declared | None:
+    """The declaration of the route the request matched; for a request refused before routing
+    (a bad Host, say), of the route it would have matched."""
+    route = scope.get("route")
+    params: dict[str, Any] = scope.get("path_params") or {}
+    if route is None:
+        for candidate in routes:
+            match, child = candidate.matches(scope)
+            if match is Match.FULL:
+                route, params = candidate, child.get("path_params") or {}
+                break
+    methods = getattr(route, "methods", None)
+    if route is None or (methods is not None and scope["method"] not in methods):
+        return None  # no route, or another method's (answered 405)
+    found = declared_action(route)
+    if found is None:
+        return None
+    owner, name, key = params.get("owner"), params.get("name"), params.get("key_id")
+    resource = f"{owner}/{name}" if owner and name else f"key/{key}" if key else None
+    version = params.get("version") or params.get("spec")
+    return _Declared(found[0], found[1], resource, version if isinstance(version, str) else None)
+
+
 class _Headers:
     """The few request headers an audit row needs, found in one pass (this runs per call)."""
 
@@ -151,9 +200,11 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.audit = audit
+        self.routes = routes
+        """The app's routes, to find the declaration of a request refused before routing."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.audit.enabled:
@@ -163,10 +214,8 @@ class AuditMiddleware:
         started = time.perf_counter()
         method: str = scope["method"]
         path: str = scope["path"]
-        action, resource, version = _classify(method, path)
-        trail = AuditTrail(action=action, resource=resource, version=version)
+        trail = AuditTrail()
         scope[_SCOPE_KEY] = trail
-        wanted = action is not None or (method not in _SAFE and path.startswith(_CHANGE_PREFIXES))
         headers = _Headers(scope)
         counts = {"in": headers.content_length or 0, "out": 0}
         start: Message | None = None
@@ -185,6 +234,19 @@ class AuditMiddleware:
             """Record the row if this request wants one; False when it could not be written."""
             nonlocal recorded
             recorded = True
+            declared = _declared(scope, self.routes)
+            if declared is not None:
+                trail.action = trail.action or declared.action
+                trail.resource = trail.resource or declared.resource
+                trail.version = trail.version or declared.version
+                wanted = declared.always or method not in _SAFE
+            else:
+                action, resource, version = _classify(method, path)
+                trail.action = trail.action or action
+                trail.resource = trail.resource or resource
+                trail.version = trail.version or version
+                unsafe = method not in _SAFE and path.startswith(_CHANGE_PREFIXES)
+                wanted = action is not None or unsafe
             if not (wanted or status in (401, 403)):
                 return True
             wire = self._wire(

@@ -7,6 +7,14 @@ which authenticates the key and refuses it (403) unless it holds the scope. Rout
 health) declare it with ``openapi_extra=declare(...)``. ``public`` means no key at all;
 ``authenticated`` any valid key. The authorization matrix test reads the document and fails
 for any operation without a declaration.
+
+Every route also declares the action its audit rows record, in the same place:
+``openapi_extra=audited("key.create")`` (or ``declare("call", audit="model.call")``), shown in
+the document as ``x-algora-audit``. A request that changes something (any method but GET, HEAD
+and OPTIONS) is recorded under its route's action, and so is every refusal (401, 403); a read is
+recorded when its route says ``always=True`` (whoami, the audit log's own reads). The audit
+middleware (:mod:`algora.gateway.auditing`) reads the declaration from the matched route, so
+there is no second table of paths; a test fails for any route that declares no action.
 """
 
 from __future__ import annotations
@@ -20,14 +28,17 @@ from fastapi.routing import APIRoute
 
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
+from algora.gateway.auditing import AUDIT_KEY
 from algora.gateway.deps import current_caller, platform_of
 
 __all__ = [
+    "AUDIT_KEY",
     "AUTHENTICATED",
     "PERMISSION_KEY",
     "PUBLIC",
     "Needs",
     "PermissionRoute",
+    "audited",
     "declare",
     "undeclared",
 ]
@@ -60,9 +71,16 @@ class Needs:
         return f"Needs({self.scope!r}, write={self.write})"
 
 
-def declare(permission: str) -> dict[str, Any]:
-    """``openapi_extra`` for a route that checks its permission itself."""
-    return {PERMISSION_KEY: permission}
+def declare(permission: str, *, audit: str | None = None, always: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` for a route that checks its permission itself (and, with ``audit``,
+    names its audit action as :func:`audited` does)."""
+    return {PERMISSION_KEY: permission, **(audited(audit, always=always) if audit else {})}
+
+
+def audited(action: str, *, always: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` naming the action the route's audit rows record; ``always`` records
+    its reads too (not only its changes and refusals)."""
+    return {AUDIT_KEY: {"action": action, "record": "always" if always else "changes"}}
 
 
 def _needs(dependant: Dependant) -> Needs | None:
