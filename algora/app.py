@@ -105,8 +105,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(native.router)
     app.include_router(data.router)
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
-    # Sees every route and refusal; finds the route of a request refused before routing.
-    app.add_middleware(AuditMiddleware, audit=platform.audit, routes=app.router.routes)
+    app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so
 
     @app.get("/api/v1/openapi.json", include_in_schema=False)

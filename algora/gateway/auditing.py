@@ -18,12 +18,10 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import HTTPConnection
-from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algora.audit.log import AuditLog, Decision, wire_row
@@ -149,17 +147,11 @@ def declared_action(route: object) -> tuple[str, bool] | None:
     return declaration["action"], declaration.get("record") == "always"
 
 
-def _declared(scope: Scope, routes: Sequence[BaseRoute]) -> _Declared | None:
-    """The declaration of the route the request matched; for a request refused before routing
-    (a bad Host, say), of the route it would have matched."""
+def _declared(scope: Scope) -> _Declared | None:
+    """The declaration of the route the request matched; None for a request that matched no
+    route or was refused before routing (a bad Host, say), recorded as ``http.<method>``."""
     route = scope.get("route")
     params: dict[str, Any] = scope.get("path_params") or {}
-    if route is None:
-        for candidate in routes:
-            match, child = candidate.matches(scope)
-            if match is Match.FULL:
-                route, params = candidate, child.get("path_params") or {}
-                break
     methods = getattr(route, "methods", None)
     if route is None or (methods is not None and scope["method"] not in methods):
         return None  # no route, or another method's (answered 405)
@@ -200,11 +192,9 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, audit: AuditLog, routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
         self.app = app
         self.audit = audit
-        self.routes = routes
-        """The app's routes, to find the declaration of a request refused before routing."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.audit.enabled:
@@ -234,7 +224,7 @@ class AuditMiddleware:
             """Record the row if this request wants one; False when it could not be written."""
             nonlocal recorded
             recorded = True
-            declared = _declared(scope, self.routes)
+            declared = _declared(scope)
             if declared is not None:
                 trail.action = trail.action or declared.action
                 trail.resource = trail.resource or declared.resource
