@@ -86,10 +86,10 @@ class ProfiledView:
 
 @dataclass(frozen=True)
 class NewUser:
-    user: ProfiledView
-    key_id: str | None
-    secret: str | None
-    """The first key's secret, shown once (None: created without a key)."""
+    user: PrincipalView
+    key_id: str
+    secret: str
+    """The first key's secret, shown once."""
 
 
 @dataclass(frozen=True)
@@ -130,29 +130,28 @@ class Accounts:
             raise PermissionDenied("only an admin may create users")
 
     def create_user(
-        self,
-        caller: Caller,
-        name: str,
-        *,
-        first_key: bool = True,
-        profile: ProfileChange | None = None,
-    ) -> NewUser:
-        """A new user, with a first key (its secret shown once) unless ``first_key`` is False,
-        and a profile when one is given."""
+        self, caller: Caller, name: str, profile: ProfileChange | None = None
+    ) -> ProfiledView:
+        """A new user without a key (an admin makes its first), with a profile if given."""
         self.check_may_create_users(caller)
         check_name(name, "user")
         if profile is not None:
             profile.check()
         with self._sessions() as session:
             user = _new_principal(session, name, "user")
-            key = create_key(session, user, "first key") if first_key else None
             view = apply_profile(session, user, profile) if profile else ProfileView()
             session.commit()
-            return NewUser(
-                ProfiledView(_view(session, user), view),
-                key.key_id if key else None,
-                key.secret if key else None,
-            )
+            return ProfiledView(_view(session, user), view)
+
+    def create_user_with_key(self, caller: Caller, name: str) -> NewUser:
+        """A new user and its first key, whose secret is shown once."""
+        self.check_may_create_users(caller)
+        check_name(name, "user")
+        with self._sessions() as session:
+            user = _new_principal(session, name, "user")
+            key = create_key(session, user, "first key")
+            session.commit()
+            return NewUser(_view(session, user), key.key_id, key.secret)
 
     def create_service_account(
         self, caller: Caller, name: str, owner: str | None = None

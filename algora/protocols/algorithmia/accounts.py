@@ -159,10 +159,8 @@ async def create_user(request: Request, caller: WritePrincipals) -> dict[str, An
         company_name=body.company_name,
         company_role=body.company_role,
     )
-    new = await asyncio.to_thread(
-        accounts.create_user, caller, body.username, first_key=False, profile=profile
-    )
-    return _user_out(request, new.user)
+    user = await asyncio.to_thread(accounts.create_user, caller, body.username, profile)
+    return _user_out(request, user)
 
 
 @router.get("/organization/types", summary="Organization types (recorded, not enforced)")

@@ -115,8 +115,7 @@ async def create_principal(
     request: Request, caller: WritePrincipals, body: PrincipalIn
 ) -> NewPrincipalOut:
     trail_of(request).resource = f"principal/{body.name}"
-    new = await asyncio.to_thread(_accounts(request).create_user, caller, body.name)
-    assert new.key_id is not None and new.secret is not None  # created with its first key
+    new = await asyncio.to_thread(_accounts(request).create_user_with_key, caller, body.name)
     return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
 
 
