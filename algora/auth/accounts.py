@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.bootstrap import create_key
 from algora.auth.keyring import LimitChange
-from algora.auth.policy import ROLES, can_manage_org, require
+from algora.auth.policy import ROLES, can_manage_org, can_manage_principal, require
 from algora.auth.principals import Caller
 from algora.auth.profiles import ProfileChange, ProfileView, apply_profile, profile_of
 from algora.db.tables import Grant, Membership, Model, Principal
@@ -189,11 +189,7 @@ class Accounts:
                 if caller.is_admin
                 or p.id == caller.principal_id
                 or p.id in mine
-                or (
-                    p.kind == "service"
-                    and p.owner_id is not None
-                    and (p.owner_id == caller.principal_id or can_manage_org(caller, p.owner_id))
-                )
+                or (p.kind == "service" and can_manage_principal(caller, p))
             ]
 
     def limit_principal(self, caller: Caller, name: str, change: LimitChange) -> PrincipalView:

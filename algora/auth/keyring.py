@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.bootstrap import create_key
-from algora.auth.policy import can_manage_org
+from algora.auth.policy import can_manage_principal
 from algora.auth.principals import Caller, organization_limit
 from algora.auth.ratelimit import Limit
 from algora.auth.scopes import covers, validate_scopes
@@ -38,7 +38,6 @@ __all__ = [
     "LimitChange",
     "ModelLimitView",
     "NewKeyView",
-    "may_manage_keys_of",
 ]
 
 _MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
@@ -101,16 +100,6 @@ class ModelLimitView:
     rate_per_second: float
     burst: int | None = None
     """None: one second's worth of calls."""
-
-
-def may_manage_keys_of(caller: Caller, principal: Principal) -> bool:
-    """Own keys; an admin any; a service account's: its owner, or its owning organization's
-    admins and owners."""
-    if caller.is_admin or principal.id == caller.principal_id:
-        return True
-    if principal.kind != "service" or principal.owner_id is None:
-        return False
-    return principal.owner_id == caller.principal_id or can_manage_org(caller, principal.owner_id)
 
 
 def _looser(new: Limit | None, current: Limit | None) -> bool:
@@ -263,13 +252,13 @@ class Keyring:
             principal = session.get(Principal, caller.principal_id)
         else:
             principal = session.scalars(select(Principal).where(Principal.name == name)).first()
-        if principal is None or not may_manage_keys_of(caller, principal):
+        if principal is None or not can_manage_principal(caller, principal):
             raise NotFound(f"no principal '{name}' whose keys you manage")
         return principal
 
     def _owned_key(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
         key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
-        if key is None or not may_manage_keys_of(caller, key.principal):
+        if key is None or not can_manage_principal(caller, key.principal):
             raise NotFound(f"no key '{key_id}'")
         return key
 
