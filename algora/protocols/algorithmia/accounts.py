@@ -4,8 +4,8 @@ The routes ``client.create_user``, ``create_org``, ``get_org``, ``edit_org``,
 ``invite_to_org`` and ``get_org_types`` reach. An Algorithmia user is an Algora user, an
 organization an Algora organization; what Algorithmia says of them beyond a name (email, full
 name, label, contact, URL, company, organization type) is kept in a profile that Algora shows
-and never acts on. Algora's rules decide who may do what, in the one service the native API uses too
-(:mod:`algora.auth.accounts`):
+and never acts on. Algora's rules decide who may do what, in the one service that the native
+API uses too (:mod:`algora.auth.accounts`):
 
 - only admins create users (``POST /v1/users``); the new user has no key yet: an admin
   creates one (``algora keys create --principal NAME``);
