@@ -7,7 +7,9 @@ import time
 from pathlib import Path
 
 from algora.audit.log import AuditLog
+from algora.auth.accounts import Accounts
 from algora.auth.bootstrap import ensure_admin
+from algora.auth.keyring import Keyring
 from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
 from algora.db.engine import create_registry_engine, make_session_factory, ping
@@ -92,6 +94,13 @@ class Platform:
         self.sources = Sources(data / "git", self.sessions, self.registry)
         self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
         self.builds.on_change(self.calls.forget)
+        self.accounts = Accounts(
+            self.sessions,
+            self.registry,
+            forget_callers=self.authenticator.forget,
+            forget_rights=self.calls.forget,
+        )
+        self.keyring = Keyring(self.sessions, settings, forget_callers=self.authenticator.forget)
         interrupted = self.registry.fail_interrupted_builds()
         if interrupted:
             logger.warning("marked %d interrupted build(s) as failed", interrupted)

@@ -25,7 +25,7 @@ from typing import Literal
 
 from algora.auth.principals import Caller
 from algora.auth.scopes import has_scope
-from algora.db.tables import Model
+from algora.db.tables import Model, Principal
 from algora.errors import ModelNotFound, PermissionDenied
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "Role",
     "can",
     "can_manage_org",
+    "can_manage_principal",
     "model_right",
     "require",
     "require_scope",
@@ -118,3 +119,13 @@ def require_scope(caller: Caller, scope: str, resource: str | None = None) -> No
 def can_manage_org(caller: Caller, org_id: int) -> bool:
     """Admins, and the organization's owners and admins."""
     return caller.is_admin or caller.role_in(org_id) in ("admin", "owner")
+
+
+def can_manage_principal(caller: Caller, principal: Principal) -> bool:
+    """Whether the caller manages the principal's keys: its own; an admin any; a service
+    account's, its owner and its owning organization's admins and owners."""
+    if caller.is_admin or principal.id == caller.principal_id:
+        return True
+    if principal.kind != "service" or principal.owner_id is None:
+        return False
+    return principal.owner_id == caller.principal_id or can_manage_org(caller, principal.owner_id)

@@ -4,8 +4,8 @@ The routes ``client.create_user``, ``create_org``, ``get_org``, ``edit_org``,
 ``invite_to_org`` and ``get_org_types`` reach. An Algorithmia user is an Algora user, an
 organization an Algora organization; what Algorithmia says of them beyond a name (email, full
 name, label, contact, URL, company, organization type) is kept in a profile that Algora shows
-and never acts on. Algora's rules decide who may do what, as on the native API
-(:mod:`algora.protocols.native.access`):
+and never acts on. Algora's rules decide who may do what, in the one service that the native
+API uses too (:mod:`algora.auth.accounts`):
 
 - only admins create users (``POST /v1/users``); the new user has no key yet: an admin
   creates one (``algora keys create --principal NAME``);
@@ -28,17 +28,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from algora.auth.policy import can_manage_org
+from algora.auth.accounts import Accounts, ProfiledView, check_name
 from algora.auth.principals import Caller
-from algora.db.tables import Membership, Principal, PrincipalProfile, utcnow
-from algora.errors import BadRequest, Conflict, InvalidInput, NotFound, PermissionDenied
+from algora.auth.profiles import ORG_TYPES, ProfileChange
+from algora.errors import BadRequest, InvalidInput
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
-from algora.modelfolder.manifest import NAME_PATTERN
 
 __all__ = ["ORG_TYPES", "router"]
 
@@ -47,7 +44,6 @@ Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadPrincipals = Annotated[Caller, Depends(Needs("principals:manage"))]
 WritePrincipals = Annotated[Caller, Depends(Needs("principals:manage", write=True))]
 
-ORG_TYPES = ("basic", "legacy", "pro")
 _MAX_BODY = 64 * 1024
 
 
@@ -72,6 +68,15 @@ class OrgFields(_Lenient):
     org_email: str | None = Field(default=None, max_length=254)
     org_url: str | None = Field(default=None, max_length=512)
     type_id: str | None = None
+
+    def change(self) -> ProfileChange:
+        return ProfileChange(
+            email=self.org_email,
+            full_name=self.org_label,
+            contact_name=self.org_contact_name,
+            url=self.org_url,
+            org_type=self.type_id,
+        )
 
 
 class OrgIn(OrgFields):
@@ -100,63 +105,16 @@ async def _body(request: Request, model: type[_Lenient]) -> Any:
         raise InvalidInput(f"invalid request: {problems}") from None
 
 
-def _check_name(name: str, what: str) -> None:
-    if not NAME_PATTERN.match(name):
-        raise BadRequest(
-            f"'{name}' cannot be an Algora {what} name: use 1-64 lowercase letters, digits, "
-            "'-' or '_', starting with a letter or digit"
-        )
-
-
-def _check_email(email: str | None) -> None:
-    if email and ("@" not in email or any(c.isspace() for c in email)):
-        raise InvalidInput(f"'{email}' is not an email address")
-
-
-def _check_url(url: str | None) -> None:
-    if url and not url.startswith(("http://", "https://")):
-        raise InvalidInput("org_url is an http:// or https:// URL")
-
-
-def _check_type(type_id: str | None) -> None:
-    if type_id is not None and type_id not in ORG_TYPES:
-        raise InvalidInput(
-            f"type_id '{type_id}' is not an organization type: use one of "
-            f"{', '.join(ORG_TYPES)} (GET /v1/organization/types)"
-        )
+def _accounts(request: Request) -> Accounts:
+    return platform_of(request).accounts
 
 
 def _link(request: Request, path: str) -> str:
     return str(request.base_url).rstrip("/") + path
 
 
-def _profile(session: Session, principal: Principal) -> PrincipalProfile:
-    profile = session.get(PrincipalProfile, principal.id)
-    if profile is None:
-        profile = PrincipalProfile(
-            principal_id=principal.id,
-            email="",
-            full_name="",
-            contact_name="",
-            url="",
-            company_name="",
-            company_role="",
-            org_type="",
-        )
-        session.add(profile)
-    return profile
-
-
-def _new_principal(session: Session, name: str, kind: str) -> Principal:
-    if session.scalars(select(Principal).where(Principal.name == name)).first() is not None:
-        raise Conflict(f"'{name}' already exists")
-    principal = Principal(name=name, kind=kind)
-    session.add(principal)
-    session.flush()
-    return principal
-
-
-def _user_out(request: Request, user: Principal, profile: PrincipalProfile) -> dict[str, Any]:
+def _user_out(request: Request, view: ProfiledView) -> dict[str, Any]:
+    user, profile = view.principal, view.profile
     return {
         "id": str(user.id),
         "username": user.name,
@@ -169,7 +127,8 @@ def _user_out(request: Request, user: Principal, profile: PrincipalProfile) -> d
     }
 
 
-def _org_out(request: Request, org: Principal, profile: PrincipalProfile) -> dict[str, Any]:
+def _org_out(request: Request, view: ProfiledView) -> dict[str, Any]:
+    org, profile = view.principal, view.profile
     return {
         "id": str(org.id),
         "org_name": org.name,
@@ -188,60 +147,20 @@ def _org_out(request: Request, org: Principal, profile: PrincipalProfile) -> dic
     }
 
 
-def _apply(profile: PrincipalProfile, fields: OrgFields) -> None:
-    _check_email(fields.org_email)
-    _check_url(fields.org_url)
-    _check_type(fields.type_id)
-    if fields.org_label is not None:
-        profile.full_name = fields.org_label
-    if fields.org_contact_name is not None:
-        profile.contact_name = fields.org_contact_name
-    if fields.org_email is not None:
-        profile.email = fields.org_email
-    if fields.org_url is not None:
-        profile.url = fields.org_url
-    if fields.type_id is not None:
-        profile.org_type = fields.type_id
-    profile.updated_at = utcnow()
-
-
-def _visible_org(session: Session, caller: Caller, name: str) -> Principal:
-    org = session.scalars(
-        select(Principal).where(Principal.name == name, Principal.kind == "org")
-    ).first()
-    if org is None or not (caller.is_admin or caller.role_in(org.id) is not None):
-        raise NotFound(f"no organization '{name}'")
-    return org
-
-
-def _managed_org(session: Session, caller: Caller, name: str) -> Principal:
-    org = _visible_org(session, caller, name)
-    if not can_manage_org(caller, org.id):
-        raise PermissionDenied(f"only owners and admins of '{name}' may change it")
-    return org
-
-
 @router.post("/users", status_code=201, summary="Create a user (admins only)")
 async def create_user(request: Request, caller: WritePrincipals) -> dict[str, Any]:
-    if not caller.is_admin:
-        raise PermissionDenied("only an admin may create users")
+    accounts = _accounts(request)
+    accounts.check_may_create_users(caller)  # before the body is looked at
     body: UserIn = await _body(request, UserIn)
     trail_of(request).resource = f"principal/{body.username}"
-    _check_name(body.username, "user")
-    _check_email(body.email)
-
-    def create() -> dict[str, Any]:
-        with platform_of(request).sessions() as session:
-            user = _new_principal(session, body.username, "user")
-            profile = _profile(session, user)
-            profile.email = body.email
-            profile.full_name = body.fullname
-            profile.company_name = body.company_name
-            profile.company_role = body.company_role
-            session.commit()
-            return _user_out(request, user, profile)
-
-    return await asyncio.to_thread(create)
+    profile = ProfileChange(
+        email=body.email,
+        full_name=body.fullname,
+        company_name=body.company_name,
+        company_role=body.company_role,
+    )
+    user = await asyncio.to_thread(accounts.create_user, caller, body.username, profile)
+    return _user_out(request, user)
 
 
 @router.get("/organization/types", summary="Organization types (recorded, not enforced)")
@@ -253,40 +172,20 @@ async def organization_types(_caller: Authenticated) -> list[dict[str, str]]:
     "/organizations", status_code=201, summary="Create an organization; you become its owner"
 )
 async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any]:
-    platform = platform_of(request)
-    if caller.kind != "user":
-        raise PermissionDenied("only users create organizations")
+    accounts = _accounts(request)
+    accounts.check_may_create_orgs(caller)  # before the body is looked at
     body: OrgIn = await _body(request, OrgIn)
     trail_of(request).resource = f"org/{body.org_name}"
-    _check_name(body.org_name, "organization")
+    check_name(body.org_name, "organization")
     if body.type_id is None:
         raise InvalidInput(f"type_id is required: one of {', '.join(ORG_TYPES)}")
-
-    def create() -> dict[str, Any]:
-        with platform.sessions() as session:
-            org = _new_principal(session, body.org_name, "org")
-            profile = _profile(session, org)
-            _apply(profile, body)
-            session.add(Membership(org_id=org.id, member_id=caller.principal_id, role="owner"))
-            session.commit()
-            return _org_out(request, org, profile)
-
-    out = await asyncio.to_thread(create)
-    platform.authenticator.forget()  # the creator's cached roles
-    return out
+    view = await asyncio.to_thread(accounts.create_org, caller, body.org_name, body.change())
+    return _org_out(request, view)
 
 
 @router.get("/organizations/{org}", summary="An organization (its members and admins)")
 async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[str, Any]:
-    def load() -> dict[str, Any]:
-        with platform_of(request).sessions() as session:
-            found = _visible_org(session, caller, org)
-            profile = session.get(PrincipalProfile, found.id) or PrincipalProfile(
-                email="", full_name="", contact_name="", url="", org_type=""
-            )
-            return _org_out(request, found, profile)
-
-    return await asyncio.to_thread(load)
+    return _org_out(request, await asyncio.to_thread(_accounts(request).org, caller, org))
 
 
 @router.put(
@@ -296,24 +195,13 @@ async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[st
     summary="Change an organization's label, contact, email, URL or type (owners and admins)",
 )
 async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Response:
-    sessions = platform_of(request).sessions
+    accounts = _accounts(request)
     trail_of(request).resource = f"org/{org}"
-
-    def may_change() -> None:  # before the body is looked at
-        with sessions() as session:
-            _managed_org(session, caller, org)
-
-    await asyncio.to_thread(may_change)
+    await asyncio.to_thread(accounts.check_manages_org, caller, org)  # before the body
     body: OrgEdit = await _body(request, OrgEdit)
     if body.org_name is not None and body.org_name != org:
         raise BadRequest(f"an organization cannot be renamed ('{org}' to '{body.org_name}')")
-
-    def change() -> None:
-        with sessions() as session:
-            _apply(_profile(session, _managed_org(session, caller, org)), body)
-            session.commit()
-
-    await asyncio.to_thread(change)
+    await asyncio.to_thread(accounts.edit_org, caller, org, body.change())
     return Response(status_code=204)
 
 
@@ -326,27 +214,6 @@ async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Respo
 async def invite_to_org(
     request: Request, caller: WritePrincipals, org: str, member: str
 ) -> Response:
-    platform = platform_of(request)
     trail_of(request).resource = f"org/{org}/{member}"
-
-    def invite() -> None:
-        with platform.sessions() as session:
-            found = _managed_org(session, caller, org)
-            invited = session.scalars(select(Principal).where(Principal.name == member)).first()
-            if invited is None:
-                raise NotFound(f"no user '{member}'")
-            if invited.kind == "org":
-                raise BadRequest("an organization cannot be a member of another")
-            current = session.scalars(
-                select(Membership).where(
-                    Membership.org_id == found.id, Membership.member_id == invited.id
-                )
-            ).first()
-            if current is None:  # an existing member keeps its role
-                session.add(Membership(org_id=found.id, member_id=invited.id, role="member"))
-                session.commit()
-
-    await asyncio.to_thread(invite)
-    platform.authenticator.forget()
-    platform.calls.forget()
+    await asyncio.to_thread(_accounts(request).invite, caller, org, member)
     return Response(status_code=204)

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from algora.auth.bootstrap import create_key
-from algora.auth.policy import can_manage_org
-from algora.auth.principals import Caller, organization_limit
-from algora.auth.ratelimit import Limit
-from algora.auth.scopes import covers, validate_scopes
-from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
-from algora.errors import (
-    BadRequest,
-    NotFound,
-    PermissionDenied,
-)
+from algora.auth.keyring import KeyView, LimitChange, ModelLimitView
+from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
-from algora.settings import Settings
 
 __all__ = ["LimitsIn", "router"]
 
@@ -34,7 +21,6 @@ router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
 Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
 WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
-_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
 
 
 class WhoAmI(BaseModel):
@@ -66,12 +52,22 @@ class ModelLimitIn(BaseModel):
     rate_per_second: float = Field(gt=0, allow_inf_nan=False)
     burst: int | None = Field(default=None, ge=1, description="Default: one second's worth.")
 
+    @classmethod
+    def of(cls, view: ModelLimitView) -> ModelLimitIn:
+        return cls(model=view.model, rate_per_second=view.rate_per_second, burst=view.burst)
+
+    def view(self) -> ModelLimitView:
+        return ModelLimitView(self.model, self.rate_per_second, self.burst)
+
 
 class LimitsIn(BaseModel):
     """A rate limit; a field left out is unchanged, a null one is removed."""
 
     rate_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     burst: int | None = Field(default=None, ge=1)
+
+    def change(self) -> LimitChange:
+        return LimitChange(**self.model_dump(include=self.model_fields_set))
 
 
 class KeyOut(BaseModel):
@@ -88,6 +84,23 @@ class KeyOut(BaseModel):
     last_used_address: str | None = None
     model_calls_only: bool = False
 
+    @classmethod
+    def of(cls, view: KeyView) -> KeyOut:
+        return cls(
+            key_id=view.key_id,
+            name=view.name,
+            created_at=view.created_at,
+            last_used_at=view.last_used_at,
+            revoked=view.revoked,
+            rate_per_second=view.rate_per_second,
+            burst=view.burst,
+            principal=view.principal,
+            scopes=list(view.scopes),
+            expires_at=view.expires_at,
+            last_used_address=view.last_used_address,
+            model_calls_only=view.model_calls_only,
+        )
+
 
 class NewKeyOut(BaseModel):
     key_id: str
@@ -103,26 +116,6 @@ async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
 
-def may_manage_keys_of(caller: Caller, principal: Principal) -> bool:
-    """Own keys; an admin any; a service account's: its owner, or its owning organization's
-    admins and owners."""
-    if caller.is_admin or principal.id == caller.principal_id:
-        return True
-    if principal.kind != "service" or principal.owner_id is None:
-        return False
-    return principal.owner_id == caller.principal_id or can_manage_org(caller, principal.owner_id)
-
-
-def _principal_for_keys(session: Session, caller: Caller, name: str | None) -> Principal:
-    if name is None:
-        principal = session.get(Principal, caller.principal_id)
-    else:
-        principal = session.scalars(select(Principal).where(Principal.name == name)).first()
-    if principal is None or not may_manage_keys_of(caller, principal):
-        raise NotFound(f"no principal '{name}' whose keys you manage")
-    return principal
-
-
 @router.get("/keys", response_model=list[KeyOut], tags=["keys"])
 async def list_keys(
     request: Request,
@@ -131,13 +124,8 @@ async def list_keys(
         str | None, Query(max_length=64, description="A service account you manage.")
     ] = None,
 ) -> list[KeyOut]:
-    def load() -> list[KeyOut]:
-        with platform_of(request).sessions() as session:
-            owner = _principal_for_keys(session, caller, principal)
-            keys = session.scalars(select(ApiKey).where(ApiKey.principal_id == owner.id)).all()
-            return [_key_out(k) for k in keys]
-
-    return await asyncio.to_thread(load)
+    views = await asyncio.to_thread(platform_of(request).keyring.list_keys, caller, principal)
+    return [KeyOut.of(v) for v in views]
 
 
 @router.post(
@@ -148,97 +136,31 @@ async def list_keys(
     summary="Create a key (yours or a managed service account's); the secret is shown once",
 )
 async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> NewKeyOut:
-    scopes = list(caller.scopes) if body.scopes is None else validate_scopes(body.scopes)
-    for scope in scopes:
-        if not covers(caller.scopes, scope, is_admin=caller.is_admin):
-            raise PermissionDenied(
-                f"this key cannot hand out the '{scope}' scope: a new key may only narrow "
-                "the scopes of the key that creates it"
-            )
-    expires_at = None
-    if body.expires_in_days is not None:
-        expires_at = utcnow() + timedelta(days=body.expires_in_days)
-
-    def create() -> NewKeyOut:
-        with platform_of(request).sessions() as session:
-            principal = _principal_for_keys(session, caller, body.principal)
-            new = create_key(
-                session,
-                principal,
-                body.name,
-                scopes=scopes,
-                expires_at=expires_at,
-                model_calls_only=body.model_calls_only,
-            )
-            session.commit()
-            trail_of(request).resource = f"key/{new.key_id}"
-            return NewKeyOut(
-                key_id=new.key_id,
-                key=new.secret,
-                principal=principal.name,
-                scopes=scopes,
-                expires_at=expires_at,
-            )
-
-    return await asyncio.to_thread(create)
+    new = await asyncio.to_thread(
+        platform_of(request).keyring.create_key,
+        caller,
+        body.name,
+        scopes=body.scopes,
+        expires_in_days=body.expires_in_days,
+        model_calls_only=body.model_calls_only,
+        principal=body.principal,
+    )
+    trail_of(request).resource = f"key/{new.key_id}"
+    return NewKeyOut(
+        key_id=new.key_id,
+        key=new.secret,
+        principal=new.principal,
+        scopes=list(new.scopes),
+        expires_at=new.expires_at,
+    )
 
 
 @router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
 async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
-    platform = platform_of(request)
-
-    def revoke() -> None:
-        with platform.sessions() as session:
-            key = _owned_key(session, caller, key_id)
-            key.revoked_at = key.revoked_at or utcnow()
-            session.commit()
-
-    await asyncio.to_thread(revoke)
-    platform.authenticator.forget()
+    await asyncio.to_thread(platform_of(request).keyring.revoke_key, caller, key_id)
 
 
 # rate limits --------------------------------------------------------------------------------
-def _looser(new: Limit | None, current: Limit | None) -> bool:
-    """True when ``new`` allows more than ``current`` (None: no limit at all)."""
-    if current is None:
-        return False
-    return new is None or new.rate > current.rate or new.burst > current.burst
-
-
-def _owned_key(session: Session, caller: Caller, key_id: str) -> ApiKey:
-    key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
-    if key is None or not may_manage_keys_of(caller, key.principal):
-        raise NotFound(f"no key '{key_id}'")
-    return key
-
-
-def _inherited(session: Session, principal: Principal, settings: Settings) -> Limit | None:
-    """The limit a key without its own gets: its principal's, its organization's, or the
-    server's default."""
-    return (
-        Limit.of(principal.rate_per_second, principal.burst)
-        or organization_limit(session, principal)
-        or Limit.of(settings.default_rate_per_second, settings.default_burst)
-    )
-
-
-def _key_out(key: ApiKey) -> KeyOut:
-    return KeyOut(
-        key_id=key.key_id,
-        name=key.name,
-        created_at=key.created_at,
-        last_used_at=key.last_used_at,
-        revoked=key.revoked_at is not None,
-        rate_per_second=key.rate_per_second,
-        burst=key.burst,
-        principal=key.principal.name,
-        scopes=[str(s) for s in key.scopes],
-        expires_at=key.expires_at,
-        last_used_address=key.last_used_address,
-        model_calls_only=key.model_calls_only,
-    )
-
-
 @router.patch(
     "/keys/{key_id}",
     response_model=KeyOut,
@@ -246,53 +168,15 @@ def _key_out(key: ApiKey) -> KeyOut:
     summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
 )
 async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: LimitsIn) -> KeyOut:
-    platform = platform_of(request)
     trail_of(request).resource = f"key/{key_id}"
-
-    def change() -> KeyOut:
-        with platform.sessions() as session:
-            key = _owned_key(session, caller, key_id)
-            rate = key.rate_per_second
-            burst = key.burst
-            if "rate_per_second" in body.model_fields_set:
-                rate = body.rate_per_second
-            if "burst" in body.model_fields_set:
-                burst = body.burst
-            if not caller.is_admin:
-                inherited = _inherited(session, key.principal, platform.settings)
-                current = Limit.of(key.rate_per_second, key.burst) or inherited
-                if _looser(Limit.of(rate, burst) or inherited, current):
-                    raise PermissionDenied(
-                        "only an admin may loosen a key's rate limit; you may tighten it"
-                    )
-            key.rate_per_second, key.burst = rate, burst
-            session.commit()
-            return _key_out(key)
-
-    out = await asyncio.to_thread(change)
-    platform.authenticator.forget()
-    return out
-
-
-def _model_limits(session: Session, key: ApiKey) -> list[KeyModelLimit]:
-    statement = select(KeyModelLimit).where(KeyModelLimit.key_id == key.id)
-    return list(session.scalars(statement.order_by(KeyModelLimit.pattern)).all())
-
-
-def _model_limits_out(rows: list[KeyModelLimit]) -> list[ModelLimitIn]:
-    return [
-        ModelLimitIn(model=r.pattern, rate_per_second=r.rate_per_second, burst=r.burst)
-        for r in rows
-    ]
+    keyring = platform_of(request).keyring
+    return KeyOut.of(await asyncio.to_thread(keyring.limit_key, caller, key_id, body.change()))
 
 
 @router.get("/keys/{key_id}/model-limits", response_model=list[ModelLimitIn], tags=["keys"])
 async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
-    def load() -> list[ModelLimitIn]:
-        with platform_of(request).sessions() as session:
-            return _model_limits_out(_model_limits(session, _owned_key(session, caller, key_id)))
-
-    return await asyncio.to_thread(load)
+    views = await asyncio.to_thread(platform_of(request).keyring.model_limits, caller, key_id)
+    return [ModelLimitIn.of(v) for v in views]
 
 
 @router.put(
@@ -307,43 +191,8 @@ async def set_model_limits(
     key_id: str,
     body: Annotated[list[ModelLimitIn], Body(max_length=100)],
 ) -> list[ModelLimitIn]:
-    platform = platform_of(request)
     trail_of(request).resource = f"key/{key_id}"
-    wanted: dict[str, Limit] = {}
-    for entry in body:
-        if not _MODEL_PATTERN.match(entry.model):
-            raise BadRequest(f"'{entry.model}' is not 'owner/name' or 'owner/*'")
-        if entry.model in wanted:
-            raise BadRequest(f"'{entry.model}' is given twice")
-        limit = Limit.of(entry.rate_per_second, entry.burst)
-        assert limit is not None  # the rate is required
-        wanted[entry.model] = limit
-
-    def replace() -> list[ModelLimitIn]:
-        with platform.sessions() as session:
-            key = _owned_key(session, caller, key_id)
-            rows = _model_limits(session, key)
-            if not caller.is_admin:
-                for row in rows:
-                    if _looser(wanted.get(row.pattern), Limit.of(row.rate_per_second, row.burst)):
-                        raise PermissionDenied(
-                            f"only an admin may loosen or remove the limit for '{row.pattern}'"
-                        )
-            for row in rows:
-                session.delete(row)
-            session.flush()
-            for entry in body:
-                session.add(
-                    KeyModelLimit(
-                        key_id=key.id,
-                        pattern=entry.model,
-                        rate_per_second=entry.rate_per_second,
-                        burst=entry.burst,
-                    )
-                )
-            session.commit()
-            return _model_limits_out(_model_limits(session, key))
-
-    out = await asyncio.to_thread(replace)
-    platform.authenticator.forget()
-    return out
+    views = await asyncio.to_thread(
+        platform_of(request).keyring.set_model_limits, caller, key_id, [e.view() for e in body]
+    )
+    return [ModelLimitIn.of(v) for v in views]

@@ -1,0 +1,298 @@
+"""API keys and their rate limits: who may create, list, revoke and limit whose keys.
+
+A principal manages its own keys; an admin anyone's; a service account's keys are managed by
+its owner, or by the admins and owners of the organization that owns it. Anyone else is told
+the key (or principal) does not exist. A new key may only narrow the scopes of the key that
+creates it. A key's rate limit, and its per-model limits, may be tightened by whoever manages
+the key; only an admin may loosen one (or remove it).
+
+Each method opens its own session and returns frozen views; a change that a cached
+:class:`Caller` would miss (a revocation, a limit) forgets the authenticator's cache.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Final, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.bootstrap import create_key
+from algora.auth.policy import can_manage_principal
+from algora.auth.principals import Caller, organization_limit
+from algora.auth.ratelimit import Limit
+from algora.auth.scopes import covers, validate_scopes
+from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
+from algora.errors import BadRequest, NotFound, PermissionDenied
+from algora.settings import Settings
+
+__all__ = [
+    "KEEP",
+    "KeyView",
+    "Keyring",
+    "LimitChange",
+    "ModelLimitView",
+    "NewKeyView",
+]
+
+_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP: Final = _Keep.KEEP
+"""A field of a :class:`LimitChange` that stays as it is."""
+
+
+@dataclass(frozen=True)
+class LimitChange:
+    """A change of a rate limit: each field is a new value, None (removed) or KEEP."""
+
+    rate_per_second: float | Literal[_Keep.KEEP] | None = KEEP
+    burst: int | Literal[_Keep.KEEP] | None = KEEP
+
+    def applied(self, rate: float | None, burst: int | None) -> tuple[float | None, int | None]:
+        """The limit's two columns after this change."""
+        return (
+            rate if self.rate_per_second is KEEP else self.rate_per_second,
+            burst if self.burst is KEEP else self.burst,
+        )
+
+
+@dataclass(frozen=True)
+class KeyView:
+    key_id: str
+    name: str
+    principal: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    last_used_at: datetime | None
+    last_used_address: str | None
+    expires_at: datetime | None
+    revoked: bool
+    rate_per_second: float | None
+    burst: int | None
+    model_calls_only: bool
+
+
+@dataclass(frozen=True)
+class NewKeyView:
+    key_id: str
+    secret: str
+    """Shown once; stored only as a hash."""
+    principal: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ModelLimitView:
+    """A key's limit for the models ``model`` names (``owner/name`` or ``owner/*``)."""
+
+    model: str
+    rate_per_second: float
+    burst: int | None = None
+    """None: one second's worth of calls."""
+
+
+def _looser(new: Limit | None, current: Limit | None) -> bool:
+    """True when ``new`` allows more than ``current`` (None: no limit at all)."""
+    if current is None:
+        return False
+    return new is None or new.rate > current.rate or new.burst > current.burst
+
+
+def _limit(rate: float | None, burst: int | None) -> Limit | None:
+    try:
+        return Limit.of(rate, burst)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+
+
+class Keyring:
+    """Creates, lists, revokes and limits keys; each method opens its own session."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        *,
+        forget_callers: Callable[[], None],
+    ) -> None:
+        self._sessions = sessions
+        self._default = Limit.of(settings.default_rate_per_second, settings.default_burst)
+        self._forget_callers = forget_callers
+
+    def list_keys(self, caller: Caller, principal: str | None = None) -> list[KeyView]:
+        """The keys of ``principal`` (default: the caller's own)."""
+        with self._sessions() as session:
+            owner = self._principal_for_keys(session, caller, principal)
+            keys = session.scalars(select(ApiKey).where(ApiKey.principal_id == owner.id)).all()
+            return [_key_view(k) for k in keys]
+
+    def create_key(
+        self,
+        caller: Caller,
+        name: str = "",
+        *,
+        scopes: Sequence[str] | None = None,
+        expires_in_days: int | None = None,
+        model_calls_only: bool = False,
+        principal: str | None = None,
+    ) -> NewKeyView:
+        """A new key for the caller or a principal whose keys it manages (``scopes`` default:
+        the calling key's, which a new key may only narrow)."""
+        wanted = list(caller.scopes) if scopes is None else validate_scopes(list(scopes))
+        for scope in wanted:
+            if not covers(caller.scopes, scope, is_admin=caller.is_admin):
+                raise PermissionDenied(
+                    f"this key cannot hand out the '{scope}' scope: a new key may only narrow "
+                    "the scopes of the key that creates it"
+                )
+        expires_at = None
+        if expires_in_days is not None:
+            if expires_in_days < 1:
+                raise BadRequest("a key expires at least one day after it is created")
+            expires_at = utcnow() + timedelta(days=expires_in_days)
+        with self._sessions() as session:
+            owner = self._principal_for_keys(session, caller, principal)
+            new = create_key(
+                session,
+                owner,
+                name,
+                scopes=wanted,
+                expires_at=expires_at,
+                model_calls_only=model_calls_only,
+            )
+            session.commit()
+            return NewKeyView(new.key_id, new.secret, owner.name, tuple(wanted), expires_at)
+
+    def revoke_key(self, caller: Caller, key_id: str) -> None:
+        with self._sessions() as session:
+            key = self._owned_key(session, caller, key_id)
+            key.revoked_at = key.revoked_at or utcnow()
+            session.commit()
+        self._forget_callers()
+
+    def limit_key(self, caller: Caller, key_id: str, change: LimitChange) -> KeyView:
+        """Set a key's own rate limit: its managers may tighten it, only an admin loosen it."""
+        with self._sessions() as session:
+            key = self._owned_key(session, caller, key_id)
+            rate, burst = change.applied(key.rate_per_second, key.burst)
+            wanted = _limit(rate, burst)
+            if not caller.is_admin:
+                inherited = self._inherited(session, key.principal)
+                current = Limit.of(key.rate_per_second, key.burst) or inherited
+                if _looser(wanted or inherited, current):
+                    raise PermissionDenied(
+                        "only an admin may loosen a key's rate limit; you may tighten it"
+                    )
+            key.rate_per_second, key.burst = rate, burst
+            session.commit()
+            view = _key_view(key)
+        self._forget_callers()
+        return view
+
+    def model_limits(self, caller: Caller, key_id: str) -> list[ModelLimitView]:
+        with self._sessions() as session:
+            return _model_limit_views(
+                _model_limits(session, self._owned_key(session, caller, key_id))
+            )
+
+    def set_model_limits(
+        self, caller: Caller, key_id: str, limits: Sequence[ModelLimitView]
+    ) -> list[ModelLimitView]:
+        """Replace a key's per-model limits; removing or loosening one is for admins only."""
+        wanted: dict[str, Limit] = {}
+        for entry in limits:
+            if not _MODEL_PATTERN.match(entry.model):
+                raise BadRequest(f"'{entry.model}' is not 'owner/name' or 'owner/*'")
+            if entry.model in wanted:
+                raise BadRequest(f"'{entry.model}' is given twice")
+            limit = _limit(entry.rate_per_second, entry.burst)
+            if limit is None:
+                raise BadRequest(f"the limit for '{entry.model}' needs a rate")
+            wanted[entry.model] = limit
+        with self._sessions() as session:
+            key = self._owned_key(session, caller, key_id)
+            rows = _model_limits(session, key)
+            if not caller.is_admin:
+                for row in rows:
+                    if _looser(wanted.get(row.pattern), Limit.of(row.rate_per_second, row.burst)):
+                        raise PermissionDenied(
+                            f"only an admin may loosen or remove the limit for '{row.pattern}'"
+                        )
+            for row in rows:
+                session.delete(row)
+            session.flush()
+            for entry in limits:
+                session.add(
+                    KeyModelLimit(
+                        key_id=key.id,
+                        pattern=entry.model,
+                        rate_per_second=entry.rate_per_second,
+                        burst=entry.burst,
+                    )
+                )
+            session.commit()
+            views = _model_limit_views(_model_limits(session, key))
+        self._forget_callers()
+        return views
+
+    # helpers ------------------------------------------------------------------------------
+    def _principal_for_keys(self, session: Session, caller: Caller, name: str | None) -> Principal:
+        if name is None:
+            principal = session.get(Principal, caller.principal_id)
+        else:
+            principal = session.scalars(select(Principal).where(Principal.name == name)).first()
+        if principal is None or not can_manage_principal(caller, principal):
+            raise NotFound(f"no principal '{name}' whose keys you manage")
+        return principal
+
+    def _owned_key(self, session: Session, caller: Caller, key_id: str) -> ApiKey:
+        key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).first()
+        if key is None or not can_manage_principal(caller, key.principal):
+            raise NotFound(f"no key '{key_id}'")
+        return key
+
+    def _inherited(self, session: Session, principal: Principal) -> Limit | None:
+        """The limit a key without its own gets: its principal's, its organization's, or the
+        server's default."""
+        return (
+            Limit.of(principal.rate_per_second, principal.burst)
+            or organization_limit(session, principal)
+            or self._default
+        )
+
+
+def _key_view(key: ApiKey) -> KeyView:
+    return KeyView(
+        key_id=key.key_id,
+        name=key.name,
+        principal=key.principal.name,
+        scopes=tuple(str(s) for s in key.scopes),
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        last_used_address=key.last_used_address,
+        expires_at=key.expires_at,
+        revoked=key.revoked_at is not None,
+        rate_per_second=key.rate_per_second,
+        burst=key.burst,
+        model_calls_only=key.model_calls_only,
+    )
+
+
+def _model_limits(session: Session, key: ApiKey) -> list[KeyModelLimit]:
+    statement = select(KeyModelLimit).where(KeyModelLimit.key_id == key.id)
+    return list(session.scalars(statement.order_by(KeyModelLimit.pattern)).all())
+
+
+def _model_limit_views(rows: list[KeyModelLimit]) -> list[ModelLimitView]:
+    return [ModelLimitView(r.pattern, r.rate_per_second, r.burst) for r in rows]

@@ -1,0 +1,106 @@
+"""What is said of a user or an organization beyond its name: email, full name or label,
+contact, URL, company, organization type.
+
+Algorithmia's API carries these; Algora keeps them, shows them and never acts on them.
+Organization types are Algorithmia's three, recorded and not enforced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from algora.db.tables import Principal, PrincipalProfile, utcnow
+from algora.errors import InvalidInput
+
+__all__ = ["ORG_TYPES", "ProfileChange", "ProfileView"]
+
+ORG_TYPES = ("basic", "legacy", "pro")
+
+
+@dataclass(frozen=True)
+class ProfileView:
+    email: str = ""
+    full_name: str = ""
+    """A user's full name, or an organization's label."""
+    contact_name: str = ""
+    url: str = ""
+    company_name: str = ""
+    company_role: str = ""
+    org_type: str = ""
+    """"" when never set."""
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """New values for a profile; a field left None is unchanged."""
+
+    email: str | None = None
+    full_name: str | None = None
+    contact_name: str | None = None
+    url: str | None = None
+    company_name: str | None = None
+    company_role: str | None = None
+    org_type: str | None = None
+
+    def check(self) -> None:
+        """Raise InvalidInput unless the email, URL and type are well formed."""
+        if self.email and ("@" not in self.email or any(c.isspace() for c in self.email)):
+            raise InvalidInput(f"'{self.email}' is not an email address")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise InvalidInput("org_url is an http:// or https:// URL")
+        if self.org_type is not None and self.org_type not in ORG_TYPES:
+            raise InvalidInput(
+                f"type_id '{self.org_type}' is not an organization type: use one of "
+                f"{', '.join(ORG_TYPES)} (GET /v1/organization/types)"
+            )
+
+
+def apply_profile(session: Session, principal: Principal, change: ProfileChange) -> ProfileView:
+    """Write the change into the principal's profile (created on first use), uncommitted."""
+    row = session.get(PrincipalProfile, principal.id)
+    if row is None:
+        row = PrincipalProfile(
+            principal_id=principal.id,
+            email="",
+            full_name="",
+            contact_name="",
+            url="",
+            company_name="",
+            company_role="",
+            org_type="",
+        )
+        session.add(row)
+    for field in (
+        "email",
+        "full_name",
+        "contact_name",
+        "url",
+        "company_name",
+        "company_role",
+        "org_type",
+    ):
+        value = getattr(change, field)
+        if value is not None:
+            setattr(row, field, value)
+    row.updated_at = utcnow()
+    return _view(row)
+
+
+def profile_of(session: Session, principal: Principal) -> ProfileView:
+    """The principal's profile; an empty one when it has none."""
+    row = session.get(PrincipalProfile, principal.id)
+    return ProfileView() if row is None else _view(row)
+
+
+def _view(row: PrincipalProfile) -> ProfileView:
+    return ProfileView(
+        email=row.email,
+        full_name=row.full_name,
+        contact_name=row.contact_name,
+        url=row.url,
+        company_name=row.company_name,
+        company_role=row.company_role,
+        org_type=row.org_type,
+    )
