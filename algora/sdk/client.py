@@ -89,6 +89,7 @@ class ModelHandle:
         self.ref = "/".join(parts)
 
     def call_full(self, data: Any, *, timeout: float | None = None) -> CallResponse:
+        """Call the model and return the whole answer: the result, its content type and metadata."""
         if isinstance(data, bytes | bytearray):
             content, ctype = bytes(data), "application/octet-stream"
         elif isinstance(data, str):
@@ -168,6 +169,7 @@ class Client:
         return self.http.stream(method, path, headers=headers, **kwargs)
 
     def close(self) -> None:
+        """Close the client's HTTP connections."""
         self.http.close()
 
     def __enter__(self) -> Client:
@@ -177,11 +179,13 @@ class Client:
         self.close()
 
     def get_json(self, path: str, **params: Any) -> Any:
+        """GET ``path`` with query ``params``: the JSON answer, or the error it raised."""
         response = self.request("GET", path, params=params or None)
         raise_for_error(response)
         return response.json()
 
     def model(self, ref: str) -> ModelHandle:
+        """A handle on ``owner/name`` or ``owner/name/spec`` to call (no request is made)."""
         return ModelHandle(self, ref)
 
     def data(self, uri: str) -> DataHandle:
@@ -190,21 +194,27 @@ class Client:
         return DataHandle(self, uri)
 
     def whoami(self) -> dict[str, Any]:
+        """The principal the key belongs to: its name, whether it is an admin, the key's id."""
         return dict(self.get_json("/api/v1/whoami"))
 
     def models(self) -> list[dict[str, Any]]:
+        """The models the key may see."""
         return list(self.get_json("/api/v1/models"))
 
     def versions(self, model: str) -> list[dict[str, Any]]:
+        """The versions of ``owner/name``."""
         return list(self.get_json(f"/api/v1/models/{model}/versions"))
 
     def version(self, model: str, version: str) -> dict[str, Any]:
+        """One version of ``owner/name``: its status, hashes and environment."""
         return dict(self.get_json(f"/api/v1/models/{model}/versions/{version}"))
 
     def build_log(self, model: str, version: str, offset: int = 0) -> dict[str, Any]:
+        """The version's build log from byte ``offset`` on, and whether the build is done."""
         return dict(self.get_json(f"/api/v1/models/{model}/versions/{version}/log", offset=offset))
 
     def deprecate(self, model: str, version: str | None = None, deprecated: bool = True) -> Any:
+        """Deprecate (or, with ``deprecated=False``, restore) a model or one of its versions."""
         path = f"/api/v1/models/{model}" + (f"/versions/{version}" if version else "")
         response = self.request("PATCH", path, json={"deprecated": deprecated})
         raise_for_error(response)
@@ -230,6 +240,7 @@ class Client:
         return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
 
     def delete_alias(self, model: str, alias: str) -> None:
+        """Delete an alias of ``owner/name`` (protected aliases cannot be deleted)."""
         self._send_json("DELETE", f"/api/v1/models/{model}/aliases/{alias}")
 
     def request_promotion(
@@ -251,6 +262,7 @@ class Client:
         return dict(self._send_json("POST", path, {"note": note}))
 
     def reject_promotion(self, model: str, promotion_id: int, *, note: str = "") -> dict[str, Any]:
+        """Reject a pending promotion of ``owner/name``; the alias stays where it is."""
         path = f"/api/v1/models/{model}/promotions/{int(promotion_id)}/reject"
         return dict(self._send_json("POST", path, {"note": note}))
 

@@ -137,13 +137,16 @@ class DataUri:
 
     @property
     def name(self) -> str:
+        """The last part of the path (empty for a root)."""
         return self.parts[-1] if self.parts else ""
 
     @property
     def parent(self) -> DataUri | None:
+        """The URI one folder up; None for a root."""
         return DataUri(self.scheme, self.parts[:-1]) if self.parts else None
 
     def child(self, name: str) -> DataUri:
+        """The URI of ``name`` inside this folder (``name`` is checked: no ``/``, ``..``)."""
         return DataUri(self.scheme, (*self.parts, check_name(name)))
 
     @property
@@ -166,9 +169,11 @@ class DataEntry:
 
     @property
     def is_dir(self) -> bool:
+        """Whether the entry is a folder."""
         return self.kind == "directory"
 
     def as_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready fields (name, type, uri; size and time for files)."""
         out: dict[str, Any] = {"name": self.name, "type": self.kind, "uri": self.uri}
         if self.kind == "file":
             out |= {"size": self.size, "last_modified": self.last_modified}
@@ -241,6 +246,7 @@ class DataReader:
         return self.received
 
     def close(self) -> None:
+        """Close the download."""
         self._stack.close()
 
     def __enter__(self) -> DataReader:
@@ -289,13 +295,16 @@ class DataHandle:
 
     @property
     def name(self) -> str:
+        """The last part of the path (empty for a root)."""
         return self.uri.name
 
     def child(self, name: str) -> DataHandle:
+        """A handle on ``name`` inside this folder (``name`` is checked: no ``/``, ``..``)."""
         return DataHandle(self._client, self.uri.child(name))
 
     @property
     def parent(self) -> DataHandle | None:
+        """A handle one folder up; None for a root."""
         parent = self.uri.parent
         return DataHandle(self._client, parent) if parent is not None else None
 
@@ -314,6 +323,7 @@ class DataHandle:
         return response.headers.get("x-data-type") or "directory"
 
     def exists(self) -> bool:
+        """Whether a file or folder is at this path (one HEAD request)."""
         return self.kind() is not None
 
     def list(self, *, page_size: int | None = None) -> Iterator[DataEntry]:
