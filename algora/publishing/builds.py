@@ -241,7 +241,7 @@ class Builds:
         """Build the default branch's head (see :meth:`compile`) and wait for the build to
         finish; the model and the build as it ended."""
         build, future = await asyncio.to_thread(self.compile, caller, owner, name)
-        await self.wait(build, future)
+        await self._wait(build, future)
         return await asyncio.to_thread(self._compiled, caller, owner, name, build)
 
     def _compiled(
@@ -251,8 +251,8 @@ class Builds:
         with self._sessions() as session:
             return model_view(model), self._view(session, self._row(build))
 
-    async def wait(self, build: int, future: Future[None] | None) -> Build:
-        """The build once it has finished (or when the build timeout has passed)."""
+    async def _wait(self, build: int, future: Future[None] | None) -> None:
+        """Return once the build has finished (or when the build timeout has passed)."""
         deadline = time.monotonic() + self.settings.build_timeout + 60
         if future is not None:
             # shield: a caller who goes away must not cancel a queued build
@@ -264,7 +264,7 @@ class Builds:
         while True:
             row = await asyncio.to_thread(self._row, build)
             if row.status != IN_PROGRESS or time.monotonic() > deadline:
-                return row
+                return
             await asyncio.sleep(_POLL_SECONDS)
 
     def _row(self, build: int) -> Build:
