@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.policy import Action, require
+from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Model, Version
 from algora.errors import BadRequest, NotFound, VersionNotFound
@@ -197,9 +197,7 @@ class Catalog:
     def _model(
         self, session: Session, caller: Caller, owner: str, name: str, action: Action
     ) -> Model:
-        model = self._registry.find_model(session, owner, name)
-        require(caller, action, model)
-        return model
+        return self._registry.require_model(session, caller, owner, name, action)
 
     def _version(
         self, session: Session, caller: Caller, owner: str, name: str, semver: str

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.policy import Action, require
+from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Model, ModelSource
 from algora.errors import AlgoraError, BadRequest, Conflict, ModelNotFound, NotFound, Unavailable
@@ -195,8 +195,7 @@ class Sources:
     def find(self, caller: Caller, owner: str, name: str, action: Action) -> tuple[Model, str]:
         """The model and its default branch, once the caller may ``action`` it."""
         with self._sessions() as session:
-            model = self._registry.find_model(session, owner, name)
-            require(caller, action, model)
+            model = self._registry.require_model(session, caller, owner, name, action)
             return model, self.source_of(session, model).default_branch
 
     def branch(self, caller: Caller, owner: str, name: str, action: Action) -> str:
