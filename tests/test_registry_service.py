@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.audit.log import AuditLog, follow_up
+from algora.audit.log import AuditLog
 from algora.audit.queries import AuditFilter, AuditQueries
+from algora.audit.related import follow_up
 from algora.auth.principals import Caller
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade

@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict as asdataclass_dict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, Select, select
@@ -53,7 +53,6 @@ __all__ = [
     "Outcome",
     "VerifyReport",
     "chain_hash",
-    "follow_up",
     "query",
     "row_fields",
     "verify",
@@ -93,40 +92,6 @@ class AuditEvent:
     latency_ms: float = 0.0
     bytes_in: int | None = None
     bytes_out: int | None = None
-
-
-def follow_up(
-    action: str,
-    *,
-    resource: str,
-    version: str | None,
-    request_id: str,
-    principal: str,
-    principal_id: int,
-    key_id: str | None,
-    auth_method: AuthMethod,
-    peer: str | None,
-    forwarded_for: str | None,
-) -> AuditEvent:
-    """The row of a second change one allowed request made (an approval's alias move),
-    under the same request id, completed now."""
-    now = datetime.now(UTC)
-    return AuditEvent(
-        action=action,
-        received_at=now,
-        completed_at=now,
-        status=200,
-        decision="allow",
-        auth_method=auth_method,
-        principal=principal,
-        principal_id=principal_id,
-        key_id=key_id,
-        peer=peer[:64] if peer else None,
-        forwarded_for=forwarded_for,
-        resource=resource,
-        version=version,
-        request_id=request_id,
-    )
 
 
 def wire_row(

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from algora.audit.log import follow_up
+from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.gateway.auditing import AuditTrail, trail_of
