@@ -36,7 +36,7 @@ from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _time
+from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
 from algora.publishing.builds import BuildView
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
@@ -115,23 +115,12 @@ def _build(build: BuildView) -> dict[str, Any]:
 def _compiled(request: Request, model: ModelView, build: BuildView) -> dict[str, Any]:
     """Algorithmia's answer to ``compile``: the algorithm as the build made it."""
     owner = model.owner
-    manifest = build.manifest
-    network = bool(manifest.get("serving", {}).get("network", False))
     return {
         "id": str(model.id),
         "name": model.name,
         "owner": owner,
         "details": _details(model),
-        "settings": {
-            "algorithm_callability": "public" if model.visibility == "public" else "private",
-            "source_visibility": "closed",
-            "language": "python3",
-            "environment": build.environment_hash,
-            "license": "",
-            "network_access": "full" if network else "isolated",
-            "pipeline_enabled": False,
-            "royalty_microcredits": 0,
-        },
+        "settings": _settings(model, build.manifest, build.environment_hash),
         "source": _source(request, owner, model.name),
         "version_info": {
             "semantic_version": build.version,

@@ -24,7 +24,7 @@ says "No such algorithm", which is what the client's ``exists()`` looks for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -85,14 +85,16 @@ def _details(model: ModelView) -> dict[str, Any]:
     }
 
 
-def _settings(model: ModelView, version: VersionView | None) -> dict[str, Any]:
-    manifest = version.manifest if version is not None else {}
+def _settings(
+    model: ModelView, manifest: Mapping[str, Any], environment: str | None
+) -> dict[str, Any]:
+    """Algorithmia's ``settings`` of the model as a version (or a build) made it."""
     network = bool(manifest.get("serving", {}).get("network", False))
     return {
         "algorithm_callability": "public" if model.visibility == "public" else "private",
         "source_visibility": "closed",
         "language": "python3",
-        "environment": version.environment_hash if version is not None else None,
+        "environment": environment,
         "license": "",
         "network_access": "full" if network else "isolated",
         "pipeline_enabled": False,
@@ -126,7 +128,11 @@ def _algorithm(model: ModelView, version: VersionView | None) -> dict[str, Any]:
         "name": model.name,
         "owner": owner,
         "details": _details(model),
-        "settings": _settings(model, version),
+        "settings": _settings(
+            model,
+            version.manifest if version is not None else {},
+            version.environment_hash if version is not None else None,
+        ),
         "self_link": f"/v1/algorithms/{owner}/{model.name}",
         "resource_type": "algorithm",
     }
