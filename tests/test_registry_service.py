@@ -148,7 +148,7 @@ def test_versions_list_highest_first_and_filter(world: World) -> None:
         "1.1.0",
         "1.0.0",
     ]
-    assert [v.semver for v in catalog.list_versions(owner, "ann", "hello", callable=False)] == [
+    assert [v.semver for v in catalog.list_versions(owner, "ann", "hello", is_callable=False)] == [
         "2.0.0",
         "1.1.0",
     ]

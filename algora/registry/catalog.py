@@ -109,18 +109,18 @@ class Catalog:
         name: str,
         *,
         ready: bool | None = None,
-        callable: bool | None = None,
+        is_callable: bool | None = None,
         below: tuple[int, int, int] | None = None,
     ) -> list[VersionView]:
-        """The model's versions, highest first; ``ready`` and ``callable`` keep those that are
+        """The model's versions, highest first; ``ready`` and ``is_callable`` keep those that are
         (True) or are not (False); ``below`` keeps versions lower than that one."""
         with self._sessions() as session:
             model = self._model(session, caller, owner, name, "read")
             views = [version_view(_full_name(model), v) for v in self._versions(session, model)]
         if ready is not None:
             views = [v for v in views if (v.status == "ready") == ready]
-        if callable is not None:
-            views = [v for v in views if v.callable == callable]
+        if is_callable is not None:
+            views = [v for v in views if v.callable == is_callable]
         if below is not None:
             views = [v for v in views if (v.major, v.minor, v.patch) < below]
         return views

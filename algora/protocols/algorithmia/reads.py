@@ -210,7 +210,7 @@ async def list_algorithm_versions(
         owner,
         name,
         ready=wanted_published,
-        callable=wanted_callable,
+        is_callable=wanted_callable,
         below=after,
     )
     page, links = _page(request, versions, limit, lambda v: v.semver)
