@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from algora.audit.log import AuditLog
+from algora.audit.queries import AuditQueries
 from algora.auth.accounts import Accounts
 from algora.auth.bootstrap import ensure_admin
 from algora.auth.keyring import Keyring
@@ -21,7 +22,10 @@ from algora.gateway.calls import CallService
 from algora.gateway.channels import CallOrigin, Channels
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
-from algora.registry.secrets import ModelSecrets
+from algora.publishing.uploads import Uploads
+from algora.registry.aliases import Aliases, AliasPolicy
+from algora.registry.catalog import Catalog
+from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.settings import Settings
@@ -94,6 +98,7 @@ class Platform:
         self.sources = Sources(data / "git", self.sessions, self.registry)
         self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
         self.builds.on_change(self.calls.forget)
+        # The services the protocol adapters call: each owns its rules and its sessions.
         self.accounts = Accounts(
             self.sessions,
             self.registry,
@@ -101,6 +106,11 @@ class Platform:
             forget_rights=self.calls.forget,
         )
         self.keyring = Keyring(self.sessions, settings, forget_callers=self.authenticator.forget)
+        self.catalog = Catalog(self.sessions, self.registry, self.store, self.publisher.logs.read)
+        self.uploads = Uploads(settings, self.registry, self.publisher)
+        self.aliases = Aliases(self.sessions, self.registry, AliasPolicy.of(settings))
+        self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
+        self.audit_queries = AuditQueries(self.sessions, self.audit)
         interrupted = self.registry.fail_interrupted_builds()
         if interrupted:
             logger.warning("marked %d interrupted build(s) as failed", interrupted)

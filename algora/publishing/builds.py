@@ -28,6 +28,8 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +39,38 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
-from algora.errors import BuildFailed, Conflict, NotFound
+from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
 from algora.publishing.publish import BuildLogs, Prepared, Publisher, failure_of
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump
+from algora.registry.views import ModelView, VersionView, model_view, version_view
 from algora.settings import Settings
 
-__all__ = ["IN_PROGRESS", "Builds"]
+__all__ = ["IN_PROGRESS", "BuildView", "Builds"]
 
 logger = logging.getLogger(__name__)
 
 IN_PROGRESS, SUCCEEDED, FAILED = "in-progress", "succeeded", "failed"
 INTERRUPTED = "the server stopped while this build ran: compile again"
 _POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class BuildView:
+    """One build; ``version`` is the version it was published as (None: not published)."""
+
+    id: int
+    build_id: str
+    commit_sha: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    failure_reason: str | None
+    manifest: dict[str, Any]
+    content_hash: str | None
+    environment_hash: str | None
+    version: str | None
 
 
 class Builds:
@@ -215,8 +235,24 @@ class Builds:
                 self.logs.path(row.id).unlink(missing_ok=True)
             return len(stale)
 
-    async def wait(self, build: int, future: Future[None] | None) -> Build:
-        """The build once it has finished (or when the build timeout has passed)."""
+    async def compile_and_wait(
+        self, caller: Caller, owner: str, name: str
+    ) -> tuple[ModelView, BuildView]:
+        """Build the default branch's head (see :meth:`compile`) and wait for the build to
+        finish; the model and the build as it ended."""
+        build, future = await asyncio.to_thread(self.compile, caller, owner, name)
+        await self._wait(build, future)
+        return await asyncio.to_thread(self._compiled, caller, owner, name, build)
+
+    def _compiled(
+        self, caller: Caller, owner: str, name: str, build: int
+    ) -> tuple[ModelView, BuildView]:
+        model, _branch = self.sources.find(caller, owner, name, "read")
+        with self._sessions() as session:
+            return model_view(model), self._view(session, self._row(build))
+
+    async def _wait(self, build: int, future: Future[None] | None) -> None:
+        """Return once the build has finished (or when the build timeout has passed)."""
         deadline = time.monotonic() + self.settings.build_timeout + 60
         if future is not None:
             # shield: a caller who goes away must not cancel a queued build
@@ -228,7 +264,7 @@ class Builds:
         while True:
             row = await asyncio.to_thread(self._row, build)
             if row.status != IN_PROGRESS or time.monotonic() > deadline:
-                return row
+                return
             await asyncio.sleep(_POLL_SECONDS)
 
     def _row(self, build: int) -> Build:
@@ -239,45 +275,69 @@ class Builds:
             return row
 
     # reading ----------------------------------------------------------------------------------
-    def of_model(self, caller: Caller, owner: str, name: str) -> tuple[Model, list[Build]]:
-        """The model's builds, newest first (the caller must be able to read the model)."""
+    def of_model(
+        self, caller: Caller, owner: str, name: str, after: str | None = None
+    ) -> list[BuildView]:
+        """The model's builds, newest first (the caller must be able to read the model);
+        ``after`` (a build id) keeps the builds older than that one."""
         model, _branch = self.sources.find(caller, owner, name, "read")
         with self._sessions() as session:
-            rows = session.scalars(
-                select(Build).where(Build.model_id == model.id).order_by(Build.id.desc())
-            ).all()
-            return model, list(rows)
+            rows = list(
+                session.scalars(
+                    select(Build).where(Build.model_id == model.id).order_by(Build.id.desc())
+                )
+            )
+            if after:
+                ids = [b.build_id for b in rows]
+                if after not in ids:
+                    raise BadRequest(f"marker '{after}' is not a build of '{owner}/{name}'")
+                rows = rows[ids.index(after) + 1 :]
+            return [self._view(session, row) for row in rows]
 
-    def get(
-        self, caller: Caller, owner: str, name: str, build_id: str, action: Action = "read"
-    ) -> tuple[Model, Build]:
-        """One build of the model, once the caller may ``action`` the model."""
+    def get(self, caller: Caller, owner: str, name: str, build_id: str) -> BuildView:
+        """One build of the model, once the caller may read the model."""
+        with self._sessions() as session:
+            return self._view(session, self._find(session, caller, owner, name, build_id, "read"))
+
+    def log(self, caller: Caller, owner: str, name: str, build_id: str) -> str:
+        """The build's log: the live file while it runs, the stored text once it has finished.
+        A log shows what the build ran and the model's tracebacks: it is read like the source,
+        by those who may publish the model."""
+        with self._sessions() as session:
+            build = self._find(session, caller, owner, name, build_id, "publish")
+            if build.status == IN_PROGRESS:
+                text, _offset = self.logs.read(build.id)
+                if text:
+                    return text
+                session.refresh(build)
+            return build.log
+
+    def _find(
+        self, session: Session, caller: Caller, owner: str, name: str, build_id: str, action: Action
+    ) -> Build:
         model, _branch = self.sources.find(caller, owner, name, action)
-        with self._sessions() as session:
-            row = session.scalars(
-                select(Build).where(Build.model_id == model.id, Build.build_id == build_id)
-            ).first()
-            if row is None:
-                raise NotFound(f"'{owner}/{name}' has no build '{build_id}'")
-            return model, row
+        row = session.scalars(
+            select(Build).where(Build.model_id == model.id, Build.build_id == build_id)
+        ).first()
+        if row is None:
+            raise NotFound(f"'{owner}/{name}' has no build '{build_id}'")
+        return row
 
-    def log_of(self, build: Build) -> str:
-        """The build's log: the live file while it runs, the stored text once it has finished."""
-        if build.status == IN_PROGRESS:
-            text, _offset = self.logs.read(build.id)
-            if text:
-                return text
-            return self._row(build.id).log
-        return build.log
-
-    def semvers(self, builds: list[Build]) -> dict[int, str]:
-        """The version each published build became, by version id."""
-        ids = [b.version_id for b in builds if b.version_id is not None]
-        if not ids:
-            return {}
-        with self._sessions() as session:
-            rows = session.scalars(select(Version).where(Version.id.in_(ids))).all()
-            return {v.id: v.semver for v in rows}
+    def _view(self, session: Session, row: Build) -> BuildView:
+        version = session.get(Version, row.version_id) if row.version_id is not None else None
+        return BuildView(
+            id=row.id,
+            build_id=row.build_id,
+            commit_sha=row.commit_sha,
+            status=row.status,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            failure_reason=row.failure_reason,
+            manifest=dict(row.manifest or {}),
+            content_hash=row.content_hash,
+            environment_hash=row.environment_hash,
+            version=version.semver if version is not None else None,
+        )
 
     # publishing -------------------------------------------------------------------------------
     def publish(
@@ -289,9 +349,30 @@ class Builds:
         bump: Bump,
         release_notes: str | None,
         sample_input: str | None,
-    ) -> tuple[Model, Version, bool]:
+    ) -> tuple[ModelView, VersionView, bool]:
         """The default branch head's newest succeeded build as a ready version; and whether
         the version is new (False: that build was published already, as that version)."""
+        model, version, new = self._publish(
+            caller,
+            owner,
+            name,
+            bump=bump,
+            release_notes=release_notes,
+            sample_input=sample_input,
+        )
+        view = model_view(model)
+        return view, version_view(view.full_name, version), new
+
+    def _publish(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        *,
+        bump: Bump,
+        release_notes: str | None,
+        sample_input: str | None,
+    ) -> tuple[Model, Version, bool]:
         model, branch = self.sources.find(caller, owner, name, "publish")
         head = self.sources.head(owner, name, branch)
         if head is None:

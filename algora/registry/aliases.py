@@ -26,7 +26,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.policy import Action, can, require
+from algora.auth.policy import Action, can
 from algora.auth.principals import Caller
 from algora.db.tables import Alias, Model, Principal, PromotionRequest, Version, utcnow
 from algora.errors import (
@@ -309,9 +309,7 @@ class Aliases:
     def _model(
         self, session: Session, caller: Caller, owner: str, name: str, action: Action
     ) -> Model:
-        model = self._registry.find_model(session, owner, name)
-        require(caller, action, model)
-        return model
+        return self._registry.require_model(session, caller, owner, name, action)
 
     def _target(self, caller: Caller, owner: str, name: str, target: str) -> Version:
         """The ready version of this model that ``target`` names, once the caller may manage

@@ -33,16 +33,21 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.db.tables import ModelSecret, utcnow
-from algora.errors import BadRequest, Conflict, Unavailable
+from algora.auth.policy import can
+from algora.auth.principals import Caller
+from algora.db.tables import Model, ModelSecret, Version, utcnow
+from algora.errors import BadRequest, Conflict, ModelNotFound, PermissionDenied, Unavailable
+from algora.registry.views import ModelView, model_view
 from algora.settings import Settings
 
 __all__ = [
     "KEY_FILE",
     "MAX_SECRETS",
     "MAX_VALUE_BYTES",
+    "ManagedSecrets",
     "ModelSecrets",
     "SecretBox",
+    "SecretChange",
     "SecretInfo",
     "check_env_name",
     "parse_key",
@@ -291,3 +296,73 @@ class ModelSecrets:
                 )
             env[env_name] = box.open(value, _context(model_id, env_name))
         return env
+
+
+@dataclass(frozen=True)
+class SecretChange:
+    """A secret set: what it is now, whether it is new, and the pool keys of its model's
+    versions (their workers must restart to see it)."""
+
+    info: SecretInfo
+    created: bool
+    version_keys: tuple[str, ...]
+
+
+class ManagedSecrets:
+    """Model secrets as their managers see them: every method checks the caller's right.
+
+    Models are named by id here (Algorithmia's clients do); a model the caller may not read
+    does not exist for it, and only its managers (``manage`` right) set or list its secrets.
+    """
+
+    _MAX_ID = 2**62
+
+    def __init__(self, sessions: sessionmaker[Session], secrets: ModelSecrets) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+
+    def model(self, caller: Caller, model_id: int) -> ModelView:
+        """The model with this id, once the caller may manage it."""
+        with self._sessions() as session:
+            return model_view(self._managed(session, caller, model_id))
+
+    def list_secrets(self, caller: Caller, model_id: int) -> list[SecretInfo]:
+        with self._sessions() as session:
+            self._managed(session, caller, model_id)
+        return self._secrets.list_secrets(model_id)
+
+    def set_secret(
+        self,
+        caller: Caller,
+        model_id: int,
+        env_name: str,
+        value: str,
+        *,
+        short_name: str,
+        description: str,
+    ) -> SecretChange:
+        """Create or replace the model's secret ``env_name``."""
+        with self._sessions() as session:
+            self._managed(session, caller, model_id)
+        info, created = self._secrets.set_secret(
+            model_id,
+            env_name,
+            value,
+            short_name=short_name,
+            description=description,
+            principal_id=caller.principal_id,
+        )
+        with self._sessions() as session:
+            ids = session.scalars(select(Version.id).where(Version.model_id == model_id)).all()
+        return SecretChange(info, created, tuple(str(i) for i in ids))
+
+    def _managed(self, session: Session, caller: Caller, model_id: int) -> Model:
+        model = session.get(Model, model_id) if 0 < model_id < self._MAX_ID else None
+        if model is None or not can(caller, "read", model):
+            raise ModelNotFound(f"model #{model_id} does not exist")
+        if not can(caller, "manage", model):
+            raise PermissionDenied(
+                f"'{caller.name}' may not manage '{model.owner.name}/{model.name}', "
+                "so not its secrets"
+            )
+        return model

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.policy import can, require
+from algora.auth.policy import Action, can, require
 from algora.auth.principals import Caller
 from algora.db.tables import Alias, Model, Principal, Version, utcnow
 from algora.errors import (
@@ -44,10 +44,17 @@ class Registry:
             raise ModelNotFound(f"model '{owner}/{name}' does not exist")
         return model
 
+    def require_model(
+        self, session: Session, caller: Caller, owner: str, name: str, action: Action
+    ) -> Model:
+        """``owner/name``, once the caller may ``action`` it (hidden from strangers)."""
+        model = self.find_model(session, owner, name)
+        require(caller, action, model)
+        return model
+
     def get_model(self, caller: Caller, owner: str, name: str) -> Model:
         with self._sessions() as session:
-            model = self.find_model(session, owner, name)
-            require(caller, "read", model)
+            model = self.require_model(session, caller, owner, name, "read")
             return model
 
     def list_models(self, caller: Caller) -> list[Model]:
@@ -57,8 +64,7 @@ class Registry:
 
     def update_model(self, caller: Caller, owner: str, name: str, **changes: Any) -> Model:
         with self._sessions() as session:
-            model = self.find_model(session, owner, name)
-            require(caller, "manage", model)
+            model = self.require_model(session, caller, owner, name, "manage")
             for field, value in changes.items():
                 if value is not None:
                     setattr(model, field, value)
@@ -167,8 +173,7 @@ class Registry:
 
     def list_versions(self, caller: Caller, owner: str, name: str) -> list[Version]:
         with self._sessions() as session:
-            model = self.find_model(session, owner, name)
-            require(caller, "read", model)
+            model = self.require_model(session, caller, owner, name, "read")
             rows: Sequence[Version] = session.scalars(
                 select(Version)
                 .where(Version.model_id == model.id)
@@ -192,8 +197,7 @@ class Registry:
     ) -> Version:
         version = self.get_version(caller, owner, name, semver)
         with self._sessions() as session:
-            model = self.find_model(session, owner, name)
-            require(caller, "manage", model)
+            self.require_model(session, caller, owner, name, "manage")
             row = self._load_version(session, version.id)
             row.deprecated = deprecated
             session.commit()

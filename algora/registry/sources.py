@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.policy import Action, require
+from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Model, ModelSource
 from algora.errors import AlgoraError, BadRequest, Conflict, ModelNotFound, NotFound, Unavailable
@@ -45,6 +45,7 @@ from algora.modelfolder.algorithmia import (
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.manifest import NAME_PATTERN
 from algora.registry.service import Registry
+from algora.registry.views import ModelView, model_view
 
 __all__ = ["DEFAULT_BRANCH", "Sources", "Template", "python3_template", "runtime_of"]
 
@@ -194,9 +195,13 @@ class Sources:
     def find(self, caller: Caller, owner: str, name: str, action: Action) -> tuple[Model, str]:
         """The model and its default branch, once the caller may ``action`` it."""
         with self._sessions() as session:
-            model = self._registry.find_model(session, owner, name)
-            require(caller, action, model)
+            model = self._registry.require_model(session, caller, owner, name, action)
             return model, self.source_of(session, model).default_branch
+
+    def branch(self, caller: Caller, owner: str, name: str, action: Action) -> str:
+        """The default branch of the model's repository, once the caller may ``action`` it."""
+        _model, branch = self.find(caller, owner, name, action)
+        return branch
 
     # create ---------------------------------------------------------------------------------
     def create(
@@ -207,7 +212,7 @@ class Sources:
         *,
         summary: str,
         template: Template,
-    ) -> Model:
+    ) -> ModelView:
         """Create ``owner/name`` (the caller must be able to publish it) with its repository,
         seeded with ``template`` in one first commit on the default branch."""
         if not NAME_PATTERN.match(name):
@@ -256,7 +261,7 @@ class Sources:
             bare.rename(final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return self._registry.get_model(caller, owner, name)
+        return model_view(self._registry.get_model(caller, owner, name))
 
     def _init(self, bare: Path) -> None:
         bare.mkdir(mode=0o700)

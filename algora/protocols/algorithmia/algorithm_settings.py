@@ -27,23 +27,21 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
 
-from algora.auth.policy import can, require
 from algora.auth.principals import Caller
-from algora.db.tables import Model, Version
 from algora.errors import (
     BadRequest,
     InvalidInput,
     ModelNotFound,
-    PermissionDenied,
     UnsupportedMediaType,
 )
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
-from algora.protocols.algorithmia.reads import _algorithm, _latest_callable, _time
+from algora.protocols.algorithmia.reads import _algorithm, _registry_read, _time
+from algora.registry.catalog import Visibility
 from algora.registry.secrets import SecretInfo
+from algora.registry.views import ModelView
 
 __all__ = ["router"]
 
@@ -54,8 +52,7 @@ ManageWrite = Annotated[Caller, Depends(Needs("models:manage", write=True))]
 
 PROVIDER_ID = "algora"
 _MAX_BODY = 256 * 1024
-_MAX_ID = 2**62
-_CALLABILITY = {"public": "public", "private": "private"}
+_CALLABILITY: dict[str, Visibility] = {"public": "public", "private": "private"}
 
 
 def _problems(error: ValidationError) -> str:
@@ -137,34 +134,27 @@ async def update_algorithm(
     request: Request, caller: ManageWrite, owner: str, name: str
 ) -> dict[str, Any]:
     platform = platform_of(request)
-
-    def may_manage() -> None:  # before the body is looked at
-        with platform.sessions() as session:
-            require(caller, "manage", platform.registry.find_model(session, owner, name))
-
-    try:
-        await asyncio.to_thread(may_manage)
-    except ModelNotFound as error:
-        raise ModelNotFound(f"No such algorithm: {error.message}") from None
+    catalog = platform.catalog
+    # before the body is looked at
+    await _registry_read(catalog.require, caller, owner, name, "manage")
     update = await _update_body(request)
-    changes: dict[str, Any] = {}
-    if update.details is not None and update.details.summary is not None:
-        changes["description"] = update.details.summary
+    summary = update.details.summary if update.details else None
     callability = update.settings.algorithm_callability if update.settings else None
-    if callability is not None:
-        if callability not in _CALLABILITY:
-            raise InvalidInput(
-                f"settings.algorithm_callability is 'public' or 'private', not '{callability}'"
-            )
-        changes["visibility"] = _CALLABILITY[callability]
-    try:
-        await asyncio.to_thread(platform.registry.update_model, caller, owner, name, **changes)
-        model = await asyncio.to_thread(platform.registry.get_model, caller, owner, name)
-        versions = await asyncio.to_thread(platform.registry.list_versions, caller, owner, name)
-    except ModelNotFound as error:
-        raise ModelNotFound(f"No such algorithm: {error.message}") from None
+    if callability is not None and callability not in _CALLABILITY:
+        raise InvalidInput(
+            f"settings.algorithm_callability is 'public' or 'private', not '{callability}'"
+        )
+    await _registry_read(
+        catalog.update_model,
+        caller,
+        owner,
+        name,
+        description=summary,
+        visibility=_CALLABILITY[callability] if callability is not None else None,
+    )
+    model, latest = await _registry_read(catalog.describe, caller, owner, name)
     platform.calls.forget()
-    return _algorithm(model, _latest_callable(versions))
+    return _algorithm(model, latest)
 
 
 # secrets ------------------------------------------------------------------------------------
@@ -193,25 +183,15 @@ def _secret(algorithm_id: int, info: SecretInfo) -> dict[str, Any]:
     }
 
 
-def _managed_model(request: Request, caller: Caller, algorithm_id: int) -> Model:
+async def _managed_model(request: Request, caller: Caller, algorithm_id: int) -> ModelView:
     """The model with this id, once the caller may manage it; hidden ones are not found."""
-    with platform_of(request).sessions() as session:
-        model = session.get(Model, algorithm_id) if 0 < algorithm_id < _MAX_ID else None
-        if model is None or not can(caller, "read", model):
-            raise ModelNotFound(f"No such algorithm: '{algorithm_id}'")
-        owner = model.owner.name
-        if not can(caller, "manage", model):
-            raise PermissionDenied(
-                f"'{caller.name}' may not manage '{owner}/{model.name}', so not its secrets"
-            )
-        trail_of(request).resource = f"{owner}/{model.name}"
-        return model
-
-
-def _version_keys(request: Request, model_id: int) -> list[str]:
-    with platform_of(request).sessions() as session:
-        ids = session.scalars(select(Version.id).where(Version.model_id == model_id)).all()
-        return [str(i) for i in ids]
+    secrets = platform_of(request).managed_secrets
+    try:
+        model = await asyncio.to_thread(secrets.model, caller, algorithm_id)
+    except ModelNotFound:
+        raise ModelNotFound(f"No such algorithm: '{algorithm_id}'") from None
+    trail_of(request).resource = model.full_name
+    return model
 
 
 @router.get(
@@ -219,9 +199,9 @@ def _version_keys(request: Request, model_id: int) -> list[str]:
     summary="An algorithm's secrets: names, descriptions and times, never values",
 )
 async def list_secrets(request: Request, caller: Manage, algorithm_id: int) -> dict[str, Any]:
-    platform = platform_of(request)
-    model = await asyncio.to_thread(_managed_model, request, caller, algorithm_id)
-    infos = await asyncio.to_thread(platform.secrets.list_secrets, model.id)
+    secrets = platform_of(request).managed_secrets
+    model = await _managed_model(request, caller, algorithm_id)
+    infos = await asyncio.to_thread(secrets.list_secrets, caller, model.id)
     return {
         "marker": None,
         "next_link": None,
@@ -238,7 +218,7 @@ async def set_secret(
 ) -> dict[str, Any]:
     platform = platform_of(request)
     trail_of(request).resource = f"algorithm/{algorithm_id}"
-    model = await asyncio.to_thread(_managed_model, request, caller, algorithm_id)
+    model = await _managed_model(request, caller, algorithm_id)
     try:
         body = SecretIn.model_validate(await _json_object(request) or {})
     except ValidationError as error:
@@ -249,19 +229,19 @@ async def set_secret(
         raise BadRequest("owner_type is 'algorithm': Algora keeps secrets per algorithm")
     if body.owner_id not in (None, str(algorithm_id)):
         raise BadRequest(f"owner_id '{body.owner_id}' is not this algorithm's id")
-    info, created = await asyncio.to_thread(
-        platform.secrets.set_secret,
+    change = await asyncio.to_thread(
+        platform.managed_secrets.set_secret,
+        caller,
         model.id,
         body.secret_key,
         body.secret_value,
         short_name=body.short_name.strip(),
         description=(body.description or "").strip(),
-        principal_id=caller.principal_id,
     )
     # Workers get their secrets when they start: restart this model's pools.
-    await platform.pools.retire(await asyncio.to_thread(_version_keys, request, model.id))
-    response.status_code = 201 if created else 200
-    return _secret(model.id, info)
+    await platform.pools.retire(list(change.version_keys))
+    response.status_code = 201 if change.created else 200
+    return _secret(model.id, change.info)
 
 
 @router.get("/v1/secret-provider", summary="Where secrets are kept: Algora's own encrypted store")

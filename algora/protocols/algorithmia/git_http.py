@@ -205,7 +205,7 @@ async def _serve(
         require_scope(caller, "models:publish" if writes else "models:read")
         if pushing:
             platform.limiter.check(caller.key_id, None, caller.limits)
-        _model, branch = await asyncio.to_thread(sources.find, caller, owner, name, "publish")
+        branch = await asyncio.to_thread(sources.branch, caller, owner, name, "publish")
         if service is None:
             raise BadRequest("Algora serves git's smart HTTP protocol only: use git 1.6.6 or later")
         if service not in SERVICES:

@@ -32,14 +32,15 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from algora.auth.principals import Caller
-from algora.db.tables import Build, Model
 from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _time
+from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
+from algora.publishing.builds import BuildView
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
+from algora.registry.views import ModelView
 
 __all__ = ["router"]
 
@@ -97,7 +98,7 @@ def _source(request: Request, owner: str, name: str) -> dict[str, Any]:
     }
 
 
-def _build(build: Build, semver: str | None) -> dict[str, Any]:
+def _build(build: BuildView) -> dict[str, Any]:
     body: dict[str, Any] = {
         "build_id": build.build_id,
         "commit_sha": build.commit_sha,
@@ -106,40 +107,29 @@ def _build(build: Build, semver: str | None) -> dict[str, Any]:
         "finished_at": _time(build.finished_at),
         "resource_type": "algorithm_build",
     }
-    if semver is not None:
-        body["version_info"] = {"semantic_version": semver}
+    if build.version is not None:
+        body["version_info"] = {"semantic_version": build.version}
     return body
 
 
-def _compiled(request: Request, model: Model, build: Build, semver: str | None) -> dict[str, Any]:
+def _compiled(request: Request, model: ModelView, build: BuildView) -> dict[str, Any]:
     """Algorithmia's answer to ``compile``: the algorithm as the build made it."""
-    owner = model.owner.name
-    manifest = build.manifest or {}
-    network = bool(manifest.get("serving", {}).get("network", False))
+    owner = model.owner
     return {
         "id": str(model.id),
         "name": model.name,
         "owner": owner,
         "details": _details(model),
-        "settings": {
-            "algorithm_callability": "public" if model.visibility == "public" else "private",
-            "source_visibility": "closed",
-            "language": "python3",
-            "environment": build.environment_hash,
-            "license": "",
-            "network_access": "full" if network else "isolated",
-            "pipeline_enabled": False,
-            "royalty_microcredits": 0,
-        },
+        "settings": _settings(model, build.manifest, build.environment_hash),
         "source": _source(request, owner, model.name),
         "version_info": {
-            "semantic_version": semver,
+            "semantic_version": build.version,
             "git_hash": build.content_hash,
             "release_notes": "",
             "sample_input": None,
             "sample_output": None,
         },
-        "build": _build(build, semver),
+        "build": _build(build),
         "compilation": {
             "successful": build.status == "succeeded",
             "output": build.failure_reason or "",
@@ -174,12 +164,8 @@ async def create_algorithm(
 async def compile_algorithm(
     request: Request, caller: Publish, owner: str, name: str
 ) -> dict[str, Any]:
-    builds = platform_of(request).builds
-    build_id, future = await asyncio.to_thread(builds.compile, caller, owner, name)
-    build = await builds.wait(build_id, future)
-    model, _branch = await asyncio.to_thread(builds.sources.find, caller, owner, name, "read")
-    semver = (await asyncio.to_thread(builds.semvers, [build])).get(build.version_id or -1)
-    return _compiled(request, model, build, semver)
+    model, build = await platform_of(request).builds.compile_and_wait(caller, owner, name)
+    return _compiled(request, model, build)
 
 
 @router.post("/{owner}/{name}/versions", summary="Publish the built head as a new version")
@@ -222,15 +208,9 @@ async def list_builds(
     """A page of builds, newest first. ``marker`` is the last build of the page before (so a
     build started meanwhile never shifts the pages); ``limit`` is capped at 100."""
     builds = platform_of(request).builds
-    _model, rows = await asyncio.to_thread(builds.of_model, caller, owner, name)
-    if marker:
-        ids = [b.build_id for b in rows]
-        if marker not in ids:
-            raise BadRequest(f"marker '{marker}' is not a build of '{owner}/{name}'")
-        rows = rows[ids.index(marker) + 1 :]
+    rows = await asyncio.to_thread(builds.of_model, caller, owner, name, marker)
     page, links = _page(request, rows, limit, lambda b: b.build_id)
-    semvers = await asyncio.to_thread(builds.semvers, list(page))
-    return {**links, "results": [_build(b, semvers.get(b.version_id or -1)) for b in page]}
+    return {**links, "results": [_build(b) for b in page]}
 
 
 @router.get("/{owner}/{name}/builds/{build_id}", summary="One build of the algorithm")
@@ -238,9 +218,7 @@ async def get_build(
     request: Request, caller: ReadModels, owner: str, name: str, build_id: str
 ) -> dict[str, Any]:
     builds = platform_of(request).builds
-    _model, build = await asyncio.to_thread(builds.get, caller, owner, name, build_id)
-    semver = (await asyncio.to_thread(builds.semvers, [build])).get(build.version_id or -1)
-    return _build(build, semver)
+    return _build(await asyncio.to_thread(builds.get, caller, owner, name, build_id))
 
 
 @router.get("/{owner}/{name}/builds/{build_id}/logs", summary="The log of one build")
@@ -248,9 +226,7 @@ async def get_build_logs(
     request: Request, caller: ReadModels, owner: str, name: str, build_id: str
 ) -> dict[str, Any]:
     builds = platform_of(request).builds
-    # A log shows what the build ran and the model's tracebacks: it is read like the source.
-    _model, build = await asyncio.to_thread(builds.get, caller, owner, name, build_id, "publish")
-    return {"logs": await asyncio.to_thread(builds.log_of, build)}
+    return {"logs": await asyncio.to_thread(builds.log, caller, owner, name, build_id)}
 
 
 @router.get("/{owner}/{name}/scm/status", summary="The state of the algorithm's repository")
@@ -258,5 +234,5 @@ async def get_scm_status(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> dict[str, Any]:
     sources = platform_of(request).sources
-    await asyncio.to_thread(sources.find, caller, owner, name, "read")
+    await asyncio.to_thread(sources.branch, caller, owner, name, "read")
     return {"scm_connection_status": "active"}

@@ -24,18 +24,17 @@ says "No such algorithm", which is what the client's ``exists()`` looks for.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from algora.auth.principals import Caller
-from algora.db.tables import Model, Version
-from algora.errors import BadRequest, ModelNotFound, VersionNotFound
+from algora.errors import BadRequest, ModelNotFound
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.registry.specs import parse_spec
+from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
 
@@ -48,10 +47,10 @@ _BUILD_STATUS = {"ready": "succeeded", "failed": "failed", "building": "in-progr
 T = TypeVar("T")
 
 
-async def _registry_read(function: Callable[..., T], *args: Any) -> T:
+async def _registry_read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a registry read off the event loop; an unknown model says "No such algorithm"."""
     try:
-        return await asyncio.to_thread(function, *args)
+        return await asyncio.to_thread(function, *args, **kwargs)
     except ModelNotFound as error:
         raise ModelNotFound(f"No such algorithm: {error.message}") from None
 
@@ -77,7 +76,7 @@ def _time(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _details(model: Model) -> dict[str, Any]:
+def _details(model: ModelView) -> dict[str, Any]:
     summary = model.description or ""
     return {
         "label": model.name,
@@ -86,14 +85,16 @@ def _details(model: Model) -> dict[str, Any]:
     }
 
 
-def _settings(model: Model, version: Version | None) -> dict[str, Any]:
-    manifest = version.manifest if version is not None else {}
+def _settings(
+    model: ModelView, manifest: Mapping[str, Any], environment: str | None
+) -> dict[str, Any]:
+    """Algorithmia's ``settings`` of the model as a version (or a build) made it."""
     network = bool(manifest.get("serving", {}).get("network", False))
     return {
         "algorithm_callability": "public" if model.visibility == "public" else "private",
         "source_visibility": "closed",
         "language": "python3",
-        "environment": version.environment_hash if version is not None else None,
+        "environment": environment,
         "license": "",
         "network_access": "full" if network else "isolated",
         "pipeline_enabled": False,
@@ -101,7 +102,7 @@ def _settings(model: Model, version: Version | None) -> dict[str, Any]:
     }
 
 
-def _version_info(version: Version) -> dict[str, Any]:
+def _version_info(version: VersionView) -> dict[str, Any]:
     example = version.manifest.get("example")
     return {
         "semantic_version": version.semver,
@@ -119,15 +120,19 @@ def _version_info(version: Version) -> dict[str, Any]:
     }
 
 
-def _algorithm(model: Model, version: Version | None) -> dict[str, Any]:
+def _algorithm(model: ModelView, version: VersionView | None) -> dict[str, Any]:
     """An Algorithmia algorithm object: the model, described by one of its versions."""
-    owner = model.owner.name
+    owner = model.owner
     body: dict[str, Any] = {
         "id": str(model.id),
         "name": model.name,
         "owner": owner,
         "details": _details(model),
-        "settings": _settings(model, version),
+        "settings": _settings(
+            model,
+            version.manifest if version is not None else {},
+            version.environment_hash if version is not None else None,
+        ),
         "self_link": f"/v1/algorithms/{owner}/{model.name}",
         "resource_type": "algorithm",
     }
@@ -152,16 +157,6 @@ def _algorithm(model: Model, version: Version | None) -> dict[str, Any]:
     return body
 
 
-def _latest_callable(versions: list[Version]) -> Version | None:
-    """The version ``latest`` names: the highest ready, non-deprecated one (listed highest
-    first)."""
-    return next((v for v in versions if v.status == "ready" and not v.deprecated), None)
-
-
-def _callable(version: Version) -> bool:
-    return version.status == "ready" and not version.deprecated
-
-
 def _flag(value: str | None, name: str) -> bool | None:
     """A list filter: ``true`` keeps what it names, ``false`` what it does not."""
     if value is None or not value.strip():
@@ -181,21 +176,13 @@ def _marker(value: str | None) -> tuple[int, int, int] | None:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-async def _model_and_versions(
-    request: Request, caller: Caller, owner: str, name: str
-) -> tuple[Model, list[Version]]:
-    registry = platform_of(request).registry
-    model = await _registry_read(registry.get_model, caller, owner, name)
-    versions = await _registry_read(registry.list_versions, caller, owner, name)
-    return model, versions
-
-
 @router.get("/{owner}/{name}", summary="An algorithm (model) and its latest version")
 async def get_algorithm(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> dict[str, Any]:
-    model, versions = await _model_and_versions(request, caller, owner, name)
-    return _algorithm(model, _latest_callable(versions))
+    catalog = platform_of(request).catalog
+    model, latest = await _registry_read(catalog.describe, caller, owner, name)
+    return _algorithm(model, latest)
 
 
 @router.get("/{owner}/{name}/versions", summary="An algorithm's versions, highest first, paged")
@@ -215,13 +202,17 @@ async def list_algorithm_versions(
     wanted_published = _flag(published, "published")
     wanted_callable = _flag(only_callable, "callable")
     after = _marker(marker)
-    model, versions = await _model_and_versions(request, caller, owner, name)
-    if wanted_published is not None:
-        versions = [v for v in versions if (v.status == "ready") == wanted_published]
-    if wanted_callable is not None:
-        versions = [v for v in versions if _callable(v) == wanted_callable]
-    if after is not None:
-        versions = [v for v in versions if (v.major, v.minor, v.patch) < after]
+    catalog = platform_of(request).catalog
+    model = await _registry_read(catalog.get_model, caller, owner, name)
+    versions = await _registry_read(
+        catalog.list_versions,
+        caller,
+        owner,
+        name,
+        ready=wanted_published,
+        is_callable=wanted_callable,
+        below=after,
+    )
     page, links = _page(request, versions, limit, lambda v: v.semver)
     return {**links, "results": [_algorithm(model, v) for v in page]}
 
@@ -230,17 +221,7 @@ async def list_algorithm_versions(
 async def get_algorithm_version(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> dict[str, Any]:
-    model, versions = await _model_and_versions(request, caller, owner, name)
-    spec = parse_spec(version)
-    if spec.kind == "hash":
-        prefix = spec.hash_prefix or ""
-        found = [v for v in versions if (v.content_hash or "").startswith(prefix)]
-    elif spec.kind == "exact":
-        found = [v for v in versions if v.semver == version.strip()]
-    else:
-        raise BadRequest(
-            f"name one version: its content hash or MAJOR.MINOR.PATCH, not '{version}'"
-        )
-    if not found:
-        raise VersionNotFound(f"'{owner}/{name}' has no version '{version}'")
-    return _algorithm(model, found[0])
+    catalog = platform_of(request).catalog
+    model = await _registry_read(catalog.get_model, caller, owner, name)
+    found = await _registry_read(catalog.find_version, caller, owner, name, version)
+    return _algorithm(model, found)

@@ -13,27 +13,20 @@ Every change is audited with the model as its resource and ``alias:old->new`` as
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from algora.audit.log import AuditEvent
+from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
-from algora.registry.aliases import (
-    Aliases,
-    AliasPolicy,
-    AliasView,
-    Move,
-    PromotionStatus,
-    PromotionView,
-)
+from algora.registry.aliases import AliasView, Move, PromotionStatus, PromotionView
 
 __all__ = ["router"]
 
@@ -115,11 +108,6 @@ class DecisionIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
-def _aliases(request: Request) -> Aliases:
-    platform = platform_of(request)
-    return Aliases(platform.sessions, platform.registry, AliasPolicy.of(platform.settings))
-
-
 def _note(request: Request, action: str, model: str, change: str | None = None) -> AuditTrail:
     """What the audit row records: set before the work (a refusal is recorded with its
     action and model), then again with the change made."""
@@ -135,23 +123,18 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
         request.client.host if request.client else None, request.headers.get("x-forwarded-for")
     )
     auth_method, _secret = parse_authorization_scheme(request.headers.get("authorization"))
-    now = datetime.now(UTC)
     await platform.audit.record(
-        AuditEvent(
-            action="alias.move",
-            received_at=now,
-            completed_at=now,
-            status=200,
-            decision="allow",
-            auth_method=auth_method,
-            principal=caller.name,
-            principal_id=caller.principal_id,
-            key_id=caller.key_id,
-            peer=peer[:64] if peer else None,
-            forwarded_for=forwarded,
+        follow_up(
+            "alias.move",
             resource=move.model,
             version=move.audit_text,
             request_id=request_id,
+            principal=caller.name,
+            principal_id=caller.principal_id,
+            key_id=caller.key_id,
+            auth_method=auth_method,
+            peer=peer,
+            forwarded_for=forwarded,
         )
     )
 
@@ -165,7 +148,7 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
 async def list_aliases(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> list[AliasOut]:
-    views = await asyncio.to_thread(_aliases(request).list_aliases, caller, owner, name)
+    views = await asyncio.to_thread(platform_of(request).aliases.list_aliases, caller, owner, name)
     return [AliasOut.of(v) for v in views]
 
 
@@ -177,7 +160,9 @@ async def list_aliases(
 async def get_alias(
     request: Request, caller: ReadModels, owner: str, name: str, alias: str
 ) -> AliasOut:
-    view = await asyncio.to_thread(_aliases(request).get_alias, caller, owner, name, alias)
+    view = await asyncio.to_thread(
+        platform_of(request).aliases.get_alias, caller, owner, name, alias
+    )
     return AliasOut.of(view)
 
 
@@ -198,7 +183,7 @@ async def set_alias(
     platform = platform_of(request)
     _note(request, "alias.move", f"{owner}/{name}")
     outcome = await asyncio.to_thread(
-        _aliases(request).set_alias, caller, owner, name, alias, body.version, body.note
+        platform_of(request).aliases.set_alias, caller, owner, name, alias, body.version, body.note
     )
     if outcome.promotion is not None:
         _note(request, "promotion.request", outcome.promotion.model, outcome.promotion.audit_text)
@@ -219,7 +204,9 @@ async def delete_alias(
     request: Request, caller: WriteAliases, owner: str, name: str, alias: str
 ) -> None:
     _note(request, "alias.delete", f"{owner}/{name}")
-    move = await asyncio.to_thread(_aliases(request).delete_alias, caller, owner, name, alias)
+    move = await asyncio.to_thread(
+        platform_of(request).aliases.delete_alias, caller, owner, name, alias
+    )
     _note(request, "alias.delete", move.model, move.audit_text)
     platform_of(request).calls.forget()
 
@@ -238,7 +225,7 @@ async def list_all_promotions(
     request: Request, caller: ReadModels, status: StatusQuery = "pending"
 ) -> list[PromotionOut]:
     views = await asyncio.to_thread(
-        _aliases(request).promotions, caller, None, None, _status(status)
+        platform_of(request).aliases.promotions, caller, None, None, _status(status)
     )
     return [PromotionOut.of(v) for v in views]
 
@@ -252,7 +239,7 @@ async def list_promotions(
     request: Request, caller: ReadModels, owner: str, name: str, status: StatusQuery = "pending"
 ) -> list[PromotionOut]:
     views = await asyncio.to_thread(
-        _aliases(request).promotions, caller, owner, name, _status(status)
+        platform_of(request).aliases.promotions, caller, owner, name, _status(status)
     )
     return [PromotionOut.of(v) for v in views]
 
@@ -268,7 +255,7 @@ async def request_promotion(
 ) -> PromotionOut:
     _note(request, "promotion.request", f"{owner}/{name}")
     view = await asyncio.to_thread(
-        _aliases(request).request_promotion,
+        platform_of(request).aliases.request_promotion,
         caller,
         owner,
         name,
@@ -288,7 +275,9 @@ async def request_promotion(
 async def get_promotion(
     request: Request, caller: ReadModels, owner: str, name: str, promotion_id: PromotionId
 ) -> PromotionOut:
-    view = await asyncio.to_thread(_aliases(request).promotion, caller, owner, name, promotion_id)
+    view = await asyncio.to_thread(
+        platform_of(request).aliases.promotion, caller, owner, name, promotion_id
+    )
     return PromotionOut.of(view)
 
 
@@ -308,7 +297,7 @@ async def approve_promotion(
     trail = _note(request, "promotion.approve", f"{owner}/{name}")
     trail.request_id = request.headers.get("x-request-id") or new_request_id()
     view, move = await asyncio.to_thread(
-        _aliases(request).approve,
+        platform_of(request).aliases.approve,
         caller,
         owner,
         name,
@@ -336,7 +325,12 @@ async def reject_promotion(
 ) -> PromotionOut:
     _note(request, "promotion.reject", f"{owner}/{name}")
     view = await asyncio.to_thread(
-        _aliases(request).reject, caller, owner, name, promotion_id, body.note if body else ""
+        platform_of(request).aliases.reject,
+        caller,
+        owner,
+        name,
+        promotion_id,
+        body.note if body else "",
     )
     _note(request, "promotion.reject", view.model, view.audit_text)
     return PromotionOut.of(view)

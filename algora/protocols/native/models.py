@@ -7,10 +7,7 @@ Keys live in :mod:`algora.protocols.native.keys`; principals, organizations and 
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -18,15 +15,11 @@ from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from algora.auth.principals import Caller
-from algora.db.tables import Model, Version
-from algora.errors import (
-    BadRequest,
-    NotFound,
-    PayloadTooLarge,
-)
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute
+from algora.publishing.uploads import GitInfo
+from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
 
@@ -48,14 +41,14 @@ class ModelOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, model: Model) -> ModelOut:
+    def of(cls, model: ModelView) -> ModelOut:
         return cls(
-            owner=model.owner.name,
+            owner=model.owner,
             name=model.name,
-            full_name=f"{model.owner.name}/{model.name}",
+            full_name=model.full_name,
             description=model.description,
             visibility=model.visibility,
-            tags=[str(t) for t in model.tags],
+            tags=list(model.tags),
             deprecated=model.deprecated,
             created_at=model.created_at,
         )
@@ -76,9 +69,9 @@ class VersionOut(BaseModel):
     lineage: dict[str, Any]
 
     @classmethod
-    def of(cls, model_name: str, version: Version) -> VersionOut:
+    def of(cls, version: VersionView) -> VersionOut:
         return cls(
-            model=model_name,
+            model=version.model,
             version=version.semver,
             status=version.status,  # type: ignore[arg-type]  # the column only holds these
             content_hash=version.content_hash,
@@ -88,7 +81,7 @@ class VersionOut(BaseModel):
             failure_reason=version.failure_reason,
             created_at=version.created_at,
             ready_at=version.ready_at,
-            entrypoint=str(version.manifest.get("model", {}).get("entrypoint", "")),
+            entrypoint=version.entrypoint,
             lineage=version.lineage,
         )
 
@@ -118,13 +111,13 @@ class LogOut(BaseModel):
 # models -------------------------------------------------------------------------------------
 @router.get("/models", response_model=list[ModelOut], tags=["models"])
 async def list_models(request: Request, caller: ReadModels) -> list[ModelOut]:
-    models = await asyncio.to_thread(platform_of(request).registry.list_models, caller)
+    models = await asyncio.to_thread(platform_of(request).catalog.list_models, caller)
     return [ModelOut.of(m) for m in models]
 
 
 @router.get("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
 async def get_model(request: Request, caller: ReadModels, owner: str, name: str) -> ModelOut:
-    model = await asyncio.to_thread(platform_of(request).registry.get_model, caller, owner, name)
+    model = await asyncio.to_thread(platform_of(request).catalog.get_model, caller, owner, name)
     return ModelOut.of(model)
 
 
@@ -134,7 +127,7 @@ async def update_model(
 ) -> ModelOut:
     platform = platform_of(request)
     model = await asyncio.to_thread(
-        platform.registry.update_model, caller, owner, name, **patch.model_dump()
+        platform.catalog.update_model, caller, owner, name, **patch.model_dump()
     )
     platform.calls.forget()
     return ModelOut.of(model)
@@ -146,9 +139,9 @@ async def list_versions(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> list[VersionOut]:
     versions = await asyncio.to_thread(
-        platform_of(request).registry.list_versions, caller, owner, name
+        platform_of(request).catalog.list_versions, caller, owner, name
     )
-    return [VersionOut.of(f"{owner}/{name}", v) for v in versions]
+    return [VersionOut.of(v) for v in versions]
 
 
 @router.post(
@@ -169,49 +162,18 @@ async def publish_version(
     git_dirty: Annotated[bool | None, Query()] = None,
     git_branch: Annotated[str | None, Query(max_length=255)] = None,
 ) -> VersionOut:
-    platform = platform_of(request)
-    if bump is not None and version is not None:
-        raise BadRequest("give either bump or version, not both")
-    # Refuse a caller who may not publish here before accepting a byte of the archive.
-    await asyncio.to_thread(platform.registry.check_publish, caller, owner, name)
-    limit = platform.settings.max_archive_bytes
-    uploads = platform.settings.resolved_data_dir / "staging"
-    fd, tmp_name = tempfile.mkstemp(dir=uploads, prefix="upload-")
-    archive = os.fdopen(fd, "wb")
+    uploads = platform_of(request).uploads
+    # Refused before a byte of the archive is accepted when the caller may not publish here.
+    upload = await asyncio.to_thread(uploads.begin, caller, owner, name, bump=bump, exact=version)
     try:
-        size = 0
-        with archive:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(f"the archive is larger than the {limit}-byte limit")
-                archive.write(chunk)
-        if size == 0:
-            raise BadRequest("the request body is empty: send the model folder as tar.gz or zip")
-        lineage: dict[str, Any] = {}
-        if git_commit:
-            lineage["git"] = {"commit": git_commit, "dirty": bool(git_dirty), "branch": git_branch}
-        version_id, _future = await asyncio.to_thread(
-            platform.publisher.accept,
-            caller,
-            owner,
-            name,
-            Path(tmp_name),
-            bump=bump,
-            exact=version,
-            lineage=lineage,
-        )
+        async for chunk in request.stream():
+            upload.write(chunk)
+        git = GitInfo(git_commit, git_dirty, git_branch)
+        row = await asyncio.to_thread(uploads.publish, caller, upload, git)
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    row = await asyncio.to_thread(platform.registry.version_by_id, version_id)
+        upload.discard()
     trail_of(request).version = row.semver
-    return VersionOut.of(f"{owner}/{name}", row)
-
-
-async def _version(request: Request, caller: Caller, owner: str, name: str, v: str) -> Version:
-    return await asyncio.to_thread(
-        platform_of(request).registry.get_version, caller, owner, name, v
-    )
+    return VersionOut.of(row)
 
 
 @router.get(
@@ -220,7 +182,8 @@ async def _version(request: Request, caller: Caller, owner: str, name: str, v: s
 async def get_version(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> VersionOut:
-    return VersionOut.of(f"{owner}/{name}", await _version(request, caller, owner, name, version))
+    catalog = platform_of(request).catalog
+    return VersionOut.of(await asyncio.to_thread(catalog.get_version, caller, owner, name, version))
 
 
 @router.patch(
@@ -231,10 +194,10 @@ async def update_version(
 ) -> VersionOut:
     platform = platform_of(request)
     row = await asyncio.to_thread(
-        platform.registry.deprecate_version, caller, owner, name, version, patch.deprecated
+        platform.catalog.deprecate_version, caller, owner, name, version, patch.deprecated
     )
     platform.calls.forget()
-    return VersionOut.of(f"{owner}/{name}", row)
+    return VersionOut.of(row)
 
 
 @router.get(
@@ -246,10 +209,8 @@ async def update_version(
 async def get_lock(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> str:
-    row = await _version(request, caller, owner, name, version)
-    if row.environment is None:
-        raise NotFound(f"version {row.semver} has no environment ({row.status})")
-    return row.environment.lock
+    catalog = platform_of(request).catalog
+    return await asyncio.to_thread(catalog.lock, caller, owner, name, version)
 
 
 @router.get(
@@ -258,7 +219,8 @@ async def get_lock(
 async def get_schema(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> SchemaOut:
-    row = await _version(request, caller, owner, name, version)
+    catalog = platform_of(request).catalog
+    row = await asyncio.to_thread(catalog.get_version, caller, owner, name, version)
     return SchemaOut(input=row.input_schema, output=row.output_schema)
 
 
@@ -266,13 +228,8 @@ async def get_schema(
 async def get_lineage(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> dict[str, Any]:
-    row = await _version(request, caller, owner, name, version)
-    return {
-        "content_hash": row.content_hash,
-        "archive_hash": row.archive_hash,
-        "environment_hash": row.environment_hash,
-        **row.lineage,
-    }
+    catalog = platform_of(request).catalog
+    return await asyncio.to_thread(catalog.lineage, caller, owner, name, version)
 
 
 @router.get(
@@ -284,16 +241,9 @@ async def get_lineage(
 async def get_sbom(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> Response:
-    row = await _version(request, caller, owner, name, version)
-    digest = row.lineage.get("sbom")
-    if not isinstance(digest, str):
-        raise NotFound(f"version {row.semver} has no SBOM ({row.status})")
-
-    def read() -> bytes:
-        with platform_of(request).store.open(digest) as blob:
-            return blob.read()
-
-    return Response(await asyncio.to_thread(read), media_type="application/vnd.cyclonedx+json")
+    catalog = platform_of(request).catalog
+    sbom = await asyncio.to_thread(catalog.sbom, caller, owner, name, version)
+    return Response(sbom, media_type="application/vnd.cyclonedx+json")
 
 
 @router.get(
@@ -307,8 +257,6 @@ async def get_build_log(
     version: str,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> LogOut:
-    row = await _version(request, caller, owner, name, version)
-    text, new_offset = platform_of(request).publisher.logs.read(row.id, offset)
-    if not text and row.status != "building" and offset == 0:
-        text, new_offset = row.build_log, len(row.build_log.encode())
-    return LogOut(status=row.status, text=text, offset=new_offset, done=row.status != "building")
+    catalog = platform_of(request).catalog
+    log = await asyncio.to_thread(catalog.build_log, caller, owner, name, version, offset)
+    return LogOut(status=log.status, text=log.text, offset=log.offset, done=log.done)

@@ -1,0 +1,116 @@
+"""Reading the audit log: filtered pages, a full export, and the chain's verification.
+
+Every read first waits for the events already recorded to be committed (the writer batches
+them), so a caller always finds the rows of the requests it made before. Reading needs the
+``audit:read`` scope (admins' keys hold it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.audit.log import AuditLog, Outcome, as_dict, parse_anchor, query, report_dict, verify
+from algora.auth.policy import require_scope
+from algora.auth.principals import Caller
+from algora.errors import BadRequest
+
+__all__ = ["AuditFilter", "AuditQueries", "Page"]
+
+SCOPE = "audit:read"
+_EXPORT_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events: each field given narrows the selection (datetimes in any zone)."""
+
+    principal: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    outcome: Outcome | None = None
+    request_id: str | None = None
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "principal": self.principal,
+            "model": self.model,
+            "since": _utc(self.since),
+            "until": _utc(self.until),
+            "outcome": self.outcome,
+            "request_id": self.request_id,
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    """Events newest first; ``cursor`` (None on the last page) asks for the next page."""
+
+    events: list[dict[str, Any]]
+    cursor: int | None
+
+
+class AuditQueries:
+    """Reads the audit log for callers holding ``audit:read``."""
+
+    def __init__(self, sessions: sessionmaker[Session], log: AuditLog) -> None:
+        self._sessions = sessions
+        self._log = log
+
+    async def page(
+        self, caller: Caller, where: AuditFilter, limit: int = 100, before: int | None = None
+    ) -> Page:
+        """Up to ``limit`` events, newest first, older than the event ``before``."""
+        require_scope(caller, SCOPE)
+        await self._log.sync()
+        statement = query(**where.arguments(), before_id=before).limit(limit)
+
+        def load() -> list[dict[str, Any]]:
+            with self._sessions() as session:
+                return [as_dict(row) for row in session.scalars(statement)]
+
+        events = await asyncio.to_thread(load)
+        return Page(events, events[-1]["id"] if len(events) == limit else None)
+
+    async def export(self, caller: Caller, where: AuditFilter) -> Iterator[bytes]:
+        """Every matching event as JSON lines, oldest first (chain order), read in chunks
+        as the iterator is consumed (run it in a thread)."""
+        require_scope(caller, SCOPE)
+        await self._log.sync()
+        return self._lines(where.arguments())
+
+    async def verify(self, caller: Caller, anchor: str | None = None) -> dict[str, Any]:
+        """Walk the hash chain; the report names the first row that breaks it. ``anchor``
+        (``ID:HASH`` from an earlier verify) also detects rows deleted from the end."""
+        require_scope(caller, SCOPE)
+        try:
+            seen = parse_anchor(anchor) if anchor is not None else None
+        except ValueError as error:
+            raise BadRequest(str(error)) from None
+        await self._log.sync()
+        return report_dict(await asyncio.to_thread(verify, self._sessions, seen))
+
+    def _lines(self, arguments: dict[str, Any]) -> Iterator[bytes]:
+        after = 0
+        while True:
+            statement = query(**arguments, after_id=after, newest_first=False)
+            with self._sessions() as session:
+                rows = [as_dict(row) for row in session.scalars(statement.limit(_EXPORT_CHUNK))]
+            if not rows:
+                return
+            yield "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
+            after = rows[-1]["id"]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware datetimes to naive UTC, as the database stores them."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)

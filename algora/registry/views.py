@@ -1,0 +1,104 @@
+"""Frozen views of models and versions: what the services hand to adapters, never ORM rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from algora.db.tables import Model, Version
+
+__all__ = ["ModelView", "VersionView", "model_view", "version_view"]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    id: int
+    owner: str
+    name: str
+    description: str
+    visibility: str
+    tags: tuple[str, ...]
+    deprecated: bool
+    created_at: datetime
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+@dataclass(frozen=True)
+class VersionView:
+    """One version; ``manifest`` and ``lineage`` are copies, so changing them changes nothing."""
+
+    id: int
+    model: str
+    major: int
+    minor: int
+    patch: int
+    status: str
+    content_hash: str | None
+    archive_hash: str | None
+    environment_hash: str | None
+    deprecated: bool
+    failure_code: str | None
+    failure_reason: str | None
+    created_at: datetime
+    ready_at: datetime | None
+    manifest: dict[str, Any]
+    lineage: dict[str, Any]
+    input_schema: dict[str, Any] | None
+    output_schema: dict[str, Any] | None
+    release_notes: str | None
+    sample_input: str | None
+
+    @property
+    def semver(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def callable(self) -> bool:
+        """What ``latest`` may name: ready and not deprecated."""
+        return self.status == "ready" and not self.deprecated
+
+    @property
+    def entrypoint(self) -> str:
+        return str(self.manifest.get("model", {}).get("entrypoint", ""))
+
+
+def model_view(row: Model) -> ModelView:
+    return ModelView(
+        id=row.id,
+        owner=row.owner.name,
+        name=row.name,
+        description=row.description,
+        visibility=row.visibility,
+        tags=tuple(str(t) for t in row.tags),
+        deprecated=row.deprecated,
+        created_at=row.created_at,
+    )
+
+
+def version_view(model: str, row: Version) -> VersionView:
+    return VersionView(
+        id=row.id,
+        model=model,
+        major=row.major,
+        minor=row.minor,
+        patch=row.patch,
+        status=row.status,
+        content_hash=row.content_hash,
+        archive_hash=row.archive_hash,
+        environment_hash=row.environment_hash,
+        deprecated=row.deprecated,
+        failure_code=row.failure_code,
+        failure_reason=row.failure_reason,
+        created_at=row.created_at,
+        ready_at=row.ready_at,
+        manifest=dict(row.manifest),
+        lineage=dict(row.lineage),
+        input_schema=row.input_schema,
+        output_schema=row.output_schema,
+        release_notes=row.release_notes,
+        sample_input=row.sample_input,
+    )
