@@ -59,12 +59,9 @@ class Place:
 
     @property
     def url(self) -> str:
-        root = (
-            f"data://.algo/{self.owner}/{self.collection}"
-            if self.kind == "algo"
-            else ("data://.session")
-        )
-        return "/".join([root, *self.parts])
+        if self.kind == "session":
+            return "/".join(["data://.session", *self.parts])
+        return "/".join([f"data://.algo/{self.owner}/{self.collection}", *self.parts])
 
     @property
     def audit_url(self) -> str:
