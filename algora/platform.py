@@ -30,6 +30,7 @@ from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.settings import Settings
 from algora.store.connectors import Connectors
+from algora.store.data import DataSpaces
 from algora.store.local import LocalBlobStore
 from algora.store.model_data import new_session
 from algora.workers.local import LocalBackend
@@ -60,6 +61,8 @@ class Platform:
         )
         self.store = LocalBlobStore(data / "blobs")
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
+        self.data_spaces = DataSpaces(settings, self.sessions, self.connectors)
+        """Hosted data: collections, models' and call trees' spaces, S3 connectors."""
         self.registry = Registry(self.sessions)
         self.authenticator = Authenticator(self.sessions)
         self.builder = EnvironmentBuilder(

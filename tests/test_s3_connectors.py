@@ -27,8 +27,8 @@ from algora.auth.delegation import principal_caller
 from algora.auth.principals import Caller, Delegation
 from algora.db.tables import Principal
 from algora.errors import NotFound
-from algora.protocols.data.connectors import choose, parse_location
 from algora.settings import DataConnector, Settings
+from algora.store.connector_space import parse_location
 from algora.testing import RunningServer
 
 from .s3server import SECRET_KEY, S3Server
@@ -478,14 +478,15 @@ def test_model_code_uses_a_connector_only_where_caller_and_owner_both_may(
         with platform.sessions() as session:
             people = {p.name: principal_caller(p) for p in session.query(Principal).all()}
     where = parse_location("s3://vault-data/f")
+    choose = platform.data_spaces.connectors.choose
 
     def delegated(*bounds: Caller) -> Caller:
         first = bounds[0] if bounds else people["eve"]
         delegation = Delegation(bounds=bounds, model="eve/m", model_owner_id=first.principal_id)
         return replace(first, is_admin=False, delegation=delegation)
 
-    assert choose(platform, people["dora"], where, "write").name == "vault"
-    assert choose(platform, delegated(people["dora"], people["dora"]), where, "write")
+    assert choose(people["dora"], where, "write").name == "vault"
+    assert choose(delegated(people["dora"], people["dora"]), where, "write")
     for bounds in ((people["dora"], people["eve"]), (people["admin"], people["eve"]), ()):
         with pytest.raises(NotFound):
-            choose(platform, delegated(*bounds), where, "read")
+            choose(delegated(*bounds), where, "read")

@@ -1,12 +1,10 @@
 """What the hosted-data routes share, in Algorithmia's wire format.
 
-Three modules serve ``/v1/data``: user collections (``data.py``), a model's own collection and
-a call tree's scratch space (``model_data.py``) and data connectors (``connectors.py``). Each
-decides who may do what and where the bytes live; the shapes on the wire are the same for all
-and are written here: the scopes their routes need, a folder listing, a file streamed with
-``X-Data-Type: file``, a HEAD answered with headers only (``X-Data-Type`` or
-``X-Error-Message``), a ``{"name": ...}`` body that creates a folder, and an upload streamed
-in chunks of at most :data:`WRITE_BUFFER` bytes.
+The spaces of :mod:`algora.store.spaces` decide who may do what and where the bytes live; the
+shapes on the wire are the same for all and are written here: the scopes the routes need, a
+folder listing, a file streamed with ``X-Data-Type: file``, a HEAD answered with headers only
+(``X-Data-Type`` or ``X-Error-Message``), a ``{"name": ...}`` body that creates a folder, and
+an upload streamed in chunks of at most :data:`WRITE_BUFFER` bytes.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Query, Request
@@ -25,22 +23,22 @@ from algora.errors import AlgoraError, BadRequest, PayloadTooLarge
 from algora.gateway.auditing import note_error
 from algora.gateway.deps import read_body
 from algora.gateway.permissions import Needs
-from algora.store.collections import PAGE_SIZE, Listing
+from algora.store.collections import PAGE_SIZE
+from algora.store.spaces import Acl, Opened, Page, Upload
 
 __all__ = [
     "Limit",
     "Marker",
-    "Opened",
     "ReadData",
     "WriteData",
     "head_response",
     "header_text",
     "json_body",
-    "listing_body",
     "named_body",
-    "read_response",
+    "page_body",
     "receive_upload",
     "refuse_declared_oversize",
+    "render",
 ]
 
 ReadData = Annotated[Caller, Depends(Needs("data:read"))]
@@ -55,50 +53,33 @@ WRITE_BUFFER = 1024 * 1024
 READ_CHUNK = 256 * 1024
 
 
-class Readable(Protocol):
-    """An open file or object body: read in chunks, then closed (closing never blocks)."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-    def close(self) -> None: ...
-
-
-class Upload(Protocol):
-    """A file or object being written: nothing is visible under its name until ``commit``."""
-
-    def write(self, chunk: bytes, /) -> None: ...
-
-    def commit(self) -> int: ...
-
-    def abort(self) -> None:
-        """Drop what was written; safe to call more than once."""
-        ...
-
-
-Opened = tuple[Readable, int]
-"""A file to stream, and its size."""
-
-
-def listing_body(listing: Listing) -> dict[str, Any]:
+def page_body(page: Page) -> dict[str, Any]:
     """A folder's page: its folders, its files, and the ``marker`` of the next page if any."""
+    folders: list[dict[str, Any]] = []
+    for folder in page.folders:
+        shown: dict[str, Any] = {"name": folder.name}
+        if folder.acl is not None:
+            shown["acl"] = {"read": list(folder.acl)}
+        folders.append(shown)
     out: dict[str, Any] = {
-        "folders": [{"name": e.name} for e in listing.entries if e.is_dir],
+        "folders": folders,
         "files": [
             {"filename": e.name, "last_modified": e.last_modified, "size": e.size}
-            for e in listing.entries
-            if not e.is_dir
+            for e in page.files
         ],
     }
-    if listing.marker is not None:
-        out["marker"] = listing.marker
+    if page.marker is not None:
+        out["marker"] = page.marker
     return out
 
 
-async def read_response(load: Callable[[], dict[str, Any] | Opened]) -> Response:
-    """Run ``load`` (blocking) in a thread; answer its JSON, or stream the file it opened."""
-    loaded = await asyncio.to_thread(load)
-    if isinstance(loaded, dict):
-        return JSONResponse(loaded)
+def render(loaded: Page | Opened | Acl) -> Response:
+    """A page or an ACL as JSON (``{}``: none), or the opened file streamed with
+    ``X-Data-Type: file``."""
+    if isinstance(loaded, Page):
+        return JSONResponse(page_body(loaded))
+    if isinstance(loaded, Acl):
+        return JSONResponse({} if loaded.read is None else {"acl": {"read": list(loaded.read)}})
     handle, size = loaded
 
     async def chunks() -> AsyncIterator[bytes]:
