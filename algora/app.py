@@ -18,7 +18,7 @@ from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.origin import OriginMiddleware
-from algora.gateway.permissions import AUTHENTICATED, Needs
+from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
 from algora.protocols import algorithmia, data, native
 from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so
 
-    @app.get("/api/v1/openapi.json", include_in_schema=False)
+    @app.get("/api/v1/openapi.json", include_in_schema=False, openapi_extra=audited("api.describe"))
     async def openapi(_caller: Annotated[Caller, Depends(Needs(AUTHENTICATED))]) -> JSONResponse:
         return JSONResponse(app.openapi())
 

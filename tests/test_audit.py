@@ -35,6 +35,7 @@ from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.db.tables import AuditEventRow
 from algora.gateway.auditing import _Headers
+from algora.gateway.permissions import unaudited
 from algora.modelfolder.packing import pack_directory
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
@@ -549,3 +550,10 @@ def test_the_chain_binds_values_in_the_audit_tables_own_column_order() -> None:
     from algora.db.tables import AuditEventRow
 
     assert tuple(column.name for column in AuditEventRow.__table__.columns) == chain._COLUMNS
+
+
+def test_every_route_declares_its_audit_action(tmp_path: Path) -> None:
+    """Where it declares its permission: there is no second table of route paths."""
+    app = create_app(Settings(data_dir=tmp_path))
+    assert unaudited(app.openapi()) == []
+    assert unaudited({"paths": {"/x": {"get": {"x-algora-permission": "public"}}}}) == ["GET /x"]

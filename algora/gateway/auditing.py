@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,52 +37,6 @@ AUDIT_KEY = "x-algora-audit"
 """Where a route's ``openapi_extra`` names its audit action (see ``permissions.audited``)."""
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHANGE_PREFIXES = ("/api/v1/", "/v1/data/", "/v1/connector/")
-_MODEL = r"(?P<owner>[^/]+)/(?P<name>[^/]+)"
-# (method, path, action): the named groups give the resource and the version.
-_ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
-    (method, re.compile(pattern), action)
-    for method, pattern, action in (
-        ("POST", rf"/v1/algo/{_MODEL}(?:/(?P<version>[^/]+))?/?", "model.call"),
-        ("POST", rf"/api/v1/models/{_MODEL}/versions/?", "version.publish"),
-        ("PATCH", rf"/api/v1/models/{_MODEL}/versions/(?P<version>[^/]+)", "version.deprecate"),
-        ("PATCH", rf"/api/v1/models/{_MODEL}", "model.update"),
-        ("POST", r"/api/v1/keys/?", "key.create"),
-        ("DELETE", r"/api/v1/keys/(?P<key>[^/]+)", "key.revoke"),
-        ("PATCH", r"/api/v1/keys/(?P<key>[^/]+)", "key.limit"),
-        ("PUT", r"/api/v1/keys/(?P<key>[^/]+)/model-limits", "key.model_limits"),
-        ("PUT", rf"/api/v1/models/{_MODEL}/grants/[^/]+", "model.grant"),
-        ("DELETE", rf"/api/v1/models/{_MODEL}/grants/[^/]+", "model.revoke_grant"),
-        ("PUT", rf"/api/v1/models/{_MODEL}/aliases/[^/]+", "alias.move"),
-        ("DELETE", rf"/api/v1/models/{_MODEL}/aliases/[^/]+", "alias.delete"),
-        ("POST", rf"/api/v1/models/{_MODEL}/promotions/?", "promotion.request"),
-        ("POST", rf"/api/v1/models/{_MODEL}/promotions/[^/]+/approve", "promotion.approve"),
-        ("POST", rf"/api/v1/models/{_MODEL}/promotions/[^/]+/reject", "promotion.reject"),
-        ("POST", r"/v1/algorithms/[^/]+/?", "model.create"),  # the route names the model
-        ("POST", rf"/v1/algorithms/{_MODEL}/compile/?", "model.compile"),
-        ("POST", rf"/v1/algorithms/{_MODEL}/versions/?", "version.publish"),
-        ("POST", rf"/git/{_MODEL}\.git/git-receive-pack", "source.push"),
-        ("POST", rf"/git/{_MODEL}\.git/git-upload-pack", "source.fetch"),
-        ("PUT", rf"/v1/algorithms/{_MODEL}", "model.update"),
-        ("POST", r"/v1/algorithms/\d+/secrets", "model.secret_set"),  # the route names the model
-        ("GET", r"/v1/algorithms/\d+/secrets", "model.secret_list"),
-        ("POST", r"/v1/users", "principal.create"),
-        ("POST", r"/v1/organizations", "org.create"),
-        ("PUT", r"/v1/organizations/[^/]+", "org.update"),
-        ("PUT", r"/v1/organizations/[^/]+/members/[^/]+", "org.member_set"),
-        ("PATCH", r"/api/v1/principals/[^/]+", "principal.limit"),
-        ("POST", r"/api/v1/principals/?", "principal.create"),
-        ("POST", r"/api/v1/service-accounts/?", "principal.create_service"),
-        ("POST", r"/api/v1/orgs/?", "org.create"),
-        ("PUT", r"/api/v1/orgs/[^/]+/members/[^/]+", "org.member_set"),
-        ("DELETE", r"/api/v1/orgs/[^/]+/members/[^/]+", "org.member_remove"),
-        ("PUT", r"/v1/data/.+", "data.put"),
-        ("POST", r"/v1/data/.*", "data.create"),
-        ("PATCH", r"/v1/data/.+", "data.acl"),
-        ("DELETE", r"/v1/data/.+", "data.delete"),
-        ("GET", r"/api/v1/whoami", "auth.login"),
-        ("GET", r"/api/v1/audit(?:/.*)?", "audit.read"),
-    )
-)
 
 
 @dataclass
@@ -108,24 +61,6 @@ def trail_of(connection: HTTPConnection) -> AuditTrail:
 
 def note_error(connection: HTTPConnection, error: AlgoraError) -> None:
     trail_of(connection).error_code = error.code
-
-
-def _classify(method: str, path: str) -> tuple[str | None, str | None, str | None]:
-    """(action, resource, version) named by the route, or Nones."""
-    for route_method, pattern, action in _ROUTES:
-        if method != route_method:
-            continue
-        match = pattern.fullmatch(path)
-        if match is None:
-            continue
-        groups = match.groupdict()
-        resource = None
-        if groups.get("owner"):
-            resource = f"{groups['owner']}/{groups['name']}"
-        elif groups.get("key"):
-            resource = f"key/{groups['key']}"
-        return action, resource, groups.get("version")
-    return None, None, None
 
 
 @dataclass(frozen=True)
@@ -229,14 +164,10 @@ class AuditMiddleware:
                 trail.action = trail.action or declared.action
                 trail.resource = trail.resource or declared.resource
                 trail.version = trail.version or declared.version
+            if declared is not None:
                 wanted = declared.always or method not in _SAFE
-            else:
-                action, resource, version = _classify(method, path)
-                trail.action = trail.action or action
-                trail.resource = trail.resource or resource
-                trail.version = trail.version or version
-                unsafe = method not in _SAFE and path.startswith(_CHANGE_PREFIXES)
-                wanted = action is not None or unsafe
+            else:  # no route: recorded when it tried to change something under the APIs
+                wanted = method not in _SAFE and path.startswith(_CHANGE_PREFIXES)
             if not (wanted or status in (401, 403)):
                 return True
             wire = self._wire(

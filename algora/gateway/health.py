@@ -15,7 +15,11 @@ __all__ = ["router"]
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", summary="Liveness: no authentication", openapi_extra=declare(PUBLIC))
+@router.get(
+    "/healthz",
+    summary="Liveness: no authentication",
+    openapi_extra=declare(PUBLIC, audit="health.live"),
+)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -23,7 +27,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: registry, store and worker pools; no authentication",
-    openapi_extra=declare(PUBLIC),
+    openapi_extra=declare(PUBLIC, audit="health.ready"),
 )
 async def readyz(request: Request) -> JSONResponse:
     platform = platform_of(request)

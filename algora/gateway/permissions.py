@@ -40,6 +40,7 @@ __all__ = [
     "PermissionRoute",
     "audited",
     "declare",
+    "unaudited",
     "undeclared",
 ]
 
@@ -109,5 +110,16 @@ def undeclared(document: dict[str, Any]) -> list[str]:
     for path, operations in document.get("paths", {}).items():
         for method, operation in operations.items():
             if isinstance(operation, dict) and not operation.get(PERMISSION_KEY):
+                missing.append(f"{method.upper()} {path}")
+    return missing
+
+
+def unaudited(document: dict[str, Any]) -> list[str]:
+    """``METHOD path`` of every operation in an OpenAPI document without an audit action."""
+    missing = []
+    for path, operations in document.get("paths", {}).items():
+        for method, operation in operations.items():
+            declaration = operation.get(AUDIT_KEY) if isinstance(operation, dict) else None
+            if not (isinstance(declaration, dict) and declaration.get("action")):
                 missing.append(f"{method.upper()} {path}")
     return missing

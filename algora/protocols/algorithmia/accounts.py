@@ -35,7 +35,7 @@ from algora.auth.profiles import ORG_TYPES, ProfileChange
 from algora.errors import BadRequest, InvalidInput
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
-from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
+from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 
 __all__ = ["ORG_TYPES", "router"]
 
@@ -147,7 +147,12 @@ def _org_out(request: Request, view: ProfiledView) -> dict[str, Any]:
     }
 
 
-@router.post("/users", status_code=201, summary="Create a user (admins only)")
+@router.post(
+    "/users",
+    status_code=201,
+    summary="Create a user (admins only)",
+    openapi_extra=audited("principal.create"),
+)
 async def create_user(request: Request, caller: WritePrincipals) -> dict[str, Any]:
     accounts = _accounts(request)
     accounts.check_may_create_users(caller)  # before the body is looked at
@@ -163,13 +168,20 @@ async def create_user(request: Request, caller: WritePrincipals) -> dict[str, An
     return _user_out(request, user)
 
 
-@router.get("/organization/types", summary="Organization types (recorded, not enforced)")
+@router.get(
+    "/organization/types",
+    summary="Organization types (recorded, not enforced)",
+    openapi_extra=audited("org.types"),
+)
 async def organization_types(_caller: Authenticated) -> list[dict[str, str]]:
     return [{"id": name, "name": name} for name in ORG_TYPES]
 
 
 @router.post(
-    "/organizations", status_code=201, summary="Create an organization; you become its owner"
+    "/organizations",
+    status_code=201,
+    summary="Create an organization; you become its owner",
+    openapi_extra=audited("org.create"),
 )
 async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any]:
     accounts = _accounts(request)
@@ -183,7 +195,11 @@ async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any
     return _org_out(request, view)
 
 
-@router.get("/organizations/{org}", summary="An organization (its members and admins)")
+@router.get(
+    "/organizations/{org}",
+    summary="An organization (its members and admins)",
+    openapi_extra=audited("org.read"),
+)
 async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[str, Any]:
     return _org_out(request, await asyncio.to_thread(_accounts(request).org, caller, org))
 
@@ -193,6 +209,7 @@ async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[st
     status_code=204,
     response_class=Response,
     summary="Change an organization's label, contact, email, URL or type (owners and admins)",
+    openapi_extra=audited("org.update"),
 )
 async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Response:
     accounts = _accounts(request)
@@ -210,6 +227,7 @@ async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Respo
     status_code=204,
     response_class=Response,
     summary="Make a user or service account a member of an organization (owners and admins)",
+    openapi_extra=audited("org.member_set"),
 )
 async def invite_to_org(
     request: Request, caller: WritePrincipals, org: str, member: str

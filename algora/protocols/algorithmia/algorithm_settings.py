@@ -37,7 +37,7 @@ from algora.errors import (
 )
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
-from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
+from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _registry_read, _time
 from algora.registry.catalog import Visibility
 from algora.registry.secrets import SecretInfo
@@ -129,7 +129,11 @@ async def _update_body(request: Request) -> UpdateIn:
         raise InvalidInput(f"invalid update: {_problems(error)}") from None
 
 
-@router.put("/v1/algorithms/{owner}/{name}", summary="Change an algorithm's summary or callability")
+@router.put(
+    "/v1/algorithms/{owner}/{name}",
+    summary="Change an algorithm's summary or callability",
+    openapi_extra=audited("model.update"),
+)
 async def update_algorithm(
     request: Request, caller: ManageWrite, owner: str, name: str
 ) -> dict[str, Any]:
@@ -197,6 +201,7 @@ async def _managed_model(request: Request, caller: Caller, algorithm_id: int) ->
 @router.get(
     "/v1/algorithms/{algorithm_id:int}/secrets",
     summary="An algorithm's secrets: names, descriptions and times, never values",
+    openapi_extra=audited("model.secret_list", always=True),
 )
 async def list_secrets(request: Request, caller: Manage, algorithm_id: int) -> dict[str, Any]:
     secrets = platform_of(request).managed_secrets
@@ -212,6 +217,7 @@ async def list_secrets(request: Request, caller: Manage, algorithm_id: int) -> d
 @router.post(
     "/v1/algorithms/{algorithm_id:int}/secrets",
     summary="Set an algorithm's secret: an environment variable of its workers",
+    openapi_extra=audited("model.secret_set"),
 )
 async def set_secret(
     request: Request, response: Response, caller: ManageWrite, algorithm_id: int
@@ -244,7 +250,11 @@ async def set_secret(
     return _secret(model.id, change.info)
 
 
-@router.get("/v1/secret-provider", summary="Where secrets are kept: Algora's own encrypted store")
+@router.get(
+    "/v1/secret-provider",
+    summary="Where secrets are kept: Algora's own encrypted store",
+    openapi_extra=audited("secret.providers"),
+)
 async def list_secret_providers(_caller: Authenticated) -> list[dict[str, Any]]:
     return [
         {

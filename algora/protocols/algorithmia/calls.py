@@ -204,7 +204,7 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
 @router.post(
     "/v1/algo/{owner}/{name}",
     summary="Call the latest version of a model",
-    openapi_extra=declare("call"),
+    openapi_extra=declare("call", audit="model.call"),
 )
 async def call_latest(request: Request, owner: str, name: str) -> Response:
     return await _call(request, owner, name, None)
@@ -213,14 +213,16 @@ async def call_latest(request: Request, owner: str, name: str) -> Response:
 @router.post(
     "/v1/algo/{owner}/{name}/{spec}",
     summary="Call the version a spec names",
-    openapi_extra=declare("call"),
+    openapi_extra=declare("call", audit="model.call"),
 )
 async def call_version(request: Request, owner: str, name: str, spec: str) -> Response:
     return await _call(request, owner, name, spec)
 
 
 @router.post(
-    "/v1/algo/{owner}/{name}/{spec}/", include_in_schema=False, openapi_extra=declare("call")
+    "/v1/algo/{owner}/{name}/{spec}/",
+    include_in_schema=False,
+    openapi_extra=declare("call", audit="model.call"),
 )
 async def call_version_slash(request: Request, owner: str, name: str, spec: str) -> Response:
     return await _call(request, owner, name, spec)

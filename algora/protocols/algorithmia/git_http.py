@@ -360,7 +360,7 @@ _NAME = "{owner}/{name}.git"
 
 @router.get(
     f"/{_NAME}/info/refs",
-    openapi_extra=declare("models:read"),
+    openapi_extra=declare("models:read", audit="source.refs"),
     summary="git: the repository's refs (smart HTTP; pushing needs models:publish)",
 )
 async def info_refs(
@@ -374,7 +374,7 @@ async def info_refs(
 
 @router.post(
     f"/{_NAME}/git-upload-pack",
-    openapi_extra=declare("models:read"),
+    openapi_extra=declare("models:read", audit="source.fetch"),
     summary="git: fetch and clone",
 )
 async def upload_pack(request: Request, owner: str, name: str) -> Response:
@@ -383,7 +383,7 @@ async def upload_pack(request: Request, owner: str, name: str) -> Response:
 
 @router.post(
     f"/{_NAME}/git-receive-pack",
-    openapi_extra=declare("models:publish"),
+    openapi_extra=declare("models:publish", audit="source.push"),
     summary="git: push (a push to the default branch starts a build)",
 )
 async def receive_pack(request: Request, owner: str, name: str) -> Response:

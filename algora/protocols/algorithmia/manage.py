@@ -35,7 +35,7 @@ from algora.auth.principals import Caller
 from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
 from algora.publishing.builds import BuildView
 from algora.registry.sources import python3_template, runtime_of
@@ -139,7 +139,12 @@ def _compiled(request: Request, model: ModelView, build: BuildView) -> dict[str,
     }
 
 
-@router.post("/{owner}", status_code=201, summary="Create an algorithm with a git repository")
+@router.post(
+    "/{owner}",
+    status_code=201,
+    summary="Create an algorithm with a git repository",
+    openapi_extra=audited("model.create"),
+)
 async def create_algorithm(
     request: Request, caller: Publish, owner: str, body: CreateIn
 ) -> dict[str, Any]:
@@ -160,7 +165,11 @@ async def create_algorithm(
     return answer
 
 
-@router.post("/{owner}/{name}/compile", summary="Build the head of the algorithm's repository")
+@router.post(
+    "/{owner}/{name}/compile",
+    summary="Build the head of the algorithm's repository",
+    openapi_extra=audited("model.compile"),
+)
 async def compile_algorithm(
     request: Request, caller: Publish, owner: str, name: str
 ) -> dict[str, Any]:
@@ -168,7 +177,11 @@ async def compile_algorithm(
     return _compiled(request, model, build)
 
 
-@router.post("/{owner}/{name}/versions", summary="Publish the built head as a new version")
+@router.post(
+    "/{owner}/{name}/versions",
+    summary="Publish the built head as a new version",
+    openapi_extra=audited("version.publish"),
+)
 async def publish_algorithm(
     request: Request,
     caller: Publish,
@@ -196,7 +209,11 @@ async def publish_algorithm(
     return _algorithm(model, version)
 
 
-@router.get("/{owner}/{name}/builds", summary="The algorithm's builds, newest first, paged")
+@router.get(
+    "/{owner}/{name}/builds",
+    summary="The algorithm's builds, newest first, paged",
+    openapi_extra=audited("build.list"),
+)
 async def list_builds(
     request: Request,
     caller: ReadModels,
@@ -213,7 +230,11 @@ async def list_builds(
     return {**links, "results": [_build(b) for b in page]}
 
 
-@router.get("/{owner}/{name}/builds/{build_id}", summary="One build of the algorithm")
+@router.get(
+    "/{owner}/{name}/builds/{build_id}",
+    summary="One build of the algorithm",
+    openapi_extra=audited("build.read"),
+)
 async def get_build(
     request: Request, caller: ReadModels, owner: str, name: str, build_id: str
 ) -> dict[str, Any]:
@@ -221,7 +242,11 @@ async def get_build(
     return _build(await asyncio.to_thread(builds.get, caller, owner, name, build_id))
 
 
-@router.get("/{owner}/{name}/builds/{build_id}/logs", summary="The log of one build")
+@router.get(
+    "/{owner}/{name}/builds/{build_id}/logs",
+    summary="The log of one build",
+    openapi_extra=audited("build.log"),
+)
 async def get_build_logs(
     request: Request, caller: ReadModels, owner: str, name: str, build_id: str
 ) -> dict[str, Any]:
@@ -229,7 +254,11 @@ async def get_build_logs(
     return {"logs": await asyncio.to_thread(builds.log, caller, owner, name, build_id)}
 
 
-@router.get("/{owner}/{name}/scm/status", summary="The state of the algorithm's repository")
+@router.get(
+    "/{owner}/{name}/scm/status",
+    summary="The state of the algorithm's repository",
+    openapi_extra=audited("source.status"),
+)
 async def get_scm_status(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> dict[str, Any]:

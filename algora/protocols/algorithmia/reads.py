@@ -33,7 +33,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from algora.auth.principals import Caller
 from algora.errors import BadRequest, ModelNotFound
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
@@ -176,7 +176,11 @@ def _marker(value: str | None) -> tuple[int, int, int] | None:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-@router.get("/{owner}/{name}", summary="An algorithm (model) and its latest version")
+@router.get(
+    "/{owner}/{name}",
+    summary="An algorithm (model) and its latest version",
+    openapi_extra=audited("model.read"),
+)
 async def get_algorithm(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> dict[str, Any]:
@@ -185,7 +189,11 @@ async def get_algorithm(
     return _algorithm(model, latest)
 
 
-@router.get("/{owner}/{name}/versions", summary="An algorithm's versions, highest first, paged")
+@router.get(
+    "/{owner}/{name}/versions",
+    summary="An algorithm's versions, highest first, paged",
+    openapi_extra=audited("version.list"),
+)
 async def list_algorithm_versions(
     request: Request,
     caller: ReadModels,
@@ -217,7 +225,11 @@ async def list_algorithm_versions(
     return {**links, "results": [_algorithm(model, v) for v in page]}
 
 
-@router.get("/{owner}/{name}/versions/{version}", summary="One version of an algorithm")
+@router.get(
+    "/{owner}/{name}/versions/{version}",
+    summary="One version of an algorithm",
+    openapi_extra=audited("version.read"),
+)
 async def get_algorithm_version(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from algora.auth.principals import Caller
 from algora.errors import BadRequest
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import PermissionRoute
+from algora.gateway.permissions import PermissionRoute, audited
 from algora.protocols.data.common import (
     Limit,
     Marker,
@@ -53,19 +53,11 @@ _CONNECTOR_PATH = "/connector/{connector}/{path:path}"
 _NAMED = '{"name": ...}'
 """The body that creates a folder, named in the error when it is not that."""
 _NAMED_WITH_ACL = '{"name": ..., "acl": {"read": [...]}}'
-_ACTIONS: dict[WriteAction, str] = {
-    "put": "data.put",
-    "create": "data.create",
-    "acl": "data.acl",
-    "delete": "data.delete",
-}
 
 
 # The operations, the same for every space ---------------------------------------------------
-def _audit(request: Request, action: WriteAction, resource: str) -> None:
-    trail = trail_of(request)
-    trail.action = trail.action or _ACTIONS[action]  # /v1/connector paths are not classified
-    trail.resource = resource
+def _audit(request: Request, resource: str) -> None:
+    trail_of(request).resource = resource
 
 
 async def _writable(
@@ -73,9 +65,9 @@ async def _writable(
 ) -> Any:
     """The target of a write, audited as what the caller named, then as what it reached."""
     where = space.locate(caller, path)
-    _audit(request, action, where.url)
+    _audit(request, where.url)
     target = await asyncio.to_thread(space.writable, caller, where, action)
-    _audit(request, action, target.audit_url)
+    _audit(request, target.audit_url)
     return target
 
 
@@ -109,7 +101,7 @@ async def _post(
     parent = await _writable(request, space, caller, path, "create")
     body, name = await named_body(request, shape)
     target = space.child(parent, name, body)
-    _audit(request, "create", target.audit_url)
+    _audit(request, target.audit_url)
     await asyncio.to_thread(space.create, caller, target)
     return JSONResponse({"result": target.url})
 
@@ -139,7 +131,12 @@ def _special(kind: str) -> None:
         spaces = platform_of(request).data_spaces
         return spaces.algo if kind == "algo" else spaces.session
 
-    @router.get(path, summary=f"List or read {label}", response_model=None)
+    @router.get(
+        path,
+        summary=f"List or read {label}",
+        response_model=None,
+        openapi_extra=audited("data.read"),
+    )
     async def get_special(
         request: Request,
         caller: ReadData,
@@ -150,23 +147,29 @@ def _special(kind: str) -> None:
     ) -> Response:
         return await _get(space(request), caller, rest, acl, marker, limit)
 
-    @router.head(path, summary=f"Whether a file or folder of {label} exists")
+    @router.head(
+        path,
+        summary=f"Whether a file or folder of {label} exists",
+        openapi_extra=audited("data.read"),
+    )
     async def head_special(request: Request, caller: ReadData, rest: str) -> Response:
         return await _head(request, space(request), caller, rest)
 
-    @router.put(path, summary=f"Write a file in {label}")
+    @router.put(path, summary=f"Write a file in {label}", openapi_extra=audited("data.put"))
     async def put_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
         return await _put(request, space(request), caller, rest)
 
-    @router.post(path, summary=f"Create a folder in {label}")
+    @router.post(path, summary=f"Create a folder in {label}", openapi_extra=audited("data.create"))
     async def create_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
         return await _post(request, space(request), caller, rest, _NAMED)
 
-    @router.patch(path, summary=f"Refused: {label} has no ACL")
+    @router.patch(path, summary=f"Refused: {label} has no ACL", openapi_extra=audited("data.acl"))
     async def update_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
         return await _patch(request, space(request), caller, rest)
 
-    @router.delete(path, summary=f"Delete a file or folder of {label}")
+    @router.delete(
+        path, summary=f"Delete a file or folder of {label}", openapi_extra=audited("data.delete")
+    )
     async def delete_special(
         request: Request, caller: WriteData, rest: str, force: bool = False
     ) -> JSONResponse:
@@ -187,6 +190,7 @@ def _data_space(request: Request, path: str) -> Space:
     _PATH,
     summary="List the root, an owner's collections or a folder; read a file or an ACL",
     response_model=None,
+    openapi_extra=audited("data.read"),
 )
 async def get_data(
     request: Request,
@@ -199,30 +203,46 @@ async def get_data(
     return await _get(_data_space(request, path), caller, path, acl, marker, limit)
 
 
-@router.head(_PATH, summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)")
+@router.head(
+    _PATH,
+    summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)",
+    openapi_extra=audited("data.read"),
+)
 async def head_data(request: Request, caller: ReadData, path: str) -> Response:
     return await _head(request, _data_space(request, path), caller, path)
 
 
-@router.put(_PATH, summary="Write a file (streamed, atomic, at most max_data_file_bytes)")
+@router.put(
+    _PATH,
+    summary="Write a file (streamed, atomic, at most max_data_file_bytes)",
+    openapi_extra=audited("data.put"),
+)
 async def put_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
     return await _put(request, _data_space(request, path), caller, path)
 
 
-@router.post(_PATH, summary="Create a collection (under an owner) or a folder (in a collection)")
+@router.post(
+    _PATH,
+    summary="Create a collection (under an owner) or a folder (in a collection)",
+    openapi_extra=audited("data.create"),
+)
 async def create_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
     shape = _NAMED if is_connector_path(path) else _NAMED_WITH_ACL
     return await _post(request, _data_space(request, path), caller, path, shape)
 
 
-@router.patch(_PATH, summary="Set a collection's read ACL")
+@router.patch(_PATH, summary="Set a collection's read ACL", openapi_extra=audited("data.acl"))
 async def update_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
     if is_connector_path(path):
         raise BadRequest(NO_ACLS)  # whatever the path: connectors have no ACLs at all
     return await _patch(request, _data_space(request, path), caller, path)
 
 
-@router.delete(_PATH, summary="Delete a file, a folder or a collection (non-empty: force=true)")
+@router.delete(
+    _PATH,
+    summary="Delete a file, a folder or a collection (non-empty: force=true)",
+    openapi_extra=audited("data.delete"),
+)
 async def delete_data(
     request: Request, caller: WriteData, path: str, force: bool = False
 ) -> JSONResponse:
@@ -239,7 +259,10 @@ def _raw(connector: str, path: str) -> str:
 
 
 @router.get(
-    _CONNECTOR_PATH, summary="List a connector's folder or read its file", response_model=None
+    _CONNECTOR_PATH,
+    summary="List a connector's folder or read its file",
+    response_model=None,
+    openapi_extra=audited("data.read"),
 )
 async def get_connector(
     request: Request,
@@ -253,13 +276,19 @@ async def get_connector(
     return await _get(_connector(request), caller, _raw(connector, path), acl, marker, limit)
 
 
-@router.head(_CONNECTOR_PATH, summary="Whether a connector's file or folder exists (X-Data-Type)")
+@router.head(
+    _CONNECTOR_PATH,
+    summary="Whether a connector's file or folder exists (X-Data-Type)",
+    openapi_extra=audited("data.read"),
+)
 async def head_connector(request: Request, caller: ReadData, connector: str, path: str) -> Response:
     return await _head(request, _connector(request), caller, _raw(connector, path))
 
 
 @router.put(
-    _CONNECTOR_PATH, summary="Write a file through a connector (streamed, max_data_file_bytes)"
+    _CONNECTOR_PATH,
+    summary="Write a file through a connector (streamed, max_data_file_bytes)",
+    openapi_extra=audited("data.put"),
 )
 async def put_connector(
     request: Request, caller: WriteData, connector: str, path: str
@@ -267,7 +296,11 @@ async def put_connector(
     return await _put(request, _connector(request), caller, _raw(connector, path))
 
 
-@router.post(_CONNECTOR_PATH, summary="Create a folder through a connector")
+@router.post(
+    _CONNECTOR_PATH,
+    summary="Create a folder through a connector",
+    openapi_extra=audited("data.create"),
+)
 async def create_connector(
     request: Request, caller: WriteData, connector: str, path: str
 ) -> JSONResponse:
@@ -276,7 +309,9 @@ async def create_connector(
 
 
 @router.delete(
-    _CONNECTOR_PATH, summary="Delete a connector's file or folder (non-empty: force=true)"
+    _CONNECTOR_PATH,
+    summary="Delete a connector's file or folder (non-empty: force=true)",
+    openapi_extra=audited("data.delete"),
 )
 async def delete_connector(
     request: Request, caller: WriteData, connector: str, path: str, force: bool = False

@@ -20,7 +20,7 @@ from algora.auth.policy import Role
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.native.keys import LimitsIn
 
 __all__ = ["router"]
@@ -110,6 +110,7 @@ def _accounts(request: Request) -> Accounts:
     status_code=201,
     tags=["principals"],
     summary="Create a user and its first key (admin only)",
+    openapi_extra=audited("principal.create"),
 )
 async def create_principal(
     request: Request, caller: WritePrincipals, body: PrincipalIn
@@ -125,6 +126,7 @@ async def create_principal(
     tags=["principals"],
     summary="Principals you can see: all for an admin; else you, your organizations and "
     "the service accounts you manage",
+    openapi_extra=audited("principal.list"),
 )
 async def list_principals(request: Request, caller: ReadPrincipals) -> list[PrincipalOut]:
     views = await asyncio.to_thread(_accounts(request).principals, caller)
@@ -137,6 +139,7 @@ async def list_principals(request: Request, caller: ReadPrincipals) -> list[Prin
     status_code=201,
     tags=["principals"],
     summary="Create a service account owned by you or by an organization you administer",
+    openapi_extra=audited("principal.create_service"),
 )
 async def create_service_account(
     request: Request, caller: WritePrincipals, body: ServiceAccountIn
@@ -153,6 +156,7 @@ async def create_service_account(
     response_model=PrincipalOut,
     tags=["principals"],
     summary="Set the default rate limit of a principal's keys (admin only)",
+    openapi_extra=audited("principal.limit"),
 )
 async def limit_principal(
     request: Request, caller: WritePrincipals, name: str, body: LimitsIn
@@ -169,6 +173,7 @@ async def limit_principal(
     status_code=201,
     tags=["organizations"],
     summary="Create an organization; you become its owner",
+    openapi_extra=audited("org.create"),
 )
 async def create_org(request: Request, caller: WritePrincipals, body: PrincipalIn) -> PrincipalOut:
     trail_of(request).resource = f"org/{body.name}"
@@ -181,6 +186,7 @@ async def create_org(request: Request, caller: WritePrincipals, body: PrincipalI
     response_model=list[PrincipalOut],
     tags=["organizations"],
     summary="Organizations: yours (an admin: all)",
+    openapi_extra=audited("org.list"),
 )
 async def list_orgs(request: Request, caller: ReadPrincipals) -> list[PrincipalOut]:
     views = await asyncio.to_thread(_accounts(request).orgs, caller)
@@ -192,6 +198,7 @@ async def list_orgs(request: Request, caller: ReadPrincipals) -> list[PrincipalO
     response_model=list[MemberOut],
     tags=["organizations"],
     summary="An organization's members and their roles (members and admins)",
+    openapi_extra=audited("org.member_list"),
 )
 async def list_members(request: Request, caller: ReadPrincipals, org: str) -> list[MemberOut]:
     views = await asyncio.to_thread(_accounts(request).members, caller, org)
@@ -203,6 +210,7 @@ async def list_members(request: Request, caller: ReadPrincipals, org: str) -> li
     response_model=list[MemberOut],
     tags=["organizations"],
     summary="Add a member (user or service account) or change its role",
+    openapi_extra=audited("org.member_set"),
 )
 async def set_member(
     request: Request, caller: WritePrincipals, org: str, member: str, body: MemberIn
@@ -217,6 +225,7 @@ async def set_member(
     status_code=204,
     tags=["organizations"],
     summary="Remove a member from an organization",
+    openapi_extra=audited("org.member_remove"),
 )
 async def remove_member(request: Request, caller: WritePrincipals, org: str, member: str) -> None:
     trail_of(request).resource = f"org/{org}/{member}"
@@ -229,6 +238,7 @@ async def remove_member(request: Request, caller: WritePrincipals, org: str, mem
     response_model=list[GrantOut],
     tags=["models"],
     summary="Who holds explicit rights on a model (its managers)",
+    openapi_extra=audited("model.grant_list"),
 )
 async def list_grants(
     request: Request, caller: ReadGrants, owner: str, name: str
@@ -242,6 +252,7 @@ async def list_grants(
     response_model=list[GrantOut],
     tags=["models"],
     summary="Give a user, service account or organization call or manage rights on a model",
+    openapi_extra=audited("model.grant"),
 )
 async def set_grant(
     request: Request, caller: ManageModels, owner: str, name: str, principal: str, body: GrantIn
@@ -257,6 +268,7 @@ async def set_grant(
     status_code=204,
     tags=["models"],
     summary="Take back a principal's explicit rights on a model",
+    openapi_extra=audited("model.revoke_grant"),
 )
 async def remove_grant(
     request: Request, caller: ManageModels, owner: str, name: str, principal: str

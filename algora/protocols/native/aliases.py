@@ -25,7 +25,7 @@ from algora.auth.principals import Caller
 from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.registry.aliases import AliasView, Move, PromotionStatus, PromotionView
 
 __all__ = ["router"]
@@ -144,6 +144,7 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
     "/models/{owner}/{name}/aliases",
     response_model=list[AliasOut],
     summary="A model's aliases and the versions they point at",
+    openapi_extra=audited("alias.list"),
 )
 async def list_aliases(
     request: Request, caller: ReadModels, owner: str, name: str
@@ -156,6 +157,7 @@ async def list_aliases(
     "/models/{owner}/{name}/aliases/{alias}",
     response_model=AliasOut,
     summary="The version an alias points at",
+    openapi_extra=audited("alias.read"),
 )
 async def get_alias(
     request: Request, caller: ReadModels, owner: str, name: str, alias: str
@@ -170,6 +172,7 @@ async def get_alias(
     "/models/{owner}/{name}/aliases/{alias}",
     response_model=AliasSetOut,
     summary="Point an alias at a ready version; a protected one: ask for a promotion (202)",
+    openapi_extra=audited("alias.move"),
 )
 async def set_alias(
     request: Request,
@@ -199,6 +202,7 @@ async def set_alias(
     "/models/{owner}/{name}/aliases/{alias}",
     status_code=204,
     summary="Delete an alias (not a protected one); calls naming it then get 404",
+    openapi_extra=audited("alias.delete"),
 )
 async def delete_alias(
     request: Request, caller: WriteAliases, owner: str, name: str, alias: str
@@ -220,6 +224,7 @@ def _status(status: PromotionStatus | Literal["all"]) -> PromotionStatus | None:
     "/promotions",
     response_model=list[PromotionOut],
     summary="Promotion requests of every model you manage, newest first",
+    openapi_extra=audited("promotion.list"),
 )
 async def list_all_promotions(
     request: Request, caller: ReadModels, status: StatusQuery = "pending"
@@ -234,6 +239,7 @@ async def list_all_promotions(
     "/models/{owner}/{name}/promotions",
     response_model=list[PromotionOut],
     summary="A model's promotion requests, newest first (its managers)",
+    openapi_extra=audited("promotion.list"),
 )
 async def list_promotions(
     request: Request, caller: ReadModels, owner: str, name: str, status: StatusQuery = "pending"
@@ -249,6 +255,7 @@ async def list_promotions(
     response_model=PromotionOut,
     status_code=201,
     summary="Ask for an alias to point at a version once a second principal approves",
+    openapi_extra=audited("promotion.request"),
 )
 async def request_promotion(
     request: Request, caller: WriteAliases, owner: str, name: str, body: PromotionIn
@@ -271,6 +278,7 @@ async def request_promotion(
     "/models/{owner}/{name}/promotions/{promotion_id}",
     response_model=PromotionOut,
     summary="One promotion request (its model's managers)",
+    openapi_extra=audited("promotion.read"),
 )
 async def get_promotion(
     request: Request, caller: ReadModels, owner: str, name: str, promotion_id: PromotionId
@@ -285,6 +293,7 @@ async def get_promotion(
     "/models/{owner}/{name}/promotions/{promotion_id}/approve",
     response_model=PromotionOut,
     summary="Approve another principal's promotion request: the alias moves at once",
+    openapi_extra=audited("promotion.approve"),
 )
 async def approve_promotion(
     request: Request,
@@ -314,6 +323,7 @@ async def approve_promotion(
     "/models/{owner}/{name}/promotions/{promotion_id}/reject",
     response_model=PromotionOut,
     summary="Reject another principal's promotion request: nothing moves",
+    openapi_extra=audited("promotion.reject"),
 )
 async def reject_promotion(
     request: Request,

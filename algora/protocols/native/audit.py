@@ -12,7 +12,7 @@ from algora.audit.log import Outcome
 from algora.audit.queries import AuditFilter
 from algora.auth.principals import Caller
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 
 __all__ = ["router"]
 
@@ -31,7 +31,11 @@ OutcomeQ = Annotated[
 RequestIdQ = Annotated[str | None, Query(max_length=128)]
 
 
-@router.get("", summary="Audit events, newest first; X-Next-Cursor pages on")
+@router.get(
+    "",
+    summary="Audit events, newest first; X-Next-Cursor pages on",
+    openapi_extra=audited("audit.read", always=True),
+)
 async def list_events(
     request: Request,
     reader: ReaderDep,
@@ -50,7 +54,11 @@ async def list_events(
     return JSONResponse(page.events, headers=headers)
 
 
-@router.get("/export", summary="Audit events as JSON lines, oldest first (chain order)")
+@router.get(
+    "/export",
+    summary="Audit events as JSON lines, oldest first (chain order)",
+    openapi_extra=audited("audit.read", always=True),
+)
 async def export_events(
     request: Request,
     reader: ReaderDep,
@@ -74,7 +82,11 @@ AnchorQ = Annotated[
 ]
 
 
-@router.get("/verify", summary="Walk the hash chain; name the first row that breaks it")
+@router.get(
+    "/verify",
+    summary="Walk the hash chain; name the first row that breaks it",
+    openapi_extra=audited("audit.read", always=True),
+)
 async def verify_chain(
     request: Request, reader: ReaderDep, anchor: AnchorQ = None
 ) -> dict[str, Any]:

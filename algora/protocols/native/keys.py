@@ -13,7 +13,7 @@ from algora.auth.keyring import KeyView, LimitChange, ModelLimitView
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute
+from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 
 __all__ = ["LimitsIn", "router"]
 
@@ -111,12 +111,17 @@ class NewKeyOut(BaseModel):
 
 
 # who, keys ---------------------------------------------------------------------------------
-@router.get("/whoami", response_model=WhoAmI, tags=["keys"])
+@router.get(
+    "/whoami",
+    response_model=WhoAmI,
+    tags=["keys"],
+    openapi_extra=audited("auth.login", always=True),
+)
 async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
 
-@router.get("/keys", response_model=list[KeyOut], tags=["keys"])
+@router.get("/keys", response_model=list[KeyOut], tags=["keys"], openapi_extra=audited("key.list"))
 async def list_keys(
     request: Request,
     caller: ReadKeys,
@@ -134,6 +139,7 @@ async def list_keys(
     status_code=201,
     tags=["keys"],
     summary="Create a key (yours or a managed service account's); the secret is shown once",
+    openapi_extra=audited("key.create"),
 )
 async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> NewKeyOut:
     new = await asyncio.to_thread(
@@ -155,7 +161,9 @@ async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> Ne
     )
 
 
-@router.delete("/keys/{key_id}", status_code=204, tags=["keys"])
+@router.delete(
+    "/keys/{key_id}", status_code=204, tags=["keys"], openapi_extra=audited("key.revoke")
+)
 async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
     await asyncio.to_thread(platform_of(request).keyring.revoke_key, caller, key_id)
 
@@ -166,6 +174,7 @@ async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
     response_model=KeyOut,
     tags=["keys"],
     summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
+    openapi_extra=audited("key.limit"),
 )
 async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: LimitsIn) -> KeyOut:
     trail_of(request).resource = f"key/{key_id}"
@@ -173,7 +182,12 @@ async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: Limi
     return KeyOut.of(await asyncio.to_thread(keyring.limit_key, caller, key_id, body.change()))
 
 
-@router.get("/keys/{key_id}/model-limits", response_model=list[ModelLimitIn], tags=["keys"])
+@router.get(
+    "/keys/{key_id}/model-limits",
+    response_model=list[ModelLimitIn],
+    tags=["keys"],
+    openapi_extra=audited("key.model_limits_read"),
+)
 async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
     views = await asyncio.to_thread(platform_of(request).keyring.model_limits, caller, key_id)
     return [ModelLimitIn.of(v) for v in views]
@@ -184,6 +198,7 @@ async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> l
     response_model=list[ModelLimitIn],
     tags=["keys"],
     summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
+    openapi_extra=audited("key.model_limits"),
 )
 async def set_model_limits(
     request: Request,

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute
+from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.publishing.uploads import GitInfo
 from algora.registry.views import ModelView, VersionView
 
@@ -109,19 +109,31 @@ class LogOut(BaseModel):
 
 
 # models -------------------------------------------------------------------------------------
-@router.get("/models", response_model=list[ModelOut], tags=["models"])
+@router.get(
+    "/models", response_model=list[ModelOut], tags=["models"], openapi_extra=audited("model.list")
+)
 async def list_models(request: Request, caller: ReadModels) -> list[ModelOut]:
     models = await asyncio.to_thread(platform_of(request).catalog.list_models, caller)
     return [ModelOut.of(m) for m in models]
 
 
-@router.get("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
+@router.get(
+    "/models/{owner}/{name}",
+    response_model=ModelOut,
+    tags=["models"],
+    openapi_extra=audited("model.read"),
+)
 async def get_model(request: Request, caller: ReadModels, owner: str, name: str) -> ModelOut:
     model = await asyncio.to_thread(platform_of(request).catalog.get_model, caller, owner, name)
     return ModelOut.of(model)
 
 
-@router.patch("/models/{owner}/{name}", response_model=ModelOut, tags=["models"])
+@router.patch(
+    "/models/{owner}/{name}",
+    response_model=ModelOut,
+    tags=["models"],
+    openapi_extra=audited("model.update"),
+)
 async def update_model(
     request: Request, caller: ManageModels, owner: str, name: str, patch: ModelPatch
 ) -> ModelOut:
@@ -134,7 +146,12 @@ async def update_model(
 
 
 # versions -----------------------------------------------------------------------------------
-@router.get("/models/{owner}/{name}/versions", response_model=list[VersionOut], tags=["versions"])
+@router.get(
+    "/models/{owner}/{name}/versions",
+    response_model=list[VersionOut],
+    tags=["versions"],
+    openapi_extra=audited("version.list"),
+)
 async def list_versions(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> list[VersionOut]:
@@ -150,6 +167,7 @@ async def list_versions(
     status_code=202,
     tags=["versions"],
     summary="Publish a new version from a tar.gz or zip archive of the model folder",
+    openapi_extra=audited("version.publish"),
 )
 async def publish_version(
     request: Request,
@@ -177,7 +195,10 @@ async def publish_version(
 
 
 @router.get(
-    "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
+    "/models/{owner}/{name}/versions/{version}",
+    response_model=VersionOut,
+    tags=["versions"],
+    openapi_extra=audited("version.read"),
 )
 async def get_version(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
@@ -187,7 +208,10 @@ async def get_version(
 
 
 @router.patch(
-    "/models/{owner}/{name}/versions/{version}", response_model=VersionOut, tags=["versions"]
+    "/models/{owner}/{name}/versions/{version}",
+    response_model=VersionOut,
+    tags=["versions"],
+    openapi_extra=audited("version.deprecate"),
 )
 async def update_version(
     request: Request, caller: ManageModels, owner: str, name: str, version: str, patch: VersionPatch
@@ -205,6 +229,7 @@ async def update_version(
     response_class=PlainTextResponse,
     tags=["versions"],
     summary="The locked requirements (uv, with hashes) the version's environment was built from",
+    openapi_extra=audited("version.lock"),
 )
 async def get_lock(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
@@ -214,7 +239,10 @@ async def get_lock(
 
 
 @router.get(
-    "/models/{owner}/{name}/versions/{version}/schema", response_model=SchemaOut, tags=["versions"]
+    "/models/{owner}/{name}/versions/{version}/schema",
+    response_model=SchemaOut,
+    tags=["versions"],
+    openapi_extra=audited("version.schema"),
 )
 async def get_schema(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
@@ -224,7 +252,11 @@ async def get_schema(
     return SchemaOut(input=row.input_schema, output=row.output_schema)
 
 
-@router.get("/models/{owner}/{name}/versions/{version}/lineage", tags=["versions"])
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/lineage",
+    tags=["versions"],
+    openapi_extra=audited("version.lineage"),
+)
 async def get_lineage(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
 ) -> dict[str, Any]:
@@ -237,6 +269,7 @@ async def get_lineage(
     response_class=Response,
     tags=["versions"],
     summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
+    openapi_extra=audited("version.sbom"),
 )
 async def get_sbom(
     request: Request, caller: ReadModels, owner: str, name: str, version: str
@@ -247,7 +280,10 @@ async def get_sbom(
 
 
 @router.get(
-    "/models/{owner}/{name}/versions/{version}/log", response_model=LogOut, tags=["versions"]
+    "/models/{owner}/{name}/versions/{version}/log",
+    response_model=LogOut,
+    tags=["versions"],
+    openapi_extra=audited("version.log"),
 )
 async def get_build_log(
     request: Request,
