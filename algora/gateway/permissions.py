@@ -11,16 +11,17 @@ for any operation without a declaration.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.gateway.deps import current_caller, platform_of
+from algora.gateway.inputs import strict_json_handler
 
 __all__ = [
     "AUTHENTICATED",
@@ -83,6 +84,10 @@ class PermissionRoute(APIRoute):
         needs = _needs(self.dependant)
         if needs is not None:
             self.openapi_extra = {**(self.openapi_extra or {}), PERMISSION_KEY: needs.scope}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, with the JSON body and integer queries decoded strictly."""
+        return strict_json_handler(self, super().get_route_handler())
 
 
 def undeclared(document: dict[str, Any]) -> list[str]:
