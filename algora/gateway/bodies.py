@@ -100,7 +100,8 @@ class _Body:
         if self._done:
             return await self._receive()  # only http.disconnect is left to come
         try:
-            message = await asyncio.wait_for(self._receive(), self._timeout)
+            async with asyncio.timeout(self._timeout):  # no task per chunk, as wait_for makes
+                message = await self._receive()
         except TimeoutError:
             self.refusal = RequestTimeout(
                 f"the request body stalled: no byte arrived for {self._timeout:g} seconds"
