@@ -17,6 +17,7 @@ from algora.auth.principals import Caller
 from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry_after
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
+from algora.gateway.bodies import BodyGuardMiddleware
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
@@ -104,6 +105,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(algorithmia.router)
     app.include_router(native.router)
     app.include_router(data.router)
+    app.add_middleware(  # no body byte read before the key is checked, none past the cap
+        BodyGuardMiddleware, settings=settings, authenticator=platform.authenticator
+    )
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so

@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     max_request_bytes: int = 64 * 1024 * 1024
     """Largest call body accepted by the gateway."""
 
+    max_api_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest body of any other request: the JSON of ``/api/v1`` and of Algorithmia's
+    management routes. Each family of routes has its own cap, checked before a byte is read
+    (413 for a larger declared ``Content-Length``) and as the body arrives: model calls
+    ``max_request_bytes``, archives and git pushes ``max_archive_bytes``, hosted data
+    ``max_data_file_bytes``. The body of a request with no valid key is never read (401)."""
+
+    body_read_timeout: float = Field(default=30.0, gt=0)
+    """Seconds a request body may go without a byte arriving while the server waits for it;
+    past it the request is answered 408 and the connection closed."""
+
     default_call_timeout: float = 60.0
     """Seconds a call may run when the model's manifest sets no timeout."""
 

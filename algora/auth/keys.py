@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -11,6 +13,7 @@ from typing import Literal
 
 __all__ = [
     "NewKey",
+    "basic_authorization",
     "generate_key",
     "hash_key",
     "keys_match",
@@ -75,3 +78,24 @@ def parse_authorization_scheme(
     if rest or not value or value.lower() in ("simple", "bearer"):
         return "none", None  # a scheme with no key after it is no key at all
     return "bare", value
+
+
+def basic_authorization(header: str | None) -> tuple[str | None, bool]:
+    """The ``Authorization`` header as the authenticator reads it, and whether it was Basic.
+
+    Basic carries the key as the password (a user name alone is taken as the key too, as tools
+    that put a token in the user name do); Basic credentials that are not base64 of UTF-8 text
+    are no key at all (never an error). Other schemes are returned as they came.
+    """
+    if header is None:
+        return None, False
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return header, False
+    try:
+        decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not ASCII, not base64, not UTF-8
+        return None, True
+    user, _, password = decoded.partition(":")
+    secret = password or user
+    return (f"Simple {secret}" if secret else None), True

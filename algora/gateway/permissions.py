@@ -19,10 +19,10 @@ there is no second table of paths; a test fails for any route that declares no a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -30,6 +30,7 @@ from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.gateway.auditing import AUDIT_KEY
 from algora.gateway.deps import current_caller, platform_of
+from algora.gateway.inputs import strict_json_handler
 
 __all__ = [
     "AUDIT_KEY",
@@ -102,6 +103,10 @@ class PermissionRoute(APIRoute):
         needs = _needs(self.dependant)
         if needs is not None:
             self.openapi_extra = {**(self.openapi_extra or {}), PERMISSION_KEY: needs.scope}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, with the JSON body and integer queries decoded strictly."""
+        return strict_json_handler(self, super().get_route_handler())
 
 
 def undeclared(document: dict[str, Any]) -> list[str]:

@@ -23,7 +23,6 @@ recorded, not enforced. Every change is in the audit log.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -35,6 +34,7 @@ from algora.auth.profiles import ORG_TYPES, ProfileChange
 from algora.errors import BadRequest, InvalidInput
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
+from algora.gateway.inputs import decode_json
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 
 __all__ = ["ORG_TYPES", "router"]
@@ -90,7 +90,7 @@ class OrgEdit(OrgFields):
 async def _body(request: Request, model: type[_Lenient]) -> Any:
     raw = await read_body(request, _MAX_BODY)
     try:
-        value = json.loads(raw) if raw.strip() else {}
+        value = decode_json(raw) if raw.strip() else {}
     except (UnicodeDecodeError, ValueError):
         value = None
     if not isinstance(value, dict):

@@ -21,7 +21,6 @@ answer, log line or audit row ever holds a value. Only the model's managers (``m
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -37,6 +36,7 @@ from algora.errors import (
 )
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
+from algora.gateway.inputs import decode_json
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _registry_read, _time
 from algora.registry.catalog import Visibility
@@ -66,7 +66,7 @@ def _problems(error: ValidationError) -> str:
 def _object_in(body: bytes) -> dict[str, Any]:
     """The JSON object ``body`` holds, else InvalidInput."""
     try:
-        value = json.loads(body)
+        value = decode_json(body)
     except (UnicodeDecodeError, ValueError):
         value = None
     if not isinstance(value, dict):

@@ -39,6 +39,7 @@ from algora.errors import (
 from algora.gateway.auditing import trail_of
 from algora.gateway.calls import Call, Served, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
+from algora.gateway.inputs import finite_float
 from algora.gateway.permissions import declare
 from algora.workers.spec import CallResult
 
@@ -152,7 +153,7 @@ def _timeout(value: str | None) -> float | None:
     if value is None or value == "":
         return None
     try:
-        seconds = float(value)
+        seconds = finite_float(value, "timeout")
     except ValueError:
         raise BadRequest(f"timeout must be a number of seconds, not '{value}'") from None
     if seconds <= 0:

@@ -23,8 +23,6 @@ may push needs to fetch. A push that moves the default branch starts a build of 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import os
@@ -36,6 +34,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
+from algora.auth.keys import basic_authorization
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.errors import (
@@ -73,19 +72,7 @@ def _authorization(request: Request) -> tuple[str | None, bool]:
     Basic carries the key as the password (a user name alone is taken as the key too, as
     tools that put a token in the user name do).
     """
-    header = request.headers.get("authorization")
-    if header is None:
-        return None, False
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "basic":
-        return header, False
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None, True
-    user, _, password = decoded.partition(":")
-    secret = password or user
-    return (f"Simple {secret}" if secret else None), True
+    return basic_authorization(request.headers.get("authorization"))
 
 
 async def _caller(request: Request, platform: Platform) -> Caller:

@@ -10,7 +10,6 @@ an upload streamed in chunks of at most :data:`WRITE_BUFFER` bytes.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from algora.auth.principals import Caller
 from algora.errors import AlgoraError, BadRequest, PayloadTooLarge
 from algora.gateway.auditing import note_error
 from algora.gateway.deps import read_body
+from algora.gateway.inputs import decode_json
 from algora.gateway.permissions import Needs
 from algora.store.collections import PAGE_SIZE
 from algora.store.spaces import Acl, Opened, Page, Upload
@@ -116,7 +116,7 @@ async def json_body(request: Request) -> Any:
     """The request's JSON body (at most :data:`MAX_JSON_BODY` bytes), or BadRequest."""
     raw = await read_body(request, MAX_JSON_BODY)
     try:
-        return json.loads(raw)
+        return decode_json(raw)
     except ValueError:
         raise BadRequest("the body is not JSON") from None
 
