@@ -336,7 +336,7 @@ def test_required_refuses_and_auto_warns_without_bwrap(
     assert "memory and CPU limits still are" in notice[1]
 
     with caplog.at_level(logging.WARNING, logger="algora.platform"):
-        platform = Platform(Settings(data_dir=tmp_path / "data"))
+        platform = Platform.open(Settings(data_dir=tmp_path / "data"))
     asyncio.run(platform.aclose())
     assert any("worker sandbox unavailable (bwrap not found)" in r.message for r in caplog.records)
 

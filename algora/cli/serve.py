@@ -79,7 +79,7 @@ def serve(
     from algora.app import create_app
     from algora.platform import Platform
 
-    platform = Platform(settings)
+    platform = Platform.open(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"
     key = platform.new_admin_key or key_file.read_text(encoding="utf-8").strip()
