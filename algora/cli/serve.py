@@ -71,7 +71,10 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The console is for what a user needs (address, key, examples); these libraries' INFO
+    # lines (each request of the example publisher, each migration step) are not.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     # Imported here, not at the top: every other CLI command would pay for the gateway's
     # imports (FastAPI, SQLAlchemy models, boto3...) on each start.
     import uvicorn
