@@ -9,4 +9,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e .
+. scripts/services.sh
+install_sandbox
 exec .venv/bin/algora serve --examples examples "$@"
