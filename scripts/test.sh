@@ -1,14 +1,11 @@
 #!/usr/bin/env bash
-# The whole test suite: install, lint (ruff), type-check (mypy --strict), then pytest.
+# The whole test suite: install (uv.lock), lint (ruff), type-check (mypy --strict), then pytest.
 # Usage: ./scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "== install (uv.lock)"
+. scripts/install.sh
+install_locked --extra dev
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
