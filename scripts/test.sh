@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: install (uv.lock), lint (ruff), type-check (mypy --strict), then pytest.
+# The whole test suite: install (uv.lock), lint (ruff), type-check (mypy --strict), the import
+# contracts (import-linter), then pytest.
 # Usage: ./scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ echo "== ruff"
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts"
+.venv/bin/lint-imports
 echo "== services"
 . scripts/services.sh
 trap stop_services EXIT
