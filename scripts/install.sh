@@ -11,6 +11,8 @@ print(next(p["version"] for p in lock["package"] if p["name"] == "uv"))')
   if [ "$(.venv/bin/uv --version 2>/dev/null)" != "uv $uv_version" ]; then
     .venv/bin/python -m pip install --quiet "uv==$uv_version"
   fi
-  # --inexact: keep what else a developer installed (pip among it); CI starts from nothing.
-  .venv/bin/uv sync --frozen --inexact --quiet "$@"
+  # --inexact: keep what else a developer installed; CI starts from nothing.
+  # --compile-bytecode, as pip does: a module's compile warnings (a third party's invalid
+  # escapes) then never surface as errors in a test that happens to import it first.
+  .venv/bin/uv sync --frozen --inexact --compile-bytecode --quiet "$@"
 }
