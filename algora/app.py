@@ -68,10 +68,11 @@ async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
-    """Build the gateway. Pass a Platform to share one with the caller (tests, ``serve``)."""
+    """Build the gateway. Pass an opened Platform (:meth:`Platform.open`) to share one with the
+    caller (tests, ``serve``); without one, it opens its own and closes it at shutdown."""
     settings = settings or (platform.settings if platform else Settings())
     owned = platform is None
-    platform = platform or Platform(settings)
+    platform = platform or Platform.open(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

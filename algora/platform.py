@@ -43,7 +43,42 @@ logger = logging.getLogger(__name__)
 
 
 class Platform:
-    """Registry, store, environments, pools and the call path, wired together."""
+    """Registry, store, environments, pools and the call path, wired together.
+
+    Construction wires the parts and creates the data directory's folders; it touches no
+    database rows. :meth:`open` is how servers and tests get a platform ready to serve.
+    """
+
+    new_admin_key: str | None = None
+    """The admin's key when :meth:`open` created it (the first start); None otherwise."""
+
+    @classmethod
+    def open(cls, settings: Settings) -> Platform:
+        """A platform ready to serve: the start-up work done once, in this order.
+
+        Migrates the registry to the newest schema, marks builds that a previous server left
+        unfinished as failed, creates the admin and its key on the first start (kept in
+        :attr:`new_admin_key`), and logs what the sandbox setting means on this machine.
+        """
+        platform = cls(settings)
+        try:
+            upgrade(platform.engine)
+            interrupted = platform.registry.fail_interrupted_builds()
+            if interrupted:
+                logger.warning("marked %d interrupted build(s) as failed", interrupted)
+            interrupted = platform.builds.fail_interrupted()
+            if interrupted:
+                logger.warning("marked %d interrupted source build(s) as failed", interrupted)
+            platform.new_admin_key = ensure_admin(platform.sessions, settings.resolved_data_dir)
+        except BaseException:
+            platform.publisher.shutdown()
+            platform.builds.shutdown()
+            platform.engine.dispose()
+            raise
+        notice = sandbox_notice(settings.sandbox)
+        if notice is not None:
+            logger.log(*notice)
+        return platform
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -51,7 +86,6 @@ class Platform:
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         data.chmod(0o700)
         self.engine = create_registry_engine(settings.resolved_database_url)
-        upgrade(self.engine)
         self.sessions = make_session_factory(self.engine)
         self.audit = AuditLog(
             self.sessions,
@@ -72,9 +106,6 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
-        notice = sandbox_notice(settings.sandbox)
-        if notice is not None:
-            logger.log(*notice)
         self.backend = LocalBackend()
         self.pools = PoolManager(data, self.backend, idle_seconds=settings.pool_idle_seconds)
         self.publisher = Publisher(
@@ -114,10 +145,6 @@ class Platform:
         self.aliases = Aliases(self.sessions, self.registry, AliasPolicy.of(settings))
         self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
         self.audit_queries = AuditQueries(self.sessions, self.audit)
-        interrupted = self.registry.fail_interrupted_builds()
-        if interrupted:
-            logger.warning("marked %d interrupted build(s) as failed", interrupted)
-        self.new_admin_key = ensure_admin(self.sessions, data)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do

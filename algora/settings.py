@@ -178,9 +178,10 @@ class Settings(BaseSettings):
     use in ``DATA_DIR/secrets.key`` (mode 0600). Secrets sealed with another key are refused."""
 
     sandbox: Literal["auto", "required", "off"] = "auto"
-    """Worker sandbox (bubblewrap): ``auto`` uses it when ``bwrap`` works here and warns at
-    startup when it does not; ``required`` refuses to start workers without it; ``off`` never
-    uses it (workers then reach the network and every file the server's user can read)."""
+    """Sandbox (bubblewrap) of workers and build commands, one rule for both: ``auto`` uses it
+    when ``bwrap`` works here, and otherwise builds and serves without it, saying so once at
+    start-up; ``required`` refuses to build or serve without it; ``off`` never uses it (models
+    then reach the network and every file the server's user can read)."""
 
     worker_memory_mb: int = Field(default=4096, ge=32)
     """Memory (MiB of data segment) a worker may use when its manifest sets no ``memory_mb``;

@@ -1,8 +1,20 @@
-# Sourced by scripts/test.sh: start the services the test suite needs and export where they are.
+# Sourced by scripts/test.sh and scripts/up.sh: system packages, and the services the tests need.
 # PostgreSQL: a private throwaway cluster on a free loopback port (Debian's server package,
 # installed when missing and we are root). Stopped by stop_services, by its PID.
 
 PG_DIR=""
+
+# Debian packages, installed when we are root and apt-get is here; otherwise say what is missing.
+_apt_install() {
+  [ $# -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "missing system packages ($*): install them, or run as root on Debian" >&2
+    return 0
+  fi
+  echo "== installing $* (Debian packages)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 
 # System tools the tests use: git (lineage), bubblewrap (the worker sandbox), PostgreSQL.
 install_system_packages() {
@@ -10,14 +22,12 @@ install_system_packages() {
   command -v git >/dev/null || missing+=(git)
   command -v bwrap >/dev/null || missing+=(bubblewrap)
   ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing system packages (${missing[*]}): install them, or run as root" >&2
-    return 0
-  fi
-  echo "== installing ${missing[*]} (Debian packages)"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  _apt_install "${missing[@]}"
+}
+
+# The worker sandbox, for up.sh: without it the platform serves unsandboxed and says so.
+install_sandbox() {
+  command -v bwrap >/dev/null || _apt_install bubblewrap
 }
 
 _pg_bin() {

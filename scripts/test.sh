@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite: install, lint (ruff), type-check (mypy --strict), then pytest.
+# The whole test suite: install (uv.lock), lint (ruff), type-check (mypy --strict), the import
+# contracts (import-linter), then pytest.
 # Usage: ./scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ]; then
-  "$PYTHON" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+echo "== install (uv.lock)"
+. scripts/install.sh
+install_locked --extra dev
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
 .venv/bin/mypy
+echo "== import contracts"
+.venv/bin/lint-imports
 echo "== services"
 . scripts/services.sh
 trap stop_services EXIT
@@ -21,7 +21,8 @@ install_system_packages
 start_postgres
 echo "== pytest"
 set +e
-.venv/bin/python -m pytest -n 2 "$@"
+# Whole files per worker: some modules share a module-scoped server their tests build on.
+.venv/bin/python -m pytest -n 2 --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -45,6 +45,11 @@ def test_first_start_writes_an_owner_only_admin_key(server: RunningServer) -> No
     assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
 
 
+def test_start_up_prints_no_migration_chatter(server: RunningServer) -> None:
+    log = server.log()
+    assert "alembic" not in log and "Running upgrade" not in log
+
+
 def test_init_publish_call_round_trip(server: RunningServer, tmp_path: Path) -> None:
     env = {"ALGORA_URL": server.url, "ALGORA_KEY": server.key}
     created = algora("init", "greeting", cwd=tmp_path)

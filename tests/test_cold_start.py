@@ -30,7 +30,7 @@ class Slow:
 
 
 def test_cold_start_counts_against_the_call_timeout(tmp_path: Path) -> None:
-    platform = Platform(Settings(data_dir=tmp_path / "data", worker_start_timeout=3))
+    platform = Platform.open(Settings(data_dir=tmp_path / "data", worker_start_timeout=3))
     with TestClient(create_app(platform=platform)) as http:
         key = (tmp_path / "data" / "admin.key").read_text().strip()
         client = Client("http://testserver", key, http=http)

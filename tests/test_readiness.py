@@ -16,7 +16,7 @@ from algora.settings import Settings
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[tuple[TestClient, Platform]]:
-    platform = Platform(Settings(data_dir=tmp_path / "data"))
+    platform = Platform.open(Settings(data_dir=tmp_path / "data"))
     with TestClient(create_app(platform=platform)) as http:
         yield http, platform
     platform.engine.dispose()

@@ -22,14 +22,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from algora.app import create_app
-from algora.errors import Unavailable, WorkerDied
+from algora.errors import BuildFailed, Unavailable, WorkerDied
 from algora.platform import Platform
 from algora.settings import Settings
 from algora.testing import write_model
-from algora.workers import sandbox
 from algora.workers.local import LocalBackend
 from algora.workers.pool import Pool
-from algora.workers.sandbox import SandboxStatus, sandbox_notice, sandbox_status, use_sandbox
+from algora.workers.sandbox import sandbox_notice, sandbox_status, use_sandbox
 from algora.workers.spec import CallRequest, WorkerSpec
 
 from .conftest import HELLO_MODEL, InProcess
@@ -316,10 +315,23 @@ def test_the_cpu_limit_is_per_call(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def no_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
-    missing = SandboxStatus(available=False, reason="bwrap not found")
-    monkeypatch.setattr(sandbox, "sandbox_status", lambda: missing)
-    monkeypatch.setattr("algora.workers.local.sandbox_status", lambda: missing)
+def no_bwrap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """A machine without bubblewrap: this process's PATH, less ``bwrap``."""
+    shim = tmp_path_factory.mktemp("path-without-bwrap")
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if not Path(folder).is_dir():
+            continue
+        for entry in Path(folder).iterdir():
+            target = shim / entry.name
+            if entry.name != "bwrap" and not target.is_symlink():
+                target.symlink_to(entry)
+    monkeypatch.setenv("PATH", str(shim))
+    sandbox_status.cache_clear()
+    assert sandbox_status().reason == "bwrap not found"
+    yield
+    sandbox_status.cache_clear()  # probed again once PATH is back
 
 
 @pytest.mark.usefixtures("no_bwrap")
@@ -328,7 +340,7 @@ def test_required_refuses_and_auto_warns_without_bwrap(
 ) -> None:
     with pytest.raises(Unavailable, match=r"required.*bwrap not found"):
         use_sandbox("required")
-    assert use_sandbox("auto") is True
+    assert use_sandbox("auto") is False
     assert use_sandbox("off") is False
     notice = sandbox_notice("auto")
     assert notice is not None and notice[0] == logging.WARNING
@@ -336,7 +348,7 @@ def test_required_refuses_and_auto_warns_without_bwrap(
     assert "memory and CPU limits still are" in notice[1]
 
     with caplog.at_level(logging.WARNING, logger="algora.platform"):
-        platform = Platform(Settings(data_dir=tmp_path / "data"))
+        platform = Platform.open(Settings(data_dir=tmp_path / "data"))
     asyncio.run(platform.aclose())
     assert any("worker sandbox unavailable (bwrap not found)" in r.message for r in caplog.records)
 
@@ -388,3 +400,69 @@ def test_the_build_command_runs_in_the_sandbox_too(sandboxed: InProcess, tmp_pat
     assert found[str(data / "admin.key")] == "FileNotFoundError"
     assert found[str(data / "registry.db")] == "FileNotFoundError"
     assert found["network"] != "reachable"
+
+
+PROBE = textwrap.dedent(
+    """
+    import json
+
+    def probe():
+        try:
+            open(OUTSIDE, "rb").close()
+        except OSError as exc:
+            return type(exc).__name__
+        return "readable"
+
+    if __name__ == "__main__":
+        json.dump(probe(), open("built.json", "w"))
+    """
+)
+
+PROBED_MODEL = textwrap.dedent(
+    """
+    import json
+    from probe import probe
+
+    def apply(input: str) -> dict:
+        return {"build": json.load(open("built.json")), "serve": probe()}
+    """
+)
+
+
+@pytest.mark.usefixtures("no_bwrap")
+def test_without_bwrap_one_rule_builds_and_serves(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` builds and serves without the sandbox, said once at start-up; ``required``
+    neither builds nor serves."""
+    data = tmp_path / "data"
+    outside = tmp_path / "outside.txt"  # what a sandboxed build or worker could not open
+    outside.write_text("x")
+    folder = write_model(
+        tmp_path / "probed",
+        "probed",
+        PROBED_MODEL,
+        extra_manifest='\n[build]\ncommand = ["python", "probe.py"]\n',
+        files={"probe.py": f"OUTSIDE = {str(outside)!r}\n{PROBE}"},
+        example='text = "x"',
+    )
+    with caplog.at_level(logging.WARNING, logger="algora.platform"):
+        settings = Settings(data_dir=data, default_call_timeout=20)
+        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+            gateway = InProcess(http, data)
+            gateway.client.publish(folder)
+            response = call(gateway, "probed", "x")
+            assert response.status_code == 200, response.text
+            assert response.json()["result"] == {"build": "readable", "serve": "readable"}
+    notices = [r.message for r in caplog.records if "worker sandbox" in r.message]
+    assert len(notices) == 1
+    assert "models build and serve without it" in notices[0]
+
+    settings = Settings(data_dir=data, default_call_timeout=20, sandbox="required")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
+        gateway = InProcess(http, data)
+        response = call(gateway, "probed", "x")
+        assert response.status_code == 503, response.text
+        assert "no model can be built or served" in response.json()["error"]["message"]
+        with pytest.raises(BuildFailed, match="no model can be built or served"):
+            gateway.client.publish(folder)

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from algora.audit.anchors import parse_anchor
 from algora.audit.chain import (
     FIELDS,
     GENESIS_HASH,
@@ -53,6 +54,7 @@ __all__ = [
     "Outcome",
     "VerifyReport",
     "chain_hash",
+    "parse_anchor",
     "query",
     "row_fields",
     "verify",
@@ -397,16 +399,6 @@ class VerifyReport:
 def report_dict(report: VerifyReport) -> dict[str, Any]:
     """The report as JSON-ready values, its anchor included."""
     return {**asdataclass_dict(report), "anchor": report.anchor if report.ok else None}
-
-
-def parse_anchor(text: str) -> tuple[int, str]:
-    """``ID:HASH`` (what an earlier verify reported) as (id, hash), or ValueError."""
-    row_id, sep, digest = text.strip().partition(":")
-    if not sep or not row_id.isdigit() or int(row_id) < 1 or len(digest) != 64:
-        raise ValueError("an anchor is ID:HASH as an earlier verify printed it, e.g. 42:9f3c...")
-    if any(c not in "0123456789abcdef" for c in digest):
-        raise ValueError("an anchor's hash is 64 lowercase hex digits")
-    return int(row_id), digest
 
 
 def verify(sessions: sessionmaker[Session], anchor: tuple[int, str] | None = None) -> VerifyReport:

@@ -19,6 +19,7 @@ from algora.cli.common import (
     console,
     err_console,
     errors_to_exit,
+    server_side,
 )
 from algora.sdk.client import raise_for_error
 
@@ -154,7 +155,7 @@ def audit_verify(
 ) -> None:
     """Check the audit chain; exit 1 and name the first bad row when it is broken."""
     if anchor is not None:
-        from algora.audit.log import parse_anchor
+        from algora.audit.anchors import parse_anchor
 
         try:
             parse_anchor(anchor)
@@ -196,9 +197,11 @@ def _recover_journals(engine: Engine) -> None:
 
 
 def _verify_locally(data_dir: Path, anchor: str | None) -> dict[str, Any]:
-    from algora.audit.log import parse_anchor, report_dict, verify
-    from algora.db.engine import create_registry_engine, make_session_factory
     from algora.settings import Settings
+
+    with server_side("algora audit verify --data-dir"):
+        from algora.audit.log import parse_anchor, report_dict, verify
+        from algora.db.engine import create_registry_engine, make_session_factory
 
     settings = Settings(data_dir=data_dir)
     url = settings.resolved_database_url

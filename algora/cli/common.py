@@ -8,11 +8,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from algora.errors import AlgoraError
 from algora.sdk.client import Client
 
-__all__ = ["KeyOption", "ProfileOption", "UrlOption", "client_for", "console", "errors_to_exit"]
+__all__ = [
+    "KeyOption",
+    "ProfileOption",
+    "UrlOption",
+    "client_for",
+    "console",
+    "errors_to_exit",
+    "server_side",
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,6 +35,24 @@ KeyOption = Annotated[
 ProfileOption = Annotated[str, typer.Option("--profile", help="Saved profile to use.")]
 
 T = TypeVar("T")
+
+
+@contextmanager
+def server_side(command: str) -> Iterator[None]:
+    """Around the imports of a server command: on a client install (``pip install algora``)
+    it says which extra to install instead of a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not missing or missing.partition(".")[0] == "algora":
+            raise  # our own module is missing: a broken install, not a missing extra
+        err_console.print(
+            f"[bold red]error[/]: {command} runs the server side, which this install lacks "
+            f"({missing} is not installed): " + escape("pip install 'algora[server]'"),
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
 
 
 def client_for(url: str | None, key: str | None, profile: str = "default") -> Client:

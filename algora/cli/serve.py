@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from algora.cli.common import console
+from algora.cli.common import console, server_side
 from algora.errors import AlgoraError
 from algora.settings import Settings
 
@@ -71,15 +71,19 @@ def serve(
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    # Imported here, not at the top: every other CLI command would pay for the gateway's
-    # imports (FastAPI, SQLAlchemy models, boto3...) on each start.
-    import uvicorn
+    # The console is for what a user needs (address, key, examples); these libraries' INFO
+    # lines (each request of the example publisher, each migration step) are not.
+    for noisy in ("httpx", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Imported here, not at the top: the client commands neither pay for the gateway's imports
+    # nor need them installed (`pip install algora` is the client; the server is an extra).
+    with server_side("algora serve"):
+        import uvicorn
 
-    from algora.app import create_app
-    from algora.platform import Platform
+        from algora.app import create_app
+        from algora.platform import Platform
 
-    platform = Platform(settings)
+    platform = Platform.open(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"
     key = platform.new_admin_key or key_file.read_text(encoding="utf-8").strip()

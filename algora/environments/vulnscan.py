@@ -10,11 +10,15 @@ means. Results are kept for ``cache_seconds`` per lock: advisories change, locks
 :meth:`Auditor.sbom` writes a CycloneDX 1.6 JSON SBOM of an environment from its lock: one
 component per locked package with its PyPI purl and hashes, and the dependency graph from the
 lock's ``# via`` comments. It is written once per environment hash and kept.
+
+Both need the ``vulnscan`` extra (pip-audit, cyclonedx-python-lib); without it a scan reports
+an ``error`` that says what to install, and there is no SBOM.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -30,16 +34,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cyclonedx.model import HashAlgorithm, HashType
-from cyclonedx.model.bom import Bom, BomMetaData
-from cyclonedx.model.component import Component, ComponentType
-from cyclonedx.output.json import JsonV1Dot6
-from packageurl import PackageURL
 from packaging.utils import canonicalize_name
 
 from algora.environments.spec import canonical_lock
 
-__all__ = ["Auditor", "Finding", "ScanResult", "parse_pip_audit"]
+__all__ = ["INSTALL_HINT", "Auditor", "Finding", "ScanResult", "parse_pip_audit"]
+
+INSTALL_HINT = "pip install 'algora[vulnscan]'"
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Auditor:
         return result
 
     def _run_pip_audit(self, lock: str) -> ScanResult:
+        if importlib.util.find_spec("pip_audit") is None:
+            return ScanResult(error=f"pip-audit is not installed: {INSTALL_HINT}")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.TemporaryDirectory(prefix="algora-audit-", dir=self.root) as work:
             folder = Path(work)
@@ -222,8 +225,11 @@ class Auditor:
     # ---------------------------------------------------------------------------------------
     # SBOM
 
-    def sbom(self, lock: str, env_hash: str, python_version: str) -> Path:
-        """The CycloneDX JSON SBOM file of the environment ``env_hash``, written once."""
+    def sbom(self, lock: str, env_hash: str, python_version: str) -> Path | None:
+        """The CycloneDX JSON SBOM file of the environment ``env_hash``, written once; None
+        where cyclonedx-python-lib is not installed."""
+        if importlib.util.find_spec("cyclonedx") is None:
+            return None
         folder = self.root / "sbom"
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         folder.mkdir(exist_ok=True, mode=0o700)
@@ -240,6 +246,12 @@ class Auditor:
 
 def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
     """A CycloneDX 1.6 JSON document describing the environment built from ``lock``."""
+    from cyclonedx.model import HashAlgorithm, HashType
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+    from cyclonedx.output.json import JsonV1Dot6
+    from packageurl import PackageURL
+
     root = Component(
         name=f"algora-environment-{env_hash[:12]}",
         version=env_hash,
@@ -251,6 +263,11 @@ def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
         serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"algora-environment:{env_hash}"),
         metadata=BomMetaData(component=root),
     )
+    algorithms = {
+        "sha256": HashAlgorithm.SHA_256,
+        "sha384": HashAlgorithm.SHA_384,
+        "sha512": HashAlgorithm.SHA_512,
+    }
     packages = _lock_entries(lock)
     components: dict[str, Component] = {}
     for name, (version, hashes, _via) in packages.items():
@@ -262,9 +279,9 @@ def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
             purl=purl,
             bom_ref=purl.to_string(),
             hashes=[
-                HashType(alg=_ALGORITHMS[alg], content=digest)
+                HashType(alg=algorithms[alg], content=digest)
                 for alg, digest in hashes
-                if alg in _ALGORITHMS
+                if alg in algorithms
             ],
         )
         components[name] = component
@@ -281,13 +298,6 @@ def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
     for component in components.values():
         bom.register_dependency(component, [])
     return JsonV1Dot6(bom).output_as_string(indent=2)
-
-
-_ALGORITHMS = {
-    "sha256": HashAlgorithm.SHA_256,
-    "sha384": HashAlgorithm.SHA_384,
-    "sha512": HashAlgorithm.SHA_512,
-}
 
 
 def _lock_entries(lock: str) -> dict[str, tuple[str, list[tuple[str, str]], list[str]]]:

@@ -94,9 +94,6 @@ class Builds:
         self._running: dict[int, Future[None]] = {}
         self._lock = threading.Lock()  # one start-or-reuse and one publish decision at a time
         self._on_change: list[Callable[[], None]] = []
-        interrupted = self._fail_interrupted()
-        if interrupted:
-            logger.warning("marked %d interrupted source build(s) as failed", interrupted)
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever a build publishes a version."""
@@ -220,8 +217,8 @@ class Builds:
             session.commit()
         self.logs.path(build).unlink(missing_ok=True)
 
-    def _fail_interrupted(self) -> int:
-        """Builds a previous server left in progress are failed (their logs kept)."""
+    def fail_interrupted(self) -> int:
+        """Fail the builds a previous server left in progress (their logs kept); at start-up."""
         with self._sessions() as session:
             stale = session.scalars(select(Build).where(Build.status == IN_PROGRESS)).all()
             for row in stale:

@@ -28,6 +28,7 @@ from algora.environments.builder import EnvironmentBuilder
 from algora.environments.policy import load_policy
 from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
+from algora.environments.vulnscan import INSTALL_HINT as VULNSCAN_HINT
 from algora.environments.vulnscan import Auditor
 from algora.errors import AlgoraError, InvalidManifest
 from algora.modelfolder.layouts import find_manifest
@@ -463,8 +464,10 @@ class Publisher:
             log(f"warning: {warning}")
         report.raise_for_violations()
         env_hash = environment_hash(python_version, lock)
-        sbom = self.store.put_file(self.auditor.sbom(lock, env_hash, python_version))
-        log(f"policy passed in {time.monotonic() - started:.2f}s; SBOM {sbom[:12]}")
+        sbom_file = self.auditor.sbom(lock, env_hash, python_version)
+        sbom = self.store.put_file(sbom_file) if sbom_file is not None else None
+        made = f"SBOM {sbom[:12]}" if sbom else f"no SBOM ({VULNSCAN_HINT})"
+        log(f"policy passed in {time.monotonic() - started:.2f}s; {made}")
         return {
             "sbom": sbom,
             "vulnerabilities": report.vulnerabilities,

@@ -165,8 +165,13 @@ class S3Connector:
     def call(self, bucket: str, operation: str, *, missing_ok: bool = False, **args: Any) -> Any:
         """Run one S3 operation on ``bucket``; S3's and the network's failures become Algora's
         errors. With ``missing_ok``, a missing key answers None."""
-        from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
+        try:
+            from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+        except ModuleNotFoundError:
+            raise Unavailable(
+                f"connector '{self.name}' needs boto3, which this server lacks: "
+                "pip install 'algora[s3]'"
+            ) from None
         try:
             return getattr(self._s3(), operation)(Bucket=bucket, **args)
         except ClientError as error:

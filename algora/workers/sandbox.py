@@ -110,32 +110,36 @@ def sandbox_status() -> SandboxStatus:
 
 
 def use_sandbox(mode: SandboxMode) -> bool:
-    """Whether workers should be sandboxed under ``mode`` (the ``sandbox`` setting).
+    """Whether a worker or a build command runs in the sandbox under ``mode`` (the ``sandbox``
+    setting): the one rule for serving and building alike.
 
-    ``required`` without a working bwrap raises :class:`Unavailable`, so no worker starts.
-    ``auto`` says yes even where bwrap does not work: the backend then starts the worker
-    without it (the platform warned at startup).
+    ``off``: never. ``required``: always, and without a working bwrap it raises
+    :class:`Unavailable`, so that nothing is built or served. ``auto``: when bwrap works here;
+    where it does not, models build and serve without it, as :func:`sandbox_notice` says once
+    at start-up.
     """
     if mode == "off":
         return False
-    if mode == "required":
-        status = sandbox_status()
-        if not status.available:
-            raise Unavailable(
-                f"the worker sandbox is required (ALGORA_SANDBOX=required) but unavailable "
-                f"({status.reason}): no worker can start",
-                details={"reason": status.reason},
-            )
-    return True
+    status = sandbox_status()
+    if mode == "required" and not status.available:
+        raise Unavailable(
+            f"the worker sandbox is required (ALGORA_SANDBOX=required) but unavailable "
+            f"({status.reason}): no model can be built or served",
+            details={"reason": status.reason},
+        )
+    return status.available
 
 
 def sandbox_notice(mode: SandboxMode) -> tuple[int, str] | None:
-    """What to log at startup about the sandbox, as ``(logging level, message)``; None if fine."""
+    """What to log at start-up about the sandbox, as ``(logging level, message)``; None if fine.
+
+    It states :func:`use_sandbox`'s rule as it applies on this machine.
+    """
     if mode == "off":
         return (
             logging.WARNING,
-            f"worker sandbox disabled (ALGORA_SANDBOX=off): {_UNENFORCED}; "
-            "memory and CPU limits still are",
+            f"worker sandbox disabled (ALGORA_SANDBOX=off): models build and serve without it; "
+            f"{_UNENFORCED}; memory and CPU limits still are",
         )
     status = sandbox_status()
     if status.available:
@@ -143,12 +147,14 @@ def sandbox_notice(mode: SandboxMode) -> tuple[int, str] | None:
     if mode == "required":
         return (
             logging.ERROR,
-            f"worker sandbox required but unavailable ({status.reason}): no model can be served",
+            f"worker sandbox required but unavailable ({status.reason}): no model can be built "
+            "or served; install bubblewrap (Debian: apt-get install bubblewrap)",
         )
     return (
         logging.WARNING,
-        f"worker sandbox unavailable ({status.reason}): {_UNENFORCED}; "
-        "memory and CPU limits still are",
+        f"worker sandbox unavailable ({status.reason}): models build and serve without it; "
+        f"{_UNENFORCED}; memory and CPU limits still are (install bubblewrap, or set "
+        "ALGORA_SANDBOX=required to refuse)",
     )
 
 
