@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -66,6 +67,15 @@ class InProcess:
 
 
 @contextmanager
+def in_process(data_dir: Path, **settings: Any) -> Iterator[InProcess]:
+    """The gateway on ``Settings(data_dir=data_dir, **settings)``, in-process (the URL of
+    :func:`database_url` goes in as ``database_url=...``)."""
+    app = create_app(Settings(data_dir=data_dir, **settings))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        yield InProcess(http, data_dir)
+
+
+@contextmanager
 def database_url(kind: str) -> Iterator[str | None]:
     """None for the embedded SQLite default, or a fresh PostgreSQL database dropped afterwards.
 
@@ -99,10 +109,11 @@ def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcess]:
     data_dir = tmp_path_factory.mktemp("algora-data")
-    with database_url(request.param) as url:
-        settings = Settings(data_dir=data_dir, default_call_timeout=20, database_url=url)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            yield InProcess(http, data_dir)
+    with (
+        database_url(request.param) as url,
+        in_process(data_dir, default_call_timeout=20, database_url=url) as gw,
+    ):
+        yield gw
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from algora.sdk.client import Client
 from algora.testing import RunningServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,3 +106,13 @@ def finished_build(algo: Any, commit: str, seconds: float = 300) -> dict[str, An
 def digest(value: str) -> str:
     """The hex SHA-256 of ``value``: how tests look for a secret without holding it in output."""
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_users(admin: Client, *names: str) -> dict[str, str]:
+    """Each of ``names`` made a user by ``admin`` (an admin's SDK client): their first keys."""
+    keys: dict[str, str] = {}
+    for name in names:
+        made = admin.request("POST", "/api/v1/principals", json={"name": name})
+        assert made.status_code == 201, made.text
+        keys[name] = made.json()["key"]
+    return keys

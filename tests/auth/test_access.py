@@ -11,20 +11,18 @@ from typing import Any
 import pytest
 from alembic import command
 from sqlalchemy import inspect, select
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from algora.app import create_app
 from algora.cli import access as access_cli
 from algora.cli import catalog
 from algora.cli.main import app as cli
 from algora.db.engine import create_registry_engine
 from algora.db.migrate import _config, upgrade
 from algora.db.tables import ApiKey, utcnow
-from algora.settings import Settings
 from algora.testing import write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url
+from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
+from ..helpers import new_users
 
 
 class World:
@@ -55,22 +53,20 @@ def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
     data_dir = tmp_path_factory.mktemp("algora-access")
-    with database_url(request.param) as url:
-        settings = Settings(data_dir=data_dir, default_call_timeout=20, database_url=url)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            w = World(InProcess(http, data_dir))
-            for user in ("olga", "adam", "mia", "vic", "otto"):
-                made = w.req("admin", "POST", "/api/v1/principals", {"name": user})
-                assert made.status_code == 201, made.text
-                w.keys[user] = made.json()["key"]
-            assert w.req("olga", "POST", "/api/v1/orgs", {"name": "acme"}).status_code == 201
-            for user, role in (("adam", "admin"), ("mia", "member"), ("vic", "viewer")):
-                added = w.req("olga", "PUT", f"/api/v1/orgs/acme/members/{user}", {"role": role})
-                assert added.status_code == 200, added.text
-            root = tmp_path_factory.mktemp("access-models")
-            olga = w.gw.client.__class__("http://testserver", w.keys["olga"], http=http)
-            olga.publish(write_model(root / "hello", "hello", HELLO_MODEL), owner="acme")
-            yield w
+    with (
+        database_url(request.param) as url,
+        in_process(data_dir, default_call_timeout=20, database_url=url) as gateway,
+    ):
+        w = World(gateway)
+        w.keys.update(new_users(gateway.client, "olga", "adam", "mia", "vic", "otto"))
+        assert w.req("olga", "POST", "/api/v1/orgs", {"name": "acme"}).status_code == 201
+        for user, role in (("adam", "admin"), ("mia", "member"), ("vic", "viewer")):
+            added = w.req("olga", "PUT", f"/api/v1/orgs/acme/members/{user}", {"role": role})
+            assert added.status_code == 200, added.text
+        root = tmp_path_factory.mktemp("access-models")
+        olga = w.gw.client.__class__("http://testserver", w.keys["olga"], http=w.http)
+        olga.publish(write_model(root / "hello", "hello", HELLO_MODEL), owner="acme")
+        yield w
 
 
 def test_roles_in_the_owning_org_decide_calls_publishes_and_changes(world: World) -> None:

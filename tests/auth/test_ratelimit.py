@@ -10,10 +10,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect, select
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
-from algora.app import create_app
 from algora.auth import principals
 from algora.auth.ratelimit import KeyLimits, Limit, ModelLimit, RateLimiter
 from algora.cli import catalog
@@ -22,10 +20,9 @@ from algora.db.engine import create_registry_engine
 from algora.db.migrate import upgrade
 from algora.db.tables import ApiKey
 from algora.errors import Overloaded, RateLimited, error_from_body, retry_after
-from algora.settings import Settings
 from algora.testing import write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url
+from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
 
 
 class Clock:
@@ -176,20 +173,21 @@ def limits_gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcess]:
     data_dir = tmp_path_factory.mktemp("algora-limits")
-    with database_url(request.param) as url:
-        settings = Settings(data_dir=data_dir, default_call_timeout=20, database_url=url)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            gateway = InProcess(http, data_dir)
-            root = tmp_path_factory.mktemp("limits-models")
-            for name in ("hello", "other"):
-                gateway.client.publish(write_model(root / name, name, HELLO_MODEL))
-                public = http.patch(
-                    f"/api/v1/models/admin/{name}",
-                    json={"visibility": "public"},
-                    headers=gateway.auth,
-                )
-                assert public.status_code == 200, public.text
-            yield gateway
+    with (
+        database_url(request.param) as url,
+        in_process(data_dir, default_call_timeout=20, database_url=url) as gateway,
+    ):
+        http = gateway.http
+        root = tmp_path_factory.mktemp("limits-models")
+        for name in ("hello", "other"):
+            gateway.client.publish(write_model(root / name, name, HELLO_MODEL))
+            public = http.patch(
+                f"/api/v1/models/admin/{name}",
+                json={"visibility": "public"},
+                headers=gateway.auth,
+            )
+            assert public.status_code == 200, public.text
+        yield gateway
 
 
 def new_key(gw: InProcess, user: str | None = None) -> tuple[str, str]:

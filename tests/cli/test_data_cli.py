@@ -29,6 +29,7 @@ from algora.sdk.client import Client
 from algora.sdk.data import DataUri
 from algora.testing import RunningServer
 
+from ..helpers import new_users
 from ..s3server import S3Server
 
 CAP = 8 * 1024 * 1024
@@ -60,16 +61,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             ),
             "ALGORA_MAX_DATA_FILE_BYTES": str(CAP),
         }
-        with RunningServer(root / "data", env=env) as server:
-            keys = {"admin": server.key}
-            for user in ("dora", "otto"):
-                made = httpx.post(
-                    server.url + "/api/v1/principals",
-                    json={"name": user},
-                    headers={"Authorization": f"Simple {server.key}"},
-                )
-                assert made.status_code == 201, made.text
-                keys[user] = made.json()["key"]
+        with RunningServer(root / "data", env=env) as server, server.client() as admin:
+            keys = {"admin": server.key, **new_users(admin, "dora", "otto")}
             yield World(server, s3, keys)
 
 

@@ -26,16 +26,13 @@ import Algorithmia
 import httpx
 import pytest
 from Algorithmia.acl import ReadAcl
-from starlette.testclient import TestClient
 
-from algora.app import create_app
 from algora.auth.delegation import INSIDE_SCOPES, narrow_scopes
-from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 from algora.workers.sandbox import sandbox_status
 
-from ..conftest import InProcess
-from ..helpers import ADK_REQUIREMENTS
+from ..conftest import in_process
+from ..helpers import ADK_REQUIREMENTS, new_users
 
 CALLER = textwrap.dedent(
     """
@@ -175,11 +172,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sandboxed = sandbox_status().available
     env = {"ALGORA_SANDBOX": "required" if sandboxed else "off"}
     with RunningServer(root / "data", env=env) as server, server.client() as admin:
-        keys = {"admin": server.key}
-        for user in ("alice", "bob", "carol"):
-            made = admin.request("POST", "/api/v1/principals", json={"name": user})
-            assert made.status_code == 201, made.text
-            keys[user] = made.json()["key"]
+        keys = {"admin": server.key, **new_users(admin, "alice", "bob", "carol")}
         alice = Algorithmia.client(keys["alice"], server.url)
         alice.dir("data://.my/weights").create()  # the default ACL: alice's models read it
         alice.file("data://.my/weights/w.txt").put("w1")
@@ -397,15 +390,14 @@ def test_without_the_sandbox_the_channel_works_the_same(tmp_path: Path) -> None:
     """In-process gateway, unsandboxed worker, a model with no dependencies: the socket is
     reached at its own path and Algora's variables are set. The Host check (for browsers)
     does not stand in the way of a model's requests, whatever the allowed hosts."""
-    settings = Settings(
-        data_dir=tmp_path / "data",
+    with in_process(
+        tmp_path / "data",
         sandbox="off",
         default_call_timeout=30,
         host="0.0.0.0",
         allowed_hosts=["api.example.com", "testserver"],
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-        gateway = InProcess(http, tmp_path / "data")
+    ) as gateway:
+        http = gateway.http
         gateway.client.publish(write_model(tmp_path / "whoami", "whoami", WHOAMI))
         for _ in range(2):  # the same worker, call after call
             response = http.post("/v1/algo/admin/whoami", json="x", headers={**gateway.auth})

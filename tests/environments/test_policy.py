@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from starlette.testclient import TestClient
 
 from algora.app import create_app
 from algora.environments import policy as policy_module
@@ -29,7 +28,7 @@ from algora.publishing.publish import STEPS
 from algora.settings import Settings
 from algora.testing import write_model
 
-from ..conftest import InProcess
+from ..conftest import InProcess, in_process
 
 INDEX = "https://pypi.org/simple"
 TODAY = dt.date(2026, 6, 1)
@@ -411,11 +410,10 @@ def governed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     data_dir = tmp_path_factory.mktemp("algora-policy")
     policy = data_dir / "policy.toml"
     policy.write_text(POLICY)
-    settings = Settings(data_dir=data_dir, policy_file=policy, default_call_timeout=20)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-        publisher = http.app.state.platform.publisher  # type: ignore[attr-defined]
+    with in_process(data_dir, policy_file=policy, default_call_timeout=20) as gateway:
+        publisher = gateway.http.app.state.platform.publisher  # type: ignore[attr-defined]
         publisher.auditor = RecordedAuditor(data_dir / "audit")
-        yield InProcess(http, data_dir)
+        yield gateway
 
 
 def six_model(root: Path, name: str, pin: str) -> Path:

@@ -17,9 +17,7 @@ import Algorithmia
 import pytest
 from alembic import command
 from sqlalchemy import inspect, update
-from starlette.testclient import TestClient
 
-from algora.app import create_app
 from algora.db.engine import create_registry_engine
 from algora.db.migrate import _config, upgrade
 from algora.db.tables import PromotionRequest, utcnow
@@ -37,8 +35,8 @@ from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url
-from ..helpers import algora
+from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
+from ..helpers import algora, new_users
 
 HI_MODEL = 'def apply(input: str) -> str:\n    return "Hi " + input\n'
 BROKEN_MODEL = 'raise RuntimeError("this version cannot load")\n'
@@ -95,20 +93,16 @@ def world(
 ) -> Iterator[World]:
     data_dir = tmp_path_factory.mktemp("algora-aliases")
     with database_url(request.param) as url:
-        settings = Settings(
-            data_dir=data_dir,
-            default_call_timeout=20,
-            database_url=url,
-            protected_aliases=["production"],
-            protected_aliases_by_owner={"acme": ["gold"]},
-            promotion_expiry_seconds=3600,
-        )
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            w = World(InProcess(http, data_dir))
-            for person in PEOPLE:
-                made = w.req("admin", "POST", "/api/v1/principals", {"name": person})
-                assert made.status_code == 201, made.text
-                w.keys[person] = made.json()["key"]
+        settings = {
+            "default_call_timeout": 20,
+            "database_url": url,
+            "protected_aliases": ["production"],
+            "protected_aliases_by_owner": {"acme": ["gold"]},
+            "promotion_expiry_seconds": 3600,
+        }
+        with in_process(data_dir, **settings) as gateway:
+            w = World(gateway)
+            w.keys.update(new_users(gateway.client, *PEOPLE))
             assert w.req("olga", "POST", "/api/v1/orgs", {"name": "acme"}).status_code == 201
             for person, role in PEOPLE.items():
                 if role not in (None, "owner"):

@@ -18,16 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from algora.app import create_app
 from algora.runtime import adk
 from algora.runtime.loader import load_model
-from algora.settings import Settings
 from algora.testing import write_model
 
-from ..conftest import InProcess
-from ..helpers import REPO
+from ..conftest import InProcess, in_process
+from ..helpers import ADK_REQUIREMENTS, REPO
 from .test_runtime import Worker
 
 EXAMPLE = REPO / "examples" / "adk-hello"
@@ -229,15 +226,12 @@ def test_modules_without_adk_load_as_before(tmp_path: Path) -> None:
 
 COUNTER_SCRIPT = textwrap.dedent(ADK_SCRIPT)
 OLD_STYLE = 'def apply(input):\n    return "old " + input\n'
-ADK_REQUIREMENTS = (EXAMPLE / "requirements.txt").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def adk_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     data_dir = tmp_path_factory.mktemp("adk-data")
-    settings = Settings(data_dir=data_dir, default_call_timeout=20)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-        gateway = InProcess(http, data_dir)
+    with in_process(data_dir, default_call_timeout=20) as gateway:
         root = tmp_path_factory.mktemp("adk-models")
         gateway.client.publish(shutil.copytree(EXAMPLE, root / "adk-hello"))
         counter = write_model(

@@ -31,6 +31,7 @@ from algora.settings import DataConnector, Settings
 from algora.store.connector_space import parse_location
 from algora.testing import RunningServer
 
+from ..helpers import new_users
 from ..s3server import SECRET_KEY, S3Server
 
 CAP = 20 * 1024 * 1024
@@ -90,11 +91,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 assert response.status_code < 300, response.text
                 return response.json()
 
-            for user in ("dora", "otto", "eve", "mel", "vic"):
-                made = httpx.post(
-                    server.url + "/api/v1/principals", json={"name": user}, headers=admin
-                )
-                keys[user] = ok(made)["key"]
+            with server.client() as sdk:
+                keys.update(new_users(sdk, "dora", "otto", "eve", "mel", "vic"))
             for org, member, role in (("analysts", "otto", "member"), ("etl", "mel", "member")):
                 ok(httpx.post(server.url + "/api/v1/orgs", json={"name": org}, headers=admin))
                 ok(

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
 
-from algora.app import create_app
 from algora.errors import BuildFailed, Unavailable, WorkerDied
 from algora.platform import Platform
 from algora.settings import Settings
@@ -31,7 +29,7 @@ from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_notice, sandbox_status, use_sandbox
 from algora.workers.spec import CallRequest, WorkerSpec
 
-from ..conftest import HELLO_MODEL, InProcess
+from ..conftest import HELLO_MODEL, InProcess, in_process
 
 MIB = 1 << 20
 
@@ -142,9 +140,7 @@ def sandboxed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     require_bwrap()
     data_dir = tmp_path_factory.mktemp("algora-data")
     root = tmp_path_factory.mktemp("models")
-    settings = Settings(data_dir=data_dir, default_call_timeout=20)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-        gateway = InProcess(http, data_dir)
+    with in_process(data_dir, default_call_timeout=20) as gateway:
         network = "\n[serving]\nnetwork = true\n"
         limits = "\n[serving]\nmemory_mb = 64\ncpu_seconds = 1\n"
         for name, code, extra in [
@@ -446,21 +442,17 @@ def test_without_bwrap_one_rule_builds_and_serves(
         files={"probe.py": f"OUTSIDE = {str(outside)!r}\n{PROBE}"},
         example='text = "x"',
     )
-    with caplog.at_level(logging.WARNING, logger="algora.platform"):
-        settings = Settings(data_dir=data, default_call_timeout=20)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            gateway = InProcess(http, data)
-            gateway.client.publish(folder)
-            response = call(gateway, "probed", "x")
-            assert response.status_code == 200, response.text
-            assert response.json()["result"] == {"build": "readable", "serve": "readable"}
+    warnings = caplog.at_level(logging.WARNING, logger="algora.platform")
+    with warnings, in_process(data, default_call_timeout=20) as gateway:
+        gateway.client.publish(folder)
+        response = call(gateway, "probed", "x")
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == {"build": "readable", "serve": "readable"}
     notices = [r.message for r in caplog.records if "worker sandbox" in r.message]
     assert len(notices) == 1
     assert "models build and serve without it" in notices[0]
 
-    settings = Settings(data_dir=data, default_call_timeout=20, sandbox="required")
-    with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-        gateway = InProcess(http, data)
+    with in_process(data, default_call_timeout=20, sandbox="required") as gateway:
         response = call(gateway, "probed", "x")
         assert response.status_code == 503, response.text
         assert "no model can be built or served" in response.json()["error"]["message"]

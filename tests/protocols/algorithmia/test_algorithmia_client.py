@@ -14,6 +14,8 @@ from Algorithmia import algorithm, errors
 
 from algora.testing import RunningServer, write_model
 
+from ...helpers import new_users
+
 MODELS = {
     "hello": 'def apply(input: str) -> str:\n    return "Hello " + input\n',
     "printer": ('def apply(input):\n    print("seen", input)\n    return {"got": input}\n'),
@@ -52,14 +54,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         # 1.1.0, then deprecated: `latest` stays on 1.0.0, `latestPrivate` sees 1.1.0.
         admin.publish(write_model(root / "hello2", "hello", HELLO_2), version="1.1.0")
         admin.deprecate("admin/hello", "1.1.0")
-        made = admin.request("POST", "/api/v1/principals", json={"name": "guest"})
-        assert made.status_code == 201, made.text
+        guest_key = new_users(admin, "guest")["guest"]
         for model in ("printer", "hello"):
             granted = admin.request(
                 "PUT", f"/api/v1/models/admin/{model}/grants/guest", json={"right": "call"}
             )
             assert granted.status_code == 200, granted.text
-        yield Setup(server, made.json()["key"], str(hello["content_hash"]))
+        yield Setup(server, guest_key, str(hello["content_hash"]))
 
 
 def test_pipe_text_json_and_bytes(setup: Setup) -> None:

@@ -32,7 +32,7 @@ from algora.registry.sources import python3_template, runtime_of
 from algora.testing import RunningServer, write_model
 
 from ...conftest import database_url
-from ...helpers import ALGORITHM_SETTINGS, finished_build, git
+from ...helpers import ALGORITHM_SETTINGS, finished_build, git, new_users
 
 HOWDY = 'def apply(input):\n    return "howdy {}".format(input)\n'
 BROKEN = 'def apply(input):\n    raise RuntimeError("the template was broken on purpose")\n'
@@ -80,11 +80,7 @@ def setup(
                 {"label": name, "summary": f"the {name} algorithm"}, ALGORITHM_SETTINGS
             )
         admin.publish(write_model(root / "folder", "folder", "def apply(x):\n    return x\n"))
-        keys = {}
-        for user in ("guest", "stranger"):
-            made = admin.request("POST", "/api/v1/principals", json={"name": user})
-            assert made.status_code == 201, made.text
-            keys[user] = made.json()["key"]
+        keys = new_users(admin, "guest", "stranger")
         for model in ("greeter", "pushy"):
             granted = admin.request(
                 "PUT", f"/api/v1/models/admin/{model}/grants/guest", json={"right": "call"}

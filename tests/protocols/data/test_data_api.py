@@ -20,12 +20,11 @@ from Algorithmia.acl import ReadAcl
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from algora.app import create_app
 from algora.db.tables import AuditEventRow
-from algora.settings import Settings
 from algora.testing import RunningServer
 
-from ...conftest import database_url
+from ...conftest import database_url, in_process
+from ...helpers import new_users
 
 CAP = 256 * 1024
 
@@ -52,16 +51,13 @@ def data(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Data]:
     data_dir = tmp_path_factory.mktemp("algora-data-api")
-    with database_url(request.param) as url:
-        settings = Settings(data_dir=data_dir, database_url=url, max_data_file_bytes=CAP)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            d = Data(http, data_dir)
-            admin = {"Authorization": f"Simple {d.keys['admin']}"}
-            for user in ("dora", "otto"):
-                made = http.post("/api/v1/principals", json={"name": user}, headers=admin)
-                assert made.status_code == 201, made.text
-                d.keys[user] = made.json()["key"]
-            yield d
+    with (
+        database_url(request.param) as url,
+        in_process(data_dir, database_url=url, max_data_file_bytes=CAP) as gateway,
+    ):
+        d = Data(gateway.http, data_dir)
+        d.keys.update(new_users(gateway.client, "dora", "otto"))
+        yield d
 
 
 def test_root_lists_the_caller_first_and_my_names_the_caller(data: Data) -> None:
