@@ -1,3 +1,6 @@
+"""What every test package shares: the models most tests publish, the in-process gateway and
+the database each parametrized test runs on (SQLite, and PostgreSQL where one is given)."""
+
 from __future__ import annotations
 
 import json
@@ -16,7 +19,6 @@ from starlette.testclient import TestClient
 from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
-from algora.testing import write_model
 
 ECHO_MODEL = textwrap.dedent(
     """
@@ -102,33 +104,3 @@ def database_url(kind: str) -> Iterator[str | None]:
         with engine.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcess]:
-    data_dir = tmp_path_factory.mktemp("algora-data")
-    with (
-        database_url(request.param) as url,
-        in_process(data_dir, default_call_timeout=20, database_url=url) as gw,
-    ):
-        yield gw
-
-
-@pytest.fixture(scope="module")
-def published(gateway: InProcess, tmp_path_factory: pytest.TempPathFactory) -> InProcess:
-    """hello (text function) and echo (a class model with every behaviour tests need)."""
-    root = tmp_path_factory.mktemp("models")
-    hello = write_model(root / "hello", "hello", HELLO_MODEL, example='text = "world"')
-    echo = write_model(
-        root / "echo",
-        "echo",
-        ECHO_MODEL,
-        entrypoint="model:Echo",
-        example='input = "ping"',
-        extra_manifest="\n[serving]\ntimeout = 2\n",
-    )
-    gateway.client.publish(hello)
-    gateway.client.publish(echo)
-    return gateway

@@ -9,12 +9,14 @@ import hashlib
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 from algora.sdk.client import Client
 from algora.testing import RunningServer
+from algora.workers.spec import WorkerSpec
 
 REPO = Path(__file__).resolve().parents[1]
 """The repository's root: examples/, docs/ and algora/ are found from here."""
@@ -116,3 +118,20 @@ def new_users(admin: Client, *names: str) -> dict[str, str]:
         assert made.status_code == 201, made.text
         keys[name] = made.json()["key"]
     return keys
+
+
+def worker_spec(
+    root: Path, source: str, *, name: str = "worker", entrypoint: str = "model:apply", **kw: Any
+) -> WorkerSpec:
+    """A worker for ``source``, written to ROOT/sources/NAME/model.py; it logs to
+    ROOT/logs/NAME.log, and ``kw`` are further WorkerSpec fields."""
+    src = root / "sources" / name
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "model.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    return WorkerSpec(
+        python=Path(sys.executable),
+        source_dir=src,
+        entrypoint=entrypoint,
+        log_path=root / "logs" / f"{name}.log",
+        **kw,
+    )

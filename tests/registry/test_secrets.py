@@ -27,7 +27,7 @@ from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest
 
 from ..conftest import database_url
-from ..workers.test_workers import make_spec
+from ..helpers import worker_spec
 
 VALUE = "correct horse battery staple"
 
@@ -162,7 +162,7 @@ def apply(input):
 def test_retired_pools_restart_with_the_new_environment(tmp_path: Path) -> None:
     """What a secret change relies on: the next call starts workers from the new spec, while a
     call in flight on the old pool still finishes."""
-    base = make_spec(tmp_path, ENV_MODEL)
+    base = worker_spec(tmp_path, ENV_MODEL)
 
     async def call(pool: Pool, text: str) -> bytes:
         return (await pool.call(CallRequest("r", "text", text.encode(), 30))).payload

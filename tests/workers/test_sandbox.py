@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
@@ -27,9 +26,10 @@ from algora.testing import write_model
 from algora.workers.local import LocalBackend
 from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_notice, sandbox_status, use_sandbox
-from algora.workers.spec import CallRequest, WorkerSpec
+from algora.workers.spec import CallRequest
 
 from ..conftest import HELLO_MODEL, InProcess, in_process
+from ..helpers import worker_spec
 
 MIB = 1 << 20
 
@@ -108,19 +108,6 @@ def require_bwrap() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the sandbox tests: {status.reason}")
     pytest.skip(f"no working bubblewrap here: {status.reason}")
-
-
-def spec_for(root: Path, name: str, code: str, **kw: Any) -> WorkerSpec:
-    src = root / "sources" / name
-    src.mkdir(parents=True, exist_ok=True)
-    (src / "model.py").write_text(code, encoding="utf-8")
-    return WorkerSpec(
-        python=Path(sys.executable),
-        source_dir=src,
-        entrypoint="model:apply",
-        log_path=root / "logs" / f"{name}.log",
-        **kw,
-    )
 
 
 def req(value: Any, timeout: float = 20.0) -> CallRequest:
@@ -210,8 +197,8 @@ def test_limits_kill_and_restart_with_a_clear_503(sandboxed: InProcess) -> None:
 
 def test_tmp_is_private_to_each_model(tmp_path: Path) -> None:
     require_bwrap()
-    first = spec_for(tmp_path, "first", SPY_MODEL, sandbox=True)
-    second = spec_for(tmp_path, "second", SPY_MODEL, sandbox=True)
+    first = worker_spec(tmp_path, name="first", source=SPY_MODEL, sandbox=True)
+    second = worker_spec(tmp_path, name="second", source=SPY_MODEL, sandbox=True)
     marker = f"marker-{uuid.uuid4().hex}"
 
     async def main() -> None:
@@ -229,7 +216,7 @@ def test_tmp_is_private_to_each_model(tmp_path: Path) -> None:
 
 
 def test_without_the_sandbox_tmpdir_is_private_and_removed(tmp_path: Path) -> None:
-    spec = spec_for(tmp_path, "plain", SPY_MODEL)
+    spec = worker_spec(tmp_path, name="plain", source=SPY_MODEL)
 
     async def main() -> str:
         pool = Pool(spec, LocalBackend(), tmp_path)
@@ -252,10 +239,15 @@ def test_a_model_over_its_limits_is_killed_while_others_keep_answering(
 ) -> None:
     if use_bwrap:
         require_bwrap()
-    hog = spec_for(
-        tmp_path, "hog", HOG_MODEL, sandbox=use_bwrap, memory_bytes=64 * MIB, cpu_seconds=1
+    hog = worker_spec(
+        tmp_path,
+        name="hog",
+        source=HOG_MODEL,
+        sandbox=use_bwrap,
+        memory_bytes=64 * MIB,
+        cpu_seconds=1,
     )
-    hello = spec_for(tmp_path, "hello", HELLO_MODEL, sandbox=use_bwrap)
+    hello = worker_spec(tmp_path, name="hello", source=HELLO_MODEL, sandbox=use_bwrap)
 
     async def other_keeps_answering(pool: Pool, spinning: asyncio.Task[Any]) -> int:
         answered = 0
@@ -292,7 +284,7 @@ def test_a_model_over_its_limits_is_killed_while_others_keep_answering(
 
 def test_the_cpu_limit_is_per_call(tmp_path: Path) -> None:
     """Calls that each stay under the limit never add up to a kill."""
-    spec = spec_for(tmp_path, "hog", HOG_MODEL, cpu_seconds=1)
+    spec = worker_spec(tmp_path, name="hog", source=HOG_MODEL, cpu_seconds=1)
 
     async def main() -> None:
         pool = Pool(spec, LocalBackend(), tmp_path)
@@ -349,7 +341,7 @@ def test_required_refuses_and_auto_warns_without_bwrap(
     assert any("worker sandbox unavailable (bwrap not found)" in r.message for r in caplog.records)
 
     # auto still serves, unsandboxed; the limits hold all the same.
-    spec = spec_for(tmp_path, "hog", HOG_MODEL, sandbox=True, memory_bytes=64 * MIB)
+    spec = worker_spec(tmp_path, name="hog", source=HOG_MODEL, sandbox=True, memory_bytes=64 * MIB)
 
     async def main() -> None:
         pool = Pool(spec, LocalBackend(), tmp_path / "data")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
-import textwrap
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +26,8 @@ from algora.workers.local import LocalBackend, worker_environment
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
+
+from ..helpers import worker_spec
 
 MODEL = """
 import os
@@ -76,21 +76,6 @@ SIZES_MODEL = BATCH_MODEL.replace(
 )
 
 
-def make_spec(
-    tmp_path: Path, source: str, entrypoint: str = "model:apply", **kw: Any
-) -> WorkerSpec:
-    src = tmp_path / "src"
-    src.mkdir(exist_ok=True)
-    (src / "model.py").write_text(textwrap.dedent(source), encoding="utf-8")
-    return WorkerSpec(
-        python=Path(sys.executable),
-        source_dir=src,
-        entrypoint=entrypoint,
-        log_path=tmp_path / "logs" / "worker.log",
-        **kw,
-    )
-
-
 def req(
     value: Any, content_type: str = "json", timeout: float = 10.0, rid: str = "r"
 ) -> CallRequest:
@@ -119,7 +104,7 @@ def run_with_pool(
 
 
 def test_calls_json_text_binary(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def body(pool: Pool) -> None:
         assert pool.info is not None and pool.info.kind == "function"
@@ -146,7 +131,7 @@ def test_calls_json_text_binary(tmp_path: Path) -> None:
 
 
 def test_two_replicas_serve_concurrently(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL, replicas=2)
+    spec = worker_spec(tmp_path, MODEL, replicas=2)
 
     async def body(pool: Pool) -> None:
         started = time.perf_counter()
@@ -161,7 +146,7 @@ def test_two_replicas_serve_concurrently(tmp_path: Path) -> None:
 
 
 def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def body(pool: Pool) -> None:
         before = json.loads((await pool.call(req(0))).payload)["pid"]
@@ -177,7 +162,7 @@ def test_timeout_kills_and_replaces_the_worker(tmp_path: Path) -> None:
 
 
 def test_queued_call_times_out_without_reaching_a_worker(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def body(pool: Pool) -> None:
         busy = asyncio.ensure_future(pool.call(req({"sleep": 0.4}, rid="busy")))
@@ -192,7 +177,7 @@ def test_queued_call_times_out_without_reaching_a_worker(tmp_path: Path) -> None
 
 
 def test_stop_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def main() -> None:
         pool = Pool(spec, LocalBackend(), tmp_path / "data")
@@ -212,7 +197,7 @@ def test_stop_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
 
 
 def test_worker_death_fails_fast_and_the_pool_recovers(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def body(pool: Pool) -> None:
         started = time.perf_counter()
@@ -244,7 +229,7 @@ def apply(input):
         os._exit(1)
     return input
 """
-    spec = make_spec(tmp_path, source)
+    spec = worker_spec(tmp_path, source)
 
     async def body(pool: Pool) -> None:
         with pytest.raises(WorkerDied):
@@ -267,7 +252,7 @@ def apply(input):
 
 
 def test_batching_sends_waiting_calls_together(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, SIZES_MODEL, "model:Model", max_batch=4)
+    spec = worker_spec(tmp_path, SIZES_MODEL, entrypoint="model:Model", max_batch=4)
 
     async def body(pool: Pool) -> None:
         assert pool.info is not None and pool.info.batch
@@ -287,7 +272,7 @@ def test_batching_sends_waiting_calls_together(tmp_path: Path) -> None:
 
 
 def test_overload_is_refused(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL, max_queue=2)
+    spec = worker_spec(tmp_path, MODEL, max_queue=2)
 
     async def body(pool: Pool) -> None:
         busy = [asyncio.ensure_future(pool.call(req({"sleep": 0.3}, rid=str(i)))) for i in range(3)]
@@ -301,7 +286,7 @@ def test_overload_is_refused(tmp_path: Path) -> None:
 
 
 def test_load_failure_raises_model_load_failed(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, "print('loading...')\nraise RuntimeError('weights missing')\n")
+    spec = worker_spec(tmp_path, "print('loading...')\nraise RuntimeError('weights missing')\n")
 
     async def main() -> None:
         pool = Pool(spec, LocalBackend(), tmp_path / "data")
@@ -318,7 +303,7 @@ def test_load_failure_raises_model_load_failed(tmp_path: Path) -> None:
 
 
 def test_smoke_test(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL, replicas=3)
+    spec = worker_spec(tmp_path, MODEL, replicas=3)
     info, result = asyncio.run(
         smoke_test(spec, LocalBackend(), tmp_path / "data", ("text", b"abc"), 10.0)
     )
@@ -330,7 +315,7 @@ def test_smoke_test(tmp_path: Path) -> None:
 
 
 def test_manager_starts_one_pool_for_concurrent_gets(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def main() -> None:
         manager = PoolManager(tmp_path / "data", LocalBackend())
@@ -348,7 +333,7 @@ def test_manager_starts_one_pool_for_concurrent_gets(tmp_path: Path) -> None:
 
 
 def test_manager_does_not_cache_failed_starts(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, "raise RuntimeError('not yet')\n")
+    spec = worker_spec(tmp_path, "raise RuntimeError('not yet')\n")
 
     async def main() -> None:
         manager = PoolManager(tmp_path / "data", LocalBackend())
@@ -366,7 +351,7 @@ def test_manager_does_not_cache_failed_starts(tmp_path: Path) -> None:
 def test_worker_environment_holds_no_gateway_secrets(tmp_path: Path) -> None:
     os.environ["ALGORA_TEST_SECRET"] = "hunter2"
     try:
-        spec = make_spec(tmp_path, MODEL, env={"MODEL_FLAG": "1"})
+        spec = worker_spec(tmp_path, MODEL, env={"MODEL_FLAG": "1"})
         env = worker_environment(spec, tmp_path / "home")
     finally:
         del os.environ["ALGORA_TEST_SECRET"]
@@ -375,7 +360,7 @@ def test_worker_environment_holds_no_gateway_secrets(tmp_path: Path) -> None:
 
 
 def test_call_overhead_is_small(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, "def apply(x):\n    return x\n")
+    spec = worker_spec(tmp_path, "def apply(x):\n    return x\n")
 
     async def body(pool: Pool) -> None:
         request = req(1)
@@ -394,7 +379,7 @@ def test_call_overhead_is_small(tmp_path: Path) -> None:
 
 
 def test_manager_stops_idle_pools_and_restarts_them_on_demand(tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, MODEL)
+    spec = worker_spec(tmp_path, MODEL)
 
     async def main() -> None:
         manager = PoolManager(tmp_path / "data", LocalBackend(), idle_seconds=0.3)
