@@ -6,6 +6,7 @@ Fixtures live in the conftest.py files; what a test calls directly lives here, o
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -135,3 +136,12 @@ def worker_spec(
         log_path=root / "logs" / f"{name}.log",
         **kw,
     )
+
+
+def encode(value: Any, content_type: str) -> bytes:
+    """``value`` as a call's body of ``content_type`` (json, text, or binary bytes as they are)."""
+    if content_type == "json":
+        return json.dumps(value).encode()
+    if content_type == "text":
+        return str(value).encode()
+    return bytes(value)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from subprocess import PIPE
 
@@ -21,29 +20,16 @@ from algora.audit import sinks as audit_sinks
 from algora.audit import writer as audit_writer
 from algora.audit.chain import check_wire
 from algora.audit.journal import Journal, journal_directory, recover
-from algora.audit.log import AuditEvent, to_wire, verify
+from algora.audit.log import to_wire, verify
 from algora.audit.writer import WriterConfig, _Writer
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 
-REFUSE_INSERTS = (
-    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"
-)
+from .conftest import REFUSE_INSERTS, call_event
 
 
 def line(n: int) -> bytes:
-    now = datetime.now(UTC)
-    event = AuditEvent(
-        action="model.call",
-        received_at=now,
-        completed_at=now,
-        status=200,
-        decision="allow",
-        principal="alice",
-        request_id=f"req-{n}",
-    )
-    return json.dumps(to_wire(event), separators=(",", ":")).encode()
+    return json.dumps(to_wire(call_event(n)), separators=(",", ":")).encode()
 
 
 @pytest.fixture

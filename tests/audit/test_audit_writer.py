@@ -11,38 +11,19 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
-from algora.audit.log import AuditEvent, AuditLog, verify
+from algora.audit.log import AuditLog, verify
 from algora.audit.writer import WriterGone, WriterProcess
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.testing import RunningServer, write_model
 
 from ..conftest import HELLO_MODEL
-
-FAIL_INSERTS = (
-    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END"
-)
-
-
-def event(n: int) -> AuditEvent:
-    now = datetime.now(UTC)
-    return AuditEvent(
-        action="model.call",
-        received_at=now,
-        completed_at=now,
-        status=200,
-        decision="allow",
-        principal="alice",
-        resource=f"alice/m{n}",
-        request_id=f"req-{n}",
-    )
+from .conftest import REFUSE_INSERTS, call_event
 
 
 def test_writer_and_direct_commits_extend_one_chain(tmp_path: Path) -> None:
@@ -54,18 +35,18 @@ def test_writer_and_direct_commits_extend_one_chain(tmp_path: Path) -> None:
 
     def from_a_thread() -> None:
         for n in range(1000, 1040):
-            other.record_sync(event(n))
+            other.record_sync(call_event(n))
 
     async def run() -> None:
         await log.start()
         thread = threading.Thread(target=from_a_thread)
         thread.start()
-        await asyncio.gather(*(log.record(event(n)) for n in range(200)))
+        await asyncio.gather(*(log.record(call_event(n)) for n in range(200)))
         await asyncio.to_thread(thread.join)
         await log.stop()
 
     asyncio.run(run())
-    other.record_sync(event(2000))
+    other.record_sync(call_event(2000))
     report = verify(sessions)
     assert report.ok, report.message
     assert report.rows == 241 and report.last_id == 241
@@ -171,7 +152,7 @@ def test_rows_the_database_refuses_wait_in_the_journal_then_calls_are_refused(
 ) -> None:
     data_dir = server.data_dir
     with sqlite3.connect(data_dir / "registry.db") as db:
-        db.execute(FAIL_INSERTS)
+        db.execute(REFUSE_INSERTS)
     try:
         journaled = "req-journaled-" + uuid.uuid4().hex
         assert call(server, journaled).status_code == 200  # durable in the journal
@@ -196,7 +177,7 @@ def test_rows_the_database_refuses_wait_in_the_journal_then_calls_are_refused(
 def test_a_killed_writers_journal_is_committed_by_the_next(server: RunningServer) -> None:
     assert server.process is not None
     with sqlite3.connect(server.data_dir / "registry.db") as db:
-        db.execute(FAIL_INSERTS)  # the writer journals rows and cannot commit them
+        db.execute(REFUSE_INSERTS)  # the writer journals rows and cannot commit them
     try:
         journaled = "req-orphaned-" + uuid.uuid4().hex
         assert call(server, journaled).status_code == 200
@@ -265,7 +246,7 @@ def test_no_answered_call_is_lost_when_the_whole_server_is_killed(tmp_path: Path
         with server.client() as admin:
             admin.publish(write_model(tmp_path / "hello", "hello", HELLO_MODEL))
         with sqlite3.connect(data_dir / "registry.db") as db:
-            db.execute(FAIL_INSERTS)  # the rows can only reach the journal
+            db.execute(REFUSE_INSERTS)  # the rows can only reach the journal
         answered = set()
         for _ in range(20):
             request_id = "req-crash-" + uuid.uuid4().hex

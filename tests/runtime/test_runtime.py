@@ -21,7 +21,7 @@ from algora.runtime import codec, frames
 from algora.runtime.schema import callable_schemas, schema_of
 from algora.workers.runtime_files import install_runtime, runtime_command
 
-from ..helpers import REPO
+from ..helpers import REPO, encode
 
 RUNTIME_DIR = REPO / "algora" / "runtime"
 
@@ -268,13 +268,9 @@ class Worker:
         return frame
 
     def call(self, value: Any, content_type: str = "json") -> tuple[dict[str, Any], bytes]:
-        if content_type == "json":
-            payload = json.dumps(value).encode()
-        elif content_type == "text":
-            payload = value.encode()
-        else:
-            payload = value
-        self.send({"type": "call", "id": "c1", "content_type": content_type}, payload)
+        self.send(
+            {"type": "call", "id": "c1", "content_type": content_type}, encode(value, content_type)
+        )
         return self.read()
 
     def close(self) -> int:

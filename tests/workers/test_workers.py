@@ -27,7 +27,7 @@ from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, WorkerSpec
 
-from ..helpers import worker_spec
+from ..helpers import encode, worker_spec
 
 MODEL = """
 import os
@@ -79,13 +79,7 @@ SIZES_MODEL = BATCH_MODEL.replace(
 def req(
     value: Any, content_type: str = "json", timeout: float = 10.0, rid: str = "r"
 ) -> CallRequest:
-    if content_type == "json":
-        payload = json.dumps(value).encode()
-    elif content_type == "text":
-        payload = value.encode()
-    else:
-        payload = value
-    return CallRequest(rid, content_type, payload, timeout)  # type: ignore[arg-type]
+    return CallRequest(rid, content_type, encode(value, content_type), timeout)  # type: ignore[arg-type]
 
 
 def run_with_pool(
