@@ -68,6 +68,26 @@ class InProcess:
         self.client = Client("http://testserver", self.key, http=http)
 
 
+class People:
+    """An in-process gateway and the keys of the people a test made (``admin`` first): each
+    of them sends requests with ``req``."""
+
+    def __init__(self, gw: InProcess) -> None:
+        self.gw = gw
+        self.http = gw.http
+        self.keys: dict[str, str] = {"admin": gw.key}
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Simple {self.keys[who]}"}
+
+    def req(self, who: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        return self.http.request(method, path, json=body, headers=self.auth(who), params=params)
+
+    def sdk(self, who: str) -> Client:
+        """The SDK as ``who``."""
+        return Client("http://testserver", self.keys[who], http=self.http)
+
+
 @contextmanager
 def in_process(data_dir: Path, **settings: Any) -> Iterator[InProcess]:
     """The gateway on ``Settings(data_dir=data_dir, **settings)``, in-process (the URL of

@@ -21,26 +21,15 @@ from algora.db.migrate import _config, upgrade
 from algora.db.tables import ApiKey, utcnow
 from algora.testing import write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
+from ..conftest import HELLO_MODEL, People, database_url, in_process
 from ..helpers import new_users
 
 
-class World:
+class World(People):
     """acme (owner olga, admin adam, member mia, viewer vic), outsider otto, model acme/hello."""
 
-    def __init__(self, gw: InProcess) -> None:
-        self.gw = gw
-        self.http = gw.http
-        self.keys: dict[str, str] = {}
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Simple {self.keys[who] if who != 'admin' else self.gw.key}"}
-
-    def req(self, who: str, method: str, path: str, body: Any = None) -> Any:
-        return self.http.request(method, path, json=body, headers=self.auth(who))
-
     def call(self, who: str, model: str = "acme/hello", key: str | None = None) -> Any:
-        secret = key or (self.keys[who] if who != "admin" else self.gw.key)
+        secret = key or self.keys[who]
         headers = {"Authorization": f"Simple {secret}", "Content-Type": "text/plain"}
         return self.http.post(f"/v1/algo/{model}", content=b"x", headers=headers)
 
@@ -64,8 +53,7 @@ def world(
             added = w.req("olga", "PUT", f"/api/v1/orgs/acme/members/{user}", {"role": role})
             assert added.status_code == 200, added.text
         root = tmp_path_factory.mktemp("access-models")
-        olga = w.gw.client.__class__("http://testserver", w.keys["olga"], http=w.http)
-        olga.publish(write_model(root / "hello", "hello", HELLO_MODEL), owner="acme")
+        w.sdk("olga").publish(write_model(root / "hello", "hello", HELLO_MODEL), owner="acme")
         yield w
 
 

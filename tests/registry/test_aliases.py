@@ -31,11 +31,10 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.registry.aliases import AliasPolicy
-from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
+from ..conftest import HELLO_MODEL, People, database_url, in_process
 from ..helpers import algora, new_users
 
 HI_MODEL = 'def apply(input: str) -> str:\n    return "Hi " + input\n'
@@ -43,21 +42,7 @@ BROKEN_MODEL = 'raise RuntimeError("this version cannot load")\n'
 PEOPLE = {"olga": "owner", "adam": "admin", "mia": "member", "vic": "viewer", "otto": None}
 
 
-class World:
-    def __init__(self, gw: InProcess) -> None:
-        self.gw = gw
-        self.http = gw.http
-        self.keys: dict[str, str] = {"admin": gw.key}
-
-    def auth(self, who: str) -> dict[str, str]:
-        return {"Authorization": f"Simple {self.keys[who]}"}
-
-    def req(self, who: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        return self.http.request(method, path, json=body, headers=self.auth(who), params=params)
-
-    def sdk(self, who: str) -> Client:
-        return Client("http://testserver", self.keys[who], http=self.http)
-
+class World(People):
     def call(self, who: str, ref: str) -> Any:
         headers = {**self.auth(who), "Content-Type": "text/plain"}
         return self.http.post(f"/v1/algo/{ref}", content=b"x", headers=headers)
