@@ -1,5 +1,10 @@
-"""What every test package shares: the models most tests publish, the in-process gateway and
-the database each parametrized test runs on (SQLite, and PostgreSQL where one is given)."""
+"""What every test package shares: the models most tests publish, the gateway in-process
+(``in_process``, and ``People`` to act as each person a test made) or as a process
+(``server``), and the database a parametrized test runs on (SQLite, and PostgreSQL where
+one is given).
+
+Plain functions the tests call (git, the CLI, waiting for builds) are in ``helpers.py``.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from starlette.testclient import TestClient
 from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
+from algora.testing import RunningServer
 
 ECHO_MODEL = textwrap.dedent(
     """
@@ -124,3 +130,11 @@ def database_url(kind: str) -> Iterator[str | None]:
         with engine.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``algora serve`` as its own process on a free port, default settings, one per module
+    (a module that needs other settings defines its own ``server``)."""
+    with RunningServer(tmp_path_factory.mktemp("server") / "data") as running:
+        yield running

@@ -7,21 +7,13 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from algora.testing import RunningServer
 
 from ..helpers import algora
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("cli-server") / "data") as running:
-        yield running
 
 
 def test_first_start_writes_an_owner_only_admin_key(server: RunningServer) -> None:

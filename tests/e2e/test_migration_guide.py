@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import Algorithmia
@@ -35,12 +34,6 @@ def algora(*args: str, key: str, url: str) -> subprocess.CompletedProcess[str]:
     )
     assert done.returncode == 0, f"algora {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("migration") / "data") as running:
-        yield running
 
 
 def test_an_algorithmia_user_moves_an_algorithm_its_data_and_its_app(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -317,12 +316,6 @@ def test_algorithmia_paths_fold_the_owner_and_name_only() -> None:
 
 
 # -- the real interfaces --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    with RunningServer(tmp_path_factory.mktemp("algorithmia-layout") / "data") as running:
-        yield running
-
-
 @pytest.mark.slow
 def test_algora_publish_of_an_algorithmia_folder_then_call(
     server: RunningServer, tmp_path: Path
