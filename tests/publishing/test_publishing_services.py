@@ -28,7 +28,7 @@ from algora.settings import Settings
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[Platform]:
-    platform = Platform(Settings(data_dir=tmp_path, max_archive_bytes=1024))
+    platform = Platform.open(Settings(data_dir=tmp_path, max_archive_bytes=1024))
     try:
         yield platform
     finally:
