@@ -1,3 +1,11 @@
+"""What every test package shares: the models most tests publish, the gateway in-process
+(``in_process``, and ``People`` to act as each person a test made) or as a process
+(``server``), and the database a parametrized test runs on (SQLite, and PostgreSQL where
+one is given).
+
+Plain functions the tests call (git, the CLI, waiting for builds) are in ``helpers.py``.
+"""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
@@ -15,7 +24,7 @@ from starlette.testclient import TestClient
 from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
-from algora.testing import write_model
+from algora.testing import RunningServer
 
 ECHO_MODEL = textwrap.dedent(
     """
@@ -65,6 +74,35 @@ class InProcess:
         self.client = Client("http://testserver", self.key, http=http)
 
 
+class People:
+    """An in-process gateway and the keys of the people a test made (``admin`` first): each
+    of them sends requests with ``req``."""
+
+    def __init__(self, gw: InProcess) -> None:
+        self.gw = gw
+        self.http = gw.http
+        self.keys: dict[str, str] = {"admin": gw.key}
+
+    def auth(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Simple {self.keys[who]}"}
+
+    def req(self, who: str, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        return self.http.request(method, path, json=body, headers=self.auth(who), params=params)
+
+    def sdk(self, who: str) -> Client:
+        """The SDK as ``who``."""
+        return Client("http://testserver", self.keys[who], http=self.http)
+
+
+@contextmanager
+def in_process(data_dir: Path, **settings: Any) -> Iterator[InProcess]:
+    """The gateway on ``Settings(data_dir=data_dir, **settings)``, in-process (the URL of
+    :func:`database_url` goes in as ``database_url=...``)."""
+    app = create_app(Settings(data_dir=data_dir, **settings))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        yield InProcess(http, data_dir)
+
+
 @contextmanager
 def database_url(kind: str) -> Iterator[str | None]:
     """None for the embedded SQLite default, or a fresh PostgreSQL database dropped afterwards.
@@ -94,30 +132,9 @@ def database_url(kind: str) -> Iterator[str | None]:
         engine.dispose()
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gateway(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[InProcess]:
-    data_dir = tmp_path_factory.mktemp("algora-data")
-    with database_url(request.param) as url:
-        settings = Settings(data_dir=data_dir, default_call_timeout=20, database_url=url)
-        with TestClient(create_app(settings), raise_server_exceptions=False) as http:
-            yield InProcess(http, data_dir)
-
-
 @pytest.fixture(scope="module")
-def published(gateway: InProcess, tmp_path_factory: pytest.TempPathFactory) -> InProcess:
-    """hello (text function) and echo (a class model with every behaviour tests need)."""
-    root = tmp_path_factory.mktemp("models")
-    hello = write_model(root / "hello", "hello", HELLO_MODEL, example='text = "world"')
-    echo = write_model(
-        root / "echo",
-        "echo",
-        ECHO_MODEL,
-        entrypoint="model:Echo",
-        example='input = "ping"',
-        extra_manifest="\n[serving]\ntimeout = 2\n",
-    )
-    gateway.client.publish(hello)
-    gateway.client.publish(echo)
-    return gateway
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``algora serve`` as its own process on a free port, default settings, one per module
+    (a module that needs other settings defines its own ``server``)."""
+    with RunningServer(tmp_path_factory.mktemp("server") / "data") as running:
+        yield running
