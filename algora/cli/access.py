@@ -9,17 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from algora.cli import catalog
-from algora.cli.common import (
-    JsonOption,
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    err_console,
-    errors_to_exit,
-    print_rows,
-)
+from algora.cli.common import client_for, console, err_console, errors_to_exit, print_rows
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 
 __all__ = ["models_app", "orgs_app", "users_app"]

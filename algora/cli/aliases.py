@@ -7,10 +7,6 @@ from typing import Annotated, Any
 import typer
 
 from algora.cli.common import (
-    JsonOption,
-    KeyOption,
-    ProfileOption,
-    UrlOption,
     client_for,
     console,
     err_console,
@@ -18,6 +14,7 @@ from algora.cli.common import (
     print_rows,
     write_json,
 )
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 
 __all__ = ["alias_app", "promote_app"]
 

@@ -10,10 +10,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from algora.cli.common import (
-    JsonOption,
-    KeyOption,
-    ProfileOption,
-    UrlOption,
     client_for,
     console,
     err_console,
@@ -22,6 +18,7 @@ from algora.cli.common import (
     print_rows,
     server_side,
 )
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 
 if TYPE_CHECKING:

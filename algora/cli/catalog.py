@@ -10,17 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from algora.cli.common import (
-    JsonOption,
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    errors_to_exit,
-    print_json,
-    print_rows,
-)
+from algora.cli.common import client_for, console, errors_to_exit, print_json, print_rows
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 from algora.sdk.profiles import resolve_connection, save_profile
 

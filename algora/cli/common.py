@@ -1,4 +1,4 @@
-"""Options and helpers shared by CLI commands."""
+"""Helpers shared by CLI commands (their shared options: :mod:`algora.cli.options`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,10 +17,6 @@ from algora.errors import AlgoraError
 from algora.sdk.client import Client
 
 __all__ = [
-    "JsonOption",
-    "KeyOption",
-    "ProfileOption",
-    "UrlOption",
     "client_for",
     "console",
     "errors_to_exit",
@@ -33,14 +29,6 @@ __all__ = [
 console = Console()
 err_console = Console(stderr=True)
 
-UrlOption = Annotated[
-    str | None, typer.Option("--url", help="Gateway URL (else ALGORA_URL, else `algora login`).")
-]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", help="API key (else ALGORA_KEY, else `algora login`).")
-]
-ProfileOption = Annotated[str, typer.Option("--profile", help="Saved profile to use.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 T = TypeVar("T")
 

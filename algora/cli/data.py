@@ -27,18 +27,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from algora.cli.common import (
-    JsonOption,
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    err_console,
-    errors_to_exit,
-    write_json,
-)
+from algora.cli.common import client_for, console, err_console, errors_to_exit, write_json
 from algora.cli.data_copy import Bars, plan_copy
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.errors import AlgoraError, InvalidInput, NotFound
 from algora.sdk.data import DataEntry, DataHandle, acl_name
 from algora.sdk.data import Progress as OnBytes
