@@ -51,14 +51,8 @@ class AliasOut(BaseModel):
 
     @classmethod
     def of(cls, view: AliasView) -> AliasOut:
-        return cls(
-            model=view.model,
-            alias=view.name,
-            version=view.version,
-            protected=view.protected,
-            updated_at=view.updated_at,
-            updated_by=view.updated_by,
-        )
+        fields = {name: getattr(view, name) for name in cls.model_fields if name != "alias"}
+        return cls.model_validate({**fields, "alias": view.name})
 
 
 class AliasIn(BaseModel):
