@@ -89,15 +89,19 @@ class AlgoraError(Exception):
     """Base of every error Algora raises on purpose.
 
     A subclass names its stable ``code`` (and, where it differs from its parent's, its HTTP
-    ``status``) as class keywords: ``class Gone(AlgoraError, code="gone", status=...)``.
+    ``status``) as class keywords: ``class Gone(AlgoraError, code="gone", status=...)``; one
+    that names neither keeps its parent's.
     """
 
     status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
     code: ClassVar[str] = "internal_error"
 
-    def __init_subclass__(cls, *, code: str, status: HTTPStatus | None = None) -> None:
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: HTTPStatus | None = None
+    ) -> None:
         super().__init_subclass__()
-        cls.code = code
+        if code is not None:
+            cls.code = code
         if status is not None:
             cls.status = status
 
