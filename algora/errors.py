@@ -86,10 +86,24 @@ __all__ = [
 
 
 class AlgoraError(Exception):
-    """Base of every error Algora raises on purpose."""
+    """Base of every error Algora raises on purpose.
+
+    A subclass names its stable ``code`` (and, where it differs from its parent's, its HTTP
+    ``status``) as class keywords: ``class Gone(AlgoraError, code="gone", status=...)``; one
+    that names neither keeps its parent's.
+    """
 
     status: ClassVar[HTTPStatus] = HTTPStatus.INTERNAL_SERVER_ERROR
     code: ClassVar[str] = "internal_error"
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: HTTPStatus | None = None
+    ) -> None:
+        super().__init_subclass__()
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
 
     def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -100,125 +114,92 @@ class AlgoraError(Exception):
         return f"{type(self).__name__}({self.message!r})"
 
 
-class BadRequest(AlgoraError):
-    status = HTTPStatus.BAD_REQUEST
-    code = "bad_request"
+class BadRequest(AlgoraError, code="bad_request", status=HTTPStatus.BAD_REQUEST): ...
 
 
-class InvalidManifest(BadRequest):
-    code = "invalid_manifest"
+class InvalidManifest(BadRequest, code="invalid_manifest"): ...
 
 
-class InvalidArchive(BadRequest):
-    code = "invalid_archive"
+class InvalidArchive(BadRequest, code="invalid_archive"): ...
 
 
-class InvalidVersionSpec(BadRequest):
-    code = "invalid_version_spec"
+class InvalidVersionSpec(BadRequest, code="invalid_version_spec"): ...
 
 
-class InvalidInput(BadRequest):
-    code = "invalid_input"
+class InvalidInput(BadRequest, code="invalid_input"): ...
 
 
-class InvalidAlias(BadRequest):
+class InvalidAlias(BadRequest, code="invalid_alias"):
     """A name that cannot be an alias: see :func:`algora.registry.specs.is_alias_name`."""
 
-    code = "invalid_alias"
 
-
-class BadHost(BadRequest):
+class BadHost(BadRequest, code="bad_host"):
     """The ``Host`` header names none of the gateway's ``allowed_hosts`` (DNS rebinding)."""
 
-    code = "bad_host"
+
+class Unauthenticated(AlgoraError, code="unauthenticated", status=HTTPStatus.UNAUTHORIZED): ...
 
 
-class Unauthenticated(AlgoraError):
-    status = HTTPStatus.UNAUTHORIZED
-    code = "unauthenticated"
+class PermissionDenied(AlgoraError, code="permission_denied", status=HTTPStatus.FORBIDDEN): ...
 
 
-class PermissionDenied(AlgoraError):
-    status = HTTPStatus.FORBIDDEN
-    code = "permission_denied"
-
-
-class ForbiddenOrigin(PermissionDenied):
+class ForbiddenOrigin(PermissionDenied, code="forbidden_origin"):
     """A state-changing request came from a web page of another origin (its ``Origin``
     header is neither the gateway's own nor one of ``allowed_origins``)."""
 
-    code = "forbidden_origin"
+
+class NotFound(AlgoraError, code="not_found", status=HTTPStatus.NOT_FOUND): ...
 
 
-class NotFound(AlgoraError):
-    status = HTTPStatus.NOT_FOUND
-    code = "not_found"
+class ModelNotFound(NotFound, code="model_not_found"): ...
 
 
-class ModelNotFound(NotFound):
-    code = "model_not_found"
+class VersionNotFound(NotFound, code="version_not_found"): ...
 
 
-class VersionNotFound(NotFound):
-    code = "version_not_found"
+class AliasNotFound(VersionNotFound, code="alias_not_found"): ...
 
 
-class AliasNotFound(VersionNotFound):
-    code = "alias_not_found"
+class Conflict(AlgoraError, code="conflict", status=HTTPStatus.CONFLICT): ...
 
 
-class Conflict(AlgoraError):
-    status = HTTPStatus.CONFLICT
-    code = "conflict"
+class VersionExists(Conflict, code="version_exists"): ...
 
 
-class VersionExists(Conflict):
-    code = "version_exists"
+class VersionNotReady(Conflict, code="version_not_ready"): ...
 
 
-class VersionNotReady(Conflict):
-    code = "version_not_ready"
-
-
-class AliasProtected(Conflict):
+class AliasProtected(Conflict, code="alias_protected"):
     """The alias is protected by the promotion policy: it moves only when a second principal
     approves a promotion request, and it cannot be deleted."""
 
-    code = "alias_protected"
 
-
-class PromotionClosed(Conflict):
+class PromotionClosed(Conflict, code="promotion_closed"):
     """The promotion request is no longer pending (``details["status"]`` says what it is)."""
 
-    code = "promotion_closed"
+
+class PayloadTooLarge(
+    AlgoraError, code="payload_too_large", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+): ...
 
 
-class PayloadTooLarge(AlgoraError):
-    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    code = "payload_too_large"
+class UnsupportedMediaType(
+    AlgoraError, code="unsupported_media_type", status=HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+): ...
 
 
-class UnsupportedMediaType(AlgoraError):
-    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
-    code = "unsupported_media_type"
+class BuildFailed(AlgoraError, code="build_failed", status=HTTPStatus.UNPROCESSABLE_ENTITY): ...
 
 
-class BuildFailed(AlgoraError):
-    status = HTTPStatus.UNPROCESSABLE_ENTITY
-    code = "build_failed"
-
-
-class PolicyViolation(BuildFailed):
+class PolicyViolation(BuildFailed, code="policy_violation"):
     """The locked dependencies break the platform's dependency policy.
 
     The message names each package and the rule it broke; ``details["violations"]`` lists them
     as ``{package, version, rule, message}``.
     """
 
-    code = "policy_violation"
 
-
-class RateLimited(AlgoraError):
+class RateLimited(AlgoraError, code="rate_limited", status=HTTPStatus.TOO_MANY_REQUESTS):
     """The caller's key (or its limit for this model) has no tokens left.
 
     ``details["retry_after"]`` is the seconds until the next call would be admitted; the
@@ -226,44 +207,28 @@ class RateLimited(AlgoraError):
     server that is itself overloaded answers 503 :class:`Overloaded` instead.
     """
 
-    status = HTTPStatus.TOO_MANY_REQUESTS
-    code = "rate_limited"
 
-
-class ModelError(AlgoraError):
+class ModelError(AlgoraError, code="model_error", status=HTTPStatus.INTERNAL_SERVER_ERROR):
     """The model's own code raised; ``details`` holds ``error_type`` and ``stacktrace``."""
 
-    status = HTTPStatus.INTERNAL_SERVER_ERROR
-    code = "model_error"
+
+class ModelLoadFailed(ModelError, code="model_load_failed"): ...
 
 
-class ModelLoadFailed(ModelError):
-    code = "model_load_failed"
+class Unavailable(AlgoraError, code="unavailable", status=HTTPStatus.SERVICE_UNAVAILABLE): ...
 
 
-class Unavailable(AlgoraError):
-    status = HTTPStatus.SERVICE_UNAVAILABLE
-    code = "unavailable"
+class WorkerDied(Unavailable, code="worker_died"): ...
 
 
-class WorkerDied(Unavailable):
-    code = "worker_died"
+class Overloaded(Unavailable, code="overloaded"): ...
 
 
-class Overloaded(Unavailable):
-    code = "overloaded"
+class CallTimeout(AlgoraError, code="timeout", status=HTTPStatus.GATEWAY_TIMEOUT): ...
 
 
-class CallTimeout(AlgoraError):
-    status = HTTPStatus.GATEWAY_TIMEOUT
-    code = "timeout"
-
-
-class RequestTimeout(AlgoraError):
+class RequestTimeout(AlgoraError, code="request_timeout", status=HTTPStatus.REQUEST_TIMEOUT):
     """The client took too long over its own request (a slow upload, a stalled git push)."""
-
-    status = HTTPStatus.REQUEST_TIMEOUT
-    code = "request_timeout"
 
 
 def _all_subclasses(cls: type[AlgoraError]) -> list[type[AlgoraError]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from algora.db.tables import Principal, PrincipalProfile, utcnow
+from algora.db.views import view_of
 from algora.errors import InvalidInput
 
 __all__ = ["ORG_TYPES", "ProfileChange", "ProfileView"]
@@ -95,12 +96,4 @@ def profile_of(session: Session, principal: Principal) -> ProfileView:
 
 
 def _view(row: PrincipalProfile) -> ProfileView:
-    return ProfileView(
-        email=row.email,
-        full_name=row.full_name,
-        contact_name=row.contact_name,
-        url=row.url,
-        company_name=row.company_name,
-        company_role=row.company_role,
-        org_type=row.org_type,
-    )
+    return view_of(ProfileView, row)

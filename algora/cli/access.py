@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
+from operator import itemgetter
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from algora.cli import catalog
-from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    err_console,
-    errors_to_exit,
-)
+from algora.cli.common import client_for, console, err_console, errors_to_exit, print_rows
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 
 __all__ = ["models_app", "orgs_app", "users_app"]
@@ -38,11 +30,13 @@ def _send(
     return response.json() if response.content else None
 
 
-def _principals_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("name", "kind", "admin", "owner")
-    for row in rows:
-        table.add_row(row["name"], row["kind"], str(row["is_admin"]), row.get("owner") or "")
-    console.print(table)
+def _print_principals(rows: list[dict[str, Any]], as_json: bool) -> None:
+    print_rows(
+        rows,
+        as_json,
+        ("name", "kind", "admin", "owner"),
+        lambda row: (row["name"], row["kind"], str(row["is_admin"]), row.get("owner") or ""),
+    )
 
 
 # users --------------------------------------------------------------------------------------
@@ -80,17 +74,13 @@ def users_create(
 
 @users_app.command("list")
 def users_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """List the users, organizations and service accounts you can see."""
-    rows = _send("GET", "/api/v1/principals", url, key, profile)
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    _principals_table(rows)
+    _print_principals(_send("GET", "/api/v1/principals", url, key, profile), as_json)
 
 
 # organizations ------------------------------------------------------------------------------
@@ -108,36 +98,27 @@ def orgs_create(
 
 @orgs_app.command("list")
 def orgs_list(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """List your organizations (an admin: all)."""
-    rows = _send("GET", "/api/v1/orgs", url, key, profile)
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    _principals_table(rows)
+    _print_principals(_send("GET", "/api/v1/orgs", url, key, profile), as_json)
 
 
 @orgs_app.command("members")
 def orgs_members(
     org: Annotated[str, typer.Argument(help="The organization.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """List an organization's members and their roles."""
     rows = _send("GET", f"/api/v1/orgs/{org}/members", url, key, profile)
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    table = Table("member", "kind", "role")
-    for row in rows:
-        table.add_row(row["member"], row["kind"], row["role"])
-    console.print(table)
+    columns = ("member", "kind", "role")
+    print_rows(rows, as_json, columns, itemgetter(*columns))
 
 
 @orgs_app.command("add-member")
@@ -176,7 +157,7 @@ models_app = typer.Typer(help="List models; manage their grants and visibility."
 @models_app.callback(invoke_without_command=True)
 def models_main(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
@@ -219,20 +200,15 @@ def revoke(
 @models_app.command("grants")
 def grants(
     model: Annotated[str, typer.Argument(help="owner/name")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
 ) -> None:
     """List who holds explicit rights on a model."""
     rows = _send("GET", f"/api/v1/models/{model}/grants", url, key, profile)
-    if as_json:
-        sys.stdout.write(json.dumps(rows) + "\n")
-        return
-    table = Table("principal", "kind", "right")
-    for row in rows:
-        table.add_row(row["principal"], row["kind"], row["right"])
-    console.print(table)
+    columns = ("principal", "kind", "right")
+    print_rows(rows, as_json, columns, itemgetter(*columns))
 
 
 @models_app.command("visibility")

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
     client_for,
     console,
     err_console,
     errors_to_exit,
+    print_rows,
+    write_json,
 )
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 
 __all__ = ["alias_app", "promote_app"]
 
@@ -31,30 +28,33 @@ promote_app = typer.Typer(
 )
 
 ModelArgument = Annotated[str, typer.Argument(help="owner/name")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 NoteOption = Annotated[str, typer.Option("--note", help="Why (shown to approvers).")]
 PromotionArgument = Annotated[int, typer.Argument(help="The request's number.", min=1)]
 _STATUSES = ("pending", "approved", "rejected", "expired", "superseded", "all")
 
 
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
+def _promotion_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(row["id"]),
+        row["model"],
+        row["alias"],
+        row.get("from_version") or "-",
+        row["version"],
+        row["status"],
+        row["requested_by"],
+        str(row["expires_at"])[:19],
+    )
 
 
-def _promotions_table(rows: list[dict[str, Any]]) -> None:
-    table = Table("id", "model", "alias", "from", "to", "status", "requested by", "expires")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            row["model"],
-            row["alias"],
-            row.get("from_version") or "-",
-            row["version"],
-            row["status"],
-            row["requested_by"],
-            str(row["expires_at"])[:19],
-        )
-    console.print(table)
+def _alias_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    protected = "yes" if row["protected"] else ""
+    return (
+        row["alias"],
+        row["version"],
+        protected,
+        str(row["updated_at"])[:19],
+        row.get("updated_by") or "",
+    )
 
 
 def _pending(row: dict[str, Any]) -> None:
@@ -83,7 +83,7 @@ def alias_set(
     with errors_to_exit():
         outcome = client_for(url, key, profile).set_alias(model, alias, version, note=note)
     if as_json:
-        _print_json(outcome)
+        write_json(outcome)
     elif outcome["moved"]:
         row = outcome["alias"]
         console.print(f"{row['model']} [bold]{row['alias']}[/] -> {row['version']}")
@@ -102,19 +102,7 @@ def alias_list(
     """List a model's aliases and the versions they point at."""
     with errors_to_exit():
         rows = client_for(url, key, profile).aliases(model)
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table("alias", "version", "protected", "updated", "by")
-    for row in rows:
-        table.add_row(
-            row["alias"],
-            row["version"],
-            "yes" if row["protected"] else "",
-            str(row["updated_at"])[:19],
-            row.get("updated_by") or "",
-        )
-    console.print(table)
+    print_rows(rows, as_json, ("alias", "version", "protected", "updated", "by"), _alias_cells)
 
 
 @alias_app.command("rm")
@@ -147,7 +135,7 @@ def promote_request(
     with errors_to_exit():
         row = client_for(url, key, profile).request_promotion(model, alias, version, note=note)
     if as_json:
-        _print_json(row)
+        write_json(row)
     else:
         _pending(row)
 
@@ -171,10 +159,8 @@ def promote_list(
         raise typer.Exit(2)
     with errors_to_exit():
         rows = client_for(url, key, profile).promotions(model, status)
-    if as_json:
-        _print_json(rows)
-        return
-    _promotions_table(rows)
+    columns = ("id", "model", "alias", "from", "to", "status", "requested by", "expires")
+    print_rows(rows, as_json, columns, _promotion_cells)
 
 
 @promote_app.command("approve")

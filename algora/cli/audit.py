@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
     client_for,
     console,
     err_console,
     errors_to_exit,
+    print_json,
+    print_rows,
     server_side,
 )
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 
 if TYPE_CHECKING:
@@ -62,6 +60,24 @@ def _filters(
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _event_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    status = str(row["status"])
+    if row["decision"] == "deny":
+        status += " denied"
+    elif row["error_code"]:
+        status += f" {row['error_code']}"
+    received, principal = str(row["received_at"])[:19], row["principal"] or "-"
+    return (
+        str(row["id"]),
+        received,
+        principal,
+        row["action"],
+        row["resource"] or "",
+        row["version"] or "",
+        status,
+    )
+
+
 @audit_app.command("list")
 def audit_list(
     principal: PrincipalOpt = None,
@@ -70,7 +86,7 @@ def audit_list(
     until: UntilOpt = None,
     outcome: OutcomeOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Most events to show.")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
@@ -80,26 +96,8 @@ def audit_list(
     params["limit"] = max(1, min(limit, 1000))
     with errors_to_exit():
         rows = client_for(url, key, profile).get_json("/api/v1/audit", **params)
-    if as_json:
-        console.print_json(json.dumps(rows))
-        return
-    table = Table("id", "received", "principal", "action", "resource", "version", "status")
-    for row in rows:
-        status = str(row["status"])
-        if row["decision"] == "deny":
-            status += " denied"
-        elif row["error_code"]:
-            status += f" {row['error_code']}"
-        table.add_row(
-            str(row["id"]),
-            str(row["received_at"])[:19],
-            row["principal"] or "-",
-            row["action"],
-            row["resource"] or "",
-            row["version"] or "",
-            status,
-        )
-    console.print(table)
+    columns = ("id", "received", "principal", "action", "resource", "version", "status")
+    print_rows(rows, as_json, columns, _event_cells, json_out=print_json)
 
 
 @audit_app.command("export")

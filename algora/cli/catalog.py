@@ -10,26 +10,25 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    errors_to_exit,
-)
+from algora.cli.common import client_for, console, errors_to_exit, print_json, print_rows
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.sdk.client import raise_for_error
 from algora.sdk.profiles import resolve_connection, save_profile
 
 __all__ = ["call", "keys_app", "login", "models", "versions", "whoami"]
 
 
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+def _model_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    return (row["full_name"], row["description"], row["visibility"], str(row["deprecated"]))
+
+
+def _version_cells(row: dict[str, Any]) -> tuple[str, ...]:
+    content_hash, created = (row["content_hash"] or "")[:12], str(row["created_at"])[:19]
+    return (row["version"], row["status"], content_hash, created, str(row["deprecated"]))
 
 
 def models(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
@@ -37,15 +36,8 @@ def models(
     """List the models you can see."""
     with errors_to_exit():
         rows = client_for(url, key, profile).models()
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table("model", "description", "visibility", "deprecated")
-    for row in rows:
-        table.add_row(
-            row["full_name"], row["description"], row["visibility"], str(row["deprecated"])
-        )
-    console.print(table)
+    columns = ("model", "description", "visibility", "deprecated")
+    print_rows(rows, as_json, columns, _model_cells, json_out=print_json)
 
 
 def versions(
@@ -56,7 +48,7 @@ def versions(
         typer.Option("--show", help="With VERSION: lock, schema, lineage, log or sbom."),
     ] = None,
     deprecate: Annotated[bool, typer.Option("--deprecate", help="Deprecate VERSION.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     profile: ProfileOption = "default",
@@ -66,22 +58,11 @@ def versions(
         client = client_for(url, key, profile)
         if version is None:
             rows = client.versions(model)
-            if as_json:
-                _print_json(rows)
-                return
-            table = Table("version", "status", "content hash", "created", "deprecated")
-            for row in rows:
-                table.add_row(
-                    row["version"],
-                    row["status"],
-                    (row["content_hash"] or "")[:12],
-                    str(row["created_at"])[:19],
-                    str(row["deprecated"]),
-                )
-            console.print(table)
+            columns = ("version", "status", "content hash", "created", "deprecated")
+            print_rows(rows, as_json, columns, _version_cells, json_out=print_json)
             return
         if deprecate:
-            _print_json(client.deprecate(model, version))
+            print_json(client.deprecate(model, version))
             return
         base = f"/api/v1/models/{model}/versions/{version}"
         if show == "lock":
@@ -97,9 +78,9 @@ def versions(
         elif show == "log":
             sys.stdout.write(client.build_log(model, version)["text"])
         elif show in ("schema", "lineage"):
-            _print_json(client.get_json(f"{base}/{show}"))
+            print_json(client.get_json(f"{base}/{show}"))
         elif show is None:
-            _print_json(client.version(model, version))
+            print_json(client.version(model, version))
         else:
             console.print("[bold red]error[/]: --show takes lock, schema, lineage, log or sbom")
             raise typer.Exit(2)
@@ -140,7 +121,7 @@ def call(
         result = response.result
         if isinstance(result, bytes):
             result = f"<{len(result)} bytes>"
-        _print_json(
+        print_json(
             {
                 "result": result,
                 "metadata": {"content_type": response.content_type, "duration": response.duration},

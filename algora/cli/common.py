@@ -1,38 +1,34 @@
-"""Options and helpers shared by CLI commands."""
+"""Helpers shared by CLI commands (their shared options: :mod:`algora.cli.options`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from algora.errors import AlgoraError
 from algora.sdk.client import Client
 
 __all__ = [
-    "KeyOption",
-    "ProfileOption",
-    "UrlOption",
     "client_for",
     "console",
     "errors_to_exit",
+    "print_json",
+    "print_rows",
     "server_side",
+    "write_json",
 ]
 
 console = Console()
 err_console = Console(stderr=True)
 
-UrlOption = Annotated[
-    str | None, typer.Option("--url", help="Gateway URL (else ALGORA_URL, else `algora login`).")
-]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", help="API key (else ALGORA_KEY, else `algora login`).")
-]
-ProfileOption = Annotated[str, typer.Option("--profile", help="Saved profile to use.")]
 
 T = TypeVar("T")
 
@@ -83,3 +79,32 @@ def errors_to_exit() -> Iterator[None]:
 def run(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     with errors_to_exit():
         return func(*args, **kwargs)
+
+
+def write_json(data: Any) -> None:
+    """``data`` as one line of JSON on stdout, plain (for scripts to read)."""
+    sys.stdout.write(json.dumps(data) + "\n")
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented, highlighted JSON (for people to read)."""
+    console.print_json(json.dumps(data, default=str))
+
+
+def print_rows(
+    rows: Sequence[T],
+    as_json: bool,
+    columns: Sequence[str],
+    cells: Callable[[T], Sequence[str]],
+    *,
+    json_out: Callable[[Any], None] = write_json,
+) -> None:
+    """What a listing command prints: ``rows`` as JSON (by ``json_out``) with ``--json``, else
+    a table of ``columns`` with ``cells(row)`` a row."""
+    if as_json:
+        json_out(rows)
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*cells(row))
+    console.print(table)

@@ -7,7 +7,6 @@ URIs as Algorithmia writes them: ``data://owner/collection/path``, ``data://.my/
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,16 +27,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    err_console,
-    errors_to_exit,
-)
+from algora.cli.common import client_for, console, err_console, errors_to_exit, write_json
 from algora.cli.data_copy import Bars, plan_copy
+from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
 from algora.errors import AlgoraError, InvalidInput, NotFound
 from algora.sdk.data import DataEntry, DataHandle, acl_name
 from algora.sdk.data import Progress as OnBytes
@@ -53,7 +45,6 @@ data_app = typer.Typer(
 UriArgument = Annotated[
     str, typer.Argument(help="data://owner/collection/path, data://.my/..., s3://bucket/key")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 _LARGE = 1024 * 1024
 """Files from this size up get their own progress bar."""
 
@@ -120,7 +111,7 @@ def ls(
         entries = _entries(client_for(url, key, profile).data(uri))
     entries.sort(key=lambda e: (not e.is_dir, e.name))
     if as_json:
-        sys.stdout.write(json.dumps([e.as_dict() for e in entries]) + "\n")
+        write_json([e.as_dict() for e in entries])
         return
     with_acl = any(e.acl is not None for e in entries)
     table = Table("name", "size", "last modified", *(["acl"] if with_acl else []))
@@ -328,7 +319,7 @@ def acl(
         read = handle.set_acl(set_to.value) if set_to is not None else handle.acl()
     if as_json:
         body = {"uri": str(handle.uri), "acl": None if read is None else {"read": read}}
-        sys.stdout.write(json.dumps(body) + "\n")
+        write_json(body)
     elif read is None:
         console.print(f"{escape(str(handle.uri))} has no ACL of its own", highlight=False)
     else:

@@ -9,14 +9,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from algora.cli.common import (
-    KeyOption,
-    ProfileOption,
-    UrlOption,
-    client_for,
-    console,
-    errors_to_exit,
-)
+from algora.cli.common import client_for, console, errors_to_exit
+from algora.cli.options import KeyOption, ProfileOption, UrlOption
 
 __all__ = ["publish"]
 

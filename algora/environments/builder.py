@@ -33,6 +33,7 @@ from typing import IO
 
 import uv
 
+from algora.environments.network import INDEX_ACCESS
 from algora.environments.spec import canonical_lock, environment_hash, interpreter_version
 from algora.errors import BuildFailed
 
@@ -54,23 +55,7 @@ _LOG_LINES = 2000
 _REASON_CHARS = 2000
 # What uv needs from the gateway's own process environment to reach the index (proxies,
 # certificates) and find the interpreter; nothing else is inherited, UV_* and PIP_* included.
-_PASSTHROUGH = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LC_ALL",
-    "TMPDIR",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-)
+_PASSTHROUGH = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", *INDEX_ACCESS)
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,13 @@ come from.
 
 from __future__ import annotations
 
-import re
-
 from packaging.requirements import InvalidRequirement, Requirement
 
+from algora.environments.spec import logical_lines
 from algora.errors import InvalidManifest
 
 __all__ = ["parse_requirements"]
 
-_COMMENT = re.compile(r"(^|\s)#.*$")
 _ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".egg")
 
 
@@ -27,23 +25,7 @@ def parse_requirements(text: str) -> list[str]:
     Raises :class:`~algora.errors.InvalidManifest` naming the first line that is an option,
     a URL, a local path or not a valid PEP 508 requirement.
     """
-    requirements: list[str] = []
-    pending = ""
-    start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not pending:
-            start = number
-        line = _COMMENT.sub("", raw).rstrip()
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line = (pending + line).strip()
-        pending = ""
-        if line:
-            requirements.append(_check_line(start, line))
-    if pending.strip():
-        requirements.append(_check_line(start, pending.strip()))
-    return requirements
+    return [_check_line(number, line) for number, line in logical_lines(text)]
 
 
 def _check_line(number: int, line: str) -> str:

@@ -14,7 +14,7 @@ import subprocess
 
 from algora.errors import BuildFailed
 
-__all__ = ["canonical_lock", "environment_hash", "interpreter_version"]
+__all__ = ["canonical_lock", "environment_hash", "interpreter_version", "logical_lines"]
 
 _VERSION_SCRIPT = "import sys; print('%d.%d.%d' % sys.version_info[:3])"
 _COMMENT = re.compile(r"(^|\s)#.*$")
@@ -50,7 +50,7 @@ def canonical_lock(lock: str) -> list[str]:
     normalized (PEP 503), followed by its ``--hash`` options, sorted.
     """
     entries: list[str] = []
-    for line in _logical_lines(lock):
+    for _start, line in logical_lines(lock):
         tokens = line.split()
         hashes = sorted(token for token in tokens if token.startswith("--hash"))
         requirement = " ".join(token for token in tokens if not token.startswith("--hash"))
@@ -66,11 +66,15 @@ def environment_hash(python_version: str, lock: str) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _logical_lines(text: str) -> list[str]:
-    """Lines with comments removed and backslash continuations joined; blank ones dropped."""
-    lines: list[str] = []
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """``text``'s lines with ``#`` comments removed and backslash continuations joined, each
+    with the number of the line it starts on; blank ones dropped."""
+    lines: list[tuple[int, str]] = []
     pending = ""
-    for raw in text.splitlines():
+    start = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not pending:
+            start = number
         line = _COMMENT.sub("", raw).rstrip()
         if line.endswith("\\"):
             pending += line[:-1] + " "
@@ -78,7 +82,7 @@ def _logical_lines(text: str) -> list[str]:
         line = (pending + line).strip()
         pending = ""
         if line:
-            lines.append(line)
+            lines.append((start, line))
     if pending.strip():
-        lines.append(pending.strip())
+        lines.append((start, pending.strip()))
     return lines

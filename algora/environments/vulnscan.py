@@ -36,6 +36,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from algora.environments.network import INDEX_ACCESS
 from algora.environments.spec import canonical_lock
 
 __all__ = ["INSTALL_HINT", "Auditor", "Finding", "ScanResult", "parse_pip_audit"]
@@ -47,23 +48,15 @@ logger = logging.getLogger(__name__)
 Log = Callable[[str], None]
 
 # What pip-audit needs from the gateway's process environment to reach PyPI; nothing else.
+# (pip-audit's requests also reads its own certificate variables.)
 _PASSTHROUGH = (
     "PATH",
     "LANG",
     "LC_ALL",
     "TMPDIR",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
+    *INDEX_ACCESS,
 )
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*===?\s*([^\s;\\]+)")
 _HASH = re.compile(r"--hash=(\w+):([0-9a-fA-F]+)")

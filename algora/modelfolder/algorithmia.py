@@ -48,11 +48,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from algora.errors import InvalidManifest
 from algora.modelfolder.found import FoundManifest
-from algora.modelfolder.manifest import MANIFEST_NAME, NAME_PATTERN, Manifest
+from algora.modelfolder.manifest import MANIFEST_NAME, NAME_PATTERN, validate_manifest
 
 __all__ = [
     "CONF_NAME",
@@ -127,14 +125,7 @@ def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
     sample = conf.get("sample_input")
     if sample is not None:
         manifest["example"] = {"text": sample} if isinstance(sample, str) else {"input": sample}
-    try:
-        derived = Manifest.model_validate(manifest)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise InvalidManifest(
-            f"the manifest derived from {CONF_NAME} is invalid: " + "; ".join(problems),
-            details={"problems": problems},
-        ) from None
+    derived = validate_manifest(manifest, f"the manifest derived from {CONF_NAME}")
     notes.insert(0, f"no {MANIFEST_NAME}: derived from {CONF_NAME}: entrypoint src.{module}:apply")
     return FoundManifest(derived, CONF_NAME, tuple(notes))
 

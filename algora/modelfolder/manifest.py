@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from algora.errors import InvalidManifest
 
-__all__ = ["MANIFEST_NAME", "Manifest", "load_manifest", "parse_manifest"]
+__all__ = ["MANIFEST_NAME", "Manifest", "load_manifest", "parse_manifest", "validate_manifest"]
 
 MANIFEST_NAME = "algora.toml"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z: "$" allows a final newline
@@ -92,13 +92,18 @@ def parse_manifest(text: str) -> Manifest:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidManifest(f"{MANIFEST_NAME} is not valid TOML: {exc}") from None
+    return validate_manifest(data)
+
+
+def validate_manifest(data: dict[str, Any], what: str = MANIFEST_NAME) -> Manifest:
+    """``data`` as a manifest; else :class:`InvalidManifest` saying "``what`` is invalid" and
+    naming every problem (also as ``details["problems"]``)."""
     try:
         return Manifest.model_validate(data)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise InvalidManifest(
-            f"{MANIFEST_NAME} is invalid: " + "; ".join(problems),
-            details={"problems": problems},
+            f"{what} is invalid: " + "; ".join(problems), details={"problems": problems}
         ) from None
 
 

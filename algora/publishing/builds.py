@@ -39,6 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.policy import Action
 from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
+from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
 from algora.publishing.publish import BuildLogs, Prepared, Publisher, failure_of
 from algora.registry.service import Registry
@@ -322,19 +323,8 @@ class Builds:
 
     def _view(self, session: Session, row: Build) -> BuildView:
         version = session.get(Version, row.version_id) if row.version_id is not None else None
-        return BuildView(
-            id=row.id,
-            build_id=row.build_id,
-            commit_sha=row.commit_sha,
-            status=row.status,
-            started_at=row.started_at,
-            finished_at=row.finished_at,
-            failure_reason=row.failure_reason,
-            manifest=dict(row.manifest or {}),
-            content_hash=row.content_hash,
-            environment_hash=row.environment_hash,
-            version=version.semver if version is not None else None,
-        )
+        semver = version.semver if version is not None else None
+        return view_of(BuildView, row, manifest=dict(row.manifest or {}), version=semver)
 
     # publishing -------------------------------------------------------------------------------
     def publish(

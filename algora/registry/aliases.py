@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.policy import Action, can
 from algora.auth.principals import Caller
 from algora.db.tables import Alias, Model, Principal, PromotionRequest, Version, utcnow
+from algora.db.views import view_of
 from algora.errors import (
     AliasNotFound,
     AliasProtected,
@@ -450,20 +451,16 @@ class Aliases:
     def _promotion_view(
         self, session: Session, model: Model, row: PromotionRequest, now: datetime
     ) -> PromotionView:
-        return PromotionView(
-            id=row.id,
+        return view_of(
+            PromotionView,
+            row,
             model=_full_name(model),
-            alias=row.alias,
             version=_semver_of(session, row.version_id) or "",
             from_version=_semver_of(session, row.from_version_id),
             status=_status(row, now),
             requested_by=_name_of(session, row.requested_by) or "",
             requested_at=row.created_at,
-            expires_at=row.expires_at,
-            note=row.note,
             decided_by=_name_of(session, row.decided_by),
-            decided_at=row.decided_at,
-            decision_note=row.decision_note,
         )
 
 

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.policy import can
 from algora.auth.principals import Caller
 from algora.db.tables import Model, ModelSecret, Version, utcnow
+from algora.db.views import view_of
 from algora.errors import BadRequest, Conflict, ModelNotFound, PermissionDenied, Unavailable
 from algora.registry.views import ModelView, model_view
 from algora.settings import Settings
@@ -174,15 +175,7 @@ class SecretInfo:
 
     @classmethod
     def of(cls, row: ModelSecret) -> SecretInfo:
-        return cls(
-            id=row.id,
-            model_id=row.model_id,
-            env_name=row.env_name,
-            short_name=row.short_name,
-            description=row.description,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+        return view_of(cls, row)
 
 
 class ModelSecrets:

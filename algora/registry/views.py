@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from algora.db.tables import Model, Version
+from algora.db.views import view_of
 
 __all__ = ["ModelView", "VersionView", "model_view", "version_view"]
 
@@ -67,38 +68,10 @@ class VersionView:
 
 
 def model_view(row: Model) -> ModelView:
-    return ModelView(
-        id=row.id,
-        owner=row.owner.name,
-        name=row.name,
-        description=row.description,
-        visibility=row.visibility,
-        tags=tuple(str(t) for t in row.tags),
-        deprecated=row.deprecated,
-        created_at=row.created_at,
-    )
+    tags = tuple(str(t) for t in row.tags)
+    return view_of(ModelView, row, owner=row.owner.name, tags=tags)
 
 
 def version_view(model: str, row: Version) -> VersionView:
-    return VersionView(
-        id=row.id,
-        model=model,
-        major=row.major,
-        minor=row.minor,
-        patch=row.patch,
-        status=row.status,
-        content_hash=row.content_hash,
-        archive_hash=row.archive_hash,
-        environment_hash=row.environment_hash,
-        deprecated=row.deprecated,
-        failure_code=row.failure_code,
-        failure_reason=row.failure_reason,
-        created_at=row.created_at,
-        ready_at=row.ready_at,
-        manifest=dict(row.manifest),
-        lineage=dict(row.lineage),
-        input_schema=row.input_schema,
-        output_schema=row.output_schema,
-        release_notes=row.release_notes,
-        sample_input=row.sample_input,
-    )
+    manifest, lineage = dict(row.manifest), dict(row.lineage)  # copies: see VersionView
+    return view_of(VersionView, row, model=model, manifest=manifest, lineage=lineage)

@@ -28,12 +28,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from algora.auth.principals import Caller
-from algora.errors import (
-    BadRequest,
-    InvalidInput,
-    ModelNotFound,
-    UnsupportedMediaType,
-)
+from algora.errors import BadRequest, InvalidInput, ModelNotFound, UnsupportedMediaType
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.inputs import decode_json

@@ -53,14 +53,7 @@ class PrincipalOut(BaseModel):
 
     @classmethod
     def of(cls, view: PrincipalView) -> PrincipalOut:
-        return cls(
-            name=view.name,
-            kind=view.kind,
-            is_admin=view.is_admin,
-            rate_per_second=view.rate_per_second,
-            burst=view.burst,
-            owner=view.owner,
-        )
+        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class NewPrincipalOut(BaseModel):
@@ -106,7 +99,6 @@ def _accounts(request: Request) -> Accounts:
 # users and service accounts -----------------------------------------------------------------
 @router.post(
     "/principals",
-    response_model=NewPrincipalOut,
     status_code=201,
     tags=["principals"],
     summary="Create a user and its first key (admin only)",
@@ -122,7 +114,6 @@ async def create_principal(
 
 @router.get(
     "/principals",
-    response_model=list[PrincipalOut],
     tags=["principals"],
     summary="Principals you can see: all for an admin; else you, your organizations and "
     "the service accounts you manage",
@@ -135,7 +126,6 @@ async def list_principals(request: Request, caller: ReadPrincipals) -> list[Prin
 
 @router.post(
     "/service-accounts",
-    response_model=PrincipalOut,
     status_code=201,
     tags=["principals"],
     summary="Create a service account owned by you or by an organization you administer",
@@ -153,7 +143,6 @@ async def create_service_account(
 
 @router.patch(
     "/principals/{name}",
-    response_model=PrincipalOut,
     tags=["principals"],
     summary="Set the default rate limit of a principal's keys (admin only)",
     openapi_extra=audited("principal.limit"),
@@ -169,7 +158,6 @@ async def limit_principal(
 # organizations ------------------------------------------------------------------------------
 @router.post(
     "/orgs",
-    response_model=PrincipalOut,
     status_code=201,
     tags=["organizations"],
     summary="Create an organization; you become its owner",
@@ -183,7 +171,6 @@ async def create_org(request: Request, caller: WritePrincipals, body: PrincipalI
 
 @router.get(
     "/orgs",
-    response_model=list[PrincipalOut],
     tags=["organizations"],
     summary="Organizations: yours (an admin: all)",
     openapi_extra=audited("org.list"),
@@ -195,7 +182,6 @@ async def list_orgs(request: Request, caller: ReadPrincipals) -> list[PrincipalO
 
 @router.get(
     "/orgs/{org}/members",
-    response_model=list[MemberOut],
     tags=["organizations"],
     summary="An organization's members and their roles (members and admins)",
     openapi_extra=audited("org.member_list"),
@@ -207,7 +193,6 @@ async def list_members(request: Request, caller: ReadPrincipals, org: str) -> li
 
 @router.put(
     "/orgs/{org}/members/{member}",
-    response_model=list[MemberOut],
     tags=["organizations"],
     summary="Add a member (user or service account) or change its role",
     openapi_extra=audited("org.member_set"),
@@ -235,7 +220,6 @@ async def remove_member(request: Request, caller: WritePrincipals, org: str, mem
 # grants -------------------------------------------------------------------------------------
 @router.get(
     "/models/{owner}/{name}/grants",
-    response_model=list[GrantOut],
     tags=["models"],
     summary="Who holds explicit rights on a model (its managers)",
     openapi_extra=audited("model.grant_list"),
@@ -249,7 +233,6 @@ async def list_grants(
 
 @router.put(
     "/models/{owner}/{name}/grants/{principal}",
-    response_model=list[GrantOut],
     tags=["models"],
     summary="Give a user, service account or organization call or manage rights on a model",
     openapi_extra=audited("model.grant"),

@@ -26,7 +26,7 @@ from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
-from algora.registry.aliases import AliasView, Move, PromotionStatus, PromotionView
+from algora.registry.aliases import Aliases, AliasView, Move, PromotionStatus, PromotionView
 
 __all__ = ["router"]
 
@@ -51,14 +51,8 @@ class AliasOut(BaseModel):
 
     @classmethod
     def of(cls, view: AliasView) -> AliasOut:
-        return cls(
-            model=view.model,
-            alias=view.name,
-            version=view.version,
-            protected=view.protected,
-            updated_at=view.updated_at,
-            updated_by=view.updated_by,
-        )
+        fields = {name: getattr(view, name) for name in cls.model_fields if name != "alias"}
+        return cls.model_validate({**fields, "alias": view.name})
 
 
 class AliasIn(BaseModel):
@@ -108,6 +102,13 @@ class DecisionIn(BaseModel):
     note: str = Field(default="", max_length=500)
 
 
+Decision = Annotated[DecisionIn | None, Body()]
+
+
+def _aliases(request: Request) -> Aliases:
+    return platform_of(request).aliases
+
+
 def _note(request: Request, action: str, model: str, change: str | None = None) -> AuditTrail:
     """What the audit row records: set before the work (a refusal is recorded with its
     action and model), then again with the change made."""
@@ -142,35 +143,30 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
 # aliases ------------------------------------------------------------------------------------
 @router.get(
     "/models/{owner}/{name}/aliases",
-    response_model=list[AliasOut],
     summary="A model's aliases and the versions they point at",
     openapi_extra=audited("alias.list"),
 )
 async def list_aliases(
     request: Request, caller: ReadModels, owner: str, name: str
 ) -> list[AliasOut]:
-    views = await asyncio.to_thread(platform_of(request).aliases.list_aliases, caller, owner, name)
+    views = await asyncio.to_thread(_aliases(request).list_aliases, caller, owner, name)
     return [AliasOut.of(v) for v in views]
 
 
 @router.get(
     "/models/{owner}/{name}/aliases/{alias}",
-    response_model=AliasOut,
     summary="The version an alias points at",
     openapi_extra=audited("alias.read"),
 )
 async def get_alias(
     request: Request, caller: ReadModels, owner: str, name: str, alias: str
 ) -> AliasOut:
-    view = await asyncio.to_thread(
-        platform_of(request).aliases.get_alias, caller, owner, name, alias
-    )
+    view = await asyncio.to_thread(_aliases(request).get_alias, caller, owner, name, alias)
     return AliasOut.of(view)
 
 
 @router.put(
     "/models/{owner}/{name}/aliases/{alias}",
-    response_model=AliasSetOut,
     summary="Point an alias at a ready version; a protected one: ask for a promotion (202)",
     openapi_extra=audited("alias.move"),
 )
@@ -186,7 +182,7 @@ async def set_alias(
     platform = platform_of(request)
     _note(request, "alias.move", f"{owner}/{name}")
     outcome = await asyncio.to_thread(
-        platform_of(request).aliases.set_alias, caller, owner, name, alias, body.version, body.note
+        _aliases(request).set_alias, caller, owner, name, alias, body.version, body.note
     )
     if outcome.promotion is not None:
         _note(request, "promotion.request", outcome.promotion.model, outcome.promotion.audit_text)
@@ -208,21 +204,22 @@ async def delete_alias(
     request: Request, caller: WriteAliases, owner: str, name: str, alias: str
 ) -> None:
     _note(request, "alias.delete", f"{owner}/{name}")
-    move = await asyncio.to_thread(
-        platform_of(request).aliases.delete_alias, caller, owner, name, alias
-    )
+    move = await asyncio.to_thread(_aliases(request).delete_alias, caller, owner, name, alias)
     _note(request, "alias.delete", move.model, move.audit_text)
     platform_of(request).calls.forget()
 
 
 # promotions ---------------------------------------------------------------------------------
+def _why(body: DecisionIn | None) -> str:
+    return body.note if body else ""
+
+
 def _status(status: PromotionStatus | Literal["all"]) -> PromotionStatus | None:
     return None if status == "all" else status
 
 
 @router.get(
     "/promotions",
-    response_model=list[PromotionOut],
     summary="Promotion requests of every model you manage, newest first",
     openapi_extra=audited("promotion.list"),
 )
@@ -230,14 +227,13 @@ async def list_all_promotions(
     request: Request, caller: ReadModels, status: StatusQuery = "pending"
 ) -> list[PromotionOut]:
     views = await asyncio.to_thread(
-        platform_of(request).aliases.promotions, caller, None, None, _status(status)
+        _aliases(request).promotions, caller, None, None, _status(status)
     )
     return [PromotionOut.of(v) for v in views]
 
 
 @router.get(
     "/models/{owner}/{name}/promotions",
-    response_model=list[PromotionOut],
     summary="A model's promotion requests, newest first (its managers)",
     openapi_extra=audited("promotion.list"),
 )
@@ -245,14 +241,13 @@ async def list_promotions(
     request: Request, caller: ReadModels, owner: str, name: str, status: StatusQuery = "pending"
 ) -> list[PromotionOut]:
     views = await asyncio.to_thread(
-        platform_of(request).aliases.promotions, caller, owner, name, _status(status)
+        _aliases(request).promotions, caller, owner, name, _status(status)
     )
     return [PromotionOut.of(v) for v in views]
 
 
 @router.post(
     "/models/{owner}/{name}/promotions",
-    response_model=PromotionOut,
     status_code=201,
     summary="Ask for an alias to point at a version once a second principal approves",
     openapi_extra=audited("promotion.request"),
@@ -262,7 +257,7 @@ async def request_promotion(
 ) -> PromotionOut:
     _note(request, "promotion.request", f"{owner}/{name}")
     view = await asyncio.to_thread(
-        platform_of(request).aliases.request_promotion,
+        _aliases(request).request_promotion,
         caller,
         owner,
         name,
@@ -276,22 +271,18 @@ async def request_promotion(
 
 @router.get(
     "/models/{owner}/{name}/promotions/{promotion_id}",
-    response_model=PromotionOut,
     summary="One promotion request (its model's managers)",
     openapi_extra=audited("promotion.read"),
 )
 async def get_promotion(
     request: Request, caller: ReadModels, owner: str, name: str, promotion_id: PromotionId
 ) -> PromotionOut:
-    view = await asyncio.to_thread(
-        platform_of(request).aliases.promotion, caller, owner, name, promotion_id
-    )
+    view = await asyncio.to_thread(_aliases(request).promotion, caller, owner, name, promotion_id)
     return PromotionOut.of(view)
 
 
 @router.post(
     "/models/{owner}/{name}/promotions/{promotion_id}/approve",
-    response_model=PromotionOut,
     summary="Approve another principal's promotion request: the alias moves at once",
     openapi_extra=audited("promotion.approve"),
 )
@@ -301,17 +292,12 @@ async def approve_promotion(
     owner: str,
     name: str,
     promotion_id: PromotionId,
-    body: Annotated[DecisionIn | None, Body()] = None,
+    body: Decision = None,
 ) -> PromotionOut:
     trail = _note(request, "promotion.approve", f"{owner}/{name}")
     trail.request_id = request.headers.get("x-request-id") or new_request_id()
     view, move = await asyncio.to_thread(
-        platform_of(request).aliases.approve,
-        caller,
-        owner,
-        name,
-        promotion_id,
-        body.note if body else "",
+        _aliases(request).approve, caller, owner, name, promotion_id, _why(body)
     )
     _note(request, "promotion.approve", view.model, view.audit_text)
     platform_of(request).calls.forget()
@@ -321,7 +307,6 @@ async def approve_promotion(
 
 @router.post(
     "/models/{owner}/{name}/promotions/{promotion_id}/reject",
-    response_model=PromotionOut,
     summary="Reject another principal's promotion request: nothing moves",
     openapi_extra=audited("promotion.reject"),
 )
@@ -331,16 +316,11 @@ async def reject_promotion(
     owner: str,
     name: str,
     promotion_id: PromotionId,
-    body: Annotated[DecisionIn | None, Body()] = None,
+    body: Decision = None,
 ) -> PromotionOut:
     _note(request, "promotion.reject", f"{owner}/{name}")
     view = await asyncio.to_thread(
-        platform_of(request).aliases.reject,
-        caller,
-        owner,
-        name,
-        promotion_id,
-        body.note if body else "",
+        _aliases(request).reject, caller, owner, name, promotion_id, _why(body)
     )
     _note(request, "promotion.reject", view.model, view.audit_text)
     return PromotionOut.of(view)

@@ -86,20 +86,7 @@ class KeyOut(BaseModel):
 
     @classmethod
     def of(cls, view: KeyView) -> KeyOut:
-        return cls(
-            key_id=view.key_id,
-            name=view.name,
-            created_at=view.created_at,
-            last_used_at=view.last_used_at,
-            revoked=view.revoked,
-            rate_per_second=view.rate_per_second,
-            burst=view.burst,
-            principal=view.principal,
-            scopes=list(view.scopes),
-            expires_at=view.expires_at,
-            last_used_address=view.last_used_address,
-            model_calls_only=view.model_calls_only,
-        )
+        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class NewKeyOut(BaseModel):
@@ -111,12 +98,7 @@ class NewKeyOut(BaseModel):
 
 
 # who, keys ---------------------------------------------------------------------------------
-@router.get(
-    "/whoami",
-    response_model=WhoAmI,
-    tags=["keys"],
-    openapi_extra=audited("auth.login", always=True),
-)
+@router.get("/whoami", tags=["keys"], openapi_extra=audited("auth.login", always=True))
 async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
@@ -135,7 +117,6 @@ async def list_keys(
 
 @router.post(
     "/keys",
-    response_model=NewKeyOut,
     status_code=201,
     tags=["keys"],
     summary="Create a key (yours or a managed service account's); the secret is shown once",
@@ -171,7 +152,6 @@ async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
 # rate limits --------------------------------------------------------------------------------
 @router.patch(
     "/keys/{key_id}",
-    response_model=KeyOut,
     tags=["keys"],
     summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
     openapi_extra=audited("key.limit"),
@@ -183,10 +163,7 @@ async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: Limi
 
 
 @router.get(
-    "/keys/{key_id}/model-limits",
-    response_model=list[ModelLimitIn],
-    tags=["keys"],
-    openapi_extra=audited("key.model_limits_read"),
+    "/keys/{key_id}/model-limits", tags=["keys"], openapi_extra=audited("key.model_limits_read")
 )
 async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
     views = await asyncio.to_thread(platform_of(request).keyring.model_limits, caller, key_id)
@@ -195,7 +172,6 @@ async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> l
 
 @router.put(
     "/keys/{key_id}/model-limits",
-    response_model=list[ModelLimitIn],
     tags=["keys"],
     summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
     openapi_extra=audited("key.model_limits"),

@@ -42,16 +42,7 @@ class ModelOut(BaseModel):
 
     @classmethod
     def of(cls, model: ModelView) -> ModelOut:
-        return cls(
-            owner=model.owner,
-            name=model.name,
-            full_name=model.full_name,
-            description=model.description,
-            visibility=model.visibility,
-            tags=list(model.tags),
-            deprecated=model.deprecated,
-            created_at=model.created_at,
-        )
+        return cls.model_validate(model, from_attributes=True)  # the same fields, by name
 
 
 class VersionOut(BaseModel):
@@ -70,20 +61,8 @@ class VersionOut(BaseModel):
 
     @classmethod
     def of(cls, version: VersionView) -> VersionOut:
-        return cls(
-            model=version.model,
-            version=version.semver,
-            status=version.status,  # type: ignore[arg-type]  # the column only holds these
-            content_hash=version.content_hash,
-            environment_hash=version.environment_hash,
-            deprecated=version.deprecated,
-            failure_code=version.failure_code,
-            failure_reason=version.failure_reason,
-            created_at=version.created_at,
-            ready_at=version.ready_at,
-            entrypoint=version.entrypoint,
-            lineage=version.lineage,
-        )
+        fields = {name: getattr(version, name) for name in cls.model_fields if name != "version"}
+        return cls.model_validate({**fields, "version": version.semver})
 
 
 class ModelPatch(BaseModel):
@@ -117,23 +96,13 @@ async def list_models(request: Request, caller: ReadModels) -> list[ModelOut]:
     return [ModelOut.of(m) for m in models]
 
 
-@router.get(
-    "/models/{owner}/{name}",
-    response_model=ModelOut,
-    tags=["models"],
-    openapi_extra=audited("model.read"),
-)
+@router.get("/models/{owner}/{name}", tags=["models"], openapi_extra=audited("model.read"))
 async def get_model(request: Request, caller: ReadModels, owner: str, name: str) -> ModelOut:
     model = await asyncio.to_thread(platform_of(request).catalog.get_model, caller, owner, name)
     return ModelOut.of(model)
 
 
-@router.patch(
-    "/models/{owner}/{name}",
-    response_model=ModelOut,
-    tags=["models"],
-    openapi_extra=audited("model.update"),
-)
+@router.patch("/models/{owner}/{name}", tags=["models"], openapi_extra=audited("model.update"))
 async def update_model(
     request: Request, caller: ManageModels, owner: str, name: str, patch: ModelPatch
 ) -> ModelOut:
@@ -147,10 +116,7 @@ async def update_model(
 
 # versions -----------------------------------------------------------------------------------
 @router.get(
-    "/models/{owner}/{name}/versions",
-    response_model=list[VersionOut],
-    tags=["versions"],
-    openapi_extra=audited("version.list"),
+    "/models/{owner}/{name}/versions", tags=["versions"], openapi_extra=audited("version.list")
 )
 async def list_versions(
     request: Request, caller: ReadModels, owner: str, name: str
@@ -163,7 +129,6 @@ async def list_versions(
 
 @router.post(
     "/models/{owner}/{name}/versions",
-    response_model=VersionOut,
     status_code=202,
     tags=["versions"],
     summary="Publish a new version from a tar.gz or zip archive of the model folder",
@@ -196,7 +161,6 @@ async def publish_version(
 
 @router.get(
     "/models/{owner}/{name}/versions/{version}",
-    response_model=VersionOut,
     tags=["versions"],
     openapi_extra=audited("version.read"),
 )
@@ -209,7 +173,6 @@ async def get_version(
 
 @router.patch(
     "/models/{owner}/{name}/versions/{version}",
-    response_model=VersionOut,
     tags=["versions"],
     openapi_extra=audited("version.deprecate"),
 )
@@ -240,7 +203,6 @@ async def get_lock(
 
 @router.get(
     "/models/{owner}/{name}/versions/{version}/schema",
-    response_model=SchemaOut,
     tags=["versions"],
     openapi_extra=audited("version.schema"),
 )
@@ -281,7 +243,6 @@ async def get_sbom(
 
 @router.get(
     "/models/{owner}/{name}/versions/{version}/log",
-    response_model=LogOut,
     tags=["versions"],
     openapi_extra=audited("version.log"),
 )
