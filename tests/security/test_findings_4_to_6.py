@@ -260,6 +260,14 @@ def test_the_last_admin_key_cannot_be_revoked_and_reset_key_lets_the_admin_back_
         assert error["code"] == "last_admin_key"
         assert "last" in error["message"] and "admin" in error["message"]
         assert _key_id(server, first) == first_id  # still works
+        # A key that cannot manage keys would not get the admin back in: it does not count.
+        narrow = httpx.post(
+            f"{server.url}/api/v1/keys",
+            json={"name": "calls only", "scopes": ["call"]},
+            headers={"Authorization": f"Simple {first}"},
+        )
+        assert narrow.status_code == 201, narrow.text
+        assert _revoke(server, first, first_id).status_code == 409
         second = httpx.post(
             f"{server.url}/api/v1/keys",
             json={"name": "second"},
@@ -290,6 +298,10 @@ def test_the_last_admin_key_cannot_be_revoked_and_reset_key_lets_the_admin_back_
         resets = [r for r in rows.json() if r["action"] == "admin.reset_key"]
         assert [(r["key_id"], r["status"]) for r in resets] == [(new_id, 200)]
         assert resets[0]["peer"].startswith("cli")
+        verified = httpx.get(
+            f"{server.url}/api/v1/audit/verify", headers={"Authorization": f"Simple {new_key}"}
+        )
+        assert verified.status_code == 200 and verified.json()["ok"], verified.text
         made = httpx.post(
             f"{server.url}/api/v1/principals",
             json={"name": "erin"},
