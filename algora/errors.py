@@ -25,7 +25,8 @@ back to the same class with :func:`error_from_body`.
     │   ├── VersionExists (409 version_exists)
     │   ├── VersionNotReady (409 version_not_ready)
     │   ├── AliasProtected (409 alias_protected)     moves only by an approved promotion
-    │   └── PromotionClosed (409 promotion_closed)   approved, rejected, expired or superseded
+    │   ├── PromotionClosed (409 promotion_closed)   approved, rejected, expired or superseded
+    │   └── LastAdminKey (409 last_admin_key)        would leave no admin a key to manage with
     ├── RequestTimeout (408 request_timeout)  the client was too slow over its own request
     ├── PayloadTooLarge (413 payload_too_large)
     ├── UnsupportedMediaType (415 unsupported_media_type)
@@ -61,6 +62,7 @@ __all__ = [
     "InvalidInput",
     "InvalidManifest",
     "InvalidVersionSpec",
+    "LastAdminKey",
     "ModelError",
     "ModelLoadFailed",
     "ModelNotFound",
@@ -178,6 +180,11 @@ class PromotionClosed(Conflict, code="promotion_closed"):
     """The promotion request is no longer pending (``details["status"]`` says what it is)."""
 
 
+class LastAdminKey(Conflict, code="last_admin_key"):
+    """The key is the last active key of the last admin: revoking it would lock every admin
+    out. Create another admin key first, or recover with ``algora admin reset-key``."""
+
+
 class PayloadTooLarge(
     AlgoraError, code="payload_too_large", status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE
 ): ...
@@ -209,7 +216,8 @@ class RateLimited(AlgoraError, code="rate_limited", status=HTTPStatus.TOO_MANY_R
 
 
 class ModelError(AlgoraError, code="model_error", status=HTTPStatus.INTERNAL_SERVER_ERROR):
-    """The model's own code raised; ``details`` holds ``error_type`` and ``stacktrace``."""
+    """The model's own code raised; ``details`` holds ``error_type`` and, for a caller who may
+    manage the model, ``stacktrace`` (it shows the model's source)."""
 
 
 class ModelLoadFailed(ModelError, code="model_load_failed"): ...

@@ -164,7 +164,13 @@ class Accounts:
                 if found is None:
                     raise NotFound("the caller no longer exists")
             else:
-                found = _find(session, owner)
+                found = session.scalars(select(Principal).where(Principal.name == owner)).first()
+                if found is None or not _sees(caller, found):
+                    # The same answer whether it exists or not: nothing to learn about names.
+                    raise NotFound(
+                        f"no organization '{owner}' of yours: a service account belongs to "
+                        "you or to an organization you administer"
+                    )
                 if found.id != caller.principal_id and not (
                     found.kind == "org" and can_manage_org(caller, found.id)
                 ):
@@ -182,15 +188,7 @@ class Accounts:
         manages."""
         with self._sessions() as session:
             rows = session.scalars(select(Principal).order_by(Principal.name)).all()
-            mine = {org for org, _role in caller.memberships}
-            return [
-                _view(session, p)
-                for p in rows
-                if caller.is_admin
-                or p.id == caller.principal_id
-                or p.id in mine
-                or (p.kind == "service" and can_manage_principal(caller, p))
-            ]
+            return [_view(session, p) for p in rows if _sees(caller, p)]
 
     def limit_principal(self, caller: Caller, name: str, change: LimitChange) -> PrincipalView:
         """Set the default rate limit of a principal's keys (admins only)."""
@@ -269,6 +267,7 @@ class Accounts:
             raise BadRequest(f"a role is one of {', '.join(ROLES)}")
         with self._sessions() as session:
             target = _visible_org(session, caller, org)
+            _check_manages_members(caller, target)  # before the name: members learn no names
             principal = _find(session, member)
             if principal.kind == "org":
                 raise BadRequest("an organization cannot be a member of another")
@@ -300,7 +299,9 @@ class Accounts:
     def remove_member(self, caller: Caller, org: str, member: str) -> None:
         with self._sessions() as session:
             target = _visible_org(session, caller, org)
-            current = _membership(session, target, _find(session, member))
+            _check_manages_members(caller, target)  # before the name: members learn no names
+            found = session.scalars(select(Principal).where(Principal.name == member)).first()
+            current = _membership(session, target, found) if found is not None else None
             if current is None:
                 raise NotFound(f"'{member}' is not a member of '{org}'")
             _check_member_change(session, caller, target, current, None)
@@ -337,7 +338,8 @@ class Accounts:
     def remove_grant(self, caller: Caller, owner: str, name: str, principal: str) -> None:
         with self._sessions() as session:
             model = self._managed_model(session, caller, owner, name)
-            grant = _grant(session, model, _find(session, principal))
+            grantee = session.scalars(select(Principal).where(Principal.name == principal)).first()
+            grant = _grant(session, model, grantee) if grantee is not None else None
             if grant is None:
                 raise NotFound(f"'{principal}' holds no grant on '{owner}/{name}'")
             session.delete(grant)
@@ -426,12 +428,27 @@ def _owners(session: Session, org_id: int) -> int:
     return len(session.scalars(statement).all())
 
 
+def _sees(caller: Caller, principal: Principal) -> bool:
+    """Whether the caller may see a principal: an admin all; else itself, its organizations
+    and the service accounts it manages. Others answer as if they did not exist."""
+    return (
+        caller.is_admin
+        or principal.id == caller.principal_id
+        or caller.role_in(principal.id) is not None
+        or (principal.kind == "service" and can_manage_principal(caller, principal))
+    )
+
+
+def _check_manages_members(caller: Caller, org: Principal) -> None:
+    if not can_manage_org(caller, org.id):
+        raise PermissionDenied(f"only owners and admins of '{org.name}' manage its members")
+
+
 def _check_member_change(
     session: Session, caller: Caller, org: Principal, current: Membership | None, role: str | None
 ) -> None:
     """Owners and admins manage members; only owners touch owners; one owner always stays."""
-    if not can_manage_org(caller, org.id):
-        raise PermissionDenied(f"only owners and admins of '{org.name}' manage its members")
+    _check_manages_members(caller, org)
     touches_owner = role == "owner" or (current is not None and current.role == "owner")
     if touches_owner and not (caller.is_admin or caller.role_in(org.id) == "owner"):
         raise PermissionDenied(f"only owners of '{org.name}' add or change owners")

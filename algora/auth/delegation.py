@@ -24,6 +24,8 @@ collection can match, since no owner's name starts with a dot.
 
 from __future__ import annotations
 
+import secrets
+
 from algora.auth.principals import Caller, Delegation
 from algora.auth.scopes import ALL, parse_scope
 from algora.db.tables import Model, Principal
@@ -31,6 +33,7 @@ from algora.errors import BadRequest
 
 __all__ = [
     "INSIDE_SCOPES",
+    "accountable_key_id",
     "algo_resource",
     "for_call",
     "for_load",
@@ -113,7 +116,7 @@ def for_call(
         principal_id=caller.principal_id,
         name=caller.name,
         is_admin=all(b.is_admin for b in bounds),
-        key_id=caller.key_id,
+        key_id=f"call-{secrets.token_hex(8)}",  # opaque: the model never learns the caller's key
         scopes=tuple(narrow_scopes(caller.scopes) + _own_scopes(name, session)),
         limits=caller.limits,
         memberships=caller.memberships,
@@ -127,6 +130,14 @@ def for_call(
             deadline=deadline,
         ),
     )
+
+
+def accountable_key_id(caller: Caller) -> str:
+    """The key a caller's requests count against (rate limits) and are audited under: for a
+    credential inside a model, the original caller's, which the model itself never sees."""
+    if caller.delegation is not None and caller.delegation.bounds:
+        return caller.delegation.bounds[0].key_id
+    return caller.key_id
 
 
 def for_load(model: Model) -> Caller:

@@ -4,7 +4,9 @@ A principal manages its own keys; an admin anyone's; a service account's keys ar
 its owner, or by the admins and owners of the organization that owns it. Anyone else is told
 the key (or principal) does not exist. A new key may only narrow the scopes of the key that
 creates it. A key's rate limit, and its per-model limits, may be tightened by whoever manages
-the key; only an admin may loosen one (or remove it).
+the key; only an admin may loosen one (or remove it). Nobody revokes the last active key that
+lets an admin manage keys (:class:`~algora.errors.LastAdminKey`); whoever holds the data
+directory issues a new one offline with :func:`reset_admin_key` (``algora admin reset-key``).
 
 Each method opens its own session and returns frozen views; a change that a cached
 :class:`Caller` would miss (a revocation, a limit) forgets the authenticator's cache.
@@ -12,23 +14,25 @@ Each method opens its own session and returns frozen views; a change that a cach
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from pathlib import Path
 from typing import Final, Literal
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.bootstrap import create_key
+from algora.auth.bootstrap import ADMIN_KEY_FILE, create_key
 from algora.auth.policy import can_manage_principal
 from algora.auth.principals import Caller, organization_limit
 from algora.auth.ratelimit import Limit
-from algora.auth.scopes import covers, validate_scopes
+from algora.auth.scopes import covers, has_scope, validate_scopes
 from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
-from algora.errors import BadRequest, NotFound, PermissionDenied
+from algora.errors import BadRequest, LastAdminKey, NotFound, PermissionDenied
 from algora.settings import Settings
 
 __all__ = [
@@ -38,6 +42,8 @@ __all__ = [
     "LimitChange",
     "ModelLimitView",
     "NewKeyView",
+    "RecoveredKey",
+    "reset_admin_key",
 ]
 
 _MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
@@ -175,8 +181,19 @@ class Keyring:
             return NewKeyView(new.key_id, new.secret, owner.name, tuple(wanted), expires_at)
 
     def revoke_key(self, caller: Caller, key_id: str) -> None:
+        """Revoke a key, unless it is the last one with which an admin manages keys."""
         with self._sessions() as session:
             key = self._owned_key(session, caller, key_id)
+            if (
+                key.revoked_at is None
+                and _manages_as_admin(key)
+                and not _other_admin_keys(session, key)
+            ):
+                raise LastAdminKey(
+                    f"key '{key_id}' is the last active key of the last admin, and revoking it "
+                    "would lock every admin out: create another admin key first (or, on the "
+                    "server, run 'algora admin reset-key --data-dir DIR')"
+                )
             key.revoked_at = key.revoked_at or utcnow()
             session.commit()
         self._forget_callers()
@@ -296,3 +313,74 @@ def _model_limits(session: Session, key: ApiKey) -> list[KeyModelLimit]:
 
 def _model_limit_views(rows: list[KeyModelLimit]) -> list[ModelLimitView]:
     return [ModelLimitView(r.pattern, r.rate_per_second, r.burst) for r in rows]
+
+
+def _manages_as_admin(key: ApiKey) -> bool:
+    """Whether a key lets an admin manage keys (so: recover everything else) while active."""
+    if not key.principal.is_admin or key.model_calls_only:
+        return False
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        return False
+    return has_scope([str(s) for s in key.scopes], "keys:manage", None, is_admin=True)
+
+
+def _other_admin_keys(session: Session, key: ApiKey) -> bool:
+    """Whether an admin holds another active key that manages keys."""
+    statement = (
+        select(ApiKey)
+        .join(Principal, ApiKey.principal_id == Principal.id)
+        .where(
+            Principal.is_admin.is_(True),
+            ApiKey.id != key.id,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
+        )
+    )
+    return any(_manages_as_admin(other) for other in session.scalars(statement))
+
+
+@dataclass(frozen=True)
+class RecoveredKey:
+    """A key :func:`reset_admin_key` issued; its secret is shown once and kept in ``path``."""
+
+    principal: str
+    principal_id: int
+    key_id: str
+    secret: str
+    path: Path
+
+
+def reset_admin_key(
+    sessions: sessionmaker[Session], data_dir: Path, user: str | None = None
+) -> RecoveredKey:
+    """Offline recovery: a new full key for an admin (``user``, else the first admin), written
+    to ``data_dir/admin.key`` (mode 0600). Other keys stay as they are. No caller: whoever may
+    read and write the data directory already holds everything this key opens."""
+    with sessions() as session:
+        admins = select(Principal).where(Principal.is_admin.is_(True), Principal.kind == "user")
+        if user is not None:
+            admins = admins.where(Principal.name == user)
+        admin = session.scalars(admins.order_by(Principal.id)).first()
+        if admin is None:
+            raise NotFound(
+                f"'{user}' is not an admin of this server"
+                if user is not None
+                else "this registry has no admin yet: 'algora serve' creates one on first start"
+            )
+        new = create_key(session, admin, "admin (reset with 'algora admin reset-key')")
+        session.commit()
+        recovered = RecoveredKey(
+            admin.name, admin.id, new.key_id, new.secret, data_dir / ADMIN_KEY_FILE
+        )
+    _write_private(recovered.path, new.secret + "\n")
+    return recovered
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, readable by its owner only (never briefly by others)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a stale partial file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    partial.replace(path)

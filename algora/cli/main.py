@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from algora import __version__
-from algora.cli import access, aliases, audit, catalog, data, publishing, scaffold, serve
+from algora.cli import access, admin, aliases, audit, catalog, data, publishing, scaffold, serve
 
 __all__ = ["app", "main"]
 
@@ -47,6 +47,7 @@ app.add_typer(audit.audit_app, name="audit")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(aliases.promote_app, name="promote")
 app.add_typer(data.data_app, name="data")
+app.add_typer(admin.admin_app, name="admin")
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from algora.audit.log import AuditLog, Decision, wire_row
+from algora.auth.delegation import accountable_key_id
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body
@@ -243,7 +244,7 @@ class AuditMiddleware:
             auth_method=auth_method,
             principal=caller.name if caller else None,
             principal_id=caller.principal_id if caller else None,
-            key_id=caller.key_id if caller else None,
+            key_id=accountable_key_id(caller) if caller else None,
             peer=_clip(peer, 64),
             forwarded_for=forwarded,
             resource=_clip(trail.resource if trail.action else path, 255),

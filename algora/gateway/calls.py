@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from algora.audit.log import AuditEvent, AuditLog
+from algora.auth.delegation import accountable_key_id
 from algora.auth.policy import can, require, require_scope
 from algora.auth.principals import Caller
 from algora.auth.ratelimit import RateLimiter
@@ -31,6 +32,7 @@ from algora.db.tables import Model, Version
 from algora.errors import (
     AlgoraError,
     CallTimeout,
+    ModelError,
     ModelLoadFailed,
     Unavailable,
     VersionNotReady,
@@ -215,7 +217,7 @@ class CallService:
         costs little; they then pass ``admitted=True``. The key's ``call`` scope for the model
         is checked first."""
         require_scope(caller, "call", f"{owner}/{name}")
-        self._limiter.check(caller.key_id, f"{owner}/{name}", caller.limits)
+        self._limiter.check(accountable_key_id(caller), f"{owner}/{name}", caller.limits)
 
     async def _authorize(self, call: Call) -> tuple[Model, Version]:
         require_scope(call.caller, "call", f"{call.owner}/{call.name}")
@@ -261,7 +263,7 @@ class CallService:
             decision="allow",
             principal=caller.name,
             principal_id=caller.principal_id,
-            key_id=caller.key_id,
+            key_id=accountable_key_id(caller),
             resource=f"{model.owner.name}/{model.name}",
             version=version.semver,
             request_id=call.request_id or None,
@@ -299,6 +301,10 @@ class CallService:
                     origin=origin,
                 )
             )
+        except ModelError as error:
+            if may_manage(call.caller, model):
+                raise
+            raise _for_callers(error) from None
         finally:
             if opened and session_written(self._data_dir, session):
                 await asyncio.to_thread(drop_session, self._data_dir, session)
@@ -306,3 +312,10 @@ class CallService:
         return Served(
             model=model, version=version, result=result, request_id=request_id, stdout=stdout
         )
+
+
+def _for_callers(error: ModelError) -> ModelError:
+    """A model's error as a caller who may not manage the model sees it: its message and
+    type, but not the stack trace (which shows the model's source) nor what it printed."""
+    kept = {k: v for k, v in error.details.items() if k in ("error_type", "reason")}
+    return type(error)(error.message, details=kept)

@@ -26,6 +26,7 @@ from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from algora.auth.delegation import accountable_key_id
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.gateway.auditing import AUDIT_KEY
@@ -66,7 +67,7 @@ class Needs:
         if self.scope != AUTHENTICATED:
             require_scope(caller, self.scope)
         if self.write:
-            platform_of(request).limiter.check(caller.key_id, None, caller.limits)
+            platform_of(request).limiter.check(accountable_key_id(caller), None, caller.limits)
         return caller
 
     def __repr__(self) -> str:

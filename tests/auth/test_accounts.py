@@ -164,7 +164,7 @@ def test_service_accounts_belong_to_their_creator_or_its_organization(world: Wor
     assert world.accounts.create_service_account(mia, "mia-bot").owner == "mia"
     with pytest.raises(PermissionDenied, match="only admins of 'acme'"):
         world.accounts.create_service_account(mia, "sneaky-bot", "acme")
-    with pytest.raises(PermissionDenied):
+    with pytest.raises(NotFound):  # another user is not found, as a missing one (issue 11)
         world.accounts.create_service_account(otto, "sneaky-bot", "olga")
     with pytest.raises(NotFound):
         world.accounts.create_service_account(olga, "lost-bot", "nowhere")

@@ -3,7 +3,9 @@
 Success: ``{"result": ..., "metadata": {"content_type": "json|text|binary|void",
 "duration": seconds}}``. An exception raised by the model: HTTP 200 with
 ``{"error": {"message", "error_type", "stacktrace"}}`` (Algorithmia's clients raise on that
-body). Platform errors: their own 4xx/5xx status with ``{"error": {"message", "code"}}``.
+body); the stack trace shows the model's source, so it is empty unless the caller may manage the
+model (:func:`algora.gateway.calls.may_manage`). Platform errors: their own 4xx/5xx status
+with ``{"error": {"message", "code"}}``.
 
 Query options (others are ignored, as Algorithmia does):
 
