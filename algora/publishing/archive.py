@@ -33,19 +33,22 @@ import gzip
 import io
 import lzma
 import os
-import re
 import shutil
-import stat
 import tarfile
 import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
 from algora.errors import InvalidArchive
+from algora.publishing.members import (
+    Member,
+    tar_members,
+    validate_members,
+    zip_members,
+)
 
 __all__ = ["safe_extract"]
 
@@ -54,12 +57,6 @@ _FILE_MODE = 0o600
 _EXEC_MODE = 0o700
 _DIR_MODE = 0o700
 _CHUNK = 1024 * 1024
-_MAX_LINK_HOPS = 40
-_MAX_NAME_BYTES = 4096
-_MAX_COMPONENT_BYTES = 255
-_MAX_LINK_TARGET = 4096
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 
 # Errors the decompressors and archive readers raise on damaged input.
 _CORRUPT = (
@@ -77,18 +74,6 @@ _CORRUPT = (
 
 # --------------------------------------------------------------------------------------------
 # Extraction
-
-Kind = Literal["file", "dir", "symlink", "hardlink"]
-
-
-@dataclass(frozen=True)
-class _Member:
-    name: str  # normalized, relative POSIX path
-    kind: Kind
-    size: int
-    executable: bool
-    link: str = ""  # symlink target (as written) or hard link source (normalized name)
-    ref: tarfile.TarInfo | zipfile.ZipInfo | None = None  # where the data comes from
 
 
 class _TooLarge(Exception):
@@ -156,15 +141,15 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int)
         try:
             if kind == "zip":
                 zf = stack.enter_context(zipfile.ZipFile(archive))
-                members = _zip_members(zf, max_members)
-                reader: Callable[[_Member], IO[bytes]] = lambda m: _open_zip(zf, m)  # noqa: E731
+                members = zip_members(zf, max_members)
+                reader: Callable[[Member], IO[bytes]] = lambda m: _open_zip(zf, m)  # noqa: E731
             else:
                 raw = stack.enter_context(_open_decompressed(archive, kind))
                 # Headers and padding add at most a few blocks per member on top of the data.
                 bound = max_bytes + (max_members + 2) * 8 * tarfile.BLOCKSIZE + _CHUNK
                 bounded = stack.enter_context(_BoundedReader(raw, bound))
                 tf = stack.enter_context(tarfile.open(fileobj=bounded, mode="r:"))
-                members = _tar_members(tf, max_members, max_bytes)
+                members = tar_members(tf, max_members, max_bytes)
                 _drain(bounded)  # reach the end so the decompressor checks its checksum
                 reader = lambda m: _open_tar(tf, m)  # noqa: E731
         except _TooLarge:
@@ -173,7 +158,7 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int)
             ) from None
         except (*_CORRUPT, OSError) as exc:
             raise InvalidArchive(f"corrupt archive: {exc}") from exc
-        _validate(members, max_members=max_members, max_bytes=max_bytes)
+        validate_members(members, max_members=max_members, max_bytes=max_bytes)
         _guard_with_data_filter(members, dest)
         dest.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.extract-", dir=dest.parent))
@@ -231,215 +216,7 @@ def _open_decompressed(archive: Path, kind: str) -> io.BufferedIOBase:
     return archive.open("rb")
 
 
-def _tar_members(tf: tarfile.TarFile, max_members: int, max_bytes: int) -> list[_Member]:
-    members: list[_Member] = []
-    declared = 0
-    count = 0
-    for info in tf:
-        count += 1
-        if count > max_members:
-            raise InvalidArchive(
-                f"member '{info.name}': archive has more than {max_members} members"
-            )
-        name = _check_name(info.name, info.isdir())
-        if name is None:
-            continue  # the root folder itself
-        if info.isreg():
-            if info.issparse():
-                raise InvalidArchive(f"member '{info.name}': sparse files are not allowed")
-            declared += info.size
-            if declared > max_bytes:
-                raise InvalidArchive(
-                    f"member '{info.name}': declared size exceeds the {max_bytes}-byte limit"
-                )
-            kind: Kind = "file"
-        elif info.isdir():
-            kind = "dir"
-        elif info.issym():
-            kind = "symlink"
-        elif info.islnk():
-            kind = "hardlink"
-        else:
-            raise InvalidArchive(
-                f"member '{info.name}': device files, FIFOs and other special files are not allowed"
-            )
-        link = ""
-        if kind == "symlink":
-            link = _check_link_text(info.name, info.linkname)
-        elif kind == "hardlink":
-            _check_link_text(info.name, info.linkname)
-            try:
-                target = _check_name(info.linkname, False)
-            except InvalidArchive as exc:
-                raise InvalidArchive(f"member '{info.name}': hard link target: {exc}") from None
-            if target is None:
-                raise InvalidArchive(f"member '{info.name}': hard link has an empty target")
-            link = target
-        members.append(
-            _Member(
-                name=name,
-                kind=kind,
-                size=info.size if kind == "file" else 0,
-                executable=bool(info.mode & 0o111),
-                link=link,
-                ref=info,
-            )
-        )
-    return members
-
-
-def _zip_members(zf: zipfile.ZipFile, max_members: int) -> list[_Member]:
-    infos = zf.infolist()
-    if len(infos) > max_members:
-        raise InvalidArchive(
-            f"member '{infos[max_members].orig_filename}': archive has more than "
-            f"{max_members} members"
-        )
-    members: list[_Member] = []
-    for info in infos:
-        raw_name = info.orig_filename
-        if info.flag_bits & 0x1:
-            raise InvalidArchive(f"member '{_show(raw_name)}': encrypted members are not allowed")
-        mode = info.external_attr >> 16
-        file_type = stat.S_IFMT(mode)
-        is_dir = raw_name.endswith("/") or file_type == stat.S_IFDIR
-        name = _check_name(raw_name, is_dir)
-        if name is None:
-            continue
-        if file_type not in (0, stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
-            raise InvalidArchive(
-                f"member '{raw_name}': device files, FIFOs and other special files are not allowed"
-            )
-        link = ""
-        if file_type == stat.S_IFLNK:
-            if info.file_size > _MAX_LINK_TARGET:
-                raise InvalidArchive(f"member '{raw_name}': symbolic link target is too long")
-            with zf.open(info) as handle:
-                target = handle.read(_MAX_LINK_TARGET + 1).decode("utf-8")
-            link = _check_link_text(raw_name, target)
-            kind: Kind = "symlink"
-        elif is_dir:
-            kind = "dir"
-        else:
-            kind = "file"
-        members.append(
-            _Member(
-                name=name,
-                kind=kind,
-                size=info.file_size if kind == "file" else 0,
-                executable=bool(mode & 0o111),
-                link=link,
-                ref=info,
-            )
-        )
-    return members
-
-
-def _show(name: str) -> str:
-    return name.encode("unicode_escape").decode("ascii") if _CONTROL.search(name) else name
-
-
-def _check_name(raw: str, is_dir: bool) -> str | None:
-    """Normalize a member name, raising on any unsafe form; ``None`` for the root folder."""
-    shown = _show(raw)
-    if _CONTROL.search(raw):
-        raise InvalidArchive(f"member '{shown}': name contains NUL or control characters")
-    if "\\" in raw:
-        raise InvalidArchive(f"member '{shown}': backslash in name (Windows paths not allowed)")
-    if raw.startswith("/") or _DRIVE.match(raw):
-        raise InvalidArchive(f"member '{shown}': absolute path")
-    parts = [part for part in raw.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise InvalidArchive(f"member '{shown}': path escapes the archive root")
-    if not parts:
-        if is_dir and raw.strip("/") in ("", "."):
-            return None
-        raise InvalidArchive(f"member '{shown}': empty name")
-    name = "/".join(parts)
-    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES or any(
-        len(part.encode("utf-8", "surrogateescape")) > _MAX_COMPONENT_BYTES for part in parts
-    ):
-        raise InvalidArchive(f"member '{shown}': name too long")
-    return name
-
-
-def _check_link_text(member: str, target: str) -> str:
-    shown = _show(member)
-    if not target:
-        raise InvalidArchive(f"member '{shown}': link has an empty target")
-    if len(target) > _MAX_LINK_TARGET:
-        raise InvalidArchive(f"member '{shown}': link target is too long")
-    if _CONTROL.search(target):
-        raise InvalidArchive(f"member '{shown}': link target contains NUL or control characters")
-    if "\\" in target:
-        raise InvalidArchive(f"member '{shown}': backslash in link target")
-    if target.startswith("/") or _DRIVE.match(target):
-        raise InvalidArchive(f"member '{shown}': link target is an absolute path")
-    return target
-
-
-def _validate(members: list[_Member], *, max_members: int, max_bytes: int) -> None:
-    if len(members) > max_members:
-        raise InvalidArchive(
-            f"member '{members[max_members].name}': archive has more than {max_members} members"
-        )
-    by_name: dict[str, _Member] = {}
-    declared = 0
-    for member in members:
-        if member.name in by_name:
-            raise InvalidArchive(f"member '{member.name}': duplicate member name")
-        if member.kind == "hardlink":
-            source = by_name.get(member.link)
-            if source is None or source.kind != "file":
-                raise InvalidArchive(
-                    f"member '{member.name}': hard link must name an earlier regular file "
-                    f"of the archive"
-                )
-        by_name[member.name] = member
-        declared += member.size
-        if declared > max_bytes:
-            raise InvalidArchive(
-                f"member '{member.name}': declared size exceeds the {max_bytes}-byte limit"
-            )
-    links = {m.name: m.link for m in members if m.kind == "symlink"}
-    for member in members:
-        parts = member.name.split("/")
-        for depth in range(1, len(parts)):
-            ancestor = by_name.get("/".join(parts[:depth]))
-            if ancestor is not None and ancestor.kind != "dir":
-                raise InvalidArchive(
-                    f"member '{member.name}': path passes through a non-directory member "
-                    f"'{ancestor.name}'"
-                )
-        if member.kind == "symlink":
-            _resolve_inside(member.name, parts[:-1], member.link, links)
-
-
-def _resolve_inside(name: str, start: list[str], target: str, links: dict[str, str]) -> None:
-    """Follow ``target`` through the archive's own links; raise if it ever leaves the root."""
-    current = list(start)
-    pending = target.split("/")
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not current:
-                raise InvalidArchive(f"member '{name}': symbolic link points outside the archive")
-            current.pop()
-            continue
-        current.append(part)
-        nested = links.get("/".join(current))
-        if nested is not None:
-            hops += 1
-            if hops > _MAX_LINK_HOPS:
-                raise InvalidArchive(f"member '{name}': too many levels of symbolic links")
-            current.pop()
-            pending = nested.split("/") + pending
-
-
-def _guard_with_data_filter(members: list[_Member], dest: Path) -> None:
+def _guard_with_data_filter(members: list[Member], dest: Path) -> None:
     """Second opinion from the standard library's ``data`` extraction filter (tar only)."""
     probe = str(dest.absolute())
     for member in members:
@@ -453,23 +230,23 @@ def _guard_with_data_filter(members: list[_Member], dest: Path) -> None:
             ) from None
 
 
-def _open_tar(tf: tarfile.TarFile, member: _Member) -> IO[bytes]:
+def _open_tar(tf: tarfile.TarFile, member: Member) -> IO[bytes]:
     handle = tf.extractfile(member.ref) if isinstance(member.ref, tarfile.TarInfo) else None
     if handle is None:
         raise InvalidArchive(f"member '{member.name}': has no data")
     return handle
 
 
-def _open_zip(zf: zipfile.ZipFile, member: _Member) -> IO[bytes]:
+def _open_zip(zf: zipfile.ZipFile, member: Member) -> IO[bytes]:
     if not isinstance(member.ref, zipfile.ZipInfo):
         raise InvalidArchive(f"member '{member.name}': has no data")
     return zf.open(member.ref)
 
 
 def _extract_all(
-    members: list[_Member],
+    members: list[Member],
     staging: Path,
-    reader: Callable[[_Member], IO[bytes]],
+    reader: Callable[[Member], IO[bytes]],
     max_bytes: int,
 ) -> None:
     written = 0
@@ -503,9 +280,9 @@ def _make_parents(staging: Path, folder: Path) -> None:
 
 
 def _write_file(
-    member: _Member,
+    member: Member,
     path: Path,
-    reader: Callable[[_Member], IO[bytes]],
+    reader: Callable[[Member], IO[bytes]],
     written: int,
     max_bytes: int,
 ) -> int:
@@ -532,7 +309,7 @@ def _write_file(
 
 
 @contextlib.contextmanager
-def _archive_errors(member: _Member, max_bytes: int) -> Iterator[None]:
+def _archive_errors(member: Member, max_bytes: int) -> Iterator[None]:
     """Turn what a damaged or oversized archive makes the readers raise into InvalidArchive."""
     try:
         yield

@@ -41,7 +41,8 @@ from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
 from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
-from algora.publishing.publish import BuildLogs, Prepared, Publisher, failure_of
+from algora.publishing.logs import BuildLogs, failure_of
+from algora.publishing.publish import Prepared, Publisher
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump

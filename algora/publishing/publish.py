@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -30,11 +28,12 @@ from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
 from algora.environments.vulnscan import INSTALL_HINT as VULNSCAN_HINT
 from algora.environments.vulnscan import Auditor
-from algora.errors import AlgoraError, InvalidManifest
+from algora.errors import InvalidManifest
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
 from algora.publishing.archive import safe_extract
+from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.smoke import smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -48,13 +47,11 @@ from algora.workers.sandbox import bwrap_command, use_sandbox
 
 __all__ = [
     "STEPS",
-    "BuildLogs",
     "Built",
     "Prepared",
     "Publisher",
     "SmokeAccess",
     "SmokeAccessFor",
-    "failure_of",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,52 +65,6 @@ STEPS = (
     "store artifacts",
     "smoke test",
 )
-
-
-class BuildLogs:
-    """One append-only, owner-only log file per version while it builds.
-
-    A log is capped: past ``limit`` bytes only the ``==>`` step and outcome lines are kept,
-    so a build that prints without end cannot fill the disk or the registry.
-    """
-
-    def __init__(self, root: Path, limit: int = 4 * 1024 * 1024) -> None:
-        self.root = root
-        self.root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # DATA_DIR/logs
-        self.root.mkdir(exist_ok=True, mode=0o700)
-        self.limit = limit
-        self._lock = threading.Lock()
-
-    def path(self, version_id: int) -> Path:
-        return self.root / f"{version_id}.log"
-
-    def writer(self, version_id: int) -> Callable[[str], None]:
-        path = self.path(version_id)
-        state = {"size": 0, "truncated": False}
-
-        def write(line: str) -> None:
-            data = (line.rstrip("\n")[:10_000] + "\n").encode("utf-8", errors="replace")
-            if state["size"] + len(data) > self.limit and not line.startswith("==> "):
-                if state["truncated"]:
-                    return
-                state["truncated"] = True
-                data = b"... (build output past the log limit is not kept)\n"
-            with self._lock:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                with os.fdopen(fd, "ab") as handle:
-                    handle.write(data)
-                state["size"] += len(data)
-
-        return write
-
-    def read(self, version_id: int, offset: int = 0) -> tuple[str, int]:
-        path = self.path(version_id)
-        if not path.exists():
-            return "", offset
-        with path.open("rb") as handle:
-            handle.seek(max(offset, 0))
-            data = handle.read()
-        return data.decode("utf-8", errors="replace"), max(offset, 0) + len(data)
 
 
 @dataclass
@@ -511,26 +462,3 @@ class Publisher:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def failure_of(exc: Exception, log: Callable[[str], None], what: str) -> tuple[str, str]:
-    """The failure code and reason a build that raised ``exc`` records, with the error's
-    stack trace, stdout and log tail written to ``log``; ``what`` names it in the server log."""
-    if isinstance(exc, AlgoraError):
-        for key in ("stacktrace", "stdout", "log_tail"):
-            text = exc.details.get(key)
-            if isinstance(text, str) and text.strip():
-                log(f"--- {key.replace('_', ' ')} ---")
-                for line in text.rstrip().splitlines()[-200:]:
-                    log(line)
-        reason = exc.message
-        error_type = exc.details.get("error_type")
-        if error_type and not reason.startswith(str(error_type)):
-            reason = f"{error_type}: {reason}"
-        return exc.code, reason
-    logger.exception("build of %s failed unexpectedly", what, exc_info=exc)
-    return (
-        "internal_error",
-        f"the platform failed while building ({type(exc).__name__}); "
-        "an administrator can find the details in the server log",
-    )

@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from algora.errors import (
-    AlgoraError,
     CallTimeout,
-    InvalidInput,
-    ModelError,
     ModelLoadFailed,
     Overloaded,
     Unavailable,
     WorkerDied,
 )
+from algora.workers.answers import PendingCall, ProtocolViolation, fail, settle, settle_batch
 from algora.workers.backend import WorkerBackend, WorkerHandle
 from algora.workers.channel import WorkerChannel
 from algora.workers.sandbox import exit_reason
@@ -75,16 +73,6 @@ def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
         return ""
 
 
-class _Pending:
-    __slots__ = ("future", "request", "timer", "worker")
-
-    def __init__(self, request: CallRequest, future: asyncio.Future[CallResult]) -> None:
-        self.request = request
-        self.future = future
-        self.timer: asyncio.TimerHandle | None = None
-        self.worker: _Worker | None = None
-
-
 class _Worker:
     __slots__ = (
         "alive", "busy", "channel", "exited", "handle", "started_at", "timed_out", "waiter",
@@ -119,7 +107,7 @@ class Pool:
         self.spec = spec
         self._backend = backend
         self._data_dir = data_dir
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[PendingCall] = deque()
         self._idle: deque[_Worker] = deque()
         self._slots: list[_Worker | None] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -195,7 +183,7 @@ class Pool:
         self._state = "stopping"
         while self._queue:
             pending = self._queue.popleft()
-            _fail(pending, Unavailable("the model's pool is stopping"))
+            fail(pending, Unavailable("the model's pool is stopping"))
         while self._idle:
             _wake(self._idle.popleft())
         workers = [w for w in self._slots if w is not None]
@@ -234,7 +222,7 @@ class Pool:
                 details={"queued": len(self._queue), "max_queue": self.spec.max_queue},
             )
         loop = asyncio.get_running_loop()
-        pending = _Pending(request, loop.create_future())
+        pending = PendingCall(request, loop.create_future())
         pending.timer = loop.call_later(request.timeout, self._on_timeout, pending)
         self._queue.append(pending)
         if self._idle:
@@ -247,7 +235,7 @@ class Pool:
                 with contextlib.suppress(ValueError):  # the caller went away while queued
                     self._queue.remove(pending)
 
-    def _on_timeout(self, pending: _Pending) -> None:
+    def _on_timeout(self, pending: PendingCall) -> None:
         if pending.future.done():
             return
         timeout = pending.request.timeout
@@ -260,7 +248,7 @@ class Pool:
         if worker is None:
             with contextlib.suppress(ValueError):
                 self._queue.remove(pending)
-        elif worker.alive:
+        elif isinstance(worker, _Worker) and worker.alive:
             logger.warning(
                 "call %s timed out; killing worker %s",
                 pending.request.request_id,
@@ -382,7 +370,7 @@ class Pool:
                 self._restart_error = error
                 if not self.healthy:
                     while self._queue:
-                        _fail(self._queue.popleft(), self._no_worker_error())
+                        fail(self._queue.popleft(), self._no_worker_error())
                 continue
             self._restart_error = None
             if self._state != "running":
@@ -410,17 +398,17 @@ class Pool:
                 continue
             await self._dispatch(worker, batch)
 
-    def _take(self) -> list[_Pending]:
+    def _take(self) -> list[PendingCall]:
         info = self._info
         limit = self.spec.max_batch if info is not None and info.batch else 1
-        batch: list[_Pending] = []
+        batch: list[PendingCall] = []
         while self._queue and len(batch) < limit:
             pending = self._queue.popleft()
             if not pending.future.done():
                 batch.append(pending)
         return batch
 
-    async def _dispatch(self, worker: _Worker, batch: list[_Pending]) -> None:
+    async def _dispatch(self, worker: _Worker, batch: list[PendingCall]) -> None:
         worker.busy = True
         self._in_flight += len(batch)
         for pending in batch:
@@ -443,14 +431,14 @@ class Pool:
             try:
                 header, payload = await worker.handle.read_frame()
                 if len(batch) == 1:
-                    _settle(batch[0], header, payload)
+                    settle(batch[0], header, payload)
                 else:
-                    _settle_batch(batch, header, payload)
+                    settle_batch(batch, header, payload)
             except WorkerDied as exc:
                 worker.alive = False
                 worker.handle.kill()
                 await self._fail_held(worker, batch, exc)
-            except _ProtocolViolation as exc:
+            except ProtocolViolation as exc:
                 worker.alive = False
                 worker.handle.kill()
                 await self._fail_held(
@@ -464,7 +452,7 @@ class Pool:
             for pending in batch:
                 pending.worker = None
 
-    async def _send(self, worker: _Worker, batch: list[_Pending]) -> None:
+    async def _send(self, worker: _Worker, batch: list[PendingCall]) -> None:
         if len(batch) == 1:
             req = batch[0].request
             header = {"type": "call", "id": req.request_id, "content_type": req.content_type}
@@ -481,7 +469,9 @@ class Pool:
         payload = b"".join(p.request.payload for p in batch)
         await worker.handle.send_frame({"type": "call_batch", "items": items}, payload)
 
-    async def _fail_held(self, worker: _Worker, batch: list[_Pending], cause: WorkerDied) -> None:
+    async def _fail_held(
+        self, worker: _Worker, batch: list[PendingCall], cause: WorkerDied
+    ) -> None:
         if all(p.future.done() for p in batch):
             return
         status: int | None = None
@@ -498,90 +488,10 @@ class Pool:
         if limit is not None:
             message += "; it is being restarted"
         for pending in batch:
-            _fail(pending, WorkerDied(message, details=details))
-
-
-class _ProtocolViolation(Exception):
-    """The worker sent something the protocol does not allow here."""
+            fail(pending, WorkerDied(message, details=details))
 
 
 def _wake(worker: _Worker) -> None:
     waiter = worker.waiter
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
-
-
-def _fail(pending: _Pending, error: BaseException) -> None:
-    if not pending.future.done():
-        pending.future.set_exception(error)
-
-
-def _error_from(error: Any, stdout: str) -> AlgoraError:
-    error = error if isinstance(error, dict) else {}
-    code = str(error.get("code") or "model_error")
-    message = str(error.get("message") or "the model failed")
-    details: dict[str, Any] = {
-        "error_type": str(error.get("error_type") or ""),
-        "stacktrace": str(error.get("stacktrace") or ""),
-        "stdout": stdout,
-    }
-    if code == "invalid_input":
-        return InvalidInput(message, details=details)
-    if code != "model_error":
-        details["reason"] = code
-    return ModelError(message, details=details)
-
-
-def _settle(pending: _Pending, header: dict[str, Any], payload: bytes) -> None:
-    kind = header.get("type")
-    if header.get("id") != pending.request.request_id or kind not in ("result", "error"):
-        raise _ProtocolViolation(f"expected the answer to {pending.request.request_id!r}")
-    if pending.future.done():
-        return
-    stdout = str(header.get("stdout") or "")
-    if kind == "error":
-        pending.future.set_exception(_error_from(header.get("error"), stdout))
-        return
-    pending.future.set_result(
-        CallResult(
-            content_type=str(header.get("content_type", "json")),
-            payload=payload,
-            stdout=stdout,
-            duration=float(header.get("duration", 0.0)),
-        )
-    )
-
-
-def _settle_batch(batch: list[_Pending], header: dict[str, Any], payload: bytes) -> None:
-    if header.get("type") == "error":  # the worker refused the whole batch
-        error = _error_from(header.get("error"), "")
-        for pending in batch:
-            _fail(pending, error)
-        return
-    items = header.get("items")
-    if (
-        header.get("type") != "batch_result"
-        or not isinstance(items, list)
-        or len(items) != len(batch)
-    ):
-        raise _ProtocolViolation("expected a batch_result with one item per call")
-    duration = float(header.get("duration", 0.0))
-    offset = 0
-    for pending, item in zip(batch, items, strict=True):
-        if not isinstance(item, dict) or item.get("id") != pending.request.request_id:
-            raise _ProtocolViolation("batch_result items out of order")
-        if "error" in item:
-            _fail(pending, _error_from(item["error"], str(item.get("stdout") or "")))
-            continue
-        length = int(item.get("length", 0))
-        body = payload[offset : offset + length]
-        offset += length
-        if not pending.future.done():
-            pending.future.set_result(
-                CallResult(
-                    content_type=str(item.get("content_type", "json")),
-                    payload=body,
-                    stdout=str(item.get("stdout") or ""),
-                    duration=duration,
-                )
-            )

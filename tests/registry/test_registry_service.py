@@ -25,7 +25,7 @@ from algora.errors import (
     PermissionDenied,
     VersionNotFound,
 )
-from algora.publishing.publish import BuildLogs
+from algora.publishing.logs import BuildLogs
 from algora.registry.catalog import Catalog
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
