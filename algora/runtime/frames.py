@@ -70,6 +70,8 @@ def decode_header(raw: bytes) -> dict[str, Any]:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise FrameError(f"frame header is not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # a worker runs untrusted code: a hostile header must not escape
+        raise FrameError("frame header is nested too deeply") from None
     if not isinstance(header, dict):
         raise FrameError("frame header must be a JSON object")
     return header
