@@ -37,7 +37,7 @@ from algora.errors import (
     RequestTimeout,
     error_body,
 )
-from algora.gateway.channels import channel_of
+from algora.gateway.channels import channel_of, from_worker
 from algora.settings import Settings
 
 __all__ = ["BodyGuardMiddleware", "body_cap"]
@@ -56,23 +56,27 @@ def body_cap(settings: Settings, method: str, path: str) -> int:
     return settings.max_api_body_bytes
 
 
-def _declared_length(scope: Scope) -> tuple[bool, int | None]:
-    """Whether the request has a body, and its declared length (None when chunked)."""
+def _request_headers(scope: Scope) -> tuple[bool, int | None, str | None]:
+    """Whether the request has a body, its declared length (None when chunked) and its
+    ``Authorization`` header, in one pass over the headers (this runs on every call)."""
     length: int | None = None
     has_body = False
+    authorization: str | None = None
     for name, value in scope["headers"]:
         if name == b"content-length":
             length = int(value) if value.isdigit() else None
             has_body = has_body or length != 0
         elif name == b"transfer-encoding":
             has_body = True
-    return has_body, length
+        elif name == b"authorization":
+            authorization = value.decode("latin-1")
+    return has_body, length, authorization
 
 
 def _path_is_utf8(scope: Scope) -> bool:
     raw = scope.get("raw_path")
-    if not isinstance(raw, bytes):
-        return True
+    if not isinstance(raw, bytes) or (raw.isascii() and b"%" not in raw):
+        return True  # nothing to decode: the common case, answered without decoding
     try:
         unquote_to_bytes(raw.split(b"?", 1)[0]).decode("utf-8")
     except UnicodeDecodeError:
@@ -144,28 +148,28 @@ class BodyGuardMiddleware:
             response = JSONResponse(error_body(error), status_code=int(error.status))
             await response(scope, receive, send)
             return
-        has_body, declared = _declared_length(scope)
+        has_body, declared, authorization = _request_headers(scope)
         if not has_body:
             await self.app(scope, receive, send)
             return
         cap = body_cap(self.settings, scope["method"], scope["path"])
         body = _Body(receive, cap, self.settings.body_read_timeout)
         try:
-            await self._authenticate(HTTPConnection(scope))
+            await self._authenticate(scope, authorization)
         except AlgoraError as error:  # Unauthenticated, or a model's credential out of date
             body.refuse(error)
         if body.refusal is None and declared is not None and declared > cap:
             body.refuse(PayloadTooLarge(f"the request body is larger than the {cap}-byte limit"))
         await self.app(scope, body.receive, body.closing(send))
 
-    async def _authenticate(self, connection: HTTPConnection) -> None:
-        header = connection.headers.get("authorization")
-        if connection.scope["path"].startswith("/git/"):
+    async def _authenticate(self, scope: Scope, header: str | None) -> None:
+        if scope["path"].startswith("/git/"):
             header = basic_authorization(header)[0]
-        channel = channel_of(connection)
+        channel = channel_of(HTTPConnection(scope)) if from_worker(scope) else None
         if channel is not None and channel.caller_for(header) is not None:
             return
         if self.authenticator.cached(header) is not None:
             return
-        address = connection.client.host if connection.client else None
+        client = scope.get("client")
+        address = str(client[0]) if client else None
         await asyncio.to_thread(self.authenticator.authenticate, header, address)
