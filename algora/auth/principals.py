@@ -22,6 +22,10 @@ from algora.errors import Unauthenticated
 __all__ = ["Authenticator", "Caller", "Delegation", "organization_limit", "resolve_limits"]
 
 _CACHE_SECONDS = 5.0
+_STALE_SECONDS = 5.0
+"""How long past its expiry a cached key still answers while one request reloads it: when a
+busy key's entry expires, one request reads the database, not every request then in flight
+(each of which also wrote the key's last use). A revocation on this gateway forgets at once."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class Authenticator:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
         self._cache: dict[str, tuple[float, Caller]] = {}
+        self._reloading: set[str] = set()
+        """Digests of the keys a request is reloading from the database right now."""
         self._lock = threading.Lock()
 
     def cached(self, authorization: str | None) -> Caller | None:
@@ -82,10 +88,7 @@ class Authenticator:
         if secret is None:
             return None
         with self._lock:
-            entry = self._cache.get(hash_key(secret))
-        if entry is not None and entry[0] > time.monotonic():
-            return entry[1]
-        return None
+            return self._fresh(hash_key(secret), time.monotonic())
 
     def authenticate(self, authorization: str | None, address: str | None = None) -> Caller:
         """The caller a key names; ``address`` (the peer) is recorded as the key's last use."""
@@ -96,17 +99,36 @@ class Authenticator:
                 "(create keys with 'algora keys create')"
             )
         digest = hash_key(secret)
-        now = time.monotonic()
         with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        caller = self._load(digest, secret, address)
+            found = self._fresh(digest, time.monotonic())
+            if found is not None:
+                return found
+            self._reloading.add(digest)
+        try:
+            caller = self._load(digest, secret, address)
+        except Unauthenticated:
+            with self._lock:
+                self._cache.pop(digest, None)  # revoked elsewhere: no stale answers either
+            raise
+        finally:
+            with self._lock:
+                self._reloading.discard(digest)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (now + _CACHE_SECONDS, caller)
+            self._cache[digest] = (time.monotonic() + _CACHE_SECONDS, caller)
         return caller
+
+    def _fresh(self, digest: str, now: float) -> Caller | None:
+        """The cached caller if its entry is current, or expired by less than
+        :data:`_STALE_SECONDS` while another request reloads it; else None. Under the lock."""
+        entry = self._cache.get(digest)
+        if entry is None:
+            return None
+        expires, caller = entry
+        if expires > now or (now < expires + _STALE_SECONDS and digest in self._reloading):
+            return caller
+        return None
 
     def forget(self) -> None:
         """Drop cached keys (after a revocation)."""
