@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -132,3 +133,13 @@ def test_linked_sequences_answer_as_documented(
             suppress_health_check=list(HealthCheck),
         )
     )
+
+
+@pytest.mark.parametrize("limits", [{"rate_per_second": True}, {"burst": True}])
+def test_a_boolean_is_no_rate(
+    contract_server: RunningServer, auth: dict[str, str], limits: dict[str, Any]
+) -> None:
+    key_id = httpx.get(f"{contract_server.url}/api/v1/whoami", headers=auth).json()["key_id"]
+    response = httpx.patch(f"{contract_server.url}/api/v1/keys/{key_id}", json=limits, headers=auth)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_input"
