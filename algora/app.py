@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +18,7 @@ from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.bodies import BodyGuardMiddleware
+from algora.gateway.openapi import document_errors
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
@@ -116,5 +117,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     @app.get("/api/v1/openapi.json", include_in_schema=False, openapi_extra=audited("api.describe"))
     async def openapi(_caller: Annotated[Caller, Depends(Needs(AUTHENTICATED))]) -> JSONResponse:
         return JSONResponse(app.openapi())
+
+    generate = app.openapi
+
+    def described() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = described  # type: ignore[method-assign]  # FastAPI's documented way
 
     return app

@@ -13,7 +13,6 @@ Every change is audited with the model as its resource and ``alias:old->new`` as
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -25,6 +24,7 @@ from algora.auth.principals import Caller
 from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
+from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.registry.aliases import Aliases, AliasView, Move, PromotionStatus, PromotionView
 
@@ -46,7 +46,7 @@ class AliasOut(BaseModel):
     alias: str
     version: str
     protected: bool = Field(description="Moves only by an approved promotion.")
-    updated_at: datetime
+    updated_at: UtcDateTime
     updated_by: str | None
 
     @classmethod
@@ -73,11 +73,11 @@ class PromotionOut(BaseModel):
     from_version: str | None
     status: PromotionStatus
     requested_by: str
-    requested_at: datetime
-    expires_at: datetime
+    requested_at: UtcDateTime
+    expires_at: UtcDateTime
     note: str
     decided_by: str | None
-    decided_at: datetime | None
+    decided_at: UtcDateTime | None
     decision_note: str
 
     @classmethod

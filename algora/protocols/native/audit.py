@@ -57,6 +57,8 @@ async def list_events(
 @router.get(
     "/export",
     summary="Audit events as JSON lines, oldest first (chain order)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
     openapi_extra=audited("audit.read", always=True),
 )
 async def export_events(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -13,6 +12,7 @@ from algora.auth.keyring import KeyView, LimitChange, ModelLimitView
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
+from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 
 __all__ = ["LimitsIn", "router"]
@@ -49,8 +49,10 @@ class KeyIn(BaseModel):
 
 class ModelLimitIn(BaseModel):
     model: str = Field(description="``owner/name``, or ``owner/*`` for all of an owner's models")
-    rate_per_second: float = Field(gt=0, allow_inf_nan=False)
-    burst: int | None = Field(default=None, ge=1, description="Default: one second's worth.")
+    rate_per_second: float = Field(gt=0, allow_inf_nan=False, strict=True)
+    burst: int | None = Field(
+        default=None, ge=1, strict=True, description="Default: one second's worth."
+    )
 
     @classmethod
     def of(cls, view: ModelLimitView) -> ModelLimitIn:
@@ -63,8 +65,10 @@ class ModelLimitIn(BaseModel):
 class LimitsIn(BaseModel):
     """A rate limit; a field left out is unchanged, a null one is removed."""
 
-    rate_per_second: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    burst: int | None = Field(default=None, ge=1)
+    rate_per_second: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, strict=True
+    )  # strict: `true` is no rate (pydantic reads it as 1.0 otherwise)
+    burst: int | None = Field(default=None, ge=1, strict=True)
 
     def change(self) -> LimitChange:
         return LimitChange(**self.model_dump(include=self.model_fields_set))
@@ -73,14 +77,14 @@ class LimitsIn(BaseModel):
 class KeyOut(BaseModel):
     key_id: str
     name: str
-    created_at: datetime
-    last_used_at: datetime | None
+    created_at: UtcDateTime
+    last_used_at: UtcDateTime | None
     revoked: bool
     rate_per_second: float | None = None
     burst: int | None = None
     principal: str = ""
     scopes: list[str] = Field(default_factory=list)
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
     last_used_address: str | None = None
     model_calls_only: bool = False
 
@@ -94,7 +98,7 @@ class NewKeyOut(BaseModel):
     key: str = Field(description="The secret: shown once, stored only as a hash.")
     principal: str = ""
     scopes: list[str] = Field(default_factory=list)
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None = None
 
 
 # who, keys ---------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ Keys live in :mod:`algora.protocols.native.keys`; principals, organizations and 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +16,7 @@ from pydantic import BaseModel
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
+from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.publishing.uploads import GitInfo
 from algora.registry.views import ModelView, VersionView
@@ -38,7 +38,7 @@ class ModelOut(BaseModel):
     visibility: str
     tags: list[str]
     deprecated: bool
-    created_at: datetime
+    created_at: UtcDateTime
 
     @classmethod
     def of(cls, model: ModelView) -> ModelOut:
@@ -54,8 +54,8 @@ class VersionOut(BaseModel):
     deprecated: bool
     failure_code: str | None
     failure_reason: str | None
-    created_at: datetime
-    ready_at: datetime | None
+    created_at: UtcDateTime
+    ready_at: UtcDateTime | None
     entrypoint: str
     lineage: dict[str, Any]
 
