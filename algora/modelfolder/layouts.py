@@ -38,7 +38,10 @@ LAYOUTS = (Layout(MANIFEST_NAME, _native), Layout(algorithmia.CONF_NAME, _algori
 
 def has_manifest(folder: Path) -> bool:
     """Whether ``folder`` holds the marker file of any layout."""
-    return any((folder / layout.marker).is_file() for layout in LAYOUTS)
+    try:
+        return any((folder / layout.marker).is_file() for layout in LAYOUTS)
+    except OSError:  # a name too long for the file system, say: no model folder here
+        return False
 
 
 def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
@@ -49,7 +52,13 @@ def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
     Raises :class:`~algora.errors.InvalidManifest` (400) saying what is wrong or missing.
     """
     for layout in LAYOUTS:
-        if (folder / layout.marker).is_file():
+        try:
+            present = (folder / layout.marker).is_file()
+        except OSError as error:  # ENAMETOOLONG and the like: is_file raises rather than says no
+            raise InvalidManifest(
+                f"cannot read the model folder '{str(folder)[:200]}': {error.strerror}"
+            ) from None
+        if present:
             return layout.read(folder, name)
     conf = algorithmia.CONF_NAME
     raise InvalidManifest(

@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import pytest
 
 from algora.errors import InvalidManifest
+from algora.modelfolder.layouts import find_manifest, has_manifest
 from algora.modelfolder.manifest import load_manifest, parse_manifest
 
 
@@ -42,3 +44,11 @@ def test_invalid_manifests_say_what_is_wrong(text, fragment) -> None:
 def test_missing_manifest_tells_how_to_create_one(tmp_path) -> None:
     with pytest.raises(InvalidManifest, match="algora init"):
         load_manifest(tmp_path)
+
+
+def test_a_folder_name_the_file_system_refuses_is_an_invalid_manifest(tmp_path: Path) -> None:
+    """Not an OSError traceback: ``algora publish`` with a name too long for the disk."""
+    too_long = tmp_path / ("%e0%80%ae" * 40)
+    assert has_manifest(too_long) is False
+    with pytest.raises(InvalidManifest, match="cannot read the model folder"):
+        find_manifest(too_long)
