@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.keys import NewKey, generate_key
 from algora.db.tables import ApiKey, Principal
 
-__all__ = ["ADMIN_NAME", "create_key", "ensure_admin"]
+__all__ = ["ADMIN_NAME", "create_key", "ensure_admin", "write_private"]
 
 ADMIN_NAME = "admin"
 ADMIN_KEY_FILE = "admin.key"
@@ -54,8 +54,15 @@ def ensure_admin(sessions: sessionmaker[Session], data_dir: Path) -> str | None:
         session.flush()
         new = create_key(session, admin, "admin (created at first start)")
         session.commit()
-    key_path = data_dir / ADMIN_KEY_FILE
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(new.secret + "\n")
+    write_private(data_dir / ADMIN_KEY_FILE, new.secret + "\n")
     return new.secret
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, readable by its owner only (never briefly by others)."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # a stale partial file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    partial.replace(path)

@@ -14,7 +14,6 @@ Each method opens its own session and returns frozen views; a change that a cach
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Final, Literal
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.bootstrap import ADMIN_KEY_FILE, create_key
+from algora.auth.bootstrap import ADMIN_KEY_FILE, create_key, write_private
 from algora.auth.policy import can_manage_principal
 from algora.auth.principals import Caller, organization_limit
 from algora.auth.ratelimit import Limit
@@ -372,15 +371,5 @@ def reset_admin_key(
         recovered = RecoveredKey(
             admin.name, admin.id, new.key_id, new.secret, data_dir / ADMIN_KEY_FILE
         )
-    _write_private(recovered.path, new.secret + "\n")
+    write_private(recovered.path, new.secret + "\n")
     return recovered
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by its owner only (never briefly by others)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # a stale partial file keeps its mode through O_CREAT
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    partial.replace(path)
