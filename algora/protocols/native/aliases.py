@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
-from algora.gateway.auditing import AuditTrail, trail_of
+from algora.gateway.auditing import trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
@@ -109,12 +109,13 @@ def _aliases(request: Request) -> Aliases:
     return platform_of(request).aliases
 
 
-def _note(request: Request, action: str, model: str, change: str | None = None) -> AuditTrail:
-    """What the audit row records: set before the work (a refusal is recorded with its
-    action and model), then again with the change made."""
+def _note(request: Request, model: str, change: str, action: str | None = None) -> None:
+    """The change made, for the audit row (a refusal is recorded with the route's declared
+    action and the model its path names); ``action`` when the change is not that action."""
     trail = trail_of(request)
-    trail.action, trail.resource, trail.version = action, model, change
-    return trail
+    trail.resource, trail.version = model, change
+    if action is not None:
+        trail.action = action
 
 
 async def _record_move(request: Request, caller: Caller, move: Move, request_id: str) -> None:
@@ -180,16 +181,15 @@ async def set_alias(
     body: AliasIn,
 ) -> AliasSetOut:
     platform = platform_of(request)
-    _note(request, "alias.move", f"{owner}/{name}")
     outcome = await asyncio.to_thread(
         _aliases(request).set_alias, caller, owner, name, alias, body.version, body.note
     )
     if outcome.promotion is not None:
-        _note(request, "promotion.request", outcome.promotion.model, outcome.promotion.audit_text)
+        _note(request, outcome.promotion.model, outcome.promotion.audit_text, "promotion.request")
         response.status_code = 202
         return AliasSetOut(moved=False, promotion=PromotionOut.of(outcome.promotion))
     assert outcome.move is not None and outcome.alias is not None  # moved, not requested
-    _note(request, "alias.move", outcome.move.model, outcome.move.audit_text)
+    _note(request, outcome.move.model, outcome.move.audit_text)
     platform.calls.forget()
     return AliasSetOut(moved=True, alias=AliasOut.of(outcome.alias))
 
@@ -203,9 +203,8 @@ async def set_alias(
 async def delete_alias(
     request: Request, caller: WriteAliases, owner: str, name: str, alias: str
 ) -> None:
-    _note(request, "alias.delete", f"{owner}/{name}")
     move = await asyncio.to_thread(_aliases(request).delete_alias, caller, owner, name, alias)
-    _note(request, "alias.delete", move.model, move.audit_text)
+    _note(request, move.model, move.audit_text)
     platform_of(request).calls.forget()
 
 
@@ -255,7 +254,6 @@ async def list_promotions(
 async def request_promotion(
     request: Request, caller: WriteAliases, owner: str, name: str, body: PromotionIn
 ) -> PromotionOut:
-    _note(request, "promotion.request", f"{owner}/{name}")
     view = await asyncio.to_thread(
         _aliases(request).request_promotion,
         caller,
@@ -265,7 +263,7 @@ async def request_promotion(
         body.version,
         body.note,
     )
-    _note(request, "promotion.request", view.model, view.audit_text)
+    _note(request, view.model, view.audit_text)
     return PromotionOut.of(view)
 
 
@@ -294,12 +292,12 @@ async def approve_promotion(
     promotion_id: PromotionId,
     body: Decision = None,
 ) -> PromotionOut:
-    trail = _note(request, "promotion.approve", f"{owner}/{name}")
+    trail = trail_of(request)
     trail.request_id = request.headers.get("x-request-id") or new_request_id()
     view, move = await asyncio.to_thread(
         _aliases(request).approve, caller, owner, name, promotion_id, _why(body)
     )
-    _note(request, "promotion.approve", view.model, view.audit_text)
+    _note(request, view.model, view.audit_text)
     platform_of(request).calls.forget()
     await _record_move(request, caller, move, trail.request_id[:128])
     return PromotionOut.of(view)
@@ -318,9 +316,8 @@ async def reject_promotion(
     promotion_id: PromotionId,
     body: Decision = None,
 ) -> PromotionOut:
-    _note(request, "promotion.reject", f"{owner}/{name}")
     view = await asyncio.to_thread(
         _aliases(request).reject, caller, owner, name, promotion_id, _why(body)
     )
-    _note(request, "promotion.reject", view.model, view.audit_text)
+    _note(request, view.model, view.audit_text)
     return PromotionOut.of(view)
