@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from algora import __version__
 from algora.auth.principals import Caller
@@ -24,6 +25,7 @@ from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
 from algora.protocols import algorithmia, data, native
 from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
+from algora.protocols.algorithmia.lane import CallLane
 from algora.settings import Settings
 
 __all__ = ["create_app"]
@@ -96,6 +98,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry looks up the global providers on every request; Algora
+        # has no use for it, and a call should not pay for it.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.platform = platform
     platform.channels.attach(app)  # served to models on their workers' sockets
@@ -117,6 +122,20 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     @app.get("/api/v1/openapi.json", include_in_schema=False, openapi_extra=audited("api.describe"))
     async def openapi(_caller: Annotated[Caller, Depends(Needs(AUTHENTICATED))]) -> JSONResponse:
         return JSONResponse(app.openapi())
+
+    build_stack = app.build_middleware_stack
+
+    def stack_behind_the_call_lane() -> ASGIApp:
+        # Outside even FastAPI's own error middleware: a warm call pays for none of it.
+        return CallLane(
+            build_stack(),
+            settings=settings,
+            authenticator=platform.authenticator,
+            calls=platform.calls,
+            audit=platform.audit,
+        )
+
+    app.build_middleware_stack = stack_behind_the_call_lane  # type: ignore[method-assign]
 
     generate = app.openapi
 

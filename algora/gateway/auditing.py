@@ -29,7 +29,16 @@ from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body
 
-__all__ = ["AUDIT_KEY", "AuditMiddleware", "AuditTrail", "declared_action", "trail_of"]
+__all__ = [
+    "AUDIT_KEY",
+    "AuditMiddleware",
+    "AuditTrail",
+    "RequestHeaders",
+    "declared_action",
+    "request_row",
+    "send_unavailable",
+    "trail_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +109,7 @@ def _declared(scope: Scope) -> _Declared | None:
     return _Declared(found[0], found[1], resource, version if isinstance(version, str) else None)
 
 
-class _Headers:
+class RequestHeaders:
     """The few request headers an audit row needs, found in one pass (this runs per call)."""
 
     __slots__ = ("authorization", "content_length", "forwarded_for", "request_id")
@@ -142,7 +151,7 @@ class AuditMiddleware:
         path: str = scope["path"]
         trail = AuditTrail()
         scope[_SCOPE_KEY] = trail
-        headers = _Headers(scope)
+        headers = RequestHeaders(scope)
         counts = {"in": headers.content_length or 0, "out": 0}
         start: Message | None = None
         recorded = False
@@ -171,9 +180,9 @@ class AuditMiddleware:
                 wanted = method not in _SAFE and path.startswith(_CHANGE_PREFIXES)
             if not (wanted or status in (401, 403)):
                 return True
-            wire = self._wire(
-                scope, headers, trail, method, path, status, received_us, started, counts["in"],
-                bytes_out,
+            wire = request_row(
+                self.audit, scope, headers, trail, method, path, status, received_us, started,
+                counts["in"], bytes_out,
             )  # fmt: skip
             try:
                 await self.audit.record_wire(wire)
@@ -202,7 +211,7 @@ class AuditMiddleware:
                 await send(start)
                 await send(message)
             else:
-                await _send_unavailable(send)
+                await send_unavailable(send)
 
         try:
             await self.app(scope, app_receive, holding_send)
@@ -212,57 +221,59 @@ class AuditMiddleware:
                 await commit(500, None)
             raise
 
-    def _wire(
-        self,
-        scope: Scope,
-        headers: _Headers,
-        trail: AuditTrail,
-        method: str,
-        path: str,
-        status: int,
-        received_us: int,
-        started: float,
-        bytes_in: int,
-        bytes_out: int | None,
-    ) -> list[Any]:
-        client = scope.get("client")
-        peer, forwarded = self.audit.origin(
-            str(client[0]) if client else None, headers.forwarded_for
-        )
-        auth_method, _secret = parse_authorization_scheme(headers.authorization)
-        caller = trail.caller
-        decision: Decision = "deny" if status in (401, 403, 429) else "allow"
-        if trail.action == "model.call" and status == 404:
-            decision = "deny"  # unknown and hidden (another user's private) models look alike
-        request_id = trail.request_id or headers.request_id or _new_request_id()
-        return wire_row(
-            action=trail.action or f"http.{method.lower()}",
-            received_us=received_us,
-            completed_us=time.time_ns() // 1000,
-            status=status,
-            decision=decision,
-            auth_method=auth_method,
-            principal=caller.name if caller else None,
-            principal_id=caller.principal_id if caller else None,
-            key_id=accountable_key_id(caller) if caller else None,
-            peer=_clip(peer, 64),
-            forwarded_for=forwarded,
-            resource=_clip(trail.resource if trail.action else path, 255),
-            version=_clip(trail.version, 64),
-            request_id=_clip(request_id, 128),
-            parent_request_id=_clip(trail.parent_request_id, 128),
-            error_code=_clip(trail.error_code, 64),
-            latency_ms=(time.perf_counter() - started) * 1000,
-            bytes_in=bytes_in,
-            bytes_out=bytes_out,
-        )
+
+def request_row(
+    audit: AuditLog,
+    scope: Scope,
+    headers: RequestHeaders,
+    trail: AuditTrail,
+    method: str,
+    path: str,
+    status: int,
+    received_us: int,
+    started: float,
+    bytes_in: int,
+    bytes_out: int | None,
+) -> list[Any]:
+    """The audit row of one answered request, in wire form (the middleware's and the call
+    lane's: one shape for the same request however it was served)."""
+    client = scope.get("client")
+    peer, forwarded = audit.origin(str(client[0]) if client else None, headers.forwarded_for)
+    auth_method, _secret = parse_authorization_scheme(headers.authorization)
+    caller = trail.caller
+    decision: Decision = "deny" if status in (401, 403, 429) else "allow"
+    if trail.action == "model.call" and status == 404:
+        decision = "deny"  # unknown and hidden (another user's private) models look alike
+    request_id = trail.request_id or headers.request_id or _new_request_id()
+    return wire_row(
+        action=trail.action or f"http.{method.lower()}",
+        received_us=received_us,
+        completed_us=time.time_ns() // 1000,
+        status=status,
+        decision=decision,
+        auth_method=auth_method,
+        principal=caller.name if caller else None,
+        principal_id=caller.principal_id if caller else None,
+        key_id=accountable_key_id(caller) if caller else None,
+        peer=_clip(peer, 64),
+        forwarded_for=forwarded,
+        resource=_clip(trail.resource if trail.action else path, 255),
+        version=_clip(trail.version, 64),
+        request_id=_clip(request_id, 128),
+        parent_request_id=_clip(trail.parent_request_id, 128),
+        error_code=_clip(trail.error_code, 64),
+        latency_ms=(time.perf_counter() - started) * 1000,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+    )
 
 
 def _new_request_id() -> str:
     return "req-" + os.urandom(16).hex()
 
 
-async def _send_unavailable(send: Send) -> None:
+async def send_unavailable(send: Send) -> None:
+    """503: the audit row could not be written, so the answer is not given."""
     error = Unavailable("the audit log cannot be written, so the request was not answered")
     body = json.dumps(error_body(error)).encode()
     headers: list[tuple[bytes, bytes]] = [

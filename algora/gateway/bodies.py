@@ -40,7 +40,7 @@ from algora.errors import (
 from algora.gateway.channels import channel_of, from_worker
 from algora.settings import Settings
 
-__all__ = ["BodyGuardMiddleware", "body_cap"]
+__all__ = ["BodyGuardMiddleware", "body_cap", "path_is_utf8"]
 
 _ARCHIVE_UPLOAD = re.compile(r"/api/v1/models/[^/]+/[^/]+/versions/?")
 
@@ -73,7 +73,7 @@ def _request_headers(scope: Scope) -> tuple[bool, int | None, str | None]:
     return has_body, length, authorization
 
 
-def _path_is_utf8(scope: Scope) -> bool:
+def path_is_utf8(scope: Scope) -> bool:
     raw = scope.get("raw_path")
     if not isinstance(raw, bytes) or (raw.isascii() and b"%" not in raw):
         return True  # nothing to decode: the common case, answered without decoding
@@ -143,7 +143,7 @@ class BodyGuardMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if not _path_is_utf8(scope):
+        if not path_is_utf8(scope):
             error = InvalidInput("the request path is not UTF-8 once percent-decoded")
             response = JSONResponse(error_body(error), status_code=int(error.status))
             await response(scope, receive, send)

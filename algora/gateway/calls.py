@@ -43,7 +43,7 @@ from algora.modelfolder.manifest import Manifest
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
-from algora.registry.specs import parse_spec
+from algora.registry.specs import VersionSpec, parse_spec
 from algora.settings import Settings
 from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.manager import PoolManager
@@ -55,6 +55,9 @@ __all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
 logger = logging.getLogger(__name__)
 
 _RESOLVE_SECONDS = 2.0
+_STALE_GRACE_SECONDS = 5.0
+"""How long past its freshness a resolution may still answer while one refresh runs: under
+steady traffic no call waits for the database, and an idle cache is never trusted."""
 
 
 _REQUEST_PREFIX = os.urandom(8).hex()
@@ -125,12 +128,15 @@ class CallService:
         self._pools = pools
         self._python = environment_python
         self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
+        self._refreshing: set[tuple[str, str, str]] = set()
+        self._generation = 0  # bumped by forget(): a refresh begun before it is dropped
         # Resolved once: resolving it stats every folder above it, and every call needs it.
         self._data_dir = settings.resolved_data_dir
         self._worker_logs = self._data_dir / "logs" / "workers"
 
     def forget(self) -> None:
         """Drop cached resolutions (after a publish, deprecation or alias move)."""
+        self._generation += 1
         self._resolved.clear()
 
     async def resolve(
@@ -147,14 +153,46 @@ class CallService:
         key = (owner, name, str(spec))
         now = time.monotonic()
         cached = self._resolved.get(key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] + _STALE_GRACE_SECONDS > now:
             require(caller, spec.right, cached[1])
+            if cached[0] <= now and key not in self._refreshing:
+                self._refresh(key, spec)
             return cached[1], cached[2]
+        generation = self._generation
         model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec, caller)
+        self._remember(key, generation, model, version)
+        return model, version
+
+    def _remember(
+        self, key: tuple[str, str, str], generation: int, model: Model, version: Version
+    ) -> None:
+        if generation != self._generation:
+            return  # resolved before a change this gateway made: not to be trusted
         if len(self._resolved) > 10_000:
             self._resolved.clear()
-        self._resolved[key] = (now + _RESOLVE_SECONDS, model, version)
-        return model, version
+        self._resolved[key] = (time.monotonic() + _RESOLVE_SECONDS, model, version)
+
+    def _refresh(self, key: tuple[str, str, str], spec: VersionSpec) -> None:
+        """Resolve ``key`` again in the background (one at a time per key); when it no longer
+        resolves, forget it, so that the next call resolves it with its own caller's rights."""
+        self._refreshing.add(key)
+        generation = self._generation
+
+        async def refresh() -> None:
+            try:
+                model, version = await asyncio.to_thread(
+                    self._registry.resolve, key[0], key[1], spec
+                )
+            except Exception:
+                self._resolved.pop(key, None)
+            else:
+                self._remember(key, generation, model, version)
+            finally:
+                self._refreshing.discard(key)
+
+        task = asyncio.create_task(refresh())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def worker_spec(self, version: Version) -> WorkerSpec:
         if version.environment_hash is None or version.content_hash is None:

@@ -53,7 +53,8 @@ class OriginMiddleware:
         self._hosts = hosts | {host_name(settings.host)}
         self._origins = frozenset(o.strip().rstrip("/").lower() for o in settings.allowed_origins)
 
-    def _refusal(self, scope: Scope) -> AlgoraError | None:
+    def refusal(self, scope: Scope) -> AlgoraError | None:
+        """Why the request is refused by its Host or Origin; None when it is not."""
         host = _header(scope, b"host")
         # A model's requests come on its worker's socket, from no browser, to 127.0.0.1:PORT.
         checked = scope["path"] not in _EXEMPT and not self._any_host and not from_worker(scope)
@@ -78,7 +79,7 @@ class OriginMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        error = self._refusal(scope)
+        error = self.refusal(scope)
         if error is None:
             await self.app(scope, receive, send)
             return

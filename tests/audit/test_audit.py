@@ -31,7 +31,7 @@ from algora.audit.log import (
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
 from algora.db.tables import AuditEventRow
-from algora.gateway.auditing import _Headers
+from algora.gateway.auditing import RequestHeaders
 from algora.gateway.permissions import unaudited
 from algora.modelfolder.packing import pack_directory
 from algora.settings import Settings
@@ -299,7 +299,7 @@ def test_a_chunked_body_is_counted_as_it_arrives(audited: InProcess) -> None:
 )
 def test_only_a_content_length_that_fits_the_row_is_taken(value: bytes, expected: object) -> None:
     # A larger one would fail the whole batch's insert (bytes_in is a signed 64-bit column).
-    assert _Headers({"headers": [(b"content-length", value)]}).content_length == expected
+    assert RequestHeaders({"headers": [(b"content-length", value)]}).content_length == expected
 
 
 @pytest.mark.parametrize(("form", "method"), [("Bearer {}", "bearer"), ("{}", "bare")])

@@ -45,7 +45,7 @@ from algora.gateway.inputs import finite_float
 from algora.gateway.permissions import declare
 from algora.workers.spec import CallResult
 
-__all__ = ["router"]
+__all__ = ["error_response", "input_kind", "parse_timeout", "router", "success_body"]
 
 router = APIRouter(tags=["calls"])
 
@@ -59,7 +59,7 @@ _REFUSED_HINT = (
 )
 
 
-def _input_kind(content_type: str | None, body: bytes) -> Literal["json", "text", "binary"]:
+def input_kind(content_type: str | None, body: bytes) -> Literal["json", "text", "binary"]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if _OBJECT_FORMATS.search(media):
         raise UnsupportedMediaType(f"content type '{media}' is not accepted: {_REFUSED_HINT}")
@@ -87,7 +87,7 @@ def _input_kind(content_type: str | None, body: bytes) -> Literal["json", "text"
     raise UnsupportedMediaType(f"content type '{media}' is not accepted: {_REFUSED_HINT}")
 
 
-def _success_body(result: CallResult, stdout: str | None = None) -> bytes:
+def success_body(result: CallResult, stdout: str | None = None) -> bytes:
     kind = result.content_type
     if kind == "json":
         encoded = result.payload or b"null"
@@ -151,7 +151,7 @@ def _output(value: str | None) -> Literal["default", "raw", "void"]:
     return "raw" if text == "raw" else "void" if text == "void" else "default"
 
 
-def _timeout(value: str | None) -> float | None:
+def parse_timeout(value: str | None) -> float | None:
     if value is None or value == "":
         return None
     try:
@@ -181,9 +181,9 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
             owner=owner,
             name=name,
             spec=spec,
-            content_type=_input_kind(request.headers.get("content-type"), body),
+            content_type=input_kind(request.headers.get("content-type"), body),
             payload=body,
-            timeout=_timeout(query.get("timeout")),
+            timeout=parse_timeout(query.get("timeout")),
             request_id=request_id,
             trail=trail,
             admitted=True,
@@ -201,7 +201,7 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
     headers = {"X-Request-Id": request_id, "X-Algora-Version": served.version.semver}
     if output == "raw":
         return _raw_response(served, headers)
-    return Response(_success_body(served.result, served.stdout), media_type=_JSON, headers=headers)
+    return Response(success_body(served.result, served.stdout), media_type=_JSON, headers=headers)
 
 
 @router.post(
