@@ -1,0 +1,291 @@
+"""Algora against the hand-written FastAPI app, pinned and alternated: median ratios and spread.
+
+    .venv/bin/python benchmarks/pinned.py [--rounds 4] [--duration 10] [--concurrency 1,8,64]
+        [--also NAME=ALGORA_CLI ...]
+
+Every server's whole process tree (Algora's gateway, its model worker and audit writer; the
+FastAPI app) runs on core 0 (``taskset -c 0``, inherited by every child); wrk runs on core 1.
+All servers are started once and stay up; each round loads them one after another at each
+concurrency, the order reversed every other round (A B, B A, ...), because this machine's speed
+swings between minutes: a ratio is taken within a round, and the report gives each ratio's
+median and its spread (min..max) over the rounds. ``--also before=/tmp/old/.venv/bin/algora``
+adds another Algora (an older checkout, say) as one more system.
+
+Per system, round and concurrency: requests/s, p50 and p99 (wrk), non-2xx answers, and the CPU
+time the server's process tree spent per request (utime + stime from /proc, over the measured
+window). Results go to benchmarks/results/pinned-<time>.json. Everything listens on 127.0.0.1;
+every server is stopped by PID (see serving.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving  # this folder's shared helpers
+
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+BASELINE = "fastapi"
+
+
+@dataclass
+class System:
+    name: str
+    url: str
+    auth: str | None
+    pid: int
+
+
+@dataclass
+class Point:
+    system: str
+    round: int
+    concurrency: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    cpu_ms_per_request: float | None
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (from /proc's children lists)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                children = (task / "children").read_text().split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            todo.extend(int(child) for child in children)
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the process tree now, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in _tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / ticks
+
+
+def _pinned(argv: list[str], core: str) -> list[str]:
+    return ["taskset", "-c", core, *argv]
+
+
+def start_fastapi(procs: serving.Processes, tmp: Path, model_dir: Path, timeout: float) -> System:
+    port = serving.free_port()
+    log = tmp / "fastapi.log"
+    argv = [sys.executable, str(serving.BASELINE_SERVER), "--model-dir", str(model_dir)]
+    proc = procs.start(BASELINE, _pinned([*argv, "--port", str(port)], SERVER_CORE), log)
+    serving.wait_http_ok(f"http://{serving.HOST}:{port}/healthz", proc, timeout, log)
+    return System(BASELINE, f"http://{serving.HOST}:{port}/predict", None, proc.pid)
+
+
+def start_algora(
+    procs: serving.Processes, tmp: Path, name: str, cli: str, args: argparse.Namespace
+) -> System:
+    data_dir = tmp / f"{name}-data"
+    port = serving.free_port()
+    base = f"http://{serving.HOST}:{port}"
+    log = tmp / f"{name}.log"
+    argv = [cli, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", serving.HOST]
+    proc = procs.start(name, _pinned(argv, SERVER_CORE), log)
+    serving.wait_http_ok(f"{base}/readyz", proc, args.startup_timeout, log)
+    key = (data_dir / "admin.key").read_text().strip()
+    print(f"  {name}: publishing examples/iris ...", flush=True)
+    publish = serving.subprocess.run(
+        [cli, "publish", str(serving.IRIS), "--url", base, "--key", key],
+        capture_output=True,
+        text=True,
+        timeout=args.publish_timeout,
+        check=False,
+    )
+    if publish.returncode != 0:
+        raise serving.BenchError(f"{name}: publish failed:\n{publish.stdout}\n{publish.stderr}")
+    url = f"{base}/v1/algo/admin/iris/latest"
+    auth = f"Simple {key}"
+    serving.first_call(url, auth, proc, log, args.startup_timeout)
+    return System(name, url, auth, proc.pid)
+
+
+def check(system: System) -> None:
+    headers = {"Authorization": system.auth} if system.auth else {}
+    answer = httpx.post(system.url, json=serving.BODY, headers=headers, timeout=30)
+    if answer.status_code != 200 or "setosa" not in answer.text:
+        raise serving.BenchError(f"{system.name} answered {answer.status_code}: {answer.text}")
+
+
+def load(system: System, concurrency: int, duration: float, round_: int) -> Point:
+    before = _cpu_seconds(system.pid)
+    result = run_wrk_pinned(system, concurrency, duration)
+    spent = _cpu_seconds(system.pid) - before
+    cpu = spent * 1000 / result.requests if result.requests else None
+    return Point(
+        system.name, round_, concurrency, result.rps, result.p50_ms, result.p99_ms,
+        result.non_2xx + sum(result.socket_errors.values()), cpu,
+    )  # fmt: skip
+
+
+def run_wrk_pinned(system: System, concurrency: int, duration: float) -> serving.LoadResult:
+    threads = 2 if concurrency >= 64 else 1
+    argv = [
+        "taskset", "-c", LOAD_CORE, "wrk", f"-t{threads}", f"-c{concurrency}",
+        f"-d{duration:g}s", "--timeout", "10s", "--latency", "-s", str(serving.LUA), system.url,
+    ]  # fmt: skip
+    env = {**os.environ, "WRK_BODY": json.dumps(serving.BODY), "WRK_AUTH": system.auth or ""}
+    done = serving.subprocess.run(
+        argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
+    )
+    if done.returncode != 0:
+        raise serving.BenchError(f"wrk exited with {done.returncode}: {done.stderr}")
+    parsed = serving.parse_wrk(done.stdout)
+    return serving.LoadResult(
+        target=system.name,
+        concurrency=concurrency,
+        threads=threads,
+        duration_s=parsed.get("duration_s", duration),
+        requests=parsed["requests"],
+        rps=parsed["rps"],
+        p50_ms=parsed["p50_ms"],
+        p99_ms=parsed["p99_ms"],
+        non_2xx=parsed["non_2xx"],
+        socket_errors=parsed["socket_errors"],
+        source=parsed["source"],
+        wrk_output=done.stdout,
+    )
+
+
+def summarize(points: list[Point], systems: list[str], levels: list[int]) -> list[dict[str, Any]]:
+    """Per system and concurrency: medians, and the ratio to the baseline within each round."""
+    rows = []
+    for name in systems:
+        for level in levels:
+            mine = [p for p in points if p.system == name and p.concurrency == level]
+            base = {p.round: p for p in points if p.system == BASELINE and p.concurrency == level}
+            ratios = [p.rps / base[p.round].rps for p in mine if p.round in base]
+            p50_gaps = [p.p50_ms - base[p.round].p50_ms for p in mine if p.round in base]
+            cpus = [p.cpu_ms_per_request for p in mine if p.cpu_ms_per_request is not None]
+            rows.append({
+                "system": name,
+                "concurrency": level,
+                "rps": statistics.median(p.rps for p in mine),
+                "p50_ms": statistics.median(p.p50_ms for p in mine),
+                "p99_ms": statistics.median(p.p99_ms for p in mine),
+                "cpu_ms_per_request": statistics.median(cpus) if cpus else None,
+                "non_2xx": sum(p.non_2xx for p in mine),
+                "ratio_median": statistics.median(ratios) if ratios else None,
+                "ratio_min": min(ratios) if ratios else None,
+                "ratio_max": max(ratios) if ratios else None,
+                "p50_gap_ms_median": statistics.median(p50_gaps) if p50_gaps else None,
+            })  # fmt: skip
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
+    print(f"\nmedians over {rounds} rounds; ratio = req/s over {BASELINE}'s in the same round")
+    print(
+        f"{'system':14} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} "
+        f"{'ratio':>6} {'spread':>13} {'p50 gap':>8}"
+    )
+    for row in rows:
+        ratio = f"{row['ratio_median']:.2f}" if row["ratio_median"] is not None else "-"
+        spread = (
+            f"{row['ratio_min']:.2f}..{row['ratio_max']:.2f}"
+            if row["ratio_min"] is not None
+            else "-"
+        )
+        cpu = f"{row['cpu_ms_per_request']:.3f}" if row["cpu_ms_per_request"] else "-"
+        gap = f"{row['p50_gap_ms_median']:+.2f}" if row["p50_gap_ms_median"] is not None else "-"
+        flag = f"  (!) {row['non_2xx']} non-2xx" if row["non_2xx"] else ""
+        print(
+            f"{row['system']:14} {row['concurrency']:>3} {row['rps']:9.1f} {row['p50_ms']:8.2f} "
+            f"{row['p99_ms']:8.2f} {cpu:>10} {ratio:>6} {spread:>13} {gap:>8}{flag}"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per system")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(c) for c in text.split(",")],
+        default=[1, 8, 64],
+    )
+    parser.add_argument("--algora-cli", default=None, help="default: algora next to this Python")
+    parser.add_argument("--also", action="append", default=[], help="NAME=ALGORA_CLI, repeatable")
+    parser.add_argument("--startup-timeout", type=float, default=120)
+    parser.add_argument("--publish-timeout", type=float, default=900)
+    args = parser.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        print("pinning needs two cores: this machine gives fewer", file=sys.stderr)
+        return 2
+    procs = serving.Processes()
+    points: list[Point] = []
+    with tempfile.TemporaryDirectory(prefix="algora-pinned-") as temp:
+        tmp = Path(temp)
+        try:
+            model_dir = serving.prepare_model(tmp)
+            systems = [start_fastapi(procs, tmp, model_dir, args.startup_timeout)]
+            cli = serving.algora_cli(args.algora_cli)
+            systems.append(start_algora(procs, tmp, "algora", cli, args))
+            for extra in args.also:
+                name, _, cli = extra.partition("=")
+                systems.append(start_algora(procs, tmp, name, cli, args))
+            for system in systems:
+                check(system)
+                run_wrk_pinned(system, max(args.concurrency), args.warmup)
+            for round_ in range(args.rounds):
+                order = systems if round_ % 2 == 0 else list(reversed(systems))
+                for system in order:
+                    for level in args.concurrency:
+                        point = load(system, level, args.duration, round_)
+                        points.append(point)
+                        print(
+                            f"  round {round_} {system.name:12} c={level:<3} "
+                            f"{point.rps:9.1f} req/s  p50 {point.p50_ms:7.2f}  "
+                            f"p99 {point.p99_ms:7.2f}  "
+                            f"cpu/req {point.cpu_ms_per_request or 0:.3f} ms",
+                            flush=True,
+                        )
+        finally:
+            procs.stop_all()
+    names = [s.name for s in systems]
+    rows = summarize(points, names, args.concurrency)
+    print_rows(rows, args.rounds)
+    serving.RESULTS_DIR.mkdir(exist_ok=True)
+    out = serving.RESULTS_DIR / f"pinned-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({
+        "args": vars(args), "points": [asdict(p) for p in points], "summary": rows,
+    }, indent=2))  # fmt: skip
+    print(f"\nwritten: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
