@@ -22,16 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from algora.errors import (
-    CallTimeout,
-    ModelLoadFailed,
-    Overloaded,
-    Unavailable,
-    WorkerDied,
-)
+from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, WorkerDied
+from algora.workers.admission import ServiceTime, admit
 from algora.workers.answers import PendingCall, ProtocolViolation, fail, settle, settle_batch
-from algora.workers.backend import WorkerBackend, WorkerHandle
-from algora.workers.channel import WorkerChannel
+from algora.workers.backend import WorkerBackend
+from algora.workers.replica import Replica, wake
 from algora.workers.sandbox import exit_reason
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
 
@@ -73,33 +68,6 @@ def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
         return ""
 
 
-class _Worker:
-    __slots__ = (
-        "alive", "busy", "channel", "exited", "handle", "started_at", "timed_out", "waiter",
-    )  # fmt: skip
-
-    def __init__(
-        self, handle: WorkerHandle, started_at: float, channel: WorkerChannel | None = None
-    ) -> None:
-        self.handle = handle
-        self.started_at = started_at
-        self.channel = channel
-        self.alive = True
-        self.busy = False
-        self.timed_out = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.exited: asyncio.Task[int] = asyncio.ensure_future(_wait(handle, channel))
-
-
-async def _wait(handle: WorkerHandle, channel: WorkerChannel | None) -> int:
-    """The worker's exit status, once it has exited and its channel is closed."""
-    try:
-        return await handle.wait()
-    finally:
-        if channel is not None:
-            await channel.close()
-
-
 class Pool:
     """Replicas of one model version behind one bounded queue."""
 
@@ -108,14 +76,15 @@ class Pool:
         self._backend = backend
         self._data_dir = data_dir
         self._queue: deque[PendingCall] = deque()
-        self._idle: deque[_Worker] = deque()
-        self._slots: list[_Worker | None] = []
+        self._idle: deque[Replica] = deque()
+        self._slots: list[Replica | None] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._info: ModelInfo | None = None
         self._state = "new"
         self._restarts = 0
         self._restart_error: ModelLoadFailed | None = None
         self._in_flight = 0
+        self._service = ServiceTime()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -185,7 +154,7 @@ class Pool:
             pending = self._queue.popleft()
             fail(pending, Unavailable("the model's pool is stopping"))
         while self._idle:
-            _wake(self._idle.popleft())
+            wake(self._idle.popleft())
         workers = [w for w in self._slots if w is not None]
         if workers:
             sends = [self._ask_to_exit(w, grace) for w in workers if w.alive]
@@ -201,7 +170,7 @@ class Pool:
         self._state = "stopped"
 
     @staticmethod
-    async def _ask_to_exit(worker: _Worker, grace: float) -> None:
+    async def _ask_to_exit(worker: Replica, grace: float) -> None:
         # Bounded: a stuck worker may not be reading, and a full pipe must not hang stop().
         with contextlib.suppress(WorkerDied, TimeoutError):
             await asyncio.wait_for(worker.handle.send_frame({"type": "shutdown"}), grace)
@@ -215,18 +184,22 @@ class Pool:
         if self._restart_error is not None and not self.healthy:
             raise self._no_worker_error()  # fail fast while replacements keep failing
         # Calls that a free (idle or just woken) worker is about to take are not waiting.
-        free = sum(1 for w in self._slots if w is not None and w.alive and not w.busy)
-        if len(self._queue) - free >= self.spec.max_queue:
-            raise Overloaded(
-                f"{len(self._queue)} calls are already waiting for this model",
-                details={"queued": len(self._queue), "max_queue": self.spec.max_queue},
-            )
+        workers = [w for w in self._slots if w is not None and w.alive]
+        free = sum(1 for w in workers if not w.busy)
+        waiting = len(self._queue) - free
+        expected = self._service.expected_wait(waiting + 1, len(workers), self._per_dispatch())
+        admit(
+            waiting=waiting,
+            max_queue=self.spec.max_queue,
+            expected_wait=expected,
+            timeout=request.timeout,
+        )
         loop = asyncio.get_running_loop()
         pending = PendingCall(request, loop.create_future())
         pending.timer = loop.call_later(request.timeout, self._on_timeout, pending)
         self._queue.append(pending)
         if self._idle:
-            _wake(self._idle.popleft())
+            wake(self._idle.popleft())
         try:
             return await pending.future
         finally:
@@ -245,12 +218,23 @@ class Pool:
             )
         )
         worker = pending.worker
-        if worker is None:
+        if worker is None:  # still queued: answered now, never sent to a worker
             with contextlib.suppress(ValueError):
                 self._queue.remove(pending)
-        elif isinstance(worker, _Worker) and worker.alive:
+            return
+        # Running: its worker is killed only once the call itself has run for its timeout,
+        # not for the time it spent in the queue.
+        ran = asyncio.get_running_loop().time() - pending.started
+        if ran >= timeout:
+            self._kill_for(pending)
+        else:
+            asyncio.get_running_loop().call_later(timeout - ran, self._kill_for, pending)
+
+    def _kill_for(self, pending: PendingCall) -> None:
+        worker = pending.worker
+        if isinstance(worker, Replica) and worker.alive:
             logger.warning(
-                "call %s timed out; killing worker %s",
+                "call %s ran past its timeout; killing worker %s",
                 pending.request.request_id,
                 worker.handle.pid,
             )
@@ -259,7 +243,7 @@ class Pool:
 
     # -- workers ---------------------------------------------------------------------------
 
-    async def _spawn(self) -> tuple[_Worker, ModelInfo]:
+    async def _spawn(self) -> tuple[Replica, ModelInfo]:
         """Start one worker and wait for its ``ready``; raise ModelLoadFailed otherwise."""
         loop = asyncio.get_running_loop()
         spec, channel = self.spec, None
@@ -274,7 +258,7 @@ class Pool:
             if channel is not None:
                 await channel.close()
             raise
-        worker = _Worker(handle, loop.time(), channel)
+        worker = Replica(handle, loop.time(), channel)
         try:
             async with asyncio.timeout(self.spec.start_timeout):
                 header, _ = await handle.read_frame()
@@ -319,11 +303,11 @@ class Pool:
         }
         return ModelLoadFailed(message, details=details)
 
-    def _on_exit(self, worker: _Worker) -> None:
+    def _on_exit(self, worker: Replica) -> None:
         worker.alive = False
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
-        _wake(worker)
+        wake(worker)
 
     async def _run_slot(self, index: int) -> None:
         """Serve with the slot's worker; replace it whenever it dies, until the pool stops."""
@@ -353,7 +337,7 @@ class Pool:
             self._slots[index] = None
             self._slots[index] = await self._respawn(crashes)
 
-    async def _respawn(self, crashes: int) -> _Worker | None:
+    async def _respawn(self, crashes: int) -> Replica | None:
         while self._state == "running":
             if crashes > 1:
                 await asyncio.sleep(min(_MAX_BACKOFF, 0.25 * 2 ** (crashes - 2)))
@@ -386,7 +370,7 @@ class Pool:
         details = error.details if error is not None else {}
         return WorkerDied(f"no worker can serve this model: {reason}", details=details)
 
-    async def _serve(self, worker: _Worker) -> None:
+    async def _serve(self, worker: Replica) -> None:
         """Take calls from the queue for one worker until it dies or the pool stops."""
         loop = asyncio.get_running_loop()
         while worker.alive and self._state == "running":
@@ -398,9 +382,12 @@ class Pool:
                 continue
             await self._dispatch(worker, batch)
 
-    def _take(self) -> list[PendingCall]:
+    def _per_dispatch(self) -> int:
         info = self._info
-        limit = self.spec.max_batch if info is not None and info.batch else 1
+        return self.spec.max_batch if info is not None and info.batch else 1
+
+    def _take(self) -> list[PendingCall]:
+        limit = self._per_dispatch()
         batch: list[PendingCall] = []
         while self._queue and len(batch) < limit:
             pending = self._queue.popleft()
@@ -408,11 +395,13 @@ class Pool:
                 batch.append(pending)
         return batch
 
-    async def _dispatch(self, worker: _Worker, batch: list[PendingCall]) -> None:
+    async def _dispatch(self, worker: Replica, batch: list[PendingCall]) -> None:
         worker.busy = True
         self._in_flight += len(batch)
+        started = asyncio.get_running_loop().time()
         for pending in batch:
             pending.worker = worker
+            pending.started = started
         if worker.channel is not None:
             worker.channel.serving([p.request.origin for p in batch])
         try:
@@ -424,12 +413,13 @@ class Pool:
                     pending.worker = None
                     self._queue.appendleft(pending)
                 if self._idle:
-                    _wake(self._idle.popleft())
+                    wake(self._idle.popleft())
                 worker.alive = False
                 worker.handle.kill()
                 return
             try:
                 header, payload = await worker.handle.read_frame()
+                self._service.observe(asyncio.get_running_loop().time() - started)
                 if len(batch) == 1:
                     settle(batch[0], header, payload)
                 else:
@@ -452,7 +442,7 @@ class Pool:
             for pending in batch:
                 pending.worker = None
 
-    async def _send(self, worker: _Worker, batch: list[PendingCall]) -> None:
+    async def _send(self, worker: Replica, batch: list[PendingCall]) -> None:
         if len(batch) == 1:
             req = batch[0].request
             header = {"type": "call", "id": req.request_id, "content_type": req.content_type}
@@ -470,7 +460,7 @@ class Pool:
         await worker.handle.send_frame({"type": "call_batch", "items": items}, payload)
 
     async def _fail_held(
-        self, worker: _Worker, batch: list[PendingCall], cause: WorkerDied
+        self, worker: Replica, batch: list[PendingCall], cause: WorkerDied
     ) -> None:
         if all(p.future.done() for p in batch):
             return
@@ -489,9 +479,3 @@ class Pool:
             message += "; it is being restarted"
         for pending in batch:
             fail(pending, WorkerDied(message, details=details))
-
-
-def _wake(worker: _Worker) -> None:
-    waiter = worker.waiter
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)

@@ -12,6 +12,7 @@ HTTP clients normalize ``..`` segments away, which would hide exactly what is be
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -163,12 +164,14 @@ async def _asgi(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, dict
     status = 0
     headers: dict[str, str] = {}
     chunks: list[bytes] = []
+    answered = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
         nonlocal sent_body
         if not sent_body:
             sent_body = True
             return {"type": "http.request", "body": body, "more_body": False}
+        await answered.wait()  # as servers do: the client stays until it has its answer
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
@@ -181,7 +184,10 @@ async def _asgi(app: Any, scope: dict[str, Any], body: bytes) -> tuple[int, dict
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
-    await app(scope, receive, send)
+    try:
+        await app(scope, receive, send)
+    finally:
+        answered.set()
     return status, headers, b"".join(chunks)
 
 

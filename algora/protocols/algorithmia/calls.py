@@ -41,6 +41,7 @@ from algora.errors import (
 from algora.gateway.auditing import trail_of
 from algora.gateway.calls import Call, Served, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
+from algora.gateway.hangups import CLIENT_GONE_STATUS, ClientGone, unless_hung_up
 from algora.gateway.inputs import finite_float
 from algora.gateway.permissions import declare
 from algora.workers.spec import CallResult
@@ -194,7 +195,10 @@ async def _call(request: Request, owner: str, name: str, spec: str | None) -> Re
             headers = {"X-Request-Id": request_id, "X-Algora-Version": version.semver}
             accepted = json.dumps({"async": "void", "request_id": request_id})
             return Response(accepted, media_type=_JSON, headers=headers)
-        served = await platform.calls.call(call)
+        served = await unless_hung_up(request.receive, platform.calls.call(call))
+    except ClientGone:
+        trail.error_code = "client_disconnected"
+        return Response(b"", status_code=CLIENT_GONE_STATUS)  # nobody reads it; the row does
     except AlgoraError as error:
         trail.error_code = error.code
         return error_response(error, request_id)

@@ -35,6 +35,7 @@ from algora.gateway.auditing import (
 from algora.gateway.bodies import path_is_utf8
 from algora.gateway.calls import Call, CallService, new_request_id
 from algora.gateway.channels import from_worker
+from algora.gateway.hangups import CLIENT_GONE_STATUS, ClientGone, unless_hung_up
 from algora.gateway.origin import OriginMiddleware
 from algora.protocols.algorithmia.calls import (
     error_response,
@@ -50,8 +51,6 @@ LANE_BODY_BYTES = 256 * 1024
 """Larger bodies take the general stack (their reading is guarded chunk by chunk there)."""
 _PREFIX = "/v1/algo/"
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-_CLIENT_GONE = 499
-"""The audit row's status for a call whose client hung up before its body arrived."""
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +131,7 @@ class CallLane:
             except AlgoraError:
                 await send_unavailable(send)
                 return True
-        if status == _CLIENT_GONE:
+        if status == CLIENT_GONE_STATUS:
             return True  # no one to answer
         await send(start)
         await send({"type": "http.response.body", "body": body})
@@ -168,10 +167,10 @@ class CallLane:
                 trail=trail,
                 admitted=True,
             )
-            served = await self._calls.call(call)
-        except _Disconnected:
+            served = await unless_hung_up(receive, self._calls.call(call))
+        except (_Disconnected, ClientGone):
             trail.error_code = "client_disconnected"
-            return _CLIENT_GONE, {}, b""
+            return CLIENT_GONE_STATUS, {}, b""
         except AlgoraError as error:
             trail.error_code = error.code
             response = error_response(error, request_id)
