@@ -142,11 +142,9 @@ def login(
 
 
 @with_remote
-def whoami(
-    remote: Remote,
-) -> None:
+def whoami(remote: Remote) -> None:
     """Show who the configured key belongs to."""
-    connection = resolve_connection(*remote)
+    connection = resolve_connection(remote.url, remote.key, remote.profile)
     with errors_to_exit():
         me = client_for(remote).whoami()
     console.print(f"{me['name']} at {connection.url} (key {me['key_id']})")
@@ -213,9 +211,7 @@ def _last_used(row: dict[str, Any]) -> str:
 
 @keys_app.command("list")
 @with_remote
-def keys_list(
-    remote: Remote,
-) -> None:
+def keys_list(remote: Remote) -> None:
     """List your keys (never their secrets)."""
     with errors_to_exit():
         rows = client_for(remote).get_json("/api/v1/keys")
