@@ -14,7 +14,7 @@ from algora.cli.common import (
     print_rows,
     write_json,
 )
-from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
+from algora.cli.options import JsonOption, Remote, with_remote
 
 __all__ = ["alias_app", "promote_app"]
 
@@ -67,7 +67,9 @@ def _pending(row: dict[str, Any]) -> None:
 
 # aliases ------------------------------------------------------------------------------------
 @alias_app.command("set")
+@with_remote
 def alias_set(
+    remote: Remote,
     model: ModelArgument,
     alias: Annotated[str, typer.Argument(help="The alias, e.g. production or staging.")],
     version: Annotated[
@@ -75,13 +77,10 @@ def alias_set(
     ],
     note: NoteOption = "",
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Point an alias at a version (a protected alias: ask for a promotion)."""
     with errors_to_exit():
-        outcome = client_for(url, key, profile).set_alias(model, alias, version, note=note)
+        outcome = client_for(remote).set_alias(model, alias, version, note=note)
     if as_json:
         write_json(outcome)
     elif outcome["moved"]:
@@ -92,48 +91,45 @@ def alias_set(
 
 
 @alias_app.command("list")
+@with_remote
 def alias_list(
+    remote: Remote,
     model: ModelArgument,
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """List a model's aliases and the versions they point at."""
     with errors_to_exit():
-        rows = client_for(url, key, profile).aliases(model)
+        rows = client_for(remote).aliases(model)
     print_rows(rows, as_json, ("alias", "version", "protected", "updated", "by"), _alias_cells)
 
 
 @alias_app.command("rm")
+@with_remote
 def alias_rm(
+    remote: Remote,
     model: ModelArgument,
     alias: Annotated[str, typer.Argument(help="The alias to delete.")],
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Delete an alias (not a protected one); calls that name it then get 404."""
     with errors_to_exit():
-        client_for(url, key, profile).delete_alias(model, alias)
+        client_for(remote).delete_alias(model, alias)
     console.print(f"deleted alias {alias} of {model}")
 
 
 # promotions ---------------------------------------------------------------------------------
 @promote_app.command("request")
+@with_remote
 def promote_request(
+    remote: Remote,
     model: ModelArgument,
     alias: Annotated[str, typer.Argument(help="The alias to move, e.g. production.")],
     version: Annotated[str, typer.Argument(help="A version spec, resolved now.")],
     note: NoteOption = "",
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Ask for an alias to point at a version once another principal approves."""
     with errors_to_exit():
-        row = client_for(url, key, profile).request_promotion(model, alias, version, note=note)
+        row = client_for(remote).request_promotion(model, alias, version, note=note)
     if as_json:
         write_json(row)
     else:
@@ -141,7 +137,9 @@ def promote_request(
 
 
 @promote_app.command("list")
+@with_remote
 def promote_list(
+    remote: Remote,
     model: Annotated[
         str | None, typer.Argument(help="owner/name; default: every model you manage.")
     ] = None,
@@ -149,47 +147,42 @@ def promote_list(
         str, typer.Option("--status", help="pending, approved, rejected, expired, superseded, all.")
     ] = "pending",
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """List promotion requests, newest first."""
     if status not in _STATUSES:
         err_console.print(f"[bold red]error[/]: --status is one of {', '.join(_STATUSES)}")
         raise typer.Exit(2)
     with errors_to_exit():
-        rows = client_for(url, key, profile).promotions(model, status)
+        rows = client_for(remote).promotions(model, status)
     columns = ("id", "model", "alias", "from", "to", "status", "requested by", "expires")
     print_rows(rows, as_json, columns, _promotion_cells)
 
 
 @promote_app.command("approve")
+@with_remote
 def promote_approve(
+    remote: Remote,
     model: ModelArgument,
     promotion_id: PromotionArgument,
     note: NoteOption = "",
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Approve another principal's promotion request: the alias moves at once."""
     with errors_to_exit():
-        row = client_for(url, key, profile).approve_promotion(model, promotion_id, note=note)
+        row = client_for(remote).approve_promotion(model, promotion_id, note=note)
     console.print(
         f"approved request {row['id']}: {row['model']} [bold]{row['alias']}[/] -> {row['version']}"
     )
 
 
 @promote_app.command("reject")
+@with_remote
 def promote_reject(
+    remote: Remote,
     model: ModelArgument,
     promotion_id: PromotionArgument,
     note: NoteOption = "",
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Reject another principal's promotion request: nothing moves."""
     with errors_to_exit():
-        row = client_for(url, key, profile).reject_promotion(model, promotion_id, note=note)
+        row = client_for(remote).reject_promotion(model, promotion_id, note=note)
     console.print(f"rejected request {row['id']}: {row['alias']} stays where it is")

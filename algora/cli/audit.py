@@ -18,7 +18,7 @@ from algora.cli.common import (
     print_rows,
     server_side,
 )
-from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
+from algora.cli.options import JsonOption, Remote, with_remote
 from algora.sdk.client import raise_for_error
 
 if TYPE_CHECKING:
@@ -79,7 +79,9 @@ def _event_cells(row: dict[str, Any]) -> tuple[str, ...]:
 
 
 @audit_app.command("list")
+@with_remote
 def audit_list(
+    remote: Remote,
     principal: PrincipalOpt = None,
     model: ModelOpt = None,
     since: SinceOpt = None,
@@ -87,21 +89,20 @@ def audit_list(
     outcome: OutcomeOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Most events to show.")] = 50,
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Show audit events, newest first."""
     params: dict[str, Any] = {**_filters(principal, model, since, until, outcome)}
     params["limit"] = max(1, min(limit, 1000))
     with errors_to_exit():
-        rows = client_for(url, key, profile).get_json("/api/v1/audit", **params)
+        rows = client_for(remote).get_json("/api/v1/audit", **params)
     columns = ("id", "received", "principal", "action", "resource", "version", "status")
     print_rows(rows, as_json, columns, _event_cells, json_out=print_json)
 
 
 @audit_app.command("export")
+@with_remote
 def audit_export(
+    remote: Remote,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file (else stdout).")
     ] = None,
@@ -110,14 +111,11 @@ def audit_export(
     since: SinceOpt = None,
     until: UntilOpt = None,
     outcome: OutcomeOpt = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Export audit events as JSON lines, oldest first."""
     params = _filters(principal, model, since, until, outcome)
     with errors_to_exit():
-        client = client_for(url, key, profile)
+        client = client_for(remote)
         response = client.request("GET", "/api/v1/audit/export", params=params)
         raise_for_error(response)
     if output is None:
@@ -130,7 +128,9 @@ def audit_export(
 
 
 @audit_app.command("verify")
+@with_remote
 def audit_verify(
+    remote: Remote,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -147,9 +147,6 @@ def audit_verify(
             "detect rows deleted from the end of the chain.",
         ),
     ] = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Check the audit chain; exit 1 and name the first bad row when it is broken."""
     if anchor is not None:
@@ -165,7 +162,7 @@ def audit_verify(
     else:
         params = {"anchor": anchor} if anchor is not None else {}
         with errors_to_exit():
-            report = client_for(url, key, profile).get_json("/api/v1/audit/verify", **params)
+            report = client_for(remote).get_json("/api/v1/audit/verify", **params)
     if report["ok"]:
         console.print(f"[green]ok[/]: {report['message']}")
         if report.get("anchor"):

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from algora.cli.common import client_for, console, errors_to_exit, print_json, print_rows
-from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
+from algora.cli.options import JsonOption, ProfileOption, Remote, with_remote
 from algora.sdk.client import raise_for_error
 from algora.sdk.profiles import resolve_connection, save_profile
 
@@ -27,20 +27,17 @@ def _version_cells(row: dict[str, Any]) -> tuple[str, ...]:
     return (row["version"], row["status"], content_hash, created, str(row["deprecated"]))
 
 
-def models(
-    as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
-) -> None:
-    """List the models you can see."""
+def models(remote: Remote, as_json: bool) -> None:
+    """List the models you can see (``algora models`` with no command)."""
     with errors_to_exit():
-        rows = client_for(url, key, profile).models()
+        rows = client_for(remote).models()
     columns = ("model", "description", "visibility", "deprecated")
     print_rows(rows, as_json, columns, _model_cells, json_out=print_json)
 
 
+@with_remote
 def versions(
+    remote: Remote,
     model: Annotated[str, typer.Argument(help="owner/name")],
     version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
     show: Annotated[
@@ -49,13 +46,10 @@ def versions(
     ] = None,
     deprecate: Annotated[bool, typer.Option("--deprecate", help="Deprecate VERSION.")] = False,
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """List a model's versions, or show one version's details, lock, schema, lineage, log, SBOM."""
     with errors_to_exit():
-        client = client_for(url, key, profile)
+        client = client_for(remote)
         if version is None:
             rows = client.versions(model)
             columns = ("version", "status", "content hash", "created", "deprecated")
@@ -86,7 +80,9 @@ def versions(
             raise typer.Exit(2)
 
 
+@with_remote
 def call(
+    remote: Remote,
     model: Annotated[str, typer.Argument(help="owner/name or owner/name/VERSION_SPEC")],
     data: Annotated[
         str | None,
@@ -98,9 +94,6 @@ def call(
     ] = None,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds.")] = None,
     full: Annotated[bool, typer.Option("--full", help="Print the result with metadata.")] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Call a model and print its result."""
     payload: Any
@@ -116,7 +109,7 @@ def call(
             except ValueError:
                 payload = raw
     with errors_to_exit():
-        response = client_for(url, key, profile).model(model).call_full(payload, timeout=timeout)
+        response = client_for(remote).model(model).call_full(payload, timeout=timeout)
     if full:
         result = response.result
         if isinstance(result, bytes):
@@ -143,18 +136,17 @@ def login(
 ) -> None:
     """Check a URL and key, then save them as a profile for the CLI and the SDK."""
     with errors_to_exit():
-        me = client_for(url, key).whoami()
+        me = client_for(Remote(url, key)).whoami()
     path = save_profile(url, key, profile)
     console.print(f"logged in to {url} as [bold]{me['name']}[/] (profile '{profile}' in {path})")
 
 
-def whoami(
-    url: UrlOption = None, key: KeyOption = None, profile: ProfileOption = "default"
-) -> None:
+@with_remote
+def whoami(remote: Remote) -> None:
     """Show who the configured key belongs to."""
-    connection = resolve_connection(url, key, profile)
+    connection = resolve_connection(remote.url, remote.key, remote.profile)
     with errors_to_exit():
-        me = client_for(url, key, profile).whoami()
+        me = client_for(remote).whoami()
     console.print(f"{me['name']} at {connection.url} (key {me['key_id']})")
 
 
@@ -164,7 +156,9 @@ keys_app = typer.Typer(
 
 
 @keys_app.command("create")
+@with_remote
 def keys_create(
+    remote: Remote,
     name: Annotated[str, typer.Option("--name", help="What the key is for.")] = "",
     scope: Annotated[
         list[str] | None,
@@ -185,9 +179,6 @@ def keys_create(
     principal: Annotated[
         str | None, typer.Option("--for", help="A service account you manage.")
     ] = None,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Create a key; its secret is shown once."""
     body: dict[str, object] = {"name": name, "model_calls_only": model_calls_only}
@@ -198,7 +189,7 @@ def keys_create(
     if principal is not None:
         body["principal"] = principal
     with errors_to_exit():
-        client = client_for(url, key, profile)
+        client = client_for(remote)
         response = client.request("POST", "/api/v1/keys", json=body)
         raise_for_error(response)
     created: dict[str, Any] = response.json()
@@ -219,12 +210,11 @@ def _last_used(row: dict[str, Any]) -> str:
 
 
 @keys_app.command("list")
-def keys_list(
-    url: UrlOption = None, key: KeyOption = None, profile: ProfileOption = "default"
-) -> None:
+@with_remote
+def keys_list(remote: Remote) -> None:
     """List your keys (never their secrets)."""
     with errors_to_exit():
-        rows = client_for(url, key, profile).get_json("/api/v1/keys")
+        rows = client_for(remote).get_json("/api/v1/keys")
     table = Table("key id", "name", "scopes", "expires", "last used", "revoked", "rate limit")
     for row in rows:
         rate = row.get("rate_per_second")
@@ -241,21 +231,22 @@ def keys_list(
 
 
 @keys_app.command("revoke")
+@with_remote
 def keys_revoke(
+    remote: Remote,
     key_id: Annotated[str, typer.Argument(help="The key id to revoke.")],
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Revoke a key at once."""
     with errors_to_exit():
-        response = client_for(url, key, profile).request("DELETE", f"/api/v1/keys/{key_id}")
+        response = client_for(remote).request("DELETE", f"/api/v1/keys/{key_id}")
         raise_for_error(response)
     console.print(f"revoked {key_id}")
 
 
 @keys_app.command("limit")
+@with_remote
 def keys_limit(
+    remote: Remote,
     key_id: Annotated[str, typer.Argument(help="The key id to limit.")],
     rate: Annotated[
         float | None, typer.Option("--rate", help="Calls a second, on average.", min=0.0)
@@ -271,16 +262,13 @@ def keys_limit(
         typer.Option("--model", help="Limit only calls to owner/name (or owner/*) with this key."),
     ] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the limit instead.")] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Set a key's rate limit, or its limit for one model; past it calls get 429."""
     if clear == (rate is not None) or (rate is not None and rate <= 0):
         console.print("[bold red]error[/]: give --rate (greater than 0) or --clear")
         raise typer.Exit(2)
     with errors_to_exit():
-        client = client_for(url, key, profile)
+        client = client_for(remote)
         if model is None:
             limits = {"rate_per_second": rate, "burst": burst}
             response = client.request("PATCH", f"/api/v1/keys/{key_id}", json=limits)

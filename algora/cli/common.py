@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from algora.cli.options import Remote
 from algora.errors import AlgoraError
 from algora.sdk.client import Client
 
@@ -51,8 +52,8 @@ def server_side(command: str) -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def client_for(url: str | None, key: str | None, profile: str = "default") -> Client:
-    return Client(url, key, profile=profile)
+def client_for(remote: Remote) -> Client:
+    return Client(remote.url, remote.key, profile=remote.profile)
 
 
 @contextmanager

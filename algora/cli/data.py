@@ -29,7 +29,7 @@ from rich.table import Table
 
 from algora.cli.common import client_for, console, err_console, errors_to_exit, write_json
 from algora.cli.data_copy import Bars, plan_copy
-from algora.cli.options import JsonOption, KeyOption, ProfileOption, UrlOption
+from algora.cli.options import JsonOption, Remote, with_remote
 from algora.errors import AlgoraError, InvalidInput, NotFound
 from algora.sdk.data import DataEntry, DataHandle, acl_name
 from algora.sdk.data import Progress as OnBytes
@@ -97,18 +97,17 @@ def _entries(handle: DataHandle) -> list[DataEntry]:
 
 
 @data_app.command("ls")
+@with_remote
 def ls(
+    remote: Remote,
     uri: Annotated[
         str, typer.Argument(help="A collection, folder or file (default: your collections).")
     ] = "data://.my",
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """List a folder, a collection, an owner's collections or a bucket (every page)."""
     with _errors():
-        entries = _entries(client_for(url, key, profile).data(uri))
+        entries = _entries(client_for(remote).data(uri))
     entries.sort(key=lambda e: (not e.is_dir, e.name))
     if as_json:
         write_json([e.as_dict() for e in entries])
@@ -126,17 +125,16 @@ def ls(
 
 # cat ----------------------------------------------------------------------------------------
 @data_app.command("cat")
+@with_remote
 def cat(
+    remote: Remote,
     uri: UriArgument,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Write a file's bytes to standard output, streamed."""
     out = sys.stdout.buffer
     with _errors():
         try:
-            with client_for(url, key, profile).data(uri).open() as reader:
+            with client_for(remote).data(uri).open() as reader:
                 for chunk in reader:
                     out.write(chunk)
             out.flush()
@@ -169,7 +167,9 @@ def _bars(progress: Progress, overall: TaskID | None) -> Bars:
 
 
 @data_app.command("cp")
+@with_remote
 def cp(
+    remote: Remote,
     source: Annotated[
         str, typer.Argument(metavar="SRC", help="What to copy: a local path or a data URI.")
     ],
@@ -187,9 +187,6 @@ def cp(
         bool, typer.Option("--force", "-f", help="Replace files that exist at the destination.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no summary.")] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Copy files and folders to, from or between hosted data.
 
@@ -203,9 +200,7 @@ def cp(
     place), and names from a listing that could leave the destination folder are refused.
     """
     with _errors():
-        copy = plan_copy(
-            client_for(url, key, profile), source, target, recursive=recursive, force=force
-        )
+        copy = plan_copy(client_for(remote), source, target, recursive=recursive, force=force)
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -243,7 +238,9 @@ def cp(
 
 # mkdir, rm, acl -----------------------------------------------------------------------------
 @data_app.command("mkdir")
+@with_remote
 def mkdir(
+    remote: Remote,
     uri: UriArgument,
     acl: Annotated[
         AclName | None,
@@ -257,13 +254,10 @@ def mkdir(
         bool,
         typer.Option("--parents", "-p", help="Make the folders on the way; no error if there."),
     ] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Make a collection (data://owner/collection) or a folder in one."""
     with _errors():
-        handle = client_for(url, key, profile).data(uri)
+        handle = client_for(remote).data(uri)
         made = handle.mkdir(
             acl=acl.value if acl is not None else None, parents=parents, exist_ok=parents
         )
@@ -271,7 +265,9 @@ def mkdir(
 
 
 @data_app.command("rm")
+@with_remote
 def rm(
+    remote: Remote,
     uri: UriArgument,
     recursive: Annotated[
         bool,
@@ -279,13 +275,10 @@ def rm(
             "--recursive", "-r", "--force", "-f", help="Delete a folder and everything in it."
         ),
     ] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Delete a file, a folder or a whole collection (one that holds anything only with -r)."""
     with _errors():
-        handle = client_for(url, key, profile).data(uri)
+        handle = client_for(remote).data(uri)
         if not handle.uri.parts or (handle.uri.scheme == "data" and len(handle.uri.parts) < 2):
             raise InvalidInput(
                 f"{handle.uri} is not something to delete: name a collection, folder or file"
@@ -300,7 +293,9 @@ def rm(
 
 
 @data_app.command("acl")
+@with_remote
 def acl(
+    remote: Remote,
     uri: Annotated[str, typer.Argument(help="A collection: data://owner/collection")],
     set_to: Annotated[
         AclName | None,
@@ -309,13 +304,10 @@ def acl(
         ),
     ] = None,
     as_json: JsonOption = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Show or set who may read a collection."""
     with _errors():
-        handle = client_for(url, key, profile).data(uri)
+        handle = client_for(remote).data(uri)
         read = handle.set_acl(set_to.value) if set_to is not None else handle.acl()
     if as_json:
         body = {"uri": str(handle.uri), "acl": None if read is None else {"read": read}}

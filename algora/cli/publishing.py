@@ -10,14 +10,16 @@ import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from algora.cli.common import client_for, console, errors_to_exit
-from algora.cli.options import KeyOption, ProfileOption, UrlOption
+from algora.cli.options import Remote, with_remote
 
 __all__ = ["publish"]
 
 _STEP = re.compile(r"^==> step (\d+)/(\d+): (.*)\Z")
 
 
+@with_remote
 def publish(
+    remote: Remote,
     path: Annotated[
         Path,
         typer.Argument(
@@ -33,9 +35,6 @@ def publish(
         str | None, typer.Option("--owner", help="Publish for this owner (default: you).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide the build log.")] = False,
-    url: UrlOption = None,
-    key: KeyOption = None,
-    profile: ProfileOption = "default",
 ) -> None:
     """Publish a new immutable version of a model and wait until it is ready."""
     if bump not in (None, "major", "minor", "patch"):
@@ -45,7 +44,7 @@ def publish(
         console.print("[bold red]error[/]: give --bump or --version, not both")
         raise typer.Exit(2)
     with errors_to_exit():
-        client = client_for(url, key, profile)
+        client = client_for(remote)
         progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.description}"),

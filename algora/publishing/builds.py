@@ -75,6 +75,11 @@ class BuildView:
     version: str | None
 
 
+def _views(model: Model, version: Version) -> tuple[ModelView, VersionView]:
+    view = model_view(model)
+    return view, version_view(view.full_name, version)
+
+
 class Builds:
     """Starts, runs, reads and publishes builds; each method opens its own short sessions."""
 
@@ -340,27 +345,6 @@ class Builds:
     ) -> tuple[ModelView, VersionView, bool]:
         """The default branch head's newest succeeded build as a ready version; and whether
         the version is new (False: that build was published already, as that version)."""
-        model, version, new = self._publish(
-            caller,
-            owner,
-            name,
-            bump=bump,
-            release_notes=release_notes,
-            sample_input=sample_input,
-        )
-        view = model_view(model)
-        return view, version_view(view.full_name, version), new
-
-    def _publish(
-        self,
-        caller: Caller,
-        owner: str,
-        name: str,
-        *,
-        bump: Bump,
-        release_notes: str | None,
-        sample_input: str | None,
-    ) -> tuple[Model, Version, bool]:
         model, branch = self.sources.find(caller, owner, name, "publish")
         head = self.sources.head(owner, name, branch)
         if head is None:
@@ -368,7 +352,7 @@ class Builds:
         with self._lock:
             build = self._publishable(model, branch, head)
             if build.version_id is not None:
-                return model, self.registry.version_by_id(build.version_id), False
+                return *_views(model, self.registry.version_by_id(build.version_id)), False
             lineage: dict[str, Any] = {
                 "git": {"commit": head, "dirty": False, "branch": branch},
                 "build_id": build.build_id,
@@ -398,7 +382,7 @@ class Builds:
                 )
                 winner = self._row(build.id).version_id
                 assert winner is not None  # the claim failed because it is set
-                return model, self.registry.version_by_id(winner), False
+                return *_views(model, self.registry.version_by_id(winner)), False
             ready = self.registry.mark_ready(
                 version.id,
                 content_hash=build.content_hash,
@@ -412,7 +396,7 @@ class Builds:
             )
         for callback in self._on_change:
             callback()
-        return model, ready, True
+        return *_views(model, ready), True
 
     def _publishable(self, model: Model, branch: str, head: str) -> Build:
         with self._sessions() as session:

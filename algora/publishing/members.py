@@ -157,15 +157,34 @@ def show(name: str) -> str:
     return name.encode("unicode_escape").decode("ascii") if _CONTROL.search(name) else name
 
 
+_NAME_WORDS = (
+    "name contains NUL or control characters",
+    "backslash in name (Windows paths not allowed)",
+    "absolute path",
+)
+_TARGET_WORDS = (
+    "link target contains NUL or control characters",
+    "backslash in link target",
+    "link target is an absolute path",
+)
+
+
+def _refuse_unsafe(shown: str, path: str, words: tuple[str, str, str]) -> None:
+    """The rules a member's name and a link's target share; ``words`` say, in this order,
+    which one ``path`` broke: control characters, a backslash, an absolute path."""
+    control, backslash, absolute = words
+    if _CONTROL.search(path):
+        raise InvalidArchive(f"member '{shown}': {control}")
+    if "\\" in path:
+        raise InvalidArchive(f"member '{shown}': {backslash}")
+    if path.startswith("/") or _DRIVE.match(path):
+        raise InvalidArchive(f"member '{shown}': {absolute}")
+
+
 def check_name(raw: str, is_dir: bool) -> str | None:
     """Normalize a member name, raising on any unsafe form; ``None`` for the root folder."""
     shown = show(raw)
-    if _CONTROL.search(raw):
-        raise InvalidArchive(f"member '{shown}': name contains NUL or control characters")
-    if "\\" in raw:
-        raise InvalidArchive(f"member '{shown}': backslash in name (Windows paths not allowed)")
-    if raw.startswith("/") or _DRIVE.match(raw):
-        raise InvalidArchive(f"member '{shown}': absolute path")
+    _refuse_unsafe(shown, raw, _NAME_WORDS)
     parts = [part for part in raw.split("/") if part not in ("", ".")]
     if ".." in parts:
         raise InvalidArchive(f"member '{shown}': path escapes the archive root")
@@ -187,12 +206,7 @@ def check_link_text(member: str, target: str) -> str:
         raise InvalidArchive(f"member '{shown}': link has an empty target")
     if len(target) > _MAX_LINK_TARGET:
         raise InvalidArchive(f"member '{shown}': link target is too long")
-    if _CONTROL.search(target):
-        raise InvalidArchive(f"member '{shown}': link target contains NUL or control characters")
-    if "\\" in target:
-        raise InvalidArchive(f"member '{shown}': backslash in link target")
-    if target.startswith("/") or _DRIVE.match(target):
-        raise InvalidArchive(f"member '{shown}': link target is an absolute path")
+    _refuse_unsafe(shown, target, _TARGET_WORDS)
     return target
 
 

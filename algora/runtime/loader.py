@@ -18,6 +18,7 @@ import importlib
 import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +28,17 @@ from .schema import callable_schemas
 __all__ = ["LoadedModel", "load_model", "parse_entrypoint"]
 
 
+@dataclass(frozen=True)
 class LoadedModel:
     """A loaded model: one predict callable, an optional batch callable, and its schemas."""
 
-    __slots__ = ("error_type", "input_schema", "kind", "output_schema", "predict", "predict_batch")
-
-    def __init__(
-        self,
-        kind: str,
-        predict: Callable[[Any], Any],
-        predict_batch: Callable[[list[Any]], Any] | None,
-        input_schema: dict[str, Any],
-        output_schema: dict[str, Any],
-        error_type: Callable[[BaseException], str] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.error_type = error_type
-        """The ``error_type`` of an exception the model raised (default: its class name)."""
-        self.predict = predict
-        self.predict_batch = predict_batch
-        self.input_schema = input_schema
-        self.output_schema = output_schema
+    kind: str
+    predict: Callable[[Any], Any]
+    predict_batch: Callable[[list[Any]], Any] | None
+    input_schema: dict[str, Any]
+    output_schema: dict[str, Any]
+    error_type: Callable[[BaseException], str] | None = None
+    """The ``error_type`` of an exception the model raised (default: its class name)."""
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` object of the ``ready`` message."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -152,14 +152,10 @@ class CollectionSpace:
     def __init__(self, sessions: sessionmaker[Session], root: Path, max_file_bytes: int) -> None:
         self._sessions = sessions
         self._root = root
-        self._max_file_bytes = max_file_bytes
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self._max_file_bytes
+        self.max_file_bytes: Final = max_file_bytes
 
     def _store(self) -> CollectionStore:
-        return CollectionStore(self._root, self._max_file_bytes)
+        return CollectionStore(self._root, self.max_file_bytes)
 
     def locate(self, caller: Caller, path: str) -> DataPath:
         """Check every segment before anything is looked up; ``.my`` becomes the caller."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -169,11 +169,7 @@ class ConnectorSpace:
     ) -> None:
         self._sessions = sessions
         self._connectors = connectors
-        self._max_file_bytes = max_file_bytes
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self._max_file_bytes
+        self.max_file_bytes: Final = max_file_bytes
 
     def locate(self, caller: Caller, path: str) -> Location:
         return parse_location(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -91,16 +91,12 @@ class ModelSpace:
         self.space: SpaceKind = kind
         self._sessions = sessions
         self._data_dir = data_dir
-        self._max_file_bytes = max_file_bytes
-
-    @property
-    def max_file_bytes(self) -> int:
-        return self._max_file_bytes
+        self.max_file_bytes: Final = max_file_bytes
 
     def _store(self) -> CollectionStore:
         if self.space == "algo":
-            return algo_store(self._data_dir, self._max_file_bytes)
-        return session_store(self._data_dir, self._max_file_bytes)
+            return algo_store(self._data_dir, self.max_file_bytes)
+        return session_store(self._data_dir, self.max_file_bytes)
 
     def locate(self, caller: Caller, path: str) -> Place:
         """The place ``path`` (what follows ``.algo`` or ``.session``) names."""
