@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import time
 from pathlib import Path
@@ -137,3 +138,42 @@ def test_a_caller_who_hangs_up_leaves_the_queue(slow_server: RunningServer) -> N
         timeout=30,
     ).json()
     assert [(r["status"], r["error_code"]) for r in rows] == [(499, "client_disconnected")]
+
+
+def test_sigterm_drains_the_calls_in_flight(tmp_path: Path) -> None:
+    server = RunningServer(tmp_path / "data").start()
+    try:
+        with server.client() as admin:
+            admin.publish(write_model(tmp_path / "slow", "slow", SLOW))
+        auth = {"Authorization": f"Simple {server.key}"}
+        url = f"{server.url}/v1/algo/admin/slow"
+        assert httpx.post(url, json=0.01, headers=auth, timeout=30).status_code == 200
+
+        async def calls() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as client:
+                sent = [
+                    asyncio.ensure_future(
+                        client.post(url, json=0.3, headers={**auth, "X-Request-Id": f"req-d{i}"})
+                    )
+                    for i in range(4)
+                ]
+                await asyncio.sleep(0.2)
+                assert server.process is not None
+                server.process.terminate()  # SIGTERM while all four are queued or running
+                return [response.status_code for response in await asyncio.gather(*sent)]
+
+        assert asyncio.run(calls()) == [200, 200, 200, 200]
+        # uvicorn ends by the signal it was sent, once it has shut down cleanly.
+        assert server.process is not None
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
+    with RunningServer(tmp_path / "data") as again:
+        rows = httpx.get(
+            f"{again.url}/api/v1/audit",
+            params={"action": "model.call", "status": 200, "limit": 100},
+            headers={"Authorization": f"Simple {again.key}"},
+            timeout=30,
+        ).json()
+        drained = {row["request_id"] for row in rows} & {f"req-d{i}" for i in range(4)}
+        assert len(drained) == 4, rows
