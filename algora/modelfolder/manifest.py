@@ -77,6 +77,12 @@ class ServingSection(_Strict):
     """Memory limit per worker in MiB; None: the platform's ``worker_memory_mb``."""
     cpu_seconds: float | None = Field(default=None, gt=0)
     """CPU seconds one call may use; None: the platform's ``worker_cpu_seconds``."""
+    max_batch_size: int = Field(default=32, ge=1, le=1024)
+    """Most calls one ``predict_batch`` receives."""
+    max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
+    """How long a batch may wait after its first call for more to fill it."""
+    target_p99_ms: float | None = Field(default=None, gt=0, le=600_000)
+    """A latency target: the batch size then adapts (up to ``max_batch_size``) to keep it."""
 
 
 class Manifest(_Strict):

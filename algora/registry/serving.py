@@ -36,6 +36,9 @@ def worker_spec(
         memory_bytes=(serving.memory_mb or settings.worker_memory_mb) << 20,
         cpu_seconds=serving.cpu_seconds or settings.worker_cpu_seconds,
         sandbox=use_sandbox(settings.sandbox),
+        max_batch=serving.max_batch_size,
+        max_wait=serving.max_wait_ms / 1000,
+        target_p99=serving.target_p99_ms / 1000 if serving.target_p99_ms else None,
     )
 
 

@@ -322,14 +322,7 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
     outcomes: list[tuple[Any] | dict[str, Any]]
     try:
         if model.predict_batch is None:
-            outcomes = []
-            for value in inputs:
-                try:
-                    outcomes.append((model.predict(value),))
-                except MemoryError:
-                    raise
-                except Exception as exc:
-                    outcomes.append(_model_error(model, exc))
+            outcomes = _one_by_one(model, inputs)
         else:
             try:
                 results = list(model.predict_batch(inputs))
@@ -341,13 +334,29 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
             except MemoryError:
                 raise
             except Exception as exc:
-                error = _model_error(model, exc)
-                outcomes = [error for _ in inputs]
+                # One bad input must not fail the other callers: each input is tried on its
+                # own, so each caller gets its own result or error.
+                if len(inputs) > 1:
+                    outcomes = _one_by_one(model, inputs)
+                else:
+                    outcomes = [_model_error(model, exc)]
     finally:
         sys.stdout = saved
     printed = capture.getvalue()
     if printed:
         sys.stderr.write(printed)
+    return outcomes
+
+
+def _one_by_one(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[str, Any]]:
+    outcomes: list[tuple[Any] | dict[str, Any]] = []
+    for value in inputs:
+        try:
+            outcomes.append((model.predict(value),))
+        except MemoryError:
+            raise
+        except Exception as exc:
+            outcomes.append(_model_error(model, exc))
     return outcomes
 
 

@@ -21,7 +21,7 @@ __all__ = ["PendingCall", "ProtocolViolation", "error_from", "fail", "settle", "
 class PendingCall:
     """A call sent to (or waiting for) a worker, and the future its caller awaits."""
 
-    __slots__ = ("future", "request", "started", "timer", "worker")
+    __slots__ = ("future", "queued_at", "request", "started", "timer", "worker")
 
     def __init__(self, request: CallRequest, future: asyncio.Future[CallResult]) -> None:
         self.request = request
@@ -29,6 +29,8 @@ class PendingCall:
         self.timer: asyncio.TimerHandle | None = None
         self.worker: object | None = None
         """The pool's worker holding the call, None while it waits in the queue."""
+        self.queued_at = 0.0
+        """The loop's time when the call joined the queue."""
         self.started = 0.0
         """The loop's time when a worker took the call."""
 

@@ -1,10 +1,13 @@
 """A pool: the replicas serving one model version, and the queue in front of them.
 
-Each worker handles one call (or one batch) at a time. Calls wait in one FIFO queue for an idle
-worker; a model with ``predict_batch`` gets up to ``max_batch`` waiting calls in one message.
-A call that runs past its timeout fails with CallTimeout and its worker is killed and replaced;
-a worker that dies fails the calls it held with WorkerDied at once and is restarted in the
-background, with exponential backoff while it keeps dying.
+Each worker handles one call (or one batch) at a time. Calls wait in one bounded FIFO queue for
+an idle worker, and a call that could only time out there is refused at once
+(``algora.workers.admission``); a model with ``predict_batch`` gets several waiting calls in
+one message (``algora.workers.batching``: up to ``max_batch``, after up to ``max_wait`` for the
+batch to fill, or as many as a latency target allows). A call whose timeout passes in the queue
+fails with CallTimeout untouched; one that has run for its whole timeout on a worker also gets
+that worker killed and replaced. A worker that dies fails the calls it held with WorkerDied at
+once and is restarted in the background, with exponential backoff while it keeps dying.
 
 When the spec has a ``channel`` opener, each worker gets its own channel to the gateway
 (``algora.workers.channel``), opened before the worker starts and closed when it exits; the
@@ -18,7 +21,6 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,46 +28,20 @@ from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, WorkerDied
 from algora.workers.admission import ServiceTime, admit
 from algora.workers.answers import PendingCall, ProtocolViolation, fail, settle, settle_batch
 from algora.workers.backend import WorkerBackend
+from algora.workers.batching import BatchLimit
 from algora.workers.replica import Replica, wake
+from algora.workers.reports import PoolStats, read_log_tail
 from algora.workers.sandbox import exit_reason
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
 
-__all__ = ["Pool", "PoolStats", "read_log_tail"]
+__all__ = ["Pool", "PoolStats", "read_log_tail"]  # the last two from algora.workers.reports
 
 logger = logging.getLogger(__name__)
 
-_LOG_TAIL_BYTES = 8192
 _EXIT_STATUS_WAIT = 0.5
 _STABLE_AFTER = 30.0
 """A worker that lived this many seconds resets the crash backoff."""
 _MAX_BACKOFF = 30.0
-
-
-@dataclass(frozen=True)
-class PoolStats:
-    """A snapshot for readiness checks and metrics."""
-
-    replicas: int
-    alive: int
-    busy: int
-    queued: int
-    in_flight: int
-    restarts: int
-    healthy: bool
-    restart_error: str | None
-    """Why the latest replacement worker failed to start, while replacements keep failing."""
-
-
-def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:
-    """The last ``size`` bytes of a worker log, decoded leniently; empty when unreadable."""
-    try:
-        with path.open("rb") as f:
-            f.seek(0, 2)
-            end = f.tell()
-            f.seek(max(0, end - size))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 class Pool:
@@ -85,6 +61,9 @@ class Pool:
         self._restart_error: ModelLoadFailed | None = None
         self._in_flight = 0
         self._service = ServiceTime()
+        self._limit = BatchLimit(spec.max_batch, spec.target_p99)
+        self._filling: list[asyncio.Future[None]] = []
+        """Workers gathering a batch, woken by each new call."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -197,9 +176,14 @@ class Pool:
         loop = asyncio.get_running_loop()
         pending = PendingCall(request, loop.create_future())
         pending.timer = loop.call_later(request.timeout, self._on_timeout, pending)
+        pending.queued_at = loop.time()
         self._queue.append(pending)
         if self._idle:
             wake(self._idle.popleft())
+        elif self._filling:
+            for arrival in self._filling:
+                if not arrival.done():
+                    arrival.set_result(None)
         try:
             return await pending.future
         finally:
@@ -374,26 +358,49 @@ class Pool:
         """Take calls from the queue for one worker until it dies or the pool stops."""
         loop = asyncio.get_running_loop()
         while worker.alive and self._state == "running":
-            batch = self._take()
+            limit = self._per_dispatch()
+            batch = self._take(limit, [])
             if not batch:
                 worker.waiter = loop.create_future()
                 self._idle.append(worker)
                 await worker.waiter
                 continue
+            if len(batch) < limit and self.spec.max_wait > 0:
+                await self._fill(worker, batch, limit)
             await self._dispatch(worker, batch)
+            if self._info is not None and self._info.batch:
+                oldest = min(p.queued_at for p in batch)
+                self._limit.observe(len(batch), loop.time() - oldest)
 
     def _per_dispatch(self) -> int:
         info = self._info
-        return self.spec.max_batch if info is not None and info.batch else 1
+        return self._limit.value if info is not None and info.batch else 1
 
-    def _take(self) -> list[PendingCall]:
-        limit = self._per_dispatch()
-        batch: list[PendingCall] = []
+    def _take(self, limit: int, batch: list[PendingCall]) -> list[PendingCall]:
         while self._queue and len(batch) < limit:
             pending = self._queue.popleft()
             if not pending.future.done():
                 batch.append(pending)
         return batch
+
+    async def _fill(self, worker: Replica, batch: list[PendingCall], limit: int) -> None:
+        """Wait up to ``max_wait`` after the batch's first call for more calls to join it."""
+        loop = asyncio.get_running_loop()
+        deadline = batch[0].queued_at + self.spec.max_wait
+        worker.busy = True  # not free for admission while it gathers
+        try:
+            while len(batch) < limit and (remaining := deadline - loop.time()) > 0:
+                arrival: asyncio.Future[None] = loop.create_future()
+                self._filling.append(arrival)
+                try:
+                    await asyncio.wait_for(arrival, remaining)
+                except TimeoutError:
+                    break
+                finally:
+                    self._filling.remove(arrival)
+                self._take(limit, batch)
+        finally:
+            worker.busy = False
 
     async def _dispatch(self, worker: Replica, batch: list[PendingCall]) -> None:
         worker.busy = True

@@ -37,6 +37,11 @@ class WorkerSpec:
     """Calls that may wait for a worker before new ones are refused with Overloaded."""
     max_batch: int = 32
     """Most calls sent in one ``call_batch`` to a model with ``predict_batch``."""
+    max_wait: float = 0.0
+    """Seconds a batch may wait after its first call for more calls to fill it."""
+    target_p99: float | None = None
+    """A latency target (seconds): the batch size is then chosen below ``max_batch`` by
+    ``algora.workers.batching``; None: up to ``max_batch`` of what is waiting."""
     network: bool = False
     """Whether a sandboxed worker may reach the network (else only its own loopback)."""
     memory_bytes: int | None = None
@@ -57,8 +62,10 @@ class WorkerSpec:
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ValueError("replicas must be at least 1")
-        if self.max_queue < 0 or self.max_batch < 1:
-            raise ValueError("max_queue must be >= 0 and max_batch >= 1")
+        if self.max_queue < 0 or self.max_batch < 1 or self.max_wait < 0:
+            raise ValueError("max_queue and max_wait must be >= 0 and max_batch >= 1")
+        if self.target_p99 is not None and self.target_p99 <= 0:
+            raise ValueError("target_p99 must be positive when set")
         if self.start_timeout <= 0:
             raise ValueError("start_timeout must be positive")
         if (self.memory_bytes is not None and self.memory_bytes <= 0) or (
