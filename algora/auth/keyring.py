@@ -15,6 +15,7 @@ Each method opens its own session and returns frozen views; a change that a cach
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -134,6 +135,10 @@ class Keyring:
         self._sessions = sessions
         self._default = Limit.of(settings.default_rate_per_second, settings.default_burst)
         self._forget_callers = forget_callers
+        # Two revocations of an admin's last two keys, each seeing the other key still active,
+        # would lock every admin out: they take turns (and lock the admin keys' rows, for
+        # gateways in other processes on PostgreSQL).
+        self._revoking = threading.Lock()
 
     def list_keys(self, caller: Caller, principal: str | None = None) -> list[KeyView]:
         """The keys of ``principal`` (default: the caller's own)."""
@@ -181,7 +186,7 @@ class Keyring:
 
     def revoke_key(self, caller: Caller, key_id: str) -> None:
         """Revoke a key, unless it is the last one with which an admin manages keys."""
-        with self._sessions() as session:
+        with self._revoking, self._sessions() as session:
             key = self._owned_key(session, caller, key_id)
             if (
                 key.revoked_at is None
@@ -324,18 +329,22 @@ def _manages_as_admin(key: ApiKey) -> bool:
 
 
 def _other_admin_keys(session: Session, key: ApiKey) -> bool:
-    """Whether an admin holds another active key that manages keys."""
+    """Whether an admin holds another active key that manages keys. The admins' active keys,
+    this one among them, are locked in one order until the transaction ends."""
     statement = (
         select(ApiKey)
         .join(Principal, ApiKey.principal_id == Principal.id)
         .where(
             Principal.is_admin.is_(True),
-            ApiKey.id != key.id,
             ApiKey.revoked_at.is_(None),
             or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > utcnow()),
         )
+        .order_by(ApiKey.id)
+        .with_for_update(of=ApiKey)
     )
-    return any(_manages_as_admin(other) for other in session.scalars(statement))
+    return any(
+        other.id != key.id and _manages_as_admin(other) for other in session.scalars(statement)
+    )
 
 
 @dataclass(frozen=True)

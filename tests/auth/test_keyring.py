@@ -3,10 +3,13 @@ limits that only an admin loosens."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from threading import Barrier
+
 import pytest
 
 from algora.auth.keyring import KEEP, LimitChange, ModelLimitView
-from algora.errors import BadRequest, NotFound, PermissionDenied, Unauthenticated
+from algora.errors import BadRequest, LastAdminKey, NotFound, PermissionDenied, Unauthenticated
 
 from .conftest import World
 
@@ -133,3 +136,27 @@ def test_per_model_limits_are_replaced_and_only_admins_loosen_them(world: World)
         with pytest.raises(BadRequest, match=message):
             world.keyring.set_model_limits(world.admin, key, bad)
     assert world.keyring.model_limits(olga, key) == []
+
+
+def test_concurrent_revocations_never_take_an_admin_s_last_two_keys(world: World) -> None:
+    admin = world.admin  # its rights, whichever of its keys is still active
+    for _ in range(5):
+        first = world.keyring.create_key(admin, "first")
+        second = world.keyring.create_key(admin, "second")
+        for key in world.keyring.list_keys(admin):
+            if key.key_id not in (first.key_id, second.key_id) and not key.revoked:
+                world.keyring.revoke_key(admin, key.key_id)
+        barrier = Barrier(2)
+
+        def revoke(key_id: str, barrier: Barrier = barrier) -> str:
+            barrier.wait()
+            try:
+                world.keyring.revoke_key(admin, key_id)
+            except LastAdminKey:
+                return "refused"
+            return "revoked"
+
+        with ThreadPoolExecutor(2) as pool:
+            outcomes = sorted(pool.map(revoke, (first.key_id, second.key_id)))
+        assert outcomes == ["refused", "revoked"]
+        assert len([k for k in world.keyring.list_keys(admin) if not k.revoked]) == 1
