@@ -1,0 +1,151 @@
+"""Thin routes as rows of a table, for every wing.
+
+Most management routes do the same three things: take the caller from the scope they need,
+call one service method off the event loop with the caller and the values their path (and
+query) names, in that order, and render what it returns. Such a route is one :class:`Op`
+row, and :func:`add_routes` turns the rows into the router's routes; a route that does more
+(a body, an audit note, a cache to forget) is written out as a function beside them.
+
+A row declares what the decorator of a written-out route would: its method and path, its name
+(the OpenAPI operation id), its summary and tags, its audit action (``x-algora-audit``) and,
+through the caller's :class:`~algora.gateway.permissions.Needs`, its permission. The endpoint
+it becomes has the signature a written-out one would have, so the OpenAPI document and the
+request parsing are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from algora.gateway.auditing import trail_of
+from algora.gateway.deps import platform_of
+from algora.gateway.permissions import audited
+from algora.platform import Platform
+
+__all__ = ["NOTHING", "Answer", "Op", "Takes", "add_routes", "as_is", "each", "one"]
+
+_PATH_NAMES = re.compile(r"{(\w+)(?::\w+)?}")
+_KEYWORD = inspect.Parameter.KEYWORD_ONLY
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How a route renders what its service method returned, and the response model (the
+    return annotation a written-out route would have) the document shows."""
+
+    model: Any
+    render: Callable[[Any], Any]
+
+
+def one(model: Any) -> Answer:
+    """One view, rendered by ``model.of``."""
+    return Answer(model, model.of)
+
+
+def each(model: Any) -> Answer:
+    """A list of views, each rendered by ``model.of``."""
+    return Answer(list[model], lambda views: [model.of(view) for view in views])
+
+
+def as_is(model: Any) -> Answer:
+    """The service's answer as it is (already in the wire's shape)."""
+    return Answer(model, lambda value: value)
+
+
+NOTHING = Answer(None, lambda _value: None)
+"""No body (a 204)."""
+
+
+@dataclass(frozen=True)
+class Takes:
+    """A route's JSON body (``model``) and what of it its service method takes (``args``)."""
+
+    model: Any
+    args: Callable[[Any], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One thin route: ``route`` is ``"METHOD /path"``; ``call`` the service method (unbound:
+    ``Accounts.orgs``), called with the service, the caller, then the path's values and the
+    ``query`` parameters in order, then what ``body`` takes from the JSON body; ``resource``
+    the audit row's resource, formatted from the path's values and the ``body`` before the call
+    (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``types`` the path parameters
+    that are not plain strings; ``options`` the rest of what FastAPI's decorator takes."""
+
+    route: str
+    name: str
+    call: Callable[..., Any]
+    caller: Any
+    answer: Answer
+    audit: str
+    summary: str | None = None
+    tags: tuple[str, ...] = ()
+    status_code: int | None = None
+    body: Takes | None = None
+    resource: str | None = None
+    types: Mapping[str, Any] = field(default_factory=dict)
+    query: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
+    """name: (annotation, default)"""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def endpoint(self, service: Callable[[Platform], object]) -> Callable[..., Any]:
+        """The endpoint a written-out route would be, signature included."""
+        _method, path = self.route.split(" ", 1)
+        path_names = _PATH_NAMES.findall(path)
+        names = [*path_names, *self.query]
+        call, render, body, resource = self.call, self.answer.render, self.body, self.resource
+
+        async def endpoint(request: Request, caller: object, **values: Any) -> Any:
+            args = [values[n] for n in names]
+            if body is not None:
+                args.extend(body.args(values["body"]))
+            if resource is not None:
+                trail_of(request).resource = resource.format(**values)
+            served = service(platform_of(request))
+            # Service methods hold database sessions and files, which block: off the event loop.
+            return render(await asyncio.to_thread(call, served, caller, *args))
+
+        parameters = [
+            inspect.Parameter("request", _KEYWORD, annotation=Request),
+            inspect.Parameter("caller", _KEYWORD, annotation=self.caller),
+            *(
+                inspect.Parameter(n, _KEYWORD, annotation=self.types.get(n, str))
+                for n in path_names
+            ),
+            *(
+                inspect.Parameter(n, _KEYWORD, annotation=annotation, default=default)
+                for n, (annotation, default) in self.query.items()
+            ),
+        ]
+        if body is not None:
+            parameters.append(inspect.Parameter("body", _KEYWORD, annotation=body.model))
+        signature = inspect.Signature(parameters, return_annotation=self.answer.model)
+        endpoint.__signature__ = signature  # type: ignore[attr-defined]  # FastAPI reads it
+        endpoint.__name__ = endpoint.__qualname__ = self.name
+        return endpoint
+
+
+def add_routes(router: APIRouter, service: Callable[[Platform], object], *ops: Op) -> None:
+    """Add each row's route to ``router``; ``service`` picks the service the rows' methods
+    belong to from the platform."""
+    for op in ops:
+        method, path = op.route.split(" ", 1)
+        router.add_api_route(
+            path,
+            op.endpoint(service),
+            methods=[method],
+            name=op.name,
+            summary=op.summary,
+            tags=list(op.tags) or None,
+            status_code=op.status_code,
+            openapi_extra=audited(op.audit),
+            **op.options,
+        )
