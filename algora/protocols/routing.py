@@ -69,6 +69,7 @@ class Takes:
 
     model: Any
     args: Callable[[Any], tuple[Any, ...]]
+    kwargs: Callable[[Any], Mapping[str, Any]] = lambda _body: {}
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,9 @@ class Op:
     ``query`` parameters in order, then what ``body`` takes from the JSON body; ``resource``
     the audit row's resource, formatted from the path's values and the ``body`` before the call
     (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``types`` the path parameters
-    that are not plain strings; ``options`` the rest of what FastAPI's decorator takes."""
+    that are not plain strings; ``forget``: the change may move what calls resolve to (a
+    deprecation, an alias), so the call path forgets its cached resolutions; ``options`` the
+    rest of what FastAPI's decorator takes."""
 
     route: str
     name: str
@@ -91,6 +94,7 @@ class Op:
     status_code: int | None = None
     body: Takes | None = None
     resource: str | None = None
+    forget: bool = False
     types: Mapping[str, Any] = field(default_factory=dict)
     query: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
     """name: (annotation, default)"""
@@ -102,16 +106,21 @@ class Op:
         path_names = _PATH_NAMES.findall(path)
         names = [*path_names, *self.query]
         call, render, body, resource = self.call, self.answer.render, self.body, self.resource
+        forget = self.forget
 
         async def endpoint(request: Request, caller: object, **values: Any) -> Any:
-            args = [values[n] for n in names]
+            args, kwargs = [values[n] for n in names], {}
             if body is not None:
                 args.extend(body.args(values["body"]))
+                kwargs = dict(body.kwargs(values["body"]))
             if resource is not None:
                 trail_of(request).resource = resource.format(**values)
-            served = service(platform_of(request))
+            platform = platform_of(request)
             # Service methods hold database sessions and files, which block: off the event loop.
-            return render(await asyncio.to_thread(call, served, caller, *args))
+            answer = await asyncio.to_thread(call, service(platform), caller, *args, **kwargs)
+            if forget:
+                platform.calls.forget()
+            return render(answer)
 
         parameters = [
             inspect.Parameter("request", _KEYWORD, annotation=Request),

@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from algora.auth.keyring import KeyView, LimitChange, ModelLimitView
+from algora.auth.keyring import Keyring, KeyView, LimitChange, ModelLimitView
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
+from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
 
 __all__ = ["LimitsIn", "router"]
 
@@ -21,6 +22,9 @@ router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
 Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
 WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
+ManagedAccount = Annotated[
+    str | None, Query(max_length=64, description="A service account you manage.")
+]
 
 
 class WhoAmI(BaseModel):
@@ -74,6 +78,9 @@ class LimitsIn(BaseModel):
         return LimitChange(**self.model_dump(include=self.model_fields_set))
 
 
+ModelLimitsIn = Annotated[list[ModelLimitIn], Body(max_length=100)]
+
+
 class KeyOut(BaseModel):
     key_id: str
     name: str
@@ -107,18 +114,6 @@ async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
 
-@router.get("/keys", response_model=list[KeyOut], tags=["keys"], openapi_extra=audited("key.list"))
-async def list_keys(
-    request: Request,
-    caller: ReadKeys,
-    principal: Annotated[
-        str | None, Query(max_length=64, description="A service account you manage.")
-    ] = None,
-) -> list[KeyOut]:
-    views = await asyncio.to_thread(platform_of(request).keyring.list_keys, caller, principal)
-    return [KeyOut.of(v) for v in views]
-
-
 @router.post(
     "/keys",
     status_code=201,
@@ -146,48 +141,61 @@ async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> Ne
     )
 
 
-@router.delete(
-    "/keys/{key_id}", status_code=204, tags=["keys"], openapi_extra=audited("key.revoke")
+add_routes(
+    router,
+    lambda platform: platform.keyring,
+    Op(
+        "GET /keys",
+        "list_keys",
+        Keyring.list_keys,
+        ReadKeys,
+        each(KeyOut),
+        "key.list",
+        query={"principal": (ManagedAccount, None)},
+        tags=("keys",),
+    ),
+    Op(
+        "DELETE /keys/{key_id}",
+        "revoke_key",
+        Keyring.revoke_key,
+        WriteKeys,
+        NOTHING,
+        "key.revoke",
+        tags=("keys",),
+        status_code=204,
+    ),
+    # rate limits
+    Op(
+        "PATCH /keys/{key_id}",
+        "limit_key",
+        Keyring.limit_key,
+        WriteKeys,
+        one(KeyOut),
+        "key.limit",
+        body=Takes(LimitsIn, lambda body: (body.change(),)),
+        resource="key/{key_id}",
+        summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
+        tags=("keys",),
+    ),
+    Op(
+        "GET /keys/{key_id}/model-limits",
+        "get_model_limits",
+        Keyring.model_limits,
+        ReadKeys,
+        each(ModelLimitIn),
+        "key.model_limits_read",
+        tags=("keys",),
+    ),
+    Op(
+        "PUT /keys/{key_id}/model-limits",
+        "set_model_limits",
+        Keyring.set_model_limits,
+        WriteKeys,
+        each(ModelLimitIn),
+        "key.model_limits",
+        body=Takes(ModelLimitsIn, lambda body: ([limit.view() for limit in body],)),
+        resource="key/{key_id}",
+        summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
+        tags=("keys",),
+    ),
 )
-async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
-    await asyncio.to_thread(platform_of(request).keyring.revoke_key, caller, key_id)
-
-
-# rate limits --------------------------------------------------------------------------------
-@router.patch(
-    "/keys/{key_id}",
-    tags=["keys"],
-    summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
-    openapi_extra=audited("key.limit"),
-)
-async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: LimitsIn) -> KeyOut:
-    trail_of(request).resource = f"key/{key_id}"
-    keyring = platform_of(request).keyring
-    return KeyOut.of(await asyncio.to_thread(keyring.limit_key, caller, key_id, body.change()))
-
-
-@router.get(
-    "/keys/{key_id}/model-limits", tags=["keys"], openapi_extra=audited("key.model_limits_read")
-)
-async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
-    views = await asyncio.to_thread(platform_of(request).keyring.model_limits, caller, key_id)
-    return [ModelLimitIn.of(v) for v in views]
-
-
-@router.put(
-    "/keys/{key_id}/model-limits",
-    tags=["keys"],
-    summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
-    openapi_extra=audited("key.model_limits"),
-)
-async def set_model_limits(
-    request: Request,
-    caller: WriteKeys,
-    key_id: str,
-    body: Annotated[list[ModelLimitIn], Body(max_length=100)],
-) -> list[ModelLimitIn]:
-    trail_of(request).resource = f"key/{key_id}"
-    views = await asyncio.to_thread(
-        platform_of(request).keyring.set_model_limits, caller, key_id, [e.view() for e in body]
-    )
-    return [ModelLimitIn.of(v) for v in views]
