@@ -24,7 +24,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from algora.gateway.auditing import trail_of
+from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import audited
 from algora.platform import Platform
@@ -70,6 +70,8 @@ class Takes:
     model: Any
     args: Callable[[Any], tuple[Any, ...]]
     kwargs: Callable[[Any], Mapping[str, Any]] = lambda _body: {}
+    default: Any = inspect.Parameter.empty
+    """The body's value when the request has none (no default: the body is required)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class Op:
     ``Accounts.orgs``), called with the service, the caller, then the path's values and the
     ``query`` parameters in order, then what ``body`` takes from the JSON body; ``resource``
     the audit row's resource, formatted from the path's values and the ``body`` before the call
-    (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``types`` the path parameters
+    (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``noted`` what the answer adds to
+    the audit row, after the call; ``types`` the path parameters
     that are not plain strings; ``forget``: the change may move what calls resolve to (a
     deprecation, an alias), so the call path forgets its cached resolutions; ``options`` the
     rest of what FastAPI's decorator takes."""
@@ -94,6 +97,7 @@ class Op:
     status_code: int | None = None
     body: Takes | None = None
     resource: str | None = None
+    noted: Callable[[Any, AuditTrail], None] | None = None
     forget: bool = False
     types: Mapping[str, Any] = field(default_factory=dict)
     query: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
@@ -106,7 +110,7 @@ class Op:
         path_names = _PATH_NAMES.findall(path)
         names = [*path_names, *self.query]
         call, render, body, resource = self.call, self.answer.render, self.body, self.resource
-        forget = self.forget
+        noted, forget = self.noted, self.forget
 
         async def endpoint(request: Request, caller: object, **values: Any) -> Any:
             args, kwargs = [values[n] for n in names], {}
@@ -118,6 +122,8 @@ class Op:
             platform = platform_of(request)
             # Service methods hold database sessions and files, which block: off the event loop.
             answer = await asyncio.to_thread(call, service(platform), caller, *args, **kwargs)
+            if noted is not None:
+                noted(answer, trail_of(request))
             if forget:
                 platform.calls.forget()
             return render(answer)
@@ -135,7 +141,9 @@ class Op:
             ),
         ]
         if body is not None:
-            parameters.append(inspect.Parameter("body", _KEYWORD, annotation=body.model))
+            parameters.append(
+                inspect.Parameter("body", _KEYWORD, annotation=body.model, default=body.default)
+            )
         signature = inspect.Signature(parameters, return_annotation=self.answer.model)
         endpoint.__signature__ = signature  # type: ignore[attr-defined]  # FastAPI reads it
         endpoint.__name__ = endpoint.__qualname__ = self.name
