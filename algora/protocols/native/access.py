@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from algora.auth.accounts import Accounts, GrantView, MemberView, PrincipalView
+from algora.auth.accounts import Accounts
 from algora.auth.policy import Role
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
@@ -23,6 +23,7 @@ from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.native.keys import LimitsIn
 from algora.protocols.routing import NOTHING, Answer, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 
 __all__ = ["router"]
 
@@ -44,17 +45,13 @@ class ServiceAccountIn(BaseModel):
     )
 
 
-class PrincipalOut(BaseModel):
+class PrincipalOut(FromView):
     name: str
     kind: str
     is_admin: bool
     rate_per_second: float | None
     burst: int | None
     owner: str | None = None
-
-    @classmethod
-    def of(cls, view: PrincipalView) -> PrincipalOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class NewPrincipalOut(BaseModel):
@@ -67,30 +64,22 @@ class MemberIn(BaseModel):
     role: Role
 
 
-class MemberOut(BaseModel):
+class MemberOut(FromView):
     org: str
     member: str
     kind: str
     role: str
-
-    @classmethod
-    def of(cls, view: MemberView) -> MemberOut:
-        return cls(org=view.org, member=view.member, kind=view.kind, role=view.role)
 
 
 class GrantIn(BaseModel):
     right: Literal["call", "manage"]
 
 
-class GrantOut(BaseModel):
+class GrantOut(FromView):
     model: str
     principal: str
     kind: str
     right: str
-
-    @classmethod
-    def of(cls, view: GrantView) -> GrantOut:
-        return cls(model=view.model, principal=view.principal, kind=view.kind, right=view.right)
 
 
 def _accounts(request: Request) -> Accounts:

@@ -27,6 +27,7 @@ from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 from algora.registry.aliases import Aliases, AliasView, Move, PromotionStatus, PromotionView
 
 __all__ = ["router"]
@@ -66,7 +67,7 @@ class AliasIn(BaseModel):
     note: str = Field(default="", max_length=500, description="Why (shown to approvers).")
 
 
-class PromotionOut(BaseModel):
+class PromotionOut(FromView):
     id: int
     model: str
     alias: str
@@ -80,10 +81,6 @@ class PromotionOut(BaseModel):
     decided_by: str | None
     decided_at: UtcDateTime | None
     decision_note: str
-
-    @classmethod
-    def of(cls, view: PromotionView) -> PromotionOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class AliasSetOut(BaseModel):

@@ -8,13 +8,14 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from algora.auth.keyring import Keyring, KeyView, LimitChange, ModelLimitView
+from algora.auth.keyring import Keyring, LimitChange, ModelLimitView
 from algora.auth.principals import Caller
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 
 __all__ = ["LimitsIn", "router"]
 
@@ -51,16 +52,12 @@ class KeyIn(BaseModel):
     )
 
 
-class ModelLimitIn(BaseModel):
+class ModelLimitIn(FromView):
     model: str = Field(description="``owner/name``, or ``owner/*`` for all of an owner's models")
     rate_per_second: float = Field(gt=0, allow_inf_nan=False, strict=True)
     burst: int | None = Field(
         default=None, ge=1, strict=True, description="Default: one second's worth."
     )
-
-    @classmethod
-    def of(cls, view: ModelLimitView) -> ModelLimitIn:
-        return cls(model=view.model, rate_per_second=view.rate_per_second, burst=view.burst)
 
     def view(self) -> ModelLimitView:
         return ModelLimitView(self.model, self.rate_per_second, self.burst)
@@ -81,7 +78,7 @@ class LimitsIn(BaseModel):
 ModelLimitsIn = Annotated[list[ModelLimitIn], Body(max_length=100)]
 
 
-class KeyOut(BaseModel):
+class KeyOut(FromView):
     key_id: str
     name: str
     created_at: UtcDateTime
@@ -94,10 +91,6 @@ class KeyOut(BaseModel):
     expires_at: UtcDateTime | None = None
     last_used_address: str | None = None
     model_calls_only: bool = False
-
-    @classmethod
-    def of(cls, view: KeyView) -> KeyOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class NewKeyOut(BaseModel):

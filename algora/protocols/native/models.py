@@ -19,9 +19,10 @@ from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.routing import Answer, Op, Takes, add_routes, as_is, each, one
+from algora.protocols.wire import FromView
 from algora.publishing.uploads import GitInfo
-from algora.registry.catalog import BuildLog, Catalog
-from algora.registry.views import ModelView, VersionView
+from algora.registry.catalog import Catalog
+from algora.registry.views import VersionView
 
 __all__ = ["router"]
 
@@ -32,7 +33,7 @@ Publish = Annotated[Caller, Depends(Needs("models:publish", write=True))]
 ManageModels = Annotated[Caller, Depends(Needs("models:manage", write=True))]
 
 
-class ModelOut(BaseModel):
+class ModelOut(FromView):
     owner: str
     name: str
     full_name: str
@@ -41,10 +42,6 @@ class ModelOut(BaseModel):
     tags: list[str]
     deprecated: bool
     created_at: UtcDateTime
-
-    @classmethod
-    def of(cls, model: ModelView) -> ModelOut:
-        return cls.model_validate(model, from_attributes=True)  # the same fields, by name
 
 
 class VersionOut(BaseModel):
@@ -82,15 +79,11 @@ class SchemaOut(BaseModel):
     output: dict[str, Any] | None
 
 
-class LogOut(BaseModel):
+class LogOut(FromView):
     status: str
     text: str
     offset: int
     done: bool
-
-    @classmethod
-    def of(cls, log: BuildLog) -> LogOut:
-        return cls(status=log.status, text=log.text, offset=log.offset, done=log.done)
 
 
 Offset = Annotated[int, Query(ge=0)]
