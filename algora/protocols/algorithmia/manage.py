@@ -37,7 +37,8 @@ from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
-from algora.publishing.builds import BuildView
+from algora.protocols.routing import Answer, Op, add_routes
+from algora.publishing.builds import Builds, BuildView
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
 from algora.registry.views import ModelView
@@ -230,38 +231,38 @@ async def list_builds(
     return {**links, "results": [_build(b) for b in page]}
 
 
-@router.get(
-    "/{owner}/{name}/builds/{build_id}",
-    summary="One build of the algorithm",
-    openapi_extra=audited("build.read"),
+add_routes(
+    router,
+    lambda platform: platform.builds,
+    Op(
+        "GET /{owner}/{name}/builds/{build_id}",
+        "get_build",
+        Builds.get,
+        ReadModels,
+        Answer(dict[str, Any], _build),
+        "build.read",
+        summary="One build of the algorithm",
+    ),
+    Op(
+        "GET /{owner}/{name}/builds/{build_id}/logs",
+        "get_build_logs",
+        Builds.log,
+        ReadModels,
+        Answer(dict[str, Any], lambda log: {"logs": log}),
+        "build.log",
+        summary="The log of one build",
+    ),
 )
-async def get_build(
-    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
-) -> dict[str, Any]:
-    builds = platform_of(request).builds
-    return _build(await asyncio.to_thread(builds.get, caller, owner, name, build_id))
-
-
-@router.get(
-    "/{owner}/{name}/builds/{build_id}/logs",
-    summary="The log of one build",
-    openapi_extra=audited("build.log"),
+add_routes(
+    router,
+    lambda platform: platform.sources,
+    Op(
+        "GET /{owner}/{name}/scm/status",
+        "get_scm_status",
+        lambda sources, caller, owner, name: sources.branch(caller, owner, name, "read"),
+        ReadModels,
+        Answer(dict[str, Any], lambda _branch: {"scm_connection_status": "active"}),
+        "source.status",
+        summary="The state of the algorithm's repository",
+    ),
 )
-async def get_build_logs(
-    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
-) -> dict[str, Any]:
-    builds = platform_of(request).builds
-    return {"logs": await asyncio.to_thread(builds.log, caller, owner, name, build_id)}
-
-
-@router.get(
-    "/{owner}/{name}/scm/status",
-    summary="The state of the algorithm's repository",
-    openapi_extra=audited("source.status"),
-)
-async def get_scm_status(
-    request: Request, caller: ReadModels, owner: str, name: str
-) -> dict[str, Any]:
-    sources = platform_of(request).sources
-    await asyncio.to_thread(sources.branch, caller, owner, name, "read")
-    return {"scm_connection_status": "active"}
