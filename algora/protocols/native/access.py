@@ -9,18 +9,15 @@ managers change them. Every change here is recorded in the audit log.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from algora.auth.accounts import Accounts
+from algora.auth.accounts import Accounts, NewUser
 from algora.auth.policy import Role
 from algora.auth.principals import Caller
-from algora.gateway.auditing import trail_of
-from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.gateway.permissions import Needs, PermissionRoute
 from algora.protocols.native.keys import LimitsIn
 from algora.protocols.routing import NOTHING, Answer, Op, Takes, add_routes, each, one
 from algora.protocols.wire import FromView
@@ -59,6 +56,10 @@ class NewPrincipalOut(BaseModel):
     key_id: str
     key: str
 
+    @classmethod
+    def of(cls, new: NewUser) -> NewPrincipalOut:
+        return cls(name=new.user.name, key_id=new.key_id, key=new.secret)
+
 
 class MemberIn(BaseModel):
     role: Role
@@ -82,29 +83,23 @@ class GrantOut(FromView):
     right: str
 
 
-def _accounts(request: Request) -> Accounts:
-    return platform_of(request).accounts
-
-
-# users and service accounts -----------------------------------------------------------------
-@router.post(
-    "/principals",
-    status_code=201,
-    tags=["principals"],
-    summary="Create a user and its first key (admin only)",
-    openapi_extra=audited("principal.create"),
-)
-async def create_principal(
-    request: Request, caller: WritePrincipals, body: PrincipalIn
-) -> NewPrincipalOut:
-    trail_of(request).resource = f"principal/{body.name}"
-    new = await asyncio.to_thread(_accounts(request).create_user_with_key, caller, body.name)
-    return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
-
-
 add_routes(
     router,
     lambda platform: platform.accounts,
+    # users and service accounts
+    Op(
+        "POST /principals",
+        "create_principal",
+        Accounts.create_user_with_key,
+        WritePrincipals,
+        one(NewPrincipalOut),
+        "principal.create",
+        body=Takes(PrincipalIn, lambda body: (body.name,)),
+        resource="principal/{body.name}",
+        summary="Create a user and its first key (admin only)",
+        tags=("principals",),
+        status_code=201,
+    ),
     Op(
         "GET /principals",
         "list_principals",

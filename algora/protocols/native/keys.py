@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
-from algora.auth.keyring import Keyring, LimitChange, ModelLimitView
+from algora.auth.keyring import Keyring, LimitChange, ModelLimitView, NewKeyView
 from algora.auth.principals import Caller
-from algora.gateway.auditing import trail_of
-from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
@@ -100,38 +97,21 @@ class NewKeyOut(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     expires_at: UtcDateTime | None = None
 
+    @classmethod
+    def of(cls, new: NewKeyView) -> NewKeyOut:
+        return cls(
+            key_id=new.key_id,
+            key=new.secret,
+            principal=new.principal,
+            scopes=list(new.scopes),
+            expires_at=new.expires_at,
+        )
+
 
 # who, keys ---------------------------------------------------------------------------------
 @router.get("/whoami", tags=["keys"], openapi_extra=audited("auth.login", always=True))
 async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
-
-
-@router.post(
-    "/keys",
-    status_code=201,
-    tags=["keys"],
-    summary="Create a key (yours or a managed service account's); the secret is shown once",
-    openapi_extra=audited("key.create"),
-)
-async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> NewKeyOut:
-    new = await asyncio.to_thread(
-        platform_of(request).keyring.create_key,
-        caller,
-        body.name,
-        scopes=body.scopes,
-        expires_in_days=body.expires_in_days,
-        model_calls_only=body.model_calls_only,
-        principal=body.principal,
-    )
-    trail_of(request).resource = f"key/{new.key_id}"
-    return NewKeyOut(
-        key_id=new.key_id,
-        key=new.secret,
-        principal=new.principal,
-        scopes=list(new.scopes),
-        expires_at=new.expires_at,
-    )
 
 
 add_routes(
@@ -146,6 +126,21 @@ add_routes(
         "key.list",
         query={"principal": (ManagedAccount, None)},
         tags=("keys",),
+    ),
+    Op(
+        "POST /keys",
+        "create_own_key",
+        Keyring.create_key,
+        WriteKeys,
+        one(NewKeyOut),
+        "key.create",
+        body=Takes(
+            KeyIn, lambda body: (body.name,), lambda body: body.model_dump(exclude={"name"})
+        ),
+        noted=lambda new, trail: setattr(trail, "resource", f"key/{new.key_id}"),
+        summary="Create a key (yours or a managed service account's); the secret is shown once",
+        tags=("keys",),
+        status_code=201,
     ),
     Op(
         "DELETE /keys/{key_id}",
