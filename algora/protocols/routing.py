@@ -93,7 +93,6 @@ class Op:
     answer: Answer
     audit: str
     summary: str | None = None
-    tags: tuple[str, ...] = ()
     status_code: int | None = None
     body: Takes | None = None
     resource: str | None = None
@@ -150,9 +149,14 @@ class Op:
         return endpoint
 
 
-def add_routes(router: APIRouter, service: Callable[[Platform], object], *ops: Op) -> None:
-    """Add each row's route to ``router``; ``service`` picks the service the rows' methods
-    belong to from the platform."""
+def add_routes(
+    router: APIRouter,
+    service: Callable[[Platform], object],
+    *ops: Op,
+    tags: tuple[str, ...] = (),
+) -> None:
+    """Add each row's route to ``router``, tagged ``tags``; ``service`` picks the service the
+    rows' methods belong to from the platform."""
     for op in ops:
         method, path = op.route.split(" ", 1)
         router.add_api_route(
@@ -161,7 +165,7 @@ def add_routes(router: APIRouter, service: Callable[[Platform], object], *ops: O
             methods=[method],
             name=op.name,
             summary=op.summary,
-            tags=list(op.tags) or None,
+            tags=list(tags) or None,
             status_code=op.status_code,
             openapi_extra=audited(op.audit),
             **op.options,

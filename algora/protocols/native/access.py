@@ -83,10 +83,10 @@ class GrantOut(FromView):
     right: str
 
 
+# users and service accounts ---------------------------------------------------------------------
 add_routes(
     router,
     lambda platform: platform.accounts,
-    # users and service accounts
     Op(
         "POST /principals",
         "create_principal",
@@ -97,7 +97,6 @@ add_routes(
         body=Takes(PrincipalIn, lambda body: (body.name,)),
         resource="principal/{body.name}",
         summary="Create a user and its first key (admin only)",
-        tags=("principals",),
         status_code=201,
     ),
     Op(
@@ -109,7 +108,6 @@ add_routes(
         "principal.list",
         summary="Principals you can see: all for an admin; else you, your organizations and "
         "the service accounts you manage",
-        tags=("principals",),
     ),
     Op(
         "POST /service-accounts",
@@ -121,7 +119,6 @@ add_routes(
         body=Takes(ServiceAccountIn, lambda body: (body.name, body.owner)),
         resource="principal/{body.name}",
         summary="Create a service account owned by you or by an organization you administer",
-        tags=("principals",),
         status_code=201,
     ),
     Op(
@@ -134,9 +131,15 @@ add_routes(
         body=Takes(LimitsIn, lambda body: (body.change(),)),
         resource="principal/{name}",
         summary="Set the default rate limit of a principal's keys (admin only)",
-        tags=("principals",),
     ),
-    # organizations
+    tags=("principals",),
+)
+
+
+# organizations ----------------------------------------------------------------------------------
+add_routes(
+    router,
+    lambda platform: platform.accounts,
     Op(
         "POST /orgs",
         "create_org",
@@ -147,7 +150,6 @@ add_routes(
         body=Takes(PrincipalIn, lambda body: (body.name,)),
         resource="org/{body.name}",
         summary="Create an organization; you become its owner",
-        tags=("organizations",),
         status_code=201,
     ),
     Op(
@@ -158,7 +160,6 @@ add_routes(
         each(PrincipalOut),
         "org.list",
         summary="Organizations: yours (an admin: all)",
-        tags=("organizations",),
     ),
     Op(
         "GET /orgs/{org}/members",
@@ -168,7 +169,6 @@ add_routes(
         each(MemberOut),
         "org.member_list",
         summary="An organization's members and their roles (members and admins)",
-        tags=("organizations",),
     ),
     Op(
         "PUT /orgs/{org}/members/{member}",
@@ -180,7 +180,6 @@ add_routes(
         body=Takes(MemberIn, lambda body: (body.role,)),
         resource="org/{org}/{member}",
         summary="Add a member (user or service account) or change its role",
-        tags=("organizations",),
     ),
     Op(
         "DELETE /orgs/{org}/members/{member}",
@@ -191,10 +190,16 @@ add_routes(
         "org.member_remove",
         resource="org/{org}/{member}",
         summary="Remove a member from an organization",
-        tags=("organizations",),
         status_code=204,
     ),
-    # grants
+    tags=("organizations",),
+)
+
+
+# grants -----------------------------------------------------------------------------------------
+add_routes(
+    router,
+    lambda platform: platform.accounts,
     Op(
         "GET /models/{owner}/{name}/grants",
         "list_grants",
@@ -203,7 +208,6 @@ add_routes(
         each(GrantOut),
         "model.grant_list",
         summary="Who holds explicit rights on a model (its managers)",
-        tags=("models",),
     ),
     Op(
         "PUT /models/{owner}/{name}/grants/{principal}",
@@ -214,7 +218,6 @@ add_routes(
         "model.grant",
         body=Takes(GrantIn, lambda body: (body.right,)),
         summary="Give a user, service account or organization call or manage rights on a model",
-        tags=("models",),
     ),
     Op(
         "DELETE /models/{owner}/{name}/grants/{principal}",
@@ -224,7 +227,7 @@ add_routes(
         NOTHING,
         "model.revoke_grant",
         summary="Take back a principal's explicit rights on a model",
-        tags=("models",),
         status_code=204,
     ),
+    tags=("models",),
 )

@@ -16,7 +16,7 @@ from algora.protocols.wire import FromView
 
 __all__ = ["LimitsIn", "router"]
 
-router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["keys"])
 Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
 WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
@@ -109,7 +109,7 @@ class NewKeyOut(BaseModel):
 
 
 # who, keys ---------------------------------------------------------------------------------
-@router.get("/whoami", tags=["keys"], openapi_extra=audited("auth.login", always=True))
+@router.get("/whoami", openapi_extra=audited("auth.login", always=True))
 async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
@@ -125,7 +125,6 @@ add_routes(
         each(KeyOut),
         "key.list",
         query={"principal": (ManagedAccount, None)},
-        tags=("keys",),
     ),
     Op(
         "POST /keys",
@@ -139,7 +138,6 @@ add_routes(
         ),
         noted=lambda new, trail: setattr(trail, "resource", f"key/{new.key_id}"),
         summary="Create a key (yours or a managed service account's); the secret is shown once",
-        tags=("keys",),
         status_code=201,
     ),
     Op(
@@ -149,7 +147,6 @@ add_routes(
         WriteKeys,
         NOTHING,
         "key.revoke",
-        tags=("keys",),
         status_code=204,
     ),
     # rate limits
@@ -163,7 +160,6 @@ add_routes(
         body=Takes(LimitsIn, lambda body: (body.change(),)),
         resource="key/{key_id}",
         summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
-        tags=("keys",),
     ),
     Op(
         "GET /keys/{key_id}/model-limits",
@@ -172,7 +168,6 @@ add_routes(
         ReadKeys,
         each(ModelLimitIn),
         "key.model_limits_read",
-        tags=("keys",),
     ),
     Op(
         "PUT /keys/{key_id}/model-limits",
@@ -184,6 +179,5 @@ add_routes(
         body=Takes(ModelLimitsIn, lambda body: ([limit.view() for limit in body],)),
         resource="key/{key_id}",
         summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
-        tags=("keys",),
     ),
 )

@@ -99,7 +99,6 @@ add_routes(
         ReadModels,
         each(ModelOut),
         "model.list",
-        tags=("models",),
     ),
     Op(
         "GET /models/{owner}/{name}",
@@ -108,7 +107,6 @@ add_routes(
         ReadModels,
         one(ModelOut),
         "model.read",
-        tags=("models",),
     ),
     Op(
         "PATCH /models/{owner}/{name}",
@@ -119,18 +117,8 @@ add_routes(
         "model.update",
         body=Takes(ModelPatch, lambda _patch: (), lambda patch: patch.model_dump()),
         forget=True,
-        tags=("models",),
     ),
-    # versions
-    Op(
-        "GET /models/{owner}/{name}/versions",
-        "list_versions",
-        Catalog.list_versions,
-        ReadModels,
-        each(VersionOut),
-        "version.list",
-        tags=("versions",),
-    ),
+    tags=("models",),
 )
 
 
@@ -170,13 +158,20 @@ add_routes(
     router,
     lambda platform: platform.catalog,
     Op(
+        "GET /models/{owner}/{name}/versions",
+        "list_versions",
+        Catalog.list_versions,
+        ReadModels,
+        each(VersionOut),
+        "version.list",
+    ),
+    Op(
         "GET /models/{owner}/{name}/versions/{version}",
         "get_version",
         Catalog.get_version,
         ReadModels,
         one(VersionOut),
         "version.read",
-        tags=("versions",),
     ),
     Op(
         "PATCH /models/{owner}/{name}/versions/{version}",
@@ -187,7 +182,6 @@ add_routes(
         "version.deprecate",
         body=Takes(VersionPatch, lambda patch: (patch.deprecated,)),
         forget=True,
-        tags=("versions",),
     ),
     Op(
         "GET /models/{owner}/{name}/versions/{version}/lock",
@@ -198,7 +192,6 @@ add_routes(
         "version.lock",
         summary="The locked requirements (uv, with hashes) the version's environment was built "
         "from",
-        tags=("versions",),
         options={"response_class": PlainTextResponse},
     ),
     Op(
@@ -208,7 +201,6 @@ add_routes(
         ReadModels,
         Answer(SchemaOut, lambda row: SchemaOut(input=row.input_schema, output=row.output_schema)),
         "version.schema",
-        tags=("versions",),
     ),
     Op(
         "GET /models/{owner}/{name}/versions/{version}/lineage",
@@ -217,7 +209,6 @@ add_routes(
         ReadModels,
         as_is(dict[str, Any]),
         "version.lineage",
-        tags=("versions",),
     ),
     Op(
         "GET /models/{owner}/{name}/versions/{version}/sbom",
@@ -227,7 +218,6 @@ add_routes(
         Answer(Response, lambda sbom: Response(sbom, media_type="application/vnd.cyclonedx+json")),
         "version.sbom",
         summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
-        tags=("versions",),
         options={"response_class": Response},
     ),
     Op(
@@ -238,6 +228,6 @@ add_routes(
         one(LogOut),
         "version.log",
         query={"offset": (Offset, 0)},
-        tags=("versions",),
     ),
+    tags=("versions",),
 )
