@@ -41,7 +41,9 @@ class Answer:
     return annotation a written-out route would have) the document shows."""
 
     model: Any
-    render: Callable[[Any], Any]
+    render: Callable[..., Any]
+    request: bool = False
+    """``render`` takes the request too (after the answer): for links to the server."""
 
 
 def one(model: Any) -> Answer:
@@ -76,15 +78,23 @@ class Takes:
 
 @dataclass(frozen=True)
 class Op:
-    """One thin route: ``route`` is ``"METHOD /path"``; ``call`` the service method (unbound:
-    ``Accounts.orgs``), called with the service, the caller, then the path's values and the
-    ``query`` parameters in order, then what ``body`` takes from the JSON body; ``resource``
-    the audit row's resource, formatted from the path's values and the ``body`` before the call
-    (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``noted`` what the answer adds to
-    the audit row, after the call; ``types`` the path parameters
-    that are not plain strings; ``forget``: the change may move what calls resolve to (a
-    deprecation, an alias), so the call path forgets its cached resolutions; ``options`` the
-    rest of what FastAPI's decorator takes."""
+    """One thin route.
+
+    - ``route``: ``"METHOD /path"``; ``name``: the endpoint's name (the operation id's start);
+    - ``call``: the service method (unbound: ``Accounts.orgs``), called with the service, the
+      caller, then the path's values and the ``query`` parameters in order, then what ``body``
+      takes from the JSON body; in a thread, unless it is a coroutine function;
+    - ``caller``: the caller's type, ``Annotated[Caller, Depends(Needs(...))]``;
+    - ``audit``: the action its audit rows record (``always``: reads too);
+    - ``resource``: the audit row's resource, formatted from the path's values and ``body``
+      before the call (``"org/{org}/{member}"``, ``"principal/{body.name}"``); ``noted``:
+      what the answer adds to the audit row, after the call;
+    - ``forget``: the change may move what calls resolve to (a deprecation, an alias), so the
+      call path forgets its cached resolutions;
+    - ``types``: the path parameters that are not plain strings; ``query``: the query
+      parameters, ``name: (annotation, default)``; ``options``: the rest of what FastAPI's
+      decorator takes.
+    """
 
     route: str
     name: str
@@ -92,6 +102,7 @@ class Op:
     caller: Any
     answer: Answer
     audit: str
+    always: bool = False
     summary: str | None = None
     status_code: int | None = None
     body: Takes | None = None
@@ -100,7 +111,6 @@ class Op:
     forget: bool = False
     types: Mapping[str, Any] = field(default_factory=dict)
     query: Mapping[str, tuple[Any, Any]] = field(default_factory=dict)
-    """name: (annotation, default)"""
     options: Mapping[str, Any] = field(default_factory=dict)
 
     def endpoint(self, service: Callable[[Platform], object]) -> Callable[..., Any]:
@@ -108,8 +118,9 @@ class Op:
         _method, path = self.route.split(" ", 1)
         path_names = _PATH_NAMES.findall(path)
         names = [*path_names, *self.query]
-        call, render, body, resource = self.call, self.answer.render, self.body, self.resource
+        call, answer_of, body, resource = self.call, self.answer, self.body, self.resource
         noted, forget = self.noted, self.forget
+        awaited = inspect.iscoroutinefunction(call)
 
         async def endpoint(request: Request, caller: object, **values: Any) -> Any:
             args, kwargs = [values[n] for n in names], {}
@@ -119,13 +130,17 @@ class Op:
             if resource is not None:
                 trail_of(request).resource = resource.format(**values)
             platform = platform_of(request)
-            # Service methods hold database sessions and files, which block: off the event loop.
-            answer = await asyncio.to_thread(call, service(platform), caller, *args, **kwargs)
+            if awaited:
+                answer = await call(service(platform), caller, *args, **kwargs)
+            else:  # it holds database sessions and files, which block: off the event loop
+                answer = await asyncio.to_thread(call, service(platform), caller, *args, **kwargs)
             if noted is not None:
                 noted(answer, trail_of(request))
             if forget:
                 platform.calls.forget()
-            return render(answer)
+            if answer_of.request:
+                return answer_of.render(answer, request)
+            return answer_of.render(answer)
 
         parameters = [
             inspect.Parameter("request", _KEYWORD, annotation=Request),
@@ -167,6 +182,6 @@ def add_routes(
             summary=op.summary,
             tags=list(tags) or None,
             status_code=op.status_code,
-            openapi_extra=audited(op.audit),
+            openapi_extra=audited(op.audit, always=op.always),
             **op.options,
         )
