@@ -196,15 +196,6 @@ async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any
     return _org_out(request, view)
 
 
-@router.get(
-    "/organizations/{org}",
-    summary="An organization (its members and admins)",
-    openapi_extra=audited("org.read"),
-)
-async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[str, Any]:
-    return _org_out(request, await asyncio.to_thread(_accounts(request).org, caller, org))
-
-
 @router.put(
     "/organizations/{org}",
     status_code=204,
@@ -226,6 +217,15 @@ async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Respo
 add_routes(
     router,
     lambda platform: platform.accounts,
+    Op(
+        "GET /organizations/{org}",
+        "get_org",
+        Accounts.org,
+        ReadPrincipals,
+        Answer(dict[str, Any], lambda view, request: _org_out(request, view), request=True),
+        "org.read",
+        summary="An organization (its members and admins)",
+    ),
     Op(
         "PUT /organizations/{org}/members/{member}",
         "invite_to_org",

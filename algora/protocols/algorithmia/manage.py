@@ -167,18 +167,6 @@ async def create_algorithm(
 
 
 @router.post(
-    "/{owner}/{name}/compile",
-    summary="Build the head of the algorithm's repository",
-    openapi_extra=audited("model.compile"),
-)
-async def compile_algorithm(
-    request: Request, caller: Publish, owner: str, name: str
-) -> dict[str, Any]:
-    model, build = await platform_of(request).builds.compile_and_wait(caller, owner, name)
-    return _compiled(request, model, build)
-
-
-@router.post(
     "/{owner}/{name}/versions",
     summary="Publish the built head as a new version",
     openapi_extra=audited("version.publish"),
@@ -234,6 +222,15 @@ async def list_builds(
 add_routes(
     router,
     lambda platform: platform.builds,
+    Op(
+        "POST /{owner}/{name}/compile",
+        "compile_algorithm",
+        Builds.compile_and_wait,
+        Publish,
+        Answer(dict[str, Any], lambda built, request: _compiled(request, *built), request=True),
+        "model.compile",
+        summary="Build the head of the algorithm's repository",
+    ),
     Op(
         "GET /{owner}/{name}/builds/{build_id}",
         "get_build",
