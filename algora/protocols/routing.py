@@ -1,16 +1,18 @@
 """Thin routes as rows of a table, for every wing.
 
-Most management routes do the same three things: take the caller from the scope they need,
-call one service method off the event loop with the caller and the values their path (and
-query) names, in that order, and render what it returns. Such a route is one :class:`Op`
-row, and :func:`add_routes` turns the rows into the router's routes; a route that does more
-(a body, an audit note, a cache to forget) is written out as a function beside them.
+Most routes do the same few things: take the caller from the scope they need, call one
+service method (off the event loop unless it is a coroutine) with the caller and the values
+their path, query and body name, note what the audit row needs, and render the answer. Such a
+route is one :class:`Op` row, and :func:`add_routes` turns a table of rows into the router's
+routes. A route that does more (streams a body, answers 202 or 200, writes a second audit row,
+checks a right before it reads the body) is written out as a function beside them.
 
 A row declares what the decorator of a written-out route would: its method and path, its name
-(the OpenAPI operation id), its summary and tags, its audit action (``x-algora-audit``) and,
-through the caller's :class:`~algora.gateway.permissions.Needs`, its permission. The endpoint
-it becomes has the signature a written-out one would have, so the OpenAPI document and the
-request parsing are the same.
+(the start of the OpenAPI operation id), its summary, its audit action (``x-algora-audit``)
+and, through the caller's :class:`~algora.gateway.permissions.Needs`, its permission; the
+table, the tags. The endpoint a row becomes has the signature a written-out one would have
+(built with :mod:`inspect`, which FastAPI reads), so the OpenAPI document, the validation and
+the strict decoding of :class:`~algora.gateway.permissions.PermissionRoute` are the same.
 """
 
 from __future__ import annotations
