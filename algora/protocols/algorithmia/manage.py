@@ -33,15 +33,15 @@ from pydantic import BaseModel, ConfigDict
 
 from algora.auth.principals import Caller
 from algora.errors import BadRequest
-from algora.gateway.auditing import trail_of
+from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
-from algora.protocols.routing import Answer, Op, add_routes
+from algora.protocols.routing import Answer, Op, Takes, add_routes
 from algora.publishing.builds import Builds, BuildView
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
-from algora.registry.views import ModelView
+from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
 
@@ -71,6 +71,9 @@ class PublishIn(_Lenient):
     version_info: dict[str, Any] | None = None
 
 
+PublishBody = Annotated[PublishIn | None, Body()]
+
+
 def _text(value: Any, field: str, limit: int) -> str | None:
     if value is None:
         return None
@@ -86,6 +89,25 @@ def _summary(details: dict[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()[:2000]
     return ""
+
+
+def _release(body: PublishIn | None) -> dict[str, Any]:
+    """What a publish's ``version_info`` asks for: the bump, the release notes, the sample."""
+    info = (body.version_info if body is not None else None) or {}
+    kind = info.get("version_type") or "minor"
+    if kind not in _BUMPS:
+        raise BadRequest(
+            f"version_info.version_type '{kind}' is not one of major, minor or revision"
+        )
+    return {
+        "bump": _BUMPS[str(kind)],
+        "release_notes": _text(info.get("release_notes"), "release_notes", 100_000),
+        "sample_input": _text(info.get("sample_input"), "sample_input", 100_000),
+    }
+
+
+def _published(published: tuple[ModelView, VersionView, bool], trail: AuditTrail) -> None:
+    trail.version = published[1].semver
 
 
 def _source(request: Request, owner: str, name: str) -> dict[str, Any]:
@@ -166,38 +188,6 @@ async def create_algorithm(
     return answer
 
 
-@router.post(
-    "/{owner}/{name}/versions",
-    summary="Publish the built head as a new version",
-    openapi_extra=audited("version.publish"),
-)
-async def publish_algorithm(
-    request: Request,
-    caller: Publish,
-    owner: str,
-    name: str,
-    body: Annotated[PublishIn | None, Body()] = None,
-) -> dict[str, Any]:
-    platform = platform_of(request)
-    info = (body.version_info if body is not None else None) or {}
-    kind = info.get("version_type") or "minor"
-    if kind not in _BUMPS:
-        raise BadRequest(
-            f"version_info.version_type '{kind}' is not one of major, minor or revision"
-        )
-    model, version, _new = await asyncio.to_thread(
-        platform.builds.publish,
-        caller,
-        owner,
-        name,
-        bump=_BUMPS[str(kind)],
-        release_notes=_text(info.get("release_notes"), "release_notes", 100_000),
-        sample_input=_text(info.get("sample_input"), "sample_input", 100_000),
-    )
-    trail_of(request).version = version.semver
-    return _algorithm(model, version)
-
-
 @router.get(
     "/{owner}/{name}/builds",
     summary="The algorithm's builds, newest first, paged",
@@ -222,6 +212,17 @@ async def list_builds(
 add_routes(
     router,
     lambda platform: platform.builds,
+    Op(
+        "POST /{owner}/{name}/versions",
+        "publish_algorithm",
+        Builds.publish,
+        Publish,
+        Answer(dict[str, Any], lambda published: _algorithm(published[0], published[1])),
+        "version.publish",
+        body=Takes(PublishBody, lambda _body: (), _release, default=None),
+        noted=_published,
+        summary="Publish the built head as a new version",
+    ),
     Op(
         "POST /{owner}/{name}/compile",
         "compile_algorithm",
