@@ -132,7 +132,7 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
     )
 
 
-# promotions ---------------------------------------------------------------------------------
+# the routes that call one Aliases method -----------------------------------------------------
 def _promotions(
     aliases: Aliases,
     caller: Caller,
