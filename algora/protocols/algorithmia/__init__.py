@@ -19,10 +19,6 @@ from algora.protocols.algorithmia.names import AlgorithmiaNamesMiddleware
 __all__ = ["AlgorithmiaNamesMiddleware", "router"]
 
 router = APIRouter()
-router.include_router(calls.router)
-# Before the algorithm reads: /v1/algorithms/{id}/secrets would read as owner/name.
-router.include_router(algorithm_settings.router)
-router.include_router(reads.router)
-router.include_router(manage.router)
-router.include_router(git_http.router)
-router.include_router(accounts.router)
+# The settings before the algorithm reads: /v1/algorithms/{id}/secrets would read as owner/name.
+for _part in (calls, algorithm_settings, reads, manage, git_http, accounts):
+    router.include_router(_part.router)

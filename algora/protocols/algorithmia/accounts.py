@@ -36,6 +36,7 @@ from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.inputs import decode_json
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
+from algora.protocols.routing import Answer, Op, add_routes
 
 __all__ = ["ORG_TYPES", "router"]
 
@@ -195,15 +196,6 @@ async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any
     return _org_out(request, view)
 
 
-@router.get(
-    "/organizations/{org}",
-    summary="An organization (its members and admins)",
-    openapi_extra=audited("org.read"),
-)
-async def get_org(request: Request, caller: ReadPrincipals, org: str) -> dict[str, Any]:
-    return _org_out(request, await asyncio.to_thread(_accounts(request).org, caller, org))
-
-
 @router.put(
     "/organizations/{org}",
     status_code=204,
@@ -222,16 +214,28 @@ async def edit_org(request: Request, caller: WritePrincipals, org: str) -> Respo
     return Response(status_code=204)
 
 
-@router.put(
-    "/organizations/{org}/members/{member}",
-    status_code=204,
-    response_class=Response,
-    summary="Make a user or service account a member of an organization (owners and admins)",
-    openapi_extra=audited("org.member_set"),
+add_routes(
+    router,
+    lambda platform: platform.accounts,
+    Op(
+        "GET /organizations/{org}",
+        "get_org",
+        Accounts.org,
+        ReadPrincipals,
+        Answer(dict[str, Any], lambda view, request: _org_out(request, view), request=True),
+        "org.read",
+        summary="An organization (its members and admins)",
+    ),
+    Op(
+        "PUT /organizations/{org}/members/{member}",
+        "invite_to_org",
+        Accounts.invite,
+        WritePrincipals,
+        Answer(Response, lambda _none: Response(status_code=204)),
+        "org.member_set",
+        resource="org/{org}/{member}",
+        summary="Make a user or service account a member of an organization (owners and admins)",
+        status_code=204,
+        options={"response_class": Response},
+    ),
 )
-async def invite_to_org(
-    request: Request, caller: WritePrincipals, org: str, member: str
-) -> Response:
-    trail_of(request).resource = f"org/{org}/{member}"
-    await asyncio.to_thread(_accounts(request).invite, caller, org, member)
-    return Response(status_code=204)

@@ -359,19 +359,28 @@ async def info_refs(
     return await _serve(request, owner, name, "info/refs", service)
 
 
-@router.post(
-    f"/{_NAME}/git-upload-pack",
-    openapi_extra=declare("models:read", audit="source.fetch"),
-    summary="git: fetch and clone",
-)
-async def upload_pack(request: Request, owner: str, name: str) -> Response:
-    return await _serve(request, owner, name, "git-upload-pack", "git-upload-pack")
+def _pack_route(service: str, route_name: str, permission: str, action: str, summary: str) -> None:
+    """The route of one of git's two pack services: a fetch (``git-upload-pack``) or a push
+    (``git-receive-pack``), the same exchange in either direction."""
+
+    async def pack(request: Request, owner: str, name: str) -> Response:
+        return await _serve(request, owner, name, service, service)
+
+    router.add_api_route(
+        f"/{_NAME}/{service}",
+        pack,
+        methods=["POST"],
+        name=route_name,
+        summary=summary,
+        openapi_extra=declare(permission, audit=action),
+    )
 
 
-@router.post(
-    f"/{_NAME}/git-receive-pack",
-    openapi_extra=declare("models:publish", audit="source.push"),
-    summary="git: push (a push to the default branch starts a build)",
+_pack_route("git-upload-pack", "upload_pack", "models:read", "source.fetch", "git: fetch and clone")
+_pack_route(
+    "git-receive-pack",
+    "receive_pack",
+    "models:publish",
+    "source.push",
+    "git: push (a push to the default branch starts a build)",
 )
-async def receive_pack(request: Request, owner: str, name: str) -> Response:
-    return await _serve(request, owner, name, "git-receive-pack", "git-receive-pack")

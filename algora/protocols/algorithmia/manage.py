@@ -33,14 +33,15 @@ from pydantic import BaseModel, ConfigDict
 
 from algora.auth.principals import Caller
 from algora.errors import BadRequest
-from algora.gateway.auditing import trail_of
+from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _details, _page, _settings, _time
-from algora.publishing.builds import BuildView
+from algora.protocols.routing import Answer, Op, Takes, add_routes
+from algora.publishing.builds import Builds, BuildView
 from algora.registry.sources import python3_template, runtime_of
 from algora.registry.specs import Bump
-from algora.registry.views import ModelView
+from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
 
@@ -70,6 +71,9 @@ class PublishIn(_Lenient):
     version_info: dict[str, Any] | None = None
 
 
+PublishBody = Annotated[PublishIn | None, Body()]
+
+
 def _text(value: Any, field: str, limit: int) -> str | None:
     if value is None:
         return None
@@ -85,6 +89,25 @@ def _summary(details: dict[str, Any]) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()[:2000]
     return ""
+
+
+def _release(body: PublishIn | None) -> dict[str, Any]:
+    """What a publish's ``version_info`` asks for: the bump, the release notes, the sample."""
+    info = (body.version_info if body is not None else None) or {}
+    kind = info.get("version_type") or "minor"
+    if kind not in _BUMPS:
+        raise BadRequest(
+            f"version_info.version_type '{kind}' is not one of major, minor or revision"
+        )
+    return {
+        "bump": _BUMPS[str(kind)],
+        "release_notes": _text(info.get("release_notes"), "release_notes", 100_000),
+        "sample_input": _text(info.get("sample_input"), "sample_input", 100_000),
+    }
+
+
+def _published(published: tuple[ModelView, VersionView, bool], trail: AuditTrail) -> None:
+    trail.version = published[1].semver
 
 
 def _source(request: Request, owner: str, name: str) -> dict[str, Any]:
@@ -165,50 +188,6 @@ async def create_algorithm(
     return answer
 
 
-@router.post(
-    "/{owner}/{name}/compile",
-    summary="Build the head of the algorithm's repository",
-    openapi_extra=audited("model.compile"),
-)
-async def compile_algorithm(
-    request: Request, caller: Publish, owner: str, name: str
-) -> dict[str, Any]:
-    model, build = await platform_of(request).builds.compile_and_wait(caller, owner, name)
-    return _compiled(request, model, build)
-
-
-@router.post(
-    "/{owner}/{name}/versions",
-    summary="Publish the built head as a new version",
-    openapi_extra=audited("version.publish"),
-)
-async def publish_algorithm(
-    request: Request,
-    caller: Publish,
-    owner: str,
-    name: str,
-    body: Annotated[PublishIn | None, Body()] = None,
-) -> dict[str, Any]:
-    platform = platform_of(request)
-    info = (body.version_info if body is not None else None) or {}
-    kind = info.get("version_type") or "minor"
-    if kind not in _BUMPS:
-        raise BadRequest(
-            f"version_info.version_type '{kind}' is not one of major, minor or revision"
-        )
-    model, version, _new = await asyncio.to_thread(
-        platform.builds.publish,
-        caller,
-        owner,
-        name,
-        bump=_BUMPS[str(kind)],
-        release_notes=_text(info.get("release_notes"), "release_notes", 100_000),
-        sample_input=_text(info.get("sample_input"), "sample_input", 100_000),
-    )
-    trail_of(request).version = version.semver
-    return _algorithm(model, version)
-
-
 @router.get(
     "/{owner}/{name}/builds",
     summary="The algorithm's builds, newest first, paged",
@@ -230,38 +209,58 @@ async def list_builds(
     return {**links, "results": [_build(b) for b in page]}
 
 
-@router.get(
-    "/{owner}/{name}/builds/{build_id}",
-    summary="One build of the algorithm",
-    openapi_extra=audited("build.read"),
+add_routes(
+    router,
+    lambda platform: platform.builds,
+    Op(
+        "POST /{owner}/{name}/versions",
+        "publish_algorithm",
+        Builds.publish,
+        Publish,
+        Answer(dict[str, Any], lambda published: _algorithm(published[0], published[1])),
+        "version.publish",
+        body=Takes(PublishBody, lambda _body: (), _release, default=None),
+        noted=_published,
+        summary="Publish the built head as a new version",
+    ),
+    Op(
+        "POST /{owner}/{name}/compile",
+        "compile_algorithm",
+        Builds.compile_and_wait,
+        Publish,
+        Answer(dict[str, Any], lambda built, request: _compiled(request, *built), request=True),
+        "model.compile",
+        summary="Build the head of the algorithm's repository",
+    ),
+    Op(
+        "GET /{owner}/{name}/builds/{build_id}",
+        "get_build",
+        Builds.get,
+        ReadModels,
+        Answer(dict[str, Any], _build),
+        "build.read",
+        summary="One build of the algorithm",
+    ),
+    Op(
+        "GET /{owner}/{name}/builds/{build_id}/logs",
+        "get_build_logs",
+        Builds.log,
+        ReadModels,
+        Answer(dict[str, Any], lambda log: {"logs": log}),
+        "build.log",
+        summary="The log of one build",
+    ),
 )
-async def get_build(
-    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
-) -> dict[str, Any]:
-    builds = platform_of(request).builds
-    return _build(await asyncio.to_thread(builds.get, caller, owner, name, build_id))
-
-
-@router.get(
-    "/{owner}/{name}/builds/{build_id}/logs",
-    summary="The log of one build",
-    openapi_extra=audited("build.log"),
+add_routes(
+    router,
+    lambda platform: platform.sources,
+    Op(
+        "GET /{owner}/{name}/scm/status",
+        "get_scm_status",
+        lambda sources, caller, owner, name: sources.branch(caller, owner, name, "read"),
+        ReadModels,
+        Answer(dict[str, Any], lambda _branch: {"scm_connection_status": "active"}),
+        "source.status",
+        summary="The state of the algorithm's repository",
+    ),
 )
-async def get_build_logs(
-    request: Request, caller: ReadModels, owner: str, name: str, build_id: str
-) -> dict[str, Any]:
-    builds = platform_of(request).builds
-    return {"logs": await asyncio.to_thread(builds.log, caller, owner, name, build_id)}
-
-
-@router.get(
-    "/{owner}/{name}/scm/status",
-    summary="The state of the algorithm's repository",
-    openapi_extra=audited("source.status"),
-)
-async def get_scm_status(
-    request: Request, caller: ReadModels, owner: str, name: str
-) -> dict[str, Any]:
-    sources = platform_of(request).sources
-    await asyncio.to_thread(sources.branch, caller, owner, name, "read")
-    return {"scm_connection_status": "active"}

@@ -24,9 +24,10 @@ says "No such algorithm", which is what the client's ``exists()`` looks for.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 
@@ -34,6 +35,8 @@ from algora.auth.principals import Caller
 from algora.errors import BadRequest, ModelNotFound
 from algora.gateway.deps import platform_of
 from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.protocols.routing import Answer, Op, add_routes
+from algora.registry.catalog import Catalog
 from algora.registry.views import ModelView, VersionView
 
 __all__ = ["router"]
@@ -45,14 +48,26 @@ _MAX_PAGE = 100
 _BUILD_STATUS = {"ready": "succeeded", "failed": "failed", "building": "in-progress"}
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+
+def _as_algorithm(function: Callable[P, T]) -> Callable[P, T]:
+    """``function``, with an unknown model saying "No such algorithm" (what Algorithmia's
+    client's ``exists()`` looks for)."""
+
+    @functools.wraps(function)
+    def read(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return function(*args, **kwargs)
+        except ModelNotFound as error:
+            raise ModelNotFound(f"No such algorithm: {error.message}") from None
+
+    return read
 
 
 async def _registry_read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a registry read off the event loop; an unknown model says "No such algorithm"."""
-    try:
-        return await asyncio.to_thread(function, *args, **kwargs)
-    except ModelNotFound as error:
-        raise ModelNotFound(f"No such algorithm: {error.message}") from None
+    return await asyncio.to_thread(_as_algorithm(function), *args, **kwargs)
 
 
 def _page(
@@ -176,17 +191,19 @@ def _marker(value: str | None) -> tuple[int, int, int] | None:
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
-@router.get(
-    "/{owner}/{name}",
-    summary="An algorithm (model) and its latest version",
-    openapi_extra=audited("model.read"),
+add_routes(
+    router,
+    lambda platform: platform.catalog,
+    Op(
+        "GET /{owner}/{name}",
+        "get_algorithm",
+        _as_algorithm(Catalog.describe),
+        ReadModels,
+        Answer(dict[str, Any], lambda described: _algorithm(*described)),
+        "model.read",
+        summary="An algorithm (model) and its latest version",
+    ),
 )
-async def get_algorithm(
-    request: Request, caller: ReadModels, owner: str, name: str
-) -> dict[str, Any]:
-    catalog = platform_of(request).catalog
-    model, latest = await _registry_read(catalog.describe, caller, owner, name)
-    return _algorithm(model, latest)
 
 
 @router.get(

@@ -17,9 +17,11 @@ folder only with ``force=true``). Each route parses the path, picks the space
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from algora.auth.principals import Caller
@@ -48,8 +50,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", route_class=PermissionRoute, tags=["data"])
 
 Space = DataSpace[Any, Any]
-_PATH = "/data/{path:path}"
-_CONNECTOR_PATH = "/connector/{connector}/{path:path}"
 _NAMED = '{"name": ...}'
 """The body that creates a folder, named in the error when it is not that."""
 _NAMED_WITH_ACL = '{"name": ..., "acl": {"read": [...]}}'
@@ -121,199 +121,141 @@ async def _delete(
     return JSONResponse({"result": {"deleted": deleted}})
 
 
-# /v1/data/.algo... and /v1/data/.session... ----------------------------------------------------
-def _special(kind: str) -> None:
-    """The six data routes for one special collection (``.algo`` or ``.session``)."""
-    path = f"/data/.{kind}{{rest:path}}"
-    label = "a model's own collection" if kind == "algo" else "a call tree's scratch space"
+# The routes of one family of paths -------------------------------------------------------------
+@dataclass(frozen=True)
+class _Target:
+    """What a data route's path names: the space, the path inside it, the body that creates a
+    folder there, and whether it is a connector's (no ACLs, whatever the path)."""
 
-    def space(request: Request) -> Space:
-        spaces = platform_of(request).data_spaces
-        return spaces.algo if kind == "algo" else spaces.session
+    space: Space
+    path: str
+    shape: str = _NAMED
+    connector: bool = False
 
-    @router.get(
-        path,
-        summary=f"List or read {label}",
-        response_model=None,
-        openapi_extra=audited("data.read"),
-    )
-    async def get_special(
+
+def _family(
+    family: str, path: str, target: Callable[..., _Target], summaries: Mapping[str, str]
+) -> None:
+    """The routes of one family of paths: a route for each verb ``summaries`` names
+    (``get_data``, ``head_data`` ...), over the ``target`` dependency, whose parameters are
+    the path's."""
+    located = Depends(target)
+
+    async def get(
         request: Request,
         caller: ReadData,
-        rest: str,
+        where: _Target = located,
         acl: bool = False,
         marker: Marker = None,
         limit: Limit = PAGE_SIZE,
     ) -> Response:
-        return await _get(space(request), caller, rest, acl, marker, limit)
+        return await _get(where.space, caller, where.path, acl, marker, limit)
 
-    @router.head(
-        path,
-        summary=f"Whether a file or folder of {label} exists",
-        openapi_extra=audited("data.read"),
-    )
-    async def head_special(request: Request, caller: ReadData, rest: str) -> Response:
-        return await _head(request, space(request), caller, rest)
+    async def head(request: Request, caller: ReadData, where: _Target = located) -> Response:
+        return await _head(request, where.space, caller, where.path)
 
-    @router.put(path, summary=f"Write a file in {label}", openapi_extra=audited("data.put"))
-    async def put_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
-        return await _put(request, space(request), caller, rest)
+    async def put(request: Request, caller: WriteData, where: _Target = located) -> JSONResponse:
+        return await _put(request, where.space, caller, where.path)
 
-    @router.post(path, summary=f"Create a folder in {label}", openapi_extra=audited("data.create"))
-    async def create_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
-        return await _post(request, space(request), caller, rest, _NAMED)
+    async def create(request: Request, caller: WriteData, where: _Target = located) -> JSONResponse:
+        return await _post(request, where.space, caller, where.path, where.shape)
 
-    @router.patch(path, summary=f"Refused: {label} has no ACL", openapi_extra=audited("data.acl"))
-    async def update_special(request: Request, caller: WriteData, rest: str) -> JSONResponse:
-        return await _patch(request, space(request), caller, rest)
+    async def update(request: Request, caller: WriteData, where: _Target = located) -> JSONResponse:
+        if where.connector:
+            raise BadRequest(NO_ACLS)
+        return await _patch(request, where.space, caller, where.path)
 
-    @router.delete(
-        path, summary=f"Delete a file or folder of {label}", openapi_extra=audited("data.delete")
-    )
-    async def delete_special(
-        request: Request, caller: WriteData, rest: str, force: bool = False
+    async def delete(
+        request: Request, caller: WriteData, where: _Target = located, force: bool = False
     ) -> JSONResponse:
-        return await _delete(request, space(request), caller, rest, force)
+        return await _delete(request, where.space, caller, where.path, force)
+
+    verbs: dict[str, tuple[str, str, Callable[..., Any]]] = {
+        "get": ("GET", "data.read", get),
+        "head": ("HEAD", "data.read", head),
+        "put": ("PUT", "data.put", put),
+        "create": ("POST", "data.create", create),
+        "update": ("PATCH", "data.acl", update),
+        "delete": ("DELETE", "data.delete", delete),
+    }
+    for verb, (method, action, endpoint) in verbs.items():
+        if verb in summaries:
+            router.add_api_route(
+                path,
+                endpoint,
+                methods=[method],
+                name=f"{verb}_{family}",
+                summary=summaries[verb],
+                response_model=None,
+                openapi_extra=audited(action),
+            )
 
 
-_special("algo")
-_special("session")
+# /v1/data/.algo... and /v1/data/.session... ----------------------------------------------------
+def _algo(request: Request, rest: str) -> _Target:
+    return _Target(platform_of(request).data_spaces.algo, rest)
+
+
+def _session(request: Request, rest: str) -> _Target:
+    return _Target(platform_of(request).data_spaces.session, rest)
+
+
+def _special(kind: str, target: Callable[..., _Target]) -> None:
+    """The six data routes for one special collection (``.algo`` or ``.session``)."""
+    label = "a model's own collection" if kind == "algo" else "a call tree's scratch space"
+    summaries = {
+        "get": f"List or read {label}",
+        "head": f"Whether a file or folder of {label} exists",
+        "put": f"Write a file in {label}",
+        "create": f"Create a folder in {label}",
+        "update": f"Refused: {label} has no ACL",
+        "delete": f"Delete a file or folder of {label}",
+    }
+    _family("special", f"/data/.{kind}{{rest:path}}", target, summaries)
+
+
+_special("algo", _algo)
+_special("session", _session)
 
 
 # /v1/data/{path}: collections, or a connector's s3://... -------------------------------------
-def _data_space(request: Request, path: str) -> Space:
+def _data(request: Request, path: str) -> _Target:
     spaces = platform_of(request).data_spaces
-    return spaces.connectors if is_connector_path(path) else spaces.collections
-
-
-@router.get(
-    _PATH,
-    summary="List the root, an owner's collections or a folder; read a file or an ACL",
-    response_model=None,
-    openapi_extra=audited("data.read"),
-)
-async def get_data(
-    request: Request,
-    caller: ReadData,
-    path: str,
-    acl: bool = False,
-    marker: Marker = None,
-    limit: Limit = PAGE_SIZE,
-) -> Response:
-    return await _get(_data_space(request, path), caller, path, acl, marker, limit)
-
-
-@router.head(
-    _PATH,
-    summary="Whether a file or folder exists (X-Data-Type, X-Error-Message)",
-    openapi_extra=audited("data.read"),
-)
-async def head_data(request: Request, caller: ReadData, path: str) -> Response:
-    return await _head(request, _data_space(request, path), caller, path)
-
-
-@router.put(
-    _PATH,
-    summary="Write a file (streamed, atomic, at most max_data_file_bytes)",
-    openapi_extra=audited("data.put"),
-)
-async def put_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
-    return await _put(request, _data_space(request, path), caller, path)
-
-
-@router.post(
-    _PATH,
-    summary="Create a collection (under an owner) or a folder (in a collection)",
-    openapi_extra=audited("data.create"),
-)
-async def create_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
-    shape = _NAMED if is_connector_path(path) else _NAMED_WITH_ACL
-    return await _post(request, _data_space(request, path), caller, path, shape)
-
-
-@router.patch(_PATH, summary="Set a collection's read ACL", openapi_extra=audited("data.acl"))
-async def update_data(request: Request, caller: WriteData, path: str) -> JSONResponse:
     if is_connector_path(path):
-        raise BadRequest(NO_ACLS)  # whatever the path: connectors have no ACLs at all
-    return await _patch(request, _data_space(request, path), caller, path)
+        return _Target(spaces.connectors, path, _NAMED, connector=True)
+    return _Target(spaces.collections, path, _NAMED_WITH_ACL)
 
 
-@router.delete(
-    _PATH,
-    summary="Delete a file, a folder or a collection (non-empty: force=true)",
-    openapi_extra=audited("data.delete"),
+_family(
+    "data",
+    "/data/{path:path}",
+    _data,
+    {
+        "get": "List the root, an owner's collections or a folder; read a file or an ACL",
+        "head": "Whether a file or folder exists (X-Data-Type, X-Error-Message)",
+        "put": "Write a file (streamed, atomic, at most max_data_file_bytes)",
+        "create": "Create a collection (under an owner) or a folder (in a collection)",
+        "update": "Set a collection's read ACL",
+        "delete": "Delete a file, a folder or a collection (non-empty: force=true)",
+    },
 )
-async def delete_data(
-    request: Request, caller: WriteData, path: str, force: bool = False
-) -> JSONResponse:
-    return await _delete(request, _data_space(request, path), caller, path, force)
 
 
 # /v1/connector/{connector}/{path} --------------------------------------------------------------
-def _connector(request: Request) -> Space:
-    return platform_of(request).data_spaces.connectors
+def _connector(request: Request, connector: str, path: str) -> _Target:
+    connectors = platform_of(request).data_spaces.connectors
+    return _Target(connectors, f"{connector}://{path}", _NAMED, connector=True)
 
 
-def _raw(connector: str, path: str) -> str:
-    return f"{connector}://{path}"
-
-
-@router.get(
-    _CONNECTOR_PATH,
-    summary="List a connector's folder or read its file",
-    response_model=None,
-    openapi_extra=audited("data.read"),
+_family(
+    "connector",
+    "/connector/{connector}/{path:path}",
+    _connector,
+    {
+        "get": "List a connector's folder or read its file",
+        "head": "Whether a connector's file or folder exists (X-Data-Type)",
+        "put": "Write a file through a connector (streamed, max_data_file_bytes)",
+        "create": "Create a folder through a connector",
+        "delete": "Delete a connector's file or folder (non-empty: force=true)",
+    },
 )
-async def get_connector(
-    request: Request,
-    caller: ReadData,
-    connector: str,
-    path: str,
-    acl: bool = False,
-    marker: Marker = None,
-    limit: Limit = PAGE_SIZE,
-) -> Response:
-    return await _get(_connector(request), caller, _raw(connector, path), acl, marker, limit)
-
-
-@router.head(
-    _CONNECTOR_PATH,
-    summary="Whether a connector's file or folder exists (X-Data-Type)",
-    openapi_extra=audited("data.read"),
-)
-async def head_connector(request: Request, caller: ReadData, connector: str, path: str) -> Response:
-    return await _head(request, _connector(request), caller, _raw(connector, path))
-
-
-@router.put(
-    _CONNECTOR_PATH,
-    summary="Write a file through a connector (streamed, max_data_file_bytes)",
-    openapi_extra=audited("data.put"),
-)
-async def put_connector(
-    request: Request, caller: WriteData, connector: str, path: str
-) -> JSONResponse:
-    return await _put(request, _connector(request), caller, _raw(connector, path))
-
-
-@router.post(
-    _CONNECTOR_PATH,
-    summary="Create a folder through a connector",
-    openapi_extra=audited("data.create"),
-)
-async def create_connector(
-    request: Request, caller: WriteData, connector: str, path: str
-) -> JSONResponse:
-    raw = _raw(connector, path)
-    return await _post(request, _connector(request), caller, raw, _NAMED)
-
-
-@router.delete(
-    _CONNECTOR_PATH,
-    summary="Delete a connector's file or folder (non-empty: force=true)",
-    openapi_extra=audited("data.delete"),
-)
-async def delete_connector(
-    request: Request, caller: WriteData, connector: str, path: str, force: bool = False
-) -> JSONResponse:
-    return await _delete(request, _connector(request), caller, _raw(connector, path), force)

@@ -10,8 +10,5 @@ from algora.protocols.native import access, aliases, audit, keys, models
 __all__ = ["router"]
 
 router = APIRouter()
-router.include_router(models.router)
-router.include_router(keys.router)
-router.include_router(access.router)
-router.include_router(audit.router)
-router.include_router(aliases.router)
+for _part in (models, keys, access, audit, aliases):
+    router.include_router(_part.router)

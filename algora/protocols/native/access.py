@@ -9,19 +9,18 @@ managers change them. Every change here is recorded in the audit log.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from algora.auth.accounts import Accounts, GrantView, MemberView, PrincipalView
+from algora.auth.accounts import Accounts, NewUser
 from algora.auth.policy import Role
 from algora.auth.principals import Caller
-from algora.gateway.auditing import trail_of
-from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.gateway.permissions import Needs, PermissionRoute
 from algora.protocols.native.keys import LimitsIn
+from algora.protocols.routing import NOTHING, Answer, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 
 __all__ = ["router"]
 
@@ -43,7 +42,7 @@ class ServiceAccountIn(BaseModel):
     )
 
 
-class PrincipalOut(BaseModel):
+class PrincipalOut(FromView):
     name: str
     kind: str
     is_admin: bool
@@ -51,209 +50,184 @@ class PrincipalOut(BaseModel):
     burst: int | None
     owner: str | None = None
 
-    @classmethod
-    def of(cls, view: PrincipalView) -> PrincipalOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
-
 
 class NewPrincipalOut(BaseModel):
     name: str
     key_id: str
     key: str
 
+    @classmethod
+    def of(cls, new: NewUser) -> NewPrincipalOut:
+        return cls(name=new.user.name, key_id=new.key_id, key=new.secret)
+
 
 class MemberIn(BaseModel):
     role: Role
 
 
-class MemberOut(BaseModel):
+class MemberOut(FromView):
     org: str
     member: str
     kind: str
     role: str
-
-    @classmethod
-    def of(cls, view: MemberView) -> MemberOut:
-        return cls(org=view.org, member=view.member, kind=view.kind, role=view.role)
 
 
 class GrantIn(BaseModel):
     right: Literal["call", "manage"]
 
 
-class GrantOut(BaseModel):
+class GrantOut(FromView):
     model: str
     principal: str
     kind: str
     right: str
 
-    @classmethod
-    def of(cls, view: GrantView) -> GrantOut:
-        return cls(model=view.model, principal=view.principal, kind=view.kind, right=view.right)
 
-
-def _accounts(request: Request) -> Accounts:
-    return platform_of(request).accounts
-
-
-# users and service accounts -----------------------------------------------------------------
-@router.post(
-    "/principals",
-    status_code=201,
-    tags=["principals"],
-    summary="Create a user and its first key (admin only)",
-    openapi_extra=audited("principal.create"),
+# users and service accounts ---------------------------------------------------------------------
+add_routes(
+    router,
+    lambda platform: platform.accounts,
+    Op(
+        "POST /principals",
+        "create_principal",
+        Accounts.create_user_with_key,
+        WritePrincipals,
+        one(NewPrincipalOut),
+        "principal.create",
+        body=Takes(PrincipalIn, lambda body: (body.name,)),
+        resource="principal/{body.name}",
+        summary="Create a user and its first key (admin only)",
+        status_code=201,
+    ),
+    Op(
+        "GET /principals",
+        "list_principals",
+        Accounts.principals,
+        ReadPrincipals,
+        each(PrincipalOut),
+        "principal.list",
+        summary="Principals you can see: all for an admin; else you, your organizations and "
+        "the service accounts you manage",
+    ),
+    Op(
+        "POST /service-accounts",
+        "create_service_account",
+        Accounts.create_service_account,
+        WritePrincipals,
+        one(PrincipalOut),
+        "principal.create_service",
+        body=Takes(ServiceAccountIn, lambda body: (body.name, body.owner)),
+        resource="principal/{body.name}",
+        summary="Create a service account owned by you or by an organization you administer",
+        status_code=201,
+    ),
+    Op(
+        "PATCH /principals/{name}",
+        "limit_principal",
+        Accounts.limit_principal,
+        WritePrincipals,
+        one(PrincipalOut),
+        "principal.limit",
+        body=Takes(LimitsIn, lambda body: (body.change(),)),
+        resource="principal/{name}",
+        summary="Set the default rate limit of a principal's keys (admin only)",
+    ),
+    tags=("principals",),
 )
-async def create_principal(
-    request: Request, caller: WritePrincipals, body: PrincipalIn
-) -> NewPrincipalOut:
-    trail_of(request).resource = f"principal/{body.name}"
-    new = await asyncio.to_thread(_accounts(request).create_user_with_key, caller, body.name)
-    return NewPrincipalOut(name=body.name, key_id=new.key_id, key=new.secret)
 
 
-@router.get(
-    "/principals",
-    tags=["principals"],
-    summary="Principals you can see: all for an admin; else you, your organizations and "
-    "the service accounts you manage",
-    openapi_extra=audited("principal.list"),
+# organizations ----------------------------------------------------------------------------------
+add_routes(
+    router,
+    lambda platform: platform.accounts,
+    Op(
+        "POST /orgs",
+        "create_org",
+        Accounts.create_org,
+        WritePrincipals,
+        Answer(PrincipalOut, lambda view: PrincipalOut.of(view.principal)),
+        "org.create",
+        body=Takes(PrincipalIn, lambda body: (body.name,)),
+        resource="org/{body.name}",
+        summary="Create an organization; you become its owner",
+        status_code=201,
+    ),
+    Op(
+        "GET /orgs",
+        "list_orgs",
+        Accounts.orgs,
+        ReadPrincipals,
+        each(PrincipalOut),
+        "org.list",
+        summary="Organizations: yours (an admin: all)",
+    ),
+    Op(
+        "GET /orgs/{org}/members",
+        "list_members",
+        Accounts.members,
+        ReadPrincipals,
+        each(MemberOut),
+        "org.member_list",
+        summary="An organization's members and their roles (members and admins)",
+    ),
+    Op(
+        "PUT /orgs/{org}/members/{member}",
+        "set_member",
+        Accounts.set_member,
+        WritePrincipals,
+        each(MemberOut),
+        "org.member_set",
+        body=Takes(MemberIn, lambda body: (body.role,)),
+        resource="org/{org}/{member}",
+        summary="Add a member (user or service account) or change its role",
+    ),
+    Op(
+        "DELETE /orgs/{org}/members/{member}",
+        "remove_member",
+        Accounts.remove_member,
+        WritePrincipals,
+        NOTHING,
+        "org.member_remove",
+        resource="org/{org}/{member}",
+        summary="Remove a member from an organization",
+        status_code=204,
+    ),
+    tags=("organizations",),
 )
-async def list_principals(request: Request, caller: ReadPrincipals) -> list[PrincipalOut]:
-    views = await asyncio.to_thread(_accounts(request).principals, caller)
-    return [PrincipalOut.of(v) for v in views]
 
 
-@router.post(
-    "/service-accounts",
-    status_code=201,
-    tags=["principals"],
-    summary="Create a service account owned by you or by an organization you administer",
-    openapi_extra=audited("principal.create_service"),
+# grants -----------------------------------------------------------------------------------------
+add_routes(
+    router,
+    lambda platform: platform.accounts,
+    Op(
+        "GET /models/{owner}/{name}/grants",
+        "list_grants",
+        Accounts.grants,
+        ReadGrants,
+        each(GrantOut),
+        "model.grant_list",
+        summary="Who holds explicit rights on a model (its managers)",
+    ),
+    Op(
+        "PUT /models/{owner}/{name}/grants/{principal}",
+        "set_grant",
+        Accounts.set_grant,
+        ManageModels,
+        each(GrantOut),
+        "model.grant",
+        body=Takes(GrantIn, lambda body: (body.right,)),
+        summary="Give a user, service account or organization call or manage rights on a model",
+    ),
+    Op(
+        "DELETE /models/{owner}/{name}/grants/{principal}",
+        "remove_grant",
+        Accounts.remove_grant,
+        ManageModels,
+        NOTHING,
+        "model.revoke_grant",
+        summary="Take back a principal's explicit rights on a model",
+        status_code=204,
+    ),
+    tags=("models",),
 )
-async def create_service_account(
-    request: Request, caller: WritePrincipals, body: ServiceAccountIn
-) -> PrincipalOut:
-    trail_of(request).resource = f"principal/{body.name}"
-    view = await asyncio.to_thread(
-        _accounts(request).create_service_account, caller, body.name, body.owner
-    )
-    return PrincipalOut.of(view)
-
-
-@router.patch(
-    "/principals/{name}",
-    tags=["principals"],
-    summary="Set the default rate limit of a principal's keys (admin only)",
-    openapi_extra=audited("principal.limit"),
-)
-async def limit_principal(
-    request: Request, caller: WritePrincipals, name: str, body: LimitsIn
-) -> PrincipalOut:
-    trail_of(request).resource = f"principal/{name}"
-    view = await asyncio.to_thread(_accounts(request).limit_principal, caller, name, body.change())
-    return PrincipalOut.of(view)
-
-
-# organizations ------------------------------------------------------------------------------
-@router.post(
-    "/orgs",
-    status_code=201,
-    tags=["organizations"],
-    summary="Create an organization; you become its owner",
-    openapi_extra=audited("org.create"),
-)
-async def create_org(request: Request, caller: WritePrincipals, body: PrincipalIn) -> PrincipalOut:
-    trail_of(request).resource = f"org/{body.name}"
-    view = await asyncio.to_thread(_accounts(request).create_org, caller, body.name)
-    return PrincipalOut.of(view.principal)
-
-
-@router.get(
-    "/orgs",
-    tags=["organizations"],
-    summary="Organizations: yours (an admin: all)",
-    openapi_extra=audited("org.list"),
-)
-async def list_orgs(request: Request, caller: ReadPrincipals) -> list[PrincipalOut]:
-    views = await asyncio.to_thread(_accounts(request).orgs, caller)
-    return [PrincipalOut.of(v) for v in views]
-
-
-@router.get(
-    "/orgs/{org}/members",
-    tags=["organizations"],
-    summary="An organization's members and their roles (members and admins)",
-    openapi_extra=audited("org.member_list"),
-)
-async def list_members(request: Request, caller: ReadPrincipals, org: str) -> list[MemberOut]:
-    views = await asyncio.to_thread(_accounts(request).members, caller, org)
-    return [MemberOut.of(v) for v in views]
-
-
-@router.put(
-    "/orgs/{org}/members/{member}",
-    tags=["organizations"],
-    summary="Add a member (user or service account) or change its role",
-    openapi_extra=audited("org.member_set"),
-)
-async def set_member(
-    request: Request, caller: WritePrincipals, org: str, member: str, body: MemberIn
-) -> list[MemberOut]:
-    trail_of(request).resource = f"org/{org}/{member}"
-    views = await asyncio.to_thread(_accounts(request).set_member, caller, org, member, body.role)
-    return [MemberOut.of(v) for v in views]
-
-
-@router.delete(
-    "/orgs/{org}/members/{member}",
-    status_code=204,
-    tags=["organizations"],
-    summary="Remove a member from an organization",
-    openapi_extra=audited("org.member_remove"),
-)
-async def remove_member(request: Request, caller: WritePrincipals, org: str, member: str) -> None:
-    trail_of(request).resource = f"org/{org}/{member}"
-    await asyncio.to_thread(_accounts(request).remove_member, caller, org, member)
-
-
-# grants -------------------------------------------------------------------------------------
-@router.get(
-    "/models/{owner}/{name}/grants",
-    tags=["models"],
-    summary="Who holds explicit rights on a model (its managers)",
-    openapi_extra=audited("model.grant_list"),
-)
-async def list_grants(
-    request: Request, caller: ReadGrants, owner: str, name: str
-) -> list[GrantOut]:
-    views = await asyncio.to_thread(_accounts(request).grants, caller, owner, name)
-    return [GrantOut.of(v) for v in views]
-
-
-@router.put(
-    "/models/{owner}/{name}/grants/{principal}",
-    tags=["models"],
-    summary="Give a user, service account or organization call or manage rights on a model",
-    openapi_extra=audited("model.grant"),
-)
-async def set_grant(
-    request: Request, caller: ManageModels, owner: str, name: str, principal: str, body: GrantIn
-) -> list[GrantOut]:
-    views = await asyncio.to_thread(
-        _accounts(request).set_grant, caller, owner, name, principal, body.right
-    )
-    return [GrantOut.of(v) for v in views]
-
-
-@router.delete(
-    "/models/{owner}/{name}/grants/{principal}",
-    status_code=204,
-    tags=["models"],
-    summary="Take back a principal's explicit rights on a model",
-    openapi_extra=audited("model.revoke_grant"),
-)
-async def remove_grant(
-    request: Request, caller: ManageModels, owner: str, name: str, principal: str
-) -> None:
-    await asyncio.to_thread(_accounts(request).remove_grant, caller, owner, name, principal)

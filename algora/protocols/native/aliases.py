@@ -21,11 +21,13 @@ from pydantic import BaseModel, Field
 from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
-from algora.gateway.auditing import trail_of
+from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 from algora.registry.aliases import Aliases, AliasView, Move, PromotionStatus, PromotionView
 
 __all__ = ["router"]
@@ -65,7 +67,7 @@ class AliasIn(BaseModel):
     note: str = Field(default="", max_length=500, description="Why (shown to approvers).")
 
 
-class PromotionOut(BaseModel):
+class PromotionOut(FromView):
     id: int
     model: str
     alias: str
@@ -79,10 +81,6 @@ class PromotionOut(BaseModel):
     decided_by: str | None
     decided_at: UtcDateTime | None
     decision_note: str
-
-    @classmethod
-    def of(cls, view: PromotionView) -> PromotionOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
 
 
 class AliasSetOut(BaseModel):
@@ -105,17 +103,10 @@ class DecisionIn(BaseModel):
 Decision = Annotated[DecisionIn | None, Body()]
 
 
-def _aliases(request: Request) -> Aliases:
-    return platform_of(request).aliases
-
-
-def _note(request: Request, model: str, change: str, action: str | None = None) -> None:
+def _noted(change: Move | PromotionView, trail: AuditTrail) -> None:
     """The change made, for the audit row (a refusal is recorded with the route's declared
-    action and the model its path names); ``action`` when the change is not that action."""
-    trail = trail_of(request)
-    trail.resource, trail.version = model, change
-    if action is not None:
-        trail.action = action
+    action and the model its path names)."""
+    trail.resource, trail.version = change.model, change.audit_text
 
 
 async def _record_move(request: Request, caller: Caller, move: Move, request_id: str) -> None:
@@ -141,31 +132,112 @@ async def _record_move(request: Request, caller: Caller, move: Move, request_id:
     )
 
 
-# aliases ------------------------------------------------------------------------------------
-@router.get(
-    "/models/{owner}/{name}/aliases",
-    summary="A model's aliases and the versions they point at",
-    openapi_extra=audited("alias.list"),
+# the routes that call one Aliases method -----------------------------------------------------
+def _promotions(
+    aliases: Aliases,
+    caller: Caller,
+    owner: str | None,
+    name: str | None,
+    status: PromotionStatus | Literal["all"],
+) -> list[PromotionView]:
+    return aliases.promotions(caller, owner, name, None if status == "all" else status)
+
+
+def _why(body: DecisionIn | None) -> tuple[str]:
+    return (body.note if body else "",)
+
+
+add_routes(
+    router,
+    lambda platform: platform.aliases,
+    Op(
+        "GET /models/{owner}/{name}/aliases",
+        "list_aliases",
+        Aliases.list_aliases,
+        ReadModels,
+        each(AliasOut),
+        "alias.list",
+        summary="A model's aliases and the versions they point at",
+    ),
+    Op(
+        "GET /models/{owner}/{name}/aliases/{alias}",
+        "get_alias",
+        Aliases.get_alias,
+        ReadModels,
+        one(AliasOut),
+        "alias.read",
+        summary="The version an alias points at",
+    ),
+    Op(
+        "DELETE /models/{owner}/{name}/aliases/{alias}",
+        "delete_alias",
+        Aliases.delete_alias,
+        WriteAliases,
+        NOTHING,
+        "alias.delete",
+        noted=_noted,
+        forget=True,
+        summary="Delete an alias (not a protected one); calls naming it then get 404",
+        status_code=204,
+    ),
+    Op(
+        "GET /promotions",
+        "list_all_promotions",
+        lambda aliases, caller, status: _promotions(aliases, caller, None, None, status),
+        ReadModels,
+        each(PromotionOut),
+        "promotion.list",
+        query={"status": (StatusQuery, "pending")},
+        summary="Promotion requests of every model you manage, newest first",
+    ),
+    Op(
+        "GET /models/{owner}/{name}/promotions",
+        "list_promotions",
+        _promotions,
+        ReadModels,
+        each(PromotionOut),
+        "promotion.list",
+        query={"status": (StatusQuery, "pending")},
+        summary="A model's promotion requests, newest first (its managers)",
+    ),
+    Op(
+        "POST /models/{owner}/{name}/promotions",
+        "request_promotion",
+        Aliases.request_promotion,
+        WriteAliases,
+        one(PromotionOut),
+        "promotion.request",
+        body=Takes(PromotionIn, lambda body: (body.alias, body.version, body.note)),
+        noted=_noted,
+        summary="Ask for an alias to point at a version once a second principal approves",
+        status_code=201,
+    ),
+    Op(
+        "GET /models/{owner}/{name}/promotions/{promotion_id}",
+        "get_promotion",
+        Aliases.promotion,
+        ReadModels,
+        one(PromotionOut),
+        "promotion.read",
+        types={"promotion_id": PromotionId},
+        summary="One promotion request (its model's managers)",
+    ),
+    Op(
+        "POST /models/{owner}/{name}/promotions/{promotion_id}/reject",
+        "reject_promotion",
+        Aliases.reject,
+        ApproveAliases,
+        one(PromotionOut),
+        "promotion.reject",
+        body=Takes(Decision, _why, default=None),
+        noted=_noted,
+        types={"promotion_id": PromotionId},
+        summary="Reject another principal's promotion request: nothing moves",
+    ),
 )
-async def list_aliases(
-    request: Request, caller: ReadModels, owner: str, name: str
-) -> list[AliasOut]:
-    views = await asyncio.to_thread(_aliases(request).list_aliases, caller, owner, name)
-    return [AliasOut.of(v) for v in views]
 
 
-@router.get(
-    "/models/{owner}/{name}/aliases/{alias}",
-    summary="The version an alias points at",
-    openapi_extra=audited("alias.read"),
-)
-async def get_alias(
-    request: Request, caller: ReadModels, owner: str, name: str, alias: str
-) -> AliasOut:
-    view = await asyncio.to_thread(_aliases(request).get_alias, caller, owner, name, alias)
-    return AliasOut.of(view)
-
-
+# the two that do more: a protected alias's move asks; an approval also moves -----------------
 @router.put(
     "/models/{owner}/{name}/aliases/{alias}",
     summary="Point an alias at a ready version; a protected one: ask for a promotion (202)",
@@ -182,101 +254,18 @@ async def set_alias(
 ) -> AliasSetOut:
     platform = platform_of(request)
     outcome = await asyncio.to_thread(
-        _aliases(request).set_alias, caller, owner, name, alias, body.version, body.note
+        platform.aliases.set_alias, caller, owner, name, alias, body.version, body.note
     )
+    trail = trail_of(request)
     if outcome.promotion is not None:
-        _note(request, outcome.promotion.model, outcome.promotion.audit_text, "promotion.request")
+        _noted(outcome.promotion, trail)
+        trail.action = "promotion.request"
         response.status_code = 202
         return AliasSetOut(moved=False, promotion=PromotionOut.of(outcome.promotion))
     assert outcome.move is not None and outcome.alias is not None  # moved, not requested
-    _note(request, outcome.move.model, outcome.move.audit_text)
+    _noted(outcome.move, trail)
     platform.calls.forget()
     return AliasSetOut(moved=True, alias=AliasOut.of(outcome.alias))
-
-
-@router.delete(
-    "/models/{owner}/{name}/aliases/{alias}",
-    status_code=204,
-    summary="Delete an alias (not a protected one); calls naming it then get 404",
-    openapi_extra=audited("alias.delete"),
-)
-async def delete_alias(
-    request: Request, caller: WriteAliases, owner: str, name: str, alias: str
-) -> None:
-    move = await asyncio.to_thread(_aliases(request).delete_alias, caller, owner, name, alias)
-    _note(request, move.model, move.audit_text)
-    platform_of(request).calls.forget()
-
-
-# promotions ---------------------------------------------------------------------------------
-def _why(body: DecisionIn | None) -> str:
-    return body.note if body else ""
-
-
-def _status(status: PromotionStatus | Literal["all"]) -> PromotionStatus | None:
-    return None if status == "all" else status
-
-
-@router.get(
-    "/promotions",
-    summary="Promotion requests of every model you manage, newest first",
-    openapi_extra=audited("promotion.list"),
-)
-async def list_all_promotions(
-    request: Request, caller: ReadModels, status: StatusQuery = "pending"
-) -> list[PromotionOut]:
-    views = await asyncio.to_thread(
-        _aliases(request).promotions, caller, None, None, _status(status)
-    )
-    return [PromotionOut.of(v) for v in views]
-
-
-@router.get(
-    "/models/{owner}/{name}/promotions",
-    summary="A model's promotion requests, newest first (its managers)",
-    openapi_extra=audited("promotion.list"),
-)
-async def list_promotions(
-    request: Request, caller: ReadModels, owner: str, name: str, status: StatusQuery = "pending"
-) -> list[PromotionOut]:
-    views = await asyncio.to_thread(
-        _aliases(request).promotions, caller, owner, name, _status(status)
-    )
-    return [PromotionOut.of(v) for v in views]
-
-
-@router.post(
-    "/models/{owner}/{name}/promotions",
-    status_code=201,
-    summary="Ask for an alias to point at a version once a second principal approves",
-    openapi_extra=audited("promotion.request"),
-)
-async def request_promotion(
-    request: Request, caller: WriteAliases, owner: str, name: str, body: PromotionIn
-) -> PromotionOut:
-    view = await asyncio.to_thread(
-        _aliases(request).request_promotion,
-        caller,
-        owner,
-        name,
-        body.alias,
-        body.version,
-        body.note,
-    )
-    _note(request, view.model, view.audit_text)
-    return PromotionOut.of(view)
-
-
-@router.get(
-    "/models/{owner}/{name}/promotions/{promotion_id}",
-    summary="One promotion request (its model's managers)",
-    openapi_extra=audited("promotion.read"),
-)
-async def get_promotion(
-    request: Request, caller: ReadModels, owner: str, name: str, promotion_id: PromotionId
-) -> PromotionOut:
-    view = await asyncio.to_thread(_aliases(request).promotion, caller, owner, name, promotion_id)
-    return PromotionOut.of(view)
 
 
 @router.post(
@@ -292,32 +281,12 @@ async def approve_promotion(
     promotion_id: PromotionId,
     body: Decision = None,
 ) -> PromotionOut:
-    trail = trail_of(request)
+    platform, trail = platform_of(request), trail_of(request)
     trail.request_id = request.headers.get("x-request-id") or new_request_id()
     view, move = await asyncio.to_thread(
-        _aliases(request).approve, caller, owner, name, promotion_id, _why(body)
+        platform.aliases.approve, caller, owner, name, promotion_id, *_why(body)
     )
-    _note(request, view.model, view.audit_text)
-    platform_of(request).calls.forget()
+    _noted(view, trail)
+    platform.calls.forget()
     await _record_move(request, caller, move, trail.request_id[:128])
-    return PromotionOut.of(view)
-
-
-@router.post(
-    "/models/{owner}/{name}/promotions/{promotion_id}/reject",
-    summary="Reject another principal's promotion request: nothing moves",
-    openapi_extra=audited("promotion.reject"),
-)
-async def reject_promotion(
-    request: Request,
-    caller: ApproveAliases,
-    owner: str,
-    name: str,
-    promotion_id: PromotionId,
-    body: Decision = None,
-) -> PromotionOut:
-    view = await asyncio.to_thread(
-        _aliases(request).reject, caller, owner, name, promotion_id, _why(body)
-    )
-    _note(request, view.model, view.audit_text)
     return PromotionOut.of(view)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from algora.audit.log import Outcome
-from algora.audit.queries import AuditFilter
+from algora.audit.queries import AuditFilter, AuditQueries, Page
 from algora.auth.principals import Caller
-from algora.gateway.deps import platform_of
-from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.protocols.routing import Answer, Op, add_routes, as_is
 
 __all__ = ["router"]
 
@@ -31,50 +32,6 @@ OutcomeQ = Annotated[
 RequestIdQ = Annotated[str | None, Query(max_length=128)]
 
 
-@router.get(
-    "",
-    summary="Audit events, newest first; X-Next-Cursor pages on",
-    openapi_extra=audited("audit.read", always=True),
-)
-async def list_events(
-    request: Request,
-    reader: ReaderDep,
-    principal: PrincipalQ = None,
-    model: ModelQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
-    outcome: OutcomeQ = None,
-    request_id: RequestIdQ = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[int | None, Query(ge=1, description="The last page's X-Next-Cursor.")] = None,
-) -> JSONResponse:
-    where = AuditFilter(principal, model, since, until, outcome, request_id)
-    page = await platform_of(request).audit_queries.page(reader, where, limit, cursor)
-    headers = {"X-Next-Cursor": str(page.cursor)} if page.cursor is not None else {}
-    return JSONResponse(page.events, headers=headers)
-
-
-@router.get(
-    "/export",
-    summary="Audit events as JSON lines, oldest first (chain order)",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
-    openapi_extra=audited("audit.read", always=True),
-)
-async def export_events(
-    request: Request,
-    reader: ReaderDep,
-    principal: PrincipalQ = None,
-    model: ModelQ = None,
-    since: SinceQ = None,
-    until: UntilQ = None,
-    outcome: OutcomeQ = None,
-) -> StreamingResponse:
-    where = AuditFilter(principal, model, since, until, outcome)
-    lines = await platform_of(request).audit_queries.export(reader, where)
-    return StreamingResponse(lines, media_type="application/x-ndjson")
-
-
 AnchorQ = Annotated[
     str | None,
     Query(
@@ -82,14 +39,83 @@ AnchorQ = Annotated[
         description="ID:HASH from an earlier verify: also detect rows deleted from the end.",
     ),
 ]
+_WHICH: dict[str, tuple[Any, Any]] = {
+    "principal": (PrincipalQ, None),
+    "model": (ModelQ, None),
+    "since": (SinceQ, None),
+    "until": (UntilQ, None),
+    "outcome": (OutcomeQ, None),
+}
+"""Which events: the query the list and the export share (AuditFilter's fields, in order)."""
 
 
-@router.get(
-    "/verify",
-    summary="Walk the hash chain; name the first row that breaks it",
-    openapi_extra=audited("audit.read", always=True),
+async def _page(queries: AuditQueries, reader: Caller, *query: Any) -> Page:
+    """A page of the events ``query`` selects: the filter's values, then limit and cursor."""
+    *where, limit, cursor = query
+    return await queries.page(reader, AuditFilter(*where), limit, cursor)
+
+
+async def _export(queries: AuditQueries, reader: Caller, *where: Any) -> Iterator[bytes]:
+    return await queries.export(reader, AuditFilter(*where))
+
+
+def _page_response(page: Page) -> JSONResponse:
+    headers = {"X-Next-Cursor": str(page.cursor)} if page.cursor is not None else {}
+    return JSONResponse(page.events, headers=headers)
+
+
+def _lines(lines: Iterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(lines, media_type="application/x-ndjson")
+
+
+add_routes(
+    router,
+    lambda platform: platform.audit_queries,
+    Op(
+        "GET ",
+        "list_events",
+        _page,
+        ReaderDep,
+        Answer(JSONResponse, _page_response),
+        "audit.read",
+        always=True,
+        query={
+            **_WHICH,
+            "request_id": (RequestIdQ, None),
+            "limit": (Annotated[int, Query(ge=1, le=1000)], 100),
+            "cursor": (
+                Annotated[int | None, Query(ge=1, description="The last page's X-Next-Cursor.")],
+                None,
+            ),
+        },
+        summary="Audit events, newest first; X-Next-Cursor pages on",
+    ),
+    Op(
+        "GET /export",
+        "export_events",
+        _export,
+        ReaderDep,
+        Answer(StreamingResponse, _lines),
+        "audit.read",
+        always=True,
+        query=_WHICH,
+        summary="Audit events as JSON lines, oldest first (chain order)",
+        options={
+            "response_class": StreamingResponse,
+            "responses": {
+                200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}}}
+            },
+        },
+    ),
+    Op(
+        "GET /verify",
+        "verify_chain",
+        AuditQueries.verify,
+        ReaderDep,
+        as_is(dict[str, Any]),
+        "audit.read",
+        always=True,
+        query={"anchor": (AnchorQ, None)},
+        summary="Walk the hash chain; name the first row that breaks it",
+    ),
 )
-async def verify_chain(
-    request: Request, reader: ReaderDep, anchor: AnchorQ = None
-) -> dict[str, Any]:
-    return await platform_of(request).audit_queries.verify(reader, anchor)

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from pydantic import BaseModel, Field
 
-from algora.auth.keyring import KeyView, LimitChange, ModelLimitView
+from algora.auth.keyring import Keyring, LimitChange, ModelLimitView, NewKeyView
 from algora.auth.principals import Caller
-from algora.gateway.auditing import trail_of
-from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
+from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
+from algora.protocols.wire import FromView
 
 __all__ = ["LimitsIn", "router"]
 
-router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["keys"])
 Authenticated = Annotated[Caller, Depends(Needs(AUTHENTICATED))]
 ReadKeys = Annotated[Caller, Depends(Needs("keys:manage"))]
 WriteKeys = Annotated[Caller, Depends(Needs("keys:manage", write=True))]
+ManagedAccount = Annotated[
+    str | None, Query(max_length=64, description="A service account you manage.")
+]
 
 
 class WhoAmI(BaseModel):
@@ -47,16 +49,12 @@ class KeyIn(BaseModel):
     )
 
 
-class ModelLimitIn(BaseModel):
+class ModelLimitIn(FromView):
     model: str = Field(description="``owner/name``, or ``owner/*`` for all of an owner's models")
     rate_per_second: float = Field(gt=0, allow_inf_nan=False, strict=True)
     burst: int | None = Field(
         default=None, ge=1, strict=True, description="Default: one second's worth."
     )
-
-    @classmethod
-    def of(cls, view: ModelLimitView) -> ModelLimitIn:
-        return cls(model=view.model, rate_per_second=view.rate_per_second, burst=view.burst)
 
     def view(self) -> ModelLimitView:
         return ModelLimitView(self.model, self.rate_per_second, self.burst)
@@ -74,7 +72,10 @@ class LimitsIn(BaseModel):
         return LimitChange(**self.model_dump(include=self.model_fields_set))
 
 
-class KeyOut(BaseModel):
+ModelLimitsIn = Annotated[list[ModelLimitIn], Body(max_length=100)]
+
+
+class KeyOut(FromView):
     key_id: str
     name: str
     created_at: UtcDateTime
@@ -88,10 +89,6 @@ class KeyOut(BaseModel):
     last_used_address: str | None = None
     model_calls_only: bool = False
 
-    @classmethod
-    def of(cls, view: KeyView) -> KeyOut:
-        return cls.model_validate(view, from_attributes=True)  # the same fields, by name
-
 
 class NewKeyOut(BaseModel):
     key_id: str
@@ -100,94 +97,87 @@ class NewKeyOut(BaseModel):
     scopes: list[str] = Field(default_factory=list)
     expires_at: UtcDateTime | None = None
 
+    @classmethod
+    def of(cls, new: NewKeyView) -> NewKeyOut:
+        return cls(
+            key_id=new.key_id,
+            key=new.secret,
+            principal=new.principal,
+            scopes=list(new.scopes),
+            expires_at=new.expires_at,
+        )
+
 
 # who, keys ---------------------------------------------------------------------------------
-@router.get("/whoami", tags=["keys"], openapi_extra=audited("auth.login", always=True))
+@router.get("/whoami", openapi_extra=audited("auth.login", always=True))
 async def whoami(caller: Authenticated) -> WhoAmI:
     return WhoAmI(name=caller.name, is_admin=caller.is_admin, key_id=caller.key_id)
 
 
-@router.get("/keys", response_model=list[KeyOut], tags=["keys"], openapi_extra=audited("key.list"))
-async def list_keys(
-    request: Request,
-    caller: ReadKeys,
-    principal: Annotated[
-        str | None, Query(max_length=64, description="A service account you manage.")
-    ] = None,
-) -> list[KeyOut]:
-    views = await asyncio.to_thread(platform_of(request).keyring.list_keys, caller, principal)
-    return [KeyOut.of(v) for v in views]
-
-
-@router.post(
-    "/keys",
-    status_code=201,
-    tags=["keys"],
-    summary="Create a key (yours or a managed service account's); the secret is shown once",
-    openapi_extra=audited("key.create"),
+add_routes(
+    router,
+    lambda platform: platform.keyring,
+    Op(
+        "GET /keys",
+        "list_keys",
+        Keyring.list_keys,
+        ReadKeys,
+        each(KeyOut),
+        "key.list",
+        query={"principal": (ManagedAccount, None)},
+    ),
+    Op(
+        "POST /keys",
+        "create_own_key",
+        Keyring.create_key,
+        WriteKeys,
+        one(NewKeyOut),
+        "key.create",
+        body=Takes(
+            KeyIn, lambda body: (body.name,), lambda body: body.model_dump(exclude={"name"})
+        ),
+        noted=lambda new, trail: setattr(trail, "resource", f"key/{new.key_id}"),
+        summary="Create a key (yours or a managed service account's); the secret is shown once",
+        status_code=201,
+    ),
+    Op(
+        "DELETE /keys/{key_id}",
+        "revoke_key",
+        Keyring.revoke_key,
+        WriteKeys,
+        NOTHING,
+        "key.revoke",
+        status_code=204,
+    ),
+    # rate limits
+    Op(
+        "PATCH /keys/{key_id}",
+        "limit_key",
+        Keyring.limit_key,
+        WriteKeys,
+        one(KeyOut),
+        "key.limit",
+        body=Takes(LimitsIn, lambda body: (body.change(),)),
+        resource="key/{key_id}",
+        summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
+    ),
+    Op(
+        "GET /keys/{key_id}/model-limits",
+        "get_model_limits",
+        Keyring.model_limits,
+        ReadKeys,
+        each(ModelLimitIn),
+        "key.model_limits_read",
+    ),
+    Op(
+        "PUT /keys/{key_id}/model-limits",
+        "set_model_limits",
+        Keyring.set_model_limits,
+        WriteKeys,
+        each(ModelLimitIn),
+        "key.model_limits",
+        body=Takes(ModelLimitsIn, lambda body: ([limit.view() for limit in body],)),
+        resource="key/{key_id}",
+        summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
+    ),
 )
-async def create_own_key(request: Request, caller: WriteKeys, body: KeyIn) -> NewKeyOut:
-    new = await asyncio.to_thread(
-        platform_of(request).keyring.create_key,
-        caller,
-        body.name,
-        scopes=body.scopes,
-        expires_in_days=body.expires_in_days,
-        model_calls_only=body.model_calls_only,
-        principal=body.principal,
-    )
-    trail_of(request).resource = f"key/{new.key_id}"
-    return NewKeyOut(
-        key_id=new.key_id,
-        key=new.secret,
-        principal=new.principal,
-        scopes=list(new.scopes),
-        expires_at=new.expires_at,
-    )
-
-
-@router.delete(
-    "/keys/{key_id}", status_code=204, tags=["keys"], openapi_extra=audited("key.revoke")
-)
-async def revoke_key(request: Request, caller: WriteKeys, key_id: str) -> None:
-    await asyncio.to_thread(platform_of(request).keyring.revoke_key, caller, key_id)
-
-
-# rate limits --------------------------------------------------------------------------------
-@router.patch(
-    "/keys/{key_id}",
-    tags=["keys"],
-    summary="Set a key's own rate limit (owners may tighten it; only an admin may loosen it)",
-    openapi_extra=audited("key.limit"),
-)
-async def limit_key(request: Request, caller: WriteKeys, key_id: str, body: LimitsIn) -> KeyOut:
-    trail_of(request).resource = f"key/{key_id}"
-    keyring = platform_of(request).keyring
-    return KeyOut.of(await asyncio.to_thread(keyring.limit_key, caller, key_id, body.change()))
-
-
-@router.get(
-    "/keys/{key_id}/model-limits", tags=["keys"], openapi_extra=audited("key.model_limits_read")
-)
-async def get_model_limits(request: Request, caller: ReadKeys, key_id: str) -> list[ModelLimitIn]:
-    views = await asyncio.to_thread(platform_of(request).keyring.model_limits, caller, key_id)
-    return [ModelLimitIn.of(v) for v in views]
-
-
-@router.put(
-    "/keys/{key_id}/model-limits",
-    tags=["keys"],
-    summary="Replace a key's per-model rate limits (each applies on top of the key's own)",
-    openapi_extra=audited("key.model_limits"),
-)
-async def set_model_limits(
-    request: Request,
-    caller: WriteKeys,
-    key_id: str,
-    body: Annotated[list[ModelLimitIn], Body(max_length=100)],
-) -> list[ModelLimitIn]:
-    trail_of(request).resource = f"key/{key_id}"
-    views = await asyncio.to_thread(
-        platform_of(request).keyring.set_model_limits, caller, key_id, [e.view() for e in body]
-    )
-    return [ModelLimitIn.of(v) for v in views]

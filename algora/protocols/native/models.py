@@ -18,8 +18,11 @@ from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.protocols.routing import Answer, Op, Takes, add_routes, as_is, each, one
+from algora.protocols.wire import FromView
 from algora.publishing.uploads import GitInfo
-from algora.registry.views import ModelView, VersionView
+from algora.registry.catalog import Catalog
+from algora.registry.views import VersionView
 
 __all__ = ["router"]
 
@@ -30,7 +33,7 @@ Publish = Annotated[Caller, Depends(Needs("models:publish", write=True))]
 ManageModels = Annotated[Caller, Depends(Needs("models:manage", write=True))]
 
 
-class ModelOut(BaseModel):
+class ModelOut(FromView):
     owner: str
     name: str
     full_name: str
@@ -39,10 +42,6 @@ class ModelOut(BaseModel):
     tags: list[str]
     deprecated: bool
     created_at: UtcDateTime
-
-    @classmethod
-    def of(cls, model: ModelView) -> ModelOut:
-        return cls.model_validate(model, from_attributes=True)  # the same fields, by name
 
 
 class VersionOut(BaseModel):
@@ -80,51 +79,47 @@ class SchemaOut(BaseModel):
     output: dict[str, Any] | None
 
 
-class LogOut(BaseModel):
+class LogOut(FromView):
     status: str
     text: str
     offset: int
     done: bool
 
 
-# models -------------------------------------------------------------------------------------
-@router.get(
-    "/models", response_model=list[ModelOut], tags=["models"], openapi_extra=audited("model.list")
+Offset = Annotated[int, Query(ge=0)]
+
+
+add_routes(
+    router,
+    lambda platform: platform.catalog,
+    Op(
+        "GET /models",
+        "list_models",
+        Catalog.list_models,
+        ReadModels,
+        each(ModelOut),
+        "model.list",
+    ),
+    Op(
+        "GET /models/{owner}/{name}",
+        "get_model",
+        Catalog.get_model,
+        ReadModels,
+        one(ModelOut),
+        "model.read",
+    ),
+    Op(
+        "PATCH /models/{owner}/{name}",
+        "update_model",
+        Catalog.update_model,
+        ManageModels,
+        one(ModelOut),
+        "model.update",
+        body=Takes(ModelPatch, lambda _patch: (), lambda patch: patch.model_dump()),
+        forget=True,
+    ),
+    tags=("models",),
 )
-async def list_models(request: Request, caller: ReadModels) -> list[ModelOut]:
-    models = await asyncio.to_thread(platform_of(request).catalog.list_models, caller)
-    return [ModelOut.of(m) for m in models]
-
-
-@router.get("/models/{owner}/{name}", tags=["models"], openapi_extra=audited("model.read"))
-async def get_model(request: Request, caller: ReadModels, owner: str, name: str) -> ModelOut:
-    model = await asyncio.to_thread(platform_of(request).catalog.get_model, caller, owner, name)
-    return ModelOut.of(model)
-
-
-@router.patch("/models/{owner}/{name}", tags=["models"], openapi_extra=audited("model.update"))
-async def update_model(
-    request: Request, caller: ManageModels, owner: str, name: str, patch: ModelPatch
-) -> ModelOut:
-    platform = platform_of(request)
-    model = await asyncio.to_thread(
-        platform.catalog.update_model, caller, owner, name, **patch.model_dump()
-    )
-    platform.calls.forget()
-    return ModelOut.of(model)
-
-
-# versions -----------------------------------------------------------------------------------
-@router.get(
-    "/models/{owner}/{name}/versions", tags=["versions"], openapi_extra=audited("version.list")
-)
-async def list_versions(
-    request: Request, caller: ReadModels, owner: str, name: str
-) -> list[VersionOut]:
-    versions = await asyncio.to_thread(
-        platform_of(request).catalog.list_versions, caller, owner, name
-    )
-    return [VersionOut.of(v) for v in versions]
 
 
 @router.post(
@@ -159,101 +154,80 @@ async def publish_version(
     return VersionOut.of(row)
 
 
-@router.get(
-    "/models/{owner}/{name}/versions/{version}",
-    tags=["versions"],
-    openapi_extra=audited("version.read"),
+add_routes(
+    router,
+    lambda platform: platform.catalog,
+    Op(
+        "GET /models/{owner}/{name}/versions",
+        "list_versions",
+        Catalog.list_versions,
+        ReadModels,
+        each(VersionOut),
+        "version.list",
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}",
+        "get_version",
+        Catalog.get_version,
+        ReadModels,
+        one(VersionOut),
+        "version.read",
+    ),
+    Op(
+        "PATCH /models/{owner}/{name}/versions/{version}",
+        "update_version",
+        Catalog.deprecate_version,
+        ManageModels,
+        one(VersionOut),
+        "version.deprecate",
+        body=Takes(VersionPatch, lambda patch: (patch.deprecated,)),
+        forget=True,
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}/lock",
+        "get_lock",
+        Catalog.lock,
+        ReadModels,
+        as_is(str),
+        "version.lock",
+        summary="The locked requirements (uv, with hashes) the version's environment was built "
+        "from",
+        options={"response_class": PlainTextResponse},
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}/schema",
+        "get_schema",
+        Catalog.get_version,
+        ReadModels,
+        Answer(SchemaOut, lambda row: SchemaOut(input=row.input_schema, output=row.output_schema)),
+        "version.schema",
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}/lineage",
+        "get_lineage",
+        Catalog.lineage,
+        ReadModels,
+        as_is(dict[str, Any]),
+        "version.lineage",
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}/sbom",
+        "get_sbom",
+        Catalog.sbom,
+        ReadModels,
+        Answer(Response, lambda sbom: Response(sbom, media_type="application/vnd.cyclonedx+json")),
+        "version.sbom",
+        summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
+        options={"response_class": Response},
+    ),
+    Op(
+        "GET /models/{owner}/{name}/versions/{version}/log",
+        "get_build_log",
+        Catalog.build_log,
+        ReadModels,
+        one(LogOut),
+        "version.log",
+        query={"offset": (Offset, 0)},
+    ),
+    tags=("versions",),
 )
-async def get_version(
-    request: Request, caller: ReadModels, owner: str, name: str, version: str
-) -> VersionOut:
-    catalog = platform_of(request).catalog
-    return VersionOut.of(await asyncio.to_thread(catalog.get_version, caller, owner, name, version))
-
-
-@router.patch(
-    "/models/{owner}/{name}/versions/{version}",
-    tags=["versions"],
-    openapi_extra=audited("version.deprecate"),
-)
-async def update_version(
-    request: Request, caller: ManageModels, owner: str, name: str, version: str, patch: VersionPatch
-) -> VersionOut:
-    platform = platform_of(request)
-    row = await asyncio.to_thread(
-        platform.catalog.deprecate_version, caller, owner, name, version, patch.deprecated
-    )
-    platform.calls.forget()
-    return VersionOut.of(row)
-
-
-@router.get(
-    "/models/{owner}/{name}/versions/{version}/lock",
-    response_class=PlainTextResponse,
-    tags=["versions"],
-    summary="The locked requirements (uv, with hashes) the version's environment was built from",
-    openapi_extra=audited("version.lock"),
-)
-async def get_lock(
-    request: Request, caller: ReadModels, owner: str, name: str, version: str
-) -> str:
-    catalog = platform_of(request).catalog
-    return await asyncio.to_thread(catalog.lock, caller, owner, name, version)
-
-
-@router.get(
-    "/models/{owner}/{name}/versions/{version}/schema",
-    tags=["versions"],
-    openapi_extra=audited("version.schema"),
-)
-async def get_schema(
-    request: Request, caller: ReadModels, owner: str, name: str, version: str
-) -> SchemaOut:
-    catalog = platform_of(request).catalog
-    row = await asyncio.to_thread(catalog.get_version, caller, owner, name, version)
-    return SchemaOut(input=row.input_schema, output=row.output_schema)
-
-
-@router.get(
-    "/models/{owner}/{name}/versions/{version}/lineage",
-    tags=["versions"],
-    openapi_extra=audited("version.lineage"),
-)
-async def get_lineage(
-    request: Request, caller: ReadModels, owner: str, name: str, version: str
-) -> dict[str, Any]:
-    catalog = platform_of(request).catalog
-    return await asyncio.to_thread(catalog.lineage, caller, owner, name, version)
-
-
-@router.get(
-    "/models/{owner}/{name}/versions/{version}/sbom",
-    response_class=Response,
-    tags=["versions"],
-    summary="The CycloneDX JSON SBOM of the version's environment (its locked packages)",
-    openapi_extra=audited("version.sbom"),
-)
-async def get_sbom(
-    request: Request, caller: ReadModels, owner: str, name: str, version: str
-) -> Response:
-    catalog = platform_of(request).catalog
-    sbom = await asyncio.to_thread(catalog.sbom, caller, owner, name, version)
-    return Response(sbom, media_type="application/vnd.cyclonedx+json")
-
-
-@router.get(
-    "/models/{owner}/{name}/versions/{version}/log",
-    tags=["versions"],
-    openapi_extra=audited("version.log"),
-)
-async def get_build_log(
-    request: Request,
-    caller: ReadModels,
-    owner: str,
-    name: str,
-    version: str,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> LogOut:
-    catalog = platform_of(request).catalog
-    log = await asyncio.to_thread(catalog.build_log, caller, owner, name, version, offset)
-    return LogOut(status=log.status, text=log.text, offset=log.offset, done=log.done)
