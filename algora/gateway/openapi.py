@@ -9,16 +9,32 @@ body too large or of the wrong type (413, 415), a rate limit (429, with ``Retry-
 model that is not ready (503). The git routes answer errors in plain text, as git clients
 expect. :func:`document_errors` writes them into every operation, once,
 where the document is built, so no route can forget one.
+
+It also states the rules the services check beyond a parameter's type (a model's name, a
+version, an alias, an anchor: :data:`PARAMETER_RULES`, taken from the services' own patterns),
+so a request the document calls valid is one the server accepts.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-__all__ = ["ERROR_STATUSES", "UtcDateTime", "document_errors"]
+from algora.audit.anchors import ANCHOR_PATTERN
+from algora.auth.scopes import _PATTERN as _SCOPE_PATTERN
+from algora.auth.scopes import ALL, PATTERNED, SCOPES
+from algora.gateway.inputs import MAX_INT64
+from algora.modelfolder.manifest import NAME_PATTERN
+
+# The registry (and scopes) keep their grammar private; the document reads the same
+# compiled patterns rather than a copy that could drift.
+from algora.registry.specs import _ALIAS, _HASH, _PARTIAL, _SEMVER, _VERSIONISH
+
+__all__ = ["ERROR_STATUSES", "PARAMETER_RULES", "UtcDateTime", "document_errors"]
 
 ERROR_SCHEMA = "AlgoraError"
 ERROR_STATUSES: dict[str, str] = {
@@ -72,14 +88,121 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
+            _state_rules(path, operation, schemas)
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            if method == "head":  # FastAPI documents the GET body it would have had
+                for response in responses.values():
+                    response.pop("content", None)
             for status, description in ERROR_STATUSES.items():
                 if status not in responses:
                     responses[status] = {"description": description}
                     if method != "head":  # a HEAD answer has no body, so no media type
                         responses[status]["content"] = content
     return document
+
+
+def _pattern(compiled: re.Pattern[str]) -> str:
+    """A Python pattern as JSON Schema (ECMA 262) reads it: ``\\Z`` is its ``$``."""
+    return compiled.pattern.replace("\\Z", "$")
+
+
+def _string(*patterns: re.Pattern[str], **rules: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **rules}
+    if len(patterns) == 1:
+        schema["pattern"] = _pattern(patterns[0])
+    elif patterns:
+        schema["anyOf"] = [{"pattern": _pattern(p)} for p in patterns]
+    return schema
+
+
+_NAME = _string(NAME_PATTERN)
+_SEMVER_RULE = _string(_SEMVER)
+# registry.specs.parse_spec reads version forms first: an alias is a name that reads as none
+_ALIAS_RULE = {
+    **_string(_ALIAS),
+    "not": {"anyOf": [{"enum": ["latest", "latestprivate"]}, _string(_HASH), _string(_VERSIONISH)]},
+}
+_SPEC_RULE = {
+    "anyOf": [{"enum": ["latest", "latestPrivate"]}, _string(_SEMVER, _PARTIAL, _HASH), _ALIAS_RULE]
+}
+_SCOPE_RULE = {
+    "anyOf": [
+        {"enum": [*SCOPES, ALL]},
+        {
+            "type": "string",
+            "maxLength": 200,
+            "pattern": f"^(?:{'|'.join(sorted(PATTERNED))}):" + _pattern(_SCOPE_PATTERN)[1:],
+        },
+    ]
+}
+
+_FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
+
+PARAMETER_RULES: dict[str, dict[str, Any]] = {
+    "owner": _NAME,
+    "name": _NAME,
+    "org": _NAME,
+    "member": _NAME,
+    "principal": _NAME,
+    "version": _SEMVER_RULE,
+    "alias": _ALIAS_RULE,
+    "spec": _SPEC_RULE,
+    "anchor": _string(ANCHOR_PATTERN),
+    "algorithm_id": {"type": "integer", "minimum": 0, "maximum": MAX_INT64},  # Starlette's :int
+}
+"""A path or query parameter's rules beyond its type, by the parameter's name."""
+_OPERATION_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    # Algorithmia's version listing pages by the last version it gave
+    ("/v1/algorithms/{owner}/{name}/versions", "marker"): _SEMVER_RULE,
+    ("/v1/algorithms/{owner}/{name}/versions", "callable"): _FLAG,
+    ("/v1/algorithms/{owner}/{name}/versions", "published"): _FLAG,
+}
+# A call's input: the route reads the raw body (JSON, text or bytes), so FastAPI cannot see it.
+_CALL_INPUT = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {}},
+        "text/plain": {"schema": {"type": "string"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("CreateIn", "name"): _NAME,
+    ("PrincipalIn", "name"): _NAME,
+    ("ServiceAccountIn", "name"): _NAME,
+    ("PromotionIn", "alias"): _ALIAS_RULE,
+}
+
+
+def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
+    """``schema`` (FastAPI's, perhaps ``anyOf [T, null]``) narrowed to ``rule``, in place."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") != "null":
+            option.update(copy.deepcopy(rule))
+
+
+def _state_rules(path: str, operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    if path.startswith("/v1/algo/"):
+        operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
+    for parameter in operation.get("parameters", []):
+        name, schema = parameter.get("name", ""), parameter.get("schema", {})
+        rule = _OPERATION_RULES.get((path, name)) or (
+            PARAMETER_RULES.get(name) if parameter.get("in") in ("path", "query") else None
+        )
+        if rule is not None:
+            _constrain(schema, rule)
+        for option in schema.get("anyOf", [schema]):
+            if option.get("type") == "integer":  # the database's integers: gateway/inputs.py
+                option.setdefault("maximum", MAX_INT64)
+                option.setdefault("minimum", -MAX_INT64)
+    for (model, field), rule in _PROPERTY_RULES.items():
+        properties = schemas.get(model, {}).get("properties", {})
+        if field in properties:
+            _constrain(properties[field], rule)
+    scopes = schemas.get("KeyIn", {}).get("properties", {}).get("scopes")
+    if scopes is not None:
+        _constrain(scopes, {"items": _SCOPE_RULE})
 
 
 def _as_utc(value: datetime) -> datetime:

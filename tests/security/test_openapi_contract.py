@@ -3,8 +3,10 @@
 A real ``algora serve`` with one published model; schemathesis reads the document from
 ``/api/v1/openapi.json`` (behind the admin key, like every route), generates requests from it
 for every operation, and checks each answer against it: never a 5xx, a status the operation
-documents, a body that matches its schema, a documented media type, and the headers it
-promises. Then the same again as sequences of calls that follow the document's links.
+documents, a body that matches its schema, a documented media type, the headers it
+promises, and no request the document calls valid refused as invalid (400, 405, 415: the
+document states the services' rules on names, versions, aliases, anchors...). Then the same
+again as sequences of calls that follow the document's links.
 The number of examples is bounded so the whole module takes a few minutes on a small machine.
 """
 
@@ -22,6 +24,7 @@ from schemathesis import Case
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -43,6 +46,23 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
 ]
+_DATA_PATHS = "a data path's rules (owner, collection, segments; which depth each method takes)"
+REFUSES_VALID = {
+    # Operations that still refuse some requests the document allows, and why the document
+    # does not say so yet. Each one is open work; the rest of the checks still run on them.
+    "POST /v1/algorithms/{algorithm_id}/secrets": "the body is read by hand: undocumented",
+    "POST /v1/users": "the body is read by hand: undocumented",
+    "POST /v1/organizations": "the body is read by hand: undocumented",
+    "POST /api/v1/models/{owner}/{name}/versions": "bump and version exclude each other",
+    "PATCH /api/v1/keys/{key_id}": "burst refuses 65536.0, which JSON Schema calls an integer",
+    "PATCH /api/v1/principals/{name}": "burst refuses 65536.0 (as above)",
+    "PUT /api/v1/keys/{key_id}/model-limits": "burst refuses 65536.0 (as above)",
+    **{
+        f"{method} {path}": _DATA_PATHS
+        for path in ("/v1/data/{path}", "/v1/connector/{connector}/{path}")
+        for method in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+    },
+}
 BOUNDED = settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
@@ -89,17 +109,26 @@ def api_schema(contract_server: RunningServer, auth: dict[str, str]) -> OpenApiS
     return schema
 
 
+def _label(operation: Any) -> str:
+    return f"{operation.method.upper()} {operation.path}"
+
+
+def _checks(label: str) -> list[Any]:
+    return CHECKS if label in REFUSES_VALID else [*CHECKS, positive_data_acceptance]
+
+
 def test_every_operation_answers_as_documented(api_schema: OpenApiSchema) -> None:
     # schemathesis's pytest plugin (from_fixture) does not run on pytest 9: each operation is
     # a hypothesis test here, and every disagreement is collected before the test fails.
     failures: list[str] = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
+        label = _label(operation)
 
         @given(case=operation.as_strategy())
         @BOUNDED
         def check(case: Case) -> None:
-            case.call_and_validate(checks=CHECKS, timeout=30)
+            case.call_and_validate(checks=_checks(_label(case.operation)), timeout=30)
 
         try:
             check()
@@ -107,7 +136,7 @@ def test_every_operation_answers_as_documented(api_schema: OpenApiSchema) -> Non
             Exception,
             BaseExceptionGroup,
         ) as error:  # each operation's failure, reported together below
-            failures.append(f"{operation.method.upper()} {operation.path}: {error}")
+            failures.append(f"{label}: {error}")
     assert not failures, "\n\n".join(failures)
 
 
