@@ -12,11 +12,13 @@ The number of examples is bounded so the whole module takes a few minutes on a s
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -63,6 +65,7 @@ REFUSES_VALID = {
         for method in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
     },
 }
+IMPLICIT = {"HEAD", "OPTIONS", ""}  # as schemathesis's allowed-methods check
 BOUNDED = settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
@@ -173,3 +176,47 @@ def test_a_boolean_is_no_rate(tmp_path: Path, limits: dict[str, Any]) -> None:
         response = gw.http.patch(f"/api/v1/keys/{key_id}", json=limits, headers=gw.auth)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_input"
+
+
+def _url(template: str, operations: dict[str, Any]) -> str:
+    """A concrete URL for a document path: integers where the document wants them."""
+    url = template
+    for operation in operations.values():
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                schema = parameter.get("schema", {})
+                value = "1" if schema.get("type") == "integer" else "a"
+                url = url.replace("{" + parameter["name"] + "}", value)
+    return url
+
+
+def _template(path: str) -> re.Pattern[str]:
+    # {path} and {rest} take slashes (Starlette's :path), every other parameter one segment
+    pattern = re.sub(
+        r"\{(path|rest)\}", ".+", re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
+    )
+    return re.compile(re.sub(r"\{[a-z_]+\}", "[^/]+", pattern) + r"\Z")
+
+
+def test_a_method_a_path_lacks_is_405_with_its_methods(
+    contract_server: RunningServer, auth: dict[str, str]
+) -> None:
+    # Allow lists what the document lists for the URL (every path of it that the URL matches)
+    document = httpx.get(f"{contract_server.url}/api/v1/openapi.json", headers=auth).json()
+    paths = {path: _template(path) for path in document["paths"]}
+    wrong = []
+    with httpx.Client(base_url=contract_server.url, headers=auth, timeout=30) as http:
+        for path, operations in document["paths"].items():
+            url = _url(path, operations)
+            documented = {
+                method.upper()
+                for other, regex in paths.items()
+                if regex.match(url)
+                for method in document["paths"][other]
+            } - IMPLICIT
+            for method in ("OPTIONS", *sorted({"PUT", "PATCH", "DELETE"} - documented)[:1]):
+                response = http.request(method, url)
+                allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
+                if response.status_code != 405 or allowed - IMPLICIT != documented:
+                    wrong.append(f"{method} {url}: {response.status_code} Allow {allowed}")
+    assert not wrong, "\n".join(wrong)
