@@ -25,6 +25,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator
 
 from algora.audit.anchors import ANCHOR_PATTERN
+from algora.audit.queries import EVENT_SCHEMA
 from algora.auth.scopes import _PATTERN as _SCOPE_PATTERN
 from algora.auth.scopes import ALL, PATTERNED, SCOPES
 from algora.gateway.inputs import MAX_INT64
@@ -75,6 +76,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with every operation's error statuses documented (changed in place)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _error_schema()
+    schemas[EVENT_SCHEMA["title"]] = copy.deepcopy(EVENT_SCHEMA)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
@@ -89,6 +91,9 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
             _state_rules(path, operation, schemas)
+            if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
+                ok = operation.get("responses", {}).get("200", {})
+                ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             if method == "head":  # FastAPI documents the GET body it would have had
@@ -165,6 +170,12 @@ _CALL_INPUT = {
         "application/json": {"schema": {}},
         "text/plain": {"schema": {"type": "string"}},
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/api/v1/audit"): {
+        "type": "array",
+        "items": {"$ref": f"#/components/schemas/{EVENT_SCHEMA['title']}"},
     },
 }
 _PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
