@@ -34,6 +34,8 @@ from algora.modelfolder.manifest import NAME_PATTERN
 # The registry (and scopes) keep their grammar private; the document reads the same
 # compiled patterns rather than a copy that could drift.
 from algora.registry.specs import _ALIAS, _HASH, _PARTIAL, _SEMVER, _VERSIONISH
+from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
+from algora.store.collections import COLLECTION_PATTERN
 
 __all__ = ["ERROR_STATUSES", "PARAMETER_RULES", "UtcDateTime", "document_errors"]
 
@@ -90,7 +92,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
-            _state_rules(path, operation, schemas)
+            _state_rules(method, path, operation, schemas)
             if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
                 ok = operation.get("responses", {}).get("200", {})
                 ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}
@@ -143,6 +145,31 @@ _SCOPE_RULE = {
 }
 
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
+# store.collections.check_segment's rules: no control characters, backslashes or slashes, not
+# '.', '..' or a temporary upload's name (so: no leading dot), at most 255 bytes of UTF-8
+_SEGMENT = "[^/\\\\\\x00-\\x1f\\x7f.][^/\\\\\\x00-\\x1f\\x7f]{0,62}"
+_FILES = f"(?:/{_SEGMENT})*"  # none or more folders and files
+_FILE = f"(?:/{_SEGMENT})+"
+
+
+def _inner(compiled: re.Pattern[str]) -> str:
+    """A whole-string pattern (``^...\\Z``) as a part of a longer one."""
+    return compiled.pattern.removeprefix("^").removesuffix("\\Z").removesuffix("$")
+
+
+def _data_path(files: str, *, collection: bool = True) -> dict[str, Any]:
+    """``owner/collection`` (or ``owner`` alone, unless ``collection``), then ``files``."""
+    owner, name = _inner(NAME_PATTERN), _inner(COLLECTION_PATTERN)
+    rest = f"/{name}{files}" if collection else f"(?:/{name}{files})?"
+    # an example with a '/' also tells schemathesis that this parameter spans segments
+    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": ["admin/data/a.txt"]}
+
+
+def _connector_path(files: str) -> dict[str, Any]:
+    """``bucket`` then ``files``; the bucket's own rule says ``$`` where its name ends."""
+    bucket = _inner(BUCKET_PATTERN).replace("$)", "(?:/|$))")
+    return {"type": "string", "pattern": f"^{bucket}{files}$", "examples": ["bucket/a.txt"]}
+
 
 PARAMETER_RULES: dict[str, dict[str, Any]] = {
     "owner": _NAME,
@@ -157,11 +184,26 @@ PARAMETER_RULES: dict[str, dict[str, Any]] = {
     "algorithm_id": {"type": "integer", "minimum": 0, "maximum": MAX_INT64},  # Starlette's :int
 }
 """A path or query parameter's rules beyond its type, by the parameter's name."""
-_OPERATION_RULES: dict[tuple[str, str], dict[str, Any]] = {
+_OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
     # Algorithmia's version listing pages by the last version it gave
     ("/v1/algorithms/{owner}/{name}/versions", "marker"): _SEMVER_RULE,
     ("/v1/algorithms/{owner}/{name}/versions", "callable"): _FLAG,
     ("/v1/algorithms/{owner}/{name}/versions", "published"): _FLAG,
+    # hosted data (store.collections): an owner, a collection, then files and folders
+    ("get", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("head", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("put", "/v1/data/{path}", "path"): _data_path(_FILE),
+    ("delete", "/v1/data/{path}", "path"): _data_path(_FILES),
+    ("get", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("head", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("put", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
+    ("delete", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
+    ("/v1/connector/{connector}/{path}", "connector"): {
+        "type": "string",
+        "pattern": f"^s3(?:\\+{_inner(CONNECTOR_NAME_PATTERN)})?$",
+        # a URL scheme holds no '_' (store.connector_space), though a connector's name may
+        "not": {"pattern": "_"},
+    },
 }
 # A call's input: the route reads the raw body (JSON, text or bytes), so FastAPI cannot see it.
 _CALL_INPUT = {
@@ -193,13 +235,17 @@ def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
             option.update(copy.deepcopy(rule))
 
 
-def _state_rules(path: str, operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+def _state_rules(
+    method: str, path: str, operation: dict[str, Any], schemas: dict[str, Any]
+) -> None:
     if path.startswith("/v1/algo/"):
         operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
     for parameter in operation.get("parameters", []):
         name, schema = parameter.get("name", ""), parameter.get("schema", {})
-        rule = _OPERATION_RULES.get((path, name)) or (
-            PARAMETER_RULES.get(name) if parameter.get("in") in ("path", "query") else None
+        rule = (
+            _OPERATION_RULES.get((method, path, name))
+            or _OPERATION_RULES.get((path, name))
+            or (PARAMETER_RULES.get(name) if parameter.get("in") in ("path", "query") else None)
         )
         if rule is not None:
             _constrain(schema, rule)
