@@ -10,9 +10,11 @@ model that is not ready (503). The git routes answer errors in plain text, as gi
 expect. :func:`document_errors` writes them into every operation, once,
 where the document is built, so no route can forget one.
 
-It also states the rules the services check beyond a parameter's type (a model's name, a
-version, an alias, an anchor: :data:`PARAMETER_RULES`, taken from the services' own patterns),
-so a request the document calls valid is one the server accepts.
+It also states what FastAPI cannot see, so that a request the document calls valid is one the
+server accepts and an answer is one it describes: the rules the services check beyond a
+parameter's type (a model's name, a version, an alias, an anchor, a data path:
+:data:`PATH_RULES`, :data:`QUERY_RULES`, :data:`OPERATION_RULES`, read from the services' own
+patterns), a call's raw input, the audit list's rows, and no body on a HEAD answer.
 """
 
 from __future__ import annotations
@@ -37,7 +39,14 @@ from algora.registry.specs import _ALIAS, _HASH, _PARTIAL, _SEMVER, _VERSIONISH
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
 from algora.store.collections import COLLECTION_PATTERN
 
-__all__ = ["ERROR_STATUSES", "PARAMETER_RULES", "UtcDateTime", "document_errors"]
+__all__ = [
+    "ERROR_STATUSES",
+    "OPERATION_RULES",
+    "PATH_RULES",
+    "QUERY_RULES",
+    "UtcDateTime",
+    "document_errors",
+]
 
 ERROR_SCHEMA = "AlgoraError"
 ERROR_STATUSES: dict[str, str] = {
@@ -146,7 +155,8 @@ _SCOPE_RULE = {
 
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
 # store.collections.check_segment's rules: no control characters, backslashes or slashes, not
-# '.', '..' or a temporary upload's name (so: no leading dot), at most 255 bytes of UTF-8
+# '.', '..' or a temporary upload's name (so: no leading dot), at most 255 bytes of UTF-8 (so:
+# 63 characters)
 _SEGMENT = "[^/\\\\\\x00-\\x1f\\x7f.][^/\\\\\\x00-\\x1f\\x7f]{0,62}"
 _FILES = f"(?:/{_SEGMENT})*"  # none or more folders and files
 _FILE = f"(?:/{_SEGMENT})+"
@@ -171,7 +181,7 @@ def _connector_path(files: str) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^{bucket}{files}$", "examples": ["bucket/a.txt"]}
 
 
-PARAMETER_RULES: dict[str, dict[str, Any]] = {
+PATH_RULES: dict[str, dict[str, Any]] = {
     "owner": _NAME,
     "name": _NAME,
     "org": _NAME,
@@ -180,11 +190,15 @@ PARAMETER_RULES: dict[str, dict[str, Any]] = {
     "version": _SEMVER_RULE,
     "alias": _ALIAS_RULE,
     "spec": _SPEC_RULE,
-    "anchor": _string(ANCHOR_PATTERN),
     "algorithm_id": {"type": "integer", "minimum": 0, "maximum": MAX_INT64},  # Starlette's :int
 }
-"""A path or query parameter's rules beyond its type, by the parameter's name."""
-_OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
+"""A path parameter's rules beyond its type, by the parameter's name."""
+QUERY_RULES: dict[str, dict[str, Any]] = {
+    "version": _SEMVER_RULE,
+    "anchor": _string(ANCHOR_PATTERN),
+}
+"""A query parameter's rules beyond its type, by the parameter's name."""
+OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
     # Algorithmia's version listing pages by the last version it gave
     ("/v1/algorithms/{owner}/{name}/versions", "marker"): _SEMVER_RULE,
     ("/v1/algorithms/{owner}/{name}/versions", "callable"): _FLAG,
@@ -205,6 +219,7 @@ _OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
         "not": {"pattern": "_"},
     },
 }
+"""One operation's parameter rules, by (path, name) or (method, path, name): they come first."""
 # A call's input: the route reads the raw body (JSON, text or bytes), so FastAPI cannot see it.
 _CALL_INPUT = {
     "required": True,
@@ -243,9 +258,9 @@ def _state_rules(
     for parameter in operation.get("parameters", []):
         name, schema = parameter.get("name", ""), parameter.get("schema", {})
         rule = (
-            _OPERATION_RULES.get((method, path, name))
-            or _OPERATION_RULES.get((path, name))
-            or (PARAMETER_RULES.get(name) if parameter.get("in") in ("path", "query") else None)
+            OPERATION_RULES.get((method, path, name))
+            or OPERATION_RULES.get((path, name))
+            or {"path": PATH_RULES, "query": QUERY_RULES}.get(parameter.get("in", ""), {}).get(name)
         )
         if rule is not None:
             _constrain(schema, rule)

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from schemathesis import Case
 from schemathesis.checks import (
     content_type_conformance,
@@ -32,6 +34,11 @@ from schemathesis.checks import (
 )
 from schemathesis.schemas import BaseSchema as OpenApiSchema
 
+from algora.audit.anchors import parse_anchor
+from algora.auth.accounts import check_name
+from algora.gateway.openapi import OPERATION_RULES, PATH_RULES, QUERY_RULES
+from algora.registry.specs import is_alias_name, parse_semver, parse_spec
+from algora.store.collections import check_collection, check_segment
 from algora.testing import RunningServer, write_model
 
 from ..conftest import in_process
@@ -216,3 +223,56 @@ def test_a_method_a_path_lacks_is_405_with_its_methods(tmp_path: Path) -> None:
                 if response.status_code != 405 or allowed - IMPLICIT != documented:
                     wrong.append(f"{method} {url}: {response.status_code} Allow {allowed}")
     assert not wrong, "\n".join(wrong)
+
+
+def _documented(rule: dict[str, Any]) -> st.SearchStrategy[str]:
+    """Strings the document's ``rule`` calls valid (drawn from its patterns, then checked)."""
+    options = rule.get("anyOf", [rule])
+    patterns = [o["pattern"] for o in options if "pattern" in o]
+    patterns += [p["pattern"] for o in options for p in o.get("anyOf", []) if "pattern" in p]
+    drawn = st.one_of(
+        *(st.from_regex(pattern, fullmatch=True) for pattern in patterns),
+        *(st.sampled_from(o["enum"]) for o in options if "enum" in o),
+    )
+    return drawn.filter(Draft202012Validator({"type": "string", **rule}).is_valid)
+
+
+def _data_path_accepted(path: str) -> None:
+    owner, _, rest = path.partition("/")
+    check_name(owner, "user")
+    if rest:
+        collection, *segments = rest.split("/")
+        check_collection(collection)
+        for segment in segments:
+            check_segment(segment)
+
+
+def _spec_accepted(text: str) -> None:
+    parse_spec(text)
+
+
+def _alias_accepted(text: str) -> None:
+    assert is_alias_name(text), text
+
+
+DOCUMENTED_AND_ACCEPTED = {
+    "name": (PATH_RULES["name"], lambda v: check_name(v, "user")),
+    "version": (PATH_RULES["version"], parse_semver),
+    "alias": (PATH_RULES["alias"], _alias_accepted),
+    "spec": (PATH_RULES["spec"], _spec_accepted),
+    "anchor": (QUERY_RULES["anchor"], parse_anchor),
+    "data path": (OPERATION_RULES["get", "/v1/data/{path}", "path"], _data_path_accepted),
+}
+
+
+@pytest.mark.parametrize("what", DOCUMENTED_AND_ACCEPTED)
+def test_what_the_document_calls_valid_the_services_accept(what: str) -> None:
+    # the document's rules are read from the services' patterns; this keeps them in step
+    rule, accept = DOCUMENTED_AND_ACCEPTED[what]
+
+    @given(value=_documented(rule))
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True)
+    def accepted(value: str) -> None:
+        accept(value)
+
+    accepted()
