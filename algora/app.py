@@ -19,6 +19,7 @@ from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.bodies import BodyGuardMiddleware
+from algora.gateway.methods import AllowedMethodsMiddleware
 from algora.gateway.openapi import document_errors
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs, audited
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(algorithmia.router)
     app.include_router(native.router)
     app.include_router(data.router)
+    app.add_middleware(AllowedMethodsMiddleware, routes=app.router.routes)  # 405: every method
     app.add_middleware(  # no body byte read before the key is checked, none past the cap
         BodyGuardMiddleware, settings=settings, authenticator=platform.authenticator
     )

@@ -5,7 +5,12 @@ Standard library only: the CLI checks an anchor before it asks a gateway (client
 
 from __future__ import annotations
 
-__all__ = ["parse_anchor"]
+import re
+
+__all__ = ["ANCHOR_PATTERN", "parse_anchor"]
+
+ANCHOR_PATTERN = re.compile(r"^[1-9][0-9]{0,17}:[0-9a-f]{64}\Z")
+"""An anchor as verify prints it (:func:`parse_anchor` also reads surrounding blanks)."""
 
 
 def parse_anchor(text: str) -> tuple[int, str]:

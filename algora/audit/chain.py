@@ -30,6 +30,7 @@ from algora.db.tables import AuditEventRow, AuditJournalMark
 
 __all__ = [
     "FIELDS",
+    "FIELD_KINDS",
     "GENESIS_HASH",
     "Wire",
     "append",
@@ -101,6 +102,8 @@ _KINDS = {
     **dict.fromkeys(("auth_method", "action", "decision"), "text"),
     "latency_ms": "number",
 }
+FIELD_KINDS = dict(_KINDS)
+"""What each field after ``id`` holds (the times: integer microseconds on the wire)."""
 _WIRE_KINDS = tuple(zip(FIELDS[1:], (_KINDS[name] for name in FIELDS[1:]), strict=True))
 _INT64 = range(-(2**63), 2**63)
 _MAX_MICROS = 253402300799999999  # 9999-12-31T23:59:59.999999, datetime's last

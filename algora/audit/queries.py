@@ -16,15 +16,38 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from algora.audit.chain import FIELD_KINDS, FIELDS
 from algora.audit.log import AuditLog, Outcome, as_dict, parse_anchor, query, report_dict, verify
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
+from algora.db.tables import AuditEventRow
 from algora.errors import BadRequest
 
-__all__ = ["AuditFilter", "AuditQueries", "Page"]
+__all__ = ["EVENT_SCHEMA", "AuditFilter", "AuditQueries", "Page", "rfc3339"]
 
 SCOPE = "audit:read"
 _EXPORT_CHUNK = 1000
+_TIMES = ("received_at", "completed_at")
+_TYPES = {"int": "integer", "text": "string", "number": "number"}
+
+EVENT_SCHEMA: dict[str, Any] = {
+    "title": "AuditEvent",
+    "type": "object",
+    "required": [*FIELDS, "prev_hash", "hash"],
+    "properties": {
+        **{
+            name: {
+                "type": [_TYPES[kind.rstrip("?")], "null"] if kind.endswith("?") else _TYPES[kind]
+            }
+            for name, kind in FIELD_KINDS.items()
+        },
+        "id": {"type": "integer"},
+        **{key: {"type": "string", "format": "date-time"} for key in _TIMES},
+        "prev_hash": {"type": "string"},
+        "hash": {"type": "string"},
+    },
+}
+"""One audit event as ``GET /api/v1/audit`` and its export render it."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +97,7 @@ class AuditQueries:
 
         def load() -> list[dict[str, Any]]:
             with self._sessions() as session:
-                return [as_dict(row) for row in session.scalars(statement)]
+                return [_event(row) for row in session.scalars(statement)]
 
         events = await asyncio.to_thread(load)
         return Page(events, events[-1]["id"] if len(events) == limit else None)
@@ -102,11 +125,26 @@ class AuditQueries:
         while True:
             statement = query(**arguments, after_id=after, newest_first=False)
             with self._sessions() as session:
-                rows = [as_dict(row) for row in session.scalars(statement.limit(_EXPORT_CHUNK))]
+                rows = [_event(row) for row in session.scalars(statement.limit(_EXPORT_CHUNK))]
             if not rows:
                 return
             yield "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows).encode()
             after = rows[-1]["id"]
+
+
+def rfc3339(value: datetime) -> str:
+    """A time as RFC 3339 in UTC with microseconds: ``2026-01-02T03:04:05.000006Z``."""
+    naive = value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+    return naive.isoformat(timespec="microseconds") + "Z"
+
+
+def _event(row: AuditEventRow) -> dict[str, Any]:
+    """A row as the API renders it. The chain hashes the stored naive UTC times
+    (:func:`~algora.audit.log.as_dict`); a reader gets them with their zone."""
+    event = as_dict(row)
+    for name in _TIMES:
+        event[name] = rfc3339(getattr(row, name))
+    return event
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -9,16 +9,44 @@ body too large or of the wrong type (413, 415), a rate limit (429, with ``Retry-
 model that is not ready (503). The git routes answer errors in plain text, as git clients
 expect. :func:`document_errors` writes them into every operation, once,
 where the document is built, so no route can forget one.
+
+It also states what FastAPI cannot see, so that a request the document calls valid is one the
+server accepts and an answer is one it describes: the rules the services check beyond a
+parameter's type (a model's name, a version, an alias, an anchor, a data path:
+:data:`PATH_RULES`, :data:`QUERY_RULES`, :data:`OPERATION_RULES`, read from the services' own
+patterns), a call's raw input, the audit list's rows, and no body on a HEAD answer.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator
 
-__all__ = ["ERROR_STATUSES", "UtcDateTime", "document_errors"]
+from algora.audit.anchors import ANCHOR_PATTERN
+from algora.audit.queries import EVENT_SCHEMA
+from algora.auth.scopes import _PATTERN as _SCOPE_PATTERN
+from algora.auth.scopes import ALL, PATTERNED, SCOPES
+from algora.gateway.inputs import MAX_INT64
+from algora.modelfolder.manifest import NAME_PATTERN
+
+# The registry (and scopes) keep their grammar private; the document reads the same
+# compiled patterns rather than a copy that could drift.
+from algora.registry.specs import _ALIAS, _HASH, _PARTIAL, _SEMVER, _VERSIONISH
+from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
+from algora.store.collections import COLLECTION_PATTERN
+
+__all__ = [
+    "ERROR_STATUSES",
+    "OPERATION_RULES",
+    "PATH_RULES",
+    "QUERY_RULES",
+    "UtcDateTime",
+    "document_errors",
+]
 
 ERROR_SCHEMA = "AlgoraError"
 ERROR_STATUSES: dict[str, str] = {
@@ -59,6 +87,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with every operation's error statuses documented (changed in place)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = _error_schema()
+    schemas[EVENT_SCHEMA["title"]] = copy.deepcopy(EVENT_SCHEMA)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
@@ -72,14 +101,180 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
+            _state_rules(method, path, operation, schemas)
+            if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
+                ok = operation.get("responses", {}).get("200", {})
+                ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
+            if method == "head":  # FastAPI documents the GET body it would have had
+                for response in responses.values():
+                    response.pop("content", None)
             for status, description in ERROR_STATUSES.items():
                 if status not in responses:
                     responses[status] = {"description": description}
                     if method != "head":  # a HEAD answer has no body, so no media type
                         responses[status]["content"] = content
     return document
+
+
+def _pattern(compiled: re.Pattern[str]) -> str:
+    """A Python pattern as JSON Schema (ECMA 262) reads it: ``\\Z`` is its ``$``."""
+    return compiled.pattern.replace("\\Z", "$")
+
+
+def _string(*patterns: re.Pattern[str], **rules: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **rules}
+    if len(patterns) == 1:
+        schema["pattern"] = _pattern(patterns[0])
+    elif patterns:
+        schema["anyOf"] = [{"pattern": _pattern(p)} for p in patterns]
+    return schema
+
+
+_NAME = _string(NAME_PATTERN)
+_SEMVER_RULE = _string(_SEMVER)
+# registry.specs.parse_spec reads version forms first: an alias is a name that reads as none
+_ALIAS_RULE = {
+    **_string(_ALIAS),
+    "not": {"anyOf": [{"enum": ["latest", "latestprivate"]}, _string(_HASH), _string(_VERSIONISH)]},
+}
+_SPEC_RULE = {
+    "anyOf": [{"enum": ["latest", "latestPrivate"]}, _string(_SEMVER, _PARTIAL, _HASH), _ALIAS_RULE]
+}
+_SCOPE_RULE = {
+    "anyOf": [
+        {"enum": [*SCOPES, ALL]},
+        {
+            "type": "string",
+            "maxLength": 200,
+            "pattern": f"^(?:{'|'.join(sorted(PATTERNED))}):" + _pattern(_SCOPE_PATTERN)[1:],
+        },
+    ]
+}
+
+_FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
+# store.collections.check_segment's rules: no control characters, backslashes or slashes, not
+# '.', '..' or a temporary upload's name (so: no leading dot), at most 255 bytes of UTF-8 (so:
+# 63 characters)
+_SEGMENT = "[^/\\\\\\x00-\\x1f\\x7f.][^/\\\\\\x00-\\x1f\\x7f]{0,62}"
+_FILES = f"(?:/{_SEGMENT})*"  # none or more folders and files
+_FILE = f"(?:/{_SEGMENT})+"
+
+
+def _inner(compiled: re.Pattern[str]) -> str:
+    """A whole-string pattern (``^...\\Z``) as a part of a longer one."""
+    return compiled.pattern.removeprefix("^").removesuffix("\\Z").removesuffix("$")
+
+
+def _data_path(files: str, *, collection: bool = True) -> dict[str, Any]:
+    """``owner/collection`` (or ``owner`` alone, unless ``collection``), then ``files``."""
+    owner, name = _inner(NAME_PATTERN), _inner(COLLECTION_PATTERN)
+    rest = f"/{name}{files}" if collection else f"(?:/{name}{files})?"
+    # an example with a '/' also tells schemathesis that this parameter spans segments
+    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": ["admin/data/a.txt"]}
+
+
+def _connector_path(files: str) -> dict[str, Any]:
+    """``bucket`` then ``files``; the bucket's own rule says ``$`` where its name ends."""
+    bucket = _inner(BUCKET_PATTERN).replace("$)", "(?:/|$))")
+    return {"type": "string", "pattern": f"^{bucket}{files}$", "examples": ["bucket/a.txt"]}
+
+
+PATH_RULES: dict[str, dict[str, Any]] = {
+    "owner": _NAME,
+    "name": _NAME,
+    "org": _NAME,
+    "member": _NAME,
+    "principal": _NAME,
+    "version": _SEMVER_RULE,
+    "alias": _ALIAS_RULE,
+    "spec": _SPEC_RULE,
+    "algorithm_id": {"type": "integer", "minimum": 0, "maximum": MAX_INT64},  # Starlette's :int
+}
+"""A path parameter's rules beyond its type, by the parameter's name."""
+QUERY_RULES: dict[str, dict[str, Any]] = {
+    "version": _SEMVER_RULE,
+    "anchor": _string(ANCHOR_PATTERN),
+}
+"""A query parameter's rules beyond its type, by the parameter's name."""
+OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
+    # Algorithmia's version listing pages by the last version it gave
+    ("/v1/algorithms/{owner}/{name}/versions", "marker"): _SEMVER_RULE,
+    ("/v1/algorithms/{owner}/{name}/versions", "callable"): _FLAG,
+    ("/v1/algorithms/{owner}/{name}/versions", "published"): _FLAG,
+    # hosted data (store.collections): an owner, a collection, then files and folders
+    ("get", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("head", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("put", "/v1/data/{path}", "path"): _data_path(_FILE),
+    ("delete", "/v1/data/{path}", "path"): _data_path(_FILES),
+    ("get", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("head", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("put", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
+    ("delete", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
+    ("/v1/connector/{connector}/{path}", "connector"): {
+        "type": "string",
+        "pattern": f"^s3(?:\\+{_inner(CONNECTOR_NAME_PATTERN)})?$",
+        # a URL scheme holds no '_' (store.connector_space), though a connector's name may
+        "not": {"pattern": "_"},
+    },
+}
+"""One operation's parameter rules, by (path, name) or (method, path, name): they come first."""
+# A call's input: the route reads the raw body (JSON, text or bytes), so FastAPI cannot see it.
+_CALL_INPUT = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {}},
+        "text/plain": {"schema": {"type": "string"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("get", "/api/v1/audit"): {
+        "type": "array",
+        "items": {"$ref": f"#/components/schemas/{EVENT_SCHEMA['title']}"},
+    },
+}
+_PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
+    ("CreateIn", "name"): _NAME,
+    ("PrincipalIn", "name"): _NAME,
+    ("ServiceAccountIn", "name"): _NAME,
+    ("PromotionIn", "alias"): _ALIAS_RULE,
+}
+
+
+def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
+    """``schema`` (FastAPI's, perhaps ``anyOf [T, null]``) narrowed to ``rule``, in place."""
+    for option in schema.get("anyOf", [schema]):
+        if option.get("type") != "null":
+            option.update(copy.deepcopy(rule))
+
+
+def _state_rules(
+    method: str, path: str, operation: dict[str, Any], schemas: dict[str, Any]
+) -> None:
+    if path.startswith("/v1/algo/"):
+        operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
+    for parameter in operation.get("parameters", []):
+        name, schema = parameter.get("name", ""), parameter.get("schema", {})
+        rule = (
+            OPERATION_RULES.get((method, path, name))
+            or OPERATION_RULES.get((path, name))
+            or {"path": PATH_RULES, "query": QUERY_RULES}.get(parameter.get("in", ""), {}).get(name)
+        )
+        if rule is not None:
+            _constrain(schema, rule)
+        for option in schema.get("anyOf", [schema]):
+            if option.get("type") == "integer":  # the database's integers: gateway/inputs.py
+                option.setdefault("maximum", MAX_INT64)
+                option.setdefault("minimum", -MAX_INT64)
+    for (model, field), rule in _PROPERTY_RULES.items():
+        properties = schemas.get(model, {}).get("properties", {})
+        if field in properties:
+            _constrain(properties[field], rule)
+    scopes = schemas.get("KeyIn", {}).get("properties", {}).get("scopes")
+    if scopes is not None:
+        _constrain(scopes, {"items": _SCOPE_RULE})
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from algora.app import create_app
+from algora.audit.chain import FIELDS
 from algora.audit.log import (
     GENESIS_HASH,
     AuditEvent,
@@ -443,6 +444,21 @@ def test_export_is_json_lines_in_chain_order_and_verifies(audited: InProcess) ->
     assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(lines))
     report = audited.http.get("/api/v1/audit/verify", headers=audited.auth).json()
     assert report["ok"] is True and report["rows"] >= len(lines)
+
+
+def test_times_are_rfc3339_utc_and_the_chain_hashes_the_stored_ones(audited: InProcess) -> None:
+    listed = audited.http.get("/api/v1/audit", params={"limit": 5}, headers=audited.auth).json()
+    export = audited.http.get("/api/v1/audit/export", headers=audited.auth)
+    exported = [json.loads(line) for line in export.text.splitlines()]
+    for row in [*listed, *exported]:
+        for name in ("received_at", "completed_at"):
+            assert row[name].endswith("Z"), row[name]
+            assert datetime.fromisoformat(row[name]).utcoffset() == timedelta(0)
+    # the rows keep naive UTC times, and the chain hashes those: the rendering changed alone
+    for row in exported:
+        stored = {name: row[name] for name in FIELDS}
+        stored.update({t: row[t].removesuffix("Z") for t in ("received_at", "completed_at")})
+        assert chain_hash(row["prev_hash"], stored) == row["hash"]
 
 
 def test_only_admins_read_the_audit_log(audited: InProcess) -> None:

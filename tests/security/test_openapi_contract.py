@@ -3,13 +3,16 @@
 A real ``algora serve`` with one published model; schemathesis reads the document from
 ``/api/v1/openapi.json`` (behind the admin key, like every route), generates requests from it
 for every operation, and checks each answer against it: never a 5xx, a status the operation
-documents, a body that matches its schema, a documented media type, and the headers it
-promises. Then the same again as sequences of calls that follow the document's links.
+documents, a body that matches its schema, a documented media type, the headers it
+promises, and no request the document calls valid refused as invalid (400, 405, 415: the
+document states the services' rules on names, versions, aliases, anchors...). Then the same
+again as sequences of calls that follow the document's links.
 The number of examples is bounded so the whole module takes a few minutes on a small machine.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +21,24 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from schemathesis import Case
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
 from schemathesis.schemas import BaseSchema as OpenApiSchema
 
+from algora.audit.anchors import parse_anchor
+from algora.auth.accounts import check_name
+from algora.gateway.openapi import OPERATION_RULES, PATH_RULES, QUERY_RULES
+from algora.registry.specs import is_alias_name, parse_semver, parse_spec
+from algora.store.collections import check_collection, check_segment
 from algora.testing import RunningServer, write_model
 
 from ..conftest import in_process
@@ -43,6 +54,22 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
 ]
+_DATA_PATHS = "a data path's rules (owner, collection, segments; which depth each method takes)"
+REFUSES_VALID = {
+    # Operations that still refuse some requests the document allows, and why the document
+    # does not say so yet. Each one is open work; the rest of the checks still run on them.
+    "POST /v1/algorithms/{algorithm_id}/secrets": "the body is read by hand: undocumented",
+    "POST /v1/users": "the body is read by hand: undocumented",
+    "POST /v1/organizations": "the body is read by hand: undocumented",
+    "POST /api/v1/models/{owner}/{name}/versions": "bump and version exclude each other",
+    "PATCH /api/v1/keys/{key_id}": "burst refuses 65536.0, which JSON Schema calls an integer",
+    "PATCH /api/v1/principals/{name}": "burst refuses 65536.0 (as above)",
+    "PUT /api/v1/keys/{key_id}/model-limits": "burst refuses 65536.0 (as above)",
+    "POST /v1/data/{path}": _DATA_PATHS,
+    "PATCH /v1/data/{path}": _DATA_PATHS,
+    "POST /v1/connector/{connector}/{path}": _DATA_PATHS,
+}
+IMPLICIT = {"HEAD", "OPTIONS", ""}  # as schemathesis's allowed-methods check
 BOUNDED = settings(
     max_examples=EXAMPLES_PER_OPERATION,
     deadline=None,
@@ -89,17 +116,26 @@ def api_schema(contract_server: RunningServer, auth: dict[str, str]) -> OpenApiS
     return schema
 
 
+def _label(operation: Any) -> str:
+    return f"{operation.method.upper()} {operation.path}"
+
+
+def _checks(label: str) -> list[Any]:
+    return CHECKS if label in REFUSES_VALID else [*CHECKS, positive_data_acceptance]
+
+
 def test_every_operation_answers_as_documented(api_schema: OpenApiSchema) -> None:
     # schemathesis's pytest plugin (from_fixture) does not run on pytest 9: each operation is
     # a hypothesis test here, and every disagreement is collected before the test fails.
     failures: list[str] = []
     for result in api_schema.get_all_operations():
         operation = result.ok()
+        label = _label(operation)
 
         @given(case=operation.as_strategy())
         @BOUNDED
         def check(case: Case) -> None:
-            case.call_and_validate(checks=CHECKS, timeout=30)
+            case.call_and_validate(checks=_checks(_label(case.operation)), timeout=30)
 
         try:
             check()
@@ -107,7 +143,7 @@ def test_every_operation_answers_as_documented(api_schema: OpenApiSchema) -> Non
             Exception,
             BaseExceptionGroup,
         ) as error:  # each operation's failure, reported together below
-            failures.append(f"{operation.method.upper()} {operation.path}: {error}")
+            failures.append(f"{label}: {error}")
     assert not failures, "\n\n".join(failures)
 
 
@@ -144,3 +180,99 @@ def test_a_boolean_is_no_rate(tmp_path: Path, limits: dict[str, Any]) -> None:
         response = gw.http.patch(f"/api/v1/keys/{key_id}", json=limits, headers=gw.auth)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_input"
+
+
+def _url(template: str, operations: dict[str, Any]) -> str:
+    """A concrete URL for a document path: integers where the document wants them."""
+    url = template
+    for operation in operations.values():
+        for parameter in operation.get("parameters", []):
+            if parameter["in"] == "path":
+                schema = parameter.get("schema", {})
+                value = "1" if schema.get("type") == "integer" else "a"
+                url = url.replace("{" + parameter["name"] + "}", value)
+    return url
+
+
+def _template(path: str) -> re.Pattern[str]:
+    # {path} and {rest} take slashes (Starlette's :path), every other parameter one segment
+    pattern = re.sub(
+        r"\{(path|rest)\}", ".+", re.escape(path).replace(r"\{", "{").replace(r"\}", "}")
+    )
+    return re.compile(re.sub(r"\{[a-z_]+\}", "[^/]+", pattern) + r"\Z")
+
+
+def test_a_method_a_path_lacks_is_405_with_its_methods(tmp_path: Path) -> None:
+    # Allow lists what the document lists for the URL (every path of it that the URL matches);
+    # its own gateway: the fuzzing above may have revoked the contract server's keys
+    with in_process(tmp_path / "data") as gw:
+        document = gw.http.get("/api/v1/openapi.json", headers=gw.auth).json()
+        paths = {path: _template(path) for path in document["paths"]}
+        wrong = []
+        for path, operations in document["paths"].items():
+            url = _url(path, operations)
+            documented = {
+                method.upper()
+                for other, regex in paths.items()
+                if regex.match(url)
+                for method in document["paths"][other]
+            } - IMPLICIT
+            for method in ("OPTIONS", *sorted({"PUT", "PATCH", "DELETE"} - documented)[:1]):
+                response = gw.http.request(method, url, headers=gw.auth)
+                allowed = {m.strip() for m in response.headers.get("allow", "").split(",")}
+                if response.status_code != 405 or allowed - IMPLICIT != documented:
+                    wrong.append(f"{method} {url}: {response.status_code} Allow {allowed}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _documented(rule: dict[str, Any]) -> st.SearchStrategy[str]:
+    """Strings the document's ``rule`` calls valid (drawn from its patterns, then checked)."""
+    options = rule.get("anyOf", [rule])
+    patterns = [o["pattern"] for o in options if "pattern" in o]
+    patterns += [p["pattern"] for o in options for p in o.get("anyOf", []) if "pattern" in p]
+    drawn = st.one_of(
+        *(st.from_regex(pattern, fullmatch=True) for pattern in patterns),
+        *(st.sampled_from(o["enum"]) for o in options if "enum" in o),
+    )
+    return drawn.filter(Draft202012Validator({"type": "string", **rule}).is_valid)
+
+
+def _data_path_accepted(path: str) -> None:
+    owner, _, rest = path.partition("/")
+    check_name(owner, "user")
+    if rest:
+        collection, *segments = rest.split("/")
+        check_collection(collection)
+        for segment in segments:
+            check_segment(segment)
+
+
+def _spec_accepted(text: str) -> None:
+    parse_spec(text)
+
+
+def _alias_accepted(text: str) -> None:
+    assert is_alias_name(text), text
+
+
+DOCUMENTED_AND_ACCEPTED = {
+    "name": (PATH_RULES["name"], lambda v: check_name(v, "user")),
+    "version": (PATH_RULES["version"], parse_semver),
+    "alias": (PATH_RULES["alias"], _alias_accepted),
+    "spec": (PATH_RULES["spec"], _spec_accepted),
+    "anchor": (QUERY_RULES["anchor"], parse_anchor),
+    "data path": (OPERATION_RULES["get", "/v1/data/{path}", "path"], _data_path_accepted),
+}
+
+
+@pytest.mark.parametrize("what", DOCUMENTED_AND_ACCEPTED)
+def test_what_the_document_calls_valid_the_services_accept(what: str) -> None:
+    # the document's rules are read from the services' patterns; this keeps them in step
+    rule, accept = DOCUMENTED_AND_ACCEPTED[what]
+
+    @given(value=_documented(rule))
+    @settings(max_examples=200, deadline=None, database=None, derandomize=True)
+    def accepted(value: str) -> None:
+        accept(value)
+
+    accepted()
