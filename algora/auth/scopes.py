@@ -35,6 +35,7 @@ __all__ = [
     "PATTERNED",
     "PRIVILEGED",
     "SCOPES",
+    "SCOPE_PATTERN",
     "covers",
     "has_scope",
     "parse_scope",
@@ -58,7 +59,7 @@ SCOPES = (
 PATTERNED = frozenset({"call", "data:read", "data:write"})
 """Scopes that may be narrowed by a pattern: ``call:owner/name-glob``, ``data:read:coll/*``."""
 PRIVILEGED = frozenset({"audit:read"})
-_PATTERN = re.compile(r"^[a-z0-9_*?.\-]+(?:/[a-z0-9_*?.\-]+)*\Z")
+SCOPE_PATTERN = re.compile(r"^[a-z0-9_*?.\-]+(?:/[a-z0-9_*?.\-]+)*\Z")
 
 
 def parse_scope(scope: str) -> tuple[str, str | None]:
@@ -68,7 +69,7 @@ def parse_scope(scope: str) -> tuple[str, str | None]:
     for base in PATTERNED:
         if scope.startswith(base + ":"):
             pattern = scope[len(base) + 1 :]
-            if not _PATTERN.match(pattern) or len(pattern) > 200:
+            if not SCOPE_PATTERN.match(pattern) or len(pattern) > 200:
                 raise BadRequest(f"'{pattern}' in scope '{scope}' is not a valid pattern")
             return base, pattern
     if scope not in SCOPES:

@@ -28,14 +28,16 @@ from pydantic import AfterValidator
 
 from algora.audit.anchors import ANCHOR_PATTERN
 from algora.audit.queries import EVENT_SCHEMA
-from algora.auth.scopes import _PATTERN as _SCOPE_PATTERN
-from algora.auth.scopes import ALL, PATTERNED, SCOPES
+from algora.auth.scopes import ALL, PATTERNED, SCOPE_PATTERN, SCOPES
 from algora.gateway.inputs import MAX_INT64
 from algora.modelfolder.manifest import NAME_PATTERN
-
-# The registry (and scopes) keep their grammar private; the document reads the same
-# compiled patterns rather than a copy that could drift.
-from algora.registry.specs import _ALIAS, _HASH, _PARTIAL, _SEMVER, _VERSIONISH
+from algora.registry.specs import (  # the services' own patterns: a copy could drift
+    ALIAS_PATTERN,
+    HASH_PATTERN,
+    PARTIAL_PATTERN,
+    SEMVER_PATTERN,
+    VERSIONISH_PATTERN,
+)
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
 from algora.store.collections import COLLECTION_PATTERN
 
@@ -133,14 +135,24 @@ def _string(*patterns: re.Pattern[str], **rules: Any) -> dict[str, Any]:
 
 
 _NAME = _string(NAME_PATTERN)
-_SEMVER_RULE = _string(_SEMVER)
+_SEMVER_RULE = _string(SEMVER_PATTERN)
 # registry.specs.parse_spec reads version forms first: an alias is a name that reads as none
 _ALIAS_RULE = {
-    **_string(_ALIAS),
-    "not": {"anyOf": [{"enum": ["latest", "latestprivate"]}, _string(_HASH), _string(_VERSIONISH)]},
+    **_string(ALIAS_PATTERN),
+    "not": {
+        "anyOf": [
+            {"enum": ["latest", "latestprivate"]},
+            _string(HASH_PATTERN),
+            _string(VERSIONISH_PATTERN),
+        ]
+    },
 }
 _SPEC_RULE = {
-    "anyOf": [{"enum": ["latest", "latestPrivate"]}, _string(_SEMVER, _PARTIAL, _HASH), _ALIAS_RULE]
+    "anyOf": [
+        {"enum": ["latest", "latestPrivate"]},
+        _string(SEMVER_PATTERN, PARTIAL_PATTERN, HASH_PATTERN),
+        _ALIAS_RULE,
+    ]
 }
 _SCOPE_RULE = {
     "anyOf": [
@@ -148,7 +160,7 @@ _SCOPE_RULE = {
         {
             "type": "string",
             "maxLength": 200,
-            "pattern": f"^(?:{'|'.join(sorted(PATTERNED))}):" + _pattern(_SCOPE_PATTERN)[1:],
+            "pattern": f"^(?:{'|'.join(sorted(PATTERNED))}):" + _pattern(SCOPE_PATTERN)[1:],
         },
     ]
 }

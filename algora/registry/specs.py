@@ -10,6 +10,11 @@ from typing import Literal
 from algora.errors import InvalidVersionSpec
 
 __all__ = [
+    "ALIAS_PATTERN",
+    "HASH_PATTERN",
+    "PARTIAL_PATTERN",
+    "SEMVER_PATTERN",
+    "VERSIONISH_PATTERN",
     "Bump",
     "SemVer",
     "VersionSpec",
@@ -21,11 +26,11 @@ __all__ = [
 
 Bump = Literal["major", "minor", "patch"]
 
-_SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\Z")
-_PARTIAL = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?\Z")
-_HASH = re.compile(r"^[0-9a-f]{12,64}\Z")
-_ALIAS = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
-_VERSIONISH = re.compile(r"^v\d")  # v1, v2-beta: they look like versions; refused as aliases
+SEMVER_PATTERN = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\Z")
+PARTIAL_PATTERN = re.compile(r"^(0|[1-9]\d{0,8})(?:\.(0|[1-9]\d{0,8}))?(?:\.x)?\Z")
+HASH_PATTERN = re.compile(r"^[0-9a-f]{12,64}\Z")
+ALIAS_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
+VERSIONISH_PATTERN = re.compile(r"^v\d")  # v1, v2-beta: they look like versions; refused as aliases
 
 
 @dataclass(frozen=True, order=True)
@@ -39,7 +44,7 @@ class SemVer:
 
 
 def parse_semver(text: str) -> SemVer:
-    match = _SEMVER.match(text.strip())
+    match = SEMVER_PATTERN.match(text.strip())
     if match is None:
         raise InvalidVersionSpec(
             f"'{text}' is not a version: use MAJOR.MINOR.PATCH, for example 1.0.0"
@@ -119,16 +124,16 @@ def parse_spec(text: str | None) -> VersionSpec:
         return VersionSpec("latest")
     if spec in ("latestPrivate", "latestprivate"):
         return VersionSpec("latest_private")
-    if _SEMVER.match(spec):
+    if SEMVER_PATTERN.match(spec):
         exact = parse_semver(spec)
         return VersionSpec("exact", exact.major, exact.minor, exact.patch)
-    match = _PARTIAL.match(spec)
+    match = PARTIAL_PATTERN.match(spec)
     if match is not None:
         major, minor = match.groups()
         return VersionSpec("range", int(major), int(minor) if minor is not None else None)
-    if _HASH.match(spec):
+    if HASH_PATTERN.match(spec):
         return VersionSpec("hash", hash_prefix=spec)
-    if _ALIAS.match(spec) and not _VERSIONISH.match(spec):
+    if ALIAS_PATTERN.match(spec) and not VERSIONISH_PATTERN.match(spec):
         return VersionSpec("alias", alias=spec)
     raise InvalidVersionSpec(
         f"'{text}' is not a version spec: use 1.2.3, 1.2.x, 1.x, latest, latestPrivate, a "
