@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from algora.errors import InvalidManifest
 
@@ -71,6 +71,16 @@ class ExampleSection(_Strict):
 class ServingSection(_Strict):
     timeout: float = Field(default=60.0, gt=0)
     replicas: int = Field(default=1, ge=1, le=64)
+    """Replicas started when the version is first called."""
+    min_replicas: int | None = Field(default=None, ge=0, le=64)
+    """The fewest replicas kept (0: none after ``scale_down_after_s`` idle); unset: the
+    platform's idle timeout stops the version's replicas."""
+    max_replicas: int | None = Field(default=None, ge=1, le=64)
+    """The most replicas the autoscaler may run; unset: ``replicas``."""
+    target_in_flight: float = Field(default=1.0, gt=0, le=1000)
+    """Calls per replica (waiting or running) above which another replica starts."""
+    scale_down_after_s: float = Field(default=30.0, gt=0, le=86400)
+    """Idle seconds before a replica above the floor stops."""
     network: bool = False
     """Grant the workers network access (without it they reach only their own loopback)."""
     memory_mb: int | None = Field(default=None, ge=32)
@@ -83,6 +93,14 @@ class ServingSection(_Strict):
     """How long a batch may wait after its first call for more to fill it."""
     target_p99_ms: float | None = Field(default=None, gt=0, le=600_000)
     """A latency target: the batch size then adapts (up to ``max_batch_size``) to keep it."""
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> ServingSection:
+        low = self.min_replicas if self.min_replicas is not None else 0
+        high = self.max_replicas if self.max_replicas is not None else self.replicas
+        if not low <= self.replicas <= high:
+            raise ValueError("min_replicas <= replicas <= max_replicas must hold")
+        return self
 
 
 class Manifest(_Strict):

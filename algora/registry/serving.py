@@ -36,6 +36,11 @@ def worker_spec(
         memory_bytes=(serving.memory_mb or settings.worker_memory_mb) << 20,
         cpu_seconds=serving.cpu_seconds or settings.worker_cpu_seconds,
         sandbox=use_sandbox(settings.sandbox),
+        # A fixed count (the smoke test's one replica) is not autoscaled.
+        min_replicas=serving.min_replicas if replicas is None else None,
+        max_replicas=serving.max_replicas if replicas is None else None,
+        target_in_flight=serving.target_in_flight,
+        scale_down_after=serving.scale_down_after_s,
         max_batch=serving.max_batch_size,
         max_wait=serving.max_wait_ms / 1000,
         target_p99=serving.target_p99_ms / 1000 if serving.target_p99_ms else None,

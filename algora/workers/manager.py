@@ -38,7 +38,7 @@ class PoolManager:
     async def get(self, key: str, spec: WorkerSpec) -> Pool:
         """The running pool for ``key``, starting it from ``spec`` when there is none."""
         self._last_used[key] = time.monotonic()
-        if self._idle_seconds > 0 and self._reaper is None:
+        if self._reaper is None and (self._idle_seconds > 0 or spec.min_replicas == 0):
             self._reaper = asyncio.create_task(self._reap(), name="algora-pool-reaper")
         pool = self._pools.get(key)
         if pool is not None and pool.running:
@@ -109,14 +109,24 @@ class PoolManager:
             await asyncio.sleep(0.2)
         await pool.stop()
 
+    def _idle_limit(self, pool: Pool) -> float | None:
+        """Idle seconds after which ``pool`` is stopped; None: never for idleness. A version
+        with ``min_replicas = 0`` scales to zero after its own ``scale_down_after``; one with
+        ``min_replicas >= 1`` stays warm; the others follow the platform's ``idle_seconds``."""
+        floor = pool.spec.min_replicas
+        if floor is None:
+            return self._idle_seconds if self._idle_seconds > 0 else None
+        return pool.spec.scale_down_after if floor == 0 else None
+
     async def evict_idle(self) -> list[str]:
-        """Stop the pools that have had no call for ``idle_seconds``; return their keys."""
+        """Stop the pools that have been idle past their limit; return their keys."""
         now = time.monotonic()
         evicted = []
         for key, pool in list(self._pools.items()):
             stats = pool.stats()
             idle = now - self._last_used.get(key, now)
-            if idle >= self._idle_seconds and stats.in_flight == 0 and stats.queued == 0:
+            limit = self._idle_limit(pool)
+            if limit is not None and idle >= limit and stats.in_flight == 0 and not stats.queued:
                 evicted.append(key)
                 await self.stop(key)
                 self._last_used.pop(key, None)
@@ -124,7 +134,9 @@ class PoolManager:
 
     async def _reap(self) -> None:
         while True:
-            await asyncio.sleep(max(1.0, min(self._idle_seconds / 4, 60.0)))
+            limits = [self._idle_limit(p) for p in self._pools.values()]
+            shortest = min((limit for limit in limits if limit is not None), default=4.0)
+            await asyncio.sleep(max(0.1, min(shortest / 4, 60.0)))
             try:
                 evicted = await self.evict_idle()
             except Exception:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 from collections import deque
 from pathlib import Path
@@ -27,9 +26,10 @@ from typing import Any
 from algora.errors import CallTimeout, ModelLoadFailed, Unavailable, WorkerDied
 from algora.workers.admission import ServiceTime, admit
 from algora.workers.answers import PendingCall, ProtocolViolation, fail, settle, settle_batch
+from algora.workers.autoscale import Autoscaler, Load, scales
 from algora.workers.backend import WorkerBackend
 from algora.workers.batching import BatchLimit
-from algora.workers.replica import Replica, wake
+from algora.workers.replica import Replica, start_replica, wake
 from algora.workers.reports import PoolStats, read_log_tail
 from algora.workers.sandbox import exit_reason
 from algora.workers.spec import CallRequest, CallResult, ModelInfo, WorkerSpec
@@ -64,6 +64,8 @@ class Pool:
         self._limit = BatchLimit(spec.max_batch, spec.target_p99)
         self._filling: list[asyncio.Future[None]] = []
         """Workers gathering a batch, woken by each new call."""
+        self._free_slots: list[int] = []
+        """Slots whose replica the autoscaler retired, for the next one it starts."""
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -121,7 +123,41 @@ class Pool:
             asyncio.create_task(self._run_slot(i), name=f"algora-pool-slot-{i}")
             for i in range(len(self._slots))
         ]
+        if scales(self.spec):
+            scaler = Autoscaler(self.spec, load=self._load, grow=self._grow, shrink=self._shrink)
+            self._tasks.append(asyncio.create_task(scaler.run(), name="algora-pool-autoscale"))
         return self._info
+
+    # -- autoscaling (algora.workers.autoscale) ----------------------------------------------
+
+    def _load(self) -> Load:
+        alive = sum(1 for w in self._slots if w is not None and w.alive)
+        return Load(replicas=alive, demand=len(self._queue) + self._in_flight)
+
+    async def _grow(self) -> None:
+        worker, _ = await self._spawn()
+        if self._state != "running":
+            worker.handle.kill()
+            await worker.exited
+            return
+        index = self._free_slots.pop() if self._free_slots else len(self._slots)
+        if index == len(self._slots):
+            self._slots.append(worker)
+        else:
+            self._slots[index] = worker
+        self._tasks.append(asyncio.create_task(self._run_slot(index), name=f"algora-slot-{index}"))
+        if self._queue:
+            wake(worker)
+
+    def _shrink(self, idle_for: float, most: int) -> int:
+        """Retire up to ``most`` replicas idle for ``idle_for`` seconds; return how many."""
+        now = asyncio.get_running_loop().time()
+        retired = [w for w in self._idle if now - w.idle_since >= idle_for][:most]
+        for worker in retired:
+            self._idle.remove(worker)
+            worker.retired = True
+            wake(worker)
+        return len(retired)
 
     async def stop(self, grace: float = 5.0) -> None:
         """Refuse new calls, ask workers to exit after their current call, kill stragglers."""
@@ -228,64 +264,9 @@ class Pool:
     # -- workers ---------------------------------------------------------------------------
 
     async def _spawn(self) -> tuple[Replica, ModelInfo]:
-        """Start one worker and wait for its ``ready``; raise ModelLoadFailed otherwise."""
-        loop = asyncio.get_running_loop()
-        spec, channel = self.spec, None
-        if spec.channel is not None:
-            channel = await spec.channel()
-            spec = dataclasses.replace(
-                spec, env={**spec.env, **channel.env}, gateway_folder=channel.folder
-            )
-        try:
-            handle = await self._backend.start(spec, self._data_dir)
-        except BaseException:
-            if channel is not None:
-                await channel.close()
-            raise
-        worker = Replica(handle, loop.time(), channel)
-        try:
-            async with asyncio.timeout(self.spec.start_timeout):
-                header, _ = await handle.read_frame()
-        except TimeoutError:
-            handle.kill()
-            await worker.exited
-            raise self._load_failed(
-                f"the model did not load within {self.spec.start_timeout:g}s", "TimeoutError", ""
-            ) from None
-        except WorkerDied:
-            code = await worker.exited
-            raise self._load_failed(
-                f"the worker exited with status {code} before the model loaded", "WorkerDied", ""
-            ) from None
-        except BaseException:
-            handle.kill()
-            await asyncio.shield(worker.exited)
-            raise
-        kind = header.get("type")
-        if kind == "ready":
-            if channel is not None:
-                channel.serving(())  # loaded: idle until it serves a call
-            worker.exited.add_done_callback(lambda _: self._on_exit(worker))
-            return worker, ModelInfo.from_ready(header)
-        handle.kill()
-        await worker.exited
-        if kind == "load_error":
-            error = header.get("error")
-            error = error if isinstance(error, dict) else {}
-            raise self._load_failed(
-                str(error.get("message") or "the model failed to load"),
-                str(error.get("error_type") or ""),
-                str(error.get("stacktrace") or ""),
-            )
-        raise self._load_failed(f"unexpected first message {kind!r}", "ProtocolError", "")
-
-    def _load_failed(self, message: str, error_type: str, stacktrace: str) -> ModelLoadFailed:
-        details = {
-            "error_type": error_type,
-            "stacktrace": stacktrace,
-            "log_tail": read_log_tail(self.spec.log_path),
-        }
-        return ModelLoadFailed(message, details=details)
+        worker, info = await start_replica(self.spec, self._backend, self._data_dir)
+        worker.exited.add_done_callback(lambda _: self._on_exit(worker))
+        return worker, info
 
     def _on_exit(self, worker: Replica) -> None:
         worker.alive = False
@@ -301,6 +282,15 @@ class Pool:
             if worker is None:
                 return
             await self._serve(worker)
+            if worker.retired and self._state == "running":
+                await self._ask_to_exit(worker, 5.0)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(worker.exited), 5.0)
+                worker.handle.kill()
+                await worker.exited
+                self._slots[index] = None
+                self._free_slots.append(index)
+                return
             code = await worker.exited
             if self._state != "running":
                 return
@@ -357,11 +347,12 @@ class Pool:
     async def _serve(self, worker: Replica) -> None:
         """Take calls from the queue for one worker until it dies or the pool stops."""
         loop = asyncio.get_running_loop()
-        while worker.alive and self._state == "running":
+        while worker.alive and self._state == "running" and not worker.retired:
             limit = self._per_dispatch()
             batch = self._take(limit, [])
             if not batch:
                 worker.waiter = loop.create_future()
+                worker.idle_since = loop.time()
                 self._idle.append(worker)
                 await worker.waiter
                 continue

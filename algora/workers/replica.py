@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from pathlib import Path
 
-from algora.workers.backend import WorkerHandle
+from algora.errors import ModelLoadFailed, WorkerDied
+from algora.workers.backend import WorkerBackend, WorkerHandle
 from algora.workers.channel import WorkerChannel
+from algora.workers.reports import read_log_tail
+from algora.workers.spec import ModelInfo, WorkerSpec
 
-__all__ = ["Replica", "wake"]
+__all__ = ["Replica", "start_replica", "wake"]
 
 
 class Replica:
     """A worker the pool started: alive until it exits, busy while it holds a dispatch."""
 
     __slots__ = (
-        "alive", "busy", "channel", "exited", "handle", "started_at", "timed_out", "waiter",
+        "alive", "busy", "channel", "exited", "handle", "idle_since", "retired", "started_at",
+        "timed_out", "waiter",
     )  # fmt: skip
 
     def __init__(
@@ -26,6 +32,9 @@ class Replica:
         self.alive = True
         self.busy = False
         self.timed_out = False
+        self.retired = False
+        """Set by the autoscaler: the replica leaves once it has finished its current call."""
+        self.idle_since = started_at
         self.waiter: asyncio.Future[None] | None = None
         self.exited: asyncio.Task[int] = asyncio.ensure_future(_wait(handle, channel))
 
@@ -44,3 +53,69 @@ def wake(worker: Replica) -> None:
     waiter = worker.waiter
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
+
+
+async def start_replica(
+    spec: WorkerSpec, backend: WorkerBackend, data_dir: Path
+) -> tuple[Replica, ModelInfo]:
+    """Start one worker and wait for its ``ready``; raise ModelLoadFailed otherwise."""
+    loop = asyncio.get_running_loop()
+    base, channel = spec, None
+    if spec.channel is not None:
+        channel = await spec.channel()
+        spec = dataclasses.replace(
+            spec, env={**spec.env, **channel.env}, gateway_folder=channel.folder
+        )
+    try:
+        handle = await backend.start(spec, data_dir)
+    except BaseException:
+        if channel is not None:
+            await channel.close()
+        raise
+    worker = Replica(handle, loop.time(), channel)
+    try:
+        async with asyncio.timeout(base.start_timeout):
+            header, _ = await handle.read_frame()
+    except TimeoutError:
+        handle.kill()
+        await worker.exited
+        raise _load_failed(
+            base, f"the model did not load within {base.start_timeout:g}s", "TimeoutError", ""
+        ) from None
+    except WorkerDied:
+        code = await worker.exited
+        raise _load_failed(
+            base, f"the worker exited with status {code} before the model loaded", "WorkerDied", ""
+        ) from None
+    except BaseException:
+        handle.kill()
+        await asyncio.shield(worker.exited)
+        raise
+    kind = header.get("type")
+    if kind == "ready":
+        if channel is not None:
+            channel.serving(())  # loaded: idle until it serves a call
+        return worker, ModelInfo.from_ready(header)
+    handle.kill()
+    await worker.exited
+    if kind == "load_error":
+        error = header.get("error")
+        error = error if isinstance(error, dict) else {}
+        raise _load_failed(
+            base,
+            str(error.get("message") or "the model failed to load"),
+            str(error.get("error_type") or ""),
+            str(error.get("stacktrace") or ""),
+        )
+    raise _load_failed(base, f"unexpected first message {kind!r}", "ProtocolError", "")
+
+
+def _load_failed(
+    spec: WorkerSpec, message: str, error_type: str, stacktrace: str
+) -> ModelLoadFailed:
+    details = {
+        "error_type": error_type,
+        "stacktrace": stacktrace,
+        "log_tail": read_log_tail(spec.log_path),
+    }
+    return ModelLoadFailed(message, details=details)

@@ -28,6 +28,17 @@ class WorkerSpec:
     log_path: Path
     """File the workers' stderr (and anything the model writes to fd 1) is appended to."""
     replicas: int = 1
+    """Replicas started with the pool."""
+    min_replicas: int | None = None
+    """The fewest replicas kept while the pool runs (0: the pool itself stops after
+    ``scale_down_after`` idle seconds); None: ``replicas``, and the platform's idle timeout."""
+    max_replicas: int | None = None
+    """The most replicas the autoscaler may run; None: ``replicas``."""
+    target_in_flight: float = 1.0
+    """Calls each replica should hold (waiting or running) before the autoscaler adds one."""
+    scale_down_after: float = 30.0
+    """Idle seconds after which a replica above the floor (or a pool at ``min_replicas = 0``)
+    is stopped."""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Extra environment variables for the workers (the gateway's own are never passed). They
     may hold the model's secrets: never logged, and left out of the spec's repr."""
@@ -62,6 +73,10 @@ class WorkerSpec:
     def __post_init__(self) -> None:
         if self.replicas < 1:
             raise ValueError("replicas must be at least 1")
+        if not 0 <= (self.min_replicas or 0) <= self.replicas <= (self.max_replicas or 10**6):
+            raise ValueError("min_replicas <= replicas <= max_replicas must hold")
+        if self.target_in_flight <= 0 or self.scale_down_after <= 0:
+            raise ValueError("target_in_flight and scale_down_after must be positive")
         if self.max_queue < 0 or self.max_batch < 1 or self.max_wait < 0:
             raise ValueError("max_queue and max_wait must be >= 0 and max_batch >= 1")
         if self.target_p99 is not None and self.target_p99 <= 0:
