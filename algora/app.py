@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await platform.audit.start()
         platform.channels.start()  # workers' sockets are served on this loop
+        platform.calls.attach(asyncio.get_running_loop())
         yield
         await platform.audit.stop()  # commits what is queued
         if owned:

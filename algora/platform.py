@@ -128,6 +128,8 @@ class Platform:
             channels=self.channels,
         )
         self.publisher.on_change(lambda _version_id: self.calls.forget())
+        if settings.warm_on_publish:
+            self.publisher.on_change(self.calls.warm)
         self.publisher.smoke_access = self._smoke_access
         self.sources = Sources(data / "git", self.sessions, self.registry)
         self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)

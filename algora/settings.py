@@ -142,6 +142,9 @@ class Settings(BaseSettings):
 
     pool_idle_seconds: float = 900.0
     """A version's workers are stopped after this many seconds without a call (0: never)."""
+    warm_on_publish: bool = True
+    """Start a version's workers as soon as its publish succeeds, so that its first call finds
+    them loaded (they stop after ``pool_idle_seconds`` without a call, as any)."""
 
     build_timeout: float = 1800.0
     """Seconds a publish may spend locking, installing and running its build command."""

@@ -60,6 +60,10 @@ os.environ.setdefault(
     "ALGORA_ALLOWED_HOSTS", json.dumps(["localhost", "127.0.0.1", "::1", "testserver"])
 )
 
+# Most tests publish many versions and call few: warming each one's workers at publish would
+# only load the machine (tests/workers/test_warm_on_publish.py turns it on).
+os.environ.setdefault("ALGORA_WARM_ON_PUBLISH", "false")
+
 HELLO_MODEL = 'def apply(input: str) -> str:\n    return "Hello " + input\n'
 
 

@@ -129,10 +129,38 @@ class CallService:
         self._python = environment_python
         self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
         self._refreshing: set[tuple[str, str, str]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._generation = 0  # bumped by forget(): a refresh begun before it is dropped
         # Resolved once: resolving it stats every folder above it, and every call needs it.
         self._data_dir = settings.resolved_data_dir
         self._worker_logs = self._data_dir / "logs" / "workers"
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop the gateway serves on (for what other threads ask of this service)."""
+        self._loop = loop
+
+    def warm(self, version_id: int) -> None:
+        """Start a newly built version's workers in the background, if it is ready (thread
+        safe: builds finish on their own threads)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        def start() -> None:
+            task = loop.create_task(self._warm(version_id))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        loop.call_soon_threadsafe(start)
+
+    async def _warm(self, version_id: int) -> None:
+        try:
+            version = await asyncio.to_thread(self._registry.version_by_id, version_id)
+            if version.status != "ready":
+                return
+            await self._pools.get(str(version.id), await self._serving_spec(version))
+        except Exception as error:  # the first call will say why, in its own answer
+            logger.info("could not warm version #%s: %s", version_id, error)
 
     def forget(self) -> None:
         """Drop cached resolutions (after a publish, deprecation or alias move)."""
