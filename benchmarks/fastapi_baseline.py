@@ -20,12 +20,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 
-def create_app(model_dir: Path) -> FastAPI:
+def create_app(model_dir: Path, class_name: str = "IrisClassifier") -> FastAPI:
     os.chdir(model_dir)
     sys.path.insert(0, str(model_dir))
-    from model import IrisClassifier  # model_dir is on sys.path now
+    import model  # model_dir is on sys.path now
 
-    classifier = IrisClassifier()
+    classifier = getattr(model, class_name)()
     classifier.load()
     app = FastAPI()
 
@@ -48,8 +48,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--class", dest="class_name", default="IrisClassifier")
     args = parser.parse_args()
-    app = create_app(args.model_dir.resolve())
+    app = create_app(args.model_dir.resolve(), args.class_name)
     uvicorn.run(
         app, host="127.0.0.1", port=args.port, workers=1, log_level="warning", access_log=False
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,26 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serving  # this folder's shared helpers
+
+
+@dataclass(frozen=True)
+class Workload:
+    folder: Path
+    class_name: str
+    body: Any
+    check: str
+    """A word the right answer contains."""
+
+
+WORKLOADS = {
+    "tiny": Workload(serving.IRIS, "IrisClassifier", serving.BODY, "setosa"),
+    "heavy": Workload(
+        Path(__file__).resolve().parent / "forest",
+        "Forest",
+        [round(0.1 * (i % 16) + 0.1, 1) for i in range(32)],
+        "label",
+    ),
+}
 
 SERVER_CORE = "0"
 LOAD_CORE = "1"
@@ -96,17 +117,39 @@ def _pinned(argv: list[str], core: str) -> list[str]:
     return ["taskset", "-c", core, *argv]
 
 
-def start_fastapi(procs: serving.Processes, tmp: Path, model_dir: Path, timeout: float) -> System:
+def prepare(workload: Workload, tmp: Path) -> Path:
+    """A copy of the workload's model folder with its artifact trained (``train.py``)."""
+    folder = tmp / workload.folder.name
+    shutil.copytree(workload.folder, folder, ignore=shutil.ignore_patterns("*.joblib"))
+    build = serving.subprocess.run(
+        [sys.executable, "train.py"], cwd=folder, capture_output=True, text=True, timeout=600
+    )
+    if build.returncode != 0:
+        raise serving.BenchError(f"train.py failed:\n{build.stdout}\n{build.stderr}")
+    return folder
+
+
+def start_fastapi(
+    procs: serving.Processes, tmp: Path, model_dir: Path, workload: Workload, timeout: float
+) -> System:
     port = serving.free_port()
     log = tmp / "fastapi.log"
-    argv = [sys.executable, str(serving.BASELINE_SERVER), "--model-dir", str(model_dir)]
+    argv = [
+        sys.executable, str(serving.BASELINE_SERVER), "--model-dir", str(model_dir),
+        "--class", workload.class_name,
+    ]  # fmt: skip
     proc = procs.start(BASELINE, _pinned([*argv, "--port", str(port)], SERVER_CORE), log)
     serving.wait_http_ok(f"http://{serving.HOST}:{port}/healthz", proc, timeout, log)
     return System(BASELINE, f"http://{serving.HOST}:{port}/predict", None, proc.pid)
 
 
 def start_algora(
-    procs: serving.Processes, tmp: Path, name: str, cli: str, args: argparse.Namespace
+    procs: serving.Processes,
+    tmp: Path,
+    name: str,
+    cli: str,
+    args: argparse.Namespace,
+    workload: Workload,
 ) -> System:
     data_dir = tmp / f"{name}-data"
     port = serving.free_port()
@@ -116,9 +159,9 @@ def start_algora(
     proc = procs.start(name, _pinned(argv, SERVER_CORE), log)
     serving.wait_http_ok(f"{base}/readyz", proc, args.startup_timeout, log)
     key = (data_dir / "admin.key").read_text().strip()
-    print(f"  {name}: publishing examples/iris ...", flush=True)
+    print(f"  {name}: publishing {workload.folder.name} ...", flush=True)
     publish = serving.subprocess.run(
-        [cli, "publish", str(serving.IRIS), "--url", base, "--key", key],
+        [cli, "publish", str(workload.folder), "--url", base, "--key", key],
         capture_output=True,
         text=True,
         timeout=args.publish_timeout,
@@ -126,22 +169,29 @@ def start_algora(
     )
     if publish.returncode != 0:
         raise serving.BenchError(f"{name}: publish failed:\n{publish.stdout}\n{publish.stderr}")
-    url = f"{base}/v1/algo/admin/iris/latest"
-    auth = f"Simple {key}"
-    serving.first_call(url, auth, proc, log, args.startup_timeout)
-    return System(name, url, auth, proc.pid)
+    model = "iris" if workload.folder == serving.IRIS else workload.folder.name
+    url = f"{base}/v1/algo/admin/{model}/latest"
+    return System(name, url, f"Simple {key}", proc.pid)
 
 
-def check(system: System) -> None:
+def check(system: System, workload: Workload, timeout: float) -> None:
+    """Call until the first 200 (a pool may still be starting); check the answer."""
     headers = {"Authorization": system.auth} if system.auth else {}
-    answer = httpx.post(system.url, json=serving.BODY, headers=headers, timeout=30)
-    if answer.status_code != 200 or "setosa" not in answer.text:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = httpx.post(system.url, json=workload.body, headers=headers, timeout=timeout)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if answer.status_code != 200 or workload.check not in answer.text:
         raise serving.BenchError(f"{system.name} answered {answer.status_code}: {answer.text}")
 
 
-def load(system: System, concurrency: int, duration: float, round_: int) -> Point:
+def load(
+    system: System, workload: Workload, concurrency: int, duration: float, round_: int
+) -> Point:
     before = _cpu_seconds(system.pid)
-    result = run_wrk_pinned(system, concurrency, duration)
+    result = run_wrk_pinned(system, workload, concurrency, duration)
     spent = _cpu_seconds(system.pid) - before
     cpu = spent * 1000 / result.requests if result.requests else None
     return Point(
@@ -150,13 +200,15 @@ def load(system: System, concurrency: int, duration: float, round_: int) -> Poin
     )  # fmt: skip
 
 
-def run_wrk_pinned(system: System, concurrency: int, duration: float) -> serving.LoadResult:
+def run_wrk_pinned(
+    system: System, workload: Workload, concurrency: int, duration: float
+) -> serving.LoadResult:
     threads = 2 if concurrency >= 64 else 1
     argv = [
         "taskset", "-c", LOAD_CORE, "wrk", f"-t{threads}", f"-c{concurrency}",
         f"-d{duration:g}s", "--timeout", "10s", "--latency", "-s", str(serving.LUA), system.url,
     ]  # fmt: skip
-    env = {**os.environ, "WRK_BODY": json.dumps(serving.BODY), "WRK_AUTH": system.auth or ""}
+    env = {**os.environ, "WRK_BODY": json.dumps(workload.body), "WRK_AUTH": system.auth or ""}
     done = serving.subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
     )
@@ -229,6 +281,7 @@ def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="tiny")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per system")
@@ -250,21 +303,22 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="algora-pinned-") as temp:
         tmp = Path(temp)
         try:
-            model_dir = serving.prepare_model(tmp)
-            systems = [start_fastapi(procs, tmp, model_dir, args.startup_timeout)]
+            workload = WORKLOADS[args.workload]
+            model_dir = prepare(workload, tmp)
+            systems = [start_fastapi(procs, tmp, model_dir, workload, args.startup_timeout)]
             cli = serving.algora_cli(args.algora_cli)
-            systems.append(start_algora(procs, tmp, "algora", cli, args))
+            systems.append(start_algora(procs, tmp, "algora", cli, args, workload))
             for extra in args.also:
                 name, _, cli = extra.partition("=")
-                systems.append(start_algora(procs, tmp, name, cli, args))
+                systems.append(start_algora(procs, tmp, name, cli, args, workload))
             for system in systems:
-                check(system)
-                run_wrk_pinned(system, max(args.concurrency), args.warmup)
+                check(system, workload, args.startup_timeout)
+                run_wrk_pinned(system, workload, max(args.concurrency), args.warmup)
             for round_ in range(args.rounds):
                 order = systems if round_ % 2 == 0 else list(reversed(systems))
                 for system in order:
                     for level in args.concurrency:
-                        point = load(system, level, args.duration, round_)
+                        point = load(system, workload, level, args.duration, round_)
                         points.append(point)
                         print(
                             f"  round {round_} {system.name:12} c={level:<3} "
