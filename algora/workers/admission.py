@@ -17,6 +17,9 @@ __all__ = ["ServiceTime", "admit"]
 
 _WEIGHT = 0.2
 """Weight of the newest dispatch in the moving average of dispatch time."""
+_HEADROOM = 0.8
+"""Share of its timeout a call's expected wait may take: the estimate is an average, and a
+call admitted at the edge would as likely time out as not."""
 
 
 class ServiceTime:
@@ -40,14 +43,15 @@ class ServiceTime:
 
 
 def admit(*, waiting: int, max_queue: int, expected_wait: float, timeout: float) -> None:
-    """Raise Overloaded when the queue is full or the wait would outlast the call's timeout."""
+    """Raise Overloaded when the queue is full or the wait (its own dispatch included) would
+    take most of the call's timeout."""
     retry_after = max(1.0, expected_wait)
     if waiting >= max_queue:
         raise Overloaded(
             f"{waiting} calls are already waiting for this model: retry in a moment",
             details={"queued": waiting, "max_queue": max_queue, "retry_after": retry_after},
         )
-    if expected_wait > timeout:
+    if expected_wait > timeout * _HEADROOM:
         raise Overloaded(
             f"this model is busy: a call would wait about {expected_wait:.1f} s for it, past "
             f"its {timeout:g} s timeout; retry later or with a longer timeout",
