@@ -1,0 +1,111 @@
+"""Cold start: from no worker to the first answer, and publish to first answer.
+
+    .venv/bin/python benchmarks/cold_start.py [--samples 20]
+
+``algora serve`` (pinned to core 0, ``ALGORA_POOL_IDLE_SECONDS=1``) with examples/iris published
+once (its environment is then cached). Then, ``--samples`` times: wait past the idle timeout
+and the reaper's tick (the version's workers are stopped), and time one call from the client
+(core 1): that call starts a worker, which imports scikit-learn and loads the model. Also: a
+second publish of the same folder under another name (cached environment, so the time is its
+build command, the smoke test and the start of its workers), timed to its first answer. Prints
+p50 and the spread, and writes benchmarks/results/cold-start-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import serving  # this folder's shared helpers
+
+IDLE_SECONDS = 1.0
+
+
+def timed_call(url: str, auth: str) -> float:
+    started = time.perf_counter()
+    response = httpx.post(url, json=serving.BODY, headers={"Authorization": auth}, timeout=120)
+    took = time.perf_counter() - started
+    if response.status_code != 200 or "setosa" not in response.text:
+        raise serving.BenchError(f"answered {response.status_code}: {response.text}")
+    return took
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--algora-cli", default=None)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {1})
+    procs = serving.Processes()
+    result: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="algora-cold-") as temp:
+        tmp = Path(temp)
+        try:
+            cli = serving.algora_cli(args.algora_cli)
+            port = serving.free_port()
+            base = f"http://{serving.HOST}:{port}"
+            log = tmp / "serve.log"
+            argv = ["env", f"ALGORA_POOL_IDLE_SECONDS={IDLE_SECONDS}",
+                    "ALGORA_WARM_ON_PUBLISH=true", "taskset", "-c", "0", cli, "serve",
+                    "--data-dir", str(tmp / "data"), "--port", str(port),
+                    "--host", serving.HOST]  # fmt: skip
+            proc = procs.start("algora", argv, log)
+            serving.wait_http_ok(f"{base}/readyz", proc, 120, log)
+            key = (tmp / "data" / "admin.key").read_text().strip()
+            auth = f"Simple {key}"
+
+            def publish(folder: Path) -> None:
+                done = serving.subprocess.run(
+                    [cli, "publish", str(folder), "--url", base, "--key", key],
+                    capture_output=True, text=True, timeout=900, check=False,
+                )  # fmt: skip
+                if done.returncode != 0:
+                    raise serving.BenchError(f"publish failed: {done.stdout}\n{done.stderr}")
+
+            publish(serving.IRIS)
+            url = f"{base}/v1/algo/admin/iris/latest"
+            timed_call(url, auth)
+            samples = []
+            for index in range(args.samples):
+                time.sleep(IDLE_SECONDS + 1.5)  # past the idle timeout and the reaper's tick
+                samples.append(timed_call(url, auth))
+                print(f"  cold call {index + 1}: {samples[-1] * 1000:.0f} ms", flush=True)
+            warm = [timed_call(url, auth) for _ in range(20)]
+            copy = tmp / "iris-copy"
+            shutil.copytree(serving.IRIS, copy, ignore=shutil.ignore_patterns("*.joblib"))
+            manifest = copy / "algora.toml"
+            manifest.write_text(manifest.read_text().replace('name = "iris"', 'name = "iris2"'))
+            started = time.perf_counter()
+            publish(copy)
+            timed_call(f"{base}/v1/algo/admin/iris2/latest", auth)
+            publish_to_answer = time.perf_counter() - started
+            result = {
+                "cold_ms_p50": round(statistics.median(samples) * 1000, 1),
+                "cold_ms_min": round(min(samples) * 1000, 1),
+                "cold_ms_max": round(max(samples) * 1000, 1),
+                "warm_call_new_client_ms_p50": round(statistics.median(warm) * 1000, 2),
+                "publish_to_first_answer_s": round(publish_to_answer, 2),
+                "samples": len(samples),
+            }
+        finally:
+            procs.stop_all()
+    print(json.dumps(result, indent=2))
+    serving.RESULTS_DIR.mkdir(exist_ok=True)
+    out = serving.RESULTS_DIR / f"cold-start-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
