@@ -92,6 +92,7 @@ class Platform:
             enabled=settings.audit_enabled,
             max_commit_lag=settings.audit_max_commit_lag,
             trusted_proxies=settings.trusted_proxies,
+            in_process=settings.audit_in_process,
         )
         self.store = LocalBlobStore(data / "blobs")
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)

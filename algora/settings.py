@@ -169,6 +169,11 @@ class Settings(BaseSettings):
     audit_enabled: bool = True
     """Write the audit log. For measuring its cost only: a governed platform keeps it on."""
 
+    audit_in_process: bool = True
+    """On SQLite, journal audit rows in the gateway's own process (one write per turn of its
+    event loop) rather than in a writer process: the same durability, without two crossings
+    between processes before each answer. PostgreSQL always commits in a writer process."""
+
     audit_max_commit_lag: float = Field(default=5.0, gt=0, le=3600)
     """Seconds (SQLite only) that audit rows may wait in the audit writer's journal for the
     database: while older rows cannot be committed (a database that is locked, full or

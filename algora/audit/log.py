@@ -41,6 +41,8 @@ from algora.audit.chain import (
     epoch_micros,
     row_fields,
 )
+from algora.audit.inprocess import ThreadWriter
+from algora.audit.journal import journal_directory
 from algora.audit.writer import WriterGone, WriterProcess
 from algora.db.tables import AuditEventRow
 from algora.errors import Unavailable
@@ -163,14 +165,16 @@ class AuditLog:
         enabled: bool = True,
         max_commit_lag: float = 5.0,
         trusted_proxies: Sequence[str] = (),
+        in_process: bool = False,
     ) -> None:
         self._sessions = sessions
         self.enabled = enabled
         self._max_commit_lag = max_commit_lag
+        self._in_process = in_process
         self._trusted = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
         self._engine: Engine = sessions.kw["bind"]
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._writer: WriterProcess | None = None
+        self._writer: WriterProcess | ThreadWriter | None = None
         self._restart_lock: asyncio.Lock | None = None
         self._writer_started = 0.0
         self._direct_lock = threading.Lock()
@@ -208,6 +212,12 @@ class AuditLog:
     async def _start_writer(self) -> None:
         self._writer_started = time.monotonic()
         url = self._engine.url.render_as_string(hide_password=False)
+        directory = journal_directory(self._engine.url)
+        if self._in_process and directory is not None:
+            self._writer = await ThreadWriter.start(
+                url, directory, max_commit_lag=self._max_commit_lag
+            )
+            return
         self._writer = await WriterProcess.start(url, max_commit_lag=self._max_commit_lag)
 
     async def stop(self) -> None:
@@ -261,7 +271,7 @@ class AuditLog:
         except (WriterGone, Unavailable):
             logger.warning("the audit writer could not commit its journaled rows before a read")
 
-    async def _restarted_writer(self) -> WriterProcess:
+    async def _restarted_writer(self) -> WriterProcess | ThreadWriter:
         assert self._restart_lock is not None  # set with _loop by start()
         async with self._restart_lock:
             writer = self._writer

@@ -95,6 +95,7 @@ class Channel:
         self._origin: CallOrigin | None = None
         self._caller: Caller | None = None
         self._server: asyncio.Server | None = None
+        self._socket: socket.socket | None = None
         self._connections: ServerState | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.peer = f"model:{model_name(model)}"
@@ -189,6 +190,7 @@ class Channel:
 
             loop = asyncio.get_running_loop()
             self._server = await loop.create_unix_server(protocol, sock=sock, backlog=64)
+            self._socket = sock
             self._connections = state
             self._loop = loop
         except BaseException:
@@ -202,7 +204,9 @@ class Channel:
         loop = self._loop
         if loop is not None and loop is not asyncio.get_running_loop():
             # A pool on another loop (a publish smoke test): the server lives on its own.
-            if loop.is_closed():
+            if loop.is_closed():  # its server can no longer be closed: close its socket
+                if self._socket is not None:
+                    self._socket.close()
                 await asyncio.to_thread(self._remove)
             else:
                 done = asyncio.run_coroutine_threadsafe(self._stop_serving(), loop)

@@ -1,4 +1,5 @@
-"""The audit writer process: its rows, its failures, its restarts, through the real gateway."""
+"""The audit writer, in its own process or in the gateway's (SQLite's default): its rows, its
+failures, its restarts, through the real gateway."""
 
 from __future__ import annotations
 
@@ -136,14 +137,36 @@ def verified_chain(server: RunningServer) -> dict[str, object]:
     return result
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+WRITERS = {"writer-process": "false", "in-gateway": "true"}
+"""``ALGORA_AUDIT_IN_PROCESS`` for each place the journal may be written."""
+
+
+@contextlib.contextmanager
+def serving_hello(
+    tmp_path_factory: pytest.TempPathFactory, in_process: str
+) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("audit-writer") / "data"
     # Rows may wait one second for a database that refuses them, then calls are refused.
-    with RunningServer(data_dir, env={"ALGORA_AUDIT_MAX_COMMIT_LAG": "1"}) as running:
+    env = {"ALGORA_AUDIT_MAX_COMMIT_LAG": "1", "ALGORA_AUDIT_IN_PROCESS": in_process}
+    with RunningServer(data_dir, env=env) as running:
         root = tmp_path_factory.mktemp("audit-writer-models")
         with running.client() as admin:
             admin.publish(write_model(root / "hello", "hello", HELLO_MODEL))
+        yield running
+
+
+@pytest.fixture(scope="module", params=sorted(WRITERS))
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    with serving_hello(tmp_path_factory, WRITERS[request.param]) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def process_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A gateway whose audit writer is a process of its own (PostgreSQL's, and an option)."""
+    with serving_hello(tmp_path_factory, WRITERS["writer-process"]) as running:
         yield running
 
 
@@ -174,7 +197,8 @@ def test_rows_the_database_refuses_wait_in_the_journal_then_calls_are_refused(
     assert "committing audit rows again" in server.log()
 
 
-def test_a_killed_writers_journal_is_committed_by_the_next(server: RunningServer) -> None:
+def test_a_killed_writers_journal_is_committed_by_the_next(process_server: RunningServer) -> None:
+    server = process_server
     assert server.process is not None
     with sqlite3.connect(server.data_dir / "registry.db") as db:
         db.execute(REFUSE_INSERTS)  # the writer journals rows and cannot commit them
@@ -195,8 +219,9 @@ def test_a_killed_writers_journal_is_committed_by_the_next(server: RunningServer
 
 
 def test_a_killed_writer_is_replaced_and_no_answer_goes_unrecorded(
-    server: RunningServer,
+    process_server: RunningServer,
 ) -> None:
+    server = process_server
     assert server.process is not None
     before = writer_pids(server.process.pid)
     assert len(before) == 1, before
@@ -210,6 +235,26 @@ def test_a_killed_writer_is_replaced_and_no_answer_goes_unrecorded(
     chain = verified_chain(server)
     assert chain["ok"], chain
     assert "starting another" in server.log()
+
+
+def test_a_killed_gateways_journal_is_committed_when_it_starts_again(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with serving_hello(tmp_path_factory, WRITERS["in-gateway"]) as server:
+        assert server.process is not None and writer_pids(server.process.pid) == []
+        with sqlite3.connect(server.data_dir / "registry.db") as db:
+            db.execute(REFUSE_INSERTS)  # journaled by the gateway, not committed
+        journaled = "req-orphaned-" + uuid.uuid4().hex
+        assert call(server, journaled).status_code == 200
+        server.process.kill()
+        server.process.wait(timeout=30)
+        with sqlite3.connect(server.data_dir / "registry.db") as db:
+            db.execute("DROP TRIGGER refuse_audit")
+        assert journaled not in audited_request_ids(server.data_dir)
+    with RunningServer(server.data_dir) as again:
+        assert journaled in synced_request_ids(again)
+        assert "from the journal of a writer that stopped" in again.log()
+        assert verified_chain(again)["ok"]
 
 
 def process_tree(root: int) -> list[int]:
