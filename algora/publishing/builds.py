@@ -42,7 +42,7 @@ from algora.db.tables import Build, Model, Version, utcnow
 from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
 from algora.publishing.logs import BuildLogs, failure_of
-from algora.publishing.publish import Prepared, Publisher
+from algora.publishing.publish import Prepared, Publisher, built_columns
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump
@@ -194,11 +194,7 @@ class Builds:
                 build,
                 status=SUCCEEDED,
                 manifest=prepared.manifest.model_dump(mode="json"),
-                content_hash=built.content_hash,
-                archive_hash=built.archive_hash,
-                environment_hash=built.environment_hash,
-                input_schema=built.input_schema,
-                output_schema=built.output_schema,
+                **built_columns(built),
                 lineage=dict(built.policy),
             )
         except Exception as exc:
@@ -383,11 +379,7 @@ class Builds:
                 return *_views(model, self.registry.version_by_id(winner)), False
             ready = self.registry.mark_ready(
                 version.id,
-                content_hash=build.content_hash,
-                archive_hash=build.archive_hash,
-                environment_hash=build.environment_hash,
-                input_schema=build.input_schema,
-                output_schema=build.output_schema,
+                **built_columns(build),
                 build_log=build.log,
                 release_notes=release_notes,
                 sample_input=sample_input,

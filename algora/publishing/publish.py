@@ -46,12 +46,14 @@ from algora.workers.channel import ChannelOpener
 from algora.workers.sandbox import bwrap_command, use_sandbox
 
 __all__ = [
+    "BUILT_COLUMNS",
     "STEPS",
     "Built",
     "Prepared",
     "Publisher",
     "SmokeAccess",
     "SmokeAccessFor",
+    "built_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -104,6 +106,21 @@ class Built:
     policy: dict[str, Any]
     """The lineage entries of the policy check: ``sbom``, ``vulnerabilities``,
     ``policy_warnings``."""
+
+
+BUILT_COLUMNS = (
+    "content_hash",
+    "archive_hash",
+    "environment_hash",
+    "input_schema",
+    "output_schema",
+)
+"""What a ready version and a succeeded source build both record of what was built."""
+
+
+def built_columns(source: object) -> dict[str, Any]:
+    """``source``'s values (a :class:`Built`, or a build row) of :data:`BUILT_COLUMNS`."""
+    return {name: getattr(source, name) for name in BUILT_COLUMNS}
 
 
 @dataclass
@@ -285,11 +302,7 @@ class Publisher:
             )
             self.registry.mark_ready(
                 job.version_id,
-                content_hash=built.content_hash,
-                archive_hash=built.archive_hash,
-                environment_hash=built.environment_hash,
-                input_schema=built.input_schema,
-                output_schema=built.output_schema,
+                **built_columns(built),
                 build_log=self.logs.read(job.version_id)[0] + "==> ready\n",
             )
             log("==> ready")
