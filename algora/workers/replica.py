@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 from algora.workers.backend import WorkerHandle
 from algora.workers.channel import WorkerChannel
@@ -10,24 +11,21 @@ from algora.workers.channel import WorkerChannel
 __all__ = ["Replica", "wake"]
 
 
+@dataclass(slots=True, eq=False)
 class Replica:
     """A worker the pool started: alive until it exits, busy while it holds a dispatch."""
 
-    __slots__ = (
-        "alive", "busy", "channel", "exited", "handle", "started_at", "timed_out", "waiter",
-    )  # fmt: skip
+    handle: WorkerHandle
+    started_at: float
+    channel: WorkerChannel | None = None
+    alive: bool = field(default=True, init=False)
+    busy: bool = field(default=False, init=False)
+    timed_out: bool = field(default=False, init=False)
+    waiter: asyncio.Future[None] | None = field(default=None, init=False)
+    exited: asyncio.Task[int] = field(init=False)
 
-    def __init__(
-        self, handle: WorkerHandle, started_at: float, channel: WorkerChannel | None = None
-    ) -> None:
-        self.handle = handle
-        self.started_at = started_at
-        self.channel = channel
-        self.alive = True
-        self.busy = False
-        self.timed_out = False
-        self.waiter: asyncio.Future[None] | None = None
-        self.exited: asyncio.Task[int] = asyncio.ensure_future(_wait(handle, channel))
+    def __post_init__(self) -> None:
+        self.exited = asyncio.ensure_future(_wait(self.handle, self.channel))
 
 
 async def _wait(handle: WorkerHandle, channel: WorkerChannel | None) -> int:
