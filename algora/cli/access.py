@@ -10,7 +10,7 @@ import typer
 
 from algora.cli import catalog
 from algora.cli.common import client_for, console, err_console, errors_to_exit, print_rows
-from algora.cli.options import JsonOption, Remote, with_remote
+from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
 from algora.sdk.client import raise_for_error
 
 __all__ = ["models_app", "orgs_app", "users_app"]
@@ -19,6 +19,7 @@ users_app = typer.Typer(help="Create and list users and service accounts.", no_a
 orgs_app = typer.Typer(
     help="Organizations: create them, list them, manage their members.", no_args_is_help=True
 )
+OrgArgument = Annotated[str, typer.Argument(help="The organization.")]
 
 
 def _send(method: str, path: str, remote: Remote, body: Any = None) -> Any:
@@ -103,7 +104,7 @@ def orgs_list(
 @with_remote
 def orgs_members(
     remote: Remote,
-    org: Annotated[str, typer.Argument(help="The organization.")],
+    org: OrgArgument,
     as_json: JsonOption = False,
 ) -> None:
     """List an organization's members and their roles."""
@@ -116,7 +117,7 @@ def orgs_members(
 @with_remote
 def orgs_add_member(
     remote: Remote,
-    org: Annotated[str, typer.Argument(help="The organization.")],
+    org: OrgArgument,
     member: Annotated[str, typer.Argument(help="A user or service account.")],
     role: Annotated[
         str, typer.Option("--role", help="owner, admin, member (publishes) or viewer (calls).")
@@ -131,7 +132,7 @@ def orgs_add_member(
 @with_remote
 def orgs_remove_member(
     remote: Remote,
-    org: Annotated[str, typer.Argument(help="The organization.")],
+    org: OrgArgument,
     member: Annotated[str, typer.Argument(help="The member to remove.")],
 ) -> None:
     """Remove a member from an organization."""
@@ -159,7 +160,7 @@ def models_main(
 @with_remote
 def grant(
     remote: Remote,
-    model: Annotated[str, typer.Argument(help="owner/name")],
+    model: ModelArgument,
     principal: Annotated[str, typer.Argument(help="A user, service account or organization.")],
     right: Annotated[
         str, typer.Option("--right", help="call (read and call) or manage (also publish).")
@@ -175,7 +176,7 @@ def grant(
 @with_remote
 def revoke(
     remote: Remote,
-    model: Annotated[str, typer.Argument(help="owner/name")],
+    model: ModelArgument,
     principal: Annotated[str, typer.Argument(help="Whose grant to take back.")],
 ) -> None:
     """Take back a principal's explicit rights on a model."""
@@ -187,7 +188,7 @@ def revoke(
 @with_remote
 def grants(
     remote: Remote,
-    model: Annotated[str, typer.Argument(help="owner/name")],
+    model: ModelArgument,
     as_json: JsonOption = False,
 ) -> None:
     """List who holds explicit rights on a model."""
@@ -200,7 +201,7 @@ def grants(
 @with_remote
 def visibility(
     remote: Remote,
-    model: Annotated[str, typer.Argument(help="owner/name")],
+    model: ModelArgument,
     level: Annotated[str, typer.Argument(help="private, organization or public.")],
 ) -> None:
     """Set who may see and call a model: its owner only, its organizations, or everyone."""

@@ -14,7 +14,7 @@ from algora.cli.common import (
     print_rows,
     write_json,
 )
-from algora.cli.options import JsonOption, Remote, with_remote
+from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
 
 __all__ = ["alias_app", "promote_app"]
 
@@ -27,7 +27,6 @@ promote_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ModelArgument = Annotated[str, typer.Argument(help="owner/name")]
 NoteOption = Annotated[str, typer.Option("--note", help="Why (shown to approvers).")]
 PromotionArgument = Annotated[int, typer.Argument(help="The request's number.", min=1)]
 _STATUSES = ("pending", "approved", "rejected", "expired", "superseded", "all")

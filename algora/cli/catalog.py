@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from algora.cli.common import client_for, console, errors_to_exit, print_json, print_rows
-from algora.cli.options import JsonOption, ProfileOption, Remote, with_remote
+from algora.cli.options import JsonOption, ModelArgument, ProfileOption, Remote, with_remote
 from algora.sdk.client import raise_for_error
 from algora.sdk.profiles import resolve_connection, save_profile
 
@@ -38,7 +38,7 @@ def models(remote: Remote, as_json: bool) -> None:
 @with_remote
 def versions(
     remote: Remote,
-    model: Annotated[str, typer.Argument(help="owner/name")],
+    model: ModelArgument,
     version: Annotated[str | None, typer.Argument(help="Show one version in full.")] = None,
     show: Annotated[
         str | None,

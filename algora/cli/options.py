@@ -1,5 +1,5 @@
-"""The options that many commands take: where the gateway is, which key, which profile, and
-``--json``.
+"""The options and arguments that many commands take: where the gateway is, which key, which
+profile, ``--json``, and the model a command acts on.
 
 A command that talks to the gateway takes its ``--url``, ``--key`` and ``--profile`` through
 :func:`with_remote`, as one :class:`Remote`, rather than spelling the three options again.
@@ -15,7 +15,15 @@ from typing import Annotated, Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 import typer
 
-__all__ = ["JsonOption", "KeyOption", "ProfileOption", "Remote", "UrlOption", "with_remote"]
+__all__ = [
+    "JsonOption",
+    "KeyOption",
+    "ModelArgument",
+    "ProfileOption",
+    "Remote",
+    "UrlOption",
+    "with_remote",
+]
 
 UrlOption = Annotated[
     str | None, typer.Option("--url", help="Gateway URL (else ALGORA_URL, else `algora login`).")
@@ -25,6 +33,7 @@ KeyOption = Annotated[
 ]
 ProfileOption = Annotated[str, typer.Option("--profile", help="Saved profile to use.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ModelArgument = Annotated[str, typer.Argument(help="owner/name")]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from algora.db.tables import Build, Model, Version, utcnow
 from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
 from algora.publishing.logs import BuildLogs, failure_of
-from algora.publishing.publish import Prepared, Publisher
+from algora.publishing.publish import Prepared, Publisher, built_columns
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.specs import Bump
@@ -80,27 +80,25 @@ def _views(model: Model, version: Version) -> tuple[ModelView, VersionView]:
     return view, version_view(view.full_name, version)
 
 
+@dataclass(eq=False)
 class Builds:
     """Starts, runs, reads and publishes builds; each method opens its own short sessions."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        sessions: sessionmaker[Session],
-        registry: Registry,
-        sources: Sources,
-        publisher: Publisher,
-    ) -> None:
-        self.settings = settings
-        self._sessions = sessions
-        self.registry = registry
-        self.sources = sources
-        self.publisher = publisher
-        self.logs = BuildLogs(settings.resolved_data_dir / "logs" / "source-builds")
+    settings: Settings
+    sessions: sessionmaker[Session]
+    registry: Registry
+    sources: Sources
+    publisher: Publisher
+    logs: BuildLogs = field(init=False)
+    _executor: ThreadPoolExecutor = field(init=False)
+    _running: dict[int, Future[None]] = field(init=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    """One start-or-reuse and one publish decision at a time."""
+    _on_change: list[Callable[[], None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.logs = BuildLogs(self.settings.resolved_data_dir / "logs" / "source-builds")
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="algora-git-build")
-        self._running: dict[int, Future[None]] = {}
-        self._lock = threading.Lock()  # one start-or-reuse and one publish decision at a time
-        self._on_change: list[Callable[[], None]] = []
 
     def on_change(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` whenever a build publishes a version."""
@@ -126,7 +124,7 @@ class Builds:
         """After a push: build the default branch's new head when it moved; the build's id."""
         if after is None or after == before:
             return None
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self.registry.find_model(session, owner, name)
         build_id, _future = self.ensure(model.id, owner, name, after, "push", caller)
         return build_id
@@ -137,7 +135,7 @@ class Builds:
         """The running or succeeded build of ``commit``, else a new one (started here), whose
         smoke test's example call acts for ``by``, as a publish's does for its publisher."""
         with self._lock:
-            with self._sessions() as session:
+            with self.sessions() as session:
                 latest = session.scalars(
                     select(Build)
                     .where(Build.model_id == model_id, Build.commit_sha == commit)
@@ -196,11 +194,7 @@ class Builds:
                 build,
                 status=SUCCEEDED,
                 manifest=prepared.manifest.model_dump(mode="json"),
-                content_hash=built.content_hash,
-                archive_hash=built.archive_hash,
-                environment_hash=built.environment_hash,
-                input_schema=built.input_schema,
-                output_schema=built.output_schema,
+                **built_columns(built),
                 lineage=dict(built.policy),
             )
         except Exception as exc:
@@ -213,7 +207,7 @@ class Builds:
                 shutil.rmtree(prepared.staging, ignore_errors=True)
 
     def _finish(self, build: int, **changes: Any) -> None:
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = session.get(Build, build)
             if row is None:
                 return
@@ -226,7 +220,7 @@ class Builds:
 
     def fail_interrupted(self) -> int:
         """Fail the builds a previous server left in progress (their logs kept); at start-up."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             stale = session.scalars(select(Build).where(Build.status == IN_PROGRESS)).all()
             for row in stale:
                 row.status = FAILED
@@ -252,7 +246,7 @@ class Builds:
         self, caller: Caller, owner: str, name: str, build: int
     ) -> tuple[ModelView, BuildView]:
         model, _branch = self.sources.find(caller, owner, name, "read")
-        with self._sessions() as session:
+        with self.sessions() as session:
             return model_view(model), self._view(session, self._row(build))
 
     async def _wait(self, build: int, future: Future[None] | None) -> None:
@@ -272,7 +266,7 @@ class Builds:
             await asyncio.sleep(_POLL_SECONDS)
 
     def _row(self, build: int) -> Build:
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = session.get(Build, build)
             if row is None:
                 raise NotFound(f"build #{build} does not exist")
@@ -285,7 +279,7 @@ class Builds:
         """The model's builds, newest first (the caller must be able to read the model);
         ``after`` (a build id) keeps the builds older than that one."""
         model, _branch = self.sources.find(caller, owner, name, "read")
-        with self._sessions() as session:
+        with self.sessions() as session:
             rows = list(
                 session.scalars(
                     select(Build).where(Build.model_id == model.id).order_by(Build.id.desc())
@@ -300,14 +294,14 @@ class Builds:
 
     def get(self, caller: Caller, owner: str, name: str, build_id: str) -> BuildView:
         """One build of the model, once the caller may read the model."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             return self._view(session, self._find(session, caller, owner, name, build_id, "read"))
 
     def log(self, caller: Caller, owner: str, name: str, build_id: str) -> str:
         """The build's log: the live file while it runs, the stored text once it has finished.
         A log shows what the build ran and the model's tracebacks: it is read like the source,
         by those who may publish the model."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             build = self._find(session, caller, owner, name, build_id, "publish")
             if build.status == IN_PROGRESS:
                 text, _offset = self.logs.read(build.id)
@@ -366,7 +360,7 @@ class Builds:
                 lineage=lineage,
                 published_by=caller.principal_id,
             )
-            with self._sessions() as session:
+            with self.sessions() as session:
                 claimed = session.execute(
                     update(Build)
                     .where(Build.id == build.id, Build.version_id.is_(None))
@@ -385,11 +379,7 @@ class Builds:
                 return *_views(model, self.registry.version_by_id(winner)), False
             ready = self.registry.mark_ready(
                 version.id,
-                content_hash=build.content_hash,
-                archive_hash=build.archive_hash,
-                environment_hash=build.environment_hash,
-                input_schema=build.input_schema,
-                output_schema=build.output_schema,
+                **built_columns(build),
                 build_log=build.log,
                 release_notes=release_notes,
                 sample_input=sample_input,
@@ -399,7 +389,7 @@ class Builds:
         return *_views(model, ready), True
 
     def _publishable(self, model: Model, branch: str, head: str) -> Build:
-        with self._sessions() as session:
+        with self.sessions() as session:
             rows = session.scalars(
                 select(Build)
                 .where(Build.model_id == model.id, Build.commit_sha == head)

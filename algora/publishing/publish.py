@@ -23,7 +23,7 @@ from typing import Any
 from algora.auth.principals import Caller
 from algora.db.tables import Environment as EnvironmentRow
 from algora.environments.builder import EnvironmentBuilder
-from algora.environments.policy import load_policy
+from algora.environments.policy import Policy, load_policy
 from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
 from algora.environments.vulnscan import INSTALL_HINT as VULNSCAN_HINT
@@ -46,12 +46,14 @@ from algora.workers.channel import ChannelOpener
 from algora.workers.sandbox import bwrap_command, use_sandbox
 
 __all__ = [
+    "BUILT_COLUMNS",
     "STEPS",
     "Built",
     "Prepared",
     "Publisher",
     "SmokeAccess",
     "SmokeAccessFor",
+    "built_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -106,6 +108,21 @@ class Built:
     ``policy_warnings``."""
 
 
+BUILT_COLUMNS = (
+    "content_hash",
+    "archive_hash",
+    "environment_hash",
+    "input_schema",
+    "output_schema",
+)
+"""What a ready version and a succeeded source build both record of what was built."""
+
+
+def built_columns(source: object) -> dict[str, Any]:
+    """``source``'s values (a :class:`Built`, or a build row) of :data:`BUILT_COLUMNS`."""
+    return {name: getattr(source, name) for name in BUILT_COLUMNS}
+
+
 @dataclass
 class _Job:
     version_id: int
@@ -134,22 +151,29 @@ SmokeAccessFor = Callable[[int, Caller | None, str], SmokeAccess]
 smoke-tested worker gets (see ``Publisher.smoke_access``). Blocking: it reads the registry."""
 
 
+@dataclass(eq=False)
 class Publisher:
-    def __init__(
-        self,
-        settings: Settings,
-        registry: Registry,
-        store: BlobStore,
-        builder: EnvironmentBuilder,
-        backend: WorkerBackend,
-        sessions: Any,
-    ) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.store = store
-        self.builder = builder
-        self.backend = backend
-        self.sessions = sessions
+    settings: Settings
+    registry: Registry
+    store: BlobStore
+    builder: EnvironmentBuilder
+    backend: WorkerBackend
+    sessions: Any
+    policy: Policy = field(init=False)
+    auditor: Auditor = field(init=False)
+    staging_root: Path = field(init=False)
+    sources_root: Path = field(init=False)
+    worker_logs: Path = field(init=False)
+    logs: BuildLogs = field(init=False)
+    smoke_access: SmokeAccessFor | None = field(init=False, default=None)
+    """Set by the platform: the smoke-tested model gets its secrets and reaches the gateway
+    as served models do (``algora.gateway.channels``), its example call acting for the
+    publisher. Unset, it gets neither."""
+    _executor: ThreadPoolExecutor = field(init=False)
+    _on_ready: list[Callable[[int], None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
         # A policy file that is unreadable, invalid or names another index stops the platform
         # here, at start, rather than letting versions publish under a policy nobody meant.
         self.policy = load_policy(settings.policy_file, settings.index_url)
@@ -163,10 +187,6 @@ class Publisher:
         self.sources_root = data / "sources"
         self.worker_logs = data / "logs" / "workers"
         self.logs = BuildLogs(data / "logs" / "builds")
-        self.smoke_access: SmokeAccessFor | None = None
-        """Set by the platform: the smoke-tested model gets its secrets and reaches the gateway
-        as served models do (``algora.gateway.channels``), its example call acting for the
-        publisher. Unset, it gets neither."""
         for path in (self.staging_root, self.sources_root, self.worker_logs):
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Builds do not survive a restart (their versions are marked failed at startup).
@@ -176,7 +196,6 @@ class Publisher:
             else:
                 leftover.unlink(missing_ok=True)
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="algora-build")
-        self._on_ready: list[Callable[[int], None]] = []
 
     def on_change(self, callback: Callable[[int], None]) -> None:
         """Call ``callback(version_id)`` whenever a build finishes, ready or failed."""
@@ -283,11 +302,7 @@ class Publisher:
             )
             self.registry.mark_ready(
                 job.version_id,
-                content_hash=built.content_hash,
-                archive_hash=built.archive_hash,
-                environment_hash=built.environment_hash,
-                input_schema=built.input_schema,
-                output_schema=built.output_schema,
+                **built_columns(built),
                 build_log=self.logs.read(job.version_id)[0] + "==> ready\n",
             )
             log("==> ready")

@@ -155,19 +155,17 @@ def _status(row: PromotionRequest, now: datetime) -> PromotionStatus:
     return cast(PromotionStatus, row.status)  # the column only holds these
 
 
+@dataclass(frozen=True, eq=False)
 class Aliases:
     """Reads and moves aliases and decides promotions; each method opens its own session."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], registry: Registry, policy: AliasPolicy
-    ) -> None:
-        self._sessions = sessions
-        self._registry = registry
-        self._policy = policy
+    sessions: sessionmaker[Session]
+    registry: Registry
+    policy: AliasPolicy
 
     # aliases ------------------------------------------------------------------------------
     def list_aliases(self, caller: Caller, owner: str, name: str) -> list[AliasView]:
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "read")
             rows = session.scalars(
                 select(Alias).where(Alias.model_id == model.id).order_by(Alias.name)
@@ -176,7 +174,7 @@ class Aliases:
 
     def get_alias(self, caller: Caller, owner: str, name: str, alias: str) -> AliasView:
         check_alias_name(alias)
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "read")
             return self._alias_view(session, model, self._alias_row(session, model, alias))
 
@@ -188,10 +186,10 @@ class Aliases:
         check_alias_name(alias)
         version = self._target(caller, owner, name, target)
         for _attempt in range(3):
-            with self._sessions() as session:
+            with self.sessions() as session:
                 model = self._model(session, caller, owner, name, "manage")
                 current = self._find_alias(session, model.id, alias)
-                if self._policy.protects(owner, alias) and (
+                if self.policy.protects(owner, alias) and (
                     current is None or current.version_id != version.id
                 ):
                     return SetOutcome(
@@ -209,9 +207,9 @@ class Aliases:
 
     def delete_alias(self, caller: Caller, owner: str, name: str, alias: str) -> Move:
         check_alias_name(alias)
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "manage")
-            if self._policy.protects(owner, alias):
+            if self.policy.protects(owner, alias):
                 raise AliasProtected(
                     f"'{alias}' is a protected alias: it moves only by an approved promotion "
                     "and cannot be deleted (an admin can unprotect it in the settings)"
@@ -229,7 +227,7 @@ class Aliases:
         """Ask for ``alias`` to point at the version ``target`` names, once approved."""
         check_alias_name(alias)
         version = self._target(caller, owner, name, target)
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "manage")
             current = self._find_alias(session, model.id, alias)
             if current is not None and current.version_id == version.id:
@@ -245,7 +243,7 @@ class Aliases:
     ) -> list[PromotionView]:
         """Requests (newest first) of one model, or of every model the caller manages."""
         now = utcnow()
-        with self._sessions() as session:
+        with self.sessions() as session:
             statement = select(PromotionRequest).order_by(PromotionRequest.id.desc())
             models: dict[int, Model] = {}
             if owner is not None and name is not None:
@@ -268,7 +266,7 @@ class Aliases:
             return views
 
     def promotion(self, caller: Caller, owner: str, name: str, request_id: int) -> PromotionView:
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "manage")
             row = self._request_row(session, model, request_id)
             return self._promotion_view(session, model, row, utcnow())
@@ -277,7 +275,7 @@ class Aliases:
         self, caller: Caller, owner: str, name: str, request_id: int, note: str = ""
     ) -> tuple[PromotionView, Move]:
         """Approve another principal's pending request: the alias moves at once."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             model, row = self._decidable(session, caller, owner, name, request_id, "approve")
             version = session.get(Version, row.version_id)
             if version is None or version.status != "ready":
@@ -300,7 +298,7 @@ class Aliases:
         self, caller: Caller, owner: str, name: str, request_id: int, note: str = ""
     ) -> PromotionView:
         """Reject another principal's pending request: nothing moves."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             model, row = self._decidable(session, caller, owner, name, request_id, "reject")
             self._decide(session, row, caller, "rejected", note)
             session.commit()
@@ -310,14 +308,14 @@ class Aliases:
     def _model(
         self, session: Session, caller: Caller, owner: str, name: str, action: Action
     ) -> Model:
-        return self._registry.require_model(session, caller, owner, name, action)
+        return self.registry.require_model(session, caller, owner, name, action)
 
     def _target(self, caller: Caller, owner: str, name: str, target: str) -> Version:
         """The ready version of this model that ``target`` names, once the caller may manage
         the model (a stranger learns nothing about its versions)."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             self._model(session, caller, owner, name, "manage")
-        _model, version = self._registry.resolve(owner, name, parse_spec(target), caller)
+        _model, version = self.registry.resolve(owner, name, parse_spec(target), caller)
         return version
 
     def _find_alias(self, session: Session, model_id: int, alias: str) -> Alias | None:
@@ -336,7 +334,7 @@ class Aliases:
             model=_full_name(model),
             name=row.name,
             version=row.version.semver,
-            protected=self._policy.protects(model.owner.name, row.name),
+            protected=self.policy.protects(model.owner.name, row.name),
             updated_at=row.updated_at,
             updated_by=_name_of(session, row.updated_by),
         )
@@ -383,7 +381,7 @@ class Aliases:
             note=note,
             status="pending",
             created_at=now,
-            expires_at=now + self._policy.expiry,
+            expires_at=now + self.policy.expiry,
         )
         session.add(row)
         session.commit()

@@ -44,32 +44,26 @@ class BuildLog:
         return self.status != "building"
 
 
+@dataclass(frozen=True, eq=False)
 class Catalog:
     """Reads and changes models and versions; each method opens its own short session."""
 
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        registry: Registry,
-        store: BlobStore,
-        live_log: LiveLog,
-    ) -> None:
-        self._sessions = sessions
-        self._registry = registry
-        self._store = store
-        self._live_log = live_log
+    sessions: sessionmaker[Session]
+    registry: Registry
+    store: BlobStore
+    live_log: LiveLog
 
     # models -------------------------------------------------------------------------------
     def list_models(self, caller: Caller) -> list[ModelView]:
         """Every model the caller may read, oldest first."""
-        return [model_view(m) for m in self._registry.list_models(caller)]
+        return [model_view(m) for m in self.registry.list_models(caller)]
 
     def get_model(self, caller: Caller, owner: str, name: str) -> ModelView:
-        return model_view(self._registry.get_model(caller, owner, name))
+        return model_view(self.registry.get_model(caller, owner, name))
 
     def require(self, caller: Caller, owner: str, name: str, action: Action) -> ModelView:
         """The model, once the caller may ``action`` it (before a request body is read)."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             return model_view(self._model(session, caller, owner, name, action))
 
     def update_model(
@@ -83,7 +77,7 @@ class Catalog:
         visibility: Visibility | None = None,
     ) -> ModelView:
         """Change what is given (None: leave it); needs the manage right."""
-        row = self._registry.update_model(
+        row = self.registry.update_model(
             caller,
             owner,
             name,
@@ -114,7 +108,7 @@ class Catalog:
     ) -> list[VersionView]:
         """The model's versions, highest first; ``ready`` and ``is_callable`` keep those that are
         (True) or are not (False); ``below`` keeps versions lower than that one."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             model = self._model(session, caller, owner, name, "read")
             views = [version_view(_full_name(model), v) for v in self._versions(session, model)]
         if ready is not None:
@@ -126,7 +120,7 @@ class Catalog:
         return views
 
     def get_version(self, caller: Caller, owner: str, name: str, semver: str) -> VersionView:
-        row = self._registry.get_version(caller, owner, name, semver)
+        row = self.registry.get_version(caller, owner, name, semver)
         return version_view(_full_name(row.model), row)
 
     def find_version(self, caller: Caller, owner: str, name: str, text: str) -> VersionView:
@@ -150,13 +144,13 @@ class Catalog:
     def deprecate_version(
         self, caller: Caller, owner: str, name: str, semver: str, deprecated: bool
     ) -> VersionView:
-        row = self._registry.deprecate_version(caller, owner, name, semver, deprecated)
+        row = self.registry.deprecate_version(caller, owner, name, semver, deprecated)
         return version_view(_full_name(row.model), row)
 
     # what a version was built from --------------------------------------------------------
     def lock(self, caller: Caller, owner: str, name: str, semver: str) -> str:
         """The locked requirements its environment was built from."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = self._version(session, caller, owner, name, semver)
             if row.environment is None:
                 raise NotFound(f"version {row.semver} has no environment ({row.status})")
@@ -178,17 +172,17 @@ class Catalog:
         digest = version.lineage.get("sbom")
         if not isinstance(digest, str):
             raise NotFound(f"version {version.semver} has no SBOM ({version.status})")
-        with self._store.open(digest) as blob:
+        with self.store.open(digest) as blob:
             return blob.read()
 
     def build_log(
         self, caller: Caller, owner: str, name: str, semver: str, offset: int = 0
     ) -> BuildLog:
         """Its build log from ``offset``: live while it builds, then the stored log."""
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = self._version(session, caller, owner, name, semver)
             status, stored = row.status, row.build_log
-            text, new_offset = self._live_log(row.id, offset)
+            text, new_offset = self.live_log(row.id, offset)
         if not text and status != "building" and offset == 0:
             text, new_offset = stored, len(stored.encode())
         return BuildLog(status, text, new_offset)
@@ -197,12 +191,12 @@ class Catalog:
     def _model(
         self, session: Session, caller: Caller, owner: str, name: str, action: Action
     ) -> Model:
-        return self._registry.require_model(session, caller, owner, name, action)
+        return self.registry.require_model(session, caller, owner, name, action)
 
     def _version(
         self, session: Session, caller: Caller, owner: str, name: str, semver: str
     ) -> Version:
-        wanted = self._registry.get_version(caller, owner, name, semver)
+        wanted = self.registry.get_version(caller, owner, name, semver)
         row = session.get(Version, wanted.id)
         if row is None:  # deleted between the two reads
             raise VersionNotFound(f"'{owner}/{name}' has no version {semver}")

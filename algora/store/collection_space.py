@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -146,16 +146,16 @@ class CollectionTarget:
         return self.path.url
 
 
+@dataclass(frozen=True, eq=False)
 class CollectionSpace:
     """Users' and organizations' collections; each method opens its own session."""
 
-    def __init__(self, sessions: sessionmaker[Session], root: Path, max_file_bytes: int) -> None:
-        self._sessions = sessions
-        self._root = root
-        self.max_file_bytes: Final = max_file_bytes
+    sessions: sessionmaker[Session]
+    root: Path
+    max_file_bytes: int
 
     def _store(self) -> CollectionStore:
-        return CollectionStore(self._root, self.max_file_bytes)
+        return CollectionStore(self.root, self.max_file_bytes)
 
     def locate(self, caller: Caller, path: str) -> DataPath:
         """Check every segment before anything is looked up; ``.my`` becomes the caller."""
@@ -173,7 +173,7 @@ class CollectionSpace:
     ) -> Page | Opened | Acl:
         if where.owner is None:
             return self._root_page(caller)
-        with self._sessions() as session:
+        with self.sessions() as session:
             found = self._resolve(session, caller, where, "read")
             if where.collection is None:
                 return self._collections(session, caller, found, marker, limit)
@@ -192,7 +192,7 @@ class CollectionSpace:
     def kind(self, caller: Caller, where: DataPath) -> str:
         if where.owner is None:
             return "directory"
-        with self._sessions() as session:
+        with self.sessions() as session:
             self._resolve(session, caller, where, "read")
         if where.collection is None:
             return "directory"
@@ -206,7 +206,7 @@ class CollectionSpace:
         names = [caller.name]
         org_ids = [org for org, _role in caller.memberships]
         if org_ids:
-            with self._sessions() as session:
+            with self.sessions() as session:
                 names += session.scalars(
                     select(Principal.name).where(Principal.id.in_(org_ids)).order_by(Principal.name)
                 ).all()
@@ -243,7 +243,7 @@ class CollectionSpace:
         need: Need = "write"
         if action == "acl" or (action == "delete" and not where.parts):
             need = "manage"
-        with self._sessions() as session:
+        with self.sessions() as session:
             found = self._resolve(session, caller, where, need)
         shaped = {
             "put": where.collection is not None and bool(where.parts),
@@ -285,7 +285,7 @@ class CollectionSpace:
             return
         require_scope(caller, "data:write", f"{owner}/{collection}")
         exists = Conflict(f"collection '{owner}/{collection}' already exists")
-        with self._sessions() as session:
+        with self.sessions() as session:
             if self._find_row(session, target.owner_id, collection) is not None:
                 raise exists
             row = DataCollection(owner_id=target.owner_id, name=collection, read_acl=list(acl))
@@ -299,7 +299,7 @@ class CollectionSpace:
     def set_acl(self, caller: Caller, target: CollectionTarget, body: Any) -> tuple[str, ...]:
         acl = _acl_in(body)
         owner, collection = self._named(target.path)
-        with self._sessions() as session:
+        with self.sessions() as session:
             self._resolve(session, caller, target.path, "manage")
             row = self._find_row(session, target.owner_id, collection)
             if row is None:
@@ -317,7 +317,7 @@ class CollectionSpace:
             deleted = store.delete(owner, collection, (), force=force)
         except NotFound:
             deleted = 0  # the folder was never made: the row is all there is
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = self._find_row(session, target.owner_id, collection)
             if row is not None:
                 session.delete(row)

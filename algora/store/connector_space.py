@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -161,15 +161,13 @@ def scope_resource(connector: S3Connector, bucket: str) -> str:
     return f"s3.{connector.name}/{bucket}"
 
 
+@dataclass(frozen=True, eq=False)
 class ConnectorSpace:
     """The admin's S3 connectors; reads the registry only for organizations' names."""
 
-    def __init__(
-        self, sessions: sessionmaker[Session], connectors: Connectors, max_file_bytes: int
-    ) -> None:
-        self._sessions = sessions
-        self._connectors = connectors
-        self.max_file_bytes: Final = max_file_bytes
+    sessions: sessionmaker[Session]
+    connectors: Connectors
+    max_file_bytes: int
 
     def locate(self, caller: Caller, path: str) -> Location:
         return parse_location(path)
@@ -182,7 +180,7 @@ class ConnectorSpace:
         org_ids = {org for bound in bounds for org, _role in bound.memberships}
         names: dict[int, str] = {}
         if org_ids:
-            with self._sessions() as session:
+            with self.sessions() as session:
                 rows = session.execute(
                     select(Principal.id, Principal.name).where(Principal.id.in_(sorted(org_ids)))
                 ).all()
@@ -194,9 +192,9 @@ class ConnectorSpace:
 
     def _candidates(self, location: Location) -> list[S3Connector]:
         if location.label is not None:
-            named = self._connectors.get(location.label)
+            named = self.connectors.get(location.label)
             return [named] if named is not None else []
-        return self._connectors.all()
+        return self.connectors.all()
 
     def choose(self, caller: Caller, location: Location, need: str) -> S3Connector:
         """The connector that serves ``location``'s bucket to the caller for ``need`` (read or

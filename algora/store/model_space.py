@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,21 +82,19 @@ class Place:
         return algo_resource(f"{self.owner}/{self.collection}")
 
 
+@dataclass(frozen=True, eq=False)
 class ModelSpace:
-    """One of the two special spaces (``kind``); each method opens its own session."""
+    """One of the two special spaces (``space``); each method opens its own session."""
 
-    def __init__(
-        self, kind: SpaceKind, sessions: sessionmaker[Session], data_dir: Path, max_file_bytes: int
-    ) -> None:
-        self.space: SpaceKind = kind
-        self._sessions = sessions
-        self._data_dir = data_dir
-        self.max_file_bytes: Final = max_file_bytes
+    space: SpaceKind
+    sessions: sessionmaker[Session]
+    data_dir: Path
+    max_file_bytes: int
 
     def _store(self) -> CollectionStore:
         if self.space == "algo":
-            return algo_store(self._data_dir, self.max_file_bytes)
-        return session_store(self._data_dir, self.max_file_bytes)
+            return algo_store(self.data_dir, self.max_file_bytes)
+        return session_store(self.data_dir, self.max_file_bytes)
 
     def locate(self, caller: Caller, path: str) -> Place:
         """The place ``path`` (what follows ``.algo`` or ``.session``) names."""
@@ -145,7 +143,7 @@ class ModelSpace:
         require_scope(caller, "data:write" if need == "write" else "data:read", place.resource)
         if place.kind == "session" or place.delegated:
             return
-        with self._sessions() as session:
+        with self.sessions() as session:
             row = session.scalars(
                 select(Model)
                 .join(Principal, Model.owner_id == Principal.id)

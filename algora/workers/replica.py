@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from algora.errors import ModelLoadFailed, WorkerDied
@@ -15,28 +15,25 @@ from algora.workers.spec import ModelInfo, WorkerSpec
 __all__ = ["Replica", "start_replica", "wake"]
 
 
+@dataclass(slots=True, eq=False)
 class Replica:
     """A worker the pool started: alive until it exits, busy while it holds a dispatch."""
 
-    __slots__ = (
-        "alive", "busy", "channel", "exited", "handle", "idle_since", "retired", "started_at",
-        "timed_out", "waiter",
-    )  # fmt: skip
+    handle: WorkerHandle
+    started_at: float
+    channel: WorkerChannel | None = None
+    alive: bool = field(default=True, init=False)
+    busy: bool = field(default=False, init=False)
+    timed_out: bool = field(default=False, init=False)
+    retired: bool = field(default=False, init=False)
+    """Set by the autoscaler: the replica leaves once it has finished its current call."""
+    idle_since: float = field(default=0.0, init=False)
+    waiter: asyncio.Future[None] | None = field(default=None, init=False)
+    exited: asyncio.Task[int] = field(init=False)
 
-    def __init__(
-        self, handle: WorkerHandle, started_at: float, channel: WorkerChannel | None = None
-    ) -> None:
-        self.handle = handle
-        self.started_at = started_at
-        self.channel = channel
-        self.alive = True
-        self.busy = False
-        self.timed_out = False
-        self.retired = False
-        """Set by the autoscaler: the replica leaves once it has finished its current call."""
-        self.idle_since = started_at
-        self.waiter: asyncio.Future[None] | None = None
-        self.exited: asyncio.Task[int] = asyncio.ensure_future(_wait(handle, channel))
+    def __post_init__(self) -> None:
+        self.idle_since = self.started_at
+        self.exited = asyncio.ensure_future(_wait(self.handle, self.channel))
 
 
 async def _wait(handle: WorkerHandle, channel: WorkerChannel | None) -> int:
@@ -63,9 +60,7 @@ async def start_replica(
     base, channel = spec, None
     if spec.channel is not None:
         channel = await spec.channel()
-        spec = dataclasses.replace(
-            spec, env={**spec.env, **channel.env}, gateway_folder=channel.folder
-        )
+        spec = replace(spec, env={**spec.env, **channel.env}, gateway_folder=channel.folder)
     try:
         handle = await backend.start(spec, data_dir)
     except BaseException:
