@@ -37,6 +37,7 @@ from algora.settings import Settings
 
 __all__ = [
     "KEEP",
+    "MODEL_LIMIT_PATTERN",
     "KeyView",
     "Keyring",
     "LimitChange",
@@ -46,7 +47,8 @@ __all__ = [
     "reset_admin_key",
 ]
 
-_MODEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
+MODEL_LIMIT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}/(?:[a-z0-9][a-z0-9_-]{0,63}|\*)\Z")
+"""What a per-model limit names: ``owner/name``, or ``owner/*`` for all of an owner's models."""
 
 
 class _Keep(Enum):
@@ -233,7 +235,7 @@ class Keyring:
         """Replace a key's per-model limits; removing or loosening one is for admins only."""
         wanted: dict[str, Limit] = {}
         for entry in limits:
-            if not _MODEL_PATTERN.match(entry.model):
+            if not MODEL_LIMIT_PATTERN.match(entry.model):
                 raise BadRequest(f"'{entry.model}' is not 'owner/name' or 'owner/*'")
             if entry.model in wanted:
                 raise BadRequest(f"'{entry.model}' is given twice")

@@ -28,6 +28,7 @@ from pydantic import AfterValidator
 
 from algora.audit.anchors import ANCHOR_PATTERN
 from algora.audit.queries import EVENT_SCHEMA
+from algora.auth.keyring import MODEL_LIMIT_PATTERN
 from algora.auth.scopes import ALL, PATTERNED, SCOPE_PATTERN, SCOPES
 from algora.gateway.inputs import MAX_INT64
 from algora.modelfolder.manifest import NAME_PATTERN
@@ -252,6 +253,7 @@ _PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("PrincipalIn", "name"): _NAME,
     ("ServiceAccountIn", "name"): _NAME,
     ("PromotionIn", "alias"): _ALIAS_RULE,
+    ("ModelLimitIn", "model"): _string(MODEL_LIMIT_PATTERN),
 }
 
 

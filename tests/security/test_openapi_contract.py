@@ -62,9 +62,7 @@ REFUSES_VALID = {
     "POST /v1/users": "the body is read by hand: undocumented",
     "POST /v1/organizations": "the body is read by hand: undocumented",
     "POST /api/v1/models/{owner}/{name}/versions": "bump and version exclude each other",
-    "PATCH /api/v1/keys/{key_id}": "burst refuses 65536.0, which JSON Schema calls an integer",
-    "PATCH /api/v1/principals/{name}": "burst refuses 65536.0 (as above)",
-    "PUT /api/v1/keys/{key_id}/model-limits": "burst refuses 65536.0 (as above)",
+    "PUT /api/v1/keys/{key_id}/model-limits": "one limit per model: JSON Schema cannot say so",
     "POST /v1/data/{path}": _DATA_PATHS,
     "PATCH /v1/data/{path}": _DATA_PATHS,
     "POST /v1/connector/{connector}/{path}": _DATA_PATHS,
@@ -180,6 +178,17 @@ def test_a_boolean_is_no_rate(tmp_path: Path, limits: dict[str, Any]) -> None:
         response = gw.http.patch(f"/api/v1/keys/{key_id}", json=limits, headers=gw.auth)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_whole_number_written_with_a_point_is_a_burst(tmp_path: Path) -> None:
+    # JSON Schema calls 65536.0 an integer, so the server takes it as one; 1.5 is not.
+    with in_process(tmp_path / "data") as gw:
+        key_id = gw.http.get("/api/v1/whoami", headers=gw.auth).json()["key_id"]
+        whole = gw.http.patch(f"/api/v1/keys/{key_id}", json={"burst": 8.0}, headers=gw.auth)
+        half = gw.http.patch(f"/api/v1/keys/{key_id}", json={"burst": 1.5}, headers=gw.auth)
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["burst"] == 8
+    assert half.status_code == 400, half.text
 
 
 def _url(template: str, operations: dict[str, Any]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from algora.auth.keyring import Keyring, LimitChange, ModelLimitView, NewKeyView
 from algora.auth.principals import Caller
@@ -49,12 +49,21 @@ class KeyIn(BaseModel):
     )
 
 
+def _whole(value: object) -> object:
+    """JSON has one kind of number: 65536.0 is the count 65536 (``true`` stays no count)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Burst = Annotated[int, Field(ge=1, strict=True), BeforeValidator(_whole)]
+"""Calls a limit lets through at once: a whole number of at least one, never a boolean."""
+
+
 class ModelLimitIn(FromView):
     model: str = Field(description="``owner/name``, or ``owner/*`` for all of an owner's models")
     rate_per_second: float = Field(gt=0, allow_inf_nan=False, strict=True)
-    burst: int | None = Field(
-        default=None, ge=1, strict=True, description="Default: one second's worth."
-    )
+    burst: Burst | None = Field(default=None, description="Default: one second's worth.")
 
     def view(self) -> ModelLimitView:
         return ModelLimitView(self.model, self.rate_per_second, self.burst)
@@ -66,7 +75,7 @@ class LimitsIn(BaseModel):
     rate_per_second: float | None = Field(
         default=None, gt=0, allow_inf_nan=False, strict=True
     )  # strict: `true` is no rate (pydantic reads it as 1.0 otherwise)
-    burst: int | None = Field(default=None, ge=1, strict=True)
+    burst: Burst | None = None
 
     def change(self) -> LimitChange:
         return LimitChange(**self.model_dump(include=self.model_fields_set))
