@@ -87,8 +87,10 @@ class ServingSection(_Strict):
     """Memory limit per worker in MiB; None: the platform's ``worker_memory_mb``."""
     cpu_seconds: float | None = Field(default=None, gt=0)
     """CPU seconds one call may use; None: the platform's ``worker_cpu_seconds``."""
-    max_batch_size: int = Field(default=32, ge=1, le=1024)
-    """Most calls one ``predict_batch`` receives."""
+    max_batch_size: int | None = Field(default=None, ge=1, le=1024)
+    """Most calls one dispatch carries: unset, up to 32 for a model with ``predict_batch`` and
+    one for the others; set above one, a model without ``predict_batch`` gets batches too,
+    which its worker answers by calling ``predict`` for each."""
     max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """How long a batch may wait after its first call for more to fill it."""
     target_p99_ms: float | None = Field(default=None, gt=0, le=600_000)

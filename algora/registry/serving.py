@@ -9,7 +9,7 @@ from pathlib import Path
 from algora.modelfolder.manifest import Manifest
 from algora.settings import Settings
 from algora.workers.sandbox import use_sandbox
-from algora.workers.spec import WorkerSpec
+from algora.workers.spec import DEFAULT_MAX_BATCH, WorkerSpec
 
 __all__ = ["with_secrets", "worker_spec"]
 
@@ -41,7 +41,8 @@ def worker_spec(
         max_replicas=serving.max_replicas if replicas is None else None,
         target_in_flight=serving.target_in_flight,
         scale_down_after=serving.scale_down_after_s,
-        max_batch=serving.max_batch_size,
+        max_batch=serving.max_batch_size or DEFAULT_MAX_BATCH,
+        loop_batches=(serving.max_batch_size or 1) > 1,
         max_wait=serving.max_wait_ms / 1000,
         target_p99=serving.target_p99_ms / 1000 if serving.target_p99_ms else None,
     )

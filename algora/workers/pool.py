@@ -359,13 +359,16 @@ class Pool:
             if len(batch) < limit and self.spec.max_wait > 0:
                 await self._fill(worker, batch, limit)
             await self._dispatch(worker, batch)
-            if self._info is not None and self._info.batch:
+            if self._batches():
                 oldest = min(p.queued_at for p in batch)
                 self._limit.observe(len(batch), loop.time() - oldest)
 
     def _per_dispatch(self) -> int:
+        return self._limit.value if self._batches() else 1
+
+    def _batches(self) -> bool:
         info = self._info
-        return self._limit.value if info is not None and info.batch else 1
+        return info is not None and (info.batch or self.spec.loop_batches)
 
     def _take(self, limit: int, batch: list[PendingCall]) -> list[PendingCall]:
         while self._queue and len(batch) < limit:

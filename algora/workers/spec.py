@@ -9,7 +9,17 @@ from typing import Any, Literal
 
 from algora.workers.channel import ChannelOpener
 
-__all__ = ["CallRequest", "CallResult", "ContentType", "ModelInfo", "WorkerSpec"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "CallRequest",
+    "CallResult",
+    "ContentType",
+    "ModelInfo",
+    "WorkerSpec",
+]
+
+DEFAULT_MAX_BATCH = 32
+"""Most calls in one batch to a model with ``predict_batch`` when its manifest sets none."""
 
 ContentType = Literal["json", "text", "binary"]
 """Content types of a call's payload; a result may also be ``"void"`` (the model returned None)."""
@@ -46,8 +56,10 @@ class WorkerSpec:
     """Seconds a worker may take to import and load the model."""
     max_queue: int = 1000
     """Calls that may wait for a worker before new ones are refused with Overloaded."""
-    max_batch: int = 32
+    max_batch: int = DEFAULT_MAX_BATCH
     """Most calls sent in one ``call_batch`` to a model with ``predict_batch``."""
+    loop_batches: bool = False
+    """Send batches to a model without ``predict_batch`` too (its worker loops ``predict``)."""
     max_wait: float = 0.0
     """Seconds a batch may wait after its first call for more calls to fill it."""
     target_p99: float | None = None

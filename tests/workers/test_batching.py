@@ -126,3 +126,41 @@ def test_the_manifest_sets_batching() -> None:
     assert manifest.serving.target_p99_ms == 50
     with pytest.raises(InvalidManifest, match="max_wait_ms"):
         validate_manifest({"model": {"name": "m"}, "serving": {"max_wait_ms": -1}})
+
+
+PLAIN = """
+def apply(input):
+    print("seen", input)
+    return {"input": input}
+"""
+
+
+def test_a_model_without_predict_batch_is_looped_in_batches_when_asked(tmp_path: Path) -> None:
+    spec = worker_spec(tmp_path, PLAIN, max_batch=8, loop_batches=True, max_wait=0.1)
+
+    async def body(pool: Pool) -> None:
+        assert pool.info is not None and not pool.info.batch
+        results = await asyncio.gather(*(pool.call(req(i, rid=f"p{i}")) for i in range(8)))
+        assert [json.loads(r.payload)["input"] for r in results] == list(range(8))
+        # In a batch, what the model prints goes to the log, not to one caller: the eight
+        # answers carry none, where a call sent alone carries its own.
+        assert [r.stdout for r in results] == [""] * 8
+        alone = await pool.call(req(9, rid="alone"))
+        assert alone.stdout == "seen 9\n"
+
+    run_with_pool(tmp_path, spec, body)
+
+
+def test_the_manifest_asks_for_batches_by_setting_a_size() -> None:
+    from algora.registry.serving import worker_spec as serving_spec
+    from algora.settings import Settings
+
+    def spec_of(serving: dict[str, object]) -> object:
+        manifest = validate_manifest({"model": {"name": "m"}, "serving": serving})
+        return serving_spec(
+            Settings(), manifest, python=Path("p"), source_dir=Path("s"), log_path=Path("l")
+        )
+
+    unset, set_ = spec_of({}), spec_of({"max_batch_size": 16})
+    assert (unset.max_batch, unset.loop_batches) == (32, False)  # type: ignore[attr-defined]
+    assert (set_.max_batch, set_.loop_batches) == (16, True)  # type: ignore[attr-defined]
