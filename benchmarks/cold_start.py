@@ -14,7 +14,6 @@ p50 and the spread, and writes benchmarks/results/cold-start-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -52,25 +51,12 @@ def main() -> int:
         tmp = Path(temp)
         try:
             cli = serving.algora_cli(args.algora_cli)
-            port = serving.free_port()
-            base = f"http://{serving.HOST}:{port}"
-            log = tmp / "serve.log"
-            argv = ["env", f"ALGORA_POOL_IDLE_SECONDS={IDLE_SECONDS}",
-                    "ALGORA_WARM_ON_PUBLISH=true", "taskset", "-c", "0", cli, "serve",
-                    "--data-dir", str(tmp / "data"), "--port", str(port),
-                    "--host", serving.HOST]  # fmt: skip
-            proc = procs.start("algora", argv, log)
-            serving.wait_http_ok(f"{base}/readyz", proc, 120, log)
-            key = (tmp / "data" / "admin.key").read_text().strip()
-            auth = f"Simple {key}"
+            env = {"ALGORA_POOL_IDLE_SECONDS": str(IDLE_SECONDS), "ALGORA_WARM_ON_PUBLISH": "true"}
+            server = serving.start_server(procs, tmp, cli, env=env, core="0")
+            base, auth = server.base, f"Simple {server.key}"
 
             def publish(folder: Path) -> None:
-                done = serving.subprocess.run(
-                    [cli, "publish", str(folder), "--url", base, "--key", key],
-                    capture_output=True, text=True, timeout=900, check=False,
-                )  # fmt: skip
-                if done.returncode != 0:
-                    raise serving.BenchError(f"publish failed: {done.stdout}\n{done.stderr}")
+                serving.publish(cli, folder, server)
 
             publish(serving.IRIS)
             url = f"{base}/v1/algo/admin/iris/latest"
@@ -99,11 +85,7 @@ def main() -> int:
             }
         finally:
             procs.stop_all()
-    print(json.dumps(result, indent=2))
-    serving.RESULTS_DIR.mkdir(exist_ok=True)
-    out = serving.RESULTS_DIR / f"cold-start-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
-    print(f"written: {out}")
+    serving.report("cold-start", args, result)
     return 0
 
 

@@ -15,7 +15,6 @@ benchmarks/results/density-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -52,15 +51,9 @@ def main() -> int:
         tmp = Path(temp)
         try:
             cli = serving.algora_cli(args.algora_cli)
-            port = serving.free_port()
-            base = f"http://{serving.HOST}:{port}"
-            log = tmp / "serve.log"
-            argv = ["env", "ALGORA_WARM_ON_PUBLISH=true", cli, "serve", "--data-dir",
-                    str(tmp / "data"), "--port", str(port), "--host", serving.HOST]  # fmt: skip
-            proc = procs.start("algora", argv, log)
-            serving.wait_http_ok(f"{base}/readyz", proc, 120, log)
-            key = (tmp / "data" / "admin.key").read_text().strip()
-            auth = {"Authorization": f"Simple {key}"}
+            server = serving.start_server(procs, tmp, cli, env={"ALGORA_WARM_ON_PUBLISH": "true"})
+            proc, base = server.proc, server.base
+            auth = {"Authorization": f"Simple {server.key}"}
             baseline = sum(pss_kib(pid) for pid in _tree(proc.pid))
 
             def publish(index: int) -> None:
@@ -69,12 +62,7 @@ def main() -> int:
                 (folder / "model.py").write_text(MODEL)
                 (folder / "requirements.txt").write_text("")
                 (folder / "algora.toml").write_text(f'[model]\nname = "tiny{index}"\n')
-                done = serving.subprocess.run(
-                    [cli, "publish", str(folder), "--url", base, "--key", key],
-                    capture_output=True, text=True, timeout=600, check=False,
-                )  # fmt: skip
-                if done.returncode != 0:
-                    raise serving.BenchError(f"publish failed: {done.stdout}\n{done.stderr}")
+                serving.publish(cli, folder, server)
 
             started = time.monotonic()
             with ThreadPoolExecutor(2) as pool:
@@ -99,11 +87,7 @@ def main() -> int:
             }
         finally:
             procs.stop_all()
-    print(json.dumps(result, indent=2))
-    serving.RESULTS_DIR.mkdir(exist_ok=True)
-    out = serving.RESULTS_DIR / f"density-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
-    print(f"written: {out}")
+    serving.report("density", args, result)
     return 0
 
 

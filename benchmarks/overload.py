@@ -125,25 +125,14 @@ def main() -> int:
         tmp = Path(temp)
         try:
             cli = serving.algora_cli(args.algora_cli)
-            port = serving.free_port()
-            base = f"http://{serving.HOST}:{port}"
-            log = tmp / "serve.log"
-            argv = ["taskset", "-c", "0", cli, "serve", "--data-dir", str(tmp / "data"),
-                    "--port", str(port), "--host", serving.HOST]  # fmt: skip
-            proc = procs.start("algora", argv, log)
-            serving.wait_http_ok(f"{base}/readyz", proc, 120, log)
-            key = (tmp / "data" / "admin.key").read_text().strip()
+            server = serving.start_server(procs, tmp, cli, core="0")
             folder = tmp / "slow"
             folder.mkdir()
             (folder / "model.py").write_text(MODEL)
             (folder / "requirements.txt").write_text("")
             (folder / "algora.toml").write_text('[model]\nname = "slow"\n')
-            done = serving.subprocess.run(
-                [cli, "publish", str(folder), "--url", base, "--key", key],
-                capture_output=True, text=True, timeout=600, check=False,
-            )  # fmt: skip
-            if done.returncode != 0:
-                raise serving.BenchError(f"publish failed: {done.stdout}\n{done.stderr}")
+            serving.publish(cli, folder, server)
+            base, key = server.base, server.key
             url = f"{base}/v1/algo/admin/slow"
             auth = f"Simple {key}"
             for _ in range(3):  # warm: the pool is up and its service time measured
@@ -152,11 +141,7 @@ def main() -> int:
             result = asyncio.run(offer(url, auth, args))
         finally:
             procs.stop_all()
-    print(json.dumps(result, indent=2))
-    serving.RESULTS_DIR.mkdir(exist_ok=True)
-    out = serving.RESULTS_DIR / f"overload-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
-    print(f"written: {out}")
+    serving.report("overload", args, result)
     return 0
 
 

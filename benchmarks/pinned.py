@@ -151,24 +151,12 @@ def start_algora(
     args: argparse.Namespace,
     workload: Workload,
 ) -> System:
-    data_dir = tmp / f"{name}-data"
-    port = serving.free_port()
-    base = f"http://{serving.HOST}:{port}"
-    log = tmp / f"{name}.log"
-    argv = [cli, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", serving.HOST]
-    proc = procs.start(name, _pinned(argv, SERVER_CORE), log)
-    serving.wait_http_ok(f"{base}/readyz", proc, args.startup_timeout, log)
-    key = (data_dir / "admin.key").read_text().strip()
-    print(f"  {name}: publishing {workload.folder.name} ...", flush=True)
-    publish = serving.subprocess.run(
-        [cli, "publish", str(workload.folder), "--url", base, "--key", key],
-        capture_output=True,
-        text=True,
-        timeout=args.publish_timeout,
-        check=False,
+    server = serving.start_server(
+        procs, tmp, cli, name=name, core=SERVER_CORE, timeout=args.startup_timeout
     )
-    if publish.returncode != 0:
-        raise serving.BenchError(f"{name}: publish failed:\n{publish.stdout}\n{publish.stderr}")
+    print(f"  {name}: publishing {workload.folder.name} ...", flush=True)
+    serving.publish(cli, workload.folder, server, args.publish_timeout)
+    base, key, proc = server.base, server.key, server.proc
     model = "iris" if workload.folder == serving.IRIS else workload.folder.name
     url = f"{base}/v1/algo/admin/{model}/latest"
     return System(name, url, f"Simple {key}", proc.pid)
@@ -203,32 +191,10 @@ def load(
 def run_wrk_pinned(
     system: System, workload: Workload, concurrency: int, duration: float
 ) -> serving.LoadResult:
-    threads = 2 if concurrency >= 64 else 1
-    argv = [
-        "taskset", "-c", LOAD_CORE, "wrk", f"-t{threads}", f"-c{concurrency}",
-        f"-d{duration:g}s", "--timeout", "10s", "--latency", "-s", str(serving.LUA), system.url,
-    ]  # fmt: skip
-    env = {**os.environ, "WRK_BODY": json.dumps(workload.body), "WRK_AUTH": system.auth or ""}
-    done = serving.subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
-    )
-    if done.returncode != 0:
-        raise serving.BenchError(f"wrk exited with {done.returncode}: {done.stderr}")
-    parsed = serving.parse_wrk(done.stdout)
-    return serving.LoadResult(
-        target=system.name,
-        concurrency=concurrency,
-        threads=threads,
-        duration_s=parsed.get("duration_s", duration),
-        requests=parsed["requests"],
-        rps=parsed["rps"],
-        p50_ms=parsed["p50_ms"],
-        p99_ms=parsed["p99_ms"],
-        non_2xx=parsed["non_2xx"],
-        socket_errors=parsed["socket_errors"],
-        source=parsed["source"],
-        wrk_output=done.stdout,
-    )
+    return serving.run_wrk(
+        system.name, system.url, concurrency, duration, system.auth,
+        body=workload.body, core=LOAD_CORE,
+    )  # fmt: skip
 
 
 def summarize(points: list[Point], systems: list[str], levels: list[int]) -> list[dict[str, Any]]:

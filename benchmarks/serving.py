@@ -294,11 +294,75 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return parsed
 
 
+@dataclass(frozen=True)
+class Served:
+    """An ``algora serve`` this run started: its process, its URL and its admin key."""
+
+    proc: subprocess.Popen[bytes]
+    base: str
+    key: str
+
+
+def start_server(
+    procs: Processes,
+    tmp: Path,
+    cli: str,
+    *,
+    name: str = "algora",
+    env: dict[str, str] | None = None,
+    core: str | None = None,
+    timeout: float = 120,
+) -> Served:
+    """``algora serve`` on a free loopback port with its data under ``tmp/NAME-data`` (its
+    whole process tree on ``core`` when given); returns once ``/readyz`` answers."""
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    data_dir = tmp / f"{name}-data"
+    argv = [cli, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST]
+    if core is not None:
+        argv = ["taskset", "-c", core, *argv]
+    if env:
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), *argv]
+    log = tmp / f"{name}.log"
+    proc = procs.start(name, argv, log)
+    wait_http_ok(f"{base}/readyz", proc, timeout, log)
+    return Served(proc, base, (data_dir / "admin.key").read_text().strip())
+
+
+def publish(cli: str, folder: Path, server: Served, timeout: float = 900) -> None:
+    """``algora publish FOLDER`` to ``server``; BenchError with its output if it fails."""
+    done = subprocess.run(
+        [cli, "publish", str(folder), "--url", server.base, "--key", server.key],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"publish of {folder.name} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def report(kind: str, args: argparse.Namespace, result: dict[str, Any]) -> Path:
+    """Print ``result`` and write it, with the arguments, to results/KIND-<time>.json."""
+    print(json.dumps(result, indent=2))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps({"args": vars(args), "result": result}, indent=2))
+    print(f"written: {out}")
+    return out
+
+
 def run_wrk(
-    target: str, url: str, concurrency: int, duration: float, auth: str | None = None
+    target: str,
+    url: str,
+    concurrency: int,
+    duration: float,
+    auth: str | None = None,
+    *,
+    body: Any = BODY,
+    core: str | None = None,
 ) -> LoadResult:
+    """wrk at ``concurrency`` for ``duration`` seconds (on ``core`` only, when given)."""
     threads = 2 if concurrency >= 64 else 1
     argv = [
+        *(["taskset", "-c", core] if core is not None else []),
         "wrk",
         f"-t{threads}",
         f"-c{concurrency}",
@@ -310,7 +374,7 @@ def run_wrk(
         str(LUA),
         url,
     ]
-    env = {**os.environ, "WRK_BODY": json.dumps(BODY), "WRK_AUTH": auth or ""}
+    env = {**os.environ, "WRK_BODY": json.dumps(body), "WRK_AUTH": auth or ""}
     done = subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
     )
