@@ -285,3 +285,14 @@ def test_what_the_document_calls_valid_the_services_accept(what: str) -> None:
         accept(value)
 
     accepted()
+
+
+def test_a_burst_past_64_bits_is_a_400_not_a_500(tmp_path: Path) -> None:
+    # Found by the stateful run: the database column is a 64-bit integer.
+    with in_process(tmp_path / "data") as gw:
+        key_id = gw.http.get("/api/v1/whoami", headers=gw.auth).json()["key_id"]
+        limits = [{"model": "admin/*", "rate_per_second": 1.0, "burst": 2**70}]
+        response = gw.http.put(f"/api/v1/keys/{key_id}/model-limits", json=limits, headers=gw.auth)
+        too_big = gw.http.patch(f"/api/v1/keys/{key_id}", json={"burst": 2**63}, headers=gw.auth)
+    assert response.status_code == 400, response.text
+    assert too_big.status_code == 400, too_big.text

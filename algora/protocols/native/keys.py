@@ -9,6 +9,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from algora.auth.keyring import Keyring, LimitChange, ModelLimitView, NewKeyView
 from algora.auth.principals import Caller
+from algora.gateway.inputs import MAX_INT64
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
@@ -56,8 +57,9 @@ def _whole(value: object) -> object:
     return value
 
 
-Burst = Annotated[int, Field(ge=1, strict=True), BeforeValidator(_whole)]
-"""Calls a limit lets through at once: a whole number of at least one, never a boolean."""
+Burst = Annotated[int, Field(ge=1, le=MAX_INT64, strict=True), BeforeValidator(_whole)]
+"""Calls a limit lets through at once: a whole number of at least one (that the database can
+hold), never a boolean."""
 
 
 class ModelLimitIn(FromView):
