@@ -7,6 +7,7 @@ Organization types are Algorithmia's three, recorded and not enforced.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -15,9 +16,14 @@ from algora.db.tables import Principal, PrincipalProfile, utcnow
 from algora.db.views import view_of
 from algora.errors import InvalidInput
 
-__all__ = ["ORG_TYPES", "ProfileChange", "ProfileView"]
+__all__ = ["EMAIL_PATTERN", "ORG_TYPES", "URL_PATTERN", "ProfileChange", "ProfileView"]
 
 ORG_TYPES = ("basic", "legacy", "pro")
+EMAIL_PATTERN = re.compile(r"^[^\s\x1c-\x1f\x85]*@[^\s\x1c-\x1f\x85]*\Z")
+"""An email address, as far as Algora checks one: an ``@`` and no whitespace (the separators
+and NEL named too: Python counts them as whitespace, JSON Schema's patterns do not)."""
+URL_PATTERN = re.compile(r"^https?://")
+"""A profile's URL: http or https."""
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,9 @@ class ProfileChange:
 
     def check(self) -> None:
         """Raise InvalidInput unless the email, URL and type are well formed."""
-        if self.email and ("@" not in self.email or any(c.isspace() for c in self.email)):
+        if self.email and not EMAIL_PATTERN.match(self.email):
             raise InvalidInput(f"'{self.email}' is not an email address")
-        if self.url and not self.url.startswith(("http://", "https://")):
+        if self.url and not URL_PATTERN.match(self.url):
             raise InvalidInput("org_url is an http:// or https:// URL")
         if self.org_type is not None and self.org_type not in ORG_TYPES:
             raise InvalidInput(

@@ -24,7 +24,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 
 from algora.audit.anchors import ANCHOR_PATTERN
 from algora.audit.queries import EVENT_SCHEMA
@@ -49,6 +49,7 @@ __all__ = [
     "QUERY_RULES",
     "UtcDateTime",
     "document_errors",
+    "request_body",
 ]
 
 ERROR_SCHEMA = "AlgoraError"
@@ -133,6 +134,33 @@ def _string(*patterns: re.Pattern[str], **rules: Any) -> dict[str, Any]:
     elif patterns:
         schema["anyOf"] = [{"pattern": _pattern(p)} for p in patterns]
     return schema
+
+
+def request_body(
+    model: type[BaseModel],
+    patterns: dict[str, re.Pattern[str]],
+    *,
+    required: tuple[str, ...] = (),
+    **rules: Any,
+) -> dict[str, Any]:
+    """``openapi_extra`` for a route that reads ``model`` from its body by hand: the model's
+    schema, each field of ``patterns`` held to the service's pattern (an empty string stays
+    allowed where the field's default is one), ``rules`` replacing whole fields, and the
+    fields the route itself requires."""
+    schema = model.model_json_schema()
+    if required:
+        needed: set[str] = {*schema.get("required", ()), *required}
+        schema["required"] = sorted(needed)
+    properties: dict[str, Any] = schema.get("properties", {})
+    for field, compiled in patterns.items():
+        rule: dict[str, Any] = {"type": "string", "pattern": _pattern(compiled)}
+        if properties[field].get("default") == "":
+            rule = {"anyOf": [{"type": "string", "maxLength": 0}, rule]}
+        _constrain(properties[field], rule)
+    for field, rule in rules.items():
+        properties[field] = rule
+    content = {"application/json": {"schema": schema}}
+    return {"requestBody": {"required": True, "content": content}}
 
 
 _NAME = _string(NAME_PATTERN)

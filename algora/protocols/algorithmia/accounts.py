@@ -30,12 +30,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from algora.auth.accounts import Accounts, ProfiledView, check_name
 from algora.auth.principals import Caller
-from algora.auth.profiles import ORG_TYPES, ProfileChange
+from algora.auth.profiles import EMAIL_PATTERN, ORG_TYPES, URL_PATTERN, ProfileChange
 from algora.errors import BadRequest, InvalidInput
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.inputs import decode_json
+from algora.gateway.openapi import request_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
+from algora.modelfolder.manifest import NAME_PATTERN
 from algora.protocols.routing import Answer, Op, add_routes
 
 __all__ = ["ORG_TYPES", "router"]
@@ -152,7 +154,10 @@ def _org_out(request: Request, view: ProfiledView) -> dict[str, Any]:
     "/users",
     status_code=201,
     summary="Create a user (admins only)",
-    openapi_extra=audited("principal.create"),
+    openapi_extra={
+        **audited("principal.create"),
+        **request_body(UserIn, {"username": NAME_PATTERN, "email": EMAIL_PATTERN}),
+    },
 )
 async def create_user(request: Request, caller: WritePrincipals) -> dict[str, Any]:
     accounts = _accounts(request)
@@ -182,7 +187,15 @@ async def organization_types(_caller: Authenticated) -> list[dict[str, str]]:
     "/organizations",
     status_code=201,
     summary="Create an organization; you become its owner",
-    openapi_extra=audited("org.create"),
+    openapi_extra={
+        **audited("org.create"),
+        **request_body(
+            OrgIn,
+            {"org_name": NAME_PATTERN, "org_email": EMAIL_PATTERN, "org_url": URL_PATTERN},
+            required=("type_id",),
+            type_id={"type": "string", "enum": list(ORG_TYPES)},
+        ),
+    },
 )
 async def create_org(request: Request, caller: WritePrincipals) -> dict[str, Any]:
     accounts = _accounts(request)
