@@ -110,17 +110,29 @@ def _declared(scope: Scope) -> _Declared | None:
 
 
 class RequestHeaders:
-    """The few request headers an audit row needs, found in one pass (this runs per call)."""
+    """The few request headers an audit row (and the call lane) needs, found in one pass
+    (this runs per call)."""
 
-    __slots__ = ("authorization", "content_length", "forwarded_for", "request_id")
+    __slots__ = (
+        "authorization", "chunked", "content_length", "content_type", "forwarded_for",
+        "request_id",
+    )  # fmt: skip
 
     def __init__(self, scope: Scope) -> None:
         self.authorization: str | None = None
         self.forwarded_for: str | None = None
         self.request_id: str | None = None
         self.content_length: int | None = None
+        self.content_type: str | None = None
+        """The first ``Content-Type``, as Starlette's ``headers.get`` reads it."""
+        self.chunked = False
         for name, value in scope.get("headers", ()):
-            if name == b"authorization":
+            if name == b"content-type":
+                if self.content_type is None:
+                    self.content_type = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                self.chunked = True
+            elif name == b"authorization":
                 self.authorization = value.decode("latin-1")
             elif name == b"content-length":
                 # At most 18 digits: the row's bytes_in must fit a signed 64-bit column.

@@ -96,7 +96,7 @@ class CallLane:
             return False
         headers = RequestHeaders(scope)
         length = headers.content_length
-        if length is None or length > self._cap or _chunked(scope) or from_worker(scope):
+        if length is None or length > self._cap or headers.chunked or from_worker(scope):
             return False
         caller = self._authenticator.cached(headers.authorization)
         if caller is None or caller.model_calls_only or caller.delegation is not None:
@@ -114,7 +114,7 @@ class CallLane:
         )
         try:
             status, start, body = await self._answer(
-                scope, receive, trail, headers, owner, name, spec, timeout_text
+                receive, trail, headers.content_type, owner, name, spec, timeout_text
             )
         except Exception:
             logger.exception("unhandled error")
@@ -139,10 +139,9 @@ class CallLane:
 
     async def _answer(
         self,
-        scope: Scope,
         receive: Receive,
         trail: AuditTrail,
-        headers: RequestHeaders,
+        content_type: str | None,
         owner: str,
         name: str,
         spec: str | None,
@@ -160,7 +159,7 @@ class CallLane:
                 owner=owner,
                 name=name,
                 spec=spec,
-                content_type=input_kind(_content_type(scope), payload),
+                content_type=input_kind(content_type, payload),
                 payload=payload,
                 timeout=parse_timeout(timeout_text),
                 request_id=request_id,
@@ -225,17 +224,6 @@ def _timeout_query(query: bytes) -> str | None:
     if not query.startswith(b"timeout=") or b"&" in query or not query.isascii():
         return _OTHER_QUERY
     return unquote(query[8:].decode("ascii").replace("+", " "))
-
-
-def _chunked(scope: Scope) -> bool:
-    return any(key == b"transfer-encoding" for key, _ in scope["headers"])
-
-
-def _content_type(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"content-type":
-            return str(value.decode("latin-1"))
-    return None
 
 
 def _closing(headers: list[tuple[bytes, bytes]], error: AlgoraError) -> list[Any]:
