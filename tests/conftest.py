@@ -107,6 +107,26 @@ def in_process(data_dir: Path, **settings: Any) -> Iterator[InProcess]:
         yield InProcess(http, data_dir)
 
 
+DATABASES = ["sqlite", "postgresql"]
+"""What a fixture parametrized over the registry's databases takes (see :func:`database_url`)."""
+
+
+@contextmanager
+def gateway_on(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    **settings: Any,
+) -> Iterator[InProcess]:
+    """The gateway in-process on the database that ``request.param`` (one of
+    :data:`DATABASES`) names, its data in a new temporary folder called ``name``."""
+    with (
+        database_url(request.param) as url,
+        in_process(tmp_path_factory.mktemp(name), database_url=url, **settings) as gateway,
+    ):
+        yield gateway
+
+
 @contextmanager
 def database_url(kind: str) -> Iterator[str | None]:
     """None for the embedded SQLite default, or a fresh PostgreSQL database dropped afterwards.

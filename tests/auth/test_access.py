@@ -21,7 +21,7 @@ from algora.db.migrate import _config, upgrade
 from algora.db.tables import ApiKey, utcnow
 from algora.testing import write_model
 
-from ..conftest import HELLO_MODEL, People, database_url, in_process
+from ..conftest import DATABASES, HELLO_MODEL, People, gateway_on
 from ..helpers import new_users
 
 
@@ -37,17 +37,13 @@ class World(People):
         return self.req(who, "POST", "/api/v1/keys", {"name": "t", **body})
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    data_dir = tmp_path_factory.mktemp("algora-access")
-    with (
-        database_url(request.param) as url,
-        in_process(data_dir, default_call_timeout=20, database_url=url) as gateway,
-    ):
-        w = World(gateway)
-        w.keys.update(new_users(gateway.client, "olga", "adam", "mia", "vic", "otto"))
+    with gateway_on(request, tmp_path_factory, "algora-access", default_call_timeout=20) as gw:
+        w = World(gw)
+        w.keys.update(new_users(gw.client, "olga", "adam", "mia", "vic", "otto"))
         assert w.req("olga", "POST", "/api/v1/orgs", {"name": "acme"}).status_code == 201
         for user, role in (("adam", "admin"), ("mia", "member"), ("vic", "viewer")):
             added = w.req("olga", "PUT", f"/api/v1/orgs/acme/members/{user}", {"role": role})

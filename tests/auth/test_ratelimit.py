@@ -22,7 +22,7 @@ from algora.db.tables import ApiKey
 from algora.errors import Overloaded, RateLimited, error_from_body, retry_after
 from algora.testing import write_model
 
-from ..conftest import HELLO_MODEL, InProcess, database_url, in_process
+from ..conftest import DATABASES, HELLO_MODEL, InProcess, gateway_on
 
 
 class Clock:
@@ -168,15 +168,11 @@ def test_retry_after_is_whole_seconds_and_at_least_one() -> None:
 # --------------------------------------------------------------------------- the gateway
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def limits_gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcess]:
-    data_dir = tmp_path_factory.mktemp("algora-limits")
-    with (
-        database_url(request.param) as url,
-        in_process(data_dir, default_call_timeout=20, database_url=url) as gateway,
-    ):
+    with gateway_on(request, tmp_path_factory, "algora-limits", default_call_timeout=20) as gateway:
         http = gateway.http
         root = tmp_path_factory.mktemp("limits-models")
         for name in ("hello", "other"):

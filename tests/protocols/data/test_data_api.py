@@ -23,7 +23,7 @@ from starlette.testclient import TestClient
 from algora.db.tables import AuditEventRow
 from algora.testing import RunningServer
 
-from ...conftest import database_url, in_process
+from ...conftest import DATABASES, gateway_on
 from ...helpers import new_users
 
 CAP = 256 * 1024
@@ -46,16 +46,14 @@ class Data:
         return self.data_dir / "collections"
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def data(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Data]:
-    data_dir = tmp_path_factory.mktemp("algora-data-api")
-    with (
-        database_url(request.param) as url,
-        in_process(data_dir, database_url=url, max_data_file_bytes=CAP) as gateway,
-    ):
-        d = Data(gateway.http, data_dir)
+    with gateway_on(
+        request, tmp_path_factory, "algora-data-api", max_data_file_bytes=CAP
+    ) as gateway:
+        d = Data(gateway.http, gateway.data_dir)
         d.keys.update(new_users(gateway.client, "dora", "otto"))
         yield d
 

@@ -8,18 +8,20 @@ import pytest
 
 from algora.testing import write_model
 
-from ...conftest import ECHO_MODEL, HELLO_MODEL, InProcess, database_url, in_process
+from ...conftest import (
+    DATABASES,
+    ECHO_MODEL,
+    HELLO_MODEL,
+    InProcess,
+    gateway_on,
+)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=DATABASES)
 def gateway(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[InProcess]:
-    data_dir = tmp_path_factory.mktemp("algora-data")
-    with (
-        database_url(request.param) as url,
-        in_process(data_dir, default_call_timeout=20, database_url=url) as gw,
-    ):
+    with gateway_on(request, tmp_path_factory, "algora-data", default_call_timeout=20) as gw:
         yield gw
 
 
