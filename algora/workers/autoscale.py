@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from algora.workers.spec import WorkerSpec
 
-__all__ = ["SUSTAINED", "TICK", "Autoscaler", "Load"]
+__all__ = ["SUSTAINED", "TICK", "Autoscaler", "Load", "floor_of", "scales"]
 
 logger = logging.getLogger(__name__)
 
