@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from algora.gateway.calls import CallService
 from algora.gateway.channels import CallOrigin, Channels
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
+from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
@@ -35,6 +37,7 @@ from algora.store.local import LocalBlobStore
 from algora.store.model_data import new_session
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
+from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_notice
 
 __all__ = ["Platform"]
@@ -130,6 +133,9 @@ class Platform:
         )
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         if settings.warm_on_publish:
+            self.publisher.hand_off = HandOff(
+                self.calls.loop, self._adopt_for_version, self._stop_pool_of_version
+            )
             self.publisher.on_change(self.calls.warm)
         self.publisher.smoke_access = self._smoke_access
         self.sources = Sources(data / "git", self.sessions, self.registry)
@@ -164,6 +170,15 @@ class Platform:
         scratch = new_session()
         origin = CallOrigin(caller, model, request_id, scratch, time.monotonic() + seconds)
         return SmokeAccess(env, self.channels.opener(model), origin, scratch)
+
+    async def _adopt_for_version(self, version_id: int, pool: Pool) -> bool:
+        return await self.pools.adopt(str(version_id), pool)
+
+    def _stop_pool_of_version(self, version_id: int) -> None:
+        """Stop version ``version_id``'s pool, if any (thread safe: builds call it)."""
+        loop = self.calls.loop()
+        if loop is not None and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(self.pools.stop(str(version_id)), loop).result()
 
     def environment_python(self, environment_hash: str) -> Path:
         return self.settings.resolved_data_dir / "envs" / environment_hash / "bin" / "python"

@@ -139,6 +139,10 @@ class CallService:
         """The loop the gateway serves on (for what other threads ask of this service)."""
         self._loop = loop
 
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop the gateway serves on, once attached."""
+        return self._loop
+
     def warm(self, version_id: int) -> None:
         """Start a newly built version's workers in the background, if it is ready (thread
         safe: builds finish on their own threads)."""
@@ -158,7 +162,9 @@ class CallService:
             version = await asyncio.to_thread(self._registry.version_by_id, version_id)
             if version.status != "ready":
                 return
-            await self._pools.get(str(version.id), await self._serving_spec(version))
+            spec = await self._serving_spec(version)
+            pool = await self._pools.get(str(version.id), spec)
+            pool.widen(spec)  # the publish's smoke-tested worker, when it was handed over
         except Exception as error:  # the first call will say why, in its own answer
             logger.info("could not warm version #%s: %s", version_id, error)
 

@@ -9,6 +9,7 @@ serving.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import shutil
@@ -34,7 +35,7 @@ from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
 from algora.publishing.archive import safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
-from algora.publishing.smoke import smoke_test
+from algora.publishing.smoke import HandOff, smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
 from algora.registry.specs import Bump
@@ -169,6 +170,8 @@ class Publisher:
     """Set by the platform: the smoke-tested model gets its secrets and reaches the gateway
     as served models do (``algora.gateway.channels``), its example call acting for the
     publisher. Unset, it gets neither."""
+    hand_off: HandOff | None = field(init=False, default=None)
+    """Set by the platform: a published version's smoke-tested worker goes on serving it."""
     _executor: ThreadPoolExecutor = field(init=False)
     _on_ready: list[Callable[[int], None]] = field(init=False, default_factory=list)
 
@@ -299,6 +302,7 @@ class Publisher:
                 caller=job.caller,
                 request_id=f"smoke-{job.version_id}",
                 record_policy=record_policy,
+                keep_for=job.version_id,
             )
             self.registry.mark_ready(
                 job.version_id,
@@ -308,6 +312,8 @@ class Publisher:
             log("==> ready")
         except Exception as exc:
             code, reason = failure_of(exc, log, f"version #{job.version_id}")
+            if self.hand_off is not None:
+                self.hand_off.release(job.version_id)
             self._fail(job.version_id, code, reason, log)
         finally:
             shutil.rmtree(job.prepared.staging, ignore_errors=True)
@@ -324,6 +330,7 @@ class Publisher:
         caller: Caller | None,
         request_id: str,
         record_policy: Callable[[dict[str, Any]], None] | None = None,
+        keep_for: int | None = None,
     ) -> Built:
         """Steps 2 to 7 of :data:`STEPS` on a prepared source of model ``model_id``, reporting
         into ``log``.
@@ -331,8 +338,9 @@ class Publisher:
         The smoke test's worker starts as the model's served workers do (see
         :attr:`smoke_access`): with the model's secrets and a channel to the gateway, its example
         call ``request_id`` acting for ``caller``. ``record_policy`` receives the policy check's
-        lineage entries as soon as it passes. Raises the step's error; the caller removes
-        ``prepared.staging``.
+        lineage entries as soon as it passes. With ``keep_for`` (a version's id) and a
+        :attr:`hand_off`, the smoke-tested worker goes on serving that version. Raises the
+        step's error; the caller removes ``prepared.staging``.
         """
         total = len(STEPS)
 
@@ -391,17 +399,14 @@ class Publisher:
             access = self.smoke_access(model_id, caller, request_id)
         spec = replace(with_secrets(spec, access.env), channel=access.channel)
         data_dir = self.settings.resolved_data_dir
+        hand_off = self.hand_off
+        keep = None
+        if hand_off is not None and keep_for is not None:
+            keep = functools.partial(hand_off.adopt, keep_for)
+        timeout = min(manifest.serving.timeout, self.settings.max_call_timeout)
+        test = smoke_test(spec, self.backend, data_dir, example, timeout, access.origin, keep)
         try:
-            info, result = asyncio.run(
-                smoke_test(
-                    spec,
-                    self.backend,
-                    data_dir,
-                    example,
-                    min(manifest.serving.timeout, self.settings.max_call_timeout),
-                    access.origin,
-                )
-            )
+            info, result = asyncio.run(test) if hand_off is None else hand_off.run(test)
         finally:
             if access.session is not None:
                 drop_session(data_dir, access.session)

@@ -61,6 +61,20 @@ class PoolManager:
         finally:
             self._starting.pop(key, None)
 
+    async def adopt(self, key: str, pool: Pool) -> bool:
+        """Serve ``key`` from ``pool``, a running pool started elsewhere (a publish's smoke
+        test); False, leaving ``pool`` to its owner, when ``key`` has a pool already."""
+        if not pool.running or key in self._starting:
+            return False
+        current = self._pools.get(key)
+        if current is not None and current.running:
+            return False
+        self._pools[key] = pool
+        self._last_used[key] = time.monotonic()
+        if self._reaper is None and (self._idle_seconds > 0 or pool.spec.min_replicas == 0):
+            self._reaper = asyncio.create_task(self._reap(), name="algora-pool-reaper")
+        return True
+
     def running(self, key: str) -> Pool | None:
         """The running pool for ``key``, without starting one (the hot path's fast check)."""
         pool = self._pools.get(key)

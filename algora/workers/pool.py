@@ -64,6 +64,7 @@ class Pool:
         self._limit = BatchLimit(spec.max_batch, spec.target_p99)
         self._filling: list[asyncio.Future[None]] = []
         """Workers gathering a batch, woken by each new call."""
+        self._scaler: asyncio.Task[None] | None = None
         self._free_slots: list[int] = []
         """Slots whose replica the autoscaler retired, for the next one it starts."""
 
@@ -123,10 +124,26 @@ class Pool:
             asyncio.create_task(self._run_slot(i), name=f"algora-pool-slot-{i}")
             for i in range(len(self._slots))
         ]
+        self._start_scaler()
+        return self._info
+
+    def widen(self, spec: WorkerSpec) -> None:
+        """Serve on from ``spec``, which differs only in its replica counts (a publish's smoke
+        test's pool of one becoming the version's): start the replicas it lacks, autoscale."""
+        if self.running and spec != self.spec:
+            self.spec = spec
+            for _ in range(spec.replicas - self._load().replicas):
+                self._tasks.append(asyncio.create_task(self._grow(), name="algora-pool-widen"))
+            self._start_scaler()
+
+    def _start_scaler(self) -> None:
+        if self._scaler is not None:
+            self._scaler.cancel()
+        self._scaler = None
         if scales(self.spec):
             scaler = Autoscaler(self.spec, load=self._load, grow=self._grow, shrink=self._shrink)
-            self._tasks.append(asyncio.create_task(scaler.run(), name="algora-pool-autoscale"))
-        return self._info
+            self._scaler = asyncio.create_task(scaler.run(), name="algora-pool-autoscale")
+            self._tasks.append(self._scaler)
 
     # -- autoscaling (algora.workers.autoscale) ----------------------------------------------
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
+from algora.errors import AlgoraError
 from algora.platform import Platform
 from algora.testing import write_model
 
@@ -36,4 +39,50 @@ def test_it_can_be_turned_off(tmp_path: Path) -> None:
         )
         platform: Platform = gw.http.app.state.platform  # type: ignore[attr-defined]
         time.sleep(1.0)
+        assert platform.pools.pools() == {}
+
+
+COUNTER_MODEL = """
+import os
+
+calls = 0
+
+
+def apply(input):
+    global calls
+    calls += 1
+    if input == "fail":
+        raise ValueError("the example fails")
+    return {"calls": calls, "pid": os.getpid()}
+"""
+
+
+def test_the_worker_that_passed_the_smoke_test_answers_the_first_call(tmp_path: Path) -> None:
+    with in_process(tmp_path / "data", warm_on_publish=True) as gw:
+        folder = write_model(
+            tmp_path / "counter",
+            "counter",
+            COUNTER_MODEL,
+            example='input = "example"',
+            extra_manifest="\n[serving]\nreplicas = 2\n",
+        )
+        gw.client.publish(folder)
+        response = gw.http.post("/v1/algo/admin/counter", json="hi", headers=gw.auth)
+        assert response.status_code == 200, response.text
+        # the example was its first call: no second worker loaded the model for this one
+        assert response.json()["result"]["calls"] == 2
+        platform: Platform = gw.http.app.state.platform  # type: ignore[attr-defined]
+        (pool,) = platform.pools.pools().values()
+        deadline = time.monotonic() + 30
+        while pool.stats().alive < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.stats().alive == 2  # the manifest's replicas, once handed over
+
+
+def test_a_failed_smoke_test_leaves_no_worker_behind(tmp_path: Path) -> None:
+    with in_process(tmp_path / "data", warm_on_publish=True) as gw:
+        folder = write_model(tmp_path / "bad", "bad", COUNTER_MODEL, example='input = "fail"')
+        with pytest.raises(AlgoraError, match="the example fails"):
+            gw.client.publish(folder)
+        platform: Platform = gw.http.app.state.platform  # type: ignore[attr-defined]
         assert platform.pools.pools() == {}
