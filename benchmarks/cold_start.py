@@ -7,7 +7,9 @@ once (its environment is then cached). Then, ``--samples`` times: wait past the 
 and the reaper's tick (the version's workers are stopped), and time one call from the client
 (core 1): that call starts a worker, which imports scikit-learn and loads the model. Also: a
 second publish of the same folder under another name (cached environment, so the time is its
-build command, the smoke test and the start of its workers), timed to its first answer. Prints
+build command, the smoke test and the start of its workers), timed to its first answer; and
+``--publishes`` renamed copies of examples/sklearn-new (cached environment, no build command),
+each timed from ``algora publish`` to its first answer. Prints
 p50 and the spread, and writes benchmarks/results/cold-start-<time>.json.
 """
 
@@ -20,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -39,9 +42,33 @@ def timed_call(url: str, auth: str) -> float:
     return took
 
 
+SKLEARN_NEW = serving.REPO / "examples" / "sklearn-new"
+
+
+def publish_sklearn_copy(
+    tmp: Path, index: int, publish: Callable[[Path], None], models: str, auth: str
+) -> float:
+    """Seconds from ``algora publish`` of a renamed copy of examples/sklearn-new (no build
+    command; its environment cached) to its first answer."""
+    copy = tmp / f"sklearn-copy-{index}"
+    shutil.copytree(SKLEARN_NEW, copy)
+    manifest = copy / "algora.toml"
+    renamed = f'name = "sklearn-copy-{index}"'
+    manifest.write_text(manifest.read_text().replace('name = "sklearn-new"', renamed))
+    started = time.perf_counter()
+    publish(copy)
+    response = httpx.post(
+        f"{models}/sklearn-copy-{index}", json=[[0.0, 0.0]], headers={"Authorization": auth}
+    )
+    if response.status_code != 200:
+        raise serving.BenchError(f"answered {response.status_code}: {response.text}")
+    return time.perf_counter() - started
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--publishes", type=int, default=5, help="copies of sklearn-new")
     parser.add_argument("--algora-cli", default=None)
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
@@ -75,12 +102,21 @@ def main() -> int:
             publish(copy)
             timed_call(f"{base}/v1/algo/admin/iris2/latest", auth)
             publish_to_answer = time.perf_counter() - started
+            publish(SKLEARN_NEW)  # its environment, cached for the copies timed below
+            plain = [
+                publish_sklearn_copy(tmp, index, publish, f"{base}/v1/algo/admin", auth)
+                for index in range(args.publishes)
+            ]
             result = {
                 "cold_ms_p50": round(statistics.median(samples) * 1000, 1),
                 "cold_ms_min": round(min(samples) * 1000, 1),
                 "cold_ms_max": round(max(samples) * 1000, 1),
                 "warm_call_new_client_ms_p50": round(statistics.median(warm) * 1000, 2),
                 "publish_to_first_answer_s": round(publish_to_answer, 2),
+                "publish_to_first_answer_no_build_command_s_p50": round(
+                    statistics.median(plain), 2
+                ),
+                "publish_to_first_answer_no_build_command_s_all": [round(t, 2) for t in plain],
                 "samples": len(samples),
             }
         finally:
