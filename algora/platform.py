@@ -151,7 +151,12 @@ class Platform:
         self.keyring = Keyring(self.sessions, settings, forget_callers=self.authenticator.forget)
         self.catalog = Catalog(self.sessions, self.registry, self.store, self.publisher.logs.read)
         self.uploads = Uploads(settings, self.registry, self.publisher)
-        self.aliases = Aliases(self.sessions, self.registry, AliasPolicy.of(settings))
+        self.aliases = Aliases(
+            self.sessions,
+            self.registry,
+            AliasPolicy.of(settings),
+            before_move=self.calls.warm_now if settings.warm_on_publish else None,
+        )
         self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
         self.audit_queries = AuditQueries(self.sessions, self.audit)
 

@@ -12,6 +12,7 @@ publish or deprecation clears the cache at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -156,6 +157,16 @@ class CallService:
             task.add_done_callback(self._background.discard)
 
         loop.call_soon_threadsafe(start)
+
+    def warm_now(self, version_id: int) -> None:
+        """Start a ready version's workers and wait until they have loaded or failed to
+        (blocking: from a service's thread, before traffic moves to it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        started = asyncio.run_coroutine_threadsafe(self._warm(version_id), loop)
+        with contextlib.suppress(TimeoutError):
+            started.result(timeout=self._settings.worker_start_timeout)
 
     async def _warm(self, version_id: int) -> None:
         try:

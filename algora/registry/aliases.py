@@ -18,6 +18,7 @@ alias supersedes a pending one. A protected alias cannot be deleted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -162,6 +163,8 @@ class Aliases:
     sessions: sessionmaker[Session]
     registry: Registry
     policy: AliasPolicy
+    before_move: Callable[[int], None] | None = None
+    """Loads a version's workers (blocking) before an alias moves traffic to it."""
 
     # aliases ------------------------------------------------------------------------------
     def list_aliases(self, caller: Caller, owner: str, name: str) -> list[AliasView]:
@@ -185,6 +188,8 @@ class Aliases:
         protected alias, ask for a promotion instead."""
         check_alias_name(alias)
         version = self._target(caller, owner, name, target)
+        if self.before_move is not None and not self.policy.protects(owner, alias):
+            self.before_move(version.id)
         for _attempt in range(3):
             with self.sessions() as session:
                 model = self._model(session, caller, owner, name, "manage")
@@ -275,6 +280,11 @@ class Aliases:
         self, caller: Caller, owner: str, name: str, request_id: int, note: str = ""
     ) -> tuple[PromotionView, Move]:
         """Approve another principal's pending request: the alias moves at once."""
+        if self.before_move is not None:
+            with self.sessions() as session:
+                _model, row = self._decidable(session, caller, owner, name, request_id, "approve")
+                target = row.version_id
+            self.before_move(target)
         with self.sessions() as session:
             model, row = self._decidable(session, caller, owner, name, request_id, "approve")
             version = session.get(Version, row.version_id)

@@ -86,3 +86,21 @@ def test_a_failed_smoke_test_leaves_no_worker_behind(tmp_path: Path) -> None:
             gw.client.publish(folder)
         platform: Platform = gw.http.app.state.platform  # type: ignore[attr-defined]
         assert platform.pools.pools() == {}
+
+
+def test_an_alias_moves_to_a_version_only_once_its_workers_are_loaded(tmp_path: Path) -> None:
+    with in_process(tmp_path / "data", warm_on_publish=True, pool_idle_seconds=1.0) as gw:
+        folder = write_model(tmp_path / "counter", "counter", COUNTER_MODEL)
+        first = gw.client.publish(folder)
+        platform: Platform = gw.http.app.state.platform  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while platform.pools.pools() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the idle pool stops
+        assert platform.pools.pools() == {}
+        response = gw.http.put(
+            "/api/v1/models/admin/counter/aliases/production",
+            json={"version": first["version"]},
+            headers=gw.auth,
+        )
+        assert response.status_code == 200, response.text
+        assert [pool.running for pool in platform.pools.pools().values()] == [True]
