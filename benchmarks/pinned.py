@@ -1,7 +1,11 @@
-"""Algora against the hand-written FastAPI app, pinned and alternated: median ratios and spread.
+"""Algora against its peers, pinned and alternated: median ratios and their spread.
 
-    .venv/bin/python benchmarks/pinned.py [--rounds 4] [--duration 10] [--concurrency 1,8,64]
-        [--also NAME=ALGORA_CLI ...]
+    .venv/bin/python benchmarks/pinned.py [--workload tiny|heavy] [--rounds 4] [--duration 10]
+        [--concurrency 1,8,64] [--peers bentoml,mlserver-batch,...] [--also NAME=ALGORA_CLI ...]
+
+The peers (``benchmarks/peers.py``: BentoML, MLServer, Ray Serve and ``mlflow models serve``,
+with and without their batching) are installed once, each in its own virtual environment, and
+serve the same model as the hand-written FastAPI app and Algora.
 
 Every server's whole process tree (Algora's gateway, its model worker and audit writer; the
 FastAPI app) runs on core 0 (``taskset -c 0``, inherited by every child); wrk runs on core 1.
@@ -34,6 +38,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peers  # this folder's peers
 import serving  # this folder's shared helpers
 
 
@@ -67,6 +72,10 @@ class System:
     url: str
     auth: str | None
     pid: int
+    body: Any = None
+    """What this system is sent (None: the workload's body)."""
+    check: str = ""
+    """A word its right answer contains ("": the workload's)."""
 
 
 @dataclass
@@ -79,6 +88,7 @@ class Point:
     p99_ms: float
     non_2xx: int
     cpu_ms_per_request: float | None
+    pss_mib: float | None = None
 
 
 def _tree(pid: int) -> list[int]:
@@ -111,6 +121,44 @@ def _cpu_seconds(pid: int) -> float:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
     return total / ticks
+
+
+def _pss_mib(pid: int) -> float | None:
+    """Proportional set size of the process tree, in MiB (shared pages split fairly)."""
+    total = 0
+    for member in _tree(pid):
+        try:
+            rollup = Path(f"/proc/{member}/smaps_rollup").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        for line in rollup.splitlines():
+            if line.startswith("Pss:"):
+                total += int(line.split()[1])
+    return total / 1024 if total else None
+
+
+def peer_model(workload: Workload, folder: Path) -> peers.Model:
+    """The prepared model as the peers get it: the class, and the bare fitted estimator."""
+    estimator = folder / "estimator.joblib"
+    program = (
+        "import sys, joblib; a = joblib.load(sys.argv[1]); "
+        "joblib.dump(a['model'] if isinstance(a, dict) else a, sys.argv[2])"
+    )
+    serving.subprocess.run(
+        [sys.executable, "-c", program, str(folder / "model.joblib"), str(estimator)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    body = workload.body
+    row = [float(body[k]) for k in serving.BODY] if isinstance(body, dict) else list(body)
+    return peers.Model(folder, workload.class_name, estimator, body, row, workload.check)
+
+
+def start_peer(
+    name: str, procs: serving.Processes, tmp: Path, model: peers.Model, timeout: float
+) -> System:
+    print(f"  starting {name} ...", flush=True)
+    target = peers.start(name, procs, tmp, model, SERVER_CORE, timeout)
+    return System(name, target.url, None, target.pid, target.body, target.check)
 
 
 def _pinned(argv: list[str], core: str) -> list[str]:
@@ -165,13 +213,14 @@ def start_algora(
 def check(system: System, workload: Workload, timeout: float) -> None:
     """Call until the first 200 (a pool may still be starting); check the answer."""
     headers = {"Authorization": system.auth} if system.auth else {}
+    body = workload.body if system.body is None else system.body
     deadline = time.monotonic() + timeout
     while True:
-        answer = httpx.post(system.url, json=workload.body, headers=headers, timeout=timeout)
+        answer = httpx.post(system.url, json=body, headers=headers, timeout=timeout)
         if answer.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    if answer.status_code != 200 or workload.check not in answer.text:
+    if answer.status_code != 200 or (system.check or workload.check) not in answer.text:
         raise serving.BenchError(f"{system.name} answered {answer.status_code}: {answer.text}")
 
 
@@ -184,7 +233,7 @@ def load(
     cpu = spent * 1000 / result.requests if result.requests else None
     return Point(
         system.name, round_, concurrency, result.rps, result.p50_ms, result.p99_ms,
-        result.non_2xx + sum(result.socket_errors.values()), cpu,
+        result.non_2xx + sum(result.socket_errors.values()), cpu, _pss_mib(system.pid),
     )  # fmt: skip
 
 
@@ -193,12 +242,29 @@ def run_wrk_pinned(
 ) -> serving.LoadResult:
     return serving.run_wrk(
         system.name, system.url, concurrency, duration, system.auth,
-        body=workload.body, core=LOAD_CORE,
+        body=workload.body if system.body is None else system.body, core=LOAD_CORE,
     )  # fmt: skip
 
 
-def summarize(points: list[Point], systems: list[str], levels: list[int]) -> list[dict[str, Any]]:
-    """Per system and concurrency: medians, and the ratio to the baseline within each round."""
+def best_peers(points: list[Point], peer_names: set[str], level: int) -> dict[int, Point]:
+    """Per round: the peer that answered most requests/s at ``level``."""
+    best: dict[int, Point] = {}
+    for point in points:
+        mine = point.system in peer_names and point.concurrency == level
+        if (
+            mine
+            and not point.non_2xx
+            and (point.round not in best or point.rps > best[point.round].rps)
+        ):
+            best[point.round] = point
+    return best
+
+
+def summarize(
+    points: list[Point], systems: list[str], levels: list[int], peer_names: set[str]
+) -> list[dict[str, Any]]:
+    """Per system and concurrency: medians, the ratio to the baseline within each round and,
+    for Algora's systems, to the best peer of each round (requests/s and p99)."""
     rows = []
     for name in systems:
         for level in levels:
@@ -207,7 +273,19 @@ def summarize(points: list[Point], systems: list[str], levels: list[int]) -> lis
             ratios = [p.rps / base[p.round].rps for p in mine if p.round in base]
             p50_gaps = [p.p50_ms - base[p.round].p50_ms for p in mine if p.round in base]
             cpus = [p.cpu_ms_per_request for p in mine if p.cpu_ms_per_request is not None]
+            best = best_peers(points, peer_names, level) if name not in peer_names else {}
+            vs_best = [p.rps / best[p.round].rps for p in mine if p.round in best]
+            p99_vs_best = [p.p99_ms / best[p.round].p99_ms for p in mine if p.round in best]
+            psses = [p.pss_mib for p in mine if p.pss_mib is not None]
             rows.append({
+                "best_peer": sorted({best[r].system for r in best}),
+                "vs_best_peer_median": statistics.median(vs_best) if vs_best else None,
+                "vs_best_peer_min": min(vs_best) if vs_best else None,
+                "vs_best_peer_max": max(vs_best) if vs_best else None,
+                "p99_over_best_peer_p99_median": (
+                    statistics.median(p99_vs_best) if p99_vs_best else None
+                ),
+                "pss_mib": statistics.median(psses) if psses else None,
                 "system": name,
                 "concurrency": level,
                 "rps": statistics.median(p.rps for p in mine),
@@ -224,10 +302,18 @@ def summarize(points: list[Point], systems: list[str], levels: list[int]) -> lis
 
 
 def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
+    for row in rows:
+        if row["vs_best_peer_median"] is not None:
+            print(
+                f"{row['system']} c={row['concurrency']}: {row['vs_best_peer_median']:.2f}x the "
+                f"best peer's req/s ({row['vs_best_peer_min']:.2f}..{row['vs_best_peer_max']:.2f}"
+                f"; best: {', '.join(row['best_peer'])}), p99 "
+                f"{row['p99_over_best_peer_p99_median']:.2f}x the best peer's"
+            )
     print(f"\nmedians over {rounds} rounds; ratio = req/s over {BASELINE}'s in the same round")
     print(
         f"{'system':14} {'c':>3} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/req':>10} "
-        f"{'ratio':>6} {'spread':>13} {'p50 gap':>8}"
+        f"{'ratio':>6} {'spread':>13} {'p50 gap':>8} {'PSS MiB':>8}"
     )
     for row in rows:
         ratio = f"{row['ratio_median']:.2f}" if row["ratio_median"] is not None else "-"
@@ -241,7 +327,8 @@ def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
         flag = f"  (!) {row['non_2xx']} non-2xx" if row["non_2xx"] else ""
         print(
             f"{row['system']:14} {row['concurrency']:>3} {row['rps']:9.1f} {row['p50_ms']:8.2f} "
-            f"{row['p99_ms']:8.2f} {cpu:>10} {ratio:>6} {spread:>13} {gap:>8}{flag}"
+            f"{row['p99_ms']:8.2f} {cpu:>10} {ratio:>6} {spread:>13} {gap:>8} "
+            f"{row['pss_mib'] or 0:8.0f}{flag}"
         )
 
 
@@ -258,6 +345,12 @@ def main() -> int:
     )
     parser.add_argument("--algora-cli", default=None, help="default: algora next to this Python")
     parser.add_argument("--also", action="append", default=[], help="NAME=ALGORA_CLI, repeatable")
+    parser.add_argument(
+        "--peers",
+        type=lambda text: [name for name in text.split(",") if name],
+        default=list(peers.PEERS),
+        help=f"comma-separated, from {','.join(peers.PEERS)} (default: all; '' for none)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=120)
     parser.add_argument("--publish-timeout", type=float, default=900)
     args = parser.parse_args()
@@ -272,6 +365,10 @@ def main() -> int:
             workload = WORKLOADS[args.workload]
             model_dir = prepare(workload, tmp)
             systems = [start_fastapi(procs, tmp, model_dir, workload, args.startup_timeout)]
+            if args.peers:
+                model = peer_model(workload, model_dir)
+                for peer in args.peers:
+                    systems.append(start_peer(peer, procs, tmp, model, args.startup_timeout))
             cli = serving.algora_cli(args.algora_cli)
             systems.append(start_algora(procs, tmp, "algora", cli, args, workload))
             for extra in args.also:
@@ -296,7 +393,7 @@ def main() -> int:
         finally:
             procs.stop_all()
     names = [s.name for s in systems]
-    rows = summarize(points, names, args.concurrency)
+    rows = summarize(points, names, args.concurrency, {BASELINE, *args.peers})
     print_rows(rows, args.rounds)
     serving.RESULTS_DIR.mkdir(exist_ok=True)
     out = serving.RESULTS_DIR / f"pinned-{time.strftime('%Y%m%d-%H%M%S')}.json"
