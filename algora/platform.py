@@ -37,6 +37,7 @@ from algora.store.local import LocalBlobStore
 from algora.store.model_data import new_session
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
+from algora.workers.memory import budget_bytes
 from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_notice
 
@@ -111,7 +112,12 @@ class Platform:
             timeout=settings.build_timeout,
         )
         self.backend = LocalBackend()
-        self.pools = PoolManager(data, self.backend, idle_seconds=settings.pool_idle_seconds)
+        self.pools = PoolManager(
+            data,
+            self.backend,
+            idle_seconds=settings.pool_idle_seconds,
+            memory_budget=budget_bytes(settings.worker_memory_budget_mb),
+        )
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )

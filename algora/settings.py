@@ -142,6 +142,10 @@ class Settings(BaseSettings):
 
     pool_idle_seconds: float = 900.0
     """A version's workers are stopped after this many seconds without a call (0: never)."""
+    worker_memory_budget_mb: int | None = Field(default=None, ge=64)
+    """Memory (MiB of PSS) that all model workers together may hold: when a version's workers
+    start and the total is past it, idle versions' workers are stopped, least recently used
+    first (their next call starts them again). Default: three quarters of the machine's."""
     warm_on_publish: bool = True
     """Start a version's workers as soon as its publish succeeds, so that its first call finds
     them loaded (they stop after ``pool_idle_seconds`` without a call, as any)."""

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from algora.workers.backend import WorkerBackend
+from algora.workers.memory import over_budget, pss_bytes
 from algora.workers.pool import Pool
 from algora.workers.spec import WorkerSpec
 
@@ -24,7 +25,15 @@ class PoolManager:
     ``get`` tries again.
     """
 
-    def __init__(self, data_dir: Path, backend: WorkerBackend, idle_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        backend: WorkerBackend,
+        idle_seconds: float = 0.0,
+        memory_budget: int | None = None,
+    ) -> None:
+        self._memory_budget = memory_budget
+        """Bytes (PSS) the workers of all pools may hold; None: no limit."""
         self._data_dir = data_dir
         self._backend = backend
         self._pools: dict[str, Pool] = {}
@@ -57,9 +66,37 @@ class PoolManager:
         try:
             await pool.start()
             self._pools[key] = pool
-            return pool
         finally:
             self._starting.pop(key, None)
+        try:
+            await self.fit_budget(keep=key)
+        except Exception:
+            logger.exception("keeping the workers within the memory budget failed")
+        return pool
+
+    async def fit_budget(self, keep: str | None = None) -> list[str]:
+        """Stop idle pools, least recently used first, while all the workers hold more memory
+        than the budget (never ``keep``, the pool just started); return their keys."""
+        if self._memory_budget is None:
+            return []
+        pools = dict(self._pools)
+        pids = {key: pool.stats().pids for key, pool in pools.items()}
+        usage = await asyncio.to_thread(lambda: {k: pss_bytes(p) for k, p in pids.items()})
+        idle = {k for k, pool in self._pools.items() if k != keep and _idle(pool)}
+        victims = over_budget(usage, self._last_used, idle, self._memory_budget)
+        stopped = []
+        for key in victims:
+            pool = self._pools.get(key)
+            if pool is None or not _idle(pool):  # a call came while memory was measured
+                continue
+            logger.info(
+                "stopping idle pool %s (%d MiB): the workers hold more than the memory "
+                "budget of %d MiB", key, usage[key] >> 20, self._memory_budget >> 20,
+            )  # fmt: skip
+            await self.stop(key)
+            self._last_used.pop(key, None)
+            stopped.append(key)
+        return stopped
 
     async def adopt(self, key: str, pool: Pool) -> bool:
         """Serve ``key`` from ``pool``, a running pool started elsewhere (a publish's smoke
@@ -73,6 +110,7 @@ class PoolManager:
         self._last_used[key] = time.monotonic()
         if self._reaper is None and (self._idle_seconds > 0 or pool.spec.min_replicas == 0):
             self._reaper = asyncio.create_task(self._reap(), name="algora-pool-reaper")
+        await self.fit_budget(keep=key)
         return True
 
     def running(self, key: str) -> Pool | None:
@@ -174,3 +212,8 @@ class PoolManager:
         retiring = dict(self._retiring)
         await asyncio.gather(*(pool.stop() for pool in [*pools, *retiring.values()]))
         await asyncio.gather(*retiring, return_exceptions=True)
+
+
+def _idle(pool: Pool) -> bool:
+    stats = pool.stats()
+    return pool.running and stats.in_flight == 0 and stats.queued == 0

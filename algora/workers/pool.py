@@ -95,6 +95,7 @@ class Pool:
             restarts=self._restarts,
             healthy=self.healthy,
             restart_error=self._restart_error.message if self._restart_error else None,
+            pids=tuple(pid for w in workers if (pid := w.handle.pid) is not None),
         )
 
     async def start(self) -> ModelInfo:

@@ -23,6 +23,8 @@ class PoolStats:
     healthy: bool
     restart_error: str | None
     """Why the latest replacement worker failed to start, while replacements keep failing."""
+    pids: tuple[int, ...] = ()
+    """The live workers' process ids (for their memory, see ``algora.workers.memory``)."""
 
 
 def read_log_tail(path: Path, size: int = _LOG_TAIL_BYTES) -> str:

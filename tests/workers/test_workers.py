@@ -360,6 +360,7 @@ def test_manager_stops_idle_pools_and_restarts_them_on_demand(tmp_path: Path) ->
         manager = PoolManager(tmp_path / "data", LocalBackend(), idle_seconds=0.3)
         busy = await manager.get("busy", spec)
         idle = await manager.get("idle", spec)
+        assert manager.running("busy") is busy and manager.running("idle") is idle
         assert await manager.evict_idle() == []  # both were just used
         await asyncio.sleep(0.4)
         await manager.get("busy", spec)  # a call keeps a pool alive
