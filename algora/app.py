@@ -25,7 +25,7 @@ from algora.gateway.openapi import document_errors
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
-from algora.protocols import algorithmia, data, native
+from algora.protocols import algorithmia, data, native, prometheus
 from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
 from algora.protocols.algorithmia.lane import CallLane
 from algora.settings import Settings
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
     app.include_router(health.router)
+    app.include_router(prometheus.router)
     app.include_router(algorithmia.router)
     app.include_router(native.router)
     app.include_router(data.router)
@@ -120,7 +121,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         BodyGuardMiddleware, settings=settings, authenticator=platform.authenticator
     )
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
-    app.add_middleware(AuditMiddleware, audit=platform.audit)  # sees every route and refusal
+    # sees every route and refusal; counts each request for /metrics
+    app.add_middleware(AuditMiddleware, audit=platform.audit, metrics=platform.metrics)
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so
 
     @app.get("/api/v1/openapi.json", include_in_schema=False, openapi_extra=audited("api.describe"))
@@ -137,6 +139,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             authenticator=platform.authenticator,
             calls=platform.calls,
             audit=platform.audit,
+            metrics=platform.metrics,
         )
 
     app.build_middleware_stack = stack_behind_the_call_lane  # type: ignore[method-assign]

@@ -21,6 +21,7 @@ from algora.environments.builder import EnvironmentBuilder
 from algora.errors import ModelNotFound
 from algora.gateway.calls import CallService
 from algora.gateway.channels import CallOrigin, Channels
+from algora.gateway.metrics import Metrics
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
 from algora.publishing.smoke import HandOff
@@ -121,6 +122,8 @@ class Platform:
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
+        self.metrics = Metrics(self.pools, self._version_names)
+        """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
         self.limiter = RateLimiter(
             Limit.of(settings.default_rate_per_second, settings.default_burst)
         )
@@ -181,6 +184,11 @@ class Platform:
         scratch = new_session()
         origin = CallOrigin(caller, model, request_id, scratch, time.monotonic() + seconds)
         return SmokeAccess(env, self.channels.opener(model), origin, scratch)
+
+    def _version_names(self, key: str) -> tuple[str, str]:
+        """A pool's key (its version's id) as Prometheus labels: ``owner/name``, semver."""
+        version = self.registry.version_by_id(int(key))
+        return f"{version.model.owner.name}/{version.model.name}", version.semver
 
     async def _adopt_for_version(self, version_id: int, pool: Pool) -> bool:
         return await self.pools.adopt(str(version_id), pool)

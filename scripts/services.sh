@@ -16,12 +16,14 @@ _apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# System tools the tests use: git (lineage), bubblewrap (the worker sandbox), PostgreSQL.
+# System tools the tests use: git (lineage), bubblewrap (the worker sandbox), PostgreSQL, and a
+# real Prometheus that scrapes /metrics.
 install_system_packages() {
   local missing=()
   command -v git >/dev/null || missing+=(git)
   command -v bwrap >/dev/null || missing+=(bubblewrap)
   ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+  command -v prometheus >/dev/null || missing+=(prometheus)
   _apt_install "${missing[@]}"
 }
 

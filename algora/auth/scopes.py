@@ -55,10 +55,11 @@ SCOPES = (
     "keys:manage",
     "principals:manage",
     "audit:read",
+    "metrics:read",
 )
 PATTERNED = frozenset({"call", "data:read", "data:write"})
 """Scopes that may be narrowed by a pattern: ``call:owner/name-glob``, ``data:read:coll/*``."""
-PRIVILEGED = frozenset({"audit:read"})
+PRIVILEGED = frozenset({"audit:read", "metrics:read"})
 SCOPE_PATTERN = re.compile(r"^[a-z0-9_*?.\-]+(?:/[a-z0-9_*?.\-]+)*\Z")
 
 

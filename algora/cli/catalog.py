@@ -166,7 +166,7 @@ def keys_create(
             "--scope",
             help="What the key may do; repeat for several (call, call:OWNER/*, models:read, "
             "models:publish, models:manage, aliases:write, aliases:approve, data:read[:PATTERN], "
-            "data:write[:PATTERN], keys:manage, principals:manage, audit:read). "
+            "data:write[:PATTERN], keys:manage, principals:manage, audit:read, metrics:read). "
             "Default: the scopes of the key you use.",
         ),
     ] = None,

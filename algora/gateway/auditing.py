@@ -28,6 +28,7 @@ from algora.auth.delegation import accountable_key_id
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
 from algora.errors import AlgoraError, Unavailable, error_body
+from algora.gateway.metrics import Metrics
 
 __all__ = [
     "AUDIT_KEY",
@@ -149,12 +150,14 @@ def _clip(value: str | None, limit: int) -> str | None:
 
 
 class AuditMiddleware:
-    def __init__(self, app: ASGIApp, audit: AuditLog) -> None:
+    def __init__(self, app: ASGIApp, audit: AuditLog, metrics: Metrics | None = None) -> None:
         self.app = app
         self.audit = audit
+        self.metrics = metrics
+        """Counts every request as it is answered (``GET /metrics``), audited or not."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.audit.enabled:
+        if scope["type"] != "http" or not (self.audit.enabled or self.metrics is not None):
             await self.app(scope, receive, send)
             return
         received_us = time.time_ns() // 1000
@@ -186,11 +189,16 @@ class AuditMiddleware:
                 trail.action = trail.action or declared.action
                 trail.resource = trail.resource or declared.resource
                 trail.version = trail.version or declared.version
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.observe(
+                    trail.action, status, trail.resource, trail.version, trail.error_code, seconds
+                )
             if declared is not None:
                 wanted = declared.always or method not in _SAFE
             else:  # no route: recorded when it tried to change something under the APIs
                 wanted = method not in _SAFE and path.startswith(_CHANGE_PREFIXES)
-            if not (wanted or status in (401, 403)):
+            if not self.audit.enabled or not (wanted or status in (401, 403)):
                 return True
             wire = request_row(
                 self.audit, scope, headers, trail, method, path, status, received_us, started,

@@ -41,6 +41,8 @@ class PoolManager:
         self._idle_seconds = idle_seconds
         self._last_used: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._starts: dict[str, int] = {}
+        """How many times each key's pool was started from none (cold starts, for metrics)."""
         self._retiring: dict[asyncio.Task[None], Pool] = {}
         """Retired pools still finishing their calls (see ``retire``)."""
 
@@ -66,6 +68,7 @@ class PoolManager:
         try:
             await pool.start()
             self._pools[key] = pool
+            self._starts[key] = self._starts.get(key, 0) + 1
         finally:
             self._starting.pop(key, None)
         try:
@@ -107,6 +110,7 @@ class PoolManager:
         if current is not None and current.running:
             return False
         self._pools[key] = pool
+        self._starts[key] = self._starts.get(key, 0) + 1
         self._last_used[key] = time.monotonic()
         if self._reaper is None and (self._idle_seconds > 0 or pool.spec.min_replicas == 0):
             self._reaper = asyncio.create_task(self._reap(), name="algora-pool-reaper")
@@ -120,6 +124,10 @@ class PoolManager:
             return None
         self._last_used[key] = time.monotonic()
         return pool
+
+    def starts(self) -> dict[str, int]:
+        """How many times each key's pool has been started from none (a copy)."""
+        return dict(self._starts)
 
     def pools(self) -> dict[str, Pool]:
         """The running pools by key (a copy), for readiness checks and metrics."""

@@ -15,13 +15,13 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-__all__ = ["budget_bytes", "over_budget", "pss_bytes"]
+__all__ = ["budget_bytes", "over_budget", "process_tree", "pss_bytes"]
 
 _DEFAULT_SHARE = 0.75
 """Of the machine's memory, what the workers may hold when no budget is set."""
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and its descendants (from /proc's children lists)."""
     found, todo = [], [pid]
     while todo:
@@ -38,7 +38,7 @@ def pss_bytes(pids: Iterable[int]) -> int:
     """The PSS of these processes and all they started, in bytes (0 where /proc cannot say)."""
     total = 0
     for root in pids:
-        for pid in _tree(root):
+        for pid in process_tree(root):
             try:
                 rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:

@@ -132,6 +132,7 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit"): EVERYONE,
     ("GET", "/api/v1/audit/export"): EVERYONE,
     ("GET", "/api/v1/audit/verify"): EVERYONE,
+    ("GET", "/metrics"): EVERYONE,  # metrics:read, privileged as audit:read is
     # Hosted data, on acme's private collection acme/shared.
     ("HEAD", _DATA): ORG,
     ("GET", _DATA): ORG,

@@ -36,6 +36,7 @@ from algora.gateway.bodies import path_is_utf8
 from algora.gateway.calls import Call, CallService, new_request_id
 from algora.gateway.channels import from_worker
 from algora.gateway.hangups import CLIENT_GONE_STATUS, ClientGone, unless_hung_up
+from algora.gateway.metrics import Metrics
 from algora.gateway.origin import OriginMiddleware
 from algora.protocols.algorithmia.calls import (
     error_response,
@@ -70,11 +71,13 @@ class CallLane:
         authenticator: Authenticator,
         calls: CallService,
         audit: AuditLog,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self._authenticator = authenticator
         self._calls = calls
         self._audit = audit
+        self._metrics = metrics
         self._origin = OriginMiddleware(app, settings)
         self._read_timeout = settings.body_read_timeout
         self._cap = min(LANE_BODY_BYTES, settings.max_request_bytes)
@@ -120,6 +123,11 @@ class CallLane:
             logger.exception("unhandled error")
             trail.error_code = "internal_error"
             status, start, body = _internal_error()
+        if self._metrics is not None:
+            seconds = time.perf_counter() - started
+            self._metrics.observe(
+                "model.call", status, trail.resource, trail.version, trail.error_code, seconds
+            )
         if self._audit.enabled:
             trail.version = trail.version or spec  # as the audit middleware fills it in
             row = request_row(

@@ -1,0 +1,176 @@
+"""What ``GET /metrics`` tells Prometheus: the gateway's requests and model calls, the pools and
+their workers, and the gateway's own process.
+
+Labels stay bounded: a request is labelled with its route's audit action (never its path), a
+model call with the model's ``owner/name`` and the version's semver only once the call reached a
+version (so a stranger's guesses at names add no series), and never with a request id or a
+caller. Counting costs a few microseconds a request; everything else (pools, workers' CPU and
+memory from ``/proc``, version names from the registry) is read when Prometheus scrapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from algora.workers.manager import PoolManager
+from algora.workers.memory import process_tree
+
+__all__ = ["Metrics", "VersionNames"]
+
+VersionNames = Callable[[str], tuple[str, str]]
+"""A pool's key (a version's id) -> (``owner/name``, semver)."""
+
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?\Z")
+_UNRESOLVED = 401, 403, 404
+_LATENCY_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0,
+)  # fmt: skip
+
+
+class Metrics:
+    """The gateway's Prometheus registry: what it counts as requests pass, and what it reads
+    from the pools when scraped."""
+
+    def __init__(self, pools: PoolManager, names: VersionNames) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter(
+            "algora_requests",
+            "Requests the gateway answered, by the route's audit action and the status",
+            ["action", "status"],
+            registry=self.registry,
+        )
+        self._calls = Counter(
+            "algora_model_calls",
+            "Model calls answered, by model, version and outcome (ok, or the error code)",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "algora_model_call_duration_seconds",
+            "Seconds from a model call's arrival to its answer, by model and version",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
+        self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
+
+    def observe(
+        self,
+        action: str | None,
+        status: int,
+        resource: str | None,
+        version: str | None,
+        error_code: str | None,
+        seconds: float,
+    ) -> None:
+        """Count one answered request (and, for a model call, its outcome and latency)."""
+        self._requests.labels(action or "none", str(status)).inc()
+        if action is None or not action.startswith("model.call"):
+            return
+        if status in _UNRESOLVED or not version or not _SEMVER.match(version) or not resource:
+            resource = version = ""  # it never reached a version: no name of the caller's
+        # Algorithmia's API answers a model's own error with 200 and an error envelope
+        outcome = error_code or ("ok" if status < 400 else f"http_{status}")
+        self._calls.labels(resource, version, outcome).inc()
+        self._latency.labels(resource, version).observe(seconds)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition in the format ``accept`` asks for (Prometheus text, or OpenMetrics),
+        and its content type. Blocking: it reads ``/proc`` and may read the registry."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+class _PoolCollector(Collector):
+    """Each running pool's replicas, queue and restarts, and its workers' CPU and memory."""
+
+    def __init__(self, pools: PoolManager, names: VersionNames) -> None:
+        self._pools = pools
+        self._names = names
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+        gauges = {
+            "replicas": GaugeMetricFamily(
+                "algora_pool_replicas", "Live workers of a version", labels=labels
+            ),
+            "busy": GaugeMetricFamily(
+                "algora_pool_busy_replicas", "Workers running a call or batch", labels=labels
+            ),
+            "queued": GaugeMetricFamily(
+                "algora_pool_queued_calls", "Calls waiting for a worker", labels=labels
+            ),
+            "in_flight": GaugeMetricFamily(
+                "algora_pool_in_flight_calls", "Calls waiting or running", labels=labels
+            ),
+            "memory": GaugeMetricFamily(
+                "algora_worker_resident_memory_bytes",
+                "Resident memory of a version's workers and what they started",
+                labels=labels,
+            ),
+        }
+        restarts = CounterMetricFamily(
+            "algora_worker_restarts",
+            "Workers of the running pool replaced after dying",
+            labels=labels,
+        )
+        starts = CounterMetricFamily(
+            "algora_pool_starts",
+            "Times a version's workers were started from none (cold starts)",
+            labels=labels,
+        )
+        cpu = CounterMetricFamily(
+            "algora_worker_cpu_seconds",
+            "CPU time of a version's live workers and what they started",
+            labels=labels,
+        )
+        for key, count in self._pools.starts().items():
+            starts.add_metric(list(self._label(key)), count)
+        for key, pool in self._pools.pools().items():
+            names = list(self._label(key))
+            stats = pool.stats()
+            gauges["replicas"].add_metric(names, stats.alive)
+            gauges["busy"].add_metric(names, stats.busy)
+            gauges["queued"].add_metric(names, stats.queued)
+            gauges["in_flight"].add_metric(names, stats.in_flight)
+            restarts.add_metric(names, stats.restarts)
+            seconds, resident = _usage(stats.pids)
+            cpu.add_metric(names, seconds)
+            gauges["memory"].add_metric(names, resident)
+        yield from gauges.values()
+        yield from (restarts, starts, cpu)
+
+    def _label(self, key: str) -> tuple[str, str]:
+        try:
+            return self._names(key)
+        except Exception:  # a version removed meanwhile: still counted, by its id
+            return "", f"#{key}"
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _usage(pids: tuple[int, ...]) -> tuple[float, int]:
+    """CPU seconds and resident bytes of these processes and all they started."""
+    ticks = pages = 0
+    for root in pids:
+        for pid in process_tree(root):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])  # utime, stime
+                pages += int(fields[21])  # rss
+    return ticks / _TICKS, pages * _PAGE
