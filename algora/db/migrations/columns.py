@@ -3,66 +3,89 @@
 A migration is history: a database that ran it must look like one that runs it today. So these
 builders never change what they build; a column of a new kind gets a new builder.
 
-``create_table`` writes a table in the order the migrations always have (columns, foreign keys,
-primary key, unique constraints, then indexes); SQLite keeps that statement as the table's schema.
+:func:`create_table` writes each table's statement as the migrations always have (columns,
+primary key, foreign keys, unique constraints; then the indexes): SQLite keeps that statement, to
+the order of its constraints, as the table's schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from alembic import op
 
 Column = sa.Column[Any]
 
-
-class _Builder(Protocol):
-    def __call__(self, name: str, *, nullable: bool = False) -> Column: ...
-
-
-def _of(kind: type[sa.types.TypeEngine[Any]]) -> _Builder:
-    def build(name: str, *, nullable: bool = False) -> Column:
-        return sa.Column(name, kind(), nullable=nullable)
-
-    return build
+_REFERENCES = "references"
+"""The key of ``Column.info`` that holds the ``table.column`` a column is a foreign key to."""
 
 
-integer = _of(sa.Integer)
-big_integer = _of(sa.BigInteger)
-real = _of(sa.Float)
-text = _of(sa.Text)
-json = _of(sa.JSON)
-timestamp = _of(sa.DateTime)
+_Kind = sa.types.TypeEngine[Any] | type[sa.types.TypeEngine[Any]]
 
 
-def flag(name: str) -> Column:
-    return sa.Column(name, sa.Boolean(), nullable=False)
+class Options(TypedDict, total=False):
+    nullable: bool
+    """Whether the column may be NULL (default: not)."""
+    references: str
+    """``table.column``: make the column a foreign key to it."""
+    primary_key: bool
 
 
-def string(name: str, length: int, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.String(length=length), nullable=nullable)
+def column(name: str, kind: _Kind, **options: Unpack[Options]) -> Column:
+    """A column of type ``kind`` (a class: one instance per column), not NULL unless said."""
+    references = options.get("references")
+    return sa.Column(
+        name,
+        kind,
+        primary_key=options.get("primary_key", False),
+        nullable=options.get("nullable", False),
+        info={_REFERENCES: references} if references else {},
+    )
+
+
+integer = partial(column, kind=sa.Integer)
+big_integer = partial(column, kind=sa.BigInteger)
+real = partial(column, kind=sa.Float)
+flag = partial(column, kind=sa.Boolean)
+text = partial(column, kind=sa.Text)
+json = partial(column, kind=sa.JSON)
+timestamp = partial(column, kind=sa.DateTime)
+
+
+def string(name: str, length: int, **options: Unpack[Options]) -> Column:
+    return column(name, sa.String(length=length), **options)
+
+
+def model_id() -> Column:
+    """The column of a table whose rows belong to a model."""
+    return integer("model_id", references="models.id")
 
 
 def create_table(
     name: str,
-    *columns: Column,
-    key: str = "id",
-    references: Mapping[str, str] | None = None,
+    *items: Column | sa.Constraint,
     unique: Sequence[Sequence[str]] = (),
     indexes: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    """Create table ``name`` with ``columns``, keyed by the column ``key``.
+    """Create table ``name`` from ``items``: its columns (one of them its primary key), then any
+    constraints given as they are.
 
-    ``references`` maps a column to the ``table.column`` it is a foreign key to, ``unique``
-    lists the column sets that are unique, ``indexes`` maps an index's name to its columns.
+    Each column built with ``references`` becomes a foreign key, in the order of the columns,
+    after the constraints given; ``unique`` lists the column sets that are unique, ``indexes``
+    maps an index's name to its columns.
     """
+    columns = [item for item in items if isinstance(item, sa.Column)]
     op.create_table(
         name,
-        *columns,
-        *(sa.ForeignKeyConstraint([c], [target]) for c, target in (references or {}).items()),
-        sa.PrimaryKeyConstraint(key),
+        *items,
+        *(
+            sa.ForeignKeyConstraint([c.name], [c.info[_REFERENCES]])
+            for c in columns
+            if _REFERENCES in c.info
+        ),
         *(sa.UniqueConstraint(*names) for names in unique),
     )
     for index, indexed in (indexes or {}).items():
@@ -71,12 +94,9 @@ def create_table(
 
 def create_keyed_table(
     name: str,
-    *columns: Column,
-    references: Mapping[str, str] | None = None,
+    *items: Column | sa.Constraint,
     unique: Sequence[Sequence[str]] = (),
     indexes: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """:func:`create_table`, keyed by an integer ``id`` that comes first: most tables are."""
-    create_table(
-        name, integer("id"), *columns, references=references, unique=unique, indexes=indexes
-    )
+    create_table(name, integer("id", primary_key=True), *items, unique=unique, indexes=indexes)

@@ -19,6 +19,7 @@ def upgrade() -> None:
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
             autoincrement=False,
+            primary_key=True,
             nullable=False,
         ),
         timestamp("received_at"),

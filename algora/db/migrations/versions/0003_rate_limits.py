@@ -17,11 +17,10 @@ def upgrade() -> None:
             batch_op.add_column(integer("burst", nullable=True))
     create_keyed_table(
         "key_model_limits",
-        integer("key_id"),
+        integer("key_id", references="api_keys.id"),
         string("pattern", 129),
         real("rate_per_second"),
         integer("burst", nullable=True),
-        references={"key_id": "api_keys.id"},
         unique=[("key_id", "pattern")],
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from algora.db.migrations.columns import create_keyed_table, integer, string, timestamp
+from algora.db.migrations.columns import create_keyed_table, integer, model_id, string, timestamp
 
 revision = "0004"
 down_revision = "0003"
@@ -22,21 +22,19 @@ def upgrade() -> None:
         )
     create_keyed_table(
         "memberships",
-        integer("org_id"),
-        integer("member_id"),
+        integer("org_id", references="principals.id"),
+        integer("member_id", references="principals.id"),
         string("role", 16),
         timestamp("created_at"),
-        references={"org_id": "principals.id", "member_id": "principals.id"},
         unique=[("org_id", "member_id")],
         indexes={"ix_memberships_org_id": ["org_id"], "ix_memberships_member_id": ["member_id"]},
     )
     create_keyed_table(
         "grants",
-        integer("model_id"),
-        integer("grantee_id"),
+        model_id(),
+        integer("grantee_id", references="principals.id"),
         string("right", 16),
         timestamp("created_at"),
-        references={"model_id": "models.id", "grantee_id": "principals.id"},
         unique=[("model_id", "grantee_id")],
         indexes={"ix_grants_model_id": ["model_id"]},
     )

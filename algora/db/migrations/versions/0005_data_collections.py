@@ -13,11 +13,10 @@ down_revision = "0004"
 def upgrade() -> None:
     create_keyed_table(
         "data_collections",
-        integer("owner_id"),
+        integer("owner_id", references="principals.id"),
         string("name", 64),
         json("read_acl"),
         timestamp("created_at"),
-        references={"owner_id": "principals.id"},
         unique=[("owner_id", "name")],
     )
 

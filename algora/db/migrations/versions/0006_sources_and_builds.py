@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from alembic import op
 
-from algora.db.migrations.columns import create_keyed_table, integer, json, string, text, timestamp
+from algora.db.migrations.columns import (
+    create_keyed_table,
+    integer,
+    json,
+    model_id,
+    string,
+    text,
+    timestamp,
+)
 
 revision = "0006"
 down_revision = "0005"
@@ -13,22 +21,21 @@ down_revision = "0005"
 def upgrade() -> None:
     create_keyed_table(
         "model_sources",
-        integer("model_id"),
+        model_id(),
         string("default_branch", 255),
         string("language", 32),
-        integer("created_by", nullable=True),
+        integer("created_by", nullable=True, references="principals.id"),
         timestamp("created_at"),
-        references={"model_id": "models.id", "created_by": "principals.id"},
         unique=[("model_id",)],
     )
     create_keyed_table(
         "builds",
         string("build_id", 36),
-        integer("model_id"),
+        model_id(),
         string("commit_sha", 64),
         string("trigger", 16),
         string("status", 16),
-        integer("started_by", nullable=True),
+        integer("started_by", nullable=True, references="principals.id"),
         timestamp("started_at"),
         timestamp("finished_at", nullable=True),
         text("log"),
@@ -37,17 +44,11 @@ def upgrade() -> None:
         json("manifest", nullable=True),
         string("content_hash", 64, nullable=True),
         string("archive_hash", 64, nullable=True),
-        string("environment_hash", 64, nullable=True),
+        string("environment_hash", 64, nullable=True, references="environments.hash"),
         json("input_schema", nullable=True),
         json("output_schema", nullable=True),
         json("lineage"),
-        integer("version_id", nullable=True),
-        references={
-            "model_id": "models.id",
-            "started_by": "principals.id",
-            "environment_hash": "environments.hash",
-            "version_id": "versions.id",
-        },
+        integer("version_id", nullable=True, references="versions.id"),
         unique=[("build_id",), ("version_id",)],
         indexes={
             "ix_builds_model_started": ["model_id", "started_at"],

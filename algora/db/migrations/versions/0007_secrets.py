@@ -8,6 +8,7 @@ from algora.db.migrations.columns import (
     create_keyed_table,
     create_table,
     integer,
+    model_id,
     string,
     text,
     timestamp,
@@ -20,27 +21,22 @@ down_revision = "0006"
 def upgrade() -> None:
     create_keyed_table(
         "model_secrets",
-        integer("model_id"),
+        model_id(),
         string("env_name", 128),
         string("short_name", 64),
         string("description", 500),
         text("sealed"),
         string("key_id", 16),
-        integer("created_by", nullable=True),
-        integer("updated_by", nullable=True),
+        integer("created_by", nullable=True, references="principals.id"),
+        integer("updated_by", nullable=True, references="principals.id"),
         timestamp("created_at"),
         timestamp("updated_at"),
-        references={
-            "model_id": "models.id",
-            "created_by": "principals.id",
-            "updated_by": "principals.id",
-        },
         unique=[("model_id", "env_name")],
         indexes={"ix_model_secrets_model_id": ["model_id"]},
     )
     create_table(
         "principal_profiles",
-        integer("principal_id"),
+        integer("principal_id", references="principals.id", primary_key=True),
         string("email", 254),
         string("full_name", 128),
         string("contact_name", 128),
@@ -49,8 +45,6 @@ def upgrade() -> None:
         string("company_role", 128),
         string("org_type", 16),
         timestamp("updated_at"),
-        key="principal_id",
-        references={"principal_id": "principals.id"},
     )
 
 

@@ -13,9 +13,8 @@ down_revision = "0009"
 def upgrade() -> None:
     create_table(
         "audit_journal_marks",
-        string("journal", 64),
+        string("journal", 64, primary_key=True),
         big_integer("committed_bytes"),
-        key="journal",
     )
 
 
