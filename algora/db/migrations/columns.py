@@ -32,6 +32,8 @@ class Options(TypedDict, total=False):
     references: str
     """``table.column``: make the column a foreign key to it."""
     primary_key: bool
+    unique: bool
+    """Whether no two rows may share a value (a constraint of the table, after its foreign keys)."""
 
 
 def column(name: str, kind: _Kind, **options: Unpack[Options]) -> Column:
@@ -42,6 +44,7 @@ def column(name: str, kind: _Kind, **options: Unpack[Options]) -> Column:
         kind,
         primary_key=options.get("primary_key", False),
         nullable=options.get("nullable", False),
+        unique=options.get("unique", False),
         info={_REFERENCES: references} if references else {},
     )
 
@@ -59,9 +62,9 @@ def string(name: str, length: int, **options: Unpack[Options]) -> Column:
     return column(name, sa.String(length=length), **options)
 
 
-def model_id() -> Column:
-    """The column of a table whose rows belong to a model."""
-    return integer("model_id", references="models.id")
+def model_id(*, unique: bool = False) -> Column:
+    """The column of a table whose rows belong to a model (``unique``: one row a model)."""
+    return integer("model_id", references="models.id", unique=unique)
 
 
 def create_table(
@@ -74,7 +77,8 @@ def create_table(
     constraints given as they are.
 
     Each column built with ``references`` becomes a foreign key, in the order of the columns,
-    after the constraints given; ``unique`` lists the column sets that are unique, ``indexes``
+    after the constraints given; ``unique`` lists the sets of columns that are unique together (a
+    column unique by itself says so), ``indexes``
     maps an index's name to its columns.
     """
     columns = [item for item in items if isinstance(item, sa.Column)]

@@ -21,16 +21,15 @@ down_revision = "0005"
 def upgrade() -> None:
     create_keyed_table(
         "model_sources",
-        model_id(),
+        model_id(unique=True),
         string("default_branch", 255),
         string("language", 32),
         integer("created_by", nullable=True, references="principals.id"),
         timestamp("created_at"),
-        unique=[("model_id",)],
     )
     create_keyed_table(
         "builds",
-        string("build_id", 36),
+        string("build_id", 36, unique=True),
         model_id(),
         string("commit_sha", 64),
         string("trigger", 16),
@@ -48,8 +47,7 @@ def upgrade() -> None:
         json("input_schema", nullable=True),
         json("output_schema", nullable=True),
         json("lineage"),
-        integer("version_id", nullable=True, references="versions.id"),
-        unique=[("build_id",), ("version_id",)],
+        integer("version_id", nullable=True, references="versions.id", unique=True),
         indexes={
             "ix_builds_model_started": ["model_id", "started_at"],
             "ix_builds_status": ["status"],
