@@ -22,6 +22,7 @@ import httpx
 from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.packing import pack_directory
+from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
 
@@ -137,7 +138,7 @@ def _model_error(error: dict[str, Any]) -> ModelError:
     )
 
 
-class Client:
+class Client(Closing):
     """A connection to an Algora gateway."""
 
     def __init__(
@@ -171,12 +172,6 @@ class Client:
     def close(self) -> None:
         """Close the client's HTTP connections."""
         self.http.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
     def get_json(self, path: str, **params: Any) -> Any:
         """GET ``path`` with query ``params``: the JSON answer, or the error it raised."""

@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 
 from algora.errors import InvalidInput, NotFound, Unavailable, error_from_body
+from algora.sdk._closing import Closing
 
 if TYPE_CHECKING:
     from algora.sdk.client import Client
@@ -206,7 +207,7 @@ def _raise_for_error(response: httpx.Response) -> None:
     raise error_from_body(response.status_code, body)
 
 
-class DataReader:
+class DataReader(Closing):
     """A file being read from the server: ``size`` bytes, iterated in chunks; close it."""
 
     def __init__(self, uri: DataUri, response: httpx.Response, stack: contextlib.ExitStack) -> None:
@@ -247,12 +248,6 @@ class DataReader:
     def close(self) -> None:
         """Close the download."""
         self._stack.close()
-
-    def __enter__(self) -> DataReader:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
 
 
 def _counted(chunks: Iterable[bytes], progress: Progress | None) -> Iterator[bytes]:

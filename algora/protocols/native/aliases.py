@@ -13,6 +13,7 @@ Every change is audited with the model as its resource and ``alias:old->new`` as
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -143,6 +144,20 @@ def _promotions(
     return aliases.promotions(caller, owner, name, None if status == "all" else status)
 
 
+def _listing(route: str, name: str, call: Callable[..., object], summary: str) -> Op:
+    """A route that lists promotion requests: by status, the pending ones unless asked."""
+    return Op(
+        route,
+        name,
+        call,
+        ReadModels,
+        each(PromotionOut),
+        "promotion.list",
+        query={"status": (StatusQuery, "pending")},
+        summary=summary,
+    )
+
+
 def _why(body: DecisionIn | None) -> tuple[str]:
     return (body.note if body else "",)
 
@@ -180,25 +195,17 @@ add_routes(
         summary="Delete an alias (not a protected one); calls naming it then get 404",
         status_code=204,
     ),
-    Op(
+    _listing(
         "GET /promotions",
         "list_all_promotions",
         lambda aliases, caller, status: _promotions(aliases, caller, None, None, status),
-        ReadModels,
-        each(PromotionOut),
-        "promotion.list",
-        query={"status": (StatusQuery, "pending")},
-        summary="Promotion requests of every model you manage, newest first",
+        "Promotion requests of every model you manage, newest first",
     ),
-    Op(
+    _listing(
         "GET /models/{owner}/{name}/promotions",
         "list_promotions",
         _promotions,
-        ReadModels,
-        each(PromotionOut),
-        "promotion.list",
-        query={"status": (StatusQuery, "pending")},
-        summary="A model's promotion requests, newest first (its managers)",
+        "A model's promotion requests, newest first (its managers)",
     ),
     Op(
         "POST /models/{owner}/{name}/promotions",

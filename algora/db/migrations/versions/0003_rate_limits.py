@@ -1,39 +1,27 @@
-"""rate limits
-
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-30 10:00:00.000000
-"""
+"""rate limits"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
+
+from algora.db.migrations.columns import create_keyed_table, integer, real, string
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     for table in ("api_keys", "principals"):
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.add_column(sa.Column("rate_per_second", sa.Float(), nullable=True))
-            batch_op.add_column(sa.Column("burst", sa.Integer(), nullable=True))
-    op.create_table(
+            batch_op.add_column(real("rate_per_second", nullable=True))
+            batch_op.add_column(integer("burst", nullable=True))
+    create_keyed_table(
         "key_model_limits",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("key_id", sa.Integer(), nullable=False),
-        sa.Column("pattern", sa.String(length=129), nullable=False),
-        sa.Column("rate_per_second", sa.Float(), nullable=False),
-        sa.Column("burst", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["key_id"],
-            ["api_keys.id"],
-        ),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("key_id", "pattern"),
+        integer("key_id", references="api_keys.id"),
+        string("pattern", 129),
+        real("rate_per_second"),
+        integer("burst", nullable=True),
+        unique=[("key_id", "pattern")],
     )
 
 

@@ -1,77 +1,66 @@
-"""model source repositories and their builds
-
-Revision ID: 0006
-Revises: 0005
-Create Date: 2026-11-27 04:00:00.000000
-"""
+"""model source repositories and their builds"""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from alembic import op
+
+from algora.db.migrations.columns import (
+    create_keyed_table,
+    integer,
+    json,
+    model_id,
+    string,
+    text,
+    timestamp,
+)
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    create_keyed_table(
         "model_sources",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("model_id", sa.Integer(), nullable=False),
-        sa.Column("default_branch", sa.String(length=255), nullable=False),
-        sa.Column("language", sa.String(length=32), nullable=False),
-        sa.Column("created_by", sa.Integer(), nullable=True),
-        sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["model_id"], ["models.id"]),
-        sa.ForeignKeyConstraint(["created_by"], ["principals.id"]),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("model_id"),
+        model_id(unique=True),
+        string("default_branch", 255),
+        string("language", 32),
+        integer("created_by", nullable=True, references="principals.id"),
+        timestamp("created_at"),
     )
-    op.create_table(
+    create_keyed_table(
         "builds",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("build_id", sa.String(length=36), nullable=False),
-        sa.Column("model_id", sa.Integer(), nullable=False),
-        sa.Column("commit_sha", sa.String(length=64), nullable=False),
-        sa.Column("trigger", sa.String(length=16), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("started_by", sa.Integer(), nullable=True),
-        sa.Column("started_at", sa.DateTime(), nullable=False),
-        sa.Column("finished_at", sa.DateTime(), nullable=True),
-        sa.Column("log", sa.Text(), nullable=False),
-        sa.Column("failure_code", sa.String(length=64), nullable=True),
-        sa.Column("failure_reason", sa.Text(), nullable=True),
-        sa.Column("manifest", sa.JSON(), nullable=True),
-        sa.Column("content_hash", sa.String(length=64), nullable=True),
-        sa.Column("archive_hash", sa.String(length=64), nullable=True),
-        sa.Column("environment_hash", sa.String(length=64), nullable=True),
-        sa.Column("input_schema", sa.JSON(), nullable=True),
-        sa.Column("output_schema", sa.JSON(), nullable=True),
-        sa.Column("lineage", sa.JSON(), nullable=False),
-        sa.Column("version_id", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["model_id"], ["models.id"]),
-        sa.ForeignKeyConstraint(["started_by"], ["principals.id"]),
-        sa.ForeignKeyConstraint(["environment_hash"], ["environments.hash"]),
-        sa.ForeignKeyConstraint(["version_id"], ["versions.id"]),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("build_id"),
-        sa.UniqueConstraint("version_id"),
+        string("build_id", 36, unique=True),
+        model_id(),
+        string("commit_sha", 64),
+        string("trigger", 16),
+        string("status", 16),
+        integer("started_by", nullable=True, references="principals.id"),
+        timestamp("started_at"),
+        timestamp("finished_at", nullable=True),
+        text("log"),
+        string("failure_code", 64, nullable=True),
+        text("failure_reason", nullable=True),
+        json("manifest", nullable=True),
+        string("content_hash", 64, nullable=True),
+        string("archive_hash", 64, nullable=True),
+        string("environment_hash", 64, nullable=True, references="environments.hash"),
+        json("input_schema", nullable=True),
+        json("output_schema", nullable=True),
+        json("lineage"),
+        integer("version_id", nullable=True, references="versions.id", unique=True),
+        indexes={
+            "ix_builds_model_started": ["model_id", "started_at"],
+            "ix_builds_status": ["status"],
+        },
     )
-    op.create_index("ix_builds_model_started", "builds", ["model_id", "started_at"])
-    op.create_index("ix_builds_status", "builds", ["status"])
     with op.batch_alter_table("versions") as batch:
-        batch.add_column(sa.Column("release_notes", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("sample_input", sa.Text(), nullable=True))
+        batch.add_column(text("release_notes", nullable=True))
+        batch.add_column(text("sample_input", nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("versions") as batch:
         batch.drop_column("sample_input")
         batch.drop_column("release_notes")
-    op.drop_index("ix_builds_status", table_name="builds")
-    op.drop_index("ix_builds_model_started", table_name="builds")
     op.drop_table("builds")
     op.drop_table("model_sources")
