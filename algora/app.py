@@ -20,6 +20,7 @@ from algora.errors import AlgoraError, InvalidInput, NotFound, error_body, retry
 from algora.gateway import health
 from algora.gateway.auditing import AuditMiddleware, note_error
 from algora.gateway.bodies import BodyGuardMiddleware
+from algora.gateway.logformat import configure_logging
 from algora.gateway.methods import AllowedMethodsMiddleware
 from algora.gateway.openapi import document_errors
 from algora.gateway.origin import OriginMiddleware
@@ -30,7 +31,7 @@ from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
 from algora.protocols.algorithmia.lane import CallLane
 from algora.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["configure_logging", "create_app"]  # configure_logging: for `algora serve`
 
 logger = logging.getLogger(__name__)
 

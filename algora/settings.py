@@ -255,6 +255,11 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""
 
+    log_format: Literal["text", "json"] = "text"
+    """The server's log lines: ``text`` for a terminal, or ``json``, one object per line (time,
+    level, logger, message, and the request id, model and version of the request being
+    served) for a log pipeline."""
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

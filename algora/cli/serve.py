@@ -68,20 +68,15 @@ def serve(
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # The console is for what a user needs (address, key, examples); these libraries' INFO
-    # lines (each request of the example publisher, each migration step) are not.
-    for noisy in ("httpx", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     # Imported here, not at the top: the client commands neither pay for the gateway's imports
     # nor need them installed (`pip install algora` is the client; the server is an extra).
     with server_side("algora serve"):
         import uvicorn
 
-        from algora.app import create_app
+        from algora.app import configure_logging, create_app
         from algora.platform import Platform
+
+    configure_logging(settings.log_level, settings.log_format)
 
     platform = Platform.open(settings)
     url = f"http://{settings.host}:{settings.port}"

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,10 @@ class AuditTrail:
     parent_request_id: str | None = None
     """The call being served by the model from inside which the request was made."""
     error_code: str | None = None
+
+
+CURRENT_TRAIL: ContextVar[AuditTrail | None] = ContextVar("algora_trail", default=None)
+"""The trail of the request being served (for the log lines written while it is)."""
 
 
 def trail_of(connection: HTTPConnection) -> AuditTrail:
@@ -166,6 +171,7 @@ class AuditMiddleware:
         path: str = scope["path"]
         trail = AuditTrail()
         scope[_SCOPE_KEY] = trail
+        CURRENT_TRAIL.set(trail)  # this request's task: the context ends with it
         headers = RequestHeaders(scope)
         counts = {"in": headers.content_length or 0, "out": 0}
         start: Message | None = None

@@ -27,6 +27,7 @@ from algora.audit.log import AuditLog
 from algora.auth.principals import Authenticator
 from algora.errors import AlgoraError, RequestTimeout, error_body
 from algora.gateway.auditing import (
+    CURRENT_TRAIL,
     AuditTrail,
     RequestHeaders,
     request_row,
@@ -115,6 +116,7 @@ class CallLane:
         trail = AuditTrail(
             caller=caller, action="model.call", resource=f"{owner}/{name}", request_id=request_id
         )
+        CURRENT_TRAIL.set(trail)
         try:
             status, start, body = await self._answer(
                 receive, trail, headers.content_type, owner, name, spec, timeout_text
