@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -85,7 +86,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         await platform.audit.start()
         platform.channels.start()  # workers' sockets are served on this loop
         platform.calls.attach(asyncio.get_running_loop())
+        await platform.changes.start()
+        feed = asyncio.create_task(platform.changes.run(), name="algora-change-feed")
         yield
+        feed.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed
         await platform.audit.stop()  # commits what is queued
         if owned:
             await platform.aclose()

@@ -20,6 +20,7 @@ from algora.db.tables import Model
 from algora.environments.builder import EnvironmentBuilder
 from algora.errors import ModelNotFound
 from algora.gateway.calls import CallService
+from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.metrics import Metrics
 from algora.publishing.builds import Builds
@@ -140,6 +141,11 @@ class Platform:
             secrets=self.secrets,
             channels=self.channels,
         )
+        self.changes = ChangeFeed(
+            self.sessions, [self.authenticator.forget, self.calls.forget_here]
+        )
+        """Tells the other gateways on this registry what this one changed, and the reverse."""
+        self.calls.on_forget = self.changes.changed
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         if settings.warm_on_publish:
             self.publisher.hand_off = HandOff(
@@ -154,10 +160,10 @@ class Platform:
         self.accounts = Accounts(
             self.sessions,
             self.registry,
-            forget_callers=self.authenticator.forget,
+            forget_callers=self._forget_callers,
             forget_rights=self.calls.forget,
         )
-        self.keyring = Keyring(self.sessions, settings, forget_callers=self.authenticator.forget)
+        self.keyring = Keyring(self.sessions, settings, forget_callers=self._forget_callers)
         self.catalog = Catalog(self.sessions, self.registry, self.store, self.publisher.logs.read)
         self.uploads = Uploads(settings, self.registry, self.publisher)
         self.aliases = Aliases(
@@ -184,6 +190,12 @@ class Platform:
         scratch = new_session()
         origin = CallOrigin(caller, model, request_id, scratch, time.monotonic() + seconds)
         return SmokeAccess(env, self.channels.opener(model), origin, scratch)
+
+    def _forget_callers(self) -> None:
+        """Cached callers are stale (a key revoked, a role or grant changed): here at once, on
+        the other gateways within a second."""
+        self.authenticator.forget()
+        self.changes.changed()
 
     def _version_names(self, key: str) -> tuple[str, str]:
         """A pool's key (its version's id) as Prometheus labels: ``owner/name``, semver."""

@@ -275,6 +275,17 @@ class AuditJournalMark(Base):
     committed_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
+class CacheEpoch(Base):
+    """One row whose ``epoch`` a gateway increments when it changes what gateways cache (keys,
+    grants, versions, aliases): every gateway on the registry watches it and drops its caches
+    when it moves (see ``algora.gateway.changes``)."""
+
+    __tablename__ = "cache_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
+
+
 class Alias(Base):
     """A mutable name (``production``) of a model that points at one of its ready versions.
 

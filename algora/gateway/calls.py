@@ -131,6 +131,8 @@ class CallService:
         self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
         self._refreshing: set[tuple[str, str, str]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_forget: Callable[[], None] | None = None
+        """Told when this gateway forgets its resolutions because of a change it made."""
         self._generation = 0  # bumped by forget(): a refresh begun before it is dropped
         # Resolved once: resolving it stats every folder above it, and every call needs it.
         self._data_dir = settings.resolved_data_dir
@@ -180,7 +182,14 @@ class CallService:
             logger.info("could not warm version #%s: %s", version_id, error)
 
     def forget(self) -> None:
-        """Drop cached resolutions (after a publish, deprecation or alias move)."""
+        """Drop cached resolutions (after a publish, deprecation or alias move), here at once
+        and, through ``on_forget`` (the platform's change feed), on the other gateways."""
+        self.forget_here()
+        if self.on_forget is not None:
+            self.on_forget()
+
+    def forget_here(self) -> None:
+        """Drop this gateway's cached resolutions (another gateway changed something)."""
         self._generation += 1
         self._resolved.clear()
 

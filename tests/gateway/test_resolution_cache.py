@@ -24,8 +24,8 @@ from algora.testing import write_model
 
 from ..conftest import ECHO_MODEL, InProcess, in_process
 
-FRESH = 0.3
-GRACE = 0.6
+FRESH = 1.0
+GRACE = 2.0
 
 
 @pytest.fixture
@@ -36,6 +36,8 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProce
         folder = write_model(tmp_path / "echo", "echo", ECHO_MODEL, entrypoint="model:Echo")
         gw.client.publish(folder, version="1.0.0")
         gw.client.publish(folder, version="1.1.0")
+        _served_version(gw)  # the worker starts: the tests' calls are warm ones
+        time.sleep(FRESH + GRACE + 0.05)  # and the resolution that started it is forgotten
         yield gw
 
 
