@@ -123,7 +123,7 @@ class Platform:
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
-        self.metrics = Metrics(self.pools, self._version_names)
+        self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
         self.limiter = RateLimiter(
             Limit.of(settings.default_rate_per_second, settings.default_burst)

@@ -65,6 +65,10 @@ class ThreadWriter:
     def running(self) -> bool:
         return self._open
 
+    def lag(self) -> float:
+        """Seconds the oldest row journaled but not yet in the database has waited."""
+        return self._sink.lag()
+
     def submit(self, wire: list[object]) -> asyncio.Future[None]:
         """Queue a row; the future resolves once it is journaled (WriterGone if it is not)."""
         if not self._open:

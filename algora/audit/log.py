@@ -232,6 +232,12 @@ class AuditLog:
         with self._direct_lock:
             self._close_connection()
 
+    def commit_lag(self) -> float | None:
+        """Seconds the oldest journaled row has waited for the database, where this process
+        journals (the in-process writer); None where a writer process does."""
+        writer = self._writer
+        return writer.lag() if isinstance(writer, ThreadWriter) and writer.running else None
+
     # recording ---------------------------------------------------------------------------
     async def record(self, event: AuditEvent) -> None:
         """Return once the event's row is committed; raise Unavailable if it cannot be."""

@@ -110,6 +110,12 @@ class JournalSink:
         )
         self._committer.start()
 
+    def lag(self) -> float:
+        """Seconds the oldest journaled row not yet in the database has waited (0: none)."""
+        with self._changed:
+            oldest = self._batch.since if self._batch is not None else self._pending_since
+        return 0.0 if oldest is None else max(0.0, time.monotonic() - oldest)
+
     # the writer's thread -----------------------------------------------------------------
     def put(self, lines: list[bytes], wires: list[Wire]) -> bool:
         """Journal the rows; False if they are not (and must not be answered as durable)."""

@@ -59,6 +59,8 @@ class AuditTrail:
     action: str | None = None
     resource: str | None = None
     version: str | None = None
+    alias: str | None = None
+    """The alias a model call named, once it resolved (for metrics; not an audit column)."""
     request_id: str | None = None
     parent_request_id: str | None = None
     """The call being served by the model from inside which the request was made."""
@@ -198,8 +200,9 @@ class AuditMiddleware:
             if self.metrics is not None:
                 seconds = time.perf_counter() - started
                 self.metrics.observe(
-                    trail.action, status, trail.resource, trail.version, trail.error_code, seconds
-                )
+                    trail.action, status, trail.resource, trail.version, trail.error_code,
+                    seconds, trail.alias,
+                )  # fmt: skip
             if declared is not None:
                 wanted = declared.always or method not in _SAFE
             else:  # no route: recorded when it tried to change something under the APIs

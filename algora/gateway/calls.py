@@ -44,7 +44,7 @@ from algora.modelfolder.manifest import Manifest
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
-from algora.registry.specs import VersionSpec, parse_spec
+from algora.registry.specs import VersionSpec, is_alias_name, parse_spec
 from algora.settings import Settings
 from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.manager import PoolManager
@@ -315,6 +315,8 @@ class CallService:
         require_scope(call.caller, "call", f"{call.owner}/{call.name}")
         model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
         call.trail.version = version.semver
+        if call.spec and call.spec[0].isalpha() and is_alias_name(call.spec):
+            call.trail.alias = call.spec
         if not call.admitted:
             self.admit(call.caller, model.owner.name, model.name)
         return model, version

@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from algora.workers.batching import BATCH_BUCKETS
 from algora.workers.manager import PoolManager
 from algora.workers.memory import process_tree
 
@@ -43,7 +51,12 @@ class Metrics:
     """The gateway's Prometheus registry: what it counts as requests pass, and what it reads
     from the pools when scraped."""
 
-    def __init__(self, pools: PoolManager, names: VersionNames) -> None:
+    def __init__(
+        self,
+        pools: PoolManager,
+        names: VersionNames,
+        audit_lag: Callable[[], float | None] = lambda: None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
             "algora_requests",
@@ -53,19 +66,21 @@ class Metrics:
         )
         self._calls = Counter(
             "algora_model_calls",
-            "Model calls answered, by model, version and outcome (ok, or the error code)",
-            ["model", "version", "outcome"],
+            "Model calls answered, by model, version, the alias named, and outcome (ok, or the "
+            "error code)",
+            ["model", "version", "alias", "outcome"],
             registry=self.registry,
         )
         self._latency = Histogram(
             "algora_model_call_duration_seconds",
-            "Seconds from a model call's arrival to its answer, by model and version",
-            ["model", "version"],
+            "Seconds from a model call's arrival to its answer, by model, version and alias",
+            ["model", "version", "alias"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
         ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
         self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
+        self.registry.register(_AuditCollector(audit_lag))
 
     def observe(
         self,
@@ -75,17 +90,18 @@ class Metrics:
         version: str | None,
         error_code: str | None,
         seconds: float,
+        alias: str | None = None,
     ) -> None:
         """Count one answered request (and, for a model call, its outcome and latency)."""
         self._requests.labels(action or "none", str(status)).inc()
         if action is None or not action.startswith("model.call"):
             return
         if status in _UNRESOLVED or not version or not _SEMVER.match(version) or not resource:
-            resource = version = ""  # it never reached a version: no name of the caller's
+            resource = version = alias = ""  # it never reached a version: no name of the caller's
         # Algorithmia's API answers a model's own error with 200 and an error envelope
         outcome = error_code or ("ok" if status < 400 else f"http_{status}")
-        self._calls.labels(resource, version, outcome).inc()
-        self._latency.labels(resource, version).observe(seconds)
+        self._calls.labels(resource, version, alias or "", outcome).inc()
+        self._latency.labels(resource, version, alias or "").observe(seconds)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format ``accept`` asks for (Prometheus text, or OpenMetrics),
@@ -132,6 +148,9 @@ class _PoolCollector(Collector):
             "Times a version's workers were started from none (cold starts)",
             labels=labels,
         )
+        batches = HistogramMetricFamily(
+            "algora_batch_size", "Calls per dispatch to a worker (batches)", labels=labels
+        )
         cpu = CounterMetricFamily(
             "algora_worker_cpu_seconds",
             "CPU time of a version's live workers and what they started",
@@ -147,17 +166,35 @@ class _PoolCollector(Collector):
             gauges["queued"].add_metric(names, stats.queued)
             gauges["in_flight"].add_metric(names, stats.in_flight)
             restarts.add_metric(names, stats.restarts)
+            if any(stats.batch_sizes):
+                cumulative = list(itertools.accumulate(stats.batch_sizes))
+                bounds = [*(floatToGoString(b) for b in BATCH_BUCKETS), "+Inf"]
+                batches.add_metric(names, list(zip(bounds, cumulative, strict=True)), None)
             seconds, resident = _usage(stats.pids)
             cpu.add_metric(names, seconds)
             gauges["memory"].add_metric(names, resident)
         yield from gauges.values()
-        yield from (restarts, starts, cpu)
+        yield from (restarts, starts, cpu, batches)
 
     def _label(self, key: str) -> tuple[str, str]:
         try:
             return self._names(key)
         except Exception:  # a version removed meanwhile: still counted, by its id
             return "", f"#{key}"
+
+
+class _AuditCollector(Collector):
+    def __init__(self, lag: Callable[[], float | None]) -> None:
+        self._lag = lag
+
+    def collect(self) -> Iterator[Metric]:
+        lag = self._lag()
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "algora_audit_commit_lag_seconds",
+                "Seconds the oldest journaled audit row has waited for the database",
+                value=lag,
+            )
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

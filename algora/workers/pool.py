@@ -96,6 +96,7 @@ class Pool:
             healthy=self.healthy,
             restart_error=self._restart_error.message if self._restart_error else None,
             pids=tuple(pid for w in workers if (pid := w.handle.pid) is not None),
+            batch_sizes=tuple(self._limit.sizes),
         )
 
     async def start(self) -> ModelInfo:
@@ -129,8 +130,7 @@ class Pool:
         return self._info
 
     def widen(self, spec: WorkerSpec) -> None:
-        """Serve on from ``spec``, which differs only in its replica counts (a publish's smoke
-        test's pool of one becoming the version's): start the replicas it lacks, autoscale."""
+        """Serve on from ``spec`` (only its replica counts differ): start what replicas lack."""
         if self.running and spec != self.spec:
             self.spec = spec
             for _ in range(spec.replicas - self._load().replicas):

@@ -23,6 +23,8 @@ class PoolStats:
     healthy: bool
     restart_error: str | None
     """Why the latest replacement worker failed to start, while replacements keep failing."""
+    batch_sizes: tuple[int, ...] = ()
+    """Dispatches by size, per ``algora.workers.batching.BATCH_BUCKETS`` (for metrics)."""
     pids: tuple[int, ...] = ()
     """The live workers' process ids (for their memory, see ``algora.workers.memory``)."""
 

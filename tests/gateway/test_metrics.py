@@ -28,8 +28,10 @@ def apply(input):
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     tmp = tmp_path_factory.mktemp("metrics")
     with RunningServer(tmp / "data") as running:
+        batched = "\n[serving]\nmax_batch_size = 8\n"  # plain apply, looped in batches
         with running.client() as admin:
-            admin.publish(write_model(tmp / "echo", "echo", MODEL))
+            admin.publish(write_model(tmp / "echo", "echo", MODEL, extra_manifest=batched))
+            admin.set_alias("admin/echo", "production", "1.0.0")
         yield running
 
 
@@ -59,6 +61,8 @@ def test_calls_are_counted_by_model_version_and_outcome(server: RunningServer) -
         assert httpx.post(f"{server.url}/v1/algo/admin/echo", json="hi", headers=auth).is_success
     failed = httpx.post(f"{server.url}/v1/algo/admin/echo/1.0.0", json="boom", headers=auth)
     assert failed.json()["error"]["error_type"] == "ValueError"  # 200, in Algorithmia's envelope
+    via_alias = httpx.post(f"{server.url}/v1/algo/admin/echo/production", json=1, headers=auth)
+    assert via_alias.is_success
     for name in ("nobody/nothing", "admin/no-such-model"):
         assert httpx.post(f"{server.url}/v1/algo/{name}", json=1, headers=auth).status_code == 404
     response = scrape(server)
@@ -66,19 +70,24 @@ def test_calls_are_counted_by_model_version_and_outcome(server: RunningServer) -
     assert response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)
     echo = {"model": "admin/echo", "version": "1.0.0"}
-    assert value(found, "algora_model_calls_total", **echo, outcome="ok") == 3
-    assert value(found, "algora_model_calls_total", **echo, outcome="model_error") == 1
-    assert value(found, "algora_model_call_duration_seconds_count", **echo) == 4
+    assert value(found, "algora_model_calls_total", **echo, alias="", outcome="ok") == 3
+    assert value(found, "algora_model_calls_total", **echo, alias="", outcome="model_error") == 1
+    assert value(found, "algora_model_calls_total", **echo, alias="production", outcome="ok") == 1
+    assert value(found, "algora_model_call_duration_seconds_count", **echo, alias="") == 4
     # calls that reached no version carry no name a caller chose
-    unresolved = {"model": "", "version": "", "outcome": "model_not_found"}
+    unresolved = {"model": "", "version": "", "alias": "", "outcome": "model_not_found"}
     assert value(found, "algora_model_calls_total", **unresolved) == 2
     assert not any("nothing" in str(labels) for _, labels in found)
-    assert value(found, "algora_requests_total", action="model.call", status="200") == 4
+    assert value(found, "algora_requests_total", action="model.call", status="200") == 5
     assert value(found, "algora_pool_replicas", **echo) == 1
     assert value(found, "algora_pool_queued_calls", **echo) == 0
     assert value(found, "algora_pool_starts_total", **echo) >= 1
     assert value(found, "algora_worker_resident_memory_bytes", **echo) > 1 << 20
     assert value(found, "algora_worker_cpu_seconds_total", **echo) > 0
+    # five calls, one at a time: five dispatches of one (a smoke test's example before them)
+    assert value(found, "algora_batch_size_bucket", **echo, le="1.0") >= 5
+    assert value(found, "algora_batch_size_bucket", **echo, le="+Inf") >= 5
+    assert 0 <= value(found, "algora_audit_commit_lag_seconds") < 60
     assert found["process_resident_memory_bytes", ()] > 1 << 20  # the gateway itself
 
 

@@ -128,8 +128,9 @@ class CallLane:
         if self._metrics is not None:
             seconds = time.perf_counter() - started
             self._metrics.observe(
-                "model.call", status, trail.resource, trail.version, trail.error_code, seconds
-            )
+                "model.call", status, trail.resource, trail.version, trail.error_code, seconds,
+                trail.alias,
+            )  # fmt: skip
         if self._audit.enabled:
             trail.version = trail.version or spec  # as the audit middleware fills it in
             row = request_row(
