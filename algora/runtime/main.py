@@ -32,8 +32,8 @@ from .codec import (
     CapturedOutput,
     InvalidPayload,
     ResultNotSerializable,
-    decode_input,
-    encode_result,
+    decode_call,
+    encode_answer,
 )
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
@@ -231,7 +231,7 @@ def handle_call(
     call_id = header.get("id")
     started = time.perf_counter()
     try:
-        value = decode_input(str(header.get("content_type", "json")), payload)
+        value = decode_call(header, payload)
     except InvalidPayload as exc:
         error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
         return {"type": "error", "id": call_id, "error": error, "stdout": ""}, b""
@@ -239,7 +239,7 @@ def handle_call(
     saved = sys.stdout
     sys.stdout = capture
     try:
-        content_type, body = encode_result(model.predict(value))
+        content_type, body, described = encode_answer(model.predict(value), header)
     except ResultNotSerializable as exc:
         error = _error(exc.code, exc, skip_frames=0)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
@@ -257,6 +257,8 @@ def handle_call(
         "stdout": capture.getvalue(),
         "duration": time.perf_counter() - started,
     }
+    if described is not None:
+        reply["tensors"] = described
     return reply, body
 
 
@@ -282,7 +284,7 @@ def handle_batch(
         chunk = payload[offset : offset + length]
         offset += length
         try:
-            inputs.append(decode_input(str(spec.get("content_type", "json")), chunk))
+            inputs.append(decode_call(spec, chunk))
             positions.append(index)
         except InvalidPayload as exc:
             error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
@@ -298,17 +300,15 @@ def handle_batch(
                 replies[index] = {"id": item_id, "error": outcome}
                 continue
             try:
-                content_type, body = encode_result(outcome[0])
+                content_type, body, described = encode_answer(outcome[0], specs[index])
             except ResultNotSerializable as exc:
                 replies[index] = {"id": item_id, "error": _error(exc.code, exc, skip_frames=0)}
                 continue
             bodies[index] = body
-            replies[index] = {
-                "id": item_id,
-                "content_type": content_type,
-                "length": len(body),
-                "stdout": "",
-            }
+            item = {"id": item_id, "content_type": content_type, "length": len(body), "stdout": ""}
+            if described is not None:
+                item["tensors"] = described
+            replies[index] = item
     items = [r if r is not None else {"id": None} for r in replies]
     body = b"".join(bodies.get(i, b"") for i in range(len(items)))
     return {"type": "batch_result", "items": items, "duration": time.perf_counter() - started}, body

@@ -446,7 +446,12 @@ class Pool:
     async def _send(self, worker: Replica, batch: list[PendingCall]) -> None:
         if len(batch) == 1:
             req = batch[0].request
-            header = {"type": "call", "id": req.request_id, "content_type": req.content_type}
+            header = {
+                "type": "call",
+                "id": req.request_id,
+                "content_type": req.content_type,
+                **req.fields,
+            }
             await worker.handle.send_frame(header, req.payload)
             return
         items = [
@@ -454,6 +459,7 @@ class Pool:
                 "id": p.request.request_id,
                 "content_type": p.request.content_type,
                 "length": len(p.request.payload),
+                **p.request.fields,
             }
             for p in batch
         ]
