@@ -3,6 +3,7 @@ wire itself (JSON tensors, the binary extension, every refusal) with plain HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import struct
 from collections.abc import Iterator
@@ -342,3 +343,35 @@ def test_an_infer_is_one_audited_call(served: RunningServer, headers: Any) -> No
     assert row["action"] == "model.call"
     assert row["resource"] == "admin/mirror" and row["version"] == "1.0.0"
     assert row["status"] == 200
+
+
+# -- KServe's client ------------------------------------------------------------------------
+
+
+def test_kserve_rest_client(served: RunningServer, headers: Any) -> None:
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+    async def run() -> None:
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        try:
+            assert await client.is_server_live(served.url)
+            assert await client.is_server_ready(served.url)
+            assert await client.is_model_ready(served.url, "admin/iris-tensors", headers=headers)
+            for binary in (True, False):
+                features = InferInput("features", [1, 4], "FP32")
+                features.set_data_from_numpy(
+                    np.array([[6.7, 3.0, 5.2, 2.3]], dtype=np.float32), binary_data=binary
+                )
+                request = InferRequest("admin/iris-tensors", [features], request_id="k1")
+                response = await client.infer(  # it adds to the headers it is given
+                    served.url, request, "admin/iris-tensors", headers=dict(headers)
+                )
+                assert response.id == "k1"
+                outputs = {o.name: o.as_numpy() for o in response.outputs}
+                assert outputs["probabilities"].shape == (1, 3)
+                species = outputs["species"].tolist()
+                assert species in (["virginica"], [b"virginica"])
+        finally:
+            await client.close()
+
+    asyncio.run(run())
