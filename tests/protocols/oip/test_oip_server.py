@@ -345,6 +345,39 @@ def test_an_infer_is_one_audited_call(served: RunningServer, headers: Any) -> No
     assert row["status"] == 200
 
 
+def test_the_keys_rate_limit_and_scopes_hold_on_v2(served: RunningServer, headers: Any) -> None:
+    made = httpx.post(f"{served.url}/api/v1/keys", json={"name": "oip-limited"}, headers=headers)
+    assert made.status_code == 201, made.text
+    key_id, secret = made.json()["key_id"], made.json()["key"]
+    limited = httpx.patch(
+        f"{served.url}/api/v1/keys/{key_id}",
+        json={"rate_per_second": 0.001, "burst": 1},
+        headers=headers,
+    )
+    assert limited.status_code == 200, limited.text
+    body = {"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [1]}]}
+    auth = {"Authorization": f"Simple {secret}"}
+    assert _post(served, "/v2/models/admin/mirror/infer", body, auth).status_code == 200
+    refused = _post(served, "/v2/models/admin/mirror/infer", body, auth)
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+    assert "error" in refused.json()
+    narrow = httpx.post(
+        f"{served.url}/api/v1/keys",
+        json={"name": "oip-narrow", "scopes": ["call:admin/plain"]},
+        headers=headers,
+    ).json()["key"]
+    other = _post(
+        served, "/v2/models/admin/mirror/infer", body, {"Authorization": f"Simple {narrow}"}
+    )
+    assert other.status_code == 403 and "call" in other.json()["error"]
+    assert (
+        httpx.get(
+            f"{served.url}/v2/models/admin/mirror", headers={"Authorization": f"Simple {narrow}"}
+        ).status_code
+        == 403
+    )
+
+
 # -- KServe's client ------------------------------------------------------------------------
 
 
