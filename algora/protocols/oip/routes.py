@@ -131,7 +131,7 @@ async def model_metadata(request: Request, path: str) -> JSONResponse:
         return _error(error)
     if target.action == "ready":
         return JSONResponse({"name": target.shown, "ready": True})
-    declared = Declared.of(version.manifest)
+    declared = Declared.of(version.manifest, version.input_schema, version.output_schema)
     return JSONResponse(
         {
             "name": target.shown,
@@ -161,13 +161,13 @@ async def infer(request: Request, path: str) -> Response:
         body = await read_body(request, limit)
         _model, version, spec = await _resolve(request, caller, target)
         parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), limit)
-        declared = Declared.of(version.manifest)
+        declared = Declared.of(version.manifest, version.input_schema, version.output_schema)
         declared.check(parsed)
         fields: dict[str, Any] = {"tensors": parsed.tensors}
-        if declared.inputs:
-            fields["input_form"] = "array" if len(declared.inputs) == 1 else "dict"
-        if declared.outputs:
-            fields["output_names"] = [o["name"] for o in declared.outputs]
+        if declared.input_form is not None:
+            fields["input_form"] = declared.input_form
+        if declared.output_names:
+            fields["output_names"] = declared.output_names
         call = Call(
             caller=caller,
             owner=target.owner,

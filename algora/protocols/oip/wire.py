@@ -54,19 +54,44 @@ class Infer:
 
 @dataclass(frozen=True)
 class Declared:
-    """A version's declared tensors (``[[model.inputs]]``, ``[[model.outputs]]``)."""
+    """A version's tensors: declared in its manifest (``[[model.inputs]]``,
+    ``[[model.outputs]]``) and then enforced, or else derived from its type hints' JSON Schema
+    where they describe numbers, strings or (nested) lists of them, and then only shown."""
 
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
+    enforced: bool = True
+    input_form: str | None = None
+    """How the worker hands the tensors to the model (``array``, ``dict``; None: by count)."""
 
     @classmethod
-    def of(cls, manifest: dict[str, Any]) -> Declared:
+    def of(
+        cls,
+        manifest: dict[str, Any],
+        input_schema: dict[str, Any] | None = None,
+        output_schema: dict[str, Any] | None = None,
+    ) -> Declared:
         model = manifest.get("model") if isinstance(manifest, dict) else None
         model = model if isinstance(model, dict) else {}
-        return cls(list(model.get("inputs") or []), list(model.get("outputs") or []))
+        inputs = list(model.get("inputs") or [])
+        outputs = list(model.get("outputs") or [])
+        if inputs or outputs:
+            form = None if not inputs else "array" if len(inputs) == 1 else "dict"
+            return cls(inputs, outputs, True, form)
+        hinted_in = _from_schema(input_schema, "input_0")
+        form = None
+        if hinted_in:
+            form = "dict" if (input_schema or {}).get("type") == "object" else "array"
+        return cls(hinted_in, _from_schema(output_schema, "output_0"), False, form)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o["name"] for o in self.outputs] if self.enforced else []
 
     def check(self, infer: Infer) -> None:
         """Refuse inputs and outputs that the declaration does not allow."""
+        if not self.enforced:
+            return
         if self.inputs:
             _check_inputs(self.inputs, infer.tensors)
         if self.outputs:
@@ -77,6 +102,33 @@ class Declared:
                         f"unknown output '{wanted.name}': the model's outputs are "
                         f"{', '.join(known)}"
                     )
+
+
+_SCHEMA_DATATYPES = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
+
+
+def _from_schema(schema: Any, name: str) -> list[dict[str, Any]]:
+    """The tensors a JSON Schema from type hints describes: an object's properties, each a
+    tensor, or one tensor; none when any part is not a number, string or list of them."""
+    if not isinstance(schema, dict) or not schema:
+        return []
+    properties = schema.get("properties")
+    if schema.get("type") == "object" and isinstance(properties, dict) and properties:
+        tensors_ = [_tensor_of(prop, key) for key, prop in properties.items()]
+        return [t for t in tensors_ if t is not None] if all(tensors_) else []
+    tensor = _tensor_of(schema, name)
+    return [tensor] if tensor is not None else []
+
+
+def _tensor_of(schema: Any, name: str) -> dict[str, Any] | None:
+    shape: list[int] = []
+    while isinstance(schema, dict) and schema.get("type") == "array":
+        shape.append(-1)
+        schema = schema.get("items")
+    datatype = _SCHEMA_DATATYPES.get(str(schema.get("type"))) if isinstance(schema, dict) else None
+    if datatype is None:
+        return None
+    return {"name": name, "datatype": datatype, "shape": shape or [1]}
 
 
 def _check_inputs(declared: list[dict[str, Any]], sent: list[dict[str, Any]]) -> None:

@@ -39,7 +39,7 @@ def apply(inputs):
 """
 
 PLAIN = """
-def apply(x):
+def apply(x: list[list[int]]) -> list[list[int]]:
     return x
 """
 
@@ -47,7 +47,8 @@ def apply(x):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server with the example (declared tensors), ``mirror`` (NumPy, nothing declared),
-    ``plain`` (no NumPy: nested lists) and ``broken`` (its build failed)."""
+    ``plain`` (no NumPy: nested lists; tensors from its type hints) and ``broken`` (its build
+    failed)."""
     root = tmp_path_factory.mktemp("oip")
     with RunningServer(root / "data") as server, server.client() as client:
         client.publish(REPO / "examples" / "tensors")
@@ -174,6 +175,9 @@ def test_a_model_without_numpy_gets_lists(
     (output,) = result.get_response()["outputs"]
     assert output["name"] == "output_0" and output["datatype"] == "INT64"
     assert result.as_numpy("output_0").tolist() == [[1, 2], [3, 4]]
+    meta = client.get_model_metadata("admin/plain", headers=headers)  # from the type hints
+    assert meta["inputs"] == [{"name": "input_0", "datatype": "INT64", "shape": [-1, -1]}]
+    assert meta["outputs"] == [{"name": "output_0", "datatype": "INT64", "shape": [-1, -1]}]
 
 
 def test_refusals_carry_the_protocols_statuses(

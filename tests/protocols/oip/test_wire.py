@@ -191,3 +191,28 @@ def test_declared_tensors_check_names_datatypes_and_shapes() -> None:
     with pytest.raises(InvalidInput, match="unknown output 'z'"):
         declared.check(infer(a, b, outputs=[{"name": "z"}]))
     assert Declared.of({}).inputs == [] and Declared.of({"model": None}).outputs == []
+
+
+def test_type_hints_give_metadata_but_no_rules() -> None:
+    hinted = Declared.of(
+        {"model": {"name": "m"}},
+        {
+            "type": "object",
+            "properties": {
+                "rows": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+                "label": {"type": "string"},
+            },
+        },
+        {"type": "array", "items": {"type": "integer"}},
+    )
+    assert hinted.inputs == [
+        {"name": "rows", "datatype": "FP64", "shape": [-1, -1]},
+        {"name": "label", "datatype": "BYTES", "shape": [1]},
+    ]
+    assert hinted.outputs == [{"name": "output_0", "datatype": "INT64", "shape": [-1]}]
+    assert hinted.input_form == "dict" and hinted.output_names == []
+    anything = {"name": "other", "datatype": "INT8", "shape": [1], "data": [1]}
+    hinted.check(parse_infer(json.dumps({"inputs": [anything]}).encode(), None, LIMIT))
+    assert Declared.of({}, {"type": "array", "items": {"type": "boolean"}}).input_form == "array"
+    unknown = Declared.of({}, {"type": "object", "properties": {"a": {}}}, {"anyOf": []})
+    assert unknown.inputs == [] and unknown.outputs == [] and unknown.input_form is None
