@@ -12,6 +12,7 @@ The routes are left out of the OpenAPI document of ``/api/v1``: ``/v2`` is its o
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -40,6 +41,11 @@ __all__ = ["router"]
 router = APIRouter(tags=["open inference protocol"], include_in_schema=False)
 
 _DEFAULT_ALIAS = "production"
+_NO_ALIAS_SECONDS = 2.0
+_without_alias: dict[tuple[str, str], float] = {}
+"""Models found without the default alias, until when: a call without a version then resolves
+``latest`` from the call path's cache instead of asking the database for the alias each time
+(like the call path's own cache, a new alias is seen within seconds)."""
 
 
 class _Target:
@@ -85,12 +91,19 @@ async def _resolve(
     if target.spec is not None:
         model, version = await calls.resolve(caller, target.owner, target.name, target.spec)
         return model, version, target.spec
-    try:
-        model, version = await calls.resolve(caller, target.owner, target.name, _DEFAULT_ALIAS)
-    except AliasNotFound:
-        model, version = await calls.resolve(caller, target.owner, target.name, None)
-        return model, version, None
-    return model, version, _DEFAULT_ALIAS
+    key = (target.owner, target.name)
+    if _without_alias.get(key, 0.0) < time.monotonic():
+        try:
+            model, version = await calls.resolve(caller, *key, _DEFAULT_ALIAS)
+        except AliasNotFound:
+            if len(_without_alias) > 10_000:
+                _without_alias.clear()
+            _without_alias[key] = time.monotonic() + _NO_ALIAS_SECONDS
+        else:
+            _without_alias.pop(key, None)
+            return model, version, _DEFAULT_ALIAS
+    model, version = await calls.resolve(caller, *key, None)
+    return model, version, None
 
 
 @router.get("/v2/health/live", openapi_extra=declare(PUBLIC, audit="health.live"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -380,6 +381,33 @@ def test_the_keys_rate_limit_and_scopes_hold_on_v2(served: RunningServer, header
         ).status_code
         == 403
     )
+
+
+def test_without_a_version_production_answers_else_the_latest(
+    served: RunningServer, headers: Any, tmp_path: Any
+) -> None:
+    folder = write_model(tmp_path / "twice", "twice", PLAIN)
+    with served.client() as client:
+        client.publish(folder, version="1.0.0")
+        client.publish(folder, version="1.1.0")
+    body = {"inputs": [{"name": "x", "datatype": "INT64", "shape": [1, 1], "data": [5]}]}
+
+    def served_version() -> str:
+        answer = _post(served, "/v2/models/admin/twice/infer", body, headers)
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["model_version"])
+
+    assert served_version() == "1.1.0"
+    moved = httpx.put(
+        f"{served.url}/api/v1/models/admin/twice/aliases/production",
+        json={"version": "1.0.0"},
+        headers=headers,
+    )
+    assert moved.status_code == 200, moved.text
+    time.sleep(2.5)  # a model found without the alias is asked again after two seconds
+    assert served_version() == "1.0.0"
+    meta = httpx.get(f"{served.url}/v2/models/admin/twice", headers=headers).json()
+    assert meta["versions"] == ["1.0.0"]
 
 
 # -- KServe's client ------------------------------------------------------------------------
