@@ -8,6 +8,7 @@ import json
 import struct
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -408,6 +409,39 @@ def test_without_a_version_production_answers_else_the_latest(
     assert served_version() == "1.0.0"
     meta = httpx.get(f"{served.url}/v2/models/admin/twice", headers=headers).json()
     assert meta["versions"] == ["1.0.0"]
+
+
+BATCHED = """
+class Model:
+    def predict(self, x):
+        return self.predict_batch([x])[0]
+
+    def predict_batch(self, inputs):
+        return [{"x": x, "batch": len(inputs)} for x in inputs]
+"""
+
+
+def test_tensor_calls_are_batched_and_answered_each_its_own(
+    served: RunningServer, headers: Any, tmp_path: Any
+) -> None:
+    folder = write_model(
+        tmp_path / "batched", "batched", BATCHED, entrypoint="model:Model",
+        extra_manifest="\n[serving]\nmax_batch_size = 8\nmax_wait_ms = 300\n",
+    )  # fmt: skip
+    with served.client() as client:
+        client.publish(folder)
+
+    def infer(value: int) -> dict[str, Any]:
+        body = {"inputs": [{"name": "x", "datatype": "INT16", "shape": [1], "data": [value]}]}
+        answer = _post(served, "/v2/models/admin/batched/infer", body, headers)
+        assert answer.status_code == 200, answer.text
+        return {o["name"]: o["data"] for o in answer.json()["outputs"]}
+
+    infer(0)  # the worker is started
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(infer, range(1, 7)))
+    assert [a["x"] for a in answers] == [[v] for v in range(1, 7)]
+    assert max(a["batch"][0] for a in answers) > 1
 
 
 # -- KServe's client ------------------------------------------------------------------------
