@@ -34,7 +34,13 @@ from algora.gateway.calls import Call, new_request_id
 from algora.gateway.deps import current_caller, platform_of, read_body
 from algora.gateway.hangups import CLIENT_GONE_STATUS, ClientGone, unless_hung_up
 from algora.gateway.permissions import AUTHENTICATED, PUBLIC, declare
-from algora.protocols.oip.wire import HEADER_LENGTH, Declared, parse_infer, render_infer
+from algora.protocols.oip.wire import (
+    HEADER_LENGTH,
+    Declared,
+    decompressed,
+    parse_infer,
+    render_infer,
+)
 
 __all__ = ["router"]
 
@@ -171,7 +177,9 @@ async def infer(request: Request, path: str) -> Response:
         # Admitted before the body is read: a caller past its own limit costs little.
         platform.calls.admit(caller, target.owner, target.name)
         limit = platform.settings.max_request_bytes
-        body = await read_body(request, limit)
+        body = decompressed(
+            await read_body(request, limit), request.headers.get("content-encoding"), limit
+        )
         _model, version, spec = await _resolve(request, caller, target)
         parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), limit)
         declared = Declared.of(version.manifest, version.input_schema, version.output_schema)

@@ -11,10 +11,11 @@ that names the input and what is wrong with it.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from algora.errors import AlgoraError, InvalidInput
+from algora.errors import AlgoraError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from algora.runtime.tensors import (
     DATATYPES,
     TensorError,
@@ -26,7 +27,15 @@ from algora.runtime.tensors import (
     unpack,
 )
 
-__all__ = ["HEADER_LENGTH", "Declared", "Infer", "Wanted", "parse_infer", "render_infer"]
+__all__ = [
+    "HEADER_LENGTH",
+    "Declared",
+    "Infer",
+    "Wanted",
+    "decompressed",
+    "parse_infer",
+    "render_infer",
+]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -156,6 +165,31 @@ def _check_inputs(declared: list[dict[str, Any]], sent: list[dict[str, Any]]) ->
     missing = [name for name in by_name if name not in {t["name"] for t in sent}]
     if missing:
         raise InvalidInput(f"missing input{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decompressed(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before its ``Content-Encoding`` (gzip or deflate, as tritonclient's
+    ``request_compression_algorithm`` sends it), at most ``limit`` bytes once inflated."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in _WBITS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding}' is not accepted: send gzip, deflate or none"
+        )
+    inflater = zlib.decompressobj(_WBITS[name])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidInput(f"the body is not valid {name} data: {exc}") from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the request body inflates past the {limit}-byte limit")
+    if not inflater.eof or inflater.unused_data:
+        raise InvalidInput(f"the body is not one complete {name} stream")
+    return data
 
 
 def parse_infer(body: bytes, header_length: str | None, tensor_limit: int) -> Infer:

@@ -131,6 +131,21 @@ def test_infer_fp32_binary_and_json(
     assert np.allclose(probabilities.sum(axis=1), 1)
 
 
+@pytest.mark.parametrize("compression", ["gzip", "deflate"])
+def test_compressed_requests(
+    client: triton.InferenceServerClient, headers: Any, compression: str
+) -> None:
+    features = np.array([[6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
+    result = client.infer(
+        "admin/iris-tensors",
+        [_input("features", features, "FP32", binary=True)],
+        headers=headers,
+        request_compression_algorithm=compression,
+        response_compression_algorithm=compression,  # answered uncompressed: allowed
+    )
+    assert result.as_numpy("species").tolist() == [b"virginica"]
+
+
 def test_output_selection(client: triton.InferenceServerClient, headers: Any) -> None:
     features = np.array([[5.9, 2.8, 4.3, 1.3]], dtype=np.float32)
     result = client.infer(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import zlib
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from algora.errors import InvalidInput
-from algora.protocols.oip.wire import Declared, parse_infer, render_infer
+from algora.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from algora.protocols.oip.wire import Declared, decompressed, parse_infer, render_infer
 from algora.runtime import tensors
 
 LIMIT = 1 << 20
@@ -216,3 +218,19 @@ def test_type_hints_give_metadata_but_no_rules() -> None:
     assert Declared.of({}, {"type": "array", "items": {"type": "boolean"}}).input_form == "array"
     unknown = Declared.of({}, {"type": "object", "properties": {"a": {}}}, {"anyOf": []})
     assert unknown.inputs == [] and unknown.outputs == [] and unknown.input_form is None
+
+
+def test_compressed_bodies_are_inflated_within_the_limit() -> None:
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [1]}]})
+    raw = body.encode()
+    assert decompressed(gzip.compress(raw), "gzip", 1000) == raw
+    assert decompressed(zlib.compress(raw), "Deflate", 1000) == raw
+    assert decompressed(raw, None, 1000) == raw
+    with pytest.raises(PayloadTooLarge, match="inflates past"):
+        decompressed(gzip.compress(b"\0" * 10_000), "gzip", 1000)
+    with pytest.raises(InvalidInput, match="not valid gzip"):
+        decompressed(b"not gzip", "gzip", 1000)
+    with pytest.raises(InvalidInput, match="one complete"):
+        decompressed(gzip.compress(raw)[:-6], "gzip", 1000)
+    with pytest.raises(UnsupportedMediaType, match="'br' is not accepted"):
+        decompressed(raw, "br", 1000)
