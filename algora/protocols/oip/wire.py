@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+MAX_TENSORS = 4096
+"""Most inputs (and outputs asked for) in one request: their descriptors travel in the
+worker's frame header, which has a size limit of its own."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ def parse_infer(body: bytes, header_length: str | None, tensor_limit: int) -> In
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput("the inference request needs 'inputs': a non-empty list of tensors")
+    if len(inputs) > MAX_TENSORS:
+        raise InvalidInput(f"the request has {len(inputs)} inputs; at most {MAX_TENSORS} are taken")
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput("the request's 'id' must be a string")
@@ -327,6 +332,8 @@ def _wanted(outputs: Any) -> list[Wanted]:
         return []
     if not isinstance(outputs, list):
         raise InvalidInput("'outputs' must be a list of {\"name\": ...} objects")
+    if len(outputs) > MAX_TENSORS:
+        raise InvalidInput(f"the request asks for {len(outputs)} outputs; at most {MAX_TENSORS}")
     wanted = []
     for index, item in enumerate(outputs):
         name = item.get("name") if isinstance(item, dict) else None

@@ -13,7 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from algora.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from algora.protocols.oip.wire import Declared, decompressed, parse_infer, render_infer
+from algora.protocols.oip.wire import (
+    MAX_TENSORS,
+    Declared,
+    decompressed,
+    parse_infer,
+    render_infer,
+)
 from algora.runtime import tensors
 
 LIMIT = 1 << 20
@@ -234,3 +240,13 @@ def test_compressed_bodies_are_inflated_within_the_limit() -> None:
         decompressed(gzip.compress(raw)[:-6], "gzip", 1000)
     with pytest.raises(UnsupportedMediaType, match="'br' is not accepted"):
         decompressed(raw, "br", 1000)
+
+
+def test_the_number_of_tensors_is_bounded() -> None:
+    one = {"name": "x", "datatype": "INT8", "shape": [0], "data": []}
+    many = [{**one, "name": f"x{i}"} for i in range(MAX_TENSORS + 1)]
+    with pytest.raises(InvalidInput, match="at most 4096"):
+        parse_infer(json.dumps({"inputs": many}).encode(), None, LIMIT)
+    outputs = [{"name": f"y{i}"} for i in range(MAX_TENSORS + 1)]
+    with pytest.raises(InvalidInput, match="at most 4096"):
+        parse_infer(json.dumps({"inputs": [one], "outputs": outputs}).encode(), None, LIMIT)
