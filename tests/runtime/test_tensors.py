@@ -267,3 +267,34 @@ def test_a_worker_refuses_a_tensor_that_does_not_fit_its_bytes(worker: Worker) -
     header, _ = worker.read()
     assert header["type"] == "error" and header["error"]["code"] == "invalid_input"
     assert "past the end" in header["error"]["message"]
+
+
+PARAMETERS_MODEL = """
+    class Model:
+        def predict(self, x, parameters=None):
+            return [v * (parameters or {}).get("scale", 1) for v in x]
+
+        def predict_batch(self, batch):
+            return [[-1] for _ in batch]
+"""
+
+
+def test_parameters_reach_a_predict_that_takes_them(tmp_path: Path) -> None:
+    worker = Worker(tmp_path, PARAMETERS_MODEL, "model:Model")
+    try:
+        described, payload = _tensor_frame(x=np.array([1, 2], dtype=np.int64))
+        call = {"type": "call", "id": "c1", "content_type": "tensors", "tensors": described}
+        worker.send({**call, "parameters": {"scale": 10}}, payload)
+        _header, body = worker.read()
+        assert struct.unpack("<2q", body) == (10, 20)
+        worker.send(call, payload)  # no parameters: predict(x) as ever
+        assert struct.unpack("<2q", worker.read()[1]) == (1, 2)
+        item = {"content_type": "tensors", "tensors": described, "length": len(payload)}
+        items = [{**item, "id": "a", "parameters": {"scale": 3}}, {**item, "id": "b"}]
+        worker.send({"type": "call_batch", "items": items}, payload * 2)
+        _header, body = worker.read()  # with parameters, one by one, not predict_batch
+        assert struct.unpack("<4q", body) == (3, 6, 1, 2)
+        worker.send({"type": "call_batch", "items": [{**item, "id": "c"}] * 2}, payload * 2)
+        assert struct.unpack("<2q", worker.read()[1]) == (-1, -1)
+    finally:
+        worker.close()

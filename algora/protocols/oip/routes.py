@@ -184,7 +184,7 @@ async def infer(request: Request, path: str) -> Response:
         parsed = parse_infer(body, request.headers.get(HEADER_LENGTH), limit)
         declared = Declared.of(version.manifest, version.input_schema, version.output_schema)
         declared.check(parsed)
-        fields: dict[str, Any] = {"tensors": parsed.tensors}
+        fields: dict[str, Any] = {"tensors": parsed.tensors, "parameters": parsed.parameters}
         if declared.input_form is not None:
             fields["input_form"] = declared.input_form
         if declared.output_names:

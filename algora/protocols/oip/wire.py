@@ -62,6 +62,8 @@ class Infer:
     """The outputs asked for, in order; empty: all of them."""
     binary_output: bool
     """``parameters.binary_data_output``: outputs as binary data unless they say otherwise."""
+    parameters: dict[str, Any]
+    """The request's other parameters, for a model whose ``predict`` takes ``parameters``."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,7 @@ def parse_infer(body: bytes, header_length: str | None, tensor_limit: int) -> In
         payload=b"".join(bodies),
         outputs=_wanted(doc.get("outputs")),
         binary_output=_flag(parameters, "binary_data_output", "the request"),
+        parameters={k: v for k, v in parameters.items() if k != "binary_data_output"},
     )
 
 

@@ -41,8 +41,9 @@ def apply(inputs):
 """
 
 PLAIN = """
-def apply(x: list[list[int]]) -> list[list[int]]:
-    return x
+def apply(x: list[list[int]], parameters: dict | None = None) -> list[list[int]]:
+    scale = (parameters or {}).get("scale", 1)
+    return [[value * scale for value in row] for row in x]
 """
 
 
@@ -187,11 +188,18 @@ def test_a_model_without_numpy_gets_lists(
 ) -> None:
     values = np.array([[1, 2], [3, 4]], dtype=np.int32)
     result = client.infer(
-        "admin/plain", [_input("x", values, "INT32", binary=True)], headers=headers
+        "admin/plain", [_input("x", values, "INT32", binary=True)], headers=dict(headers)
     )
     (output,) = result.get_response()["outputs"]
     assert output["name"] == "output_0" and output["datatype"] == "INT64"
     assert result.as_numpy("output_0").tolist() == [[1, 2], [3, 4]]
+    scaled = client.infer(
+        "admin/plain",
+        [_input("x", values, "INT32", binary=False)],
+        parameters={"scale": 3},  # the request's parameters reach a model that takes them
+        headers=dict(headers),
+    )
+    assert scaled.as_numpy("output_0").tolist() == [[3, 6], [9, 12]]
     meta = client.get_model_metadata("admin/plain", headers=headers)  # from the type hints
     assert meta["inputs"] == [{"name": "input_0", "datatype": "INT64", "shape": [-1, -1]}]
     assert meta["outputs"] == [{"name": "output_0", "datatype": "INT64", "shape": [-1, -1]}]
