@@ -46,6 +46,7 @@ class LoadedModel:
     def run(self, value: Any, parameters: dict[str, Any] | None = None) -> Any:
         """``predict(value)``, with ``parameters=`` when the call has some and it takes them."""
         if parameters is not None and self.takes_parameters:
+            # predict is typed with one argument; takes_parameters says it has this one too
             return self.predict(value, parameters=parameters)  # type: ignore[call-arg]
         return self.predict(value)
 
