@@ -27,7 +27,7 @@ from algora.gateway.openapi import document_errors
 from algora.gateway.origin import OriginMiddleware
 from algora.gateway.permissions import AUTHENTICATED, Needs, audited
 from algora.platform import Platform
-from algora.protocols import algorithmia, data, native, prometheus
+from algora.protocols import algorithmia, data, native, oip, prometheus
 from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
 from algora.protocols.algorithmia.lane import CallLane
 from algora.settings import Settings
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(algorithmia.router)
     app.include_router(native.router)
     app.include_router(data.router)
+    app.include_router(oip.router)  # /v2: the Open Inference Protocol, its own document
     app.add_middleware(AllowedMethodsMiddleware, routes=app.router.routes)  # 405: every method
     app.add_middleware(  # no body byte read before the key is checked, none past the cap
         BodyGuardMiddleware, settings=settings, authenticator=platform.authenticator

@@ -47,7 +47,7 @@ _ARCHIVE_UPLOAD = re.compile(r"/api/v1/models/[^/]+/[^/]+/versions/?")
 
 def body_cap(settings: Settings, method: str, path: str) -> int:
     """The most bytes a request to ``path`` may send, by route family."""
-    if path.startswith("/v1/algo/"):
+    if path.startswith(("/v1/algo/", "/v2/models/")):
         return settings.max_request_bytes
     if path.startswith("/git/") or (method == "POST" and _ARCHIVE_UPLOAD.fullmatch(path)):
         return settings.max_archive_bytes

@@ -17,11 +17,11 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from algora.audit.log import AuditEvent, AuditLog
 from algora.auth.delegation import accountable_key_id
@@ -49,7 +49,7 @@ from algora.settings import Settings
 from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
-from algora.workers.spec import CallRequest, CallResult, WorkerSpec
+from algora.workers.spec import CallRequest, CallResult, ContentType, WorkerSpec
 
 __all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
 
@@ -76,7 +76,7 @@ class Call:
     owner: str
     name: str
     spec: str | None
-    content_type: Literal["json", "text", "binary"]
+    content_type: ContentType
     payload: bytes
     timeout: float | None = None
     request_id: str = ""
@@ -86,6 +86,8 @@ class Call:
     """True when the adapter already took the call's rate-limit token (see ``admit``)."""
     stdout: bool = False
     """Whether the caller asks for the model's captured stdout (see :attr:`Served.stdout`)."""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """What the content type adds to the worker's call frame (see ``CallRequest.fields``)."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,7 @@ class CallService:
                     payload=call.payload,
                     timeout=remaining,
                     origin=origin,
+                    fields=call.fields,
                 )
             )
         except ModelError as error:

@@ -28,7 +28,6 @@ from prometheus_client.core import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from algora.workers.batching import BATCH_BUCKETS
 from algora.workers.manager import PoolManager
@@ -168,7 +167,7 @@ class _PoolCollector(Collector):
             restarts.add_metric(names, stats.restarts)
             if any(stats.batch_sizes):
                 cumulative = list(itertools.accumulate(stats.batch_sizes))
-                bounds = [*(floatToGoString(b) for b in BATCH_BUCKETS), "+Inf"]
+                bounds = [*(f"{float(b)}" for b in BATCH_BUCKETS), "+Inf"]  # as Go writes them
                 batches.add_metric(names, list(zip(bounds, cumulative, strict=True)), None)
             seconds, resident = _usage(stats.pids)
             cpu.add_metric(names, seconds)

@@ -6,13 +6,20 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from algora.errors import InvalidManifest
 
-__all__ = ["MANIFEST_NAME", "Manifest", "load_manifest", "parse_manifest", "validate_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "Manifest",
+    "TensorSection",
+    "load_manifest",
+    "parse_manifest",
+    "validate_manifest",
+]
 
 MANIFEST_NAME = "algora.toml"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")  # \Z: "$" allows a final newline
@@ -23,11 +30,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+TensorDatatype = Literal[
+    "BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+    "FP16", "FP32", "FP64", "BYTES",
+]  # fmt: skip
+
+
+class TensorSection(_Strict):
+    """One declared input or output tensor (``[[model.inputs]]``, ``[[model.outputs]]``): the
+    Open Inference Protocol's metadata, and how the worker hands tensors to the model."""
+
+    name: str = Field(min_length=1, max_length=256)
+    datatype: TensorDatatype
+    shape: list[int] = Field(default_factory=lambda: [-1])
+    """Dimensions; -1 for one of variable size."""
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, value: list[int]) -> list[int]:
+        if any(dim < -1 for dim in value):
+            raise ValueError("dimensions must be -1 (variable) or at least 0")
+        return value
+
+
 class ModelSection(_Strict):
     name: str
     entrypoint: str = "model:apply"
     description: str = ""
     tags: list[str] = Field(default_factory=list)
+    inputs: list[TensorSection] = Field(default_factory=list)
+    """Declared input tensors; none: callers' tensors are passed on as they are named."""
+    outputs: list[TensorSection] = Field(default_factory=list)
+    """Declared output tensors; they name the results the model returns unnamed."""
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _unique(cls, value: list[TensorSection]) -> list[TensorSection]:
+        names = [tensor.name for tensor in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tensor names must be unique: {', '.join(repeated)} repeated")
+        return value
 
     @field_validator("name")
     @classmethod

@@ -1,7 +1,8 @@
 """Payload encoding: request bytes to the model's input, the model's result to bytes.
 
 Standard library only. Content types: ``json`` (UTF-8 JSON), ``text`` (UTF-8), ``binary`` (raw
-bytes) and, for results only, ``void`` (the model returned ``None``; empty payload).
+bytes), ``tensors`` (raw tensors described in the frame header, see :mod:`.tensors`) and, for
+results only, ``void`` (the model returned ``None``; empty payload).
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import io
 import json
 from typing import Any
 
+from . import tensors
+
 __all__ = [
     "STDOUT_LIMIT",
     "CapturedOutput",
     "ResultNotSerializable",
+    "decode_call",
     "decode_input",
+    "encode_answer",
     "encode_result",
 ]
 
@@ -55,6 +60,63 @@ def decode_input(content_type: str, payload: bytes) -> Any:
     if content_type == "binary":
         return payload
     raise InvalidPayload(f"unknown content_type {content_type!r}")
+
+
+def decode_call(spec: dict[str, Any], payload: bytes) -> Any:
+    """The model's input for a ``call`` header (or a ``call_batch`` item) and its payload.
+
+    Tensors reach the model as the one tensor itself when ``input_form`` is ``array`` (the
+    default for a single tensor), else as a dict of name -> tensor.
+    """
+    content_type = str(spec.get("content_type", "json"))
+    if content_type != "tensors":
+        return decode_input(content_type, payload)
+    try:
+        parts = tensors.split(spec.get("tensors"), payload)
+        values = {d["name"]: tensors.to_model(d, raw) for d, raw in parts}
+    except tensors.TensorError as exc:
+        raise InvalidPayload(str(exc)) from None
+    form = spec.get("input_form") or ("array" if len(values) == 1 else "dict")
+    if form == "array" and len(values) == 1:
+        return next(iter(values.values()))
+    return values
+
+
+def encode_answer(
+    value: Any, spec: dict[str, Any]
+) -> tuple[str, bytes, list[dict[str, Any]] | None]:
+    """``(content_type, payload, tensor descriptors)`` of a result, for the call ``spec``.
+
+    Only a call that sent tensors gets tensors back (a JSON call keeps JSON, NumPy or not):
+    an array, a dict of name -> array, a list or tuple of arrays, or a number, string or nested
+    lists. Unnamed results take the call's ``output_names`` in order, else ``output_0``...
+    """
+    if spec.get("content_type") != "tensors":
+        content_type, body = encode_result(value)
+        return content_type, body, None
+    names = [str(n) for n in spec.get("output_names") or ()]
+    if isinstance(value, dict):
+        named = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, (list, tuple)) and value and all(map(tensors.is_array, value)):
+        named = [(_output_name(names, i), v) for i, v in enumerate(value)]
+    else:
+        named = [(_output_name(names, 0), value)]
+    descriptors, bodies = [], []
+    for name, item in named:
+        try:
+            descriptor, raw = tensors.from_model(item, name)
+        except (TypeError, ValueError) as exc:
+            raise ResultNotSerializable(
+                f"a model called with tensors returns arrays (or a dict or list of them), "
+                f"numbers, strings or nested lists: {exc}"
+            ) from None
+        descriptors.append(descriptor)
+        bodies.append(raw)
+    return "tensors", b"".join(bodies), descriptors
+
+
+def _output_name(names: list[str], index: int) -> str:
+    return names[index] if index < len(names) else f"output_{index}"
 
 
 def _default(value: Any) -> Any:

@@ -39,6 +39,16 @@ class LoadedModel:
     output_schema: dict[str, Any]
     error_type: Callable[[BaseException], str] | None = None
     """The ``error_type`` of an exception the model raised (default: its class name)."""
+    takes_parameters: bool = False
+    """``predict`` has a ``parameters`` argument: a call's parameters (the Open Inference
+    Protocol's) are passed in it."""
+
+    def run(self, value: Any, parameters: dict[str, Any] | None = None) -> Any:
+        """``predict(value)``, with ``parameters=`` when the call has some and it takes them."""
+        if parameters is not None and self.takes_parameters:
+            # predict is typed with one argument; takes_parameters says it has this one too
+            return self.predict(value, parameters=parameters)  # type: ignore[call-arg]
+        return self.predict(value)
 
     def describe(self) -> dict[str, Any]:
         """The ``model`` object of the ``ready`` message."""
@@ -101,7 +111,9 @@ def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
     if not callable(obj):
         raise TypeError(f"entrypoint {entrypoint!r} is {type(obj).__name__}, not callable")
     input_schema, output_schema = callable_schemas(obj)
-    return LoadedModel("function", obj, None, input_schema, output_schema)
+    return LoadedModel(
+        "function", obj, None, input_schema, output_schema, takes_parameters=_takes(obj)
+    )
 
 
 def _names_adk(obj: Any, algorithm: AdkAlgorithm) -> bool:
@@ -120,5 +132,20 @@ def _from_instance(instance: Any, entrypoint: str) -> LoadedModel:
     batch = getattr(instance, "predict_batch", None)
     input_schema, output_schema = callable_schemas(predict)
     return LoadedModel(
-        "class", predict, batch if callable(batch) else None, input_schema, output_schema
+        "class",
+        predict,
+        batch if callable(batch) else None,
+        input_schema,
+        output_schema,
+        takes_parameters=_takes(predict),
     )
+
+
+def _takes(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` accepts a ``parameters`` keyword argument."""
+    try:
+        found = inspect.signature(fn).parameters.get("parameters")
+    except (TypeError, ValueError):
+        return False
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return found is not None and found.kind in keyword

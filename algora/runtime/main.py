@@ -32,8 +32,8 @@ from .codec import (
     CapturedOutput,
     InvalidPayload,
     ResultNotSerializable,
-    decode_input,
-    encode_result,
+    decode_call,
+    encode_answer,
 )
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
@@ -231,7 +231,7 @@ def handle_call(
     call_id = header.get("id")
     started = time.perf_counter()
     try:
-        value = decode_input(str(header.get("content_type", "json")), payload)
+        value = decode_call(header, payload)
     except InvalidPayload as exc:
         error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
         return {"type": "error", "id": call_id, "error": error, "stdout": ""}, b""
@@ -239,7 +239,8 @@ def handle_call(
     saved = sys.stdout
     sys.stdout = capture
     try:
-        content_type, body = encode_result(model.predict(value))
+        result = model.run(value, _parameters(header))
+        content_type, body, described = encode_answer(result, header)
     except ResultNotSerializable as exc:
         error = _error(exc.code, exc, skip_frames=0)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
@@ -257,6 +258,8 @@ def handle_call(
         "stdout": capture.getvalue(),
         "duration": time.perf_counter() - started,
     }
+    if described is not None:
+        reply["tensors"] = described
     return reply, body
 
 
@@ -275,6 +278,7 @@ def handle_batch(
         return {"type": "error", "id": None, "error": error}, b""
     replies: list[dict[str, Any] | None] = [None] * len(specs)
     inputs: list[Any] = []
+    parameters: list[dict[str, Any] | None] = []
     positions: list[int] = []
     offset = 0
     for index, spec in enumerate(specs):
@@ -282,7 +286,8 @@ def handle_batch(
         chunk = payload[offset : offset + length]
         offset += length
         try:
-            inputs.append(decode_input(str(spec.get("content_type", "json")), chunk))
+            inputs.append(decode_call(spec, chunk))
+            parameters.append(_parameters(spec))
             positions.append(index)
         except InvalidPayload as exc:
             error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
@@ -290,7 +295,7 @@ def handle_batch(
 
     bodies: dict[int, bytes] = {}
     if inputs:
-        outcomes = _run_batch(model, inputs)
+        outcomes = _run_batch(model, inputs, parameters)
         for position, outcome in enumerate(outcomes):
             index = positions[position]
             item_id = specs[index].get("id")
@@ -298,31 +303,38 @@ def handle_batch(
                 replies[index] = {"id": item_id, "error": outcome}
                 continue
             try:
-                content_type, body = encode_result(outcome[0])
+                content_type, body, described = encode_answer(outcome[0], specs[index])
             except ResultNotSerializable as exc:
                 replies[index] = {"id": item_id, "error": _error(exc.code, exc, skip_frames=0)}
                 continue
             bodies[index] = body
-            replies[index] = {
-                "id": item_id,
-                "content_type": content_type,
-                "length": len(body),
-                "stdout": "",
-            }
+            item = {"id": item_id, "content_type": content_type, "length": len(body), "stdout": ""}
+            if described is not None:
+                item["tensors"] = described
+            replies[index] = item
     items = [r if r is not None else {"id": None} for r in replies]
     body = b"".join(bodies.get(i, b"") for i in range(len(items)))
     return {"type": "batch_result", "items": items, "duration": time.perf_counter() - started}, body
 
 
-def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[str, Any]]:
-    """Each input's outcome: ``(value,)`` or an error object. Without predict_batch, one by one."""
+def _parameters(spec: dict[str, Any]) -> dict[str, Any] | None:
+    found = spec.get("parameters")
+    return found if isinstance(found, dict) else None
+
+
+def _run_batch(
+    model: LoadedModel, inputs: list[Any], parameters: list[dict[str, Any] | None]
+) -> list[tuple[Any] | dict[str, Any]]:
+    """Each input's outcome: ``(value,)`` or an error object. Without predict_batch (or when
+    the calls carry parameters that ``predict`` takes), one by one."""
     capture = CapturedOutput()
     saved = sys.stdout
     sys.stdout = capture
     outcomes: list[tuple[Any] | dict[str, Any]]
     try:
-        if model.predict_batch is None:
-            outcomes = _one_by_one(model, inputs)
+        one_by_one = model.takes_parameters and any(p is not None for p in parameters)
+        if model.predict_batch is None or one_by_one:
+            outcomes = _one_by_one(model, inputs, parameters)
         else:
             try:
                 results = list(model.predict_batch(inputs))
@@ -337,7 +349,7 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
                 # One bad input must not fail the other callers: each input is tried on its
                 # own, so each caller gets its own result or error.
                 if len(inputs) > 1:
-                    outcomes = _one_by_one(model, inputs)
+                    outcomes = _one_by_one(model, inputs, parameters)
                 else:
                     outcomes = [_model_error(model, exc)]
     finally:
@@ -348,11 +360,13 @@ def _run_batch(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[
     return outcomes
 
 
-def _one_by_one(model: LoadedModel, inputs: list[Any]) -> list[tuple[Any] | dict[str, Any]]:
+def _one_by_one(
+    model: LoadedModel, inputs: list[Any], parameters: list[dict[str, Any] | None]
+) -> list[tuple[Any] | dict[str, Any]]:
     outcomes: list[tuple[Any] | dict[str, Any]] = []
-    for value in inputs:
+    for value, given in zip(inputs, parameters):  # noqa: B905 - strict= is Python 3.10+
         try:
-            outcomes.append((model.predict(value),))
+            outcomes.append((model.run(value, given),))
         except MemoryError:
             raise
         except Exception as exc:

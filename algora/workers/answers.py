@@ -76,8 +76,18 @@ def settle(pending: PendingCall, header: dict[str, Any], payload: bytes) -> None
             payload=payload,
             stdout=stdout,
             duration=float(header.get("duration", 0.0)),
+            tensors=_tensors(header),
         )
     )
+
+
+def _tensors(header: dict[str, Any]) -> list[dict[str, Any]] | None:
+    described = header.get("tensors")
+    if header.get("content_type") != "tensors":
+        return None
+    if not isinstance(described, list) or not all(isinstance(d, dict) for d in described):
+        raise ProtocolViolation("a tensors result needs a list of tensor descriptors")
+    return described
 
 
 def settle_batch(batch: list[PendingCall], header: dict[str, Any], payload: bytes) -> None:
@@ -111,5 +121,6 @@ def settle_batch(batch: list[PendingCall], header: dict[str, Any], payload: byte
                     payload=body,
                     stdout=str(item.get("stdout") or ""),
                     duration=duration,
+                    tensors=_tensors(item),
                 )
             )

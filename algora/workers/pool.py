@@ -464,17 +464,9 @@ class Pool:
     async def _send(self, worker: Replica, batch: list[PendingCall]) -> None:
         if len(batch) == 1:
             req = batch[0].request
-            header = {"type": "call", "id": req.request_id, "content_type": req.content_type}
-            await worker.handle.send_frame(header, req.payload)
+            await worker.handle.send_frame({"type": "call", **req.header_fields()}, req.payload)
             return
-        items = [
-            {
-                "id": p.request.request_id,
-                "content_type": p.request.content_type,
-                "length": len(p.request.payload),
-            }
-            for p in batch
-        ]
+        items = [{**p.request.header_fields(), "length": len(p.request.payload)} for p in batch]
         payload = b"".join(p.request.payload for p in batch)
         await worker.handle.send_frame({"type": "call_batch", "items": items}, payload)
 

@@ -21,7 +21,7 @@ __all__ = [
 DEFAULT_MAX_BATCH = 32
 """Most calls in one batch to a model with ``predict_batch`` when its manifest sets none."""
 
-ContentType = Literal["json", "text", "binary"]
+ContentType = Literal["json", "text", "binary", "tensors"]
 """Content types of a call's payload; a result may also be ``"void"`` (the model returned None)."""
 
 
@@ -139,14 +139,24 @@ class CallRequest:
     origin: object | None = field(default=None, repr=False, compare=False)
     """Whom the call acts for, opaque to the pool: handed to the worker's channel while the
     worker serves the call (``algora.workers.channel``)."""
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    """More fields of the call's frame header, which its content type needs (``tensors``:
+    ``tensors``, and optionally ``input_form`` and ``output_names``; docs/protocol.md)."""
+
+    def header_fields(self) -> dict[str, Any]:
+        """What a ``call`` frame's header, or a ``call_batch`` item, says of this call."""
+        return {"id": self.request_id, "content_type": self.content_type, **self.fields}
 
 
 @dataclass(frozen=True)
 class CallResult:
-    """A model's answer: ``content_type`` is json, text, binary or void (empty payload)."""
+    """A model's answer: ``content_type`` is json, text, binary, tensors or void (empty
+    payload)."""
 
     content_type: str
     payload: bytes
     stdout: str
     duration: float
     """Seconds the worker spent on the call (model code and result encoding)."""
+    tensors: list[dict[str, Any]] | None = None
+    """The tensors' descriptors, in payload order, when ``content_type`` is ``tensors``."""

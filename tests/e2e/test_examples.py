@@ -99,3 +99,34 @@ def test_hello_answers_the_pasted_curl(server: RunningServer) -> None:
         headers={"Authorization": f"Simple {server.key}", "Content-Type": "text/plain"},
     )
     assert response.json()["result"] == "Hello world"
+
+
+def test_iris_tensors_answers_every_api(server: RunningServer) -> None:
+    """The tensors example over the native SDK and Algorithmia's route (JSON in, JSON out),
+    and over the Open Inference Protocol (the curl of docs/calling.md)."""
+    virginica = [[6.7, 3.0, 5.2, 2.3]]
+    answer = call(server, "admin/iris-tensors", virginica)
+    assert answer.result["species"] == ["virginica"]
+    assert len(answer.result["probabilities"][0]) == 3
+    auth = {"Authorization": f"Simple {server.key}"}
+    algorithmia = httpx.post(
+        f"{server.url}/v1/algo/admin/iris-tensors/1.0.0", json=virginica, headers=auth
+    )
+    assert algorithmia.json()["result"]["species"] == ["virginica"]
+    v2 = httpx.post(
+        f"{server.url}/v2/models/admin/iris-tensors/infer",
+        json={
+            "id": "q1",
+            "inputs": [
+                {"name": "features", "datatype": "FP32", "shape": [1, 4], "data": virginica[0]}
+            ],
+            "outputs": [{"name": "species"}],
+        },
+        headers=auth,
+    )
+    assert v2.json() == {
+        "model_name": "admin/iris-tensors",
+        "model_version": "1.0.0",
+        "id": "q1",
+        "outputs": [{"name": "species", "datatype": "BYTES", "shape": [1], "data": ["virginica"]}],
+    }
