@@ -91,6 +91,8 @@ _HEAD = 64 * 1024
 _MAX_PICKLE_SCAN = 64 * 1024 * 1024
 """Opcodes of a pickle walked at most: past this, a stream valid so far is taken as one."""
 _MAX_JSON = 512 * 1024 * 1024
+_CONSTRUCTS = frozenset({"REDUCE", "NEWOBJ", "NEWOBJ_EX", "OBJ", "INST", "BUILD"})
+"""Opcodes that make an object of a class: a model's pickle has them, plain data has not."""
 _JOBLIB_WRAPPERS = frozenset({"NumpyArrayWrapper", "ZNDArrayWrapper", "NDArrayWrapper"})
 
 
@@ -107,7 +109,7 @@ def detect(path: Path) -> str | None:
                 return "skops" if _is_skops(path) else None
             if head.lstrip()[:1] == b"{" and _is_xgboost_json(path):
                 return "xgboost-json"
-            if _is_xgboost_ubj(head):
+            if _is_xgboost_ubj(path, head):
                 return "xgboost-ubj"
             pickled = _pickle_kind(path, head)
             if pickled is not None:
@@ -150,9 +152,11 @@ def _zlib_stream(path: Path) -> IO[bytes]:
 
 
 def _walk_pickle(stream: IO[bytes]) -> str | None:
-    """``pickle`` or ``joblib`` when ``stream`` is a protocol 2+ pickle naming a class."""
+    """``pickle`` or ``joblib`` when ``stream`` is a protocol 2+ pickle that makes an object
+    of a class it names."""
     globals_named: list[str] = []
     strings: list[str] = []
+    built = False
     try:
         with stream:
             ops = pickletools.genops(stream)
@@ -169,10 +173,11 @@ def _walk_pickle(stream: IO[bytes]) -> str | None:
                     strings.append(arg)
                 if _joblib(globals_named):
                     return "joblib"
+                built = built or opcode.name in _CONSTRUCTS
                 if opcode.name == "STOP":
-                    return "pickle" if globals_named and not stream.read(1) else None
+                    return "pickle" if globals_named and built and not stream.read(1) else None
                 if position is not None and position > _MAX_PICKLE_SCAN:
-                    return "pickle" if globals_named else None
+                    return "pickle" if globals_named and built else None
     except (ValueError, EOFError, StopIteration, OSError, zlib.error, lzma.LZMAError):
         pass
     return "joblib" if _joblib(globals_named) else None
@@ -220,18 +225,91 @@ def _is_xgboost_json(path: Path) -> bool:
     )
 
 
-_UBJ_LENGTH = {b"i": 1, b"U": 1, b"I": 2, b"l": 4, b"L": 8}
+_UBJ_INTS = {ord("i"): 1, ord("U"): 1, ord("I"): 2, ord("l"): 4, ord("L"): 8}
+_UBJ_SIZES = {**_UBJ_INTS, ord("d"): 4, ord("D"): 8, ord("C"): 1}
+_UBJ_MAX_DEPTH = 64
 
 
-def _is_xgboost_ubj(head: bytes) -> bool:
-    """A UBJSON object whose first key is ``learner`` and whose value is an object."""
-    if head[:1] != b"{":
+def _is_xgboost_ubj(path: Path, head: bytes) -> bool:
+    """A whole UBJSON document: an object holding ``learner`` (an object) and ``version``."""
+    if not head.startswith(b"{") or path.stat().st_size > _MAX_JSON:
         return False
-    size = _UBJ_LENGTH.get(head[1:2])
-    if size is None or int.from_bytes(head[2 : 2 + size], "big") != len(b"learner"):
+    data = path.read_bytes()
+    try:
+        end, keys = _ubj_value(data, 0, 0)
+    except (_WireError, IndexError, ValueError):
         return False
-    rest = head[2 + size :]
-    return rest.startswith(b"learner{")
+    return end == len(data) and keys.get("learner") == ord("{") and keys.get("version") == ord("[")
+
+
+def _ubj_int(data: bytes, at: int) -> tuple[int, int]:
+    size = _UBJ_INTS.get(data[at])
+    if size is None:
+        raise _WireError
+    value = int.from_bytes(data[at + 1 : at + 1 + size], "big", signed=data[at] != ord("U"))
+    if value < 0 or at + 1 + size > len(data):
+        raise _WireError
+    return value, at + 1 + size
+
+
+def _ubj_value(data: bytes, at: int, depth: int) -> tuple[int, dict[str, int]]:
+    """Where the value at ``at`` ends; for an object, each key's value marker."""
+    marker = data[at]
+    if depth > _UBJ_MAX_DEPTH:
+        raise _WireError
+    if marker in (ord("{"), ord("[")):
+        return _ubj_container(data, at + 1, depth, marker == ord("{"))
+    if marker in (ord("Z"), ord("T"), ord("F"), ord("N")):
+        return at + 1, {}
+    if marker in (ord("S"), ord("H")):
+        length, at = _ubj_int(data, at + 1)
+        if at + length > len(data):
+            raise _WireError
+        return at + length, {}
+    size = _UBJ_SIZES.get(marker)
+    if size is None or at + 1 + size > len(data):
+        raise _WireError
+    return at + 1 + size, {}
+
+
+def _ubj_container(data: bytes, at: int, depth: int, is_object: bool) -> tuple[int, dict[str, int]]:
+    typed: int | None = None
+    count: int | None = None
+    if data[at] == ord("$"):
+        typed, at = data[at + 1], at + 2
+        if data[at] != ord("#"):
+            raise _WireError
+    if data[at] == ord("#"):
+        count, at = _ubj_int(data, at + 1)
+    keys: dict[str, int] = {}
+    index = 0
+    while count is None or index < count:
+        if count is None and data[at] == (ord("}") if is_object else ord("]")):
+            return at + 1, keys
+        if is_object:
+            length, at = _ubj_int(data, at)
+            key = data[at : at + length].decode("utf-8")
+            at += length
+        if typed is not None and typed in _UBJ_SIZES:
+            if is_object:
+                keys[key] = typed
+            at += _UBJ_SIZES[typed]
+            if at > len(data):
+                raise _WireError
+            if not is_object:  # a typed array: its elements need no look
+                at += _UBJ_SIZES[typed] * (count - index - 1) if count is not None else 0
+                if at > len(data):
+                    raise _WireError
+                return at, keys
+        else:
+            value_at = at
+            if typed is not None:  # a typed container's elements carry no marker
+                raise _WireError
+            at, _ = _ubj_value(data, at, depth + 1)
+            if is_object:
+                keys[key] = data[value_at]
+        index += 1
+    return at, keys
 
 
 # -- ONNX: just enough of the protobuf wire format ---------------------------------------------

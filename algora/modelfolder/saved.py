@@ -20,6 +20,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from algora.modelfolder.packing import EXCLUDED_NAMES
 
 __all__ = [
     "SUPPORTED",
+    "as_folder",
     "check_saved",
     "derive_manifest",
     "find_model_files",
@@ -49,6 +54,23 @@ SUPPORTED = ", ".join(f"{f.title} [{f.name}]" for f in FORMATS.values())
 
 _MAX_FILES = 1000
 _ORIGIN = "a saved model"
+
+
+@contextmanager
+def as_folder(path: Path) -> Iterator[Path]:
+    """The model folder to publish for ``path``: the folder itself, or for a single file a
+    temporary folder named after the file's stem (the model's name) holding only that file."""
+    if not path.is_file():
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="algora-publish-") as scratch:
+        folder = Path(scratch) / path.stem
+        folder.mkdir()
+        try:
+            os.link(path, folder / path.name)
+        except OSError:  # another file system, or links not allowed: copy it
+            shutil.copyfile(path, folder / path.name)
+        yield folder
 
 
 def find_model_files(folder: Path) -> list[tuple[str, str]]:
