@@ -3,10 +3,11 @@
     python make_models.py [DEST]     (default: this folder)
 
 writes ``iris-joblib/iris-joblib.joblib`` (a scikit-learn pipeline), ``iris-pickle/model.pkl``,
+``iris-skops/model.skops``,
 ``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt`` (LightGBM) and
 ``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``). Each folder is a
 model with no code: ``algora publish iris-xgboost`` serves it as ``iris-xgboost``, its format
-detected from the file's content. Needs scikit-learn, xgboost, lightgbm and onnx.
+detected from the file's content. Needs scikit-learn, skops, xgboost, lightgbm and onnx.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def iris() -> tuple[np.ndarray, np.ndarray]:
     return data.data, data.target
 
 
-def make_sklearn(dest: Path, *, pickled: bool = False) -> Path:
-    """A scaler and logistic regression (joblib, compressed, or pickle)."""
+def make_sklearn(dest: Path, *, pickled: bool = False, skops: bool = False) -> Path:
+    """A scaler and logistic regression (joblib, compressed; pickle; or skops)."""
     import joblib
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -37,7 +38,12 @@ def make_sklearn(dest: Path, *, pickled: bool = False) -> Path:
     x, y = iris()
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
     dest.mkdir(parents=True, exist_ok=True)
-    if pickled:
+    if skops:
+        import skops.io
+
+        path = dest / "model.skops"
+        skops.io.dump(model, path)
+    elif pickled:
         path = dest / "model.pkl"
         with path.open("wb") as out:
             pickle.dump(model, out)
@@ -127,6 +133,7 @@ def main(dest: Path) -> None:
     made = [
         make_sklearn(dest / "iris-joblib"),
         make_sklearn(dest / "iris-pickle", pickled=True),
+        make_sklearn(dest / "iris-skops", skops=True),
         make_xgboost(dest / "iris-xgboost"),
         make_lightgbm(dest / "iris-lightgbm"),
         make_onnx(dest / "tiny-onnx"),

@@ -2,9 +2,9 @@
 file, by the SDK and the CLI) to a running server, and called over the native client, the
 Algorithmia API and Algorithmia's own client: their answers are the frameworks' own.
 
-Environments stay few: the two scikit-learn models share one (their requirements.txt pins
-the test's own scikit-learn, as a user pins the version a pickle was made with), the XGBoost
-models another; LightGBM and ONNX get the formats' own requirements.
+Environments stay few: the three scikit-learn models share one (their requirements.txt pins
+the test's own scikit-learn and skops, as a user pins the version a pickle was made with), the
+XGBoost models another; LightGBM and ONNX get the formats' own requirements.
 """
 
 from __future__ import annotations
@@ -51,16 +51,19 @@ class Published:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
     import sklearn
+    import skops
 
     script = saved_models()
     root = tmp_path_factory.mktemp("saved-models")
-    pinned = f"scikit-learn=={sklearn.__version__}\n"
+    pinned = f"scikit-learn=={sklearn.__version__}\nskops=={skops.__version__}\n"
     with RunningServer(root / "data") as server:
         world = Published(server, root)
         world.paths["iris-joblib"] = script.make_sklearn(root / "iris-joblib")
         (root / "iris-joblib" / "requirements.txt").write_text(pinned)
         world.paths["iris-pickle"] = script.make_sklearn(root / "iris-pickle", pickled=True)
         (root / "iris-pickle" / "requirements.txt").write_text(pinned)
+        world.paths["iris-skops"] = script.make_sklearn(root / "iris-skops", skops=True)
+        (root / "iris-skops" / "requirements.txt").write_text(pinned)
         made = script.make_xgboost(root / "xgb")
         world.paths["iris-xgb"] = made.rename(root / "iris-xgb.json")
         made = script.make_xgboost(root / "ubj", ubj=True)
@@ -70,8 +73,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         with server.client() as client:  # the SDK: a folder, and a single file
             client.publish(root / "iris-joblib")
             client.publish(world.paths["iris-ubj"])
-        for path in (root / "iris-pickle", world.paths["iris-xgb"], root / "iris-lightgbm",
-                     root / "tiny-onnx"):  # fmt: skip
+        for path in (root / "iris-pickle", root / "iris-skops", world.paths["iris-xgb"],
+                     root / "iris-lightgbm", root / "tiny-onnx"):  # fmt: skip
             done = algora("publish", str(path), "--quiet", server=server)
             assert done.returncode == 0, done.stdout + done.stderr + server.log()
         yield world
@@ -79,8 +82,9 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
 
 def _sklearn_reference(path: Path) -> tuple[list[int], np.ndarray]:
     import joblib
+    import skops.io
 
-    model = joblib.load(path)
+    model = skops.io.load(path) if path.suffix == ".skops" else joblib.load(path)
     return model.predict(np.array(ROWS)).tolist(), model.predict_proba(np.array(ROWS))
 
 
@@ -103,6 +107,7 @@ def _lightgbm_reference(path: Path) -> tuple[list[int], np.ndarray]:
 REFERENCES = {
     "iris-joblib": ("joblib", _sklearn_reference),
     "iris-pickle": ("pickle", _sklearn_reference),
+    "iris-skops": ("skops", _sklearn_reference),
     "iris-xgb": ("xgboost-json", _xgboost_reference),
     "iris-ubj": ("xgboost-ubj", _xgboost_reference),
     "iris-lightgbm": ("lightgbm", _lightgbm_reference),
@@ -120,6 +125,7 @@ def test_tabular_models_answer_as_their_frameworks_do(published: Published, name
         "format": model_format,
         "safe": FORMATS[model_format].safe,
     }
+    assert version["entrypoint"] == f"saved:{model_format}:{published.paths[name].name}"
     answer = published.call(name, ROWS)  # the native client
     assert answer["predictions"] == predicted
     assert np.allclose(answer["probabilities"], probabilities)

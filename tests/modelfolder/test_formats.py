@@ -28,6 +28,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     files = {
         "joblib": made.make_sklearn(root / "joblib"),
         "pickle": made.make_sklearn(root / "pickle", pickled=True),
+        "skops": made.make_sklearn(root / "skops", skops=True),
         "xgboost-json": made.make_xgboost(root / "xgboost-json"),
         "xgboost-ubj": made.make_xgboost(root / "xgboost-ubj", ubj=True),
         "lightgbm": made.make_lightgbm(root / "lightgbm"),
@@ -60,7 +61,7 @@ def _format_of(kind: str) -> str:
 def test_each_real_artifact_is_detected_whatever_its_name(artifacts: dict[str, Path]) -> None:
     for kind, path in artifacts.items():
         assert detect(path) == _format_of(kind), kind
-    assert {_format_of(k) for k in artifacts} == set(FORMATS) - {"skops"}
+    assert {_format_of(k) for k in artifacts} == set(FORMATS)
 
 
 def test_ordinary_files_are_no_model(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     files = {
         "joblib": script.make_sklearn(root / "j"),
         "pickle": script.make_sklearn(root / "p", pickled=True),
+        "skops": script.make_sklearn(root / "s", skops=True),
         "xgboost-json": script.make_xgboost(root / "x"),
         "xgboost-ubj": script.make_xgboost(root / "u", ubj=True),
         "lightgbm": script.make_lightgbm(root / "l"),
@@ -31,10 +32,11 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
 
 
 def _reference(kind: str, path: Path) -> tuple[list[int], np.ndarray]:
-    if kind in ("joblib", "pickle"):
+    if kind in ("joblib", "pickle", "skops"):
         import joblib
+        import skops.io
 
-        model = joblib.load(path)
+        model = skops.io.load(path) if kind == "skops" else joblib.load(path)
         return model.predict(np.array(ROWS)).tolist(), model.predict_proba(np.array(ROWS))
     if kind.startswith("xgboost"):
         import xgboost
@@ -49,7 +51,9 @@ def _reference(kind: str, path: Path) -> tuple[list[int], np.ndarray]:
     return np.argmax(probabilities, axis=1).tolist(), probabilities
 
 
-@pytest.mark.parametrize("kind", ["joblib", "pickle", "xgboost-json", "xgboost-ubj", "lightgbm"])
+@pytest.mark.parametrize(
+    "kind", ["joblib", "pickle", "skops", "xgboost-json", "xgboost-ubj", "lightgbm"]
+)
 def test_rows_get_the_frameworks_own_predictions(
     made: tuple[Path, dict[str, str]], kind: str
 ) -> None:
@@ -129,3 +133,15 @@ def test_an_unknown_format_or_a_file_outside_does_not_load(
         load_model(root, f"saved:keras:{files['joblib']}")
     with pytest.raises(ValueError, match="not a file inside the model folder"):
         load_model(root / "j", "saved:joblib:../p/model.pkl")
+
+
+def test_a_skops_file_with_untrusted_types_does_not_load(tmp_path: Path) -> None:
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    def double(rows: np.ndarray) -> np.ndarray:
+        return rows * 2
+
+    skops.io.dump(FunctionTransformer(double).fit(np.array(ROWS)), tmp_path / "model.skops")
+    with pytest.raises(ValueError, match="types skops does not trust"):
+        load_model(tmp_path, "saved:skops:model.skops")
