@@ -174,13 +174,6 @@ class _Tabular(_Served):
             properties["classes"] = {"type": "array"}
         return {"type": "object", "properties": properties}
 
-    def array(self, rows: list[Any]) -> Any:
-        return _numpy().asarray(rows)
-
-    def classes_from(self, predicted: Any, probabilities: Any) -> dict[str, Any]:
-        """The outputs of a classifier whose ``probabilities`` are per class index."""
-        return {"predictions": predicted, "probabilities": _listed(probabilities)}
-
 
 class _Sklearn(_Tabular):
     def __init__(self, path: str, model_format: str) -> None:
@@ -212,7 +205,7 @@ class _Sklearn(_Tabular):
         self.classifier = self.proba is not None and classes is not None
         self.classes = _listed(classes) if self.classifier else None
 
-    def array(self, rows: list[Any]) -> Any:
+    def _frame(self, rows: list[Any]) -> Any:
         if self.features:
             try:
                 pandas = importlib.import_module("pandas")
@@ -223,7 +216,7 @@ class _Sklearn(_Tabular):
         return _numpy().asarray(rows)
 
     def run(self, rows: list[Any]) -> dict[str, Any]:
-        data = self.array(rows)
+        data = self._frame(rows)
         out = {"predictions": _listed(self.model.predict(data))}
         if self.classifier and self.proba is not None:
             out["probabilities"] = _listed(self.proba(data))
@@ -234,7 +227,9 @@ class _XGBoost(_Tabular):
     def __init__(self, path: str) -> None:
         self.xgboost = importlib.import_module("xgboost")
         self.booster = self.xgboost.Booster()
-        self.booster.load_model(path)
+        with open(path, "rb") as model:  # noqa: PTH123 - stdlib-only runtime
+            # From bytes, XGBoost tells JSON from UBJ by content, not by the file's extension.
+            self.booster.load_model(bytearray(model.read()))
         self.n_features = int(self.booster.num_features())
         names = self.booster.feature_names
         self.features = list(names) if names else None
@@ -261,7 +256,7 @@ class _LightGBM(_Tabular):
         names = [str(n) for n in self.booster.feature_name()]
         if names and not all(re.match(r"^Column_\d+$", n) for n in names):
             self.features = names
-        objective = str(self.booster.dump_model(num_iteration=0).get("objective", ""))
+        objective = _text_model_objective(path)
         self.binary = objective.startswith(("binary", "cross_entropy"))
         self.classifier = self.binary or objective.startswith(("multiclass", "softmax"))
         if self.classifier:
@@ -271,6 +266,17 @@ class _LightGBM(_Tabular):
         numpy = _numpy()
         raw = self.booster.predict(numpy.asarray(rows, dtype=numpy.float64))
         return _classified(numpy, self.binary, raw, self.classifier)
+
+
+def _text_model_objective(path: str) -> str:
+    """The ``objective=`` line of a LightGBM text model's header (``multiclass num_class:3``)."""
+    with open(path, encoding="utf-8", errors="replace") as model:  # noqa: PTH123
+        for line in model:
+            if line.startswith("objective="):
+                return line[len("objective=") :].strip()
+            if line.startswith("Tree="):
+                break
+    return ""
 
 
 def _classified(numpy: Any, binary: bool, raw: Any, classifier: bool) -> dict[str, Any]:

@@ -145,3 +145,36 @@ def test_a_skops_file_with_untrusted_types_does_not_load(tmp_path: Path) -> None
     skops.io.dump(FunctionTransformer(double).fit(np.array(ROWS)), tmp_path / "model.skops")
     with pytest.raises(ValueError, match="types skops does not trust"):
         load_model(tmp_path, "saved:skops:model.skops")
+
+
+@pytest.mark.parametrize("kind", ["xgboost-json", "lightgbm"])
+def test_binary_classifiers_and_regressors(tmp_path: Path, kind: str) -> None:
+    import lightgbm
+    import xgboost
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 3))
+    labels = (x[:, 0] + x[:, 1] > 0).astype(int)
+    target = x @ np.array([1.0, -2.0, 0.5])
+    if kind == "lightgbm":
+        classifier = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(x, labels)
+        regressor = lightgbm.LGBMRegressor(n_estimators=10, verbose=-1).fit(x, target)
+        classifier.booster_.save_model(tmp_path / "classifier")
+        regressor.booster_.save_model(tmp_path / "regressor")
+    else:
+        classifier = xgboost.XGBClassifier(n_estimators=10).fit(x, labels)
+        regressor = xgboost.XGBRegressor(n_estimators=10).fit(x, target)
+        classifier.save_model(tmp_path / "classifier.json")
+        regressor.save_model(tmp_path / "regressor.json")
+        (tmp_path / "classifier.json").rename(tmp_path / "classifier")
+        (tmp_path / "regressor.json").rename(tmp_path / "regressor")
+    rows = x[:5].astype(np.float32 if kind != "lightgbm" else np.float64)
+    served = load_model(tmp_path, f"saved:{kind}:classifier")
+    answer = served.predict(rows.tolist())
+    assert answer["predictions"] == classifier.predict(rows).tolist()
+    assert np.allclose(answer["probabilities"], classifier.predict_proba(rows))
+    assert answer["classes"] == [0, 1]
+    served = load_model(tmp_path, f"saved:{kind}:regressor")
+    answer = served.predict(rows.tolist())
+    assert np.allclose(answer["predictions"], regressor.predict(rows), rtol=1e-5)
+    assert "probabilities" not in answer and "classes" not in answer
