@@ -178,3 +178,37 @@ def test_binary_classifiers_and_regressors(tmp_path: Path, kind: str) -> None:
     answer = served.predict(rows.tolist())
     assert np.allclose(answer["predictions"], regressor.predict(rows), rtol=1e-5)
     assert "probabilities" not in answer and "classes" not in answer
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return saved_models().make_onnx(tmp_path_factory.mktemp("onnx"))
+
+
+def test_onnx_rows_one_row_and_named_inputs(onnx_model: Path) -> None:
+    expected = saved_models().onnx_reference(np.array(ROWS))
+    model = load_model(onnx_model.parent, f"saved:onnx:{onnx_model.name}")
+    assert np.allclose(model.predict(ROWS)["probabilities"], expected, atol=1e-6)
+    assert np.allclose(model.predict(ROWS[1])["probabilities"], expected[1], atol=1e-6)
+    named = model.predict({"features": ROWS[:2]})
+    assert np.allclose(named["probabilities"], expected[:2], atol=1e-6)
+    assert model.predict_batch is not None
+    batch = model.predict_batch([ROWS[:2], ROWS[2]])
+    assert np.allclose(batch[0]["probabilities"], expected[:2], atol=1e-6)
+    assert np.allclose(batch[1]["probabilities"], expected[2], atol=1e-6)
+    with pytest.raises(InvalidRows, match="the model's inputs are"):
+        model.predict({"x": ROWS})
+    with pytest.raises(InvalidRows, match="rank 2"):
+        model.predict([[ROWS]])
+
+
+def test_onnx_schema_names_datatypes_and_shapes(onnx_model: Path) -> None:
+    model = load_model(onnx_model.parent, f"saved:onnx:{onnx_model.name}")
+    tensor, named, row = model.input_schema["anyOf"]
+    assert tensor["items"]["items"] == {"type": "number"}
+    assert (tensor["items"]["minItems"], tensor["items"]["maxItems"]) == (4, 4)
+    assert tensor["description"] == "features: float32 tensor of shape [?, 4]"
+    assert named["required"] == ["features"]
+    assert row["maxItems"] == 4 and row["description"].endswith("one row")
+    output = model.output_schema["properties"]["probabilities"]
+    assert output["description"] == "probabilities: float32 tensor of shape [?, 3]"
