@@ -38,6 +38,7 @@ from algora.modelfolder.manifest import (
     validate_manifest,
 )
 from algora.modelfolder.packing import EXCLUDED_NAMES
+from algora.modelfolder.pickled import recorded_sklearn_version
 
 __all__ = [
     "SUPPORTED",
@@ -53,6 +54,7 @@ SUPPORTED = ", ".join(f"{f.title} [{f.name}]" for f in FORMATS.values())
 """The formats a saved model may have, as error messages list them."""
 
 _MAX_FILES = 1000
+_PICKLED = ("pickle", "joblib")
 _ORIGIN = "a saved model"
 
 
@@ -120,8 +122,11 @@ def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
     )
     check_saved(folder, manifest)
     title = FORMATS[kind].title
-    notes = (f"no {MANIFEST_NAME}: serving {file}, a saved model in {title} format",)
-    return FoundManifest(manifest, _ORIGIN, notes)
+    notes = [f"no {MANIFEST_NAME}: serving {file}, a saved model in {title} format"]
+    version = _pickled_version(folder, file, kind)
+    if version is not None:
+        notes.append(f"the pickle records scikit-learn {version}: its environment pins it")
+    return FoundManifest(manifest, _ORIGIN, tuple(notes))
 
 
 def check_saved(folder: Path, manifest: Manifest) -> Manifest:
@@ -153,11 +158,26 @@ def check_saved(folder: Path, manifest: Manifest) -> Manifest:
     return manifest.model_copy(update={"saved": SavedSection(file=saved.file, format=kind)})
 
 
-def requirements_for(manifest: Manifest) -> list[str]:
-    """The requirements of a saved model's environment when the folder names none."""
-    if manifest.saved is None or manifest.saved.format not in FORMATS:
+def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str]:
+    """The requirements of a saved model's environment when the folder names none: the
+    format's own, with a pickle's scikit-learn pinned to the version it records (when the
+    model ``folder`` is given and the pickle says)."""
+    saved = manifest.saved
+    if saved is None or saved.format not in FORMATS:
         return []
-    return list(FORMATS[manifest.saved.format].requirements)
+    requirements = list(FORMATS[saved.format].requirements)
+    version = _pickled_version(folder, saved.file, saved.format) if folder is not None else None
+    if version is not None:
+        requirements = [
+            f"scikit-learn=={version}" if r.startswith("scikit-learn") else r for r in requirements
+        ]
+    return requirements
+
+
+def _pickled_version(folder: Path, file: str, model_format: str | None) -> str | None:
+    if model_format not in _PICKLED:
+        return None
+    return recorded_sklearn_version(folder / file)
 
 
 def saved_lineage(manifest: Manifest) -> dict[str, Any]:

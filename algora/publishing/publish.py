@@ -273,7 +273,7 @@ class Publisher:
             raise InvalidManifest("environment.requirements must name a file inside the model")
         if not path.is_file():
             if manifest.environment.requirements == "requirements.txt":
-                return requirements_for(manifest)  # a saved model's format's own; else none
+                return requirements_for(manifest, source)  # a saved model's format's; or none
             raise InvalidManifest(
                 f"environment.requirements names '{manifest.environment.requirements}', "
                 "which is not in the model folder"

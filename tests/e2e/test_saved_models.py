@@ -2,9 +2,9 @@
 file, by the SDK and the CLI) to a running server, and called over the native client, the
 Algorithmia API and Algorithmia's own client: their answers are the frameworks' own.
 
-Environments stay few: the three scikit-learn models share one (their requirements.txt pins
-the test's own scikit-learn and skops, as a user pins the version a pickle was made with), the
-XGBoost models another; LightGBM and ONNX get the formats' own requirements.
+Environments stay few: the joblib and skops models share one (their requirements.txt pins the
+test's own scikit-learn and skops), the XGBoost models another; the pickle, LightGBM and ONNX
+get the formats' own requirements (the pickle's scikit-learn pinned to the version it records).
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def published(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Published]:
         world = Published(server, root)
         world.paths["iris-joblib"] = script.make_sklearn(root / "iris-joblib")
         (root / "iris-joblib" / "requirements.txt").write_text(pinned)
+        # No requirements.txt: the environment pins the scikit-learn the pickle records.
         world.paths["iris-pickle"] = script.make_sklearn(root / "iris-pickle", pickled=True)
-        (root / "iris-pickle" / "requirements.txt").write_text(pinned)
         world.paths["iris-skops"] = script.make_sklearn(root / "iris-skops", skops=True)
         (root / "iris-skops" / "requirements.txt").write_text(pinned)
         made = script.make_xgboost(root / "xgb")
@@ -139,6 +139,16 @@ def test_tabular_models_answer_as_their_frameworks_do(published: Published, name
         )
     rows = schema["input"]["anyOf"][0]
     assert rows["items"]["minItems"] == rows["items"]["maxItems"] == 4
+
+
+def test_a_pickles_environment_pins_the_scikit_learn_it_records(published: Published) -> None:
+    import sklearn
+
+    with published.server.client() as client:
+        version = published.version("iris-pickle")["version"]
+        log = client.build_log("admin/iris-pickle", version)["text"]
+    assert f"the pickle records scikit-learn {sklearn.__version__}" in log
+    assert f"scikit-learn=={sklearn.__version__}" in log
 
 
 def test_concurrent_calls_are_answered_each_with_its_own_rows(published: Published) -> None:

@@ -11,6 +11,7 @@ import pytest
 from algora.errors import InvalidManifest, UnsupportedModelFormat
 from algora.modelfolder.formats import FORMATS
 from algora.modelfolder.layouts import find_manifest
+from algora.modelfolder.pickled import recorded_sklearn_version
 from algora.modelfolder.saved import requirements_for, saved_lineage
 
 from ..helpers import saved_models
@@ -129,3 +130,36 @@ def test_onnx_external_data_must_stay_in_the_folder(tmp_path: Path) -> None:
     (tmp_path / "secret.bin").write_bytes(b"\0" * 32)
     with pytest.raises(InvalidManifest, match=r"keeps tensor data in '\.\./secret\.bin'"):
         find_manifest(folder)
+
+
+@pytest.mark.parametrize("compress", [0, 3, ("gzip", 3), ("bz2", 3), ("xz", 3)])
+def test_a_pickles_scikit_learn_version_is_read_and_pinned(
+    tmp_path: Path, compress: object
+) -> None:
+    import joblib
+    import sklearn
+    from sklearn.ensemble import RandomForestClassifier
+
+    x, y = saved_models().iris()
+    folder = tmp_path / "forest"
+    folder.mkdir()
+    model = RandomForestClassifier(n_estimators=3, random_state=0).fit(x, y)
+    joblib.dump(model, folder / "forest.joblib", compress=compress)
+    assert recorded_sklearn_version(folder / "forest.joblib") == sklearn.__version__
+    found = find_manifest(folder)
+    assert f"scikit-learn {sklearn.__version__}" in found.notes[1]
+    assert requirements_for(found.manifest, folder)[0] == f"scikit-learn=={sklearn.__version__}"
+    assert requirements_for(found.manifest)[0] == "scikit-learn>=1.5,<2"  # folder unknown
+
+
+def test_a_pickle_without_a_recorded_version_keeps_the_range(tmp_path: Path) -> None:
+    import pickle
+    from fractions import Fraction
+
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(Fraction(1, 3), protocol=4))
+    assert recorded_sklearn_version(tmp_path / "model.pkl") is None
+    stated = pickle.dumps({"_sklearn_version": "not a version", "x": Fraction(1, 2)}, protocol=4)
+    (tmp_path / "model.pkl").write_bytes(stated)
+    assert recorded_sklearn_version(tmp_path / "model.pkl") is None
+    manifest = find_manifest(tmp_path).manifest
+    assert requirements_for(manifest, tmp_path)[0] == "scikit-learn>=1.5,<2"
