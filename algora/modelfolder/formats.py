@@ -115,7 +115,7 @@ def detect(path: Path) -> str | None:
             if pickled is not None:
                 return pickled
             return "onnx" if _is_onnx(handle) else None
-    except OSError:
+    except Exception:  # hostile bytes: whatever fails to read them is no model
         return None
 
 

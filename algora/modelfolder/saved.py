@@ -190,7 +190,14 @@ def saved_lineage(manifest: Manifest) -> dict[str, Any]:
 
 
 def _check_external_data(root: Path, path: Path, shown: str) -> None:
-    for location in onnx_external_files(path):
+    try:
+        locations = onnx_external_files(path)
+    except ValueError:
+        raise InvalidManifest(
+            f"the ONNX model {shown} has an initializer that cannot be read: save it again "
+            "with the onnx package"
+        ) from None
+    for location in locations:
         target = (path.parent / location).resolve()
         if not inside(location) or not target.is_relative_to(root) or not target.is_file():
             raise InvalidManifest(

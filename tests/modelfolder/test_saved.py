@@ -163,3 +163,11 @@ def test_a_pickle_without_a_recorded_version_keeps_the_range(tmp_path: Path) -> 
     assert recorded_sklearn_version(tmp_path / "model.pkl") is None
     manifest = find_manifest(tmp_path).manifest
     assert requirements_for(manifest, tmp_path)[0] == "scikit-learn>=1.5,<2"
+
+
+def test_an_onnx_model_with_an_unreadable_initializer_is_refused(tmp_path: Path) -> None:
+    graph = b"\x0a\x00" + b"\x62\x00" + b"\x2a\x02\xff\xff"  # node, output, broken initializer
+    model = b"\x08\x08" + b"\x42\x02\x10\x11" + b"\x3a" + bytes([len(graph)]) + graph
+    (tmp_path / "model.onnx").write_bytes(model)
+    with pytest.raises(InvalidManifest, match="initializer that cannot be read"):
+        find_manifest(tmp_path)
