@@ -27,8 +27,6 @@ from .loader import LoadedModel
 
 __all__ = ["InvalidRows", "load_saved"]
 
-PREFIX = "saved:"
-
 
 class InvalidRows(ValueError):
     """The input is not rows the model takes: the worker reports it as ``invalid_input``."""
