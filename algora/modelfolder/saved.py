@@ -103,9 +103,10 @@ def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
     models = find_model_files(folder)
     if not models:
         raise UnsupportedModelFormat(
-            f"the model folder has no {MANIFEST_NAME}, no Algorithmia algorithmia.conf and no "
-            f"saved model in a format Algora recognises ({SUPPORTED}): publish such a file, "
-            f"or run 'algora init NAME' to create an {MANIFEST_NAME} for a model in code",
+            f"the model folder has neither an {MANIFEST_NAME} nor Algorithmia's "
+            f"algorithmia.conf, and no saved model in a format Algora recognises ({SUPPORTED}): "
+            f"publish such a file, run 'algora init NAME' to create an {MANIFEST_NAME} for a "
+            "model in code, or publish an Algorithmia algorithm's repository as it is",
             details={"formats": list(FORMATS)},
         )
     if len(models) > 1:
