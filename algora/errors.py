@@ -9,6 +9,7 @@ back to the same class with :func:`error_from_body`.
     AlgoraError (500 internal_error)
     ├── BadRequest (400 bad_request)
     │   ├── InvalidManifest (400 invalid_manifest)
+    │   │   └── UnsupportedModelFormat (400 unsupported_model_format)  no saved model Algora serves
     │   ├── InvalidArchive (400 invalid_archive)
     │   ├── InvalidVersionSpec (400 invalid_version_spec)
     │   ├── InvalidInput (400 invalid_input)
@@ -77,6 +78,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnsupportedMediaType",
+    "UnsupportedModelFormat",
     "VersionExists",
     "VersionNotFound",
     "VersionNotReady",
@@ -120,6 +122,11 @@ class BadRequest(AlgoraError, code="bad_request", status=HTTPStatus.BAD_REQUEST)
 
 
 class InvalidManifest(BadRequest, code="invalid_manifest"): ...
+
+
+class UnsupportedModelFormat(InvalidManifest, code="unsupported_model_format"):
+    """A model published with no code whose file is in no format Algora recognises; the
+    message and ``details["formats"]`` list those it does."""
 
 
 class InvalidArchive(BadRequest, code="invalid_archive"): ...

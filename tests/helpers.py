@@ -145,3 +145,16 @@ def encode(value: Any, content_type: str) -> bytes:
     if content_type == "text":
         return str(value).encode()
     return bytes(value)
+
+
+def saved_models() -> Any:
+    """``examples/saved-models/make_models.py`` as a module: it makes a saved model of each
+    format a model with no code may have (the test process's own frameworks save them)."""
+    import importlib.util
+
+    path = REPO / "examples" / "saved-models" / "make_models.py"
+    spec = importlib.util.spec_from_file_location("make_saved_models", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

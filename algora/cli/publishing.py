@@ -24,7 +24,9 @@ def publish(
         Path,
         typer.Argument(
             help="The model folder: with an algora.toml, or an Algorithmia algorithm's "
-            "repository as it is (algorithmia.conf, src/, requirements.txt)."
+            "repository as it is (algorithmia.conf, src/, requirements.txt); or a saved model "
+            "with no code, a folder or one file (scikit-learn joblib/pickle/skops, XGBoost, "
+            "LightGBM, ONNX), named after the folder or the file."
         ),
     ],
     bump: Annotated[

@@ -1,8 +1,9 @@
 """Find a model folder's manifest by asking each layout Algora reads, in order.
 
 Algora's own ``algora.toml`` always wins; a folder without one is read as the first other
-layout that recognises it (today Algorithmia's, :mod:`algora.modelfolder.algorithmia`). The
-SDK, the CLI, publish and git builds all find manifests here, so they agree on every folder.
+layout that recognises it (Algorithmia's, :mod:`algora.modelfolder.algorithmia`), else as a
+saved model published with no code (:mod:`algora.modelfolder.saved`). The SDK, the CLI,
+publish and git builds all find manifests here, so they agree on every folder.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from algora.errors import InvalidManifest
-from algora.modelfolder import algorithmia
+from algora.modelfolder import algorithmia, saved
 from algora.modelfolder.found import FoundManifest
 from algora.modelfolder.manifest import MANIFEST_NAME, load_manifest
 
@@ -26,7 +27,7 @@ class Layout(NamedTuple):
 
 
 def _native(folder: Path, _name: str | None) -> FoundManifest:
-    return FoundManifest(load_manifest(folder), MANIFEST_NAME)
+    return FoundManifest(saved.check_saved(folder, load_manifest(folder)), MANIFEST_NAME)
 
 
 def _algorithmia(folder: Path, name: str | None) -> FoundManifest:
@@ -45,7 +46,8 @@ def has_manifest(folder: Path) -> bool:
 
 
 def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
-    """The manifest of the model in ``folder``: ``algora.toml``, else Algorithmia's layout.
+    """The manifest of the model in ``folder``: ``algora.toml``, else Algorithmia's layout,
+    else the one a saved model in it implies.
 
     ``name`` is the name the model is published under, when known (a repository's model, a
     publish request's path); an ``algora.toml`` must agree with it, which the caller checks.
@@ -60,9 +62,4 @@ def find_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
             ) from None
         if present:
             return layout.read(folder, name)
-    conf = algorithmia.CONF_NAME
-    raise InvalidManifest(
-        f"the model folder has neither an {MANIFEST_NAME} nor Algorithmia's {conf}: "
-        f"run 'algora init NAME' to create an {MANIFEST_NAME}, or publish an Algorithmia "
-        f"algorithm's repository as it is ({conf}, src/<algoname>.py, requirements.txt)"
-    )
+    return saved.derive_manifest(folder, name=name)

@@ -148,12 +148,31 @@ class ServingSection(_Strict):
         return self
 
 
+class SavedSection(_Strict):
+    """A saved model served without code (:mod:`algora.modelfolder.saved`)."""
+
+    file: str
+    """The model file, relative to the model folder."""
+    format: str | None = None
+    """Its format (:data:`algora.modelfolder.formats.FORMATS`): detected from the file's
+    content at publish, which must agree with a format written here."""
+
+
 class Manifest(_Strict):
     model: ModelSection
     environment: EnvironmentSection = Field(default_factory=EnvironmentSection)
     build: BuildSection = Field(default_factory=BuildSection)
     example: ExampleSection = Field(default_factory=ExampleSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    saved: SavedSection | None = None
+
+    @property
+    def worker_entrypoint(self) -> str:
+        """What the worker loads: the entrypoint, or ``saved:FORMAT:FILE`` for a saved model
+        (``algora.runtime.saved``)."""
+        if self.saved is not None and self.saved.format is not None:
+            return f"saved:{self.saved.format}:{self.saved.file}"
+        return self.model.entrypoint
 
 
 def parse_manifest(text: str) -> Manifest:

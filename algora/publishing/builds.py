@@ -41,6 +41,7 @@ from algora.auth.principals import Caller
 from algora.db.tables import Build, Model, Version, utcnow
 from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
+from algora.modelfolder.saved import saved_lineage
 from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.publish import Prepared, Publisher, built_columns
 from algora.registry.service import Registry
@@ -195,7 +196,7 @@ class Builds:
                 status=SUCCEEDED,
                 manifest=prepared.manifest.model_dump(mode="json"),
                 **built_columns(built),
-                lineage=dict(built.policy),
+                lineage={**built.policy, **saved_lineage(prepared.manifest)},
             )
         except Exception as exc:
             code, reason = failure_of(exc, log, f"source build #{build}")

@@ -33,6 +33,7 @@ from algora.errors import InvalidManifest
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
+from algora.modelfolder.saved import requirements_for, saved_lineage
 from algora.publishing.archive import safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.smoke import HandOff, smoke_test
@@ -225,7 +226,7 @@ class Publisher:
                 bump=bump,
                 exact=exact,
                 manifest=manifest.model_dump(mode="json"),
-                lineage=dict(lineage or {}),
+                lineage={**(lineage or {}), **saved_lineage(manifest)},
                 published_by=caller.principal_id,
             )
         except BaseException:
@@ -272,7 +273,7 @@ class Publisher:
             raise InvalidManifest("environment.requirements must name a file inside the model")
         if not path.is_file():
             if manifest.environment.requirements == "requirements.txt":
-                return []
+                return requirements_for(manifest, source)  # a saved model's format's; or none
             raise InvalidManifest(
                 f"environment.requirements names '{manifest.environment.requirements}', "
                 "which is not in the model folder"

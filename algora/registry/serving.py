@@ -28,7 +28,7 @@ def worker_spec(
     return WorkerSpec(
         python=python,
         source_dir=source_dir,
-        entrypoint=manifest.model.entrypoint,
+        entrypoint=manifest.worker_entrypoint,
         log_path=log_path,
         replicas=replicas if replicas is not None else serving.replicas,
         start_timeout=settings.worker_start_timeout,

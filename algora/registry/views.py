@@ -64,6 +64,10 @@ class VersionView:
 
     @property
     def entrypoint(self) -> str:
+        """What the workers load: ``module:attr``, or ``saved:FORMAT:FILE`` for a saved model."""
+        saved = self.manifest.get("saved")
+        if isinstance(saved, dict) and saved.get("format"):
+            return f"saved:{saved['format']}:{saved.get('file', '')}"
         return str(self.manifest.get("model", {}).get("entrypoint", ""))
 
 

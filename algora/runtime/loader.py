@@ -73,7 +73,12 @@ def parse_entrypoint(entrypoint: str) -> tuple[str, list[str]]:
 
 
 def load_model(source_dir: str | Path, entrypoint: str) -> LoadedModel:
-    """Import ``entrypoint`` from ``source_dir`` (already first on sys.path) and load it."""
+    """Import ``entrypoint`` from ``source_dir`` (already first on sys.path) and load it;
+    ``saved:FORMAT:FILE`` names a saved model served with no code (:mod:`.saved`)."""
+    if entrypoint.startswith("saved:"):
+        from .saved import load_saved  # it builds on this module's LoadedModel
+
+        return load_saved(str(source_dir), entrypoint)
     module_name, attrs = parse_entrypoint(entrypoint)
     source = str(Path(source_dir).resolve())
     if source not in sys.path:

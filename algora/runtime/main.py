@@ -37,6 +37,7 @@ from .codec import (
 )
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
+from .saved import InvalidRows
 
 __all__ = ["EXIT_OUT_OF_MEMORY", "main", "serve"]
 
@@ -377,6 +378,8 @@ def _one_by_one(
 def _model_error(model: LoadedModel, exc: BaseException) -> dict[str, Any]:
     """The error object for an exception the model's code raised while serving."""
     error = _error("model_error", exc, skip_frames=1)
+    if isinstance(exc, InvalidRows):  # a saved model's input is not rows it takes: the caller's
+        error["code"] = "invalid_input"
     if model.error_type is not None:
         error["error_type"] = model.error_type(exc)
     return error

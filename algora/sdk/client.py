@@ -22,6 +22,7 @@ import httpx
 from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.packing import pack_directory
+from algora.modelfolder.saved import as_folder
 from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
@@ -273,17 +274,19 @@ class Client(Closing):
         poll_interval: float = 0.5,
     ) -> dict[str, Any]:
         """Publish a model folder (with an ``algora.toml``, or an Algorithmia algorithm's
-        repository as it is: see :mod:`algora.modelfolder.algorithmia`); with ``wait``
-        follow the build until ready or failed.
+        repository as it is: see :mod:`algora.modelfolder.algorithmia`), or a saved model with
+        no code, a folder or a single file (:mod:`algora.modelfolder.saved`: named after the
+        folder or the file's stem); with ``wait`` follow the build until ready or failed.
 
         Raises :class:`~algora.errors.BuildFailed` when the build fails.
         """
-        folder = Path(path)
-        manifest = find_manifest(folder).manifest
+        with as_folder(Path(path)) as folder:
+            manifest = find_manifest(folder).manifest
+            buffer = io.BytesIO()
+            pack_directory(folder, buffer)
         owner = owner or str(self.whoami()["name"])
-        buffer = io.BytesIO()
-        pack_directory(folder, buffer)
-        params: dict[str, str] = dict(git_lineage(folder))
+        source = Path(path) if Path(path).is_dir() else Path(path).parent
+        params: dict[str, str] = dict(git_lineage(source))
         if bump:
             params["bump"] = bump
         if version:

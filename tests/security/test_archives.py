@@ -200,6 +200,7 @@ def test_publish_refuses_every_malicious_archive(
             "invalid_archive",
             "payload_too_large",
             "invalid_manifest",
+            "unsupported_model_format",  # no manifest, and no saved model either
         ), label
         response.sent += label  # member names are echoed back, as the client sent them
         assert not leaks(world, response), f"{label}: {leaks(world, response)}"

@@ -1,0 +1,146 @@
+"""Train small models and save each as its framework saves it, one folder per format.
+
+    python make_models.py [DEST]     (default: this folder)
+
+writes ``iris-joblib/iris-joblib.joblib`` (a scikit-learn pipeline), ``iris-pickle/model.pkl``,
+``iris-skops/model.skops``,
+``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt`` (LightGBM) and
+``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``). Each folder is a
+model with no code: ``algora publish iris-xgboost`` serves it as ``iris-xgboost``, its format
+detected from the file's content. Needs scikit-learn, skops, xgboost, lightgbm and onnx.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def iris() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_iris
+
+    data = load_iris()
+    return data.data, data.target
+
+
+def make_sklearn(dest: Path, *, pickled: bool = False, skops: bool = False) -> Path:
+    """A scaler and logistic regression (joblib, compressed; pickle; or skops)."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = iris()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y)
+    dest.mkdir(parents=True, exist_ok=True)
+    if skops:
+        import skops.io
+
+        path = dest / "model.skops"
+        skops.io.dump(model, path)
+    elif pickled:
+        path = dest / "model.pkl"
+        with path.open("wb") as out:
+            pickle.dump(model, out)
+    else:
+        path = dest / f"{dest.name}.joblib"
+        joblib.dump(model, path, compress=3)
+    return path
+
+
+def make_xgboost(dest: Path, *, ubj: bool = False) -> Path:
+    import xgboost
+
+    x, y = iris()
+    model = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(x, y)
+    model.get_booster().feature_names = FEATURES  # callers may then name the features
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / ("model.ubj" if ubj else "model.json")
+    model.save_model(path)
+    return path
+
+
+def make_lightgbm(dest: Path) -> Path:
+    import lightgbm
+
+    x, y = iris()
+    model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1)
+    model.fit(x, y, feature_name=FEATURES)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "model.txt"
+    model.booster_.save_model(path)
+    return path
+
+
+def onnx_weights() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    w1 = rng.normal(size=(4, 8)).astype(np.float32)
+    b1 = rng.normal(size=8).astype(np.float32)
+    w2 = rng.normal(size=(8, 3)).astype(np.float32)
+    b2 = rng.normal(size=3).astype(np.float32)
+    return w1, b1, w2, b2
+
+
+def onnx_reference(x: np.ndarray) -> np.ndarray:
+    """What the ONNX model computes, in numpy: softmax(relu(x W1 + b1) W2 + b2)."""
+    w1, b1, w2, b2 = onnx_weights()
+    hidden = np.maximum(x.astype(np.float32) @ w1 + b1, 0)
+    logits = hidden @ w2 + b2
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def make_onnx(dest: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w1, b1, w2, b2 = onnx_weights()
+    nodes = [
+        helper.make_node("MatMul", ["features", "W1"], ["h"]),
+        helper.make_node("Add", ["h", "B1"], ["hb"]),
+        helper.make_node("Relu", ["hb"], ["a"]),
+        helper.make_node("MatMul", ["a", "W2"], ["l"]),
+        helper.make_node("Add", ["l", "B2"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 3])],
+        [
+            numpy_helper.from_array(w1, "W1"),
+            numpy_helper.from_array(b1, "B1"),
+            numpy_helper.from_array(w2, "W2"),
+            numpy_helper.from_array(b2, "B2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # onnxruntime reads IR versions up to its own
+    onnx.checker.check_model(model)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "model.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def main(dest: Path) -> None:
+    made = [
+        make_sklearn(dest / "iris-joblib"),
+        make_sklearn(dest / "iris-pickle", pickled=True),
+        make_sklearn(dest / "iris-skops", skops=True),
+        make_xgboost(dest / "iris-xgboost"),
+        make_lightgbm(dest / "iris-lightgbm"),
+        make_onnx(dest / "tiny-onnx"),
+    ]
+    for path in made:
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent)
