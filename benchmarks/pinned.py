@@ -198,7 +198,7 @@ def start_algora(
     cli: str,
     args: argparse.Namespace,
     workload: Workload,
-) -> System:
+) -> list[System]:
     server = serving.start_server(
         procs, tmp, cli, name=name, core=SERVER_CORE, timeout=args.startup_timeout
     )
@@ -207,7 +207,25 @@ def start_algora(
     base, key, proc = server.base, server.key, server.proc
     model = "iris" if workload.folder == serving.IRIS else workload.folder.name
     url = f"{base}/v1/algo/admin/{model}/latest"
-    return System(name, url, f"Simple {key}", proc.pid)
+    system = System(name, url, f"Simple {key}", proc.pid)
+    if args.input_check_cost:
+        unchecked = unchecked_copy(workload.folder, model, tmp)
+        serving.publish(cli, unchecked, server, args.publish_timeout)
+        url = f"{base}/v1/algo/admin/{unchecked.name}/latest"
+        return [system, System(f"{name}-unchecked", url, system.auth, proc.pid)]
+    return [system]
+
+
+def unchecked_copy(folder: Path, model: str, tmp: Path) -> Path:
+    """A copy of the model folder published as ``MODEL-unchecked`` with its input check off."""
+    copy = tmp / f"{model}-unchecked"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.joblib"))
+    manifest = copy / "algora.toml"
+    text = manifest.read_text().replace(f'name = "{model}"', f'name = "{copy.name}"')
+    if "[serving]" not in text:
+        text += "\n[serving]\n"
+    manifest.write_text(text.replace("[serving]\n", "[serving]\ncheck_inputs = false\n", 1))
+    return copy
 
 
 def check(system: System, workload: Workload, timeout: float) -> None:
@@ -351,6 +369,11 @@ def main() -> int:
         default=list(peers.PEERS),
         help=f"comma-separated, from {','.join(peers.PEERS)} (default: all; '' for none)",
     )
+    parser.add_argument(
+        "--input-check-cost",
+        action="store_true",
+        help="also load a copy of the model with serving.check_inputs = false, on each Algora",
+    )
     parser.add_argument("--startup-timeout", type=float, default=120)
     parser.add_argument("--publish-timeout", type=float, default=900)
     args = parser.parse_args()
@@ -370,10 +393,10 @@ def main() -> int:
                 for peer in args.peers:
                     systems.append(start_peer(peer, procs, tmp, model, args.startup_timeout))
             cli = serving.algora_cli(args.algora_cli)
-            systems.append(start_algora(procs, tmp, "algora", cli, args, workload))
+            systems += start_algora(procs, tmp, "algora", cli, args, workload)
             for extra in args.also:
                 name, _, cli = extra.partition("=")
-                systems.append(start_algora(procs, tmp, name, cli, args, workload))
+                systems += start_algora(procs, tmp, name, cli, args, workload)
             for system in systems:
                 check(system, workload, args.startup_timeout)
                 run_wrk_pinned(system, workload, max(args.concurrency), args.warmup)

@@ -138,6 +138,9 @@ class ServingSection(_Strict):
     """How long a batch may wait after its first call for more to fill it."""
     target_p99_ms: float | None = Field(default=None, gt=0, le=600_000)
     """A latency target: the batch size then adapts (up to ``max_batch_size``) to keep it."""
+    check_inputs: bool = True
+    """Refuse (400 ``invalid_input``) a JSON or text input that the version's input schema
+    does not take, before the model runs; false: the model sees whatever it is sent."""
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> ServingSection:

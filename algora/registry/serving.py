@@ -45,6 +45,7 @@ def worker_spec(
         loop_batches=(serving.max_batch_size or 1) > 1,
         max_wait=serving.max_wait_ms / 1000,
         target_p99=serving.target_p99_ms / 1000 if serving.target_p99_ms else None,
+        check_inputs=serving.check_inputs,
     )
 
 

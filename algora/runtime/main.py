@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import sys
 import time
 import traceback
@@ -38,6 +39,7 @@ from .codec import (
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
 from .saved import InvalidRows
+from .validate import Check, InputMismatch, compile_schema
 
 __all__ = ["EXIT_OUT_OF_MEMORY", "main", "serve"]
 
@@ -91,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         "load_seconds": round(time.perf_counter() - started, 6),
     }
     _send(proto_out, ready)
-    code = serve(model, reader, proto_out, cpu_limit=args.cpu_limit)
+    check = None if args.no_input_check else _input_check(model)
+    code = serve(model, reader, proto_out, cpu_limit=args.cpu_limit, check=check)
     _flush_std()
     os._exit(code)
 
@@ -103,6 +106,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-limit", type=int, help="data-segment limit in bytes")
     parser.add_argument("--cpu-limit", type=float, help="CPU seconds each call may use")
     parser.add_argument("--gateway-socket", help="the worker's Unix socket to the gateway")
+    parser.add_argument(
+        "--no-input-check", action="store_true", help="do not check inputs against the schema"
+    )
     return parser.parse_args(argv)
 
 
@@ -192,11 +198,17 @@ def _send(fd: int, header: dict[str, Any], payload: bytes = b"") -> None:
 
 
 def serve(
-    model: LoadedModel, reader: IO[bytes], out_fd: int, *, cpu_limit: float | None = None
+    model: LoadedModel,
+    reader: IO[bytes],
+    out_fd: int,
+    *,
+    cpu_limit: float | None = None,
+    check: Check | None = None,
 ) -> int:
     """Answer frames until ``shutdown`` or end of input; return the exit status.
 
-    ``cpu_limit``: CPU seconds each call or batch may use (re-armed before each one).
+    ``cpu_limit``: CPU seconds each call or batch may use (re-armed before each one);
+    ``check``: refuses a JSON or text input its schema does not take, before the model runs.
     """
     while True:
         try:
@@ -211,10 +223,10 @@ def serve(
         try:
             if kind == "call":
                 _arm_cpu_limit(cpu_limit)
-                reply, body = handle_call(model, header, payload)
+                reply, body = handle_call(model, header, payload, check)
             elif kind == "call_batch":
                 _arm_cpu_limit(cpu_limit)
-                reply, body = handle_batch(model, header, payload)
+                reply, body = handle_batch(model, header, payload, check)
             elif kind == "shutdown":
                 return 0
             else:
@@ -226,15 +238,15 @@ def serve(
 
 
 def handle_call(
-    model: LoadedModel, header: dict[str, Any], payload: bytes
+    model: LoadedModel, header: dict[str, Any], payload: bytes, check: Check | None = None
 ) -> tuple[dict[str, Any], bytes]:
     """One ``call`` message -> its ``result`` or ``error`` reply."""
     call_id = header.get("id")
     started = time.perf_counter()
     try:
-        value = decode_call(header, payload)
-    except InvalidPayload as exc:
-        error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
+        value = _checked(decode_call(header, payload), header, check)
+    except (InvalidPayload, InputMismatch) as exc:
+        error = {"code": exc.code, "message": str(exc), "error_type": type(exc).__name__}
         return {"type": "error", "id": call_id, "error": error, "stdout": ""}, b""
     capture = CapturedOutput()
     saved = sys.stdout
@@ -265,7 +277,7 @@ def handle_call(
 
 
 def handle_batch(
-    model: LoadedModel, header: dict[str, Any], payload: bytes
+    model: LoadedModel, header: dict[str, Any], payload: bytes, check: Check | None = None
 ) -> tuple[dict[str, Any], bytes]:
     """One ``call_batch`` message -> its ``batch_result`` reply.
 
@@ -287,11 +299,11 @@ def handle_batch(
         chunk = payload[offset : offset + length]
         offset += length
         try:
-            inputs.append(decode_call(spec, chunk))
+            inputs.append(_checked(decode_call(spec, chunk), spec, check))
             parameters.append(_parameters(spec))
             positions.append(index)
-        except InvalidPayload as exc:
-            error = {"code": exc.code, "message": str(exc), "error_type": "InvalidPayload"}
+        except (InvalidPayload, InputMismatch) as exc:
+            error = {"code": exc.code, "message": str(exc), "error_type": type(exc).__name__}
             replies[index] = {"id": spec.get("id"), "error": error}
 
     bodies: dict[int, bytes] = {}
@@ -316,6 +328,22 @@ def handle_batch(
     items = [r if r is not None else {"id": None} for r in replies]
     body = b"".join(bodies.get(i, b"") for i in range(len(items)))
     return {"type": "batch_result", "items": items, "duration": time.perf_counter() - started}, body
+
+
+def _input_check(model: LoadedModel) -> Check | None:
+    try:
+        return compile_schema(model.input_schema)
+    except (re.error, RecursionError, TypeError, ValueError) as exc:  # a schema it can't use
+        sys.stderr.write(f"algora_runtime: inputs are not checked: {exc}\n")
+        return None
+
+
+def _checked(value: Any, spec: dict[str, Any], check: Check | None) -> Any:
+    """``value`` once ``check`` takes it (JSON and text inputs; bytes and tensors are not
+    described by a JSON Schema)."""
+    if check is not None and spec.get("content_type", "json") in ("json", "text"):
+        check(value)
+    return value
 
 
 def _parameters(spec: dict[str, Any]) -> dict[str, Any] | None:

@@ -141,7 +141,7 @@ class LocalBackend:
 
     async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker:
         argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
-        argv += limit_args(spec)
+        argv += limit_args(spec) + ([] if spec.check_inputs else ["--no-input-check"])
         home = _private_home(data_dir, spec)
         env = worker_environment(spec, home)
         sandboxed = spec.sandbox and sandbox_status().available

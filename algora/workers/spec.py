@@ -60,6 +60,8 @@ class WorkerSpec:
     """Most calls sent in one ``call_batch`` to a model with ``predict_batch``."""
     loop_batches: bool = False
     """Send batches to a model without ``predict_batch`` too (its worker loops ``predict``)."""
+    check_inputs: bool = True
+    """Whether the worker refuses inputs its input schema does not take (``--no-input-check``)."""
     max_wait: float = 0.0
     """Seconds a batch may wait after its first call for more calls to fill it."""
     target_p99: float | None = None

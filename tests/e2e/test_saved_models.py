@@ -174,7 +174,7 @@ def test_named_features_and_bad_rows(published: Published) -> None:
     script = saved_models()
     named = dict(zip(script.FEATURES, ROWS[1], strict=True))
     assert published.call("iris-lightgbm", named)["prediction"] == 2
-    with pytest.raises(InvalidInput, match="row 0 has 3 features; the model takes 4"):
+    with pytest.raises(InvalidInput, match=r"input\[0\] must have at least 4 item\(s\)"):
         published.call("iris-pickle", [[1.0, 2.0, 3.0]])
     response = httpx.post(
         f"{published.server.url}/v1/algo/admin/iris-xgb",
