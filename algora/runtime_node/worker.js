@@ -531,11 +531,19 @@ async function importModule(file) {
   }
 }
 
+// `obj[name]` unless it is only inherited from Object or Function (every function has `apply`).
+function exported(obj, name) {
+  if (obj === null || obj === undefined || !(name in Object(obj))) return undefined;
+  const value = obj[name];
+  if (Object.prototype.hasOwnProperty.call(obj, name)) return value;
+  return value === Function.prototype[name] || value === Object.prototype[name] ? undefined : value;
+}
+
 function pick(obj, dotted) {
   let value = obj;
   for (const part of dotted.split('.')) {
-    if (value === null || value === undefined || !(part in Object(value))) return undefined;
-    value = value[part];
+    value = exported(value, part);
+    if (value === undefined) return undefined;
   }
   return value;
 }
@@ -558,7 +566,8 @@ async function loadModel(source, entrypoint) {
     if (target === undefined && mod && mod.default) target = pick(mod.default, attr);
     if (target === undefined) throw new Error(`${fileName} has no ${attr}`);
   } else {
-    target = (mod && (mod.apply || (mod.default && mod.default.apply) || mod.default)) || mod;
+    target = exported(mod, 'apply') || exported(exported(mod, 'default'), 'apply');
+    target = target || exported(mod, 'default') || mod;
   }
   let instance = null;
   if (isClass(target)) instance = new target();
