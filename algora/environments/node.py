@@ -30,7 +30,14 @@ from algora.environments.builder import Environment
 from algora.environments.network import INDEX_ACCESS
 from algora.errors import BuildFailed, InvalidManifest
 
-__all__ = ["MARKER", "find_node", "node_environment", "node_environment_hash", "node_version"]
+__all__ = [
+    "MARKER",
+    "find_node",
+    "node_environment",
+    "node_environment_hash",
+    "node_version",
+    "read_package",
+]
 
 MARKER = "algora-node-environment.json"
 _PACKAGE = "package.json"
@@ -64,8 +71,9 @@ def node_version(node: Path) -> str:
     return done.stdout.strip()
 
 
-def _dependencies(source: Path) -> tuple[bytes, bytes, bool]:
-    """``(package.json, package-lock.json, whether there are dependencies to install)``."""
+def read_package(source: Path) -> tuple[bytes, bytes, bool]:
+    """``(package.json, package-lock.json, whether there are dependencies to install)`` of the
+    model in ``source``; :class:`InvalidManifest` when ``package.json`` is not a JSON object."""
     package = source / _PACKAGE
     if not package.is_file():
         return b"", b"", False
@@ -74,8 +82,8 @@ def _dependencies(source: Path) -> tuple[bytes, bytes, bool]:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidManifest(f"{_PACKAGE} is not valid UTF-8 JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidManifest(f"{_PACKAGE} must hold a JSON object")
+    if not isinstance(data, dict) or not isinstance(data.get("dependencies", {}), dict):
+        raise InvalidManifest(f"{_PACKAGE} must hold a JSON object, its dependencies an object")
     lock = source / _LOCK
     return raw, lock.read_bytes() if lock.is_file() else b"", bool(data.get("dependencies"))
 
@@ -97,7 +105,7 @@ def node_environment(
     """
     node = find_node()
     version = node_version(node)
-    package, lock, install = _dependencies(source)
+    package, lock, install = read_package(source)
     env_hash = node_environment_hash(version, package, lock)
     target = root / env_hash
     described = f"node {version}\n" + (lock or package).decode("utf-8", "replace")

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from algora.environments.builder import Environment
-from algora.environments.node import node_environment
+from algora.environments.node import node_environment, read_package
 from algora.settings import Settings
 
-__all__ = ["NOT_CHECKED", "Record", "Step", "node_steps"]
+__all__ = ["NOT_CHECKED", "Record", "Step", "node_requirements", "node_steps"]
 
 Step = Callable[[int, str], None]
 """Writes step N's line to a build log."""
@@ -23,6 +23,13 @@ Record = Callable[[dict[str, Any]], None]
 """Receives the policy check's lineage entries."""
 
 NOT_CHECKED = "npm packages are not checked by the dependency policy or the vulnerability scan"
+
+
+def node_requirements(source: Path) -> list[str]:
+    """A Node model's Python requirements: none. Its ``package.json`` is checked here, at
+    publish, so that a broken one is refused at once (:class:`InvalidManifest`)."""
+    read_package(source)
+    return []
 
 
 def node_steps(

@@ -36,7 +36,7 @@ from algora.modelfolder.packing import tree_hash
 from algora.modelfolder.saved import requirements_for, saved_lineage
 from algora.publishing.archive import safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
-from algora.publishing.node_steps import Record, Step, node_steps
+from algora.publishing.node_steps import Record, Step, node_requirements, node_steps
 from algora.publishing.smoke import HandOff, smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -269,6 +269,8 @@ class Publisher:
         return Prepared(staging, manifest, requirements, kept_archive, found.origin, found.notes)
 
     def _requirements(self, source: Path, manifest: Manifest) -> list[str]:
+        if manifest.model.runtime == "node":  # npm's: package.json, checked while they wait
+            return node_requirements(source)
         path = (source / manifest.environment.requirements).resolve()
         if not path.is_relative_to(source.resolve()):
             raise InvalidManifest("environment.requirements must name a file inside the model")

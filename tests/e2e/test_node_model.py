@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from algora.errors import InvalidManifest
 from algora.testing import RunningServer
 
 from ..helpers import REPO
@@ -40,6 +41,11 @@ def test_node_hello_over_the_sdk_and_algorithmia(tmp_path: Path) -> None:
         error = reply.json()["error"]
         assert error["error_type"] == "InputError"
         assert "model.js" in error["stacktrace"]
+        broken = tmp_path / "broken"
+        shutil.copytree(EXAMPLE, broken)
+        (broken / "package.json").write_text("{not json")
+        with pytest.raises(InvalidManifest, match=r"package\.json is not valid"):
+            admin.publish(broken)  # refused at once, not in the build
 
 
 def _npm_registry_reachable() -> bool:
