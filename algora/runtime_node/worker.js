@@ -742,13 +742,20 @@ async function serve(model) {
     }
     if (frame === null) return 0;
     const [header, payload] = frame;
+    const id = header.type === 'call_batch' || header.id === undefined ? null : header.id;
     let reply;
-    if (header.type === 'call') reply = await handleCall(model, header, payload);
-    else if (header.type === 'call_batch') reply = await handleBatch(model, header, payload);
-    else if (header.type === 'shutdown') return 0;
-    else {
-      const error = { code: 'protocol_error', message: `unknown message type ${JSON.stringify(header.type)}` };
-      reply = [{ type: 'error', id: header.id === undefined ? null : header.id, error }, Buffer.alloc(0)];
+    try {
+      if (header.type === 'call') reply = await handleCall(model, header, payload);
+      else if (header.type === 'call_batch') reply = await handleBatch(model, header, payload);
+      else if (header.type === 'shutdown') return 0;
+      else {
+        const error = { code: 'protocol_error', message: `unknown message type ${JSON.stringify(header.type)}` };
+        reply = [{ type: 'error', id, error }, Buffer.alloc(0)];
+      }
+    } catch (err) {
+      // A fault of the worker itself, not of the model: every call is still answered.
+      const error = { code: 'protocol_error', message: `the worker failed: ${err && err.message}` };
+      reply = [{ type: 'error', id, error }, Buffer.alloc(0)];
     }
     writeFrame(...reply);
   }
@@ -799,4 +806,7 @@ async function main() {
   process.exit(await serve(model));
 }
 
-main();
+main().catch((err) => {
+  process.stderr.write(`algora worker: ${(err && err.stack) || err}\n`);
+  process.exit(1);
+});
