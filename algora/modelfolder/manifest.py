@@ -56,6 +56,11 @@ class TensorSection(_Strict):
 class ModelSection(_Strict):
     name: str
     entrypoint: str = "model:apply"
+    """Python: ``module:attr``. Node: ``file.js:attr`` (or ``file:attr``), a file in the model
+    folder and one of its exports."""
+    runtime: Literal["python", "node"] = "python"
+    """Which worker serves the model: Python, or Node.js (dependencies from ``package.json``
+    installed with npm; docs/models.md)."""
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     inputs: list[TensorSection] = Field(default_factory=list)
@@ -168,6 +173,12 @@ class Manifest(_Strict):
     example: ExampleSection = Field(default_factory=ExampleSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     saved: SavedSection | None = None
+
+    @model_validator(mode="after")
+    def _saved_is_python(self) -> Manifest:
+        if self.saved is not None and self.model.runtime != "python":
+            raise ValueError("a saved model is served by the Python runtime: remove runtime")
+        return self
 
     @property
     def worker_entrypoint(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any
 
 from algora.auth.principals import Caller
 from algora.db.tables import Environment as EnvironmentRow
-from algora.environments.builder import EnvironmentBuilder
+from algora.environments.builder import Environment, EnvironmentBuilder, Log
 from algora.environments.policy import Policy, load_policy
 from algora.environments.requirements import parse_requirements
 from algora.environments.spec import environment_hash, interpreter_version
@@ -36,6 +36,7 @@ from algora.modelfolder.packing import tree_hash
 from algora.modelfolder.saved import requirements_for, saved_lineage
 from algora.publishing.archive import safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
+from algora.publishing.node_steps import Record, Step, node_requirements, node_steps
 from algora.publishing.smoke import HandOff, smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -268,6 +269,8 @@ class Publisher:
         return Prepared(staging, manifest, requirements, kept_archive, found.origin, found.notes)
 
     def _requirements(self, source: Path, manifest: Manifest) -> list[str]:
+        if manifest.model.runtime == "node":  # npm's: package.json, checked while they wait
+            return node_requirements(source)
         path = (source / manifest.environment.requirements).resolve()
         if not path.is_relative_to(source.resolve()):
             raise InvalidManifest("environment.requirements must name a file inside the model")
@@ -350,17 +353,12 @@ class Publisher:
 
         source = prepared.source
         manifest = prepared.manifest
-        python = self.settings.python
-        only_binary = not self.policy.allow_sdists
-        step(2, f"{len(prepared.requirements)} requirement(s) with uv")
-        lock = self.builder.lock(prepared.requirements, log, only_binary=only_binary)
-        step(3, "package rules and known vulnerabilities")
-        policy = self._check_policy(lock, log)
-        if record_policy is not None:
-            record_policy(policy)
-        step(4, "creating or reusing the environment")
-        env = self.builder.ensure(lock, log, only_binary=only_binary)
-        self._record_environment(env.hash, interpreter_version(python), lock)
+        if manifest.model.runtime == "node":  # npm in place of uv
+            env, policy = node_steps(
+                self.settings, source, step, log, self._record_environment, record_policy
+            )
+        else:
+            env, policy = self._python_environment(prepared, step, log, record_policy)
         log(("reused" if env.reused else "built") + f" environment {env.hash[:12]}")
         if manifest.build.command:
             step(5, " ".join(manifest.build.command))
@@ -422,6 +420,21 @@ class Publisher:
             output_schema=info.output_schema,
             policy=policy,
         )
+
+    def _python_environment(
+        self, prepared: Prepared, step: Step, log: Log, record_policy: Record | None
+    ) -> tuple[Environment, dict[str, Any]]:
+        only_binary = not self.policy.allow_sdists
+        step(2, f"{len(prepared.requirements)} requirement(s) with uv")
+        lock = self.builder.lock(prepared.requirements, log, only_binary=only_binary)
+        step(3, "package rules and known vulnerabilities")
+        policy = self._check_policy(lock, log)
+        if record_policy is not None:
+            record_policy(policy)
+        step(4, "creating or reusing the environment")
+        env = self.builder.ensure(lock, log, only_binary=only_binary)
+        self._record_environment(env.hash, interpreter_version(self.settings.python), lock)
+        return env, policy
 
     def _check_policy(self, lock: str, log: Callable[[str], None]) -> dict[str, Any]:
         """Enforce the dependency policy on ``lock``; the SBOM and warnings as lineage entries.

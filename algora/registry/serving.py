@@ -23,10 +23,18 @@ def worker_spec(
     log_path: Path,
     replicas: int | None = None,
 ) -> WorkerSpec:
-    """The one place serving settings meet platform limits (smoke tests and pools alike)."""
+    """The one place serving settings meet platform limits (smoke tests and pools alike).
+
+    ``python`` is the environment's interpreter; a Node model's environment has ``bin/node``
+    beside it, and its packages in ``node_modules`` (``algora.environments.node``).
+    """
     serving = manifest.serving
+    node = manifest.model.runtime == "node"
+    modules = python.parent.parent / "node_modules"
     return WorkerSpec(
-        python=python,
+        python=python.with_name("node") if node else python,
+        runtime=manifest.model.runtime,
+        node_modules=modules if node and modules.is_dir() else None,
         source_dir=source_dir,
         entrypoint=manifest.worker_entrypoint,
         log_path=log_path,

@@ -22,7 +22,12 @@ from algora.errors import WorkerDied
 from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
 from algora.workers.backend import Frame
 from algora.workers.channel import SANDBOX_FOLDER, SOCKET_NAME
-from algora.workers.runtime_files import install_runtime, runtime_command
+from algora.workers.runtime_files import (
+    install_node_runtime,
+    install_runtime,
+    node_command,
+    runtime_command,
+)
 from algora.workers.sandbox import bwrap_command, limit_args, normalize_status, sandbox_status
 from algora.workers.spec import WorkerSpec
 
@@ -41,6 +46,8 @@ def worker_environment(spec: WorkerSpec, home: Path) -> dict[str, str]:
     hold keys and database URLs) is passed through."""
     path = os.pathsep.join((str(spec.python.parent), *_SYSTEM_PATH))
     env = {"PATH": path, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": str(home)}
+    if spec.node_modules is not None:
+        env["NODE_PATH"] = str(spec.node_modules)
     env.update(spec.env)
     return env
 
@@ -140,17 +147,23 @@ class LocalBackend:
     """Starts workers as local subprocesses of the gateway."""
 
     async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker:
-        argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
-        argv += limit_args(spec) + ([] if spec.check_inputs else ["--no-input-check"])
+        node = spec.runtime == "node"
+        if node:  # limits are set by its launcher (runtime_files.node_command says which)
+            argv = node_command(
+                data_dir, spec.python, spec.source_dir, spec.entrypoint, spec.memory_bytes
+            )
+        else:
+            argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
+            argv += limit_args(spec) + ([] if spec.check_inputs else ["--no-input-check"])
         home = _private_home(data_dir, spec)
         env = worker_environment(spec, home)
         sandboxed = spec.sandbox and sandbox_status().available
-        if spec.gateway_folder is not None:
+        if spec.gateway_folder is not None and not node:
             folder = SANDBOX_FOLDER if sandboxed else str(spec.gateway_folder)
             argv += ["--gateway-socket", f"{folder}/{SOCKET_NAME}"]
         tmp_dir: Path | None = None
         if sandboxed:
-            runtime_dir = install_runtime(data_dir)
+            runtime_dir = install_node_runtime(data_dir) if node else install_runtime(data_dir)
             argv = await asyncio.to_thread(bwrap_command, argv, spec, data_dir, home, runtime_dir)
         else:
             tmp_root = home / ".tmp"

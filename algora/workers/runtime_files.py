@@ -15,10 +15,23 @@ import shutil
 import tempfile
 from pathlib import Path
 
-__all__ = ["RUNTIME_PACKAGE", "install_runtime", "runtime_command"]
+__all__ = [
+    "NODE_WORKER",
+    "RUNTIME_PACKAGE",
+    "install_node_runtime",
+    "install_runtime",
+    "node_command",
+    "runtime_command",
+]
 
 RUNTIME_PACKAGE = "algora_runtime"
 _SOURCE_DIR = Path(__file__).resolve().parent.parent / "runtime"
+_NODE_SOURCE_DIR = Path(__file__).resolve().parent.parent / "runtime_node"
+NODE_WORKER = "worker.js"
+_KIB = 1024
+# Node cannot dup file descriptors itself: the shell hands the worker the frame stream on fds 3
+# and 4 and points fd 0 at /dev/null and fd 1 at stderr before Node starts (docs/protocol.md).
+_NODE_BOOT = 'exec "$0" "$@" 3<&0 4>&1 0</dev/null 1>&2'
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 
@@ -27,6 +40,11 @@ _FILE_MODE = 0o600
 def _runtime_sources() -> tuple[tuple[str, bytes], ...]:
     """``(file name, contents)`` of every runtime module, sorted; read once per process."""
     return tuple((p.name, p.read_bytes()) for p in sorted(_SOURCE_DIR.glob("*.py")))
+
+
+@functools.cache
+def _node_sources() -> tuple[tuple[str, bytes], ...]:
+    return tuple((p.name, p.read_bytes()) for p in sorted(_NODE_SOURCE_DIR.glob("*.js")))
 
 
 def _digest(sources: tuple[tuple[str, bytes], ...]) -> str:
@@ -38,17 +56,26 @@ def _digest(sources: tuple[tuple[str, bytes], ...]) -> str:
 
 def install_runtime(data_dir: Path) -> Path:
     """Copy the runtime under ``data_dir`` (once); return the directory to put on sys.path."""
-    sources = _runtime_sources()
-    root = data_dir / "runtime"
+    return _install(data_dir / "runtime", _runtime_sources(), RUNTIME_PACKAGE, "main.py")
+
+
+def install_node_runtime(data_dir: Path) -> Path:
+    """Copy the Node worker under ``data_dir`` (once); return the folder holding ``worker.js``."""
+    return _install(data_dir / "runtime-node", _node_sources(), "", NODE_WORKER)
+
+
+def _install(
+    root: Path, sources: tuple[tuple[str, bytes], ...], package_name: str, marker: str
+) -> Path:
     target = root / _digest(sources)
-    if (target / RUNTIME_PACKAGE / "main.py").is_file():
+    if (target / package_name / marker).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
     try:
         staging.chmod(_DIR_MODE)
-        package = staging / RUNTIME_PACKAGE
-        package.mkdir(mode=_DIR_MODE)
+        package = staging / package_name
+        package.mkdir(mode=_DIR_MODE, exist_ok=True)
         for name, data in sources:
             fd = os.open(package / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
             with os.fdopen(fd, "wb") as f:
@@ -57,7 +84,7 @@ def install_runtime(data_dir: Path) -> Path:
             staging.rename(target)
         except OSError:
             # Another process installed the same digest first; its copy is identical.
-            if not (target / RUNTIME_PACKAGE / "main.py").is_file():
+            if not (target / package_name / marker).is_file():
                 raise
     finally:
         if staging.exists():
@@ -81,6 +108,34 @@ def runtime_command(data_dir: Path, python: Path, source_dir: Path, entrypoint: 
         "-I",
         "-c",
         boot,
+        "--source",
+        str(source_dir),
+        "--entrypoint",
+        entrypoint,
+    ]
+
+
+def node_command(
+    data_dir: Path, node: Path, source_dir: Path, entrypoint: str, memory_bytes: int | None
+) -> list[str]:
+    """The argv that starts a Node worker for ``entrypoint`` (``file.js[:attr]``) in
+    ``source_dir`` with the ``node`` executable.
+
+    The memory limit is RLIMIT_DATA, as for Python workers, set by the shell before Node
+    starts (Node cannot set it itself); past it V8 aborts the worker. Node has no way to
+    re-arm RLIMIT_CPU per call, so a CPU limit is not enforced for Node workers: the call
+    timeout still is.
+    """
+    boot = _NODE_BOOT
+    if memory_bytes is not None:
+        boot = f"ulimit -d {max(1, memory_bytes // _KIB)} && ulimit -c 0 && {boot}"
+    worker = install_node_runtime(data_dir) / NODE_WORKER
+    return [
+        "/bin/sh",
+        "-c",
+        boot,
+        str(node),
+        str(worker),
         "--source",
         str(source_dir),
         "--entrypoint",

@@ -238,8 +238,11 @@ def bwrap_command(
     # Hide the whole data directory, then bind back only what this worker needs, even where
     # the data directory lies under a directory bound above.
     argv += ["--tmpfs", str(data)]
-    for prefix in _interpreter_dirs(spec.python):
-        argv += ["--ro-bind", prefix, prefix]
+    if spec.runtime == "python":
+        for prefix in _interpreter_dirs(spec.python):
+            argv += ["--ro-bind", prefix, prefix]
+    if spec.node_modules is not None:
+        argv += ["--ro-bind", str(spec.node_modules), str(spec.node_modules)]
     argv += ["--ro-bind", str(environment), str(environment)]
     for link, target in _symlink_hops(spec.python):
         if not Path(link).is_relative_to(environment):

@@ -30,7 +30,7 @@ class WorkerSpec:
     """How to start the workers of one model version."""
 
     python: Path
-    """The environment's interpreter."""
+    """The environment's interpreter (for ``runtime = "node"``: the ``node`` executable)."""
     source_dir: Path
     """Directory holding the model's code; the worker's working directory and first on sys.path."""
     entrypoint: str
@@ -39,6 +39,11 @@ class WorkerSpec:
     """File the workers' stderr (and anything the model writes to fd 1) is appended to."""
     replicas: int = 1
     """Replicas started with the pool."""
+    runtime: Literal["python", "node"] = "python"
+    """Which worker serves the model: ``algora/runtime`` or ``algora/runtime_node/worker.js``."""
+    node_modules: Path | None = None
+    """A Node model's installed dependencies (its environment's ``node_modules``, on
+    ``NODE_PATH``); None: it has none."""
     min_replicas: int | None = None
     """The fewest replicas kept while the pool runs (0: the pool itself stops after
     ``scale_down_after`` idle seconds); None: ``replicas``, and the platform's idle timeout."""

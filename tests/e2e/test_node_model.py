@@ -1,0 +1,96 @@
+"""A JavaScript model (``examples/node-hello``) published to a real server and called over
+the native SDK and Algorithmia's API; a Node model's npm dependencies in its environment."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from algora.errors import InvalidManifest
+from algora.testing import RunningServer
+
+from ..helpers import REPO
+
+EXAMPLE = REPO / "examples" / "node-hello"
+
+pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+
+
+def test_node_hello_over_the_sdk_and_algorithmia(tmp_path: Path) -> None:
+    with RunningServer(tmp_path / "data") as server, server.client() as admin:
+        version = admin.publish(EXAMPLE)
+        assert version["status"] == "ready", version
+        model = admin.model("admin/node-hello")
+        answer = model.call_full("world")
+        assert answer.result == "Hello world"
+        assert answer.content_type == "text"
+        assert model.call({"name": "Ada"})["greeting"] == "Hello Ada"
+        headers = {"Authorization": f"Simple {server.key}"}
+        url = f"{server.url}/v1/algo/admin/node-hello"
+        reply = httpx.post(url, json={"name": "Ada"}, headers=headers, timeout=30)
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        assert body["result"]["greeting"] == "Hello Ada"
+        assert body["result"]["runtime"].startswith("node v")
+        assert body["metadata"]["content_type"] == "json"
+        reply = httpx.post(url, json=5, headers=headers, timeout=30)
+        error = reply.json()["error"]
+        assert error["error_type"] == "InputError"
+        assert "model.js" in error["stacktrace"]
+        broken = tmp_path / "broken"
+        shutil.copytree(EXAMPLE, broken)
+        (broken / "package.json").write_text("{not json")
+        with pytest.raises(InvalidManifest, match=r"package\.json is not valid"):
+            admin.publish(broken)  # refused at once, not in the build
+
+
+def _npm_registry_reachable() -> bool:
+    npm = shutil.which("npm")
+    if npm is None:
+        return False
+    try:
+        done = subprocess.run(
+            [npm, "view", "is-number@7.0.0", "version"], capture_output=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+MODEL_WITH_DEPENDENCY = """
+const isNumber = require('is-number');
+exports.apply = (input) => ({ number: isNumber(input), from: require.resolve('is-number') });
+"""
+
+
+def test_npm_dependencies_are_installed_into_the_environment(tmp_path: Path) -> None:
+    if not _npm_registry_reachable():
+        pytest.skip("the npm registry is unreachable")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "algora.toml").write_text(
+        '[model]\nname = "node-dep"\nruntime = "node"\nentrypoint = "model.js:apply"\n'
+        "\n[example]\ninput = 5\n",
+        encoding="utf-8",
+    )
+    (folder / "model.js").write_text(MODEL_WITH_DEPENDENCY, encoding="utf-8")
+    (folder / "package.json").write_text(
+        '{"name": "node-dep", "private": true, "dependencies": {"is-number": "7.0.0"}}',
+        encoding="utf-8",
+    )
+    with RunningServer(tmp_path / "data") as server, server.client() as admin:
+        version = admin.publish(folder)
+        assert version["status"] == "ready", version
+        result = admin.model("admin/node-dep").call("12")
+        assert result["number"] is True
+        assert "/envs/" in result["from"]  # the version's environment, not the source folder
+        assert not (folder / "node_modules").exists()
+        again = admin.publish(folder)  # same package.json: the environment is reused
+        assert again["environment_hash"] == version["environment_hash"]
+        log = admin.build_log("admin/node-dep", again["version"])
+        assert "reused environment" in str(log)
+        assert "npm packages are not checked" in str(again["lineage"]["policy_warnings"])
