@@ -40,6 +40,7 @@ from algora.registry.specs import (  # the services' own patterns: a copy could 
     VERSIONISH_PATTERN,
 )
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
+from algora.store.collection_space import ACLS
 from algora.store.collections import COLLECTION_PATTERN
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "OPERATION_RULES",
     "PATH_RULES",
     "QUERY_RULES",
+    "REQUEST_BODIES",
     "UtcDateTime",
     "document_errors",
     "request_body",
@@ -208,12 +210,14 @@ def _inner(compiled: re.Pattern[str]) -> str:
     return compiled.pattern.removeprefix("^").removesuffix("\\Z").removesuffix("$")
 
 
-def _data_path(files: str, *, collection: bool = True) -> dict[str, Any]:
+def _data_path(
+    files: str, *, collection: bool = True, example: str = "admin/data/a.txt"
+) -> dict[str, Any]:
     """``owner/collection`` (or ``owner`` alone, unless ``collection``), then ``files``."""
     owner, name = _inner(NAME_PATTERN), _inner(COLLECTION_PATTERN)
     rest = f"/{name}{files}" if collection else f"(?:/{name}{files})?"
     # an example with a '/' also tells schemathesis that this parameter spans segments
-    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": ["admin/data/a.txt"]}
+    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": [example]}
 
 
 def _connector_path(files: str) -> dict[str, Any]:
@@ -248,9 +252,13 @@ OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
     ("get", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
     ("head", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
     ("put", "/v1/data/{path}", "path"): _data_path(_FILE),
+    # POST creates a collection under an owner, or a folder in a collection or one of its folders
+    ("post", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("patch", "/v1/data/{path}", "path"): _data_path("", example="admin/data"),  # an ACL's
     ("delete", "/v1/data/{path}", "path"): _data_path(_FILES),
     ("get", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("head", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("post", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("put", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
     ("delete", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
     ("/v1/connector/{connector}/{path}", "connector"): {
@@ -270,6 +278,40 @@ _CALL_INPUT = {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
+# The hosted-data routes read these bodies by hand (protocols/data): store.collection_space's
+# and store.connector_space's rules. A new collection's name is a collection's, a folder's any
+# segment; the body cannot see which the path names, so it states the rule both accept.
+_ACL = {
+    "type": "object",
+    "required": ["read"],
+    "properties": {"read": {"type": "array", "items": {"type": "string", "enum": list(ACLS)}}},
+}
+_FOLDER_NAME = {"type": "string", "pattern": f"^{_SEGMENT}$"}
+REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/v1/data/{path}"): {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": _string(
+                COLLECTION_PATTERN,
+                description="The new collection's (under an owner) or folder's (in a collection)",
+            ),
+            "acl": _ACL,
+        },
+    },
+    ("patch", "/v1/data/{path}"): {
+        "type": "object",
+        "required": ["acl"],
+        "properties": {"acl": _ACL},
+    },
+    ("post", "/v1/connector/{connector}/{path}"): {
+        "type": "object",
+        "required": ["name"],
+        "properties": {"name": _FOLDER_NAME},
+        "not": {"required": ["acl"]},  # a connector's settings decide who reads
+    },
+}
+"""The JSON bodies routes read by hand, by (method, path), where no route states its own."""
 _BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/audit"): {
         "type": "array",
@@ -297,6 +339,10 @@ def _state_rules(
 ) -> None:
     if path.startswith("/v1/algo/"):
         operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
+    if (method, path) in REQUEST_BODIES:
+        schema = copy.deepcopy(REQUEST_BODIES[method, path])
+        content = {"application/json": {"schema": schema}}
+        operation.setdefault("requestBody", {"required": True, "content": content})
     for parameter in operation.get("parameters", []):
         name, schema = parameter.get("name", ""), parameter.get("schema", {})
         rule = (

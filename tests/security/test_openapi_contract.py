@@ -36,9 +36,10 @@ from schemathesis.schemas import BaseSchema as OpenApiSchema
 
 from algora.audit.anchors import parse_anchor
 from algora.auth.accounts import check_name
-from algora.gateway.openapi import OPERATION_RULES, PATH_RULES, QUERY_RULES
+from algora.gateway.openapi import OPERATION_RULES, PATH_RULES, QUERY_RULES, REQUEST_BODIES
 from algora.registry.specs import is_alias_name, parse_semver, parse_spec
 from algora.store.collections import check_collection, check_segment
+from algora.store.connectors import check_key_segment
 from algora.testing import RunningServer, write_model
 
 from ..conftest import in_process
@@ -54,16 +55,12 @@ CHECKS = [
     content_type_conformance,
     response_headers_conformance,
 ]
-_DATA_PATHS = "a data path's rules (owner, collection, segments; which depth each method takes)"
 REFUSES_VALID = {
     # Operations that still refuse some requests the document allows, and why the document
     # does not say so yet. Each one is open work; the rest of the checks still run on them.
     "POST /v1/algorithms/{algorithm_id}/secrets": "the body is read by hand: undocumented",
     "POST /api/v1/models/{owner}/{name}/versions": "bump and version exclude each other",
     "PUT /api/v1/keys/{key_id}/model-limits": "one limit per model: JSON Schema cannot say so",
-    "POST /v1/data/{path}": _DATA_PATHS,
-    "PATCH /v1/data/{path}": _DATA_PATHS,
-    "POST /v1/connector/{connector}/{path}": _DATA_PATHS,
 }
 IMPLICIT = {"HEAD", "OPTIONS", ""}  # as schemathesis's allowed-methods check
 BOUNDED = settings(
@@ -262,6 +259,18 @@ def _alias_accepted(text: str) -> None:
     assert is_alias_name(text), text
 
 
+def _created_name_accepted(name: str) -> None:
+    # the body cannot see whether the path names an owner (a collection is created) or a
+    # collection (a folder is): the document states what both accept
+    check_collection(name)
+    check_segment(name)
+
+
+def _body_rule(method: str, path: str, field: str) -> dict[str, Any]:
+    rule: dict[str, Any] = REQUEST_BODIES[method, path]["properties"][field]
+    return rule
+
+
 DOCUMENTED_AND_ACCEPTED = {
     "name": (PATH_RULES["name"], lambda v: check_name(v, "user")),
     "version": (PATH_RULES["version"], parse_semver),
@@ -269,6 +278,11 @@ DOCUMENTED_AND_ACCEPTED = {
     "spec": (PATH_RULES["spec"], _spec_accepted),
     "anchor": (QUERY_RULES["anchor"], parse_anchor),
     "data path": (OPERATION_RULES["get", "/v1/data/{path}", "path"], _data_path_accepted),
+    "created name": (_body_rule("post", "/v1/data/{path}", "name"), _created_name_accepted),
+    "connector folder": (
+        _body_rule("post", "/v1/connector/{connector}/{path}", "name"),
+        check_key_segment,
+    ),
 }
 
 
