@@ -287,31 +287,50 @@ _ACL = {
     "properties": {"read": {"type": "array", "items": {"type": "string", "enum": list(ACLS)}}},
 }
 _FOLDER_NAME = {"type": "string", "pattern": f"^{_SEGMENT}$"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+# A new version's archive is streamed as it comes, whatever its media type says
+# (publishing.archive recognizes tar, gzip or not, and zip by their content).
+_ARCHIVE = {"type": "string", "format": "binary"}
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
-    ("post", "/v1/data/{path}"): {
-        "type": "object",
-        "required": ["name"],
-        "properties": {
-            "name": _string(
-                COLLECTION_PATTERN,
-                description="The new collection's (under an owner) or folder's (in a collection)",
-            ),
-            "acl": _ACL,
+    ("post", "/v1/data/{path}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _string(
+                    COLLECTION_PATTERN,
+                    description="The new collection's (under an owner) or folder's (in one)",
+                ),
+                "acl": _ACL,
+            },
+        }
+    ),
+    ("patch", "/v1/data/{path}"): _json(
+        {"type": "object", "required": ["acl"], "properties": {"acl": _ACL}}
+    ),
+    ("post", "/v1/connector/{connector}/{path}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": _FOLDER_NAME},
+            "not": {"required": ["acl"]},  # a connector's settings decide who reads
+        }
+    ),
+    ("post", "/api/v1/models/{owner}/{name}/versions"): {
+        "required": True,
+        "description": "The model folder as a tar.gz or zip archive (`algora publish` packs one)",
+        "content": {
+            media: {"schema": _ARCHIVE}
+            for media in ("application/gzip", "application/zip", "application/octet-stream")
         },
     },
-    ("patch", "/v1/data/{path}"): {
-        "type": "object",
-        "required": ["acl"],
-        "properties": {"acl": _ACL},
-    },
-    ("post", "/v1/connector/{connector}/{path}"): {
-        "type": "object",
-        "required": ["name"],
-        "properties": {"name": _FOLDER_NAME},
-        "not": {"required": ["acl"]},  # a connector's settings decide who reads
-    },
 }
-"""The JSON bodies routes read by hand, by (method, path), where no route states its own."""
+"""The bodies routes read by hand, by (method, path), where no route states its own."""
 _BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/audit"): {
         "type": "array",
@@ -340,9 +359,7 @@ def _state_rules(
     if path.startswith("/v1/algo/"):
         operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
     if (method, path) in REQUEST_BODIES:
-        schema = copy.deepcopy(REQUEST_BODIES[method, path])
-        content = {"application/json": {"schema": schema}}
-        operation.setdefault("requestBody", {"required": True, "content": content})
+        operation.setdefault("requestBody", copy.deepcopy(REQUEST_BODIES[method, path]))
     for parameter in operation.get("parameters", []):
         name, schema = parameter.get("name", ""), parameter.get("schema", {})
         rule = (
