@@ -32,6 +32,12 @@ from algora.auth.keyring import MODEL_LIMIT_PATTERN
 from algora.auth.scopes import ALL, PATTERNED, SCOPE_PATTERN, SCOPES
 from algora.gateway.inputs import MAX_INT64
 from algora.modelfolder.manifest import NAME_PATTERN
+from algora.registry.secrets import (
+    ENV_NAME_PATTERN,
+    MAX_VALUE_BYTES,
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PREFIXES,
+)
 from algora.registry.specs import (  # the services' own patterns: a copy could drift
     ALIAS_PATTERN,
     HASH_PATTERN,
@@ -49,6 +55,8 @@ __all__ = [
     "PATH_RULES",
     "QUERY_RULES",
     "REQUEST_BODIES",
+    "SECRET_KEY_RULE",
+    "SECRET_VALUE_RULE",
     "UtcDateTime",
     "document_errors",
     "request_body",
@@ -195,6 +203,31 @@ _SCOPE_RULE = {
         },
     ]
 }
+
+
+def _any_case(text: str) -> str:
+    """A pattern for ``text`` in any case of its ASCII letters (JSON Schema has no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+_RESERVED_NAMES = "|".join(_any_case(n) for n in sorted(RESERVED_ENV_NAMES))
+_RESERVED_PREFIXES = "|".join(_any_case(p) for p in RESERVED_ENV_PREFIXES)
+SECRET_KEY_RULE = {
+    **_string(ENV_NAME_PATTERN),
+    "not": {"pattern": f"^(?:(?:{_RESERVED_NAMES})$|{_RESERVED_PREFIXES})"},
+    "description": "The environment variable the model's workers see; not one the platform "
+    f"reserves ({', '.join(sorted(RESERVED_ENV_NAMES))}, names starting with "
+    f"{', '.join(RESERVED_ENV_PREFIXES)}, in any case)",
+}
+"""A secret's name, as registry.secrets.check_env_name takes it."""
+SECRET_VALUE_RULE = {
+    "type": "string",
+    "pattern": "^[^\\x00]*$",
+    # the rule is bytes of UTF-8, which JSON Schema cannot count: this many characters fit
+    "maxLength": MAX_VALUE_BYTES // 4,
+    "description": f"Text without NUL characters, at most {MAX_VALUE_BYTES} bytes of UTF-8",
+}
+"""A secret's value, as registry.secrets takes it."""
 
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
 # store.collections.check_segment's rules: no control characters, backslashes or slashes, not

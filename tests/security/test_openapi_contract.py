@@ -36,7 +36,14 @@ from schemathesis.schemas import BaseSchema as OpenApiSchema
 
 from algora.audit.anchors import parse_anchor
 from algora.auth.accounts import check_name
-from algora.gateway.openapi import OPERATION_RULES, PATH_RULES, QUERY_RULES, REQUEST_BODIES
+from algora.gateway.openapi import (
+    OPERATION_RULES,
+    PATH_RULES,
+    QUERY_RULES,
+    REQUEST_BODIES,
+    SECRET_KEY_RULE,
+)
+from algora.registry.secrets import check_env_name
 from algora.registry.specs import is_alias_name, parse_semver, parse_spec
 from algora.store.collections import check_collection, check_segment
 from algora.store.connectors import check_key_segment
@@ -56,9 +63,12 @@ CHECKS = [
     response_headers_conformance,
 ]
 REFUSES_VALID = {
-    # Operations that still refuse some requests the document allows, and why the document
-    # does not say so yet. Each one is open work; the rest of the checks still run on them.
-    "POST /v1/algorithms/{algorithm_id}/secrets": "the body is read by hand: undocumented",
+    # Operations that refuse some requests the document allows, because the rule is one no
+    # schema can state; the rest of the checks still run on them.
+    "POST /v1/algorithms/{algorithm_id}/secrets": (
+        "owner_id, when given, is the path's algorithm_id: JSON Schema cannot tie a body field "
+        "to a path parameter (and a model holds at most MAX_SECRETS secrets: state, not shape)"
+    ),
     "POST /api/v1/models/{owner}/{name}/versions": (
         "the body is a model folder's tar.gz or zip archive, which no schema describes; and bump "
         "and version exclude each other, which OpenAPI cannot say of two query parameters"
@@ -290,6 +300,7 @@ DOCUMENTED_AND_ACCEPTED = {
         _body_rule("post", "/v1/connector/{connector}/{path}", "name"),
         check_key_segment,
     ),
+    "secret name": (SECRET_KEY_RULE, check_env_name),
 }
 
 
