@@ -104,6 +104,8 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     schemas[EVENT_SCHEMA["title"]] = copy.deepcopy(EVENT_SCHEMA)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    _exact_integers(schemas)
+    _state_properties(schemas)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
     for path, operations in document.get("paths", {}).items():
         # git's smart HTTP clients read plain text errors (git_http.py); the rest read JSON
@@ -115,7 +117,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
-            _state_rules(method, path, operation, schemas)
+            _state_rules(method, path, operation)
             if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
                 ok = operation.get("responses", {}).get("200", {})
                 ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}
@@ -130,6 +132,23 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
                     if method != "head":  # a HEAD answer has no body, so no media type
                         responses[status]["content"] = content
     return document
+
+
+def _exact_integers(schema: Any) -> None:
+    """An integer's bounds as integers, in place: FastAPI's document keeps a model's bounds as
+    floats, and ``float(2**63 - 1)`` is ``2**63``, one past what the database holds."""
+    if isinstance(schema, list):
+        for item in schema:
+            _exact_integers(item)
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "integer":
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            value = schema.get(bound)
+            if isinstance(value, float):
+                schema[bound] = max(-MAX_INT64, min(MAX_INT64, int(value)))
+    for value in schema.values():
+        _exact_integers(value)
 
 
 def _pattern(compiled: re.Pattern[str]) -> str:
@@ -375,6 +394,8 @@ _PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("PrincipalIn", "name"): _NAME,
     ("ServiceAccountIn", "name"): _NAME,
     ("PromotionIn", "alias"): _ALIAS_RULE,
+    ("PromotionIn", "version"): _SPEC_RULE,
+    ("AliasIn", "version"): _SPEC_RULE,
     ("ModelLimitIn", "model"): _string(MODEL_LIMIT_PATTERN),
 }
 
@@ -386,9 +407,7 @@ def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
             option.update(copy.deepcopy(rule))
 
 
-def _state_rules(
-    method: str, path: str, operation: dict[str, Any], schemas: dict[str, Any]
-) -> None:
+def _state_rules(method: str, path: str, operation: dict[str, Any]) -> None:
     if path.startswith("/v1/algo/"):
         operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
     if (method, path) in REQUEST_BODIES:
@@ -406,6 +425,10 @@ def _state_rules(
             if option.get("type") == "integer":  # the database's integers: gateway/inputs.py
                 option.setdefault("maximum", MAX_INT64)
                 option.setdefault("minimum", -MAX_INT64)
+
+
+def _state_properties(schemas: dict[str, Any]) -> None:
+    """The models' fields held to the services' rules (once: a rule with ``anyOf`` would nest)."""
     for (model, field), rule in _PROPERTY_RULES.items():
         properties = schemas.get(model, {}).get("properties", {})
         if field in properties:

@@ -317,6 +317,26 @@ def test_what_the_document_calls_valid_the_services_accept(what: str) -> None:
     accepted()
 
 
+def _integer_bounds(schema: Any) -> Iterator[Any]:
+    if isinstance(schema, list):
+        for item in schema:
+            yield from _integer_bounds(item)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            yield from (schema[b] for b in ("minimum", "maximum") if b in schema)
+        for value in schema.values():
+            yield from _integer_bounds(value)
+
+
+def test_an_integer_bound_is_exact(tmp_path: Path) -> None:
+    # Found by a randomized run: FastAPI wrote a burst's bound 2**63 - 1 as a float, 2**63
+    with in_process(tmp_path / "data") as gw:
+        document = gw.http.get("/api/v1/openapi.json", headers=gw.auth).json()
+    bounds = list(_integer_bounds(document))
+    assert 2**63 - 1 in bounds
+    assert all(type(b) is int and abs(b) < 2**63 for b in bounds), bounds
+
+
 def test_a_burst_past_64_bits_is_a_400_not_a_500(tmp_path: Path) -> None:
     # Found by the stateful run: the database column is a 64-bit integer.
     with in_process(tmp_path / "data") as gw:
