@@ -48,6 +48,7 @@ from algora.registry.specs import (  # the services' own patterns: a copy could 
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
 from algora.store.collection_space import ACLS
 from algora.store.collections import COLLECTION_PATTERN
+from algora.store.model_data import ALGO_FOLDERS
 
 __all__ = [
     "ERROR_STATUSES",
@@ -278,6 +279,22 @@ def _connector_path(files: str) -> dict[str, Any]:
     return {"type": "string", "pattern": f"^{bucket}{files}$", "examples": ["bucket/a.txt"]}
 
 
+# store.model_space: what follows .algo names a model from outside (owner/model, the owner not
+# temp or perm, which only model code may name alone), then temp/ or perm/; .session, files
+_FOLDERS = "|".join(ALGO_FOLDERS)
+_MODEL = f"/(?!(?:{_FOLDERS})/){_inner(NAME_PATTERN)}/{_inner(COLLECTION_PATTERN)}"
+
+
+def _special(pattern: str, example: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{pattern}$", "examples": [example]}
+
+
+_ALGO_ANY = _special(f"{_MODEL}(?:/(?:{_FOLDERS}){_FILES})?", "/admin/hello/temp")
+_ALGO_FILE = _special(f"{_MODEL}/(?:{_FOLDERS}){_FILE}", "/admin/hello/temp/a.txt")
+_SESSION_ANY = _special(_FILES, "/a/b")
+_SESSION_FILE = _special(_FILE, "/a/b.txt")
+
+
 PATH_RULES: dict[str, dict[str, Any]] = {
     "owner": _NAME,
     "name": _NAME,
@@ -308,6 +325,13 @@ OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
     ("post", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
     ("patch", "/v1/data/{path}", "path"): _data_path("", example="admin/data"),  # an ACL's
     ("delete", "/v1/data/{path}", "path"): _data_path(_FILES),
+    **{(m, "/v1/data/.algo{rest}", "rest"): _ALGO_ANY for m in ("get", "head", "post", "patch")},
+    **{(m, "/v1/data/.algo{rest}", "rest"): _ALGO_FILE for m in ("put", "delete")},
+    **{
+        (m, "/v1/data/.session{rest}", "rest"): _SESSION_ANY
+        for m in ("get", "head", "post", "patch")
+    },
+    **{(m, "/v1/data/.session{rest}", "rest"): _SESSION_FILE for m in ("put", "delete")},
     ("get", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("head", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("post", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
@@ -372,6 +396,18 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
             "properties": {"name": _FOLDER_NAME},
             "not": {"required": ["acl"]},  # a connector's settings decide who reads
         }
+    ),
+    # a model's collection holds only temp/ and perm/: that is the name at its root, any
+    # folder's below; the body cannot see which the path names, so it states what both take
+    ("post", "/v1/data/.algo{rest}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "enum": list(ALGO_FOLDERS)}},
+        }
+    ),
+    ("post", "/v1/data/.session{rest}"): _json(
+        {"type": "object", "required": ["name"], "properties": {"name": _FOLDER_NAME}}
     ),
     ("post", "/api/v1/models/{owner}/{name}/versions"): {
         "required": True,

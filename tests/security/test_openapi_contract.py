@@ -77,6 +77,15 @@ _ORG_MEMBER = (
     "a member that names an organization is refused (auth.accounts, 400): whether a name is a "
     "user's or an organization's is state, which no schema can say"
 )
+_NOT_EMPTY = (
+    "a folder that holds files is deleted only with force=true (400): whether it holds any is "
+    "state, which no schema can say"
+)
+_MARKER = (
+    "a listing's marker is taken only as the server gave it out (400 otherwise): its "
+    "provenance is no shape a schema can say"
+)
+_NO_ACL = "always refused (400) once the caller may write there: the space has no ACL to set"
 REFUSES_VALID = {
     # Operations that refuse some requests the document allows, because the rule is one no
     # schema can state; the rest of the checks still run on them.
@@ -91,6 +100,16 @@ REFUSES_VALID = {
     # the run creates organizations (POST /v1/organizations), then may name one as a member:
     "PUT /api/v1/orgs/{org}/members/{member}": _ORG_MEMBER,
     "PUT /v1/organizations/{org}/members/{member}": _ORG_MEMBER,
+    "GET /v1/data/{path}": _MARKER,
+    "GET /v1/data/.algo{rest}": _MARKER,
+    "GET /v1/data/.session{rest}": _MARKER,
+    "GET /v1/connector/{connector}/{path}": _MARKER,
+    "DELETE /v1/data/{path}": _NOT_EMPTY,
+    "DELETE /v1/connector/{connector}/{path}": _NOT_EMPTY,
+    "DELETE /v1/data/.algo{rest}": _NOT_EMPTY,
+    "DELETE /v1/data/.session{rest}": _NOT_EMPTY,
+    "PATCH /v1/data/.algo{rest}": _NO_ACL,
+    "PATCH /v1/data/.session{rest}": _NO_ACL,
     "PUT /api/v1/keys/{key_id}/model-limits": (
         "each model at most once in the list (auth.keyring): uniqueness by one field, which "
         "JSON Schema cannot say (uniqueItems compares whole items)"
