@@ -32,6 +32,12 @@ from algora.auth.keyring import MODEL_LIMIT_PATTERN
 from algora.auth.scopes import ALL, PATTERNED, SCOPE_PATTERN, SCOPES
 from algora.gateway.inputs import MAX_INT64
 from algora.modelfolder.manifest import NAME_PATTERN
+from algora.registry.secrets import (
+    ENV_NAME_PATTERN,
+    MAX_VALUE_BYTES,
+    RESERVED_ENV_NAMES,
+    RESERVED_ENV_PREFIXES,
+)
 from algora.registry.specs import (  # the services' own patterns: a copy could drift
     ALIAS_PATTERN,
     HASH_PATTERN,
@@ -40,13 +46,18 @@ from algora.registry.specs import (  # the services' own patterns: a copy could 
     VERSIONISH_PATTERN,
 )
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
+from algora.store.collection_space import ACLS
 from algora.store.collections import COLLECTION_PATTERN
+from algora.store.model_data import ALGO_FOLDERS
 
 __all__ = [
     "ERROR_STATUSES",
     "OPERATION_RULES",
     "PATH_RULES",
     "QUERY_RULES",
+    "REQUEST_BODIES",
+    "SECRET_KEY_RULE",
+    "SECRET_VALUE_RULE",
     "UtcDateTime",
     "document_errors",
     "request_body",
@@ -94,6 +105,8 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     schemas[EVENT_SCHEMA["title"]] = copy.deepcopy(EVENT_SCHEMA)
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    _exact_integers(schemas)
+    _state_properties(schemas)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
     for path, operations in document.get("paths", {}).items():
         # git's smart HTTP clients read plain text errors (git_http.py); the rest read JSON
@@ -105,7 +118,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
-            _state_rules(method, path, operation, schemas)
+            _state_rules(method, path, operation)
             if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
                 ok = operation.get("responses", {}).get("200", {})
                 ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}
@@ -120,6 +133,23 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
                     if method != "head":  # a HEAD answer has no body, so no media type
                         responses[status]["content"] = content
     return document
+
+
+def _exact_integers(schema: Any) -> None:
+    """An integer's bounds as integers, in place: FastAPI's document keeps a model's bounds as
+    floats, and ``float(2**63 - 1)`` is ``2**63``, one past what the database holds."""
+    if isinstance(schema, list):
+        for item in schema:
+            _exact_integers(item)
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "integer":
+        for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            value = schema.get(bound)
+            if isinstance(value, float):
+                schema[bound] = max(-MAX_INT64, min(MAX_INT64, int(value)))
+    for value in schema.values():
+        _exact_integers(value)
 
 
 def _pattern(compiled: re.Pattern[str]) -> str:
@@ -194,6 +224,31 @@ _SCOPE_RULE = {
     ]
 }
 
+
+def _any_case(text: str) -> str:
+    """A pattern for ``text`` in any case of its ASCII letters (JSON Schema has no flags)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+_RESERVED_NAMES = "|".join(_any_case(n) for n in sorted(RESERVED_ENV_NAMES))
+_RESERVED_PREFIXES = "|".join(_any_case(p) for p in RESERVED_ENV_PREFIXES)
+SECRET_KEY_RULE = {
+    **_string(ENV_NAME_PATTERN),
+    "not": {"pattern": f"^(?:(?:{_RESERVED_NAMES})$|{_RESERVED_PREFIXES})"},
+    "description": "The environment variable the model's workers see; not one the platform "
+    f"reserves ({', '.join(sorted(RESERVED_ENV_NAMES))}, names starting with "
+    f"{', '.join(RESERVED_ENV_PREFIXES)}, in any case)",
+}
+"""A secret's name, as registry.secrets.check_env_name takes it."""
+SECRET_VALUE_RULE = {
+    "type": "string",
+    "pattern": "^[^\\x00]*$",
+    # the rule is bytes of UTF-8, which JSON Schema cannot count: this many characters fit
+    "maxLength": MAX_VALUE_BYTES // 4,
+    "description": f"Text without NUL characters, at most {MAX_VALUE_BYTES} bytes of UTF-8",
+}
+"""A secret's value, as registry.secrets takes it."""
+
 _FLAG = {"type": "string", "enum": ["true", "false", "1", "0"]}
 # store.collections.check_segment's rules: no control characters, backslashes or slashes, not
 # '.', '..' or a temporary upload's name (so: no leading dot), at most 255 bytes of UTF-8 (so:
@@ -208,18 +263,36 @@ def _inner(compiled: re.Pattern[str]) -> str:
     return compiled.pattern.removeprefix("^").removesuffix("\\Z").removesuffix("$")
 
 
-def _data_path(files: str, *, collection: bool = True) -> dict[str, Any]:
+def _data_path(
+    files: str, *, collection: bool = True, example: str = "admin/data/a.txt"
+) -> dict[str, Any]:
     """``owner/collection`` (or ``owner`` alone, unless ``collection``), then ``files``."""
     owner, name = _inner(NAME_PATTERN), _inner(COLLECTION_PATTERN)
     rest = f"/{name}{files}" if collection else f"(?:/{name}{files})?"
     # an example with a '/' also tells schemathesis that this parameter spans segments
-    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": ["admin/data/a.txt"]}
+    return {"type": "string", "pattern": f"^{owner}{rest}$", "examples": [example]}
 
 
 def _connector_path(files: str) -> dict[str, Any]:
     """``bucket`` then ``files``; the bucket's own rule says ``$`` where its name ends."""
     bucket = _inner(BUCKET_PATTERN).replace("$)", "(?:/|$))")
     return {"type": "string", "pattern": f"^{bucket}{files}$", "examples": ["bucket/a.txt"]}
+
+
+# store.model_space: what follows .algo names a model from outside (owner/model, the owner not
+# temp or perm, which only model code may name alone), then temp/ or perm/; .session, files
+_FOLDERS = "|".join(ALGO_FOLDERS)
+_MODEL = f"/(?!(?:{_FOLDERS})/){_inner(NAME_PATTERN)}/{_inner(COLLECTION_PATTERN)}"
+
+
+def _special(pattern: str, example: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{pattern}$", "examples": [example]}
+
+
+_ALGO_ANY = _special(f"{_MODEL}(?:/(?:{_FOLDERS}){_FILES})?", "/admin/hello/temp")
+_ALGO_FILE = _special(f"{_MODEL}/(?:{_FOLDERS}){_FILE}", "/admin/hello/temp/a.txt")
+_SESSION_ANY = _special(_FILES, "/a/b")
+_SESSION_FILE = _special(_FILE, "/a/b.txt")
 
 
 PATH_RULES: dict[str, dict[str, Any]] = {
@@ -248,9 +321,20 @@ OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
     ("get", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
     ("head", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
     ("put", "/v1/data/{path}", "path"): _data_path(_FILE),
+    # POST creates a collection under an owner, or a folder in a collection or one of its folders
+    ("post", "/v1/data/{path}", "path"): _data_path(_FILES, collection=False),
+    ("patch", "/v1/data/{path}", "path"): _data_path("", example="admin/data"),  # an ACL's
     ("delete", "/v1/data/{path}", "path"): _data_path(_FILES),
+    **{(m, "/v1/data/.algo{rest}", "rest"): _ALGO_ANY for m in ("get", "head", "post", "patch")},
+    **{(m, "/v1/data/.algo{rest}", "rest"): _ALGO_FILE for m in ("put", "delete")},
+    **{
+        (m, "/v1/data/.session{rest}", "rest"): _SESSION_ANY
+        for m in ("get", "head", "post", "patch")
+    },
+    **{(m, "/v1/data/.session{rest}", "rest"): _SESSION_FILE for m in ("put", "delete")},
     ("get", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("head", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
+    ("post", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILES),
     ("put", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
     ("delete", "/v1/connector/{connector}/{path}", "path"): _connector_path(_FILE),
     ("/v1/connector/{connector}/{path}", "connector"): {
@@ -270,6 +354,71 @@ _CALL_INPUT = {
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
     },
 }
+# The hosted-data routes read these bodies by hand (protocols/data): store.collection_space's
+# and store.connector_space's rules. A new collection's name is a collection's, a folder's any
+# segment; the body cannot see which the path names, so it states the rule both accept.
+_ACL = {
+    "type": "object",
+    "required": ["read"],
+    "properties": {"read": {"type": "array", "items": {"type": "string", "enum": list(ACLS)}}},
+}
+_FOLDER_NAME = {"type": "string", "pattern": f"^{_SEGMENT}$"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+# A new version's archive is streamed as it comes, whatever its media type says
+# (publishing.archive recognizes tar, gzip or not, and zip by their content).
+_ARCHIVE = {"type": "string", "format": "binary"}
+REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("post", "/v1/data/{path}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": _string(
+                    COLLECTION_PATTERN,
+                    description="The new collection's (under an owner) or folder's (in one)",
+                ),
+                "acl": _ACL,
+            },
+        }
+    ),
+    ("patch", "/v1/data/{path}"): _json(
+        {"type": "object", "required": ["acl"], "properties": {"acl": _ACL}}
+    ),
+    ("post", "/v1/connector/{connector}/{path}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": _FOLDER_NAME},
+            "not": {"required": ["acl"]},  # a connector's settings decide who reads
+        }
+    ),
+    # a model's collection holds only temp/ and perm/: that is the name at its root, any
+    # folder's below; the body cannot see which the path names, so it states what both take
+    ("post", "/v1/data/.algo{rest}"): _json(
+        {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": {"type": "string", "enum": list(ALGO_FOLDERS)}},
+        }
+    ),
+    ("post", "/v1/data/.session{rest}"): _json(
+        {"type": "object", "required": ["name"], "properties": {"name": _FOLDER_NAME}}
+    ),
+    ("post", "/api/v1/models/{owner}/{name}/versions"): {
+        "required": True,
+        "description": "The model folder as a tar.gz or zip archive (`algora publish` packs one)",
+        "content": {
+            media: {"schema": _ARCHIVE}
+            for media in ("application/gzip", "application/zip", "application/octet-stream")
+        },
+    },
+}
+"""The bodies routes read by hand, by (method, path), where no route states its own."""
 _BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/audit"): {
         "type": "array",
@@ -281,6 +430,8 @@ _PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("PrincipalIn", "name"): _NAME,
     ("ServiceAccountIn", "name"): _NAME,
     ("PromotionIn", "alias"): _ALIAS_RULE,
+    ("PromotionIn", "version"): _SPEC_RULE,
+    ("AliasIn", "version"): _SPEC_RULE,
     ("ModelLimitIn", "model"): _string(MODEL_LIMIT_PATTERN),
 }
 
@@ -292,11 +443,11 @@ def _constrain(schema: dict[str, Any], rule: dict[str, Any]) -> None:
             option.update(copy.deepcopy(rule))
 
 
-def _state_rules(
-    method: str, path: str, operation: dict[str, Any], schemas: dict[str, Any]
-) -> None:
+def _state_rules(method: str, path: str, operation: dict[str, Any]) -> None:
     if path.startswith("/v1/algo/"):
         operation.setdefault("requestBody", copy.deepcopy(_CALL_INPUT))
+    if (method, path) in REQUEST_BODIES:
+        operation.setdefault("requestBody", copy.deepcopy(REQUEST_BODIES[method, path]))
     for parameter in operation.get("parameters", []):
         name, schema = parameter.get("name", ""), parameter.get("schema", {})
         rule = (
@@ -310,6 +461,10 @@ def _state_rules(
             if option.get("type") == "integer":  # the database's integers: gateway/inputs.py
                 option.setdefault("maximum", MAX_INT64)
                 option.setdefault("minimum", -MAX_INT64)
+
+
+def _state_properties(schemas: dict[str, Any]) -> None:
+    """The models' fields held to the services' rules (once: a rule with ``anyOf`` would nest)."""
     for (model, field), rule in _PROPERTY_RULES.items():
         properties = schemas.get(model, {}).get("properties", {})
         if field in properties:

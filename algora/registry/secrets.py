@@ -42,9 +42,12 @@ from algora.registry.views import ModelView, model_view
 from algora.settings import Settings
 
 __all__ = [
+    "ENV_NAME_PATTERN",
     "KEY_FILE",
     "MAX_SECRETS",
     "MAX_VALUE_BYTES",
+    "RESERVED_ENV_NAMES",
+    "RESERVED_ENV_PREFIXES",
     "ManagedSecrets",
     "ModelSecrets",
     "SecretBox",
@@ -58,9 +61,10 @@ KEY_FILE = "secrets.key"
 MAX_SECRETS = 100
 """Secrets one model may hold (their total stays well below what a process environment takes)."""
 MAX_VALUE_BYTES = 32 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
-_RESERVED = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "PWD", "SHELL", "USER", "IFS"})
-_RESERVED_PREFIXES = ("ALGORA_", "ALGORITHMIA_", "LC_", "LD_", "PYTHON", "UV_", "VIRTUAL_ENV")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+"""A secret's environment variable name (unless reserved: any case of the names below)."""
+RESERVED_ENV_NAMES = frozenset({"PATH", "HOME", "LANG", "TMPDIR", "PWD", "SHELL", "USER", "IFS"})
+RESERVED_ENV_PREFIXES = ("ALGORA_", "ALGORITHMIA_", "LC_", "LD_", "PYTHON", "UV_", "VIRTUAL_ENV")
 _FORMAT = b"\x01"
 _NONCE_BYTES = 12
 
@@ -82,17 +86,17 @@ def parse_key(text: str) -> bytes:
 
 def check_env_name(name: str) -> None:
     """Raise BadRequest unless ``name`` may be a secret's environment variable."""
-    if not _ENV_NAME.match(name):
+    if not ENV_NAME_PATTERN.match(name):
         raise BadRequest(
             f"'{name[:130]}' is not an environment variable name: use 1-128 letters, digits "
             "and '_', not starting with a digit (for example DATABASE_PASSWORD)"
         )
     upper = name.upper()
-    if upper in _RESERVED or upper.startswith(_RESERVED_PREFIXES):
+    if upper in RESERVED_ENV_NAMES or upper.startswith(RESERVED_ENV_PREFIXES):
         raise BadRequest(
             f"'{name}' is reserved for the platform and the worker's runtime: choose another "
-            f"name (reserved: {', '.join(sorted(_RESERVED))} and names starting with "
-            f"{', '.join(_RESERVED_PREFIXES)})"
+            f"name (reserved: {', '.join(sorted(RESERVED_ENV_NAMES))} and names starting with "
+            f"{', '.join(RESERVED_ENV_PREFIXES)})"
         )
 
 

@@ -32,6 +32,7 @@ from algora.errors import BadRequest, InvalidInput, ModelNotFound, UnsupportedMe
 from algora.gateway.auditing import trail_of
 from algora.gateway.deps import platform_of, read_body
 from algora.gateway.inputs import decode_json
+from algora.gateway.openapi import SECRET_KEY_RULE, SECRET_VALUE_RULE, request_body
 from algora.gateway.permissions import AUTHENTICATED, Needs, PermissionRoute, audited
 from algora.protocols.algorithmia.reads import _algorithm, _registry_read, _time
 from algora.registry.catalog import Visibility
@@ -212,7 +213,18 @@ async def list_secrets(request: Request, caller: Manage, algorithm_id: int) -> d
 @router.post(
     "/v1/algorithms/{algorithm_id:int}/secrets",
     summary="Set an algorithm's secret: an environment variable of its workers",
-    openapi_extra=audited("model.secret_set"),
+    responses={201: {"model": dict[str, Any], "description": "Created: the secret is new"}},
+    openapi_extra={
+        **audited("model.secret_set"),
+        **request_body(
+            SecretIn,
+            {},
+            secret_key=SECRET_KEY_RULE,
+            secret_value=SECRET_VALUE_RULE,
+            provider_id={"enum": [PROVIDER_ID, None]},
+            owner_type={"enum": ["algorithm", None]},
+        ),
+    },
 )
 async def set_secret(
     request: Request, response: Response, caller: ManageWrite, algorithm_id: int

@@ -134,8 +134,13 @@ async def publish_version(
     caller: Publish,
     owner: str,
     name: str,
-    bump: Annotated[Literal["major", "minor", "patch"] | None, Query()] = None,
-    version: Annotated[str | None, Query(description="An explicit MAJOR.MINOR.PATCH")] = None,
+    bump: Annotated[
+        Literal["major", "minor", "patch"] | None,
+        Query(description="Raise the highest version's MAJOR, MINOR or PATCH; not with version"),
+    ] = None,
+    version: Annotated[
+        str | None, Query(description="An explicit MAJOR.MINOR.PATCH; not with bump")
+    ] = None,
     git_commit: Annotated[str | None, Query(max_length=64)] = None,
     git_dirty: Annotated[bool | None, Query()] = None,
     git_branch: Annotated[str | None, Query(max_length=255)] = None,
