@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import grpc
 from grpc import aio
@@ -94,10 +95,10 @@ def grpc_code(error: AlgoraError) -> grpc.StatusCode:
     return _STATUS_CODES.get(service.status(error), grpc.StatusCode.INTERNAL)
 
 
-def _peer(context: aio.ServicerContext) -> tuple[str, int] | None:
-    """The client's (host, port) from gRPC's ``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5`` peer."""
-    peer = str(context.peer() or "")
-    kind, _, address = peer.partition(":")
+def peer_address(peer: str | None) -> tuple[str, int] | None:
+    """The client's (host, port) from gRPC's peer: ``ipv4:1.2.3.4:5``, ``ipv6:[::1]:5`` (its
+    brackets percent-encoded by recent grpcio); None for a Unix socket or anything else."""
+    kind, _, address = unquote(peer or "").partition(":")
     if kind not in ("ipv4", "ipv6"):
         return None
     host, _, port = address.rpartition(":")
@@ -208,7 +209,7 @@ class _Servicer:
         request_id = metadata.get("x-request-id") or new_request_id()
         trail = AuditTrail(action=action, request_id=request_id)
         CURRENT_TRAIL.set(trail)
-        peer = _peer(context)
+        peer = peer_address(context.peer())
         response: Any = None
         error: AlgoraError | None = None
         status = 200
@@ -382,7 +383,8 @@ class GrpcServer:
         servicer = _Servicer(self._platform)
         # generated, untyped (scripts/generate_oip_grpc.py)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
-        address = f"{settings.host}:{self._port}"
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
+        address = f"{host}:{self._port}"
         try:
             bound = server.add_insecure_port(address)
         except RuntimeError:  # how recent grpcio says it could not bind

@@ -20,7 +20,7 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
-from algora.protocols.oip.grpc_service import _infer, grpc_code
+from algora.protocols.oip.grpc_service import _infer, grpc_code, peer_address
 from algora.protocols.oip.service import Target, answer_of, status
 from algora.protocols.oip.wire import Infer, Wanted, selected, tensor
 from algora.runtime.tensors import pack
@@ -158,3 +158,11 @@ def test_a_grpc_request_with_typed_contents() -> None:
 def test_grpc_requests_that_do_not_fit_name_what_is_wrong(request_: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         _infer(request_, LIMIT)
+
+
+def test_the_grpc_peer_is_an_address() -> None:
+    assert peer_address("ipv4:127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert peer_address("ipv6:[::1]:5001") == ("::1", 5001)
+    assert peer_address("ipv6:%5B::1%5D:5002") == ("::1", 5002)
+    assert peer_address("unix:/tmp/socket") is None
+    assert peer_address(None) is None
