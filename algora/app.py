@@ -88,7 +88,13 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         platform.calls.attach(asyncio.get_running_loop())
         await platform.changes.start()
         feed = asyncio.create_task(platform.changes.run(), name="algora-change-feed")
+        grpc_server = None
+        if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, this loop
+            grpc_server = oip.GrpcServer(platform, settings.grpc_port)
+            await grpc_server.start()
         yield
+        if grpc_server is not None:
+            await grpc_server.stop()
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await feed

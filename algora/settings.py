@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     port: int = 8000
     """TCP port the gateway listens on."""
 
+    grpc_port: int | None = Field(default=None, ge=1, le=65535)
+    """TCP port of the Open Inference Protocol over gRPC (``inference.GRPCInferenceService``),
+    on the same host as the gateway; default: no gRPC server."""
+
     database_url: str | None = None
     """SQLAlchemy URL of the registry; default: SQLite (WAL) at ``DATA_DIR/registry.db``."""
 

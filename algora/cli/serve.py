@@ -52,6 +52,10 @@ def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) 
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Listen port.")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option("--grpc-port", help="Also serve the Open Inference Protocol over gRPC here."),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Registry, store and environments.")
     ] = None,
@@ -65,6 +69,8 @@ def serve(
         overrides["host"] = host
     if port is not None:
         overrides["port"] = port
+    if grpc_port is not None:
+        overrides["grpc_port"] = grpc_port
     if data_dir is not None:
         overrides["data_dir"] = data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
@@ -85,6 +91,10 @@ def serve(
     console.print(
         f"[bold]Algora[/] serving at [cyan]{url}[/] (data in {settings.resolved_data_dir})"
     )
+    if settings.grpc_port is not None:
+        console.print(
+            f"Open Inference Protocol over gRPC at [cyan]{settings.host}:{settings.grpc_port}[/]"
+        )
     if platform.new_admin_key:
         console.print(f"admin API key (shown once, also in {key_file}): [bold yellow]{key}[/]")
     else:

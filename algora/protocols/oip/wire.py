@@ -35,6 +35,8 @@ __all__ = [
     "decompressed",
     "parse_infer",
     "render_infer",
+    "selected",
+    "tensor",
 ]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -231,7 +233,7 @@ def parse_infer(body: bytes, header_length: str | None, tensor_limit: int) -> In
     described: list[dict[str, Any]] = []
     bodies: list[bytes] = []
     for index, item in enumerate(inputs):
-        descriptor, raw, offset = _input(index, item, binary, offset, tensor_limit)
+        (descriptor, raw), offset = _input(index, item, binary, offset, tensor_limit)
         if any(d["name"] == descriptor["name"] for d in described):
             raise InvalidInput(f"input '{descriptor['name']}' is given twice")
         described.append(descriptor)
@@ -253,19 +255,62 @@ def parse_infer(body: bytes, header_length: str | None, tensor_limit: int) -> In
 
 def _input(
     index: int, item: Any, binary: memoryview, offset: int, limit: int
-) -> tuple[dict[str, Any], bytes, int]:
+) -> tuple[tuple[dict[str, Any], bytes], int]:
     if not isinstance(item, dict):
         raise InvalidInput(f"input {index} must be an object with name, datatype and shape")
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput(f"input {index} needs a 'name'")
     datatype = item.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
+    shape = item.get("shape")
+    if not isinstance(datatype, str):
         raise InvalidInput(
             f"input '{name}' has datatype {json.dumps(datatype)}: use one of {', '.join(DATATYPES)}"
         )
-    shape = item.get("shape")
-    if not isinstance(shape, list) or not all(_natural(d) for d in shape):
+    if not isinstance(shape, list):
+        raise InvalidInput(
+            f"input '{name}' needs a 'shape': a list of non-negative integers, not "
+            f"{json.dumps(shape)}"
+        )
+    parameters = _parameters(item, f"input '{name}'")
+    size = parameters.get("binary_data_size")
+    if size is None:
+        if "data" not in item:
+            raise InvalidInput(
+                f"input '{name}' has neither 'data' nor a binary_data_size parameter"
+            )
+        return tensor(name, datatype, shape, data=item["data"], limit=limit), offset
+    if "data" in item:
+        raise InvalidInput(f"input '{name}' has both 'data' and binary data: send one")
+    if not _natural(size):
+        raise InvalidInput(f"input '{name}': binary_data_size must be a byte count")
+    if offset + size > len(binary):
+        raise InvalidInput(
+            f"input '{name}' says its binary data is {size} bytes, but only "
+            f"{len(binary) - offset} bytes of binary data are left in the body"
+        )
+    raw = bytes(binary[offset : offset + size])
+    return tensor(name, datatype, shape, raw=raw, limit=limit), offset + size
+
+
+def tensor(
+    name: str,
+    datatype: str,
+    shape: list[int],
+    *,
+    raw: bytes | None = None,
+    data: Any = None,
+    limit: int,
+    size_is: str = "binary_data_size",
+) -> tuple[dict[str, Any], bytes]:
+    """One input tensor, checked, as the worker's descriptor and its bytes: given as ``raw``
+    bytes (the binary extension, gRPC's raw contents) or as flat or nested ``data`` values;
+    ``size_is`` names what said the raw bytes' size, for the message when it is wrong."""
+    if datatype not in DATATYPES:
+        raise InvalidInput(
+            f"input '{name}' has datatype {json.dumps(datatype)}: use one of {', '.join(DATATYPES)}"
+        )
+    if not all(_natural(d) for d in shape):
         raise InvalidInput(
             f"input '{name}' needs a 'shape': a list of non-negative integers, not "
             f"{json.dumps(shape)}"
@@ -276,38 +321,19 @@ def _input(
             f"input '{name}' of shape {shape} and datatype {datatype} would take {expected} "
             f"bytes, more than the {limit}-byte limit of a request"
         )
-    parameters = _parameters(item, f"input '{name}'")
-    size = parameters.get("binary_data_size")
     try:
-        if size is None:
-            if "data" not in item:
-                raise InvalidInput(
-                    f"input '{name}' has neither 'data' nor a binary_data_size parameter"
-                )
-            raw = pack(datatype, flatten(item["data"], shape, name), name)
-        else:
-            if "data" in item:
-                raise InvalidInput(f"input '{name}' has both 'data' and binary data: send one")
-            if not _natural(size):
-                raise InvalidInput(f"input '{name}': binary_data_size must be a byte count")
-            if offset + size > len(binary):
-                raise InvalidInput(
-                    f"input '{name}' says its binary data is {size} bytes, but only "
-                    f"{len(binary) - offset} bytes of binary data are left in the body"
-                )
-            raw = bytes(binary[offset : offset + size])
-            offset += size
-            if expected is not None and size != expected:
-                raise InvalidInput(
-                    f"input '{name}' of shape {shape} and datatype {datatype} takes {expected} "
-                    f"bytes; its binary_data_size is {size}"
-                )
-            if datatype == "BYTES":
-                unpack(datatype, raw, element_count(shape), name)  # the elements fit the shape
+        if raw is None:
+            raw = pack(datatype, flatten(data, shape, name), name)
+        elif expected is not None and len(raw) != expected:
+            raise InvalidInput(
+                f"input '{name}' of shape {shape} and datatype {datatype} takes {expected} "
+                f"bytes; its {size_is} is {len(raw)}"
+            )
+        elif datatype == "BYTES":
+            unpack(datatype, raw, element_count(shape), name)  # the elements fit the shape
     except TensorError as exc:
         raise InvalidInput(str(exc)) from None
-    descriptor = {"name": name, "datatype": datatype, "shape": shape, "length": len(raw)}
-    return descriptor, raw, offset
+    return {"name": name, "datatype": datatype, "shape": shape, "length": len(raw)}, raw
 
 
 def _natural(value: Any) -> bool:
@@ -352,23 +378,31 @@ def _wanted(outputs: Any) -> list[Wanted]:
     return wanted
 
 
-def render_infer(
-    infer: Infer, described: list[dict[str, Any]], payload: bytes, model: str, version: str
-) -> tuple[bytes, dict[str, str]]:
-    """The response body and its headers for the model's output tensors."""
+def selected(
+    infer: Infer, described: list[dict[str, Any]], payload: bytes
+) -> list[tuple[Wanted, dict[str, Any], memoryview]]:
+    """The outputs the request asks for (all, in the model's order, when it names none), each
+    with its descriptor and bytes."""
     try:
         parts = {d["name"]: (d, raw) for d, raw in split(described, payload)}
     except TensorError as exc:
         raise AlgoraError(f"the model's worker sent tensors that do not add up: {exc}") from None
     chosen = infer.outputs or [Wanted(name, None) for name in parts]
-    outputs: list[dict[str, Any]] = []
-    binaries: list[bytes] = []
     for wanted in chosen:
         if wanted.name not in parts:
             raise InvalidInput(
                 f"unknown output '{wanted.name}': the model returned {', '.join(parts)}"
             )
-        descriptor, raw = parts[wanted.name]
+    return [(wanted, *parts[wanted.name]) for wanted in chosen]
+
+
+def render_infer(
+    infer: Infer, described: list[dict[str, Any]], payload: bytes, model: str, version: str
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its headers for the model's output tensors."""
+    outputs: list[dict[str, Any]] = []
+    binaries: list[bytes] = []
+    for wanted, descriptor, raw in selected(infer, described, payload):
         out = {k: descriptor[k] for k in ("name", "datatype", "shape")}
         binary = infer.binary_output if wanted.binary is None else wanted.binary
         if binary:
