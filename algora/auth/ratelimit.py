@@ -185,7 +185,13 @@ class RateLimiter:
             buckets.popitem(last=False)
 
 
+_LONGEST_WAIT = 365 * 86400.0
+"""A wait past a year is said as a year: a rate as small as 5e-324 calls/s would otherwise
+give an infinite wait, which JSON and Retry-After cannot carry."""
+
+
 def _refusal(key_id: str, limit: Limit, wait: float, pattern: str | None) -> RateLimited:
+    wait = min(wait, _LONGEST_WAIT)
     where = f" for '{pattern}'" if pattern is not None else ""
     return RateLimited(
         f"key '{key_id}' is limited to {limit.rate:g} calls/s (burst {limit.burst}){where}: "

@@ -56,6 +56,9 @@ class BuildLogs:
         if not path.exists():
             return "", offset
         with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            if offset >= size:  # nothing past the end (a seek far past it is an error)
+                return "", max(offset, 0)
             handle.seek(max(offset, 0))
             data = handle.read()
         return data.decode("utf-8", errors="replace"), max(offset, 0) + len(data)
