@@ -39,6 +39,7 @@ from .codec import (
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
 from .saved import InvalidRows
+from .tensors import run_stacked
 from .validate import Check, InputMismatch, compile_schema
 
 __all__ = ["EXIT_OUT_OF_MEMORY", "main", "serve"]
@@ -308,7 +309,8 @@ def handle_batch(
 
     bodies: dict[int, bytes] = {}
     if inputs:
-        outcomes = _run_batch(model, inputs, parameters)
+        stack = all(spec.get("stack") for spec in specs)  # a declared batch dimension
+        outcomes = _run_batch(model, inputs, parameters, stack)
         for position, outcome in enumerate(outcomes):
             index = positions[position]
             item_id = specs[index].get("id")
@@ -352,7 +354,7 @@ def _parameters(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _run_batch(
-    model: LoadedModel, inputs: list[Any], parameters: list[dict[str, Any] | None]
+    model: LoadedModel, inputs: list[Any], parameters: list[dict[str, Any] | None], stack: bool
 ) -> list[tuple[Any] | dict[str, Any]]:
     """Each input's outcome: ``(value,)`` or an error object. Without predict_batch (or when
     the calls carry parameters that ``predict`` takes), one by one."""
@@ -363,7 +365,8 @@ def _run_batch(
     try:
         one_by_one = model.takes_parameters and any(p is not None for p in parameters)
         if model.predict_batch is None or one_by_one:
-            outcomes = _one_by_one(model, inputs, parameters)
+            stacked = run_stacked(model.predict, inputs) if stack and not one_by_one else None
+            outcomes = stacked or _one_by_one(model, inputs, parameters)
         else:
             try:
                 results = list(model.predict_batch(inputs))

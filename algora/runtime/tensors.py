@@ -14,8 +14,10 @@ and only when the model's environment has it.
 from __future__ import annotations
 
 import importlib
+import itertools
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -376,3 +378,44 @@ def _datatype_of(flat: list[Any], name: str) -> str:
     if all(isinstance(v, (str, bytes, bytearray)) for v in flat):
         return "BYTES"
     raise TypeError(f"output '{name}' mixes values that no one tensor datatype holds")
+
+
+def run_stacked(
+    run: Callable[[Any], Any], values: list[Any]
+) -> list[tuple[Any] | dict[str, Any]] | None:
+    """A batch of arrays whose first dimension is a batch dimension, run as one: the arrays
+    stacked along it, ``run`` called once, its answer (an array, or a dict or list of arrays)
+    split back along it per caller. None when they cannot be stacked (not all NumPy arrays of
+    one dtype and trailing shape), when ``run`` fails (each caller then gets its own outcome,
+    one by one), or when its answer does not split."""
+    np = _numpy()
+    if np is None or len(values) < 2 or not all(_is_ndarray(v) and v.ndim >= 1 for v in values):
+        return None
+    first = values[0]
+    if any(v.dtype != first.dtype or v.shape[1:] != first.shape[1:] for v in values):
+        return None
+    sizes = [int(v.shape[0]) for v in values]
+    try:
+        answer = run(np.concatenate(values))
+    except Exception:
+        return None
+    cuts = list(itertools.accumulate(sizes))[:-1]
+
+    def parts(value: Any) -> list[Any] | None:
+        fits = _is_ndarray(value) and value.ndim >= 1 and value.shape[0] == sum(sizes)
+        return list(np.split(value, cuts)) if fits else None
+
+    if isinstance(answer, dict):
+        split = {key: parts(value) for key, value in answer.items()}
+        if any(p is None for p in split.values()):
+            return None
+        return [
+            ({key: p[i] for key, p in split.items() if p is not None},) for i in range(len(sizes))
+        ]
+    if isinstance(answer, list | tuple):
+        pieces = [parts(value) for value in answer]
+        if any(p is None for p in pieces):
+            return None
+        return [([p[i] for p in pieces if p is not None],) for i in range(len(sizes))]
+    whole = parts(answer)
+    return None if whole is None else [(piece,) for piece in whole]

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from algora.runtime import codec, tensors
-from algora.runtime.tensors import TensorError
+from algora.runtime.tensors import TensorError, run_stacked
 
 from .test_runtime import Worker
 
@@ -298,3 +298,25 @@ def test_parameters_reach_a_predict_that_takes_them(tmp_path: Path) -> None:
         assert struct.unpack("<2q", worker.read()[1]) == (-1, -1)
     finally:
         worker.close()
+
+
+def test_arrays_with_a_batch_dimension_run_once_stacked_and_split_back() -> None:
+    calls: list[int] = []
+
+    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(x))
+        return {"y": x * 2, "n": np.full(len(x), len(x))}
+
+    parts = [np.ones((1, 2), np.float32), np.zeros((2, 2), np.float32)]
+    outcomes = run_stacked(predict, parts)
+    assert calls == [3] and outcomes is not None
+    first, second = (outcome[0] for outcome in outcomes)  # type: ignore[index]
+    assert first["y"].tolist() == [[2.0, 2.0]] and second["y"].shape == (2, 2)
+    assert run_stacked(lambda x: x, [np.ones((1, 2)), np.ones((1, 3))]) is None  # shapes
+    assert run_stacked(lambda x: x, [np.ones((1, 2)), np.ones((1, 2), np.int8)]) is None
+    assert run_stacked(lambda x: x.sum(), parts) is None  # an answer that does not split
+
+    def fails(x: np.ndarray) -> np.ndarray:
+        raise ValueError("one of them is bad")
+
+    assert run_stacked(fails, parts) is None  # each then gets its own outcome

@@ -142,6 +142,8 @@ def infer_call(
         fields["input_form"] = declared.input_form
     if declared.output_names:
         fields["output_names"] = declared.output_names
+    if len(declared.inputs) == 1 and (declared.inputs[0].get("shape") or [None])[0] == -1:
+        fields["stack"] = True  # a batch dimension: the worker may stack calls into one array
     return Call(
         caller=caller,
         owner=target.owner,

@@ -429,6 +429,52 @@ def test_tensor_calls_are_batched_and_answered_each_its_own(
     assert max(a["batch"][0] for a in answers) > 1
 
 
+STACKED = """
+import numpy as np
+
+
+class Model:
+    def predict(self, x):
+        rows = len(x)
+        return {"y": x * 2, "rows": np.full(rows, rows, dtype=np.int64)}
+"""
+STACKED_MANIFEST = """
+[[model.inputs]]
+name = "x"
+datatype = "FP32"
+shape = [-1, 2]
+
+[serving]
+max_batch_size = 8
+max_wait_ms = 300
+"""
+
+
+def test_batched_arrays_are_stacked_into_one_and_split_back(
+    served: RunningServer, headers: Any, tmp_path: Any
+) -> None:
+    folder = write_model(
+        tmp_path / "stacked", "stacked", STACKED, entrypoint="model:Model",
+        requirements="numpy==2.4.6\n",  # as examples/tensors: one environment for both
+        extra_manifest=STACKED_MANIFEST,
+    )  # fmt: skip
+    with served.client() as client:
+        client.publish(folder)
+
+    def infer(value: int) -> dict[str, Any]:
+        data = [float(value), float(value) + 0.5]
+        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 2], "data": data}]}
+        answer = _post(served, "/v2/models/admin/stacked/infer", body, headers)
+        assert answer.status_code == 200, answer.text
+        return {o["name"]: o["data"] for o in answer.json()["outputs"]}
+
+    infer(0)  # the worker is started
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(infer, range(1, 7)))
+    assert [a["y"] for a in answers] == [[2.0 * v, 2.0 * v + 1.0] for v in range(1, 7)]
+    assert max(a["rows"][0] for a in answers) > 1  # one predict over several callers' rows
+
+
 # -- KServe's client ------------------------------------------------------------------------
 
 
