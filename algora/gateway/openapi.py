@@ -31,6 +31,7 @@ from algora.audit.queries import EVENT_SCHEMA
 from algora.auth.keyring import MODEL_LIMIT_PATTERN
 from algora.auth.scopes import ALL, PATTERNED, SCOPE_PATTERN, SCOPES
 from algora.gateway.inputs import MAX_INT64
+from algora.gateway.permissions import PERMISSION_KEY, PUBLIC
 from algora.modelfolder.manifest import NAME_PATTERN
 from algora.registry.secrets import (
     ENV_NAME_PATTERN,
@@ -98,6 +99,16 @@ def _error_schema() -> dict[str, Any]:
     }
 
 
+KEY_SCHEME = "apiKey"
+_KEY_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": "An Algora API key: `Simple KEY` (Algorithmia's form), `Bearer KEY`, or "
+    "the bare key. Every route but the health checks needs one.",
+}
+
+
 def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     """``document`` with every operation's error statuses documented (changed in place)."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -108,6 +119,7 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
     _exact_integers(schemas)
     _state_properties(schemas)
     reference = {"$ref": f"#/components/schemas/{ERROR_SCHEMA}"}
+    document["components"]["securitySchemes"] = {KEY_SCHEME: _KEY_SCHEME}
     for path, operations in document.get("paths", {}).items():
         # git's smart HTTP clients read plain text errors (git_http.py); the rest read JSON
         content = (
@@ -119,6 +131,8 @@ def document_errors(document: dict[str, Any]) -> dict[str, Any]:
             if method not in _METHODS or not isinstance(operation, dict):
                 continue
             _state_rules(method, path, operation)
+            public = operation.get(PERMISSION_KEY) == PUBLIC
+            operation["security"] = [] if public else [{KEY_SCHEME: []}]
             if (method, path) in _BODIES:  # the route answers a JSONResponse it builds itself
                 ok = operation.get("responses", {}).get("200", {})
                 ok["content"] = {"application/json": {"schema": _BODIES[method, path]}}

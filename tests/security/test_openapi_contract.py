@@ -31,6 +31,7 @@ from schemathesis import Case
 from schemathesis.checks import (
     allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
     ensure_resource_availability,
     not_a_server_error,
     positive_data_acceptance,
@@ -69,6 +70,7 @@ CHECKS = [  # among the checks schemathesis enables by default: all of them run
     content_type_conformance,
     response_headers_conformance,
     allow_header_conformance,
+    ignored_auth,  # an operation the document says needs a key answers 401 without one
     positive_data_acceptance,
     use_after_free,  # in the linked sequences: what was deleted is gone
     ensure_resource_availability,  # and what was created is there
