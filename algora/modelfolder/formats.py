@@ -17,6 +17,10 @@ format                  how it is recognised                               safe
 ``lightgbm``            LightGBM's text model (``tree\\nversion=v...``)     yes
 ``onnx``                a protobuf ``ModelProto`` with ``ir_version`` and  yes
                         a ``graph`` whose fields parse
+``torchscript``         ``torch.jit.save``'s zip: ``code/``,               no (code)
+                        ``constants.pkl`` and ``data.pkl``
+``torch-state-dict``    ``torch.save(model.state_dict())``'s zip: a        no (code)
+                        ``data.pkl`` of tensors only, no ``code/``
 ======================  =================================================  ==========
 
 Pickle-based formats are code: they are loaded only in the model's sandboxed worker.
@@ -39,6 +43,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from algora.modelfolder.structures import torch_archive_kind
 
 __all__ = [
     "FORMATS",
@@ -65,6 +71,9 @@ class ModelFormat:
 _NUMPY = "numpy>=1.26,<3"
 _SKLEARN = "scikit-learn>=1.5,<2"
 _XGBOOST = "xgboost-cpu>=2.1,<4"  # the CPU build: no CUDA libraries in the environment
+# Exactly the release the platform's index serves as a CPU build: a range would let a resolver
+# take a newer release, and with it several GB of CUDA libraries.
+_TORCH = "torch==2.13.0"
 
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
@@ -81,6 +90,8 @@ FORMATS: dict[str, ModelFormat] = {
         ModelFormat("xgboost-ubj", "XGBoost (UBJ)", True, (_XGBOOST, _NUMPY)),
         ModelFormat("lightgbm", "LightGBM (text model)", True, ("lightgbm>=4.3,<5", _NUMPY)),
         ModelFormat("onnx", "ONNX", True, ("onnxruntime>=1.18,<2", _NUMPY)),
+        ModelFormat("torchscript", "PyTorch TorchScript", False, (_TORCH,)),
+        ModelFormat("torch-state-dict", "PyTorch state_dict", False, (_TORCH,)),
     )
 }
 """Every format :func:`detect` recognises, by name."""
@@ -106,7 +117,7 @@ def detect(path: Path) -> str | None:
             if head.startswith(b"tree\nversion=v") and b"\nnum_class=" in head:
                 return "lightgbm"
             if head.startswith(b"PK\x03\x04"):
-                return "skops" if _is_skops(path) else None
+                return _zip_kind(path)
             if head.lstrip()[:1] == b"{" and _is_xgboost_json(path):
                 return "xgboost-json"
             if _is_xgboost_ubj(path, head):
@@ -199,13 +210,22 @@ def _joblib(names: list[str]) -> bool:
 
 
 # -- skops, XGBoost -----------------------------------------------------------------------------
-def _is_skops(path: Path) -> bool:
+def _zip_kind(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("schema.json")
-            if info.file_size > 64 * 1024 * 1024:
-                return False
-            schema = json.loads(archive.read(info))
+            if _is_skops(archive):
+                return "skops"
+            return torch_archive_kind(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, KeyError, OSError):
+        return None
+
+
+def _is_skops(archive: zipfile.ZipFile) -> bool:
+    try:
+        info = archive.getinfo("schema.json")
+        if info.file_size > 64 * 1024 * 1024:
+            return False
+        schema = json.loads(archive.read(info))
     except (KeyError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError):
         return False
     return isinstance(schema, dict) and "protocol" in schema and "__class__" in schema

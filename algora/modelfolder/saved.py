@@ -156,7 +156,33 @@ def check_saved(folder: Path, manifest: Manifest) -> Manifest:
         )
     if kind == "onnx":
         _check_external_data(root, path, saved.file)
-    return manifest.model_copy(update={"saved": SavedSection(file=saved.file, format=kind)})
+    _check_model_class(root, saved, kind)
+    checked = SavedSection(file=saved.file, format=kind, model_class=saved.model_class)
+    return manifest.model_copy(update={"saved": checked})
+
+
+def _check_model_class(root: Path, saved: SavedSection, kind: str) -> None:
+    """A ``state_dict`` holds weights only: the manifest names the class they fit, in code the
+    folder holds; no other format takes a class."""
+    if kind != "torch-state-dict":
+        if saved.model_class is not None:
+            raise InvalidManifest(
+                f"saved.class is only for a PyTorch state_dict; '{saved.file}' is a {kind} model"
+            )
+        return
+    if saved.model_class is None:
+        raise InvalidManifest(
+            f"'{saved.file}' is a PyTorch state_dict: weights without the model's code. Put the "
+            f"class in the folder (say model.py) and name it in an {MANIFEST_NAME}: "
+            f'[saved] file = "{saved.file}" and class = "model:Net" (constructed with no '
+            "arguments); or save the model with torch.jit.save (TorchScript), which needs no code"
+        )
+    module = saved.model_class.partition(":")[0].replace(".", "/")
+    if not ((root / f"{module}.py").is_file() or (root / module / "__init__.py").is_file()):
+        raise InvalidManifest(
+            f"saved.class names '{saved.model_class}', but the model folder has no {module}.py "
+            "(nor a package of that name): add the module that defines the class"
+        )
 
 
 def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str]:

@@ -1,4 +1,5 @@
-"""Saved models served with no code: scikit-learn, XGBoost, LightGBM and ONNX.
+"""Saved models served with no code: scikit-learn, XGBoost, LightGBM and ONNX (PyTorch in
+:mod:`.torchmodels`).
 
 The worker's entrypoint ``saved:FORMAT:FILE`` (see ``Manifest.worker_entrypoint``) names the
 model file, relative to the model's folder, and its format, detected at publish. The framework
@@ -35,14 +36,28 @@ class InvalidRows(ValueError):
 def load_saved(source_dir: str, entrypoint: str) -> LoadedModel:
     """Load the saved model ``entrypoint`` (``saved:FORMAT:FILE``) names, from ``source_dir``."""
     _, model_format, file = entrypoint.split(":", 2)
+    model_class = None
+    if model_format == "torch-state-dict":  # saved:FORMAT:MODULE:CLASS:FILE
+        module, class_name, file = file.split(":", 2)
+        model_class = f"{module}:{class_name}"
     root = os.path.realpath(source_dir)
     path = os.path.realpath(os.path.join(root, file))  # noqa: PTH118 - stdlib-only runtime
     if not path.startswith(root + os.sep) or not os.path.isfile(path):  # noqa: PTH113
         raise ValueError(f"the saved model {file!r} is not a file inside the model folder")
-    loader = _LOADERS.get(model_format)
-    if loader is None:
-        raise ValueError(f"saved-model format {model_format!r} is not one this runtime serves")
-    served = loader(path)
+    served: _Served
+    if model_format == "torchscript":
+        from .torchmodels import load_torchscript  # it builds on this module's _Served
+
+        served = load_torchscript(path)
+    elif model_class is not None:
+        from .torchmodels import load_state_dict
+
+        served = load_state_dict(root, model_class, path)
+    else:
+        loader = _LOADERS.get(model_format)
+        if loader is None:
+            raise ValueError(f"saved-model format {model_format!r} is not one this runtime serves")
+        served = loader(path)
     return LoadedModel(
         "class", served.predict, served.predict_batch, served.input_schema(), served.output_schema()
     )

@@ -5,16 +5,21 @@
 writes ``iris-joblib/iris-joblib.joblib`` (a scikit-learn pipeline), ``iris-pickle/model.pkl``,
 ``iris-skops/model.skops``,
 ``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt`` (LightGBM) and
-``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``). Each folder is a
-model with no code: ``algora publish iris-xgboost`` serves it as ``iris-xgboost``, its format
-detected from the file's content. Needs scikit-learn, skops, xgboost, lightgbm and onnx.
+``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``),
+``iris-torchscript/model.pt`` (``torch.jit.save``) and ``iris-state-dict/`` (a
+``state_dict``, with ``model.py`` defining its class and an ``algora.toml`` naming it). Each
+folder is a model with no code of its own to write: ``algora publish iris-xgboost`` serves it
+as ``iris-xgboost``, its format detected from the file's content. Needs scikit-learn, skops,
+xgboost, lightgbm, onnx and torch (``pip install torch==2.13.0``).
 """
 
 from __future__ import annotations
 
 import pickle
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -129,6 +134,83 @@ def make_onnx(dest: Path) -> Path:
     return path
 
 
+TORCH_NET = """\
+import torch
+
+
+class Net(torch.nn.Module):
+    \"\"\"A small classifier of iris flowers: four measurements in, three probabilities out.\"\"\"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(4, 8)
+        self.out = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.out(torch.relu(self.hidden(x))), dim=-1)
+"""
+"""The network's code: ``model.py`` beside a state_dict (TorchScript carries its own)."""
+
+TORCH_MANIFEST = """\
+[model]
+name = "{name}"
+
+[saved]
+file = "model.pt"
+class = "model:Net"
+"""
+
+
+def torch_net(folder: Path) -> Any:
+    """``Net`` trained on iris, its code written to ``folder/model.py`` and imported from
+    there (TorchScript compiles a class from its source file)."""
+    import importlib.util
+
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.py").write_text(TORCH_NET)
+    spec = importlib.util.spec_from_file_location(f"torch_net_{folder.name}", folder / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    net = module.Net()
+    x, y = iris()
+    inputs = torch.tensor(x, dtype=torch.float32)
+    targets = torch.tensor(y)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.nll_loss(torch.log(net(inputs) + 1e-9), targets)
+        loss.backward()
+        optimizer.step()
+    return net.eval()
+
+
+def make_torchscript(dest: Path) -> Path:
+    import torch
+
+    with tempfile.TemporaryDirectory() as scratch:
+        net = torch_net(Path(scratch))
+        scripted = torch.jit.script(net)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "model.pt"
+    torch.jit.save(scripted, str(path))
+    return path
+
+
+def make_state_dict(dest: Path) -> Path:
+    """A folder with ``model.pt`` (the weights), ``model.py`` (the class), ``algora.toml``."""
+    import torch
+
+    net = torch_net(dest)
+    path = dest / "model.pt"
+    torch.save(net.state_dict(), path)
+    (dest / "algora.toml").write_text(TORCH_MANIFEST.format(name=dest.name))
+    return path
+
+
 def main(dest: Path) -> None:
     made = [
         make_sklearn(dest / "iris-joblib"),
@@ -137,6 +219,8 @@ def main(dest: Path) -> None:
         make_xgboost(dest / "iris-xgboost"),
         make_lightgbm(dest / "iris-lightgbm"),
         make_onnx(dest / "tiny-onnx"),
+        make_torchscript(dest / "iris-torchscript"),
+        make_state_dict(dest / "iris-state-dict"),
     ]
     for path in made:
         print(f"wrote {path}")
