@@ -21,6 +21,8 @@ format                  how it is recognised                               safe
                         ``constants.pkl`` and ``data.pkl``
 ``torch-state-dict``    ``torch.save(model.state_dict())``'s zip: a        no (code)
                         ``data.pkl`` of tensors only, no ``code/``
+``sentence-             a folder's ``modules.json`` of                     yes
+transformers``          sentence_transformers modules, with safetensors
 ======================  =================================================  ==========
 
 Pickle-based formats are code: they are loaded only in the model's sandboxed worker.
@@ -44,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from algora.modelfolder.structures import torch_archive_kind
+from algora.modelfolder.structures import is_sentence_transformers, torch_archive_kind
 
 __all__ = [
     "FORMATS",
@@ -92,6 +94,12 @@ FORMATS: dict[str, ModelFormat] = {
         ModelFormat("onnx", "ONNX", True, ("onnxruntime>=1.18,<2", _NUMPY)),
         ModelFormat("torchscript", "PyTorch TorchScript", False, (_TORCH,)),
         ModelFormat("torch-state-dict", "PyTorch state_dict", False, (_TORCH,)),
+        ModelFormat(
+            "sentence-transformers",
+            "sentence embeddings (Hugging Face, sentence-transformers)",
+            True,
+            ("sentence-transformers>=3,<7", _TORCH),
+        ),
     )
 }
 """Every format :func:`detect` recognises, by name."""
@@ -120,6 +128,8 @@ def detect(path: Path) -> str | None:
                 return _zip_kind(path)
             if head.lstrip()[:1] == b"{" and _is_xgboost_json(path):
                 return "xgboost-json"
+            if head.lstrip()[:1] == b"[" and is_sentence_transformers(path):
+                return "sentence-transformers"
             if _is_xgboost_ubj(path, head):
                 return "xgboost-ubj"
             pickled = _pickle_kind(path, head)

@@ -1,19 +1,28 @@
-"""Saved-model formats recognised by their structure: PyTorch's zip archives.
+"""Saved-model formats recognised by their structure: PyTorch's zip archives, and a
+sentence-embedding model in Hugging Face's layout.
 
 ``torch.jit.save`` and ``torch.save`` both write a zip whose entries all sit under one folder
 (the archive's name) and hold a pickle, ``data.pkl``, and a ``version``. TorchScript adds the
 model's compiled code (``code/``) and ``constants.pkl``; a ``state_dict`` has no code, and its
 pickle names only ``collections.OrderedDict`` and torch's own tensor rebuilders (a whole
 pickled ``nn.Module`` names its class, and is not recognised). Nothing is unpickled: the
-pickle's opcodes are only decoded, with :mod:`pickletools`. Standard library only.
+pickle's opcodes are only decoded, with :mod:`pickletools`.
+
+A sentence-transformers model is a folder whose ``modules.json`` lists its modules, each of a
+``sentence_transformers`` class (loading imports the classes named there: any other is code),
+the first a ``Transformer`` whose folder holds ``config.json`` and ``model.safetensors``.
+``modules.json`` is the file that stands for the folder. Standard library only.
 """
 
 from __future__ import annotations
 
+import json
 import pickletools
+import posixpath
 import zipfile
+from pathlib import Path
 
-__all__ = ["torch_archive_kind"]
+__all__ = ["is_sentence_transformers", "torch_archive_kind"]
 
 _MAX_ENTRIES = 100_000
 _MAX_STATE_PICKLE = 64 * 1024 * 1024
@@ -68,3 +77,36 @@ def _names_only_tensors(data: bytes) -> bool:
     except (ValueError, EOFError):
         return False
     return False
+
+
+_MAX_MODULES_JSON = 1024 * 1024
+_ST_PREFIX = "sentence_transformers."
+
+
+def is_sentence_transformers(path: Path) -> bool:
+    """Whether ``path`` is the ``modules.json`` of a sentence-transformers model folder whose
+    weights are safetensors."""
+    if path.stat().st_size > _MAX_MODULES_JSON:
+        return False
+    try:
+        modules = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(modules, list) or not modules:
+        return False
+    for module in modules:
+        if not (
+            isinstance(module, dict)
+            and isinstance(module.get("type"), str)
+            and module["type"].startswith(_ST_PREFIX)
+            and isinstance(module.get("path"), str)
+        ):
+            return False
+    first = modules[0]
+    if not first["type"].endswith(".Transformer"):
+        return False
+    where = posixpath.normpath(first["path"] or ".")
+    if where.startswith(("/", "..")):
+        return False
+    folder = path.parent / where
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()

