@@ -23,6 +23,8 @@ format                  how it is recognised                               safe
                         ``data.pkl`` of tensors only, no ``code/``
 ``sentence-             a folder's ``modules.json`` of                     yes
 transformers``          sentence_transformers modules, with safetensors
+``mlflow``              a folder's ``MLmodel`` with a ``python_function``  no (code)
+                        flavor naming its ``loader_module``
 ======================  =================================================  ==========
 
 Pickle-based formats are code: they are loaded only in the model's sandboxed worker.
@@ -46,9 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from algora.modelfolder.structures import is_sentence_transformers, torch_archive_kind
+from algora.modelfolder.structures import (
+    is_mlflow_model,
+    is_sentence_transformers,
+    torch_archive_kind,
+)
 
 __all__ = [
+    "FOLDER_FORMATS",
     "FORMATS",
     "SAFE_FORMATS",
     "ModelFormat",
@@ -100,11 +107,15 @@ FORMATS: dict[str, ModelFormat] = {
             True,
             ("sentence-transformers>=3,<7", _TORCH),
         ),
+        # Its own requirements.txt or conda.yaml usually name what it needs (saved.py).
+        ModelFormat("mlflow", "MLflow model (pyfunc)", False, ("mlflow-skinny>=2.9,<4",)),
     )
 }
 """Every format :func:`detect` recognises, by name."""
 
 SAFE_FORMATS = frozenset(name for name, f in FORMATS.items() if f.safe)
+FOLDER_FORMATS = frozenset({"sentence-transformers", "mlflow"})
+"""Formats whose file stands for its whole folder: other models inside are its parts."""
 
 _HEAD = 64 * 1024
 _MAX_PICKLE_SCAN = 64 * 1024 * 1024
@@ -130,6 +141,8 @@ def detect(path: Path) -> str | None:
                 return "xgboost-json"
             if head.lstrip()[:1] == b"[" and is_sentence_transformers(path):
                 return "sentence-transformers"
+            if (head.startswith(b"flavors:") or b"\nflavors:" in head) and is_mlflow_model(path):
+                return "mlflow"
             if _is_xgboost_ubj(path, head):
                 return "xgboost-ubj"
             pickled = _pickle_kind(path, head)

@@ -8,7 +8,7 @@ is a saved model (:mod:`.formats`); the manifest it implies (:func:`derive_manif
 - **saved**: the model file and its format, detected from the content;
 - **environment**: ``requirements.txt`` beside the model when there is one (say, to pin the
   scikit-learn version a pickle was made with), else the format's own requirements
-  (:func:`requirements_for`).
+  (:func:`requirements_for`); an MLflow model's are those MLflow recorded in its folder.
 
 An ``algora.toml`` may name the file itself (``[saved] file = "model.onnx"``) to set anything
 else a manifest sets; its format is detected all the same (:func:`check_saved`).
@@ -19,6 +19,7 @@ Only the files' bytes are read: nothing is unpickled or imported.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -27,8 +28,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from algora.environments.requirements import parse_requirements
 from algora.errors import InvalidManifest, UnsupportedModelFormat
-from algora.modelfolder.formats import FORMATS, detect, inside, onnx_external_files
+from algora.modelfolder.formats import (
+    FOLDER_FORMATS,
+    FORMATS,
+    detect,
+    inside,
+    onnx_external_files,
+)
 from algora.modelfolder.found import FoundManifest
 from algora.modelfolder.manifest import (
     MANIFEST_NAME,
@@ -39,6 +47,7 @@ from algora.modelfolder.manifest import (
 )
 from algora.modelfolder.packing import EXCLUDED_NAMES
 from algora.modelfolder.pickled import recorded_sklearn_version
+from algora.modelfolder.structures import mlflow_pip_requirements
 
 __all__ = [
     "SUPPORTED",
@@ -91,7 +100,18 @@ def find_model_files(folder: Path) -> list[tuple[str, str]]:
             kind = detect(path)
             if kind is not None:
                 found.append((path.relative_to(folder).as_posix(), kind))
-    return found
+    return _without_parts(found)
+
+
+def _without_parts(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``found`` less the files inside a folder-format model's folder (an MLflow model's
+    pickle, say): they are its parts, not models of their own."""
+    folders = [posixpath.dirname(path) for path, kind in found if kind in FOLDER_FORMATS]
+    return [
+        (path, kind)
+        for path, kind in found
+        if kind in FOLDER_FORMATS or not any(f == "" or path.startswith(f + "/") for f in folders)
+    ]
 
 
 def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
@@ -192,6 +212,10 @@ def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str
     saved = manifest.saved
     if saved is None or saved.format not in FORMATS:
         return []
+    if saved.format == "mlflow" and folder is not None:
+        own = mlflow_pip_requirements((folder / saved.file).parent)
+        if own is not None:  # the environment MLflow recorded when the model was saved
+            return parse_requirements(own)
     requirements = list(FORMATS[saved.format].requirements)
     version = _pickled_version(folder, saved.file, saved.format) if folder is not None else None
     if version is not None:

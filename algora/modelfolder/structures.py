@@ -11,7 +11,12 @@ pickle's opcodes are only decoded, with :mod:`pickletools`.
 A sentence-transformers model is a folder whose ``modules.json`` lists its modules, each of a
 ``sentence_transformers`` class (loading imports the classes named there: any other is code),
 the first a ``Transformer`` whose folder holds ``config.json`` and ``model.safetensors``.
-``modules.json`` is the file that stands for the folder. Standard library only.
+``modules.json`` is the file that stands for the folder.
+
+An MLflow model is a folder whose ``MLmodel`` (YAML) has a ``python_function`` flavor with a
+``loader_module``; ``MLmodel`` stands for the folder. Its lines are read as text: the standard
+library has no YAML parser, and these keys always sit at the same depths. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -19,10 +24,16 @@ from __future__ import annotations
 import json
 import pickletools
 import posixpath
+import re
 import zipfile
 from pathlib import Path
 
-__all__ = ["is_sentence_transformers", "torch_archive_kind"]
+__all__ = [
+    "is_mlflow_model",
+    "is_sentence_transformers",
+    "mlflow_pip_requirements",
+    "torch_archive_kind",
+]
 
 _MAX_ENTRIES = 100_000
 _MAX_STATE_PICKLE = 64 * 1024 * 1024
@@ -110,3 +121,51 @@ def is_sentence_transformers(path: Path) -> bool:
         return False
     folder = path.parent / where
     return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+_MAX_MLMODEL = 1024 * 1024
+_LOADER = re.compile(r"^    loader_module: +[A-Za-z_][\w.]*\s*$")
+
+
+def is_mlflow_model(path: Path) -> bool:
+    """Whether ``path`` is an MLflow ``MLmodel`` file with a pyfunc (``python_function``)
+    flavor that names its loader module."""
+    if path.stat().st_size > _MAX_MLMODEL:
+        return False
+    try:
+        lines = path.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        return False
+    section = flavor = ""
+    for line in lines:
+        if line[:1] not in ("", " ", "-", "#"):
+            section, flavor = line.partition(":")[0], ""
+        elif section == "flavors" and line.startswith("  ") and line[2:3] not in (" ", ""):
+            flavor = line.strip().rstrip(":")
+        elif section == "flavors" and flavor == "python_function" and _LOADER.match(line):
+            return True
+    return False
+
+
+def mlflow_pip_requirements(folder: Path) -> str | None:
+    """An MLflow model folder's own requirements, as text: its ``requirements.txt``, else the
+    ``pip`` list of its ``conda.yaml``; None when it has neither."""
+    requirements = folder / "requirements.txt"
+    if requirements.is_file():
+        return requirements.read_text(encoding="utf-8")
+    conda = folder / "conda.yaml"
+    if not conda.is_file():
+        return None
+    pip: list[str] = []
+    depth: int | None = None
+    for line in conda.read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        indent = len(line) - len(line.lstrip())
+        if depth is None:
+            if stripped in ("- pip:", "-   pip:"):
+                depth = indent
+        elif stripped.startswith("- ") and indent > depth:
+            pip.append(stripped[2:].strip().strip("'\""))
+        elif stripped:
+            break
+    return "\n".join(pip) + "\n" if pip else None

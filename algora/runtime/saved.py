@@ -454,6 +454,12 @@ def _sentence_transformers(path: str) -> _Served:
     return load_sentence_transformers(path)
 
 
+def _mlflow(path: str) -> _Served:
+    from .mlflowmodels import load_mlflow
+
+    return load_mlflow(path)
+
+
 _LOADERS: dict[str, Callable[[str], _Served]] = {
     "joblib": lambda path: _Sklearn(path, "joblib"),
     "pickle": lambda path: _Sklearn(path, "pickle"),
@@ -463,4 +469,5 @@ _LOADERS: dict[str, Callable[[str], _Served]] = {
     "lightgbm": _LightGBM,
     "onnx": _Onnx,
     "sentence-transformers": _sentence_transformers,
+    "mlflow": _mlflow,
 }

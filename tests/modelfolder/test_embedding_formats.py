@@ -64,7 +64,9 @@ def scratch() -> Iterator[Path]:
         yield Path(folder)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(tail=st.binary(max_size=512))
 def test_random_bytes_beside_a_real_model_are_no_model(scratch: Path, tail: bytes) -> None:
     probe = scratch / "probe.json"

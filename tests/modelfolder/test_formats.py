@@ -64,8 +64,9 @@ def test_each_real_artifact_is_detected_whatever_its_name(artifacts: dict[str, P
     assert {_format_of(k) for k in artifacts} == set(FORMATS) - ELSEWHERE
 
 
-ELSEWHERE = {"torchscript", "torch-state-dict", "sentence-transformers"}
-"""Formats tested in their own modules (test_torch_formats.py, test_embedding_formats.py)."""
+ELSEWHERE = {"torchscript", "torch-state-dict", "sentence-transformers", "mlflow"}
+"""Formats tested in their own modules (test_torch_formats.py, test_embedding_formats.py,
+test_mlflow_formats.py)."""
 
 
 def test_ordinary_files_are_no_model(tmp_path: Path) -> None:

@@ -65,7 +65,9 @@ def scratch() -> Iterator[Path]:
         yield Path(folder)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(pickled=st.binary(max_size=256), code=st.booleans(), constants=st.booleans())
 def test_random_pickles_in_torchs_layout_are_never_a_model(
     scratch: Path, pickled: bytes, code: bool, constants: bool
@@ -81,7 +83,9 @@ def test_random_pickles_in_torchs_layout_are_never_a_model(
     assert detect(path) in (None, "torchscript" if code and constants else None)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_damaged_torch_archives_are_never_another_format(
     scratch: Path, made: dict[str, Path], data: st.DataObject
