@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from algora.environments.requirements import parse_requirements
 from algora.errors import InvalidManifest, UnsupportedModelFormat
 from algora.modelfolder.formats import (
     FOLDER_FORMATS,
@@ -215,6 +214,10 @@ def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str
     if saved.format == "mlflow" and folder is not None:
         own = mlflow_pip_requirements((folder / saved.file).parent)
         if own is not None:  # the environment MLflow recorded when the model was saved
+            # Here, not at the top: the policy needs packaging, a server dependency, and the
+            # SDK and CLI import this module (only publishing, on the server, gets here).
+            from algora.environments.requirements import parse_requirements
+
             return parse_requirements(own)
     requirements = list(FORMATS[saved.format].requirements)
     version = _pickled_version(folder, saved.file, saved.format) if folder is not None else None
