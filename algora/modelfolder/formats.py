@@ -17,6 +17,14 @@ format                  how it is recognised                               safe
 ``lightgbm``            LightGBM's text model (``tree\\nversion=v...``)     yes
 ``onnx``                a protobuf ``ModelProto`` with ``ir_version`` and  yes
                         a ``graph`` whose fields parse
+``torchscript``         ``torch.jit.save``'s zip: ``code/``,               no (code)
+                        ``constants.pkl`` and ``data.pkl``
+``torch-state-dict``    ``torch.save(model.state_dict())``'s zip: a        no (code)
+                        ``data.pkl`` of tensors only, no ``code/``
+``sentence-             a folder's ``modules.json`` of                     yes
+transformers``          sentence_transformers modules, with safetensors
+``mlflow``              a folder's ``MLmodel`` with a ``python_function``  no (code)
+                        flavor naming its ``loader_module``
 ======================  =================================================  ==========
 
 Pickle-based formats are code: they are loaded only in the model's sandboxed worker.
@@ -40,7 +48,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from algora.modelfolder.structures import (
+    is_mlflow_model,
+    is_sentence_transformers,
+    torch_archive_kind,
+)
+
 __all__ = [
+    "FOLDER_FORMATS",
     "FORMATS",
     "SAFE_FORMATS",
     "ModelFormat",
@@ -65,6 +80,9 @@ class ModelFormat:
 _NUMPY = "numpy>=1.26,<3"
 _SKLEARN = "scikit-learn>=1.5,<2"
 _XGBOOST = "xgboost-cpu>=2.1,<4"  # the CPU build: no CUDA libraries in the environment
+# Exactly the release the platform's index serves as a CPU build: a range would let a resolver
+# take a newer release, and with it several GB of CUDA libraries.
+_TORCH = "torch==2.13.0"
 
 FORMATS: dict[str, ModelFormat] = {
     f.name: f
@@ -81,11 +99,23 @@ FORMATS: dict[str, ModelFormat] = {
         ModelFormat("xgboost-ubj", "XGBoost (UBJ)", True, (_XGBOOST, _NUMPY)),
         ModelFormat("lightgbm", "LightGBM (text model)", True, ("lightgbm>=4.3,<5", _NUMPY)),
         ModelFormat("onnx", "ONNX", True, ("onnxruntime>=1.18,<2", _NUMPY)),
+        ModelFormat("torchscript", "PyTorch TorchScript", False, (_TORCH,)),
+        ModelFormat("torch-state-dict", "PyTorch state_dict", False, (_TORCH,)),
+        ModelFormat(
+            "sentence-transformers",
+            "sentence embeddings (Hugging Face, sentence-transformers)",
+            True,
+            ("sentence-transformers>=3,<7", _TORCH),
+        ),
+        # Its own requirements.txt or conda.yaml usually name what it needs (saved.py).
+        ModelFormat("mlflow", "MLflow model (pyfunc)", False, ("mlflow-skinny>=2.9,<4",)),
     )
 }
 """Every format :func:`detect` recognises, by name."""
 
 SAFE_FORMATS = frozenset(name for name, f in FORMATS.items() if f.safe)
+FOLDER_FORMATS = frozenset({"sentence-transformers", "mlflow"})
+"""Formats whose file stands for its whole folder: other models inside are its parts."""
 
 _HEAD = 64 * 1024
 _MAX_PICKLE_SCAN = 64 * 1024 * 1024
@@ -106,9 +136,13 @@ def detect(path: Path) -> str | None:
             if head.startswith(b"tree\nversion=v") and b"\nnum_class=" in head:
                 return "lightgbm"
             if head.startswith(b"PK\x03\x04"):
-                return "skops" if _is_skops(path) else None
+                return _zip_kind(path)
             if head.lstrip()[:1] == b"{" and _is_xgboost_json(path):
                 return "xgboost-json"
+            if head.lstrip()[:1] == b"[" and is_sentence_transformers(path):
+                return "sentence-transformers"
+            if (head.startswith(b"flavors:") or b"\nflavors:" in head) and is_mlflow_model(path):
+                return "mlflow"
             if _is_xgboost_ubj(path, head):
                 return "xgboost-ubj"
             pickled = _pickle_kind(path, head)
@@ -199,13 +233,22 @@ def _joblib(names: list[str]) -> bool:
 
 
 # -- skops, XGBoost -----------------------------------------------------------------------------
-def _is_skops(path: Path) -> bool:
+def _zip_kind(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("schema.json")
-            if info.file_size > 64 * 1024 * 1024:
-                return False
-            schema = json.loads(archive.read(info))
+            if _is_skops(archive):
+                return "skops"
+            return torch_archive_kind(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, KeyError, OSError):
+        return None
+
+
+def _is_skops(archive: zipfile.ZipFile) -> bool:
+    try:
+        info = archive.getinfo("schema.json")
+        if info.file_size > 64 * 1024 * 1024:
+            return False
+        schema = json.loads(archive.read(info))
     except (KeyError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError):
         return False
     return isinstance(schema, dict) and "protocol" in schema and "__class__" in schema

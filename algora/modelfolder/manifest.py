@@ -8,7 +8,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from algora.errors import InvalidManifest
 
@@ -164,6 +172,18 @@ class SavedSection(_Strict):
     format: str | None = None
     """Its format (:data:`algora.modelfolder.formats.FORMATS`): detected from the file's
     content at publish, which must agree with a format written here."""
+    model_class: str | None = Field(
+        default=None, validation_alias=AliasChoices("class", "model_class")
+    )
+    """For a PyTorch ``state_dict``: the model's class in the folder's code, ``module:Class``
+    (written ``class = "model:Net"`` in ``algora.toml``)."""
+
+    @field_validator("model_class")
+    @classmethod
+    def _model_class(cls, value: str | None) -> str | None:
+        if value is not None and not _ENTRYPOINT.match(value):
+            raise ValueError("must look like 'module:Class', for example 'model:Net'")
+        return value
 
 
 class Manifest(_Strict):
@@ -183,8 +203,10 @@ class Manifest(_Strict):
     @property
     def worker_entrypoint(self) -> str:
         """What the worker loads: the entrypoint, or ``saved:FORMAT:FILE`` for a saved model
-        (``algora.runtime.saved``)."""
+        (``algora.runtime.saved``), ``saved:FORMAT:MODULE:CLASS:FILE`` when it names a class."""
         if self.saved is not None and self.saved.format is not None:
+            if self.saved.model_class is not None:  # FILE stays last: it may hold a colon
+                return f"saved:{self.saved.format}:{self.saved.model_class}:{self.saved.file}"
             return f"saved:{self.saved.format}:{self.saved.file}"
         return self.model.entrypoint
 

@@ -8,7 +8,7 @@ is a saved model (:mod:`.formats`); the manifest it implies (:func:`derive_manif
 - **saved**: the model file and its format, detected from the content;
 - **environment**: ``requirements.txt`` beside the model when there is one (say, to pin the
   scikit-learn version a pickle was made with), else the format's own requirements
-  (:func:`requirements_for`).
+  (:func:`requirements_for`); an MLflow model's are those MLflow recorded in its folder.
 
 An ``algora.toml`` may name the file itself (``[saved] file = "model.onnx"``) to set anything
 else a manifest sets; its format is detected all the same (:func:`check_saved`).
@@ -19,6 +19,7 @@ Only the files' bytes are read: nothing is unpickled or imported.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -28,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from algora.errors import InvalidManifest, UnsupportedModelFormat
-from algora.modelfolder.formats import FORMATS, detect, inside, onnx_external_files
+from algora.modelfolder.formats import (
+    FOLDER_FORMATS,
+    FORMATS,
+    detect,
+    inside,
+    onnx_external_files,
+)
 from algora.modelfolder.found import FoundManifest
 from algora.modelfolder.manifest import (
     MANIFEST_NAME,
@@ -39,6 +46,7 @@ from algora.modelfolder.manifest import (
 )
 from algora.modelfolder.packing import EXCLUDED_NAMES
 from algora.modelfolder.pickled import recorded_sklearn_version
+from algora.modelfolder.structures import mlflow_pip_requirements
 
 __all__ = [
     "SUPPORTED",
@@ -91,7 +99,18 @@ def find_model_files(folder: Path) -> list[tuple[str, str]]:
             kind = detect(path)
             if kind is not None:
                 found.append((path.relative_to(folder).as_posix(), kind))
-    return found
+    return _without_parts(found)
+
+
+def _without_parts(found: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``found`` less the files inside a folder-format model's folder (an MLflow model's
+    pickle, say): they are its parts, not models of their own."""
+    folders = [posixpath.dirname(path) for path, kind in found if kind in FOLDER_FORMATS]
+    return [
+        (path, kind)
+        for path, kind in found
+        if kind in FOLDER_FORMATS or not any(f == "" or path.startswith(f + "/") for f in folders)
+    ]
 
 
 def derive_manifest(folder: Path, *, name: str | None = None) -> FoundManifest:
@@ -156,7 +175,33 @@ def check_saved(folder: Path, manifest: Manifest) -> Manifest:
         )
     if kind == "onnx":
         _check_external_data(root, path, saved.file)
-    return manifest.model_copy(update={"saved": SavedSection(file=saved.file, format=kind)})
+    _check_model_class(root, saved, kind)
+    checked = SavedSection(file=saved.file, format=kind, model_class=saved.model_class)
+    return manifest.model_copy(update={"saved": checked})
+
+
+def _check_model_class(root: Path, saved: SavedSection, kind: str) -> None:
+    """A ``state_dict`` holds weights only: the manifest names the class they fit, in code the
+    folder holds; no other format takes a class."""
+    if kind != "torch-state-dict":
+        if saved.model_class is not None:
+            raise InvalidManifest(
+                f"saved.class is only for a PyTorch state_dict; '{saved.file}' is a {kind} model"
+            )
+        return
+    if saved.model_class is None:
+        raise InvalidManifest(
+            f"'{saved.file}' is a PyTorch state_dict: weights without the model's code. Put the "
+            f"class in the folder (say model.py) and name it in an {MANIFEST_NAME}: "
+            f'[saved] file = "{saved.file}" and class = "model:Net" (constructed with no '
+            "arguments); or save the model with torch.jit.save (TorchScript), which needs no code"
+        )
+    module = saved.model_class.partition(":")[0].replace(".", "/")
+    if not ((root / f"{module}.py").is_file() or (root / module / "__init__.py").is_file()):
+        raise InvalidManifest(
+            f"saved.class names '{saved.model_class}', but the model folder has no {module}.py "
+            "(nor a package of that name): add the module that defines the class"
+        )
 
 
 def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str]:
@@ -166,6 +211,14 @@ def requirements_for(manifest: Manifest, folder: Path | None = None) -> list[str
     saved = manifest.saved
     if saved is None or saved.format not in FORMATS:
         return []
+    if saved.format == "mlflow" and folder is not None:
+        own = mlflow_pip_requirements((folder / saved.file).parent)
+        if own is not None:  # the environment MLflow recorded when the model was saved
+            # Here, not at the top: the policy needs packaging, a server dependency, and the
+            # SDK and CLI import this module (only publishing, on the server, gets here).
+            from algora.environments.requirements import parse_requirements
+
+            return parse_requirements(own)
     requirements = list(FORMATS[saved.format].requirements)
     version = _pickled_version(folder, saved.file, saved.format) if folder is not None else None
     if version is not None:

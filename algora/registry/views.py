@@ -67,7 +67,8 @@ class VersionView:
         """What the workers load: ``module:attr``, or ``saved:FORMAT:FILE`` for a saved model."""
         saved = self.manifest.get("saved")
         if isinstance(saved, dict) and saved.get("format"):
-            return f"saved:{saved['format']}:{saved.get('file', '')}"
+            named = f"{saved['model_class']}:" if saved.get("model_class") else ""
+            return f"saved:{saved['format']}:{named}{saved.get('file', '')}"
         return str(self.manifest.get("model", {}).get("entrypoint", ""))
 
 

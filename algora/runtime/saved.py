@@ -1,4 +1,5 @@
-"""Saved models served with no code: scikit-learn, XGBoost, LightGBM and ONNX.
+"""Saved models served with no code: scikit-learn, XGBoost, LightGBM and ONNX (PyTorch in
+:mod:`.torchmodels`).
 
 The worker's entrypoint ``saved:FORMAT:FILE`` (see ``Manifest.worker_entrypoint``) names the
 model file, relative to the model's folder, and its format, detected at publish. The framework
@@ -35,14 +36,28 @@ class InvalidRows(ValueError):
 def load_saved(source_dir: str, entrypoint: str) -> LoadedModel:
     """Load the saved model ``entrypoint`` (``saved:FORMAT:FILE``) names, from ``source_dir``."""
     _, model_format, file = entrypoint.split(":", 2)
+    model_class = None
+    if model_format == "torch-state-dict":  # saved:FORMAT:MODULE:CLASS:FILE
+        module, class_name, file = file.split(":", 2)
+        model_class = f"{module}:{class_name}"
     root = os.path.realpath(source_dir)
     path = os.path.realpath(os.path.join(root, file))  # noqa: PTH118 - stdlib-only runtime
     if not path.startswith(root + os.sep) or not os.path.isfile(path):  # noqa: PTH113
         raise ValueError(f"the saved model {file!r} is not a file inside the model folder")
-    loader = _LOADERS.get(model_format)
-    if loader is None:
-        raise ValueError(f"saved-model format {model_format!r} is not one this runtime serves")
-    served = loader(path)
+    served: _Served
+    if model_format == "torchscript":
+        from .torchmodels import load_torchscript  # it builds on this module's _Served
+
+        served = load_torchscript(path)
+    elif model_class is not None:
+        from .torchmodels import load_state_dict
+
+        served = load_state_dict(root, model_class, path)
+    else:
+        loader = _LOADERS.get(model_format)
+        if loader is None:
+            raise ValueError(f"saved-model format {model_format!r} is not one this runtime serves")
+        served = loader(path)
     return LoadedModel(
         "class", served.predict, served.predict_batch, served.input_schema(), served.output_schema()
     )
@@ -433,6 +448,18 @@ def _method(obj: Any, name: str) -> Callable[..., Any] | None:
     return method if callable(method) else None
 
 
+def _sentence_transformers(path: str) -> _Served:
+    from .embeddings import load_sentence_transformers  # it builds on this module's _Served
+
+    return load_sentence_transformers(path)
+
+
+def _mlflow(path: str) -> _Served:
+    from .mlflowmodels import load_mlflow
+
+    return load_mlflow(path)
+
+
 _LOADERS: dict[str, Callable[[str], _Served]] = {
     "joblib": lambda path: _Sklearn(path, "joblib"),
     "pickle": lambda path: _Sklearn(path, "pickle"),
@@ -441,4 +468,6 @@ _LOADERS: dict[str, Callable[[str], _Served]] = {
     "xgboost-ubj": _XGBoost,
     "lightgbm": _LightGBM,
     "onnx": _Onnx,
+    "sentence-transformers": _sentence_transformers,
+    "mlflow": _mlflow,
 }

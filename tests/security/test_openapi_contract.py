@@ -31,8 +31,8 @@ from schemathesis import Case
 from schemathesis.checks import (
     allow_header_conformance,
     content_type_conformance,
-    ignored_auth,
     ensure_resource_availability,
+    ignored_auth,
     not_a_server_error,
     positive_data_acceptance,
     response_headers_conformance,
