@@ -37,6 +37,7 @@ from algora.errors import (
 from algora.gateway.auditing import CURRENT_TRAIL, AuditTrail, RequestHeaders, request_row
 from algora.gateway.calls import new_request_id
 from algora.gateway.hangups import CLIENT_GONE_STATUS
+from algora.gateway.health import readiness_problems
 from algora.platform import Platform
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
 from algora.protocols.oip import grpc_predict_v2_pb2_grpc as pb_grpc
@@ -118,10 +119,8 @@ class _Servicer:
         return pb.ServerLiveResponse(live=True)
 
     async def ServerReady(self, _request: Any, _context: aio.ServicerContext) -> Any:
-        platform = self._platform
-        problems = await asyncio.to_thread(platform.check_ready)  # the same truth as /readyz
-        healthy = all(pool.healthy for pool in platform.pools.pools().values())
-        return pb.ServerReadyResponse(ready=not problems and healthy)
+        problems = await readiness_problems(self._platform)  # the same truth as /readyz
+        return pb.ServerReadyResponse(ready=not problems)
 
     async def ServerMetadata(self, request: Any, context: aio.ServicerContext) -> Any:
         async def answer(_trail: AuditTrail, _caller: Caller) -> Any:

@@ -71,8 +71,7 @@ async def live() -> JSONResponse:
 
 @router.get("/v2/health/ready", openapi_extra=declare(PUBLIC, audit="health.ready"))
 async def ready(request: Request) -> JSONResponse:
-    answer = await health.readyz(request)  # the same truth as /readyz
-    ok = answer.status_code == 200
+    ok = not await health.readiness_problems(platform_of(request))  # the truth of /readyz
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
