@@ -5,6 +5,7 @@ Fixtures live in the conftest.py files; what a test calls directly lives here, o
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -12,11 +13,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from algora.sdk.client import Client
 from algora.testing import RunningServer
+from algora.workers.local import LocalBackend
+from algora.workers.pool import Pool
 from algora.workers.spec import WorkerSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,3 +162,37 @@ def saved_models() -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_with_pool(
+    tmp_path: Path, spec: WorkerSpec, body: Callable[[Pool], Awaitable[None]]
+) -> None:
+    """Start a pool of ``spec`` on the local backend, run ``body`` with it, stop it."""
+
+    async def main() -> None:
+        pool = Pool(spec, LocalBackend(), tmp_path / "data")
+        await pool.start()
+        try:
+            await body(pool)
+        finally:
+            await pool.stop()
+        assert not pool.healthy
+
+    asyncio.run(main())
+
+
+def matmul_onnx_model() -> Any:
+    """A tiny ONNX graph, ``y = x @ W`` (W: 4 x 2 ones), whose weight can be saved as an
+    external data file."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "external",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
+        [weights],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -14,7 +14,6 @@ import shutil
 import struct
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_status
 from algora.workers.spec import CallRequest, WorkerSpec
 
+from ..helpers import run_with_pool
 from . import models
 
 KINDS = ["python", "node"]
@@ -56,20 +56,6 @@ def make_spec(tmp_path: Path, kind: str, source: str | None = None, **kw: Any) -
         log_path=tmp_path / "logs" / f"{kind}.log",
         **kw,
     )
-
-
-def run_with_pool(
-    tmp_path: Path, spec: WorkerSpec, body: Callable[[Pool], Awaitable[None]]
-) -> None:
-    async def main() -> None:
-        pool = Pool(spec, LocalBackend(), tmp_path / "data")
-        await pool.start()
-        try:
-            await body(pool)
-        finally:
-            await pool.stop()
-
-    asyncio.run(main())
 
 
 def call(

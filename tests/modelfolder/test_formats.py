@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from algora.modelfolder.formats import FORMATS, detect, onnx_external_files
 
-from ..helpers import saved_models
+from ..helpers import matmul_onnx_model, saved_models
 
 
 @pytest.fixture(scope="module")
@@ -146,19 +146,9 @@ def test_damaged_artifacts_are_never_another_format(
 
 
 def test_onnx_external_data_locations_are_read(tmp_path: Path) -> None:
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
-    weights = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "external",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
-        [weights],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = matmul_onnx_model()
     onnx.save(
         model,
         tmp_path / "model.onnx",

@@ -14,7 +14,7 @@ from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.pickled import recorded_sklearn_version
 from algora.modelfolder.saved import requirements_for, saved_lineage
 
-from ..helpers import saved_models
+from ..helpers import matmul_onnx_model, saved_models
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +104,9 @@ def test_a_manifest_naming_a_saved_model_is_checked(
 
 
 def test_onnx_external_data_must_stay_in_the_folder(tmp_path: Path) -> None:
-    import numpy as np
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
 
-    weights = numpy_helper.from_array(np.ones((4, 2), dtype=np.float32), "W")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["y"])],
-        "external",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 2])],
-        [weights],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = matmul_onnx_model()
     folder = tmp_path / "ext"
     folder.mkdir()
     onnx.save(model, folder / "model.onnx", save_as_external_data=True,

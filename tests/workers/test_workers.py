@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ from algora.publishing.smoke import smoke_test
 from algora.workers.local import LocalBackend, worker_environment
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
-from algora.workers.spec import CallRequest, CallResult, WorkerSpec
+from algora.workers.spec import CallRequest, CallResult
 
-from ..helpers import encode, worker_spec
+from ..helpers import encode, run_with_pool, worker_spec
 
 MODEL = """
 import os
@@ -80,21 +79,6 @@ def req(
     value: Any, content_type: str = "json", timeout: float = 10.0, rid: str = "r"
 ) -> CallRequest:
     return CallRequest(rid, content_type, encode(value, content_type), timeout)  # type: ignore[arg-type]
-
-
-def run_with_pool(
-    tmp_path: Path, spec: WorkerSpec, body: Callable[[Pool], Awaitable[None]]
-) -> None:
-    async def main() -> None:
-        pool = Pool(spec, LocalBackend(), tmp_path / "data")
-        await pool.start()
-        try:
-            await body(pool)
-        finally:
-            await pool.stop()
-        assert not pool.healthy
-
-    asyncio.run(main())
 
 
 def test_calls_json_text_binary(tmp_path: Path) -> None:
