@@ -1,10 +1,11 @@
 """Regenerate the Open Inference Protocol's gRPC modules from their proto.
 
 Run from the repository root: ``.venv/bin/python scripts/generate_oip_grpc.py [OUT]`` (grpcio-tools
-comes with the ``dev`` extra). It writes ``grpc_predict_v2_pb2.py`` (with its ``.pyi``) and
-``grpc_predict_v2_pb2_grpc.py`` beside ``algora/protocols/oip/grpc_predict_v2.proto`` (or under
-the folder OUT: tests/protocols/oip/test_grpc_generated.py checks they are current); commit
-them with the proto. The modules need at least the protobuf and grpcio that generated them.
+comes with the ``dev`` extra). It writes ``grpc_predict_v2_pb2.py`` (with its ``.pyi``) beside
+``algora/protocols/oip/grpc_predict_v2.proto`` (or under the folder OUT:
+tests/protocols/oip/test_grpc_generated.py checks they are current); commit them with the proto.
+The module needs at least the protobuf that generated it. No service stub is generated: the server
+registers its handlers from the proto's descriptor (``grpc_service.RPCS``).
 
 The messages are built in a descriptor pool of their own, not protobuf's default one: Triton's
 and KServe's clients register the same ``inference.*`` names in the default pool, and a process
@@ -32,7 +33,6 @@ def main(out: Path = ROOT) -> int:
             f"--proto_path={ROOT}",
             f"--python_out={out}",
             f"--pyi_out={out}",
-            f"--grpc_python_out={out}",
             str(ROOT / PROTO),
         ]
     )

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -40,7 +41,6 @@ from algora.gateway.hangups import CLIENT_GONE_STATUS
 from algora.gateway.health import readiness_problems
 from algora.platform import Platform
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
-from algora.protocols.oip import grpc_predict_v2_pb2_grpc as pb_grpc
 from algora.protocols.oip import service
 from algora.protocols.oip.service import Target
 from algora.protocols.oip.wire import MAX_TENSORS, Infer, Wanted, selected, tensor
@@ -366,6 +366,39 @@ def _infer(request: Any, limit: int) -> Infer:
     )
 
 
+@dataclass(frozen=True)
+class Rpc:
+    """One unary RPC of the service: its name and its request and response message classes."""
+
+    name: str
+    request: Any
+    response: Any
+
+    @property
+    def path(self) -> str:
+        return f"/{SERVICE.full_name}/{self.name}"
+
+
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+RPCS = tuple(
+    Rpc(method.name, getattr(pb, method.input_type.name), getattr(pb, method.output_type.name))
+    for method in SERVICE.methods
+)
+"""The service's RPCs, read from the proto's descriptor rather than generated stub code."""
+
+
+def _handler(servicer: _Servicer) -> grpc.GenericRpcHandler:
+    handlers = {
+        rpc.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, rpc.name),
+            request_deserializer=rpc.request.FromString,
+            response_serializer=rpc.response.SerializeToString,
+        )
+        for rpc in RPCS
+    }
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
 class GrpcServer:
     """The gRPC server on ``settings.grpc_port``, on the running event loop: :meth:`start`
     in the app's lifespan, :meth:`stop` at its end."""
@@ -379,9 +412,7 @@ class GrpcServer:
         settings = self._platform.settings
         limit = settings.max_request_bytes + _ENVELOPE_BYTES
         server = aio.server(options=[("grpc.max_receive_message_length", limit)])
-        servicer = _Servicer(self._platform)
-        # generated, untyped (scripts/generate_oip_grpc.py)
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        server.add_generic_rpc_handlers((_handler(_Servicer(self._platform)),))
         host = f"[{settings.host}]" if ":" in settings.host else settings.host  # IPv6
         address = f"{host}:{self._port}"
         try:

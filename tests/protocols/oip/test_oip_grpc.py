@@ -1,11 +1,13 @@
 """The Open Inference Protocol over gRPC on a running server (``algora serve --grpc-port``):
-Triton's own gRPC client, and the generated stub for what that client never sends."""
+Triton's own gRPC client, and a stub built from the proto's descriptor for what that client
+never sends."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
@@ -16,7 +18,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
-from algora.protocols.oip import grpc_predict_v2_pb2_grpc as pb_grpc
+from algora.protocols.oip.grpc_service import RPCS
 from algora.testing import RunningServer, write_model
 
 from ...helpers import new_users
@@ -37,7 +39,16 @@ def client(served: RunningServer, grpc_port: int) -> Iterator[triton.InferenceSe
 @pytest.fixture
 def stub(served: RunningServer, grpc_port: int) -> Iterator[Any]:
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        yield pb_grpc.GRPCInferenceServiceStub(channel)
+        yield SimpleNamespace(
+            **{
+                rpc.name: channel.unary_unary(
+                    rpc.path,
+                    request_serializer=rpc.request.SerializeToString,
+                    response_deserializer=rpc.response.FromString,
+                )
+                for rpc in RPCS
+            }
+        )
 
 
 def _input(name: str, array: np.ndarray, datatype: str) -> triton.InferInput:
