@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,7 +28,6 @@ from algora import __version__
 from algora.auth.principals import Caller
 from algora.errors import (
     AlgoraError,
-    InvalidInput,
     PermissionDenied,
     Unavailable,
     VersionNotReady,
@@ -42,14 +40,22 @@ from algora.gateway.health import readiness_problems
 from algora.platform import Platform
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
 from algora.protocols.oip import service
+from algora.protocols.oip.grpc_messages import (
+    RPCS,
+    SERVICE,
+    infer_of,
+    tensor_metadata,
+)
 from algora.protocols.oip.service import Target
-from algora.protocols.oip.wire import MAX_TENSORS, Infer, Wanted, selected, tensor
+from algora.protocols.oip.wire import selected
 
 __all__ = ["GrpcServer"]
 
 logger = logging.getLogger(__name__)
 
 _SERVICE = "/inference.GRPCInferenceService/"
+_STREAM_IN_FLIGHT = 64
+"""Requests of one stream served at once; past it the stream is not read until one finishes."""
 _ENVELOPE_BYTES = 1024 * 1024
 """Room in a message for what is not tensor data (names, shapes, parameters)."""
 _STATUS_CODES = {
@@ -66,29 +72,6 @@ _STATUS_CODES = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-_CONTENTS = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-"""Where each datatype's values are in typed ``contents`` (FP16 has none: raw only)."""
-
-
-class _Refused(Exception):
-    """An RPC answered with an error status (its audit row and metrics are written)."""
-
-    def __init__(self, error: AlgoraError) -> None:
-        super().__init__(error.message)
-        self.error = error
 
 
 def grpc_code(error: AlgoraError) -> grpc.StatusCode:
@@ -106,8 +89,12 @@ def peer_address(peer: str | None) -> tuple[str, int] | None:
     return host.strip("[]"), int(port) if port.isdigit() else 0
 
 
+def _metadata_of(context: aio.ServicerContext) -> dict[str, str]:
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
+
 class _Servicer:
-    """The six RPCs; each answers or raises :class:`_Refused` through :meth:`_rpc`."""
+    """The RPCs: each answers through :meth:`_serve`, which audits and counts it."""
 
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
@@ -152,13 +139,63 @@ class _Servicer:
                 name=described["name"],
                 versions=described["versions"],
                 platform=described["platform"],
-                inputs=[_metadata(t) for t in described["inputs"]],
-                outputs=[_metadata(t) for t in described["outputs"]],
+                inputs=[tensor_metadata(t) for t in described["inputs"]],
+                outputs=[tensor_metadata(t) for t in described["outputs"]],
             )
 
         return await self._rpc("ModelMetadata", "model.describe", request, context, answer)
 
     async def ModelInfer(self, request: Any, context: aio.ServicerContext) -> Any:
+        answer = self._inference(request, context)
+        return await self._rpc("ModelInfer", "model.call", request, context, answer)
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[Any], context: aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        """Triton's streaming inference: each request on the stream is one call (authenticated by
+        the stream's metadata, admitted, audited and counted like a ModelInfer); answers come
+        back as they finish, matched by the request's ``id``; a refused or failed request
+        answers with its ``error_message`` and leaves the stream open."""
+        metadata = _metadata_of(context)
+        metadata.pop("x-request-id", None)  # each request on the stream gets its own
+        answers: asyncio.Queue[Any] = asyncio.Queue()
+        room = asyncio.Semaphore(_STREAM_IN_FLIGHT)
+
+        async def one(request: Any) -> None:
+            try:
+                response, error, _trailing = await self._serve(
+                    "ModelStreamInfer", "model.call", request, metadata, context.peer(),
+                    self._inference(request, context),
+                )  # fmt: skip
+                if error is None:
+                    await answers.put(pb.ModelStreamInferResponse(infer_response=response))
+                else:
+                    named = pb.ModelInferResponse(id=request.id, model_name=request.model_name)
+                    refused = pb.ModelStreamInferResponse(error_message=error.message)
+                    refused.infer_response.CopyFrom(named)
+                    await answers.put(refused)
+            finally:
+                room.release()
+
+        async def read() -> None:
+            async with asyncio.TaskGroup() as group:
+                async for request in requests:
+                    await room.acquire()  # past the bound, stop reading: gRPC's flow control
+                    group.create_task(one(request))
+            await answers.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield answer
+            await reader  # a broken stream raises here
+        finally:
+            reader.cancel()
+
+    def _inference(
+        self, request: Any, context: aio.ServicerContext
+    ) -> Callable[[AuditTrail, Caller], Awaitable[Any]]:
+        """The answer to one inference request, for :meth:`_serve`."""
         calls = self._platform.calls
 
         async def answer(trail: AuditTrail, caller: Caller) -> Any:
@@ -166,7 +203,7 @@ class _Servicer:
             trail.resource = target.resource
             calls.admit(caller, target.owner, target.name)
             resolved = await service.resolve(calls, caller, target)
-            infer = _infer(request, self._limit)
+            infer = infer_of(request, self._limit)
             remaining = context.time_remaining()
             call = service.infer_call(
                 caller, target, resolved, infer,
@@ -188,7 +225,7 @@ class _Servicer:
                 response.raw_output_contents.append(bytes(raw))
             return response
 
-        return await self._rpc("ModelInfer", "model.call", request, context, answer)
+        return answer
 
     # -- what every RPC but the health checks does ------------------------------------------
 
@@ -200,15 +237,33 @@ class _Servicer:
         context: aio.ServicerContext,
         answer: Callable[[AuditTrail, Caller], Awaitable[Any]],
     ) -> Any:
-        """Authenticate, answer, then count and (for a call or a refusal) audit the RPC
-        before the client sees the answer, as the HTTP middleware does."""
+        """One unary RPC: :meth:`_serve`, then its answer or its error status."""
+        response, error, trailing = await self._serve(
+            method, action, request, _metadata_of(context), context.peer(), answer
+        )
+        if error is not None:
+            await context.abort(grpc_code(error), error.message, trailing_metadata=trailing)
+        context.set_trailing_metadata(trailing)
+        return response
+
+    async def _serve(
+        self,
+        method: str,
+        action: str,
+        request: Any,
+        metadata: dict[str, str],
+        peer_name: str | None,
+        answer: Callable[[AuditTrail, Caller], Awaitable[Any]],
+    ) -> tuple[Any, AlgoraError | None, tuple[tuple[str, str], ...]]:
+        """Authenticate, answer, then count and (for a call or a refusal) audit the request
+        before the client sees the answer, as the HTTP middleware does: the response or the
+        error to send, and the trailing metadata."""
         received_us = time.time_ns() // 1000
         started = time.perf_counter()
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         request_id = metadata.get("x-request-id") or new_request_id()
         trail = AuditTrail(action=action, request_id=request_id)
         CURRENT_TRAIL.set(trail)
-        peer = peer_address(context.peer())
+        peer = peer_address(peer_name)
         response: Any = None
         error: AlgoraError | None = None
         status = 200
@@ -238,9 +293,7 @@ class _Servicer:
             wait = retry_after(error)
             if wait is not None:
                 trailing.append(("retry-after", str(wait)))
-            await context.abort(grpc_code(error), error.message, trailing_metadata=tuple(trailing))
-        context.set_trailing_metadata(tuple(trailing))
-        return response
+        return response, error, tuple(trailing)
 
     async def _authenticate(
         self, authorization: str | None, peer: tuple[str, int] | None, trail: AuditTrail
@@ -298,98 +351,13 @@ class _Servicer:
         return True
 
 
-def _metadata(described: dict[str, Any]) -> Any:
-    return pb.ModelMetadataResponse.TensorMetadata(
-        name=described["name"], datatype=described["datatype"], shape=described["shape"]
-    )
-
-
-def _parameters(parameters: Any) -> dict[str, Any]:
-    """A protocol ``parameters`` map as plain values."""
-    plain: dict[str, Any] = {}
-    for key, parameter in parameters.items():
-        choice = parameter.WhichOneof("parameter_choice")
-        plain[key] = getattr(parameter, choice) if choice else None
-    return plain
-
-
-def _infer(request: Any, limit: int) -> Infer:
-    """A ModelInferRequest as the :class:`~.wire.Infer` the REST adapter parses too."""
-    inputs, raw = request.inputs, request.raw_input_contents
-    if not inputs:
-        raise InvalidInput("the inference request needs inputs: a non-empty list of tensors")
-    if len(inputs) > MAX_TENSORS or len(request.outputs) > MAX_TENSORS:
-        raise InvalidInput(f"at most {MAX_TENSORS} inputs and outputs are taken in one request")
-    if raw and len(raw) != len(inputs):
-        raise InvalidInput(
-            f"the request has {len(inputs)} inputs and {len(raw)} raw_input_contents: send one "
-            "raw content per input, in the order of the inputs, or none"
-        )
-    described: list[dict[str, Any]] = []
-    bodies: list[bytes] = []
-    for index, item in enumerate(inputs):
-        name = item.name
-        if not name:
-            raise InvalidInput(f"input {index} needs a name")
-        if any(d["name"] == name for d in described):
-            raise InvalidInput(f"input '{name}' is given twice")
-        shape = list(item.shape)
-        if raw:
-            if item.HasField("contents"):
-                raise InvalidInput(f"input '{name}' has both contents and raw contents: send one")
-            descriptor, body = tensor(
-                name, item.datatype, shape, raw=raw[index], limit=limit,
-                size_is="raw content's length",
-            )  # fmt: skip
-        else:
-            field = _CONTENTS.get(item.datatype)
-            if field is None and item.datatype == "FP16":
-                raise InvalidInput(f"input '{name}' is FP16: send it as raw_input_contents")
-            values = list(getattr(item.contents, field)) if field else []
-            descriptor, body = tensor(name, item.datatype, shape, data=values, limit=limit)
-        described.append(descriptor)
-        bodies.append(body)
-    wanted = []
-    for output in request.outputs:
-        if not output.name:
-            raise InvalidInput("every output asked for needs a name")
-        if "classification" in output.parameters:
-            raise InvalidInput("the classification extension is not supported")
-        wanted.append(Wanted(output.name, None))
-    return Infer(
-        id=request.id or None,
-        tensors=described,
-        payload=b"".join(bodies),
-        outputs=wanted,
-        binary_output=True,
-        parameters=_parameters(request.parameters),
-    )
-
-
-@dataclass(frozen=True)
-class Rpc:
-    """One unary RPC of the service: its name and its request and response message classes."""
-
-    name: str
-    request: Any
-    response: Any
-
-    @property
-    def path(self) -> str:
-        return f"/{SERVICE.full_name}/{self.name}"
-
-
-SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
-RPCS = tuple(
-    Rpc(method.name, getattr(pb, method.input_type.name), getattr(pb, method.output_type.name))
-    for method in SERVICE.methods
-)
-"""The service's RPCs, read from the proto's descriptor rather than generated stub code."""
-
-
 def _handler(servicer: _Servicer) -> grpc.GenericRpcHandler:
     handlers = {
-        rpc.name: grpc.unary_unary_rpc_method_handler(
+        rpc.name: (
+            grpc.stream_stream_rpc_method_handler
+            if rpc.streaming
+            else grpc.unary_unary_rpc_method_handler
+        )(
             getattr(servicer, rpc.name),
             request_deserializer=rpc.request.FromString,
             response_serializer=rpc.response.SerializeToString,

@@ -18,7 +18,7 @@ import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
-from algora.protocols.oip.grpc_service import RPCS
+from algora.protocols.oip.grpc_messages import RPCS
 from algora.testing import RunningServer, write_model
 
 from ...helpers import new_users
@@ -41,7 +41,7 @@ def stub(served: RunningServer, grpc_port: int) -> Iterator[Any]:
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         yield SimpleNamespace(
             **{
-                rpc.name: channel.unary_unary(
+                rpc.name: (channel.stream_stream if rpc.streaming else channel.unary_unary)(
                     rpc.path,
                     request_serializer=rpc.request.SerializeToString,
                     response_deserializer=rpc.response.FromString,

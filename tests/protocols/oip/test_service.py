@@ -20,7 +20,8 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.protocols.oip import grpc_predict_v2_pb2 as pb
-from algora.protocols.oip.grpc_service import _infer, grpc_code, peer_address
+from algora.protocols.oip.grpc_messages import infer_of
+from algora.protocols.oip.grpc_service import grpc_code, peer_address
 from algora.protocols.oip.service import Target, answer_of, status
 from algora.protocols.oip.wire import Infer, Wanted, selected, tensor
 from algora.runtime.tensors import pack
@@ -109,7 +110,7 @@ def test_a_grpc_request_with_raw_contents() -> None:
     request = _request(x, words, raw_input_contents=raw, id="r1")
     request.parameters["scale"].int64_param = 3  # type: ignore[attr-defined]
     request.outputs.add(name="x")  # type: ignore[attr-defined]
-    infer = _infer(request, LIMIT)
+    infer = infer_of(request, LIMIT)
     assert infer.id == "r1" and infer.parameters == {"scale": 3}
     assert [t["name"] for t in infer.tensors] == ["x", "w"]
     assert infer.payload == b"".join(raw)
@@ -120,7 +121,7 @@ def test_a_grpc_request_with_typed_contents() -> None:
     flags = pb.ModelInferRequest.InferInputTensor(
         name="f", datatype="BOOL", shape=[2], contents=pb.InferTensorContents(bool_contents=[1, 0])
     )
-    assert _infer(_request(flags), LIMIT).payload == b"\x01\x00"
+    assert infer_of(_request(flags), LIMIT).payload == b"\x01\x00"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +158,7 @@ def test_a_grpc_request_with_typed_contents() -> None:
 )
 def test_grpc_requests_that_do_not_fit_name_what_is_wrong(request_: object, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        _infer(request_, LIMIT)
+        infer_of(request_, LIMIT)
 
 
 def test_the_grpc_peer_is_an_address() -> None:
