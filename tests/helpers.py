@@ -196,3 +196,27 @@ def matmul_onnx_model() -> Any:
         [weights],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def infer_v2(server: RunningServer, model: str, values: list[Any]) -> dict[str, Any]:
+    """Call ``model`` over the Open Inference Protocol with one JSON tensor of ``values``
+    (nested lists, or a list of strings), named and typed as the model's metadata declares
+    its one input; the output tensors by name, as NumPy arrays."""
+    import httpx
+    import numpy as np
+
+    headers = {"Authorization": f"Simple {server.key}"}
+    url = f"{server.url}/v2/models/{model}"
+    metadata = httpx.get(url, headers=headers, timeout=60)
+    assert metadata.status_code == 200, metadata.text
+    (declared,) = metadata.json()["inputs"]
+    array = np.array(values)
+    tensor = {
+        "name": declared["name"],
+        "datatype": declared["datatype"],
+        "shape": list(array.shape),
+        "data": array.reshape(-1).tolist(),
+    }
+    answer = httpx.post(f"{url}/infer", json={"inputs": [tensor]}, headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in answer.json()["outputs"]}

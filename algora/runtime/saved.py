@@ -63,6 +63,26 @@ def load_saved(source_dir: str, entrypoint: str) -> LoadedModel:
     )
 
 
+def _lists(value: Any) -> Any:
+    """A tensor (as the Open Inference Protocol sends it) as the nested lists JSON would be:
+    BYTES as strings where they are UTF-8."""
+    if not (hasattr(value, "ndim") and hasattr(value, "tolist")):
+        return value
+    plain = value.tolist()
+    return _texts(plain) if getattr(value.dtype, "kind", "") == "O" else plain
+
+
+def _texts(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_texts(item) for item in value]
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
 class _Served:
     """A model that answers a stacked array of rows; subclasses load and run it."""
 
@@ -81,11 +101,11 @@ class _Served:
         return {}
 
     def predict(self, value: Any) -> Any:
-        rows, single = self.split(value)
+        rows, single = self.split(_lists(value))
         return self.answer(self.run(rows), 0, len(rows), single)
 
     def predict_batch(self, inputs: list[Any]) -> list[Any]:
-        parts = [self.split(value) for value in inputs]
+        parts = [self.split(_lists(value)) for value in inputs]
         stacked: list[Any] = []
         for rows, _single in parts:
             stacked.extend(rows)

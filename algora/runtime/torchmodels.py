@@ -20,7 +20,7 @@ import importlib
 import sys
 from typing import Any
 
-from .saved import InvalidRows, _Served
+from .saved import InvalidRows, _lists, _Served
 
 __all__ = ["load_state_dict", "load_torchscript"]
 
@@ -44,6 +44,13 @@ def load_state_dict(root: str, model_class: str, path: str) -> _Served:
     return _Torch(torch, model)
 
 
+_DATATYPES = {
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "int8": "INT8", "int16": "INT16",
+    "int32": "INT32", "int64": "INT64", "uint8": "UINT8", "bool": "BOOL",
+}  # fmt: skip
+"""The Open Inference Protocol's datatype of each torch dtype (metadata; bfloat16 has none)."""
+
+
 class _Torch(_Served):
     def __init__(self, torch: Any, module: Any) -> None:
         self.torch = torch
@@ -54,6 +61,7 @@ class _Torch(_Served):
             raise ValueError(f"the model's input_dtype {dtype!r} is not a torch dtype")
 
     def _tensor(self, value: Any) -> Any:
+        value = _lists(value)
         if not isinstance(value, list) or not value:
             raise InvalidRows(
                 "send the input tensor as nested lists of numbers (the first dimension is the "
@@ -92,7 +100,7 @@ class _Torch(_Served):
     def input_schema(self) -> dict[str, Any]:
         dtype = str(self.dtype).removeprefix("torch.")
         return {
-            "anyOf": [{"type": "array"}, {"type": "object"}],
+            "anyOf": [{"type": "array", "x-tensor": _DATATYPES.get(dtype)}, {"type": "object"}],
             "description": f"a {dtype} tensor as nested lists, its first dimension the batch; "
             "or an object of named tensors",
         }

@@ -13,7 +13,7 @@ import pytest
 from algora.errors import InvalidInput
 from algora.testing import RunningServer
 
-from ..helpers import saved_models
+from ..helpers import infer_v2, saved_models
 
 pytestmark = pytest.mark.slow
 mlflow_pyfunc = pytest.importorskip("mlflow.pyfunc")
@@ -48,6 +48,8 @@ def test_an_mlflow_model_deploys_as_it_is(server: tuple[RunningServer, Path]) ->
         assert all(requirement in log for requirement in own), log
         model = client.model("admin/iris-mlflow")
         assert model.call(ROWS) == {"predictions": expected}
+        v2 = infer_v2(running, "admin/iris-mlflow", ROWS)  # the Open Inference Protocol
+        assert v2["predictions"].tolist() == expected
         columns = {name: [row[i] for row in ROWS] for i, name in enumerate(script.FEATURES)}
         assert model.call(columns) == {"predictions": expected}
         with pytest.raises(InvalidInput, match="the model's 4 columns"):

@@ -25,7 +25,7 @@ from algora.errors import InvalidInput, UnsupportedModelFormat
 from algora.modelfolder.formats import FORMATS
 from algora.testing import RunningServer
 
-from ..helpers import algora, saved_models
+from ..helpers import algora, infer_v2, saved_models
 
 pytestmark = pytest.mark.slow
 
@@ -133,6 +133,9 @@ def test_tabular_models_answer_as_their_frameworks_do(published: Published, name
     one = algorithmia.algo(f"admin/{name}").pipe(ROWS[1]).result
     assert one["prediction"] == predicted[1]
     assert np.allclose(one["probabilities"], probabilities[1])
+    v2 = infer_v2(published.server, f"admin/{name}", ROWS)  # the Open Inference Protocol
+    assert v2["predictions"].tolist() == predicted
+    assert np.allclose(v2["probabilities"], probabilities)
     with published.server.client() as client:
         schema = client.get_json(
             f"/api/v1/models/admin/{name}/versions/{version['version']}/schema"
@@ -193,6 +196,8 @@ def test_an_onnx_graph_answers_its_outputs_by_name(published: Published) -> None
     assert np.allclose(answer["probabilities"], expected, atol=1e-6)
     one = published.call("tiny-onnx", {"features": [ROWS[2]]})
     assert np.allclose(one["probabilities"], expected[2:3], atol=1e-6)
+    v2 = infer_v2(published.server, "admin/tiny-onnx", ROWS)
+    assert np.allclose(v2["probabilities"], expected, atol=1e-6)
     with published.server.client() as client:
         schema = client.get_json(
             f"/api/v1/models/admin/tiny-onnx/versions/{version['version']}/schema"

@@ -27,7 +27,7 @@ import pytest
 from algora.errors import InvalidInput, InvalidManifest
 from algora.testing import RunningServer
 
-from ..helpers import algora, saved_models
+from ..helpers import algora, infer_v2, saved_models
 
 pytestmark = pytest.mark.slow
 torch = pytest.importorskip("torch")
@@ -103,6 +103,8 @@ def test_torch_models_answer_as_the_network_does(
         }
         answer: Any = client.model(f"admin/{name}").call(ROWS)
         assert np.allclose(answer, expected, atol=1e-6)
+        (v2,) = infer_v2(running, f"admin/{name}", ROWS).values()  # the Open Inference Protocol
+        assert np.allclose(v2, expected, atol=1e-6)
         # the version's input schema refuses it before the model runs
         refused = r"input must be an array or an object, not a string"
         with pytest.raises(InvalidInput, match=refused):
@@ -153,6 +155,8 @@ def test_sentence_embeddings_are_the_libraries_own(server: tuple[RunningServer, 
         assert version["lineage"]["saved_model"]["safe"] is True
         answer = client.model("admin/minilm").call(SENTENCES)
         assert np.allclose(answer, expected, atol=1e-5)
+        (v2,) = infer_v2(running, "admin/minilm", SENTENCES).values()
+        assert np.allclose(v2, expected, atol=1e-5)
         refused = r"input must be a string or an array, not an object"
         with pytest.raises(InvalidInput, match=refused):
             client.model("admin/minilm").call({"text": 5})

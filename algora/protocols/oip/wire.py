@@ -128,6 +128,9 @@ def _from_schema(schema: Any, name: str) -> list[dict[str, Any]]:
     tensor, or one tensor; none when any part is not a number, string or list of them."""
     if not isinstance(schema, dict) or not schema:
         return []
+    choices = [_from_schema(choice, name) for choice in schema.get("anyOf") or ()]
+    if any(choices):  # rows, or one row: the form with the most dimensions
+        return max(choices, key=lambda found: max((len(t["shape"]) for t in found), default=0))
     properties = schema.get("properties")
     if schema.get("type") == "object" and isinstance(properties, dict) and properties:
         tensors_ = [_tensor_of(prop, key) for key, prop in properties.items()]
@@ -138,10 +141,15 @@ def _from_schema(schema: Any, name: str) -> list[dict[str, Any]]:
 
 def _tensor_of(schema: Any, name: str) -> dict[str, Any] | None:
     shape: list[int] = []
+    hinted = None  # an array of any rank whose datatype is known (a PyTorch model's input)
     while isinstance(schema, dict) and schema.get("type") == "array":
-        shape.append(-1)
+        size = schema.get("maxItems")
+        shape.append(size if isinstance(size, int) and size == schema.get("minItems") else -1)
+        hinted = schema.get("x-tensor")
         schema = schema.get("items")
     datatype = _SCHEMA_DATATYPES.get(str(schema.get("type"))) if isinstance(schema, dict) else None
+    if datatype is None and schema is None and isinstance(hinted, str):
+        datatype = hinted
     if datatype is None:
         return None
     return {"name": name, "datatype": datatype, "shape": shape or [1]}
