@@ -28,8 +28,12 @@ class _MLflow(_Served):
         self.model = importlib.import_module("mlflow.pyfunc").load_model(folder)
         schema = self.model.metadata.get_input_schema()
         self.columns: list[str] | None = None
+        self.column_type: str | None = None
+        """The JSON type of every column, when they share one (rows are then a tensor)."""
         if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
             self.columns = [str(name) for name in schema.input_names()]
+            kinds = {_JSON_TYPES.get(getattr(t, "name", str(t))) for t in schema.input_types()}
+            self.column_type = kinds.pop() if len(kinds) == 1 else None
 
     def split(self, value: Any) -> tuple[list[Any], bool]:
         if isinstance(value, dict):
@@ -79,7 +83,20 @@ class _MLflow(_Served):
         if self.columns is None:
             return {}
         row = {"type": "object", "properties": {c: {} for c in self.columns}}
-        return {"anyOf": [{"type": "array", "minItems": 1}, row]}
+        forms: list[dict[str, Any]] = [{"type": "array", "minItems": 1}, row]
+        if self.column_type is not None:  # rows of one type: what the tensor protocols send
+            width = len(self.columns)
+            values = {"type": self.column_type}
+            one_row = {"type": "array", "items": values, "minItems": width, "maxItems": width}
+            forms.insert(0, {"type": "array", "items": one_row})
+        return {"anyOf": forms}
+
+
+_JSON_TYPES = {
+    "double": "number", "float": "number", "long": "integer", "integer": "integer",
+    "string": "string", "boolean": "boolean",
+}  # fmt: skip
+"""MLflow's column types as JSON types (others, such as binary or datetime, make no tensor)."""
 
 
 def _plain(value: Any) -> list[Any]:
