@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,10 @@ import yaml
 
 from algora.auth.scopes import parse_scope
 from algora.cli.main import app
+from algora.errors import AlgoraError
 from algora.gateway.health import router as health_router
 from algora.settings import Settings
+from algora.testing import RunningServer
 
 from .helpers import REPO, algora
 
@@ -82,17 +85,6 @@ def run_tool(*args: str | Path) -> tuple[int, str]:
 
 
 # ---- every YAML file parses; schemas where a vendored one exists ------------------------------
-
-
-def test_the_files_are_there() -> None:
-    names = {rel(path) for path in YAML_FILES}
-    assert {
-        "deploy/compose.yaml",
-        "deploy/kubernetes/gateway.yaml",
-        "deploy/kubernetes/raycluster.yaml",
-        "docs/ci/github-publish.yml",
-        "docs/ci/gitlab-ci.yml",
-    } <= names
 
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=rel)
@@ -184,6 +176,9 @@ def test_the_images_run_unprivileged_from_the_lock() -> None:
     assert len(healthchecks) == 1
     assert "http://127.0.0.1:8000/healthz" in healthchecks[0]
     assert "/healthz" in HEALTH_ROUTES
+    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
+    [uv] = [package["version"] for package in lock["package"] if package["name"] == "uv"]
+    assert dockerfile_arg("UV_VERSION") == uv, "the builder installs the uv of uv.lock"
 
 
 def dockerfile_arg(name: str) -> str:
@@ -193,14 +188,6 @@ def dockerfile_arg(name: str) -> str:
         if word == "ARG" and rest.startswith(f"{name}=")
     ]
     return value
-
-
-def test_the_image_pins_the_uv_of_the_lock() -> None:
-    import tomllib
-
-    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
-    [uv] = [package["version"] for package in lock["package"] if package["name"] == "uv"]
-    assert dockerfile_arg("UV_VERSION") == uv
 
 
 # ---- the compose file -----------------------------------------------------------------------
@@ -365,40 +352,51 @@ def test_the_settings_given_parse(place: str, monkeypatch: pytest.MonkeyPatch) -
 # ---- every `algora` command in the pages and the CI examples parses -------------------------
 
 
-def commands() -> list[tuple[str, str]]:
-    """(where, command line) of every ``algora ...`` command in the pages' code blocks and the
-    CI examples' steps."""
+def shell_commands(markdown: str) -> list[str]:
+    """Every ``algora ...`` command in the ```bash blocks of ``markdown``, in order."""
     found = []
-    for page in PAGES:
-        text = page.read_text(encoding="utf-8")
-        for block in re.findall(r"^ *```bash\n(.*?)^ *```", text, re.MULTILINE | re.DOTALL):
-            for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-                found += [
-                    (rel(page), cmd)
-                    for cmd in re.findall(r"(?:^|exec \S+ |-- )(algora .*)", line.strip())
-                ]
+    for block in re.findall(r"^ *```bash\n(.*?)^ *```", markdown, re.MULTILINE | re.DOTALL):
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
+            found += re.findall(r"(?:^|exec \S+ |-- )(algora .*)", line.strip())
+    return found
+
+
+def workflow_steps(example: Path) -> list[str]:
+    """The shell lines that a CI example runs: GitHub's ``run`` steps, GitLab's ``script``."""
+    doc = documents(example)[0]
+    return [
+        *(step.get("run", "") for job in doc.get("jobs", {}).values() for step in job["steps"]),
+        *(line for job in doc.values() if isinstance(job, dict) for line in job.get("script", [])),
+    ]
+
+
+def commands() -> list[tuple[str, str]]:
+    """(where, command line) of every ``algora ...`` command in the pages and the examples."""
+    found = [
+        (rel(page), command)
+        for page in PAGES
+        for command in shell_commands(page.read_text(encoding="utf-8"))
+    ]
     for example in sorted(CI_EXAMPLES.glob("*.yml")):
-        doc = documents(example)[0]
-        steps = [
-            *(step.get("run", "") for job in doc.get("jobs", {}).values() for step in job["steps"]),
-            *(
-                line
-                for job in doc.values()
-                if isinstance(job, dict)
-                for line in job.get("script", [])
-            ),
-        ]
         found += [
-            (rel(example), step.strip()) for step in steps if step.strip().startswith("algora ")
+            (rel(example), step.strip())
+            for step in workflow_steps(example)
+            if step.strip().startswith("algora ")
         ]
     return found
+
+
+def argv(line: str) -> list[str]:
+    """A documented command's words, without its trailing comment or what it pipes into."""
+    words = shlex.split(re.split(r"\s+#|\s*[|;>]|\s+&&", line)[0])
+    assert words[0] == "algora"
+    return words
 
 
 def parse(line: str) -> tuple[list[str], Any]:
     """The command's path and its context, parsed as the CLI parses it (Typer's click raises
     a usage error for an unknown command or option, a missing argument or a bad value)."""
-    words = shlex.split(re.split(r"\s+#|\s*[|;>]|\s+&&", line)[0])
-    assert words[0] == "algora"
+    words = argv(line)
     command = typer.main.get_command(app)
     path, rest = [], words[1:]
     while hasattr(command, "commands"):  # a group: the next word names its subcommand
@@ -427,3 +425,69 @@ def test_every_command_path_answers_help() -> None:
     for path in sorted({tuple(parse(line)[0]) for _, line in commands()}):
         done = algora(*path, "--help")
         assert done.returncode == 0, f"algora {' '.join(path)} --help: {done.stderr}"
+
+
+# ---- docs/ci.md's flow, run as written against a real server --------------------------------
+
+
+def section(page: Path, heading: str) -> str:
+    text = page.read_text(encoding="utf-8")
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def run_cli(line: str, server: RunningServer, key: str) -> str:
+    done = algora(*argv(line)[1:], url=server.url, key=key)
+    assert done.returncode == 0, f"{line}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def secret_printed(output: str) -> str:
+    """The secret that `algora users create` and `algora keys create` print last, once."""
+    return output.split("(shown once):", 1)[1].split()[0]
+
+
+@pytest.mark.slow
+def test_the_ci_flow_works_as_documented(tmp_path: Path) -> None:
+    """docs/ci.md's set-up, the GitHub example's steps with the key it makes (a tag v1.0.0),
+    then the approval by a second person, against `algora serve` with `production` protected
+    as in deploy/."""
+    ci_page = REPO / "docs" / "ci.md"
+    *setup, grant = shell_commands(section(ci_page, "Setting up, once"))
+    assert " models grant " in grant
+    workflow = documents(CI_EXAMPLES / "github-publish.yml")[0]["jobs"]["publish"]
+    publish, promote = [s for s in workflow_steps(CI_EXAMPLES / "github-publish.yml")][-2:]
+    model = workflow["env"]["MODEL"]
+    folder = tmp_path / "repository"
+    shutil.copytree(REPO / "examples" / "hello", folder)
+    manifest = folder / "algora.toml"
+    hello = manifest.read_text(encoding="utf-8")
+    manifest.write_text(hello.replace('"hello"', f'"{model.split("/")[1]}"'), encoding="utf-8")
+    env = {"ALGORA_PROTECTED_ALIASES": one("ConfigMap")["data"]["ALGORA_PROTECTED_ALIASES"]}
+    with RunningServer(tmp_path / "data", env=env) as server:
+        keys = {}
+        for line in setup:
+            output = run_cli(line, server, server.key)
+            if "(shown once)" in output:
+                keys[" ".join(argv(line)[1:3])] = secret_printed(output)
+        reviewer, pipeline_key = keys.pop("users create"), keys.pop("keys create")
+        assert not keys
+        github = {"GITHUB_REF_NAME": "v1.0.0", "GITHUB_SHA": "0" * 40, "GITHUB_RUN_ID": "1"}
+        github |= {"GITHUB_REPOSITORY": model, "GITHUB_SERVER_URL": "https://github.example.com"}
+        step_env = {**workflow["env"], **github, "PATH": f"{TOOLS}:/usr/bin:/bin"}
+        step_env |= {"HOME": str(tmp_path), "ALGORA_URL": server.url, "ALGORA_KEY": pipeline_key}
+        for step in (publish, grant, promote):
+            if step == grant:  # by an owner of acme, once the first publish made the model
+                run_cli(grant, server, server.key)
+            else:
+                done = subprocess.run(["bash", "-euc", step], cwd=folder, env=step_env, text=True)
+                assert done.returncode == 0, step
+        with server.client(pipeline_key) as ci, server.client(reviewer) as person:
+            [request] = person.promotions(model)
+            assert (request["alias"], request["version"]) == ("production", "1.0.0")
+            assert person.aliases(model) == []  # nothing moves before approval
+            with pytest.raises(AlgoraError):
+                ci.approve_promotion(model, request["id"])  # never one's own request
+            [approve] = [c for c in shell_commands(section(ci_page, "Approving")) if "approve" in c]
+            run_cli(approve.replace(" 7 ", f" {request['id']} "), server, reviewer)
+            [alias] = person.aliases(model)
+            assert (alias["alias"], alias["version"]) == ("production", "1.0.0")
