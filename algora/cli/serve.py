@@ -87,7 +87,10 @@ def serve(
     platform = Platform.open(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"
-    key = platform.new_admin_key or key_file.read_text(encoding="utf-8").strip()
+    # A gateway that joins a registry another one created has no admin.key of its own.
+    key = platform.new_admin_key or (
+        key_file.read_text(encoding="utf-8").strip() if key_file.is_file() else None
+    )
     console.print(
         f"[bold]Algora[/] serving at [cyan]{url}[/] (data in {settings.resolved_data_dir})"
     )
@@ -97,14 +100,20 @@ def serve(
         )
     if platform.new_admin_key:
         console.print(f"admin API key (shown once, also in {key_file}): [bold yellow]{key}[/]")
-    else:
+    elif key is not None:
         console.print(f"admin API key: in {key_file}")
-    console.print(
-        "try: [cyan]curl -s -X POST -H 'Authorization: Simple "
-        f"{key if platform.new_admin_key else '$(cat ' + str(key_file) + ')'}' "
-        f"-H 'Content-Type: text/plain' -d 'world' {url}/v1/algo/admin/hello/latest[/]",
-        soft_wrap=True,
-    )
+    else:
+        console.print(
+            "admin API key: this registry's admin was created by another gateway; its key is in "
+            "that gateway's data folder (admin.key)"
+        )
+    if key is not None:
+        console.print(
+            "try: [cyan]curl -s -X POST -H 'Authorization: Simple "
+            f"{key if platform.new_admin_key else '$(cat ' + str(key_file) + ')'}' "
+            f"-H 'Content-Type: text/plain' -d 'world' {url}/v1/algo/admin/hello/latest[/]",
+            soft_wrap=True,
+        )
     app = create_app(settings, platform)
     # proxy_headers=False: uvicorn would otherwise let any local process rewrite the peer
     # address from X-Forwarded-For; the audit log trusts that header only from
@@ -118,7 +127,9 @@ def serve(
         proxy_headers=False,
     )
     server = uvicorn.Server(config)
-    if examples is not None:
+    if examples is not None and key is None:
+        console.print("[yellow]--examples needs the admin key: the examples are not published[/]")
+    elif examples is not None:
         folder = examples
         threading.Thread(
             target=_publish_examples, args=(url, key, folder, server), daemon=True

@@ -142,3 +142,20 @@ def test_serve_restart_keeps_models_and_key(tmp_path: Path) -> None:
             env={"ALGORA_URL": second.url, "ALGORA_KEY": key},
         )
         assert json.loads(result.stdout) == {"greeting": "Hello again"}
+
+
+def test_a_second_gateway_joins_a_registry_without_its_admin_key(tmp_path: Path) -> None:
+    shared = {"ALGORA_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}"}
+    # The second has its own data folder and the first one's registry: its admin exists, and
+    # its key is in the first one's folder.
+    with (
+        RunningServer(tmp_path / "a", env=shared) as first,
+        RunningServer(tmp_path / "b", env=shared, args=("--examples", "nowhere")) as other,
+    ):
+        assert not (other.data_dir / "admin.key").exists()
+        said = other.log()
+        assert "created by another gateway" in said and "not published" in said
+        whoami = httpx.get(
+            f"{other.url}/api/v1/whoami", headers={"Authorization": f"Simple {first.key}"}
+        )
+        assert whoami.status_code == 200 and whoami.json()["name"] == "admin"
