@@ -6,7 +6,8 @@
 // protocol on private file descriptors 3 (frames in) and 4 (frames out) and points fd 0 at
 // /dev/null and fd 1 at stderr, so nothing the model writes can corrupt the frame stream.
 //
-//   node worker.js --source DIR --entrypoint model.js:apply
+//   node worker.js --source DIR --entrypoint model.js:apply [--cpu-limit SECONDS]
+//                  [--gateway-socket PATH]
 //
 // Model conventions (docs/models.md): a function `apply(input)`; or a class (instantiated once
 // with no arguments) or an object with `load()`, `predict(input)` and optionally
@@ -612,6 +613,83 @@ async function run(model, value, parameters) {
   return parameters !== null && model.takesParameters ? model.predict(value, parameters) : model.predict(value);
 }
 
+// ---------------------------------------------------------------- CPU limit and the gateway
+
+// The CPU time one call (or batch) may use, as Python workers' re-armed RLIMIT_CPU does: Node
+// cannot re-arm that limit per call, so a watchdog thread (its own event loop keeps running
+// while a model's synchronous code holds this one) compares the process's CPU time with the
+// armed budget and, past it, ends the worker with SIGXCPU, the signal the kernel would send.
+const cpuBudget = new BigInt64Array(new SharedArrayBuffer(8)); // process CPU µs allowed; 0: none
+
+const WATCHDOG = `
+const { workerData } = require('worker_threads');
+const budget = workerData.budget;
+setInterval(() => {
+  const allowed = Atomics.load(budget, 0);
+  if (allowed === 0n) return;
+  const used = process.cpuUsage();
+  if (BigInt(used.user + used.system) > allowed) {
+    process.stderr.write('algora worker: the call exceeded its CPU-time limit\\n');
+    process.kill(process.pid, 'SIGXCPU');
+  }
+}, 50);
+`;
+
+let cpuLimitMicros = 0n;
+
+function startCpuWatchdog(seconds) {
+  if (!(seconds > 0)) return;
+  cpuLimitMicros = BigInt(Math.ceil(seconds * 1e6));
+  const { Worker } = require('worker_threads');
+  new Worker(WATCHDOG, { eval: true, workerData: { budget: cpuBudget } }).unref();
+}
+
+async function withinCpuLimit(work) {
+  if (cpuLimitMicros === 0n) return work();
+  const used = process.cpuUsage();
+  Atomics.store(cpuBudget, 0, BigInt(used.user + used.system) + cpuLimitMicros);
+  try {
+    return await work();
+  } finally {
+    Atomics.store(cpuBudget, 0, 0n);
+  }
+}
+
+// Calls from inside models: a loopback port forwarded to the worker's private Unix socket to
+// the gateway, byte for byte, as the Python runtime does (algora/runtime/gateway.py), so that
+// fetch(), Algorithmia's and Algora's clients reach the gateway with the credential the gateway
+// put in ALGORA_KEY and ALGORITHMIA_API_KEY.
+function startGatewayForwarder(socketPath) {
+  const net = require('net');
+  const server = net.createServer((client) => {
+    const upstream = net.connect(socketPath);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+  server.unref(); // a listening forwarder must not keep a finished worker alive
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const url = `http://127.0.0.1:${server.address().port}`;
+      process.env.ALGORITHMIA_API = url;
+      process.env.ALGORA_URL = url;
+      for (const name of ['NO_PROXY', 'no_proxy']) {
+        const hosts = (process.env[name] || '').split(',').filter((h) => h.trim());
+        process.env[name] = [...hosts, '127.0.0.1'].join(',');
+      }
+      resolve(url);
+    });
+  });
+}
+
 // ---------------------------------------------------------------- calls
 
 async function handleCall(model, header, payload) {
@@ -628,7 +706,9 @@ async function handleCall(model, header, payload) {
   const capture = new Capture();
   let answer;
   try {
-    answer = await captured(capture, async () => encodeAnswer(await run(model, value, parametersOf(header)), header));
+    answer = await captured(capture, () =>
+      withinCpuLimit(async () => encodeAnswer(await run(model, value, parametersOf(header)), header)),
+    );
   } catch (err) {
     const code = err instanceof NotSerializable ? 'result_not_serializable' : 'model_error';
     return [{ type: 'error', id, error: errorObject(code, err), stdout: capture.value() }, Buffer.alloc(0)];
@@ -706,7 +786,7 @@ async function handleBatch(model, header, payload) {
   });
   const bodies = new Array(specs.length).fill(null);
   if (inputs.length) {
-    const outcomes = await runBatch(model, inputs, parameters);
+    const outcomes = await withinCpuLimit(() => runBatch(model, inputs, parameters));
     outcomes.forEach((outcome, position) => {
       const index = positions[position];
       const id = specs[index].id;
@@ -764,7 +844,7 @@ async function serve(model) {
 function parseArgs(argv) {
   const args = {};
   for (let i = 0; i < argv.length; i++) {
-    const match = /^--(source|entrypoint)(?:=(.*))?$/.exec(argv[i]);
+    const match = /^--(source|entrypoint|cpu-limit|gateway-socket)(?:=(.*))?$/.exec(argv[i]);
     if (!match) {
       process.stderr.write(`algora worker: ignoring unknown argument ${argv[i]}\n`);
       continue;
@@ -772,7 +852,9 @@ function parseArgs(argv) {
     args[match[1]] = match[2] !== undefined ? match[2] : argv[++i];
   }
   if (!args.source || !args.entrypoint) {
-    process.stderr.write('usage: node worker.js --source DIR --entrypoint FILE[:ATTR]\n');
+    process.stderr.write(
+      'usage: node worker.js --source DIR --entrypoint FILE[:ATTR] [--cpu-limit S] [--gateway-socket P]\n',
+    );
     process.exit(2);
   }
   return args;
@@ -782,8 +864,10 @@ async function main() {
   process.umask(0o077);
   const args = parseArgs(process.argv.slice(2));
   sourceDir = path.resolve(args.source);
+  startCpuWatchdog(Number(args['cpu-limit']));
   let model;
   try {
+    if (args['gateway-socket']) await startGatewayForwarder(args['gateway-socket']);
     process.chdir(sourceDir);
     model = await loadModel(sourceDir, args.entrypoint);
   } catch (err) {

@@ -152,13 +152,15 @@ class LocalBackend:
             argv = node_command(
                 data_dir, spec.python, spec.source_dir, spec.entrypoint, spec.memory_bytes
             )
+            if spec.cpu_seconds is not None:  # a watchdog thread of the worker's enforces it
+                argv += ["--cpu-limit", repr(float(spec.cpu_seconds))]
         else:
             argv = runtime_command(data_dir, spec.python, spec.source_dir, spec.entrypoint)
             argv += limit_args(spec) + ([] if spec.check_inputs else ["--no-input-check"])
         home = _private_home(data_dir, spec)
         env = worker_environment(spec, home)
         sandboxed = spec.sandbox and sandbox_status().available
-        if spec.gateway_folder is not None and not node:
+        if spec.gateway_folder is not None:
             folder = SANDBOX_FOLDER if sandboxed else str(spec.gateway_folder)
             argv += ["--gateway-socket", f"{folder}/{SOCKET_NAME}"]
         tmp_dir: Path | None = None

@@ -123,8 +123,7 @@ def node_command(
 
     The memory limit is RLIMIT_DATA, as for Python workers, set by the shell before Node
     starts (Node cannot set it itself); past it V8 aborts the worker. Node has no way to
-    re-arm RLIMIT_CPU per call, so a CPU limit is not enforced for Node workers: the call
-    timeout still is.
+    re-arm RLIMIT_CPU per call: the worker's own watchdog thread enforces ``--cpu-limit``.
     """
     boot = _NODE_BOOT
     if memory_bytes is not None:

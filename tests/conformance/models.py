@@ -2,9 +2,9 @@
 
 Each one behaves alike on the same input (``test_conformance.py`` says what it must do):
 ``"fail"`` raises after printing, ``"sleep"`` never answers, ``"die"`` exits with status 3,
-``"hog"`` allocates memory without end, ``"sizes"`` returns the batch sizes seen, other text
-is upper-cased and printed, bytes are reversed, JSON comes back as ``{"got": input}``, null
-returns nothing, and tensors are doubled.
+``"hog"`` allocates memory without end, ``"spin"`` uses CPU without end, ``"sizes"`` returns
+the batch sizes seen, other text is upper-cased and printed, bytes are reversed, JSON comes
+back as ``{"got": input}``, null returns nothing, and tensors are doubled.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ class Model:
                 os._exit(3)
             if input == "hog":
                 return len([0] * (1 << 31))
+            if input == "spin":
+                while True:
+                    pass
             if input == "sizes":
                 return self.sizes
             if input == "slow":
@@ -76,6 +79,7 @@ class Model {
         const kept = [];
         for (;;) kept.push(new Array(1 << 20).fill(kept.length));
       }
+      if (input === 'spin') for (;;);
       if (input === 'sizes') return this.sizes;
       if (input === 'slow') await new Promise((resolve) => setTimeout(resolve, 300));
       console.log('echo', input);

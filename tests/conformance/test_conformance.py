@@ -258,6 +258,21 @@ def test_running_out_of_memory_is_worker_died(tmp_path: Path, kind: str) -> None
     run_with_pool(tmp_path, spec, body)
 
 
+def test_a_call_past_its_cpu_limit_is_worker_died_naming_it(tmp_path: Path, kind: str) -> None:
+    spec = make_spec(tmp_path, kind, cpu_seconds=1)
+
+    async def body(pool: Pool) -> None:
+        for _ in range(3):  # the limit is per call: calls that add up past it still pass
+            assert (await pool.call(call("slow", "text"))).payload == b"SLOW"
+        with pytest.raises(WorkerDied) as died:
+            await pool.call(call("spin", "text", timeout=30))
+        assert died.value.details["limit"] == "cpu_time", died.value.details
+        assert "CPU-time limit of 1 s" in died.value.message
+        assert (await pool.call(call("ok", "text", timeout=20))).payload == b"OK"
+
+    run_with_pool(tmp_path, spec, body)
+
+
 def test_frame_level_rules(tmp_path: Path, kind: str) -> None:
     """What the pool never sends, straight through the backend: unknown messages and malformed
     batches are answered with ``protocol_error``; ``shutdown`` ends the worker with status 0,

@@ -1,5 +1,6 @@
 """A JavaScript model (``examples/node-hello``) published to a real server and called over
-the native SDK and Algorithmia's API; a Node model's npm dependencies in its environment."""
+the native SDK and Algorithmia's API; a Node model calling a Python model through its
+gateway socket; a Node model's npm dependencies in its environment."""
 
 from __future__ import annotations
 
@@ -46,6 +47,51 @@ def test_node_hello_over_the_sdk_and_algorithmia(tmp_path: Path) -> None:
         (broken / "package.json").write_text("{not json")
         with pytest.raises(InvalidManifest, match=r"package\.json is not valid"):
             admin.publish(broken)  # refused at once, not in the build
+
+
+CALLS_HELLO = """
+exports.apply = async (input) => {
+  const response = await fetch(`${process.env.ALGORA_URL}/v1/algo/admin/hello`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Simple ${process.env.ALGORA_KEY}`,
+      'Content-Type': 'text/plain',
+    },
+    body: String(input),
+  });
+  const body = await response.json();
+  return { status: response.status, child: body.result, error: body.error };
+};
+"""
+
+
+def test_a_node_model_calls_a_python_model_through_its_gateway_socket(tmp_path: Path) -> None:
+    folder = tmp_path / "node-caller"
+    folder.mkdir()
+    (folder / "algora.toml").write_text(
+        '[model]\nname = "node-caller"\nruntime = "node"\nentrypoint = "model.js:apply"\n'
+        '\n[example]\ntext = "from node"\n',
+        encoding="utf-8",
+    )
+    (folder / "model.js").write_text(CALLS_HELLO, encoding="utf-8")
+    with RunningServer(tmp_path / "data") as server, server.client() as admin:
+        admin.publish(REPO / "examples" / "hello")
+        version = admin.publish(folder)
+        assert version["status"] == "ready", version
+        headers = {"Authorization": f"Simple {server.key}", "X-Request-Id": "node-parent-1"}
+        reply = httpx.post(
+            f"{server.url}/v1/algo/admin/node-caller",
+            content="Ada",
+            headers={**headers, "Content-Type": "text/plain"},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["result"] == {"status": 200, "child": "Hello Ada"}
+        rows = httpx.get(
+            f"{server.url}/api/v1/audit", params={"model": "admin/hello"}, headers=headers
+        ).json()
+        child = [r for r in rows if r.get("parent_request_id") == "node-parent-1"]
+        assert len(child) == 1 and child[0]["status"] == 200  # audited under its parent
 
 
 def _npm_registry_reachable() -> bool:
