@@ -10,8 +10,9 @@ npm runs with ``--omit=dev --ignore-scripts`` (no package's install script runs 
 server: packages that must compile native code at install are not supported), ``npm ci`` when
 the model has a lock and ``npm install`` otherwise, with a minimal environment (the proxy and
 certificate variables of the gateway, nothing else) and its cache under the data directory.
-The dependency policy, the vulnerability scan and the SBOM cover Python packages only; npm
-packages are listed in the build log and not checked.
+At publish, :func:`resolve_lock` gives the lock (the model's own, or one npm resolves without
+installing) whose packages the dependency policy checks, :func:`npm_audit` scans, and the SBOM
+lists, before the environment is installed from that same lock.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ __all__ = [
     "node_environment",
     "node_environment_hash",
     "node_version",
+    "npm_audit",
     "read_package",
+    "resolve_lock",
 ]
 
 MARKER = "algora-node-environment.json"
@@ -95,17 +98,68 @@ def node_environment_hash(version: str, package: bytes, lock: bytes) -> str:
     return h.hexdigest()
 
 
+def resolve_lock(root: Path, source: Path, log: Callable[[str], None], *, timeout: float) -> bytes:
+    """The model's ``package-lock.json``: its own, or the one npm resolves from its
+    ``package.json`` without installing anything (empty when there is nothing to install)."""
+    _package, lock, install = read_package(source)
+    if not install or lock:
+        return lock if install else b""
+    node = find_node()
+    root.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    with tempfile.TemporaryDirectory(prefix=".lock-", dir=root) as folder:
+        shutil.copyfile(source / _PACKAGE, Path(folder) / _PACKAGE)
+        _run_npm(node, Path(folder), root / ".npm-cache", ["install", "--package-lock-only"],
+                 log=log, timeout=timeout)  # fmt: skip
+        return (Path(folder) / _LOCK).read_bytes()
+
+
+def npm_audit(root: Path, lock: bytes, *, timeout: float) -> str:
+    """``npm audit --json`` of ``lock`` (the registry's advisories; nothing is installed):
+    its report, or a JSON ``error`` object when npm could not run."""
+    npm = shutil.which("npm")
+    if npm is None:
+        return json.dumps({"error": {"summary": "npm is not installed"}})
+    node = find_node()
+    with tempfile.TemporaryDirectory(prefix=".audit-", dir=root) as folder:
+        (Path(folder) / _LOCK).write_bytes(lock)
+        (Path(folder) / _PACKAGE).write_text(json.dumps(_package_of(lock)), encoding="utf-8")
+        command = [npm, "audit", "--json", "--omit=dev", "--package-lock-only"]
+        command += ["--cache", str(root / ".npm-cache")]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=folder, env=_npm_env(node, Path(folder)), capture_output=True, text=True,
+                timeout=timeout, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return json.dumps({"error": {"summary": f"npm audit ran past {timeout:g} s"}})
+    return done.stdout or json.dumps({"error": {"summary": done.stderr[-500:]}})
+
+
+def _package_of(lock: bytes) -> dict[str, object]:
+    """The root ``package.json`` a lock was made from (npm audit wants one beside it)."""
+    root = json.loads(lock.decode("utf-8")).get("packages", {}).get("", {})
+    return {k: root[k] for k in ("name", "version", "dependencies") if k in root}
+
+
 def node_environment(
-    root: Path, source: Path, log: Callable[[str], None], *, timeout: float
+    root: Path,
+    source: Path,
+    log: Callable[[str], None],
+    *,
+    timeout: float,
+    lock: bytes | None = None,
 ) -> tuple[Environment, str]:
-    """Build or reuse the environment of the Node model in ``source`` under ``root``.
+    """Build or reuse the environment of the Node model in ``source`` under ``root``, from
+    ``lock`` when given (the one the policy checked) and else the model's own.
 
     Returns the environment (its ``python`` is its ``bin/node``) and a description of it for
     the registry (Node's version and the lock, or ``package.json`` without one).
     """
     node = find_node()
     version = node_version(node)
-    package, lock, install = read_package(source)
+    package, own_lock, install = read_package(source)
+    lock = own_lock if lock is None else lock
     env_hash = node_environment_hash(version, package, lock)
     target = root / env_hash
     described = f"node {version}\n" + (lock or package).decode("utf-8", "replace")
@@ -119,7 +173,7 @@ def node_environment(
         if install:
             shutil.copyfile(source / _PACKAGE, staging / _PACKAGE)
             if lock:
-                shutil.copyfile(source / _LOCK, staging / _LOCK)
+                (staging / _LOCK).write_bytes(lock)
             _npm(node, staging, root / ".npm-cache", ci=bool(lock), log=log, timeout=timeout)
         else:
             log("no dependencies in package.json: nothing to install")
@@ -135,17 +189,47 @@ def node_environment(
     return Environment(env_hash, target, target / "bin" / "node", reused=False), described
 
 
+def _npm_env(node: Path, home: Path) -> dict[str, str]:
+    env = {name: os.environ[name] for name in INDEX_ACCESS if name in os.environ}
+    env.update(PATH=f"{node.parent}{os.pathsep}{os.defpath}", HOME=str(home), LANG="C.UTF-8")
+    return env
+
+
 def _npm(
     node: Path, folder: Path, cache: Path, *, ci: bool, log: Callable[[str], None], timeout: float
+) -> None:
+    _run_npm(node, folder, cache, ["ci" if ci else "install"], log=log, timeout=timeout)
+    npm = shutil.which("npm") or "npm"
+    env = _npm_env(node, folder)
+    listed = subprocess.run(
+        [npm, "ls", "--omit=dev", "--all", "--parseable=false"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for line in listed.stdout.splitlines()[1:]:
+        log("installed " + line.strip("└├─┬│ "))
+
+
+def _run_npm(
+    node: Path,
+    folder: Path,
+    cache: Path,
+    verb: list[str],
+    *,
+    log: Callable[[str], None],
+    timeout: float,
 ) -> None:
     npm = shutil.which("npm")
     if npm is None:
         raise BuildFailed("this server has node but not npm: install npm to build Node models")
-    command = [npm, "ci" if ci else "install", "--omit=dev", "--ignore-scripts"]
+    command = [npm, *verb, "--omit=dev", "--ignore-scripts"]
     command += ["--no-audit", "--no-fund", "--no-update-notifier", "--cache", str(cache)]
-    env = {name: os.environ[name] for name in INDEX_ACCESS if name in os.environ}
-    env.update(PATH=f"{node.parent}{os.pathsep}{os.defpath}", HOME=str(folder), LANG="C.UTF-8")
-    log("$ npm " + " ".join(command[1:3]) + " --omit=dev --ignore-scripts")
+    env = _npm_env(node, folder)
+    log("$ npm " + " ".join(verb) + " --omit=dev --ignore-scripts")
     try:
         done = subprocess.run(
             command,
@@ -168,14 +252,3 @@ def _npm(
             "check their names and versions, or commit a package-lock.json",
             details={"output": tail},
         )
-    listed = subprocess.run(
-        [npm, "ls", "--omit=dev", "--all", "--parseable=false"],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    for line in listed.stdout.splitlines()[1:]:
-        log("installed " + line.strip("└├─┬│ "))

@@ -10,6 +10,9 @@ allowed and vulnerabilities only warn. Example::
     allow = ["numpy>=1.26", "scikit-learn", "scipy", "joblib", "threadpoolctl"]
     deny = ["pyyaml<5.4", "torch"]
 
+    [npm]                                    # a Node.js model's npm packages, npm's ranges
+    deny = ["lodash@<4.17.21", "event-stream"]
+
     [vulnerabilities]
     block = ["critical", "high"]
     warn = ["medium", "low", "unknown"]
@@ -29,6 +32,9 @@ Rules apply to every locked package, the transitive ones included:
   range; no range means every version) is refused. Deny wins over allow.
 - ``packages.allow``: when present, a package must match one of its rules. Absent means
   every package not denied is allowed.
+- ``npm``: the same two rules for the npm packages of a Node.js model's lock (its own
+  ``package-lock.json``, or the one npm resolves at publish), with npm's range syntax after
+  ``@``; their ``npm audit`` findings meet the same ``vulnerabilities`` rules.
 - ``vulnerabilities``: each finding of the scan (:mod:`algora.environments.vulnscan`) is classed
   by its severity. PyPI's advisory feed, which pip-audit reads, carries no severity, so a
   finding without one is classed ``unknown_severity`` (default ``"unknown"``): put
@@ -54,6 +60,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from algora.environments.npm_packages import NpmPackage, rule_matches, split_rule
 from algora.environments.spec import canonical_lock
 from algora.environments.vulnscan import Finding, ScanResult
 from algora.errors import AlgoraError, PolicyViolation
@@ -104,6 +111,21 @@ class PackageRules(_Strict):
         return value
 
 
+class NpmRules(_Strict):
+    """The same rules for a Node.js model's npm packages: ``name`` or ``name@RANGE`` (npm's
+    range syntax: ``lodash@<4.17.21``, ``@babel/core@^7``)."""
+
+    allow: list[str] | None = None
+    deny: list[str] = Field(default_factory=list)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _rules(cls, value: list[str] | None) -> list[str] | None:
+        for text in value or []:
+            split_rule(text)
+        return value
+
+
 class VulnerabilityException(_Strict):
     id: str = Field(min_length=1)
     package: str = Field(min_length=1)
@@ -142,6 +164,7 @@ class Policy(_Strict):
     allow_sdists: bool = True
     """False: lock and install with ``--only-binary :all:`` (no package builds from source)."""
     packages: PackageRules = Field(default_factory=PackageRules)
+    npm: NpmRules = Field(default_factory=NpmRules)
     vulnerabilities: VulnerabilityRules = Field(default_factory=VulnerabilityRules)
 
     @classmethod
@@ -164,8 +187,37 @@ class Policy(_Strict):
         for package in packages:
             self._package_rules(package, report)
         if scan is not None:
-            self._vulnerabilities(lock, scan, report, today or dt.datetime.now(dt.UTC).date())
+            versions = {p.name: p.version for p in packages}
+            self._vulnerabilities(versions, scan, report, today or dt.datetime.now(dt.UTC).date())
         return report
+
+    def evaluate_npm(
+        self, packages: list[NpmPackage], scan: ScanResult | None, today: dt.date | None = None
+    ) -> PolicyReport:
+        """The report of a Node environment's npm ``packages`` (and their ``npm audit``)."""
+        report = PolicyReport()
+        for package in packages:
+            self._npm_rules(package, report)
+        if scan is not None:
+            versions = {p.name: p.version for p in packages}
+            self._vulnerabilities(versions, scan, report, today or dt.datetime.now(dt.UTC).date())
+        return report
+
+    def _npm_rules(self, package: NpmPackage, report: PolicyReport) -> None:
+        pinned = f"npm package {package.name} {package.version}"
+        locked = LockedPackage(package.name, package.version)
+        for text in self.npm.deny:
+            if rule_matches(text, package):
+                report.violation(locked, f"npm.deny {text}", f"{pinned} is denied by rule '{text}'")
+                return
+        if self.npm.allow is None:
+            return
+        named = [t for t in self.npm.allow if rule_matches(t, package) is not None]
+        if not named:
+            report.violation(locked, "npm.allow", f"{pinned} is not allowed: not in npm.allow")
+        elif not any(rule_matches(text, package) for text in named):
+            rules = " or ".join(f"'{text}'" for text in named)
+            report.violation(locked, named[0], f"{pinned} is not allowed by rule {rules}")
 
     def check_lock(
         self, lock: str, scan: ScanResult | None = None, today: dt.date | None = None
@@ -195,10 +247,9 @@ class Policy(_Strict):
             report.violation(package, named[0], f"{pinned} is not allowed by rule {rules}")
 
     def _vulnerabilities(
-        self, lock: str, scan: ScanResult, report: PolicyReport, today: dt.date
+        self, versions: dict[str, str], scan: ScanResult, report: PolicyReport, today: dt.date
     ) -> None:
         rules = self.vulnerabilities
-        versions = {p.name: p.version for p in locked_packages(lock)}
         unavailable: list[tuple[str, str]] = []
         if scan.error:
             unavailable.append(("", f"the vulnerability scan could not run: {scan.error}"))

@@ -1,28 +1,42 @@
 """Steps 2 to 4 of the publish path for a Node.js model: npm in place of uv.
 
-``algora.environments.node`` installs the packages of the model's ``package.json``; the
-dependency policy and the vulnerability scan cover Python packages only, which the version's
-lineage says (``policy_warnings``).
+Step 2 takes the model's ``package-lock.json`` (or has npm resolve one from its
+``package.json``, installing nothing); step 3 holds that lock's npm packages to the dependency
+policy (its ``[npm]`` rules and the ``vulnerabilities`` rules over ``npm audit``) and writes
+their CycloneDX SBOM; step 4 installs the environment from that same lock.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from algora.environments.builder import Environment
-from algora.environments.node import node_environment, read_package
+from algora.environments.node import (
+    find_node,
+    node_environment,
+    node_environment_hash,
+    node_version,
+    npm_audit,
+    read_package,
+    resolve_lock,
+)
+from algora.environments.npm_packages import cyclonedx_npm_json, lock_packages, parse_npm_audit
+from algora.environments.policy import Policy
+from algora.environments.vulnscan import INSTALL_HINT
+from algora.errors import InvalidManifest
 from algora.settings import Settings
+from algora.store.base import BlobStore
 
-__all__ = ["NOT_CHECKED", "Record", "Step", "node_requirements", "node_steps"]
+__all__ = ["Record", "Step", "node_requirements", "node_steps"]
 
 Step = Callable[[int, str], None]
 """Writes step N's line to a build log."""
 Record = Callable[[dict[str, Any]], None]
 """Receives the policy check's lineage entries."""
-
-NOT_CHECKED = "npm packages are not checked by the dependency policy or the vulnerability scan"
 
 
 def node_requirements(source: Path) -> list[str]:
@@ -34,6 +48,7 @@ def node_requirements(source: Path) -> list[str]:
 
 def node_steps(
     settings: Settings,
+    checks: tuple[Policy, BlobStore],
     source: Path,
     step: Step,
     log: Callable[[str], None],
@@ -41,14 +56,53 @@ def node_steps(
     record_policy: Record | None,
 ) -> tuple[Environment, dict[str, Any]]:
     """Build or reuse the model's environment; return it and the policy's lineage entries."""
+    root = settings.resolved_data_dir / "envs"
     step(2, "package.json and package-lock.json (npm; a Node.js model)")
-    step(3, "not applied: " + NOT_CHECKED)
-    log(f"warning: {NOT_CHECKED}")
-    policy: dict[str, Any] = {"sbom": None, "vulnerabilities": [], "policy_warnings": [NOT_CHECKED]}
+    lock = resolve_lock(root, source, log, timeout=settings.build_timeout)
+    step(3, "npm package rules and known vulnerabilities")
+    policy = _check_npm_policy(checks, root, source, lock, log, settings.build_timeout)
     if record_policy is not None:
         record_policy(policy)
     step(4, "creating or reusing the environment")
-    root = settings.resolved_data_dir / "envs"
-    env, described = node_environment(root, source, log, timeout=settings.build_timeout)
+    env, described = node_environment(
+        root, source, log, timeout=settings.build_timeout, lock=lock or None
+    )
     record_environment(env.hash, described.split("\n", 1)[0], described)
     return env, policy
+
+
+def _check_npm_policy(
+    checks: tuple[Policy, BlobStore],
+    root: Path,
+    source: Path,
+    lock: bytes,
+    log: Callable[[str], None],
+    timeout: float,
+) -> dict[str, Any]:
+    """Hold the lock's npm packages to the policy; the SBOM and warnings as lineage entries.
+    Raises :class:`~algora.errors.PolicyViolation` naming each package and rule it broke."""
+    policy, store = checks
+    started = time.monotonic()
+    try:
+        packages = lock_packages(lock) if lock else []
+    except ValueError as exc:
+        raise InvalidManifest(str(exc)) from None
+    scan = parse_npm_audit(npm_audit(root, lock, timeout=timeout), packages) if packages else None
+    report = policy.evaluate_npm(packages, scan)
+    for warning in report.warnings:
+        log(f"warning: {warning}")
+    report.raise_for_violations()
+    sbom = None
+    if importlib.util.find_spec("cyclonedx") is not None:
+        version = node_version(find_node())
+        env_hash = node_environment_hash(version, read_package(source)[0], lock)
+        folder = root.parent / "audit" / "sbom"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = folder / f"{env_hash}.cdx.json"
+        path.write_text(cyclonedx_npm_json(packages, env_hash, version), encoding="utf-8")
+        sbom = store.put_file(path)
+    made = f"SBOM {sbom[:12]}" if sbom else f"no SBOM ({INSTALL_HINT})"
+    took = time.monotonic() - started
+    log(f"{len(packages)} npm package(s): policy passed in {took:.2f}s; {made}")
+    return {"sbom": sbom, "vulnerabilities": report.vulnerabilities,
+            "policy_warnings": report.warnings}  # fmt: skip

@@ -355,8 +355,9 @@ class Publisher:
         manifest = prepared.manifest
         if manifest.model.runtime == "node":  # npm in place of uv
             env, policy = node_steps(
-                self.settings, source, step, log, self._record_environment, record_policy
-            )
+                self.settings, (self.policy, self.store), source, step, log,
+                self._record_environment, record_policy,
+            )  # fmt: skip
         else:
             env, policy = self._python_environment(prepared, step, log, record_policy)
         log(("reused" if env.reused else "built") + f" environment {env.hash[:12]}")

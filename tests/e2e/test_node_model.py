@@ -1,6 +1,7 @@
 """A JavaScript model (``examples/node-hello``) published to a real server and called over
 the native SDK and Algorithmia's API; a Node model calling a Python model through its
-gateway socket; a Node model's npm dependencies in its environment."""
+gateway socket; a Node model's npm dependencies in its environment, checked by the dependency
+policy and listed in its SBOM."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from algora.errors import InvalidManifest
+from algora.errors import BuildFailed, InvalidManifest
 from algora.testing import RunningServer
 
 from ..helpers import REPO
@@ -113,9 +114,7 @@ exports.apply = (input) => ({ number: isNumber(input), from: require.resolve('is
 """
 
 
-def test_npm_dependencies_are_installed_into_the_environment(tmp_path: Path) -> None:
-    if not _npm_registry_reachable():
-        pytest.skip("the npm registry is unreachable")
+def _dependent_model(tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     folder.mkdir()
     (folder / "algora.toml").write_text(
@@ -128,6 +127,13 @@ def test_npm_dependencies_are_installed_into_the_environment(tmp_path: Path) -> 
         '{"name": "node-dep", "private": true, "dependencies": {"is-number": "7.0.0"}}',
         encoding="utf-8",
     )
+    return folder
+
+
+def test_npm_dependencies_are_installed_into_the_environment(tmp_path: Path) -> None:
+    if not _npm_registry_reachable():
+        pytest.skip("the npm registry is unreachable")
+    folder = _dependent_model(tmp_path)
     with RunningServer(tmp_path / "data") as server, server.client() as admin:
         version = admin.publish(folder)
         assert version["status"] == "ready", version
@@ -139,4 +145,21 @@ def test_npm_dependencies_are_installed_into_the_environment(tmp_path: Path) -> 
         assert again["environment_hash"] == version["environment_hash"]
         log = admin.build_log("admin/node-dep", again["version"])
         assert "reused environment" in str(log)
-        assert "npm packages are not checked" in str(again["lineage"]["policy_warnings"])
+        # The lock npm resolved was checked, listed in the SBOM, and installed.
+        assert "npm package(s): policy passed" in str(log)
+        sbom = admin.get_json(f"/api/v1/models/admin/node-dep/versions/{version['version']}/sbom")
+        purls = {c["purl"] for c in sbom["components"]}
+        assert "pkg:npm/is-number@7.0.0" in purls
+
+
+def test_the_policy_refuses_a_denied_npm_package(tmp_path: Path) -> None:
+    if not _npm_registry_reachable():
+        pytest.skip("the npm registry is unreachable")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[npm]\ndeny = ["is-number@<8"]\n', encoding="utf-8")
+    folder = _dependent_model(tmp_path)
+    env = {"ALGORA_POLICY_FILE": str(policy)}
+    with RunningServer(tmp_path / "data", env=env) as server, server.client() as admin:
+        with pytest.raises(BuildFailed, match=r"npm package is-number 7\.0\.0 is denied by rule"):
+            admin.publish(folder)
+        assert not list((tmp_path / "data" / "envs").glob("*/node_modules"))  # nothing installed
