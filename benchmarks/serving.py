@@ -358,8 +358,11 @@ def run_wrk(
     *,
     body: Any = BODY,
     core: str | None = None,
+    script: Path = LUA,
+    script_env: dict[str, str] | None = None,
 ) -> LoadResult:
-    """wrk at ``concurrency`` for ``duration`` seconds (on ``core`` only, when given)."""
+    """wrk at ``concurrency`` for ``duration`` seconds (on ``core`` only, when given), with
+    ``script`` (post.lua: ``body`` as JSON; post_file.lua: a body file named in ``script_env``)."""
     threads = 2 if concurrency >= 64 else 1
     argv = [
         *(["taskset", "-c", core] if core is not None else []),
@@ -371,10 +374,11 @@ def run_wrk(
         "10s",
         "--latency",
         "-s",
-        str(LUA),
+        str(script),
         url,
     ]
     env = {**os.environ, "WRK_BODY": json.dumps(body), "WRK_AUTH": auth or ""}
+    env.update(script_env or {})
     done = subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False
     )
