@@ -14,6 +14,7 @@ from algora.auth.bootstrap import ensure_admin
 from algora.auth.keyring import Keyring
 from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
+from algora.auth.shared_buckets import DatabaseBuckets
 from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import upgrade
 from algora.db.tables import Model
@@ -126,7 +127,8 @@ class Platform:
         self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
         self.limiter = RateLimiter(
-            Limit.of(settings.default_rate_per_second, settings.default_burst)
+            Limit.of(settings.default_rate_per_second, settings.default_burst),
+            buckets=DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
         self.channels = Channels(data)

@@ -227,6 +227,13 @@ class Settings(BaseSettings):
     """Calls a key without a limit of its own may make at once, with ``default_rate_per_second``;
     default: one second's worth of calls."""
 
+    rate_limit_backend: Literal["auto", "memory", "database"] = "auto"
+    """Where rate limits' token buckets live: ``memory``, in each gateway (several gateways
+    behind a load balancer then each admit a key's full limit); ``database``, in the registry,
+    shared by every gateway on it (a call of a key that has a limit costs one short write
+    there; a key without one costs nothing); ``auto``, ``database`` when the registry is
+    PostgreSQL (where several gateways are expected) and ``memory`` on SQLite."""
+
     max_data_file_bytes: int = Field(default=5 * 1024 * 1024 * 1024, ge=0)
     """Largest file accepted into hosted data (``/v1/data``); uploads are streamed to disk and
     a larger one is refused with 413, leaving no partial file."""
@@ -267,6 +274,13 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @property
+    def shared_rate_limits(self) -> bool:
+        """Whether rate-limit buckets live in the registry (see ``rate_limit_backend``)."""
+        if self.rate_limit_backend == "auto":
+            return self.resolved_database_url.startswith("postgresql")
+        return self.rate_limit_backend == "database"
 
     @property
     def resolved_database_url(self) -> str:
