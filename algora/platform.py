@@ -36,8 +36,11 @@ from algora.registry.sources import Sources
 from algora.settings import Settings
 from algora.store.connectors import Connectors
 from algora.store.data import DataSpaces
-from algora.store.local import LocalBlobStore
+from algora.store.factory import check_store, open_store
 from algora.store.model_data import new_session
+from algora.store.s3 import S3BlobStore
+from algora.store.version_files import MaterialisingBackend, VersionFiles
+from algora.workers.backend import WorkerBackend
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.memory import budget_bytes
@@ -69,6 +72,7 @@ class Platform:
         """
         platform = cls(settings)
         try:
+            check_store(platform.store, settings)
             upgrade(platform.engine)
             interrupted = platform.registry.fail_interrupted_builds()
             if interrupted:
@@ -101,7 +105,8 @@ class Platform:
             trusted_proxies=settings.trusted_proxies,
             in_process=settings.audit_in_process,
         )
-        self.store = LocalBlobStore(data / "blobs")
+        self.store = open_store(settings)
+        """Version artifacts: the local store, or an S3 bucket that gateways share."""
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
         self.data_spaces = DataSpaces(settings, self.sessions, self.connectors)
         """Hosted data: collections, models' and call trees' spaces, S3 connectors."""
@@ -114,7 +119,18 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
-        self.backend = LocalBackend()
+        self.backend: WorkerBackend = LocalBackend()
+        self.version_files: VersionFiles | None = None
+        """With an S3 store: versions' files shared through it, fetched here before workers."""
+        if isinstance(self.store, S3BlobStore):
+            self.version_files = VersionFiles(
+                self.store,
+                self.sessions,
+                self.builder,
+                data,
+                only_binary=lambda: not self.publisher.policy.allow_sdists,
+            )
+            self.backend = MaterialisingBackend(self.backend, self.version_files)
         self.pools = PoolManager(
             data,
             self.backend,
@@ -124,6 +140,8 @@ class Platform:
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
+        if self.version_files is not None:
+            self.publisher.on_change(self.version_files.share)
         self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
         self.limiter = RateLimiter(
