@@ -176,6 +176,8 @@ class Platform:
         self.sources = Sources(data / "git", self.sessions, self.registry)
         self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
         self.builds.on_change(self.calls.forget)
+        if self.version_files is not None:
+            self.builds.on_change(self.version_files.share_ready)
         # The services the protocol adapters call: each owns its rules and its sessions.
         self.accounts = Accounts(
             self.sessions,

@@ -100,5 +100,7 @@ def _create(session: Session, key_id: str, scope: str, tokens: float, now: float
     values = {"key_id": key_id, "scope": scope, "tokens": tokens, "stamp": now}
     sqlite = session.get_bind().dialect.name == "sqlite"  # else PostgreSQL, the other registry
     statement = (sqlite_insert if sqlite else postgresql_insert)(RateBucket)
-    result = session.execute(statement.values(values).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # RETURNING, not the row count: drivers disagree on the count of a skipped insert
+    # (psycopg says -1).
+    inserted = statement.values(values).on_conflict_do_nothing().returning(RateBucket.key_id)
+    return session.execute(inserted).first() is not None

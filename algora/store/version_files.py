@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.tables import Environment, Version
@@ -61,6 +62,7 @@ class VersionFiles:
         self._sources = data_dir / "sources"
         self._staging = data_dir / "staging"
         self._only_binary = only_binary
+        self._shared: set[str] = set()
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -70,19 +72,37 @@ class VersionFiles:
         here, and other gateways say that its files are missing."""
         with self._sessions() as session:
             version = session.get(Version, version_id)
-        if version is None or version.status != "ready" or version.content_hash is None:
+        if version is not None and version.status == "ready" and version.content_hash:
+            self._share(version.content_hash)
+
+    def share_ready(self) -> None:
+        """Share every ready version's files that this gateway holds and has not shared yet
+        (after a build from git is published, which names no version)."""
+        here = {entry.name for entry in self._sources.iterdir()} - self._shared
+        if not here:
             return
-        folder = self._sources / version.content_hash
+        with self._sessions() as session:
+            ready = session.scalars(
+                select(Version.content_hash).where(
+                    Version.status == "ready", Version.content_hash.in_(here)
+                )
+            ).all()
+        for content_hash in set(ready):
+            if content_hash is not None:
+                self._share(content_hash)
+
+    def _share(self, content_hash: str) -> None:
+        folder = self._sources / content_hash
         try:
-            key = self._store.tree_key(version.content_hash)
-            if not folder.is_dir() or self._store.has(key):
-                return
-            with tempfile.TemporaryDirectory(dir=self._staging) as scratch:
-                packed = Path(scratch) / "files.tar.gz"
-                pack_directory(folder, packed)
-                self._store.upload(packed, key)
+            key = self._store.tree_key(content_hash)
+            if folder.is_dir() and not self._store.has(key):
+                with tempfile.TemporaryDirectory(dir=self._staging) as scratch:
+                    packed = Path(scratch) / "files.tar.gz"
+                    pack_directory(folder, packed)
+                    self._store.upload(packed, key)
+            self._shared.add(content_hash)
         except Exception:
-            logger.warning("could not share version #%s's files", version_id, exc_info=True)
+            logger.warning("could not share the files of %s", content_hash[:12], exc_info=True)
 
     def ensure(self, spec: WorkerSpec) -> None:
         """Make the files and the environment that ``spec``'s workers run from exist here

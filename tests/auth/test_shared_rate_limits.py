@@ -37,12 +37,13 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = create_registry_engine(f"sqlite:///{tmp_path / 'registry.db'}")
-    upgrade(engine)
-    yield make_session_factory(engine)
-    engine.dispose()
+@pytest.fixture(params=DATABASES)
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    with database_url(request.param) as url:
+        engine = create_registry_engine(url or f"sqlite:///{tmp_path / 'registry.db'}")
+        upgrade(engine)
+        yield make_session_factory(engine)
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------- the buckets

@@ -9,21 +9,25 @@ import base64
 import hashlib
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from algora.errors import AlgoraError, NotFound
+from algora.modelfolder.packing import pack_directory
 from algora.platform import Platform
 from algora.settings import DataConnector, S3Endpoint, Settings
 from algora.store.connectors import S3Connector
 from algora.store.factory import open_store
 from algora.store.s3 import S3BlobStore
+from algora.store.version_files import VersionFiles
 from algora.testing import write_model
 
-from ..conftest import DATABASES, HELLO_MODEL, database_url, in_process
+from ..conftest import DATABASES, HELLO_MODEL, InProcess, database_url, in_process
 from ..s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 BUCKET = "algora-store"
@@ -138,37 +142,79 @@ def test_a_store_url_is_checked(url: str, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- two gateways
 
 
+def call(gateway: InProcess, text: str) -> httpx.Response:
+    headers = {**gateway.auth, "Content-Type": "text/plain"}
+    return gateway.http.post("/v1/algo/admin/hello/latest", content=text.encode(), headers=headers)
+
+
+def wait_for_object(s3: S3Server, key: str) -> bytes:
+    """The object's bytes once it is there: the publishing gateway shares a version's files
+    right after the version turns ready."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return bytes(s3.client().get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        except s3.client().exceptions.NoSuchKey:
+            assert time.monotonic() < deadline, f"{key} never reached the bucket"
+            time.sleep(0.1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", DATABASES)
 def test_publish_through_one_gateway_and_call_through_another(
     kind: str, s3: S3Server, tmp_path: Path
 ) -> None:
     prefix = f"two-{kind}"
+    boto = s3.client()
     with database_url(kind) as url:
         url = url or f"sqlite:///{tmp_path / 'shared.db'}"
         a_dir, b_dir = tmp_path / "a", tmp_path / "b"
         with in_process(a_dir, **store_settings(s3, prefix, database_url=url)) as a:
             published = a.client.publish(write_model(tmp_path / "src", "hello", HELLO_MODEL))
             assert published["status"] == "ready", published
+            lineage = a.http.get(
+                f"/api/v1/models/admin/hello/versions/{published['version']}/lineage",
+                headers=a.auth,
+            ).json()
+            archive, content = lineage["archive_hash"], lineage["content_hash"]
+            tree = f"{prefix}/trees/{content}.tar.gz"
+            packed = wait_for_object(s3, tree)
+            keys = {
+                o["Key"] for o in boto.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]
+            }
+            assert f"{prefix}/blobs/{archive[:2]}/{archive[2:]}" in keys
+            assert not (a_dir / "blobs").exists()  # nothing in a local store
+
+            # Files changed in the bucket are refused, with a coded 503 that says why.
+            (tmp_path / "other").mkdir()
+            (tmp_path / "other" / "model.py").write_text("def apply(x):\n    return 'evil'\n")
+            pack_directory(tmp_path / "other", tmp_path / "other.tar.gz")
+            boto.put_object(Bucket=BUCKET, Key=tree, Body=(tmp_path / "other.tar.gz").read_bytes())
             b_dir.mkdir()
             (b_dir / "admin.key").write_text(a.key)  # one registry, one admin
             with in_process(b_dir, **store_settings(s3, prefix, database_url=url)) as b:
-                headers = {**b.auth, "Content-Type": "text/plain"}
-                answer = b.http.post("/v1/algo/admin/hello/latest", content=b"b", headers=headers)
+                refused = call(b, "b")
+                assert refused.status_code == 503, refused.text
+                assert "do not hash to its content hash" in refused.json()["error"]["message"]
+                assert not (b_dir / "sources" / content).exists()
+
+                boto.put_object(Bucket=BUCKET, Key=tree, Body=packed)
+                answer = call(b, "b")
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["result"] == "Hello b"
-            headers = {**a.auth, "Content-Type": "text/plain"}
-            answer = a.http.post("/v1/algo/admin/hello/latest", content=b"a", headers=headers)
-            assert answer.json()["result"] == "Hello a"
-            semver = published["version"]
-            version = a.http.get(
-                f"/api/v1/models/admin/hello/versions/{semver}/lineage", headers=a.auth
+                assert (b_dir / "sources" / content).is_dir()  # fetched from the bucket
+            assert call(a, "a").json()["result"] == "Hello a"
+
+            # A build from git names no version when it is published: what it calls then
+            # shares every ready version's files this gateway holds and has not shared.
+            boto.delete_object(Bucket=BUCKET, Key=tree)
+            platform = a.http.app.state.platform  # type: ignore[attr-defined]
+            files = VersionFiles(
+                platform.store,
+                platform.sessions,
+                platform.builder,
+                a_dir,
+                only_binary=lambda: False,
             )
-            assert version.status_code == 200, version.text
-    archive, content = version.json()["archive_hash"], version.json()["content_hash"]
-    listed = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["Contents"]
-    keys = {item["Key"] for item in listed}
-    assert f"{prefix}/blobs/{archive[:2]}/{archive[2:]}" in keys
-    assert f"{prefix}/trees/{content}.tar.gz" in keys
-    assert not (a_dir / "blobs").exists()  # nothing in the local store
-    assert (b_dir / "sources" / content).is_dir()  # fetched from the bucket
+            files.share_ready()
+            assert wait_for_object(s3, tree) == packed  # packed the same, byte for byte
