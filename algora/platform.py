@@ -96,6 +96,8 @@ class Platform:
         data = settings.resolved_data_dir
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         data.chmod(0o700)
+        self.store = open_store(settings)
+        """Version artifacts: the local store, or an S3 bucket that gateways share."""
         self.engine = create_registry_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
         self.audit = AuditLog(
@@ -105,8 +107,6 @@ class Platform:
             trusted_proxies=settings.trusted_proxies,
             in_process=settings.audit_in_process,
         )
-        self.store = open_store(settings)
-        """Version artifacts: the local store, or an S3 bucket that gateways share."""
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
         self.data_spaces = DataSpaces(settings, self.sessions, self.connectors)
         """Hosted data: collections, models' and call trees' spaces, S3 connectors."""

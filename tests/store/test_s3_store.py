@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import sys
 import time
@@ -28,6 +29,7 @@ from algora.store.version_files import VersionFiles
 from algora.testing import write_model
 
 from ..conftest import DATABASES, HELLO_MODEL, InProcess, database_url, in_process
+from ..helpers import algora
 from ..s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 BUCKET = "algora-store"
@@ -131,6 +133,18 @@ def test_a_missing_bucket_stops_the_start_with_what_to_do(s3: S3Server, tmp_path
     )
     with pytest.raises(AlgoraError, match=r"bucket 'no-such-bucket' does not exist.*create it"):
         Platform.open(settings)
+
+
+def test_algora_serve_says_in_one_line_why_the_store_cannot_work(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    settings = {**store_settings(s3, ""), "store_url": "s3://no-such-bucket/x"}
+    env = {"ALGORA_STORE_URL": settings["store_url"], "ALGORA_STORE_S3": json.dumps(endpoint(s3))}
+    ran = algora("serve", "--data-dir", str(tmp_path / "data"), "--port", "1", env=env)
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "bucket 'no-such-bucket' does not exist" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert SECRET_KEY not in ran.stdout + ran.stderr
 
 
 @pytest.mark.parametrize("url", ["https://bucket/x", "s3://Not_A_Bucket", "s3://bucket/a/../b"])
