@@ -14,6 +14,7 @@ from algora.auth.bootstrap import ensure_admin
 from algora.auth.keyring import Keyring
 from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
+from algora.auth.shared_buckets import DatabaseBuckets
 from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import upgrade
 from algora.db.tables import Model
@@ -35,8 +36,11 @@ from algora.registry.sources import Sources
 from algora.settings import Settings
 from algora.store.connectors import Connectors
 from algora.store.data import DataSpaces
-from algora.store.local import LocalBlobStore
+from algora.store.factory import check_store, open_store
 from algora.store.model_data import new_session
+from algora.store.s3 import S3BlobStore
+from algora.store.version_files import MaterialisingBackend, VersionFiles
+from algora.workers.backend import WorkerBackend
 from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.memory import budget_bytes
@@ -68,6 +72,7 @@ class Platform:
         """
         platform = cls(settings)
         try:
+            check_store(platform.store, settings)
             upgrade(platform.engine)
             interrupted = platform.registry.fail_interrupted_builds()
             if interrupted:
@@ -91,6 +96,8 @@ class Platform:
         data = settings.resolved_data_dir
         data.mkdir(parents=True, exist_ok=True, mode=0o700)
         data.chmod(0o700)
+        self.store = open_store(settings)
+        """Version artifacts: the local store, or an S3 bucket that gateways share."""
         self.engine = create_registry_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
         self.audit = AuditLog(
@@ -100,7 +107,6 @@ class Platform:
             trusted_proxies=settings.trusted_proxies,
             in_process=settings.audit_in_process,
         )
-        self.store = LocalBlobStore(data / "blobs")
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
         self.data_spaces = DataSpaces(settings, self.sessions, self.connectors)
         """Hosted data: collections, models' and call trees' spaces, S3 connectors."""
@@ -113,7 +119,18 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
-        self.backend = LocalBackend()
+        self.backend: WorkerBackend = LocalBackend()
+        self.version_files: VersionFiles | None = None
+        """With an S3 store: versions' files shared through it, fetched here before workers."""
+        if isinstance(self.store, S3BlobStore):
+            self.version_files = VersionFiles(
+                self.store,
+                self.sessions,
+                self.builder,
+                data,
+                only_binary=lambda: not self.publisher.policy.allow_sdists,
+            )
+            self.backend = MaterialisingBackend(self.backend, self.version_files)
         self.pools = PoolManager(
             data,
             self.backend,
@@ -123,10 +140,13 @@ class Platform:
         self.publisher = Publisher(
             settings, self.registry, self.store, self.builder, self.backend, self.sessions
         )
+        if self.version_files is not None:
+            self.publisher.on_change(self.version_files.share)
         self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
         self.limiter = RateLimiter(
-            Limit.of(settings.default_rate_per_second, settings.default_burst)
+            Limit.of(settings.default_rate_per_second, settings.default_burst),
+            buckets=DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
         self.channels = Channels(data)
@@ -156,6 +176,8 @@ class Platform:
         self.sources = Sources(data / "git", self.sessions, self.registry)
         self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
         self.builds.on_change(self.calls.forget)
+        if self.version_files is not None:
+            self.builds.on_change(self.version_files.share_ready)
         # The services the protocol adapters call: each owns its rules and its sessions.
         self.accounts = Accounts(
             self.sessions,

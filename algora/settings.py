@@ -18,7 +18,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["BUCKET_PATTERN", "CONNECTOR_NAME_PATTERN", "DataConnector", "Settings"]
+__all__ = [
+    "BUCKET_PATTERN",
+    "CONNECTOR_NAME_PATTERN",
+    "DataConnector",
+    "S3Endpoint",
+    "Settings",
+    "store_location",
+]
 
 BUCKET_PATTERN = re.compile(
     r"^(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]\Z"
@@ -29,15 +36,10 @@ CONNECTOR_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
 ConnectorName = Annotated[str, StringConstraints(pattern=CONNECTOR_NAME_PATTERN.pattern)]
 
 
-class DataConnector(BaseModel):
-    """One S3-compatible store an admin lends to hosted data (``s3://bucket/key``).
-
-    The connector reaches its endpoint with its own credentials, never the caller's; the
-    secret is a ``SecretStr``: it is never logged, shown in a repr or returned by any route.
-    ``readers`` and ``writers`` name principals or organizations (``*``: any authenticated
-    user); an organization in ``writers`` lets its viewers read and its other members write.
-    Writers also read, and admins always do both.
-    """
+class S3Endpoint(BaseModel):
+    """An S3-compatible endpoint and the credentials that reach it: what a data connector and
+    the S3 store (``store_s3``) are configured with. The secret is a ``SecretStr``: it is
+    never logged, shown in a repr or returned by any route."""
 
     # Errors never echo the input: a misspelt field's value may be the secret.
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
@@ -47,9 +49,6 @@ class DataConnector(BaseModel):
     region: str = "us-east-1"
     access_key_id: str = Field(min_length=1)
     secret_access_key: SecretStr
-    buckets: list[str] = Field(min_length=1)
-    readers: list[str] = Field(default_factory=list)
-    writers: list[str] = Field(default_factory=list)
     addressing_style: Literal["auto", "path", "virtual"] = "auto"
 
     @field_validator("endpoint_url")
@@ -60,6 +59,20 @@ class DataConnector(BaseModel):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("endpoint_url is an http:// or https:// URL")
         return value
+
+
+class DataConnector(S3Endpoint):
+    """One S3-compatible store an admin lends to hosted data (``s3://bucket/key``).
+
+    The connector reaches its endpoint with its own credentials, never the caller's.
+    ``readers`` and ``writers`` name principals or organizations (``*``: any authenticated
+    user); an organization in ``writers`` lets its viewers read and its other members write.
+    Writers also read, and admins always do both.
+    """
+
+    buckets: list[str] = Field(min_length=1)
+    readers: list[str] = Field(default_factory=list)
+    writers: list[str] = Field(default_factory=list)
 
     @field_validator("buckets")
     @classmethod
@@ -76,6 +89,21 @@ class DataConnector(BaseModel):
             if name != "*" and not CONNECTOR_NAME_PATTERN.fullmatch(name):
                 raise ValueError(f"'{name}' is not a principal or organization name, nor '*'")
         return value
+
+
+def store_location(url: str) -> tuple[str, str]:
+    """The bucket and key prefix (no slash at either end; may be empty) of ``s3://BUCKET/PREFIX``.
+
+    Raises ValueError saying what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or parts.query or parts.fragment:
+        raise ValueError("store_url is s3://BUCKET or s3://BUCKET/PREFIX")
+    if not BUCKET_PATTERN.match(parts.netloc):
+        raise ValueError(f"'{parts.netloc}' in store_url is not an S3 bucket name")
+    prefix = parts.path.strip("/")
+    if any(segment in ("", ".", "..") for segment in prefix.split("/")) and prefix:
+        raise ValueError("store_url's prefix has an empty, '.' or '..' segment")
+    return parts.netloc, prefix
 
 
 class Settings(BaseSettings):
@@ -227,6 +255,13 @@ class Settings(BaseSettings):
     """Calls a key without a limit of its own may make at once, with ``default_rate_per_second``;
     default: one second's worth of calls."""
 
+    rate_limit_backend: Literal["auto", "memory", "database"] = "auto"
+    """Where rate limits' token buckets live: ``memory``, in each gateway (several gateways
+    behind a load balancer then each admit a key's full limit); ``database``, in the registry,
+    shared by every gateway on it (a call of a key that has a limit costs one short write
+    there; a key without one costs nothing); ``auto``, ``database`` when the registry is
+    PostgreSQL (where several gateways are expected) and ``memory`` on SQLite."""
+
     max_data_file_bytes: int = Field(default=5 * 1024 * 1024 * 1024, ge=0)
     """Largest file accepted into hosted data (``/v1/data``); uploads are streamed to disk and
     a larger one is refused with 413, leaving no partial file."""
@@ -243,6 +278,20 @@ class Settings(BaseSettings):
     ``addressing_style`` is ``auto``, ``path`` (most S3-compatible servers) or ``virtual``.
     The secret is never logged nor returned. Uploads are capped by ``max_data_file_bytes``.
     Default: none."""
+
+    store_url: str | None = None
+    """Where version artifacts (archives, built files, SBOMs) are kept, content-addressed and
+    written once: ``s3://BUCKET/PREFIX`` keeps them in an S3-compatible bucket that several
+    gateways share (with ``store_s3``; needs ``pip install 'algora[s3]'``). Default: the local
+    store in ``DATA_DIR/blobs``. Each gateway still keeps the files its workers run from on its
+    own disk, fetched from the bucket by digest before it starts a version's workers."""
+
+    store_s3: S3Endpoint | None = None
+    """The endpoint and credentials of an ``s3://`` ``store_url`` (JSON, a data connector's
+    fields without buckets and readers), e.g. ``{"endpoint_url": "https://s3.example.com",
+    "region": "eu-west-1", "access_key_id": "...", "secret_access_key": "...",
+    "addressing_style": "path"}``; ``endpoint_url`` defaults to AWS. The secret is never
+    logged nor returned."""
 
     protected_aliases: list[str] = Field(default_factory=list)
     """Aliases (JSON list, e.g. ``["production"]``) of every model that move only by promotion:
@@ -267,6 +316,20 @@ class Settings(BaseSettings):
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            store_location(value)
+        return value
+
+    @property
+    def shared_rate_limits(self) -> bool:
+        """Whether rate-limit buckets live in the registry (see ``rate_limit_backend``)."""
+        if self.rate_limit_backend == "auto":
+            return self.resolved_database_url.startswith("postgresql")
+        return self.rate_limit_backend == "database"
 
     @property
     def resolved_database_url(self) -> str:

@@ -8,9 +8,11 @@ check), and past ``max_buckets`` the least recently used bucket goes even when n
 which can only favour its caller.
 
 The limits themselves are resolved when a key is authenticated and travel in the cached
-:class:`~algora.auth.principals.Caller` (:class:`KeyLimits`), so a check never reads the
-database. Buckets live in this process: with several gateways behind a load balancer, each
-one enforces the limit on the calls it receives.
+:class:`~algora.auth.principals.Caller` (:class:`KeyLimits`), so resolving them never reads the
+database. Where the buckets live is a :class:`Buckets`: :class:`MemoryBuckets` in this process
+(the embedded default: with several gateways behind a load balancer, each one then enforces the
+limit on the calls it receives), or ``algora.auth.shared_buckets`` in the registry, shared by
+every gateway on it.
 """
 
 from __future__ import annotations
@@ -19,14 +21,24 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from algora.errors import RateLimited
 
-__all__ = ["KeyLimits", "Limit", "ModelLimit", "RateLimiter"]
+__all__ = [
+    "KEY_SCOPE",
+    "Buckets",
+    "KeyLimits",
+    "Limit",
+    "MemoryBuckets",
+    "ModelLimit",
+    "RateLimiter",
+]
 
-_KEY_SCOPE = ""  # the bucket of the key's own limit; model buckets are keyed by pattern
+KEY_SCOPE = ""
+"""The scope of a key's own bucket; its per-model buckets' scopes are their patterns."""
 _SWEEP_PER_CHECK = 2
 
 
@@ -85,6 +97,20 @@ class KeyLimits:
 UNLIMITED = KeyLimits()
 
 
+class Buckets(Protocol):
+    """Where token buckets live, keyed by (key id, scope)."""
+
+    def take(self, key_id: str, claims: Sequence[tuple[str, Limit]]) -> tuple[float, ...]:
+        """Take one token from each bucket ``claims`` names (a scope and its limit), all or
+        none. Returns each bucket's wait in seconds until a token is there: all zero when the
+        tokens were taken; otherwise none was taken."""
+        ...
+
+    def __len__(self) -> int:
+        """How many buckets this process holds in memory."""
+        ...
+
+
 class _Bucket:
     __slots__ = ("burst", "rate", "stamp", "tokens")
 
@@ -109,20 +135,14 @@ class _Bucket:
         return self.tokens + max(0.0, now - self.stamp) * self.rate >= self.burst
 
 
-class RateLimiter:
-    """In-memory token buckets, keyed by (key id, scope)."""
+class MemoryBuckets:
+    """Token buckets in this process's memory, bounded (see the module's docstring)."""
 
     def __init__(
-        self,
-        default: Limit | None = None,
-        *,
-        max_buckets: int = 100_000,
-        clock: Callable[[], float] = time.monotonic,
+        self, *, max_buckets: int = 100_000, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        """``default`` applies to keys that resolve to no limit at all (None: unlimited)."""
         if max_buckets < 2:
             raise ValueError("max_buckets must be at least 2")
-        self._default = default
         self._max = max_buckets
         self._clock = clock
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
@@ -131,35 +151,16 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    def check(self, key_id: str, model_ref: str | None, limits: KeyLimits) -> None:
-        """Take a token from the key's bucket and, for a model call, from the bucket of the
-        key's limit for that model; raise :class:`RateLimited` (and take none) when either
-        is empty. ``model_ref`` is ``owner/name``, or None for other requests."""
-        key_limit = limits.key or self._default
-        model_limit = limits.for_model(model_ref) if model_ref is not None else None
-        if key_limit is None and model_limit is None:
-            return
+    def take(self, key_id: str, claims: Sequence[tuple[str, Limit]]) -> tuple[float, ...]:
         now = self._clock()
         with self._lock:
-            key_bucket = self._bucket((key_id, _KEY_SCOPE), key_limit, now) if key_limit else None
-            model_bucket = (
-                self._bucket((key_id, model_limit.pattern), model_limit.limit, now)
-                if model_limit is not None
-                else None
-            )
-            key_wait = key_bucket.wait() if key_bucket is not None else 0.0
-            model_wait = model_bucket.wait() if model_bucket is not None else 0.0
-            if key_wait == 0.0 and model_wait == 0.0:
-                if key_bucket is not None:
-                    key_bucket.tokens -= 1.0
-                if model_bucket is not None:
-                    model_bucket.tokens -= 1.0
+            buckets = [self._bucket((key_id, scope), limit, now) for scope, limit in claims]
+            waits = tuple(bucket.wait() for bucket in buckets)
+            if not any(waits):
+                for bucket in buckets:
+                    bucket.tokens -= 1.0
                 self._sweep(now)
-                return
-        if key_limit is not None and key_wait >= model_wait:
-            raise _refusal(key_id, key_limit, key_wait, None)
-        assert model_limit is not None  # the refusal came from the model's bucket
-        raise _refusal(key_id, model_limit.limit, model_wait, model_limit.pattern)
+        return waits
 
     def _bucket(self, scope: tuple[str, str], limit: Limit, now: float) -> _Bucket:
         bucket = self._buckets.get(scope)
@@ -183,6 +184,50 @@ class RateLimiter:
             del buckets[scope]
         while len(buckets) > self._max:
             buckets.popitem(last=False)
+
+
+class RateLimiter:
+    """A key's limits resolved to buckets (by default :class:`MemoryBuckets`) and checked."""
+
+    def __init__(
+        self,
+        default: Limit | None = None,
+        *,
+        max_buckets: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+        buckets: Buckets | None = None,
+    ) -> None:
+        """``default`` applies to keys that resolve to no limit at all (None: unlimited);
+        ``max_buckets`` and ``clock`` are those of the :class:`MemoryBuckets` made when no
+        ``buckets`` are given."""
+        self._default = default
+        if buckets is None:
+            buckets = MemoryBuckets(max_buckets=max_buckets, clock=clock)
+        self._buckets = buckets
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def check(self, key_id: str, model_ref: str | None, limits: KeyLimits) -> None:
+        """Take a token from the key's bucket and, for a model call, from the bucket of the
+        key's limit for that model; raise :class:`RateLimited` (and take none) when either
+        is empty. ``model_ref`` is ``owner/name``, or None for other requests. A key with no
+        limit at all (and no default) touches no bucket."""
+        key_limit = limits.key or self._default
+        model_limit = limits.for_model(model_ref) if model_ref is not None else None
+        claims: list[tuple[str, Limit]] = []
+        if key_limit is not None:
+            claims.append((KEY_SCOPE, key_limit))
+        if model_limit is not None:
+            claims.append((model_limit.pattern, model_limit.limit))
+        if not claims:
+            return
+        waits = self._buckets.take(key_id, claims)
+        if not any(waits):
+            return
+        worst = max(range(len(claims)), key=lambda index: (waits[index], -index))
+        scope, limit = claims[worst]
+        raise _refusal(key_id, limit, waits[worst], scope or None)
 
 
 _LONGEST_WAIT = 365 * 86400.0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from algora.cli.common import console, server_side
+from algora.cli.common import console, errors_to_exit, server_side
 from algora.errors import AlgoraError
 from algora.settings import Settings
 
@@ -84,7 +84,8 @@ def serve(
 
     configure_logging(settings.log_level, settings.log_format)
 
-    platform = Platform.open(settings)
+    with errors_to_exit():  # a setting that cannot work: one line that says what to do
+        platform = Platform.open(settings)
     url = f"http://{settings.host}:{settings.port}"
     key_file = settings.resolved_data_dir / "admin.key"
     # A gateway that joins a registry another one created has no admin.key of its own.

@@ -429,3 +429,18 @@ class PrincipalProfile(Base):
     company_role: Mapped[str] = mapped_column(String(128), default="")
     org_type: Mapped[str] = mapped_column(String(16), default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RateBucket(Base):
+    """A key's token bucket shared by every gateway on the registry (the ``database`` rate-limit
+    backend, ``algora.auth.shared_buckets``): ``scope`` is empty for the key's own limit, else
+    the pattern of its limit for some models. The limit itself is not stored: each check brings
+    the key's current one."""
+
+    __tablename__ = "rate_buckets"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(129), primary_key=True)
+    tokens: Mapped[float]
+    stamp: Mapped[float]
+    """When ``tokens`` was last refilled, in seconds since the epoch (the gateways' clocks)."""
