@@ -41,12 +41,11 @@ YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *CI_EXAMPLES.glob("*.yml")])
 TOOLS = Path(sys.executable).parent
 
 PENDING = {
-    "ALGORA_STORE_URL": "the S3 store",
     "ALGORA_WORKER_BACKEND": "the Ray backend",
     "ALGORA_RAY_ADDRESS": "the Ray backend",
 }
-"""Settings that the S3 store and the Ray backend bring: deploy/ sets them ahead of that
-release, and docs/deploy.md says from which release they take effect."""
+"""Settings that the Ray backend brings: deploy/ sets them ahead of that release, and
+docs/deploy.md says from which release they take effect."""
 
 HEALTH_ROUTES = {route.path for route in health_router.routes}
 
