@@ -341,12 +341,14 @@ def test_manager_stops_idle_pools_and_restarts_them_on_demand(tmp_path: Path) ->
     spec = worker_spec(tmp_path, MODEL)
 
     async def main() -> None:
-        manager = PoolManager(tmp_path / "data", LocalBackend(), idle_seconds=0.3)
+        manager = PoolManager(tmp_path / "data", LocalBackend(), idle_seconds=1.0)
         busy = await manager.get("busy", spec)
         idle = await manager.get("idle", spec)
         assert manager.running("busy") is busy and manager.running("idle") is idle
+        # Used again now that both run: starting one may take longer than the idle time.
+        await manager.get("busy", spec), await manager.get("idle", spec)
         assert await manager.evict_idle() == []  # both were just used
-        await asyncio.sleep(0.4)
+        await asyncio.sleep(1.2)
         await manager.get("busy", spec)  # a call keeps a pool alive
         assert await manager.evict_idle() == ["idle"]
         assert not idle.healthy and busy.healthy
