@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, make_url, text
 from starlette.testclient import TestClient
 
@@ -25,6 +26,11 @@ from algora.app import create_app
 from algora.sdk.client import Client
 from algora.settings import Settings
 from algora.testing import RunningServer
+
+# The fuzz tests check properties, not speed: on a busy two-core machine (xdist, servers in
+# other tests) an example may take longer than Hypothesis's deadline and health checks allow.
+settings.register_profile("algora", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("algora")
 
 ECHO_MODEL = textwrap.dedent(
     """
