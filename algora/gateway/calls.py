@@ -41,6 +41,7 @@ from algora.errors import (
 from algora.gateway.auditing import AuditTrail
 from algora.gateway.channels import CallOrigin, Channels
 from algora.modelfolder.manifest import Manifest
+from algora.registry.rollups import Rollups, outcome_of
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -120,8 +121,10 @@ class CallService:
         audit: AuditLog | None = None,
         secrets: ModelSecrets | None = None,
         channels: Channels | None = None,
+        rollups: Rollups | None = None,
     ) -> None:
         self._settings = settings
+        self._rollups = rollups
         self._channels = channels
         self._audit = audit
         self._secrets = secrets
@@ -373,6 +376,27 @@ class CallService:
             logger.exception("could not record the outcome of background call %s", call.request_id)
 
     async def _dispatch(self, call: Call, model: Model, version: Version) -> Served:
+        """Send the call to the version's pool, counted in the version's statistics."""
+        if self._rollups is None:
+            return await self._send(call, model, version)
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        answer = b""
+        try:
+            served = await self._send(call, model, version)
+            answer = served.result.payload
+            return served
+        except BaseException as error:  # counted (a hang-up too), then raised as it is
+            failure = error
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            outcome = outcome_of(failure)
+            self._rollups.record(
+                model.id, version.id, outcome, seconds, len(call.payload), len(answer)
+            )
+
+    async def _send(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)
         started = time.monotonic()
         delegation = call.caller.delegation
