@@ -266,6 +266,23 @@ class Client(Closing):
         raise_for_error(response)
         return response.json()
 
+    def stats(
+        self,
+        model: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        step: str = "1m",
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """``owner/name``'s calls, errors and latency per version over time: ``since`` and
+        ``until`` are ISO 8601 times or durations before now (``30m``, ``6h``, ``2d``);
+        ``step`` is ``1m``, ``1h`` or ``1d``; ``version`` (``1.2.3``) keeps one. The answer
+        has ``versions``, each with its ``total`` and its ``points`` (one per step)."""
+        query = {"since": since, "until": until, "step": step, "version": version}
+        params = {name: value for name, value in query.items() if value is not None}
+        return dict(self.get_json(f"/api/v1/models/{model}/stats", **params))
+
     # aliases and promotions (see algora.registry.aliases) -----------------------------------
     def _send_json(self, method: str, path: str, body: Any = None) -> Any:
         response = self.request(method, path, json=body)
