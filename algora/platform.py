@@ -30,6 +30,7 @@ from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
 from algora.registry.rollups import Rollups
+from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
@@ -145,6 +146,8 @@ class Platform:
             secrets=self.secrets,
             channels=self.channels,
             rollups=self.rollups,
+            routes=AliasRoutes(self.sessions),
+            metrics=self.metrics,
         )
         self.changes = ChangeFeed(
             self.sessions, [self.authenticator.forget, self.calls.forget_here]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Alias",
+    "AliasTarget",
     "ApiKey",
     "AuditEventRow",
     "Base",
@@ -467,3 +468,19 @@ class CallStats(Base):
     le_10s: Mapped[int] = mapped_column(BigInteger)
     le_30s: Mapped[int] = mapped_column(BigInteger)
     le_inf: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasTarget(Base):
+    """A version an alias routes calls to when it is more than one pointer: a share of its
+    calls (``weight``, out of the weights of its alias's targets) or, with ``shadow``, a copy
+    of each call whose answer is discarded. An alias without targets sends every call to
+    ``aliases.version_id``, which names the heaviest target when there are some."""
+
+    __tablename__ = "alias_targets"
+    __table_args__ = (UniqueConstraint("alias_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    weight: Mapped[int]
+    shadow: Mapped[bool]

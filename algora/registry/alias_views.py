@@ -73,6 +73,11 @@ class AliasView:
     model: str
     name: str
     version: str
+    """The version the alias points at: with a split, the one with the largest share."""
+    weights: tuple[tuple[str, int], ...]
+    """The versions its calls go to and their shares: its one version at 100 without a split."""
+    shadow: str | None
+    """The version that gets a copy of each call (its answers discarded), if any."""
     protected: bool
     updated_at: datetime
     updated_by: str | None

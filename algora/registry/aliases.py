@@ -18,7 +18,7 @@ alias supersedes a pending one. A protected alias cannot be deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -35,6 +35,7 @@ from algora.errors import (
     AliasNotFound,
     AliasProtected,
     Conflict,
+    InvalidInput,
     NotFound,
     PermissionDenied,
     PromotionClosed,
@@ -54,6 +55,7 @@ from algora.registry.alias_views import (
     same_principal,
     semver_of,
 )
+from algora.registry.routing import Split, describe, replace_targets, targets_of
 from algora.registry.service import Registry
 from algora.registry.specs import parse_spec
 
@@ -95,25 +97,45 @@ class Aliases:
             return self._alias_view(session, model, self._alias_row(session, model, alias))
 
     def set_alias(
-        self, caller: Caller, owner: str, name: str, alias: str, target: str, note: str = ""
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        alias: str,
+        target: str | None,
+        note: str = "",
+        *,
+        weights: Mapping[str, int] | None = None,
+        shadow: str | None = None,
     ) -> SetOutcome:
-        """Point ``alias`` at the version ``target`` names (any spec, resolved now); for a
-        protected alias, ask for a promotion instead."""
+        """Point ``alias`` at the version ``target`` names (any spec, resolved now), or split
+        its calls between the versions ``weights`` names (spec -> weight); ``shadow`` names a
+        version that gets a copy of each call. A protected alias asks for a promotion instead
+        (to one version: a split or a shadow of a protected alias is refused)."""
         check_alias_name(alias)
-        version = self._target(caller, owner, name, target)
-        if self.before_move is not None and not self.policy.protects(owner, alias):
-            self.before_move(version.id)
+        split = self._split(caller, owner, name, target, weights)
+        copy = self._shadow(caller, owner, name, shadow, split) if shadow else None
+        protected = self.policy.protects(owner, alias)
+        if protected and (len(split) > 1 or copy is not None):
+            raise AliasProtected(
+                f"'{alias}' is a protected alias: it moves to one version, by an approved "
+                "promotion; split or shadow traffic with another alias (canary, staging)"
+            )
+        version = max(split, key=lambda share: share[1])[0]
+        if self.before_move is not None and not protected:
+            loading = [v for v, _ in split] + ([copy] if copy is not None else [])
+            for version_id in dict.fromkeys(v.id for v in loading):
+                self.before_move(version_id)
         for _attempt in range(3):
             with self.sessions() as session:
                 model = self._model(session, caller, owner, name, "manage")
                 current = self._find_alias(session, model.id, alias)
-                if self.policy.protects(owner, alias) and (
-                    current is None or current.version_id != version.id
-                ):
+                if protected and (current is None or current.version_id != version.id):
                     return SetOutcome(
                         promotion=self._new_request(session, caller, model, alias, version, note)
                     )
-                move = self._move(session, model, alias, version, caller.principal_id)
+                by = caller.principal_id
+                move = self._move(session, model, alias, version, by, split, copy)
                 try:
                     session.commit()
                 except IntegrityError:  # created by a concurrent request: go again
@@ -133,7 +155,8 @@ class Aliases:
                     "and cannot be deleted (an admin can unprotect it in the settings)"
                 )
             row = self._alias_row(session, model, alias)
-            move = Move(full_name(model), alias, row.version.semver, None)
+            move = Move(full_name(model), alias, describe(*targets_of(session, row)), None)
+            replace_targets(session, row, (), None)
             session.delete(row)
             session.commit()
             return move
@@ -251,27 +274,84 @@ class Aliases:
         return row
 
     def _alias_view(self, session: Session, model: Model, row: Alias) -> AliasView:
+        weights, shadow = targets_of(session, row)
         return AliasView(
             model=full_name(model),
             name=row.name,
             version=row.version.semver,
+            weights=weights,
+            shadow=shadow,
             protected=self.policy.protects(model.owner.name, row.name),
             updated_at=row.updated_at,
             updated_by=name_of(session, row.updated_by),
         )
 
-    def _move(self, session: Session, model: Model, alias: str, version: Version, by: int) -> Move:
-        """Point the alias at the version (uncommitted)."""
+    def _move(
+        self,
+        session: Session,
+        model: Model,
+        alias: str,
+        version: Version,
+        by: int,
+        split: Split = (),
+        shadow: Version | None = None,
+    ) -> Move:
+        """Point the alias at the version, or at the split (led by ``version``) and shadow
+        (uncommitted)."""
         row = self._find_alias(session, model.id, alias)
-        old = row.version.semver if row is not None else None
+        old = describe(*targets_of(session, row)) if row is not None else None
         if row is None:
-            session.add(Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by))
-        elif row.version_id != version.id:  # pointing it where it points changes nothing
+            row = Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by)
+            session.add(row)
+            session.flush()
+        replace_targets(session, row, split, shadow)
+        shares = [(v.semver, w) for v, w in split] if len(split) > 1 else [(version.semver, 100)]
+        new = describe(shares, shadow.semver if shadow else None)
+        if old is not None and new != old:  # pointing it where it points changes nothing
             row.version_id = version.id
             row.updated_by = by
             row.updated_at = utcnow()
         session.flush()
-        return Move(full_name(model), alias, old, version.semver)
+        return Move(full_name(model), alias, old, new)
+
+    def _split(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        target: str | None,
+        weights: Mapping[str, int] | None,
+    ) -> Split:
+        """The versions (resolved now) and weights an alias is set to: ``target`` alone, or
+        those of ``weights`` with a weight above 0."""
+        if not weights:
+            if not target:
+                raise InvalidInput("name the version the alias points at, or versions with weights")
+            return [(self._target(caller, owner, name, target), 100)]
+        if target:
+            raise InvalidInput("name one version, or versions with weights, not both")
+        if any(weight < 0 for weight in weights.values()) or sum(weights.values()) <= 0:
+            raise InvalidInput(
+                "weights are shares of the alias's calls: whole numbers, 0 or more, that add "
+                "up to more than 0 (90 and 10, or 1 and 1)"
+            )
+        split: list[tuple[Version, int]] = []
+        for spec, weight in weights.items():
+            version = self._target(caller, owner, name, spec)
+            if any(version.id == chosen.id for chosen, _ in split):
+                raise InvalidInput(f"{version.semver} is named twice in the split: name it once")
+            if weight > 0:
+                split.append((version, weight))
+        return split
+
+    def _shadow(self, caller: Caller, owner: str, name: str, spec: str, split: Split) -> Version:
+        version = self._target(caller, owner, name, spec)
+        if any(version.id == shared.id for shared, _ in split):
+            raise InvalidInput(
+                f"the shadow {version.semver} also takes a share of the calls: a shadow gets "
+                "a copy of each call, so name a version outside the split"
+            )
+        return version
 
     def _new_request(
         self,

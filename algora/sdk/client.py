@@ -293,13 +293,28 @@ class Client(Closing):
         """A model's aliases: ``[{"alias": "production", "version": "1.2.0", ...}]``."""
         return list(self.get_json(f"/api/v1/models/{model}/aliases"))
 
-    def set_alias(self, model: str, alias: str, version: str, *, note: str = "") -> dict[str, Any]:
-        """Point ``alias`` at the version that ``version`` (any spec) names now.
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        version: str | None = None,
+        *,
+        note: str = "",
+        weights: dict[str, int] | None = None,
+        shadow: str | None = None,
+    ) -> dict[str, Any]:
+        """Point ``alias`` at the version that ``version`` (any spec) names now, or split its
+        calls by ``weights`` (``{"1.0.0": 90, "1.1.0": 10}``, instead of ``version``);
+        ``shadow`` names a version that gets a copy of each call (its answers discarded).
 
         A protected alias does not move: the answer has ``moved`` False and the ``promotion``
         request that a second principal must approve.
         """
-        body = {"version": version, "note": note}
+        body: dict[str, Any] = {"version": version, "note": note}
+        if weights is not None:
+            body["versions"] = weights
+        if shadow is not None:
+            body["shadow"] = shadow
         return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
 
     def delete_alias(self, model: str, alias: str) -> None:

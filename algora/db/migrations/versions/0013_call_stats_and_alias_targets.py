@@ -1,10 +1,18 @@
-"""per-minute call statistics of each version"""
+"""per-minute call statistics of each version; aliases that split and shadow traffic"""
 
 from __future__ import annotations
 
 from alembic import op
 
-from algora.db.migrations.columns import big_integer, create_table, integer, real, timestamp
+from algora.db.migrations.columns import (
+    big_integer,
+    create_keyed_table,
+    create_table,
+    flag,
+    integer,
+    real,
+    timestamp,
+)
 
 revision = "0013"
 down_revision = "0011"
@@ -48,7 +56,16 @@ def upgrade() -> None:
         *(big_integer(name) for name in _BUCKETS),
         indexes={"ix_call_stats_model_minute": ["model_id", "minute"]},
     )
+    create_keyed_table(
+        "alias_targets",
+        integer("alias_id", references="aliases.id"),
+        integer("version_id", references="versions.id"),
+        integer("weight"),
+        flag("shadow"),
+        unique=[("alias_id", "version_id")],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("alias_targets")
     op.drop_table("call_stats")
