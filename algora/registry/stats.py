@@ -35,8 +35,9 @@ _STEPS: dict[str, timedelta] = {
     "1h": timedelta(hours=1),
     "1d": timedelta(days=1),
 }
-MAX_POINTS = 1500
-"""Buckets a series may hold (a day by the minute, two months by the hour)."""
+MAX_POINTS = {"1m": 1500, "1h": 1500, "1d": 400}
+"""Buckets a series may hold by step: a day by the minute, two months by the hour, a year by
+the day (each bucket is read as its minutes' rows, so the window is what costs)."""
 _AGO = re.compile(r"^(\d{1,6})([smhdw])\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)\Z")
@@ -137,10 +138,10 @@ class Statistics:
             raise InvalidInput("since must come before until: widen the window")
         start, end = _floor(since, width), _floor(until - timedelta(microseconds=1), width) + width
         count = (end - start) // width
-        if count > MAX_POINTS:
+        if count > MAX_POINTS[step]:
             raise InvalidInput(
                 f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} by {step} is {count} buckets; "
-                f"at most {MAX_POINTS}: narrow the window or use a larger step"
+                f"at most {MAX_POINTS[step]}: narrow the window or use a larger step"
             )
         with self.sessions() as session:
             model = self.registry.require_model(session, caller, owner, name, "read")

@@ -123,3 +123,6 @@ def test_the_cli_sets_splits_and_shadows_and_refuses_bad_ones(server: RunningSer
             admin.set_alias("admin/ab", "production", "1.0.0", shadow="1.2.0")
         assert admin.aliases("admin/ab")[-1]["alias"] == "staging"  # unchanged by refusals
         assert admin.aliases("admin/ab")[-1]["version"] == "1.1.0"
+    ok("alias", "set", "admin/ab", "staging", "1.0.0=1", "1.1.0=1", "--shadow", "1.2.0")
+    ok("alias", "rm", "admin/ab", "staging")  # its split and shadow go with it
+    assert "staging" not in ok("alias", "list", "admin/ab")

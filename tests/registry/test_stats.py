@@ -161,6 +161,8 @@ def test_bad_windows_unknown_versions_and_strangers_are_refused(registered: Regi
         series(registered.owner, "olga", "m", since=now, until=now - timedelta(hours=1))
     with pytest.raises(InvalidInput, match="at most 1500"):
         series(registered.owner, "olga", "m", since=now - timedelta(days=2))
+    with pytest.raises(InvalidInput, match="at most 400"):
+        series(registered.owner, "olga", "m", since=now - timedelta(days=500), step="1d")
     for version in ("2.0.0", "1.x", "latest"):
         with pytest.raises(VersionNotFound):
             series(registered.owner, "olga", "m", version=version)
