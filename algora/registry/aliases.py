@@ -323,31 +323,30 @@ class Aliases:
         weights: Mapping[str, int] | None,
     ) -> Split:
         """The versions (resolved now) and weights an alias is set to: ``target`` alone, or
-        those of ``weights`` with a weight above 0."""
+        those of ``weights``."""
         if not weights:
             if not target:
                 raise InvalidInput("name the version the alias points at, or versions with weights")
             return [(self._target(caller, owner, name, target), 100)]
         if target:
             raise InvalidInput("name one version, or versions with weights, not both")
-        if any(weight < 0 for weight in weights.values()) or sum(weights.values()) <= 0:
+        if any(weight < 1 for weight in weights.values()):
             raise InvalidInput(
-                "weights are shares of the alias's calls: whole numbers, 0 or more, that add "
-                "up to more than 0 (90 and 10, or 1 and 1)"
+                "weights are shares of the alias's calls: whole numbers from 1 (90 and 10, or "
+                "1 and 1); leave out a version that should get none"
             )
         split: list[tuple[Version, int]] = []
         for spec, weight in weights.items():
             version = self._target(caller, owner, name, spec)
-            if any(version.id == chosen.id for chosen, _ in split):
-                raise InvalidInput(f"{version.semver} is named twice in the split: name it once")
-            if weight > 0:
-                split.append((version, weight))
+            if any(version.id == chosen.id for chosen, _ in split):  # what specs name now
+                raise Conflict(f"two specs of the split name {version.semver}: name it once")
+            split.append((version, weight))
         return split
 
     def _shadow(self, caller: Caller, owner: str, name: str, spec: str, split: Split) -> Version:
         version = self._target(caller, owner, name, spec)
-        if any(version.id == shared.id for shared, _ in split):
-            raise InvalidInput(
+        if any(version.id == shared.id for shared, _ in split):  # what specs name now
+            raise Conflict(
                 f"the shadow {version.semver} also takes a share of the calls: a shadow gets "
                 "a copy of each call, so name a version outside the split"
             )

@@ -27,7 +27,15 @@ from algora.errors import InvalidInput, VersionNotFound
 from algora.registry.rollups import BUCKET_COLUMNS, ERROR_COLUMNS, LATENCY_BOUNDS
 from algora.registry.service import Registry
 
-__all__ = ["ModelStats", "Statistics", "StatsPoint", "Step", "VersionStats", "parse_moment"]
+__all__ = [
+    "MOMENT_PATTERN",
+    "ModelStats",
+    "Statistics",
+    "StatsPoint",
+    "Step",
+    "VersionStats",
+    "parse_moment",
+]
 
 Step = Literal["1m", "1h", "1d"]
 _STEPS: dict[str, timedelta] = {
@@ -38,7 +46,17 @@ _STEPS: dict[str, timedelta] = {
 MAX_POINTS = {"1m": 1500, "1h": 1500, "1d": 400}
 """Buckets a series may hold by step: a day by the minute, two months by the hour, a year by
 the day (each bucket is read as its minutes' rows, so the window is what costs)."""
-_AGO = re.compile(r"^(\d{1,6})([smhdw])\Z")
+_AGO = re.compile(r"^([0-9]{1,4})([smhdw])\Z")
+MOMENT_PATTERN = re.compile(
+    r"^(?:[0-9]{1,4}[smhdw]|(?:19[7-9]|20[0-9])[0-9]-"
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|"
+    r"(?:0[13578]|1[02])-31)"
+    r"(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?)?"
+    r")\Z"
+)
+"""The ``since`` and ``until`` the API documents: a duration before now (at most 4 digits:
+9999w), or an ISO 8601 date or time from 1970 to 2099, with an optional offset. (Any ISO 8601
+time of those years is taken, the 29th of February too; the pattern leaves that one out.)"""
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)\Z")
 
@@ -88,16 +106,18 @@ def parse_moment(text: str | None, now: datetime) -> datetime | None:
     UTC) as a naive UTC datetime; None for None or empty."""
     if not text:
         return None
-    ago = _AGO.match(text.strip())
+    ago = _AGO.match(text)
     if ago is not None:
         return now - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
+        moment = None
+    if moment is None or not 1970 <= moment.year < 2100:
         raise InvalidInput(
-            f"'{text[:40]}' is not a time: use an ISO 8601 time (2026-01-31T12:00:00Z) or a "
-            "duration before now (30m, 1h, 2d, 1w)"
-        ) from None
+            f"'{text[:40]}' is not a time: use an ISO 8601 time from 1970 to 2099 "
+            "(2026-01-31T12:00:00Z) or a duration before now (30m, 1h, 2d, 1w)"
+        )
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
@@ -67,17 +68,24 @@ class AliasOut(BaseModel):
 _SPEC = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 _VERSION = "A version spec of this model (1.2.3, 1.x, latest, another alias), resolved now"
 _NOTE = "Why (shown to approvers)."
+_GIVEN: dict[str, JsonDict] = {
+    "version": {"required": ["version"], "properties": {"version": {"type": "string"}}},
+    "versions": {"required": ["versions"], "properties": {"versions": {"type": "object"}}},
+}
+"""A field given (not null): the body names exactly one of ``version`` and ``versions``."""
 
 
 class AliasIn(BaseModel):
     """``version``, or ``versions`` with weights to split the alias's calls between them;
     ``shadow`` for a version that gets a copy of each call (its answers discarded)."""
 
+    model_config = ConfigDict(json_schema_extra={"oneOf": [_GIVEN["version"], _GIVEN["versions"]]})
+
     version: _SPEC | None = Field(
         default=None, description=f"{_VERSION}: the alias points at that one version."
     )
     note: str = Field(default="", max_length=500, description=_NOTE)
-    versions: dict[_SPEC, Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
+    versions: dict[_SPEC, Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
         default=None,
         min_length=1,
         max_length=10,
