@@ -46,7 +46,6 @@ from algora.registry.specs import (  # the services' own patterns: a copy could 
     SEMVER_PATTERN,
     VERSIONISH_PATTERN,
 )
-from algora.registry.stats import MOMENT_PATTERN
 from algora.settings import BUCKET_PATTERN, CONNECTOR_NAME_PATTERN
 from algora.store.collection_space import ACLS
 from algora.store.collections import COLLECTION_PATTERN
@@ -328,8 +327,6 @@ QUERY_RULES: dict[str, dict[str, Any]] = {
 }
 """A query parameter's rules beyond its type, by the parameter's name."""
 OPERATION_RULES: dict[tuple[str, ...], dict[str, Any]] = {
-    ("/api/v1/models/{owner}/{name}/stats", "since"): _string(MOMENT_PATTERN),
-    ("/api/v1/models/{owner}/{name}/stats", "until"): _string(MOMENT_PATTERN),
     # Algorithmia's version listing pages by the last version it gave
     ("/v1/algorithms/{owner}/{name}/versions", "marker"): _SEMVER_RULE,
     ("/v1/algorithms/{owner}/{name}/versions", "callable"): _FLAG,

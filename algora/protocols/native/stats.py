@@ -13,13 +13,16 @@ from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute
 from algora.protocols.routing import Op, add_routes, one
 from algora.protocols.wire import FromView
-from algora.registry.stats import ModelStats, Statistics, Step, parse_moment
+from algora.registry.stats import MOMENT_PATTERN, ModelStats, Statistics, Step, parse_moment
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["statistics"])
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
 _WHEN = "an ISO 8601 time (UTC unless it says), or a duration before now: 30m, 6h, 2d, 1w"
+# the forms the service takes, as JSON Schema writes a pattern (it parses them itself, to say
+# what is wrong with one it cannot take)
+_MOMENT = {"pattern": MOMENT_PATTERN.pattern.replace("\\Z", "$")}
 
 
 class StatsPointOut(FromView):
@@ -89,11 +92,17 @@ add_routes(
         "stats.read",
         query={
             "since": (
-                Annotated[str | None, Query(max_length=40, description=f"From: {_WHEN}.")],
+                Annotated[
+                    str | None,
+                    Query(max_length=40, description=f"From: {_WHEN}.", json_schema_extra=_MOMENT),
+                ],
                 None,
             ),
             "until": (
-                Annotated[str | None, Query(max_length=40, description=f"To (now): {_WHEN}.")],
+                Annotated[
+                    str | None,
+                    Query(max_length=40, description=f"To: {_WHEN}.", json_schema_extra=_MOMENT),
+                ],
                 None,
             ),
             "step": (Annotated[Step, Query(description="The buckets' width.")], "1m"),
