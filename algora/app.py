@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         platform.calls.attach(asyncio.get_running_loop())
         await platform.changes.start()
         feed = asyncio.create_task(platform.changes.run(), name="algora-change-feed")
+        rollups = asyncio.create_task(platform.rollups.run(), name="algora-call-stats")
         grpc_server = None
         if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, this loop
             grpc_server = oip.GrpcServer(platform, settings.grpc_port)
@@ -95,10 +96,12 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         yield
         if grpc_server is not None:
             await grpc_server.stop()
-        feed.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await feed
+        for task in (feed, rollups):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await platform.audit.stop()  # commits what is queued
+        await platform.rollups.flush()  # and the calls counted since the last write
         if owned:
             await platform.aclose()
         else:

@@ -30,9 +30,12 @@ from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
+from algora.registry.rollups import Rollups
+from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
+from algora.registry.stats import Statistics
 from algora.settings import Settings
 from algora.store.connectors import Connectors
 from algora.store.data import DataSpaces
@@ -149,6 +152,8 @@ class Platform:
             buckets=DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
+        self.rollups = Rollups(self.sessions)
+        """Each version's calls per minute, counted here and added to the registry."""
         self.channels = Channels(data)
         """Workers' sockets to this gateway (calls from inside models); serve once attached."""
         self.calls = CallService(
@@ -160,6 +165,9 @@ class Platform:
             self.audit,
             secrets=self.secrets,
             channels=self.channels,
+            rollups=self.rollups,
+            routes=AliasRoutes(self.sessions),
+            metrics=self.metrics,
         )
         self.changes = ChangeFeed(
             self.sessions, [self.authenticator.forget, self.calls.forget_here]
@@ -196,6 +204,7 @@ class Platform:
         )
         self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
         self.audit_queries = AuditQueries(self.sessions, self.audit)
+        self.statistics = Statistics(self.sessions, self.registry)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do
@@ -251,6 +260,7 @@ class Platform:
 
     async def aclose(self) -> None:
         await self.pools.stop_all()
+        await self.rollups.flush()
         self.publisher.shutdown()
         self.builds.shutdown()
         await self.audit.aclose()

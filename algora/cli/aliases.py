@@ -47,13 +47,37 @@ def _promotion_cells(row: dict[str, Any]) -> tuple[str, ...]:
 
 def _alias_cells(row: dict[str, Any]) -> tuple[str, ...]:
     protected = "yes" if row["protected"] else ""
+    weights = row.get("weights") or {}
+    split = " ".join(f"{v}={w}" for v, w in weights.items()) if len(weights) > 1 else ""
     return (
         row["alias"],
-        row["version"],
+        split or row["version"],
+        row.get("shadow") or "",
         protected,
         str(row["updated_at"])[:19],
         row.get("updated_by") or "",
     )
+
+
+def _routes_text(row: dict[str, Any]) -> str:
+    cells = _alias_cells(row)
+    return cells[1] + (f" (shadow {cells[2]})" if cells[2] else "")
+
+
+def _routes(versions: list[str]) -> tuple[str | None, dict[str, int] | None]:
+    """One version spec, or SPEC=WEIGHT arguments as weights."""
+    if len(versions) == 1 and "=" not in versions[0]:
+        return versions[0], None
+    weights: dict[str, int] = {}
+    for text in versions:
+        spec, _, weight = text.partition("=")
+        if not spec or not weight.isdigit():
+            raise typer.BadParameter(
+                f"'{text}' is not SPEC=WEIGHT: to split the calls, give each version its "
+                "share, e.g. 1.0.0=90 1.1.0=10"
+            )
+        weights[spec] = int(weight)
+    return None, weights
 
 
 def _pending(row: dict[str, Any]) -> None:
@@ -71,20 +95,32 @@ def alias_set(
     remote: Remote,
     model: ModelArgument,
     alias: Annotated[str, typer.Argument(help="The alias, e.g. production or staging.")],
-    version: Annotated[
-        str, typer.Argument(help="A version spec, resolved now: 1.2.3, 1.x, latest, an alias.")
+    versions: Annotated[
+        list[str],
+        typer.Argument(
+            help="A version spec, resolved now: 1.2.3, 1.x, latest, an alias; or several as "
+            "SPEC=WEIGHT to split the calls: 1.0.0=90 1.1.0=10."
+        ),
     ],
+    shadow: Annotated[
+        str | None,
+        typer.Option("--shadow", help="A version spec: it gets a copy of each call."),
+    ] = None,
     note: NoteOption = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Point an alias at a version (a protected alias: ask for a promotion)."""
+    """Point an alias at a version, or split its calls between versions by weight, and
+    optionally shadow it (a protected alias: ask for a promotion)."""
+    version, weights = _routes(versions)
     with errors_to_exit():
-        outcome = client_for(remote).set_alias(model, alias, version, note=note)
+        outcome = client_for(remote).set_alias(
+            model, alias, version, note=note, weights=weights, shadow=shadow
+        )
     if as_json:
         write_json(outcome)
     elif outcome["moved"]:
         row = outcome["alias"]
-        console.print(f"{row['model']} [bold]{row['alias']}[/] -> {row['version']}")
+        console.print(f"{row['model']} [bold]{row['alias']}[/] -> {_routes_text(row)}")
     else:
         _pending(outcome["promotion"])
 
@@ -99,7 +135,9 @@ def alias_list(
     """List a model's aliases and the versions they point at."""
     with errors_to_exit():
         rows = client_for(remote).aliases(model)
-    print_rows(rows, as_json, ("alias", "version", "protected", "updated", "by"), _alias_cells)
+    print_rows(
+        rows, as_json, ("alias", "version", "shadow", "protected", "updated", "by"), _alias_cells
+    )
 
 
 @alias_app.command("rm")

@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from algora import __version__
-from algora.cli import access, admin, aliases, audit, catalog, data, publishing, scaffold, serve
+from algora.cli import (
+    access,
+    admin,
+    aliases,
+    audit,
+    catalog,
+    data,
+    publishing,
+    scaffold,
+    serve,
+    stats,
+)
 
 __all__ = ["app", "main"]
 
@@ -39,6 +50,7 @@ app.command()(catalog.call)
 app.command()(catalog.versions)
 app.command()(catalog.login)
 app.command()(catalog.whoami)
+app.command()(stats.stats)
 app.add_typer(access.models_app, name="models")
 app.add_typer(catalog.keys_app, name="keys")
 app.add_typer(access.users_app, name="users")

@@ -10,10 +10,12 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "Alias",
+    "AliasTarget",
     "ApiKey",
     "AuditEventRow",
     "Base",
     "Build",
+    "CallStats",
     "DataCollection",
     "Environment",
     "Grant",
@@ -429,6 +431,59 @@ class PrincipalProfile(Base):
     company_role: Mapped[str] = mapped_column(String(128), default="")
     org_type: Mapped[str] = mapped_column(String(16), default="")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallStats(Base):
+    """One version's calls in one minute (UTC): counts, latency and sizes, added to by every
+    gateway (see ``algora.registry.rollups``). The ``le_*`` columns count the calls answered
+    within that bound (and above the one before), so percentiles can be estimated."""
+
+    __tablename__ = "call_stats"
+    __table_args__ = (Index("ix_call_stats_model_minute", "model_id", "minute"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    calls: Mapped[int] = mapped_column(BigInteger)
+    model_errors: Mapped[int] = mapped_column(BigInteger)
+    timeouts: Mapped[int] = mapped_column(BigInteger)
+    unavailable: Mapped[int] = mapped_column(BigInteger)
+    other_errors: Mapped[int] = mapped_column(BigInteger)
+    latency_sum: Mapped[float]
+    """Seconds, summed over the minute's calls."""
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    le_1ms: Mapped[int] = mapped_column(BigInteger)
+    le_2_5ms: Mapped[int] = mapped_column(BigInteger)
+    le_5ms: Mapped[int] = mapped_column(BigInteger)
+    le_10ms: Mapped[int] = mapped_column(BigInteger)
+    le_25ms: Mapped[int] = mapped_column(BigInteger)
+    le_50ms: Mapped[int] = mapped_column(BigInteger)
+    le_100ms: Mapped[int] = mapped_column(BigInteger)
+    le_250ms: Mapped[int] = mapped_column(BigInteger)
+    le_500ms: Mapped[int] = mapped_column(BigInteger)
+    le_1s: Mapped[int] = mapped_column(BigInteger)
+    le_2_5s: Mapped[int] = mapped_column(BigInteger)
+    le_5s: Mapped[int] = mapped_column(BigInteger)
+    le_10s: Mapped[int] = mapped_column(BigInteger)
+    le_30s: Mapped[int] = mapped_column(BigInteger)
+    le_inf: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasTarget(Base):
+    """A version an alias routes calls to when it is more than one pointer: a share of its
+    calls (``weight``, out of the weights of its alias's targets) or, with ``shadow``, a copy
+    of each call whose answer is discarded. An alias without targets sends every call to
+    ``aliases.version_id``, which names the heaviest target when there are some."""
+
+    __tablename__ = "alias_targets"
+    __table_args__ = (UniqueConstraint("alias_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    weight: Mapped[int]
+    shadow: Mapped[bool]
 
 
 class RateBucket(Base):

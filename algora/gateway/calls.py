@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -40,7 +41,11 @@ from algora.errors import (
 )
 from algora.gateway.auditing import AuditTrail
 from algora.gateway.channels import CallOrigin, Channels
+from algora.gateway.metrics import Metrics
+from algora.gateway.shadows import Shadows
 from algora.modelfolder.manifest import Manifest
+from algora.registry.rollups import Rollups, outcome_of
+from algora.registry.routing import AliasRoutes, Routing
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -52,6 +57,10 @@ from algora.workers.pool import Pool
 from algora.workers.spec import CallRequest, CallResult, ContentType, WorkerSpec
 
 __all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
+
+Resolution = tuple[Model, Version, Routing | None]
+"""A spec resolved: the model, the version it names and, for an alias that splits or shadows
+its calls, where they go."""
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +129,14 @@ class CallService:
         audit: AuditLog | None = None,
         secrets: ModelSecrets | None = None,
         channels: Channels | None = None,
+        rollups: Rollups | None = None,
+        routes: AliasRoutes | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._rollups = rollups
+        self._routes = routes
+        self._shadows = Shadows(metrics)
         self._channels = channels
         self._audit = audit
         self._secrets = secrets
@@ -130,7 +145,7 @@ class CallService:
         self._registry = registry
         self._pools = pools
         self._python = environment_python
-        self._resolved: dict[tuple[str, str, str], tuple[float, Model, Version]] = {}
+        self._resolved: dict[tuple[str, str, str], tuple[float, Resolution]] = {}
         self._refreshing: set[tuple[str, str, str]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_forget: Callable[[], None] | None = None
@@ -198,11 +213,18 @@ class CallService:
     async def resolve(
         self, caller: Caller, owner: str, name: str, spec_text: str | None
     ) -> tuple[Model, Version]:
-        """The version a spec names, once the caller is known to be allowed to call the model.
+        """The version a spec names, once the caller is known to be allowed to call the model
+        (for an alias that splits its calls, the version this call goes to).
 
         The permission check comes before any version lookup, so a stranger learns nothing
         about a private model's versions or failures.
         """
+        model, version, routing = await self._resolution(caller, owner, name, spec_text)
+        return model, routing.pick() if routing is not None else version
+
+    async def _resolution(
+        self, caller: Caller, owner: str, name: str, spec_text: str | None
+    ) -> Resolution:
         spec = parse_spec(spec_text)
         if spec.right == "manage":
             require_scope(caller, "models:manage")
@@ -210,23 +232,31 @@ class CallService:
         now = time.monotonic()
         cached = self._resolved.get(key)
         if cached is not None and cached[0] + _STALE_GRACE_SECONDS > now:
-            require(caller, spec.right, cached[1])
+            require(caller, spec.right, cached[1][0])
             if cached[0] <= now and key not in self._refreshing:
                 self._refresh(key, spec)
-            return cached[1], cached[2]
+            return cached[1]
         generation = self._generation
-        model, version = await asyncio.to_thread(self._registry.resolve, owner, name, spec, caller)
-        self._remember(key, generation, model, version)
-        return model, version
+        resolution = await asyncio.to_thread(self._lookup, owner, name, spec, caller)
+        self._remember(key, generation, resolution)
+        return resolution
 
-    def _remember(
-        self, key: tuple[str, str, str], generation: int, model: Model, version: Version
-    ) -> None:
+    def _lookup(
+        self, owner: str, name: str, spec: VersionSpec, caller: Caller | None = None
+    ) -> Resolution:
+        """The model, the version the spec names and, for an alias, its routing (blocking)."""
+        model, version = self._registry.resolve(owner, name, spec, caller)
+        routing = None
+        if spec.kind == "alias" and self._routes is not None:
+            routing = self._routes.routing(model.id, str(spec.alias))
+        return model, version, routing
+
+    def _remember(self, key: tuple[str, str, str], generation: int, resolution: Resolution) -> None:
         if generation != self._generation:
             return  # resolved before a change this gateway made: not to be trusted
         if len(self._resolved) > 10_000:
             self._resolved.clear()
-        self._resolved[key] = (time.monotonic() + _RESOLVE_SECONDS, model, version)
+        self._resolved[key] = (time.monotonic() + _RESOLVE_SECONDS, resolution)
 
     def _refresh(self, key: tuple[str, str, str], spec: VersionSpec) -> None:
         """Resolve ``key`` again in the background (one at a time per key); when it no longer
@@ -236,13 +266,11 @@ class CallService:
 
         async def refresh() -> None:
             try:
-                model, version = await asyncio.to_thread(
-                    self._registry.resolve, key[0], key[1], spec
-                )
+                resolution = await asyncio.to_thread(self._lookup, key[0], key[1], spec)
             except Exception:
                 self._resolved.pop(key, None)
             else:
-                self._remember(key, generation, model, version)
+                self._remember(key, generation, resolution)
             finally:
                 self._refreshing.discard(key)
 
@@ -314,13 +342,22 @@ class CallService:
         self._limiter.check(accountable_key_id(caller), f"{owner}/{name}", caller.limits)
 
     async def _authorize(self, call: Call) -> tuple[Model, Version]:
+        """The model and the version the call goes to; a copy goes to the alias's shadow."""
         require_scope(call.caller, "call", f"{call.owner}/{call.name}")
-        model, version = await self.resolve(call.caller, call.owner, call.name, call.spec)
+        model, version, routing = await self._resolution(
+            call.caller, call.owner, call.name, call.spec
+        )
+        if routing is not None:
+            version = routing.pick()
         call.trail.version = version.semver
         if call.spec and call.spec[0].isalpha() and is_alias_name(call.spec):
             call.trail.alias = call.spec
         if not call.admitted:
             self.admit(call.caller, model.owner.name, model.name)
+        if routing is not None and routing.shadow is not None:
+            copy = replace(call, request_id="", stdout=False, trail=AuditTrail())
+            dispatch = functools.partial(self._dispatch, copy, model, routing.shadow)
+            self._shadows.send(dispatch, model, routing.shadow, call.spec or "")
         return model, version
 
     async def call(self, call: Call) -> Served:
@@ -373,6 +410,27 @@ class CallService:
             logger.exception("could not record the outcome of background call %s", call.request_id)
 
     async def _dispatch(self, call: Call, model: Model, version: Version) -> Served:
+        """Send the call to the version's pool, counted in the version's statistics."""
+        if self._rollups is None:
+            return await self._send(call, model, version)
+        started = time.perf_counter()
+        failure: BaseException | None = None
+        answer = b""
+        try:
+            served = await self._send(call, model, version)
+            answer = served.result.payload
+            return served
+        except BaseException as error:  # counted (a hang-up too), then raised as it is
+            failure = error
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            outcome = outcome_of(failure)
+            self._rollups.record(
+                model.id, version.id, outcome, seconds, len(call.payload), len(answer)
+            )
+
+    async def _send(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)
         started = time.monotonic()
         delegation = call.caller.delegation

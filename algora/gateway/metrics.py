@@ -99,8 +99,14 @@ class Metrics:
             resource = version = alias = ""  # it never reached a version: no name of the caller's
         # Algorithmia's API answers a model's own error with 200 and an error envelope
         outcome = error_code or ("ok" if status < 400 else f"http_{status}")
-        self._calls.labels(resource, version, alias or "", outcome).inc()
-        self._latency.labels(resource, version, alias or "").observe(seconds)
+        self.observe_call(resource, version, alias or "", outcome, seconds)
+
+    def observe_call(
+        self, model: str, version: str, alias: str, outcome: str, seconds: float
+    ) -> None:
+        """Count one model call that no request answers by itself: a shadow's copy."""
+        self._calls.labels(model, version, alias, outcome).inc()
+        self._latency.labels(model, version, alias).observe(seconds)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format ``accept`` asks for (Prometheus text, or OpenMetrics),

@@ -446,6 +446,8 @@ _PROPERTY_RULES: dict[tuple[str, str], dict[str, Any]] = {
     ("PromotionIn", "alias"): _ALIAS_RULE,
     ("PromotionIn", "version"): _SPEC_RULE,
     ("AliasIn", "version"): _SPEC_RULE,
+    ("AliasIn", "shadow"): _SPEC_RULE,
+    ("AliasIn", "versions"): {"propertyNames": {"maxLength": 100, **_SPEC_RULE}},
     ("ModelLimitIn", "model"): _string(MODEL_LIMIT_PATTERN),
 }
 

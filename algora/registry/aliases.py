@@ -18,10 +18,10 @@ alias supersedes a pending one. A protected alias cannot be deleted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
@@ -29,21 +29,35 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.policy import Action, can
 from algora.auth.principals import Caller
-from algora.db.tables import Alias, Model, Principal, PromotionRequest, Version, utcnow
+from algora.db.tables import Alias, Model, PromotionRequest, Version, utcnow
 from algora.db.views import view_of
 from algora.errors import (
     AliasNotFound,
     AliasProtected,
     Conflict,
-    InvalidAlias,
+    InvalidInput,
     NotFound,
     PermissionDenied,
     PromotionClosed,
     VersionNotReady,
 )
+from algora.registry.alias_views import (
+    AliasPolicy,
+    AliasView,
+    Move,
+    PromotionStatus,
+    PromotionView,
+    SetOutcome,
+    check_alias_name,
+    full_name,
+    name_of,
+    promotion_status,
+    same_principal,
+    semver_of,
+)
+from algora.registry.routing import Split, describe, replace_targets, targets_of
 from algora.registry.service import Registry
-from algora.registry.specs import is_alias_name, parse_spec
-from algora.settings import Settings
+from algora.registry.specs import parse_spec
 
 __all__ = [
     "AliasPolicy",
@@ -55,105 +69,6 @@ __all__ = [
     "SetOutcome",
     "check_alias_name",
 ]
-
-PromotionStatus = Literal["pending", "approved", "rejected", "expired", "superseded"]
-_AUDIT_TEXT = 64  # the audit row's version column
-
-
-def check_alias_name(name: str) -> str:
-    if not is_alias_name(name):
-        raise InvalidAlias(
-            f"'{name[:80]}' cannot name an alias: use 1-32 lowercase letters, digits, '-' or "
-            "'_', starting with a letter, that do not read as a version spec (latest, 1.x, "
-            "1.2.3, v1, a content hash)"
-        )
-    return name
-
-
-@dataclass(frozen=True)
-class AliasPolicy:
-    """Which aliases move only by approved promotion, and how long a request waits."""
-
-    protected: frozenset[str] = frozenset()
-    by_owner: tuple[tuple[str, frozenset[str]], ...] = ()
-    expiry: timedelta = timedelta(days=7)
-
-    @classmethod
-    def of(cls, settings: Settings) -> AliasPolicy:
-        return cls(
-            protected=frozenset(settings.protected_aliases),
-            by_owner=tuple(
-                (owner, frozenset(names))
-                for owner, names in sorted(settings.protected_aliases_by_owner.items())
-            ),
-            expiry=timedelta(seconds=settings.promotion_expiry_seconds),
-        )
-
-    def protects(self, owner: str, alias: str) -> bool:
-        if alias in self.protected:
-            return True
-        return any(alias in names for who, names in self.by_owner if who == owner)
-
-
-@dataclass(frozen=True)
-class AliasView:
-    model: str
-    name: str
-    version: str
-    protected: bool
-    updated_at: datetime
-    updated_by: str | None
-
-
-@dataclass(frozen=True)
-class Move:
-    """An alias moved (``old`` None: it was created; ``new`` None: it was deleted)."""
-
-    model: str
-    alias: str
-    old: str | None
-    new: str | None
-
-    @property
-    def audit_text(self) -> str:
-        """``production:1.0.0->1.1.0``: the audit row's version field (never a payload)."""
-        return f"{self.alias}:{self.old or ''}->{self.new or ''}"[:_AUDIT_TEXT]
-
-
-@dataclass(frozen=True)
-class PromotionView:
-    id: int
-    model: str
-    alias: str
-    version: str
-    from_version: str | None
-    status: PromotionStatus
-    requested_by: str
-    requested_at: datetime
-    expires_at: datetime
-    note: str
-    decided_by: str | None
-    decided_at: datetime | None
-    decision_note: str
-
-    @property
-    def audit_text(self) -> str:
-        return f"{self.alias}:{self.from_version or ''}->{self.version}"[:_AUDIT_TEXT]
-
-
-@dataclass(frozen=True)
-class SetOutcome:
-    """What setting an alias did: moved it, or (protected) asked for a promotion."""
-
-    move: Move | None = None
-    alias: AliasView | None = None
-    promotion: PromotionView | None = None
-
-
-def _status(row: PromotionRequest, now: datetime) -> PromotionStatus:
-    if row.status == "pending" and row.expires_at <= now:
-        return "expired"
-    return cast(PromotionStatus, row.status)  # the column only holds these
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,25 +97,45 @@ class Aliases:
             return self._alias_view(session, model, self._alias_row(session, model, alias))
 
     def set_alias(
-        self, caller: Caller, owner: str, name: str, alias: str, target: str, note: str = ""
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        alias: str,
+        target: str | None,
+        note: str = "",
+        *,
+        weights: Mapping[str, int] | None = None,
+        shadow: str | None = None,
     ) -> SetOutcome:
-        """Point ``alias`` at the version ``target`` names (any spec, resolved now); for a
-        protected alias, ask for a promotion instead."""
+        """Point ``alias`` at the version ``target`` names (any spec, resolved now), or split
+        its calls between the versions ``weights`` names (spec -> weight); ``shadow`` names a
+        version that gets a copy of each call. A protected alias asks for a promotion instead
+        (to one version: a split or a shadow of a protected alias is refused)."""
         check_alias_name(alias)
-        version = self._target(caller, owner, name, target)
-        if self.before_move is not None and not self.policy.protects(owner, alias):
-            self.before_move(version.id)
+        split = self._split(caller, owner, name, target, weights)
+        copy = self._shadow(caller, owner, name, shadow, split) if shadow else None
+        protected = self.policy.protects(owner, alias)
+        if protected and (len(split) > 1 or copy is not None):
+            raise AliasProtected(
+                f"'{alias}' is a protected alias: it moves to one version, by an approved "
+                "promotion; split or shadow traffic with another alias (canary, staging)"
+            )
+        version = max(split, key=lambda share: share[1])[0]
+        if self.before_move is not None and not protected:
+            loading = [v for v, _ in split] + ([copy] if copy is not None else [])
+            for version_id in dict.fromkeys(v.id for v in loading):
+                self.before_move(version_id)
         for _attempt in range(3):
             with self.sessions() as session:
                 model = self._model(session, caller, owner, name, "manage")
                 current = self._find_alias(session, model.id, alias)
-                if self.policy.protects(owner, alias) and (
-                    current is None or current.version_id != version.id
-                ):
+                if protected and (current is None or current.version_id != version.id):
                     return SetOutcome(
                         promotion=self._new_request(session, caller, model, alias, version, note)
                     )
-                move = self._move(session, model, alias, version, caller.principal_id)
+                by = caller.principal_id
+                move = self._move(session, model, alias, version, by, split, copy)
                 try:
                     session.commit()
                 except IntegrityError:  # created by a concurrent request: go again
@@ -220,7 +155,8 @@ class Aliases:
                     "and cannot be deleted (an admin can unprotect it in the settings)"
                 )
             row = self._alias_row(session, model, alias)
-            move = Move(_full_name(model), alias, row.version.semver, None)
+            move = Move(full_name(model), alias, describe(*targets_of(session, row)), None)
+            replace_targets(session, row, (), None)
             session.delete(row)
             session.commit()
             return move
@@ -261,7 +197,7 @@ class Aliases:
                 statement = statement.where(PromotionRequest.status == status)
             views = []
             for row in session.scalars(statement.limit(1000)):
-                if status is not None and _status(row, now) != status:
+                if status is not None and promotion_status(row, now) != status:
                     continue
                 model_row = models.get(row.model_id) or session.get(Model, row.model_id)
                 if model_row is None or not can(caller, "manage", model_row):
@@ -289,9 +225,7 @@ class Aliases:
             model, row = self._decidable(session, caller, owner, name, request_id, "approve")
             version = session.get(Version, row.version_id)
             if version is None or version.status != "ready":
-                raise VersionNotReady(
-                    f"the requested version of '{_full_name(model)}' is not ready"
-                )
+                raise VersionNotReady(f"the requested version of '{full_name(model)}' is not ready")
             self._decide(session, row, caller, "approved", note)
             try:
                 move = self._move(session, model, row.alias, version, caller.principal_id)
@@ -336,31 +270,87 @@ class Aliases:
     def _alias_row(self, session: Session, model: Model, alias: str) -> Alias:
         row = self._find_alias(session, model.id, alias)
         if row is None:
-            raise AliasNotFound(f"'{_full_name(model)}' has no alias '{alias}'")
+            raise AliasNotFound(f"'{full_name(model)}' has no alias '{alias}'")
         return row
 
     def _alias_view(self, session: Session, model: Model, row: Alias) -> AliasView:
+        weights, shadow = targets_of(session, row)
         return AliasView(
-            model=_full_name(model),
+            model=full_name(model),
             name=row.name,
             version=row.version.semver,
+            weights=weights,
+            shadow=shadow,
             protected=self.policy.protects(model.owner.name, row.name),
             updated_at=row.updated_at,
-            updated_by=_name_of(session, row.updated_by),
+            updated_by=name_of(session, row.updated_by),
         )
 
-    def _move(self, session: Session, model: Model, alias: str, version: Version, by: int) -> Move:
-        """Point the alias at the version (uncommitted)."""
+    def _move(
+        self,
+        session: Session,
+        model: Model,
+        alias: str,
+        version: Version,
+        by: int,
+        split: Split = (),
+        shadow: Version | None = None,
+    ) -> Move:
+        """Point the alias at the version, or at the split (led by ``version``) and shadow
+        (uncommitted)."""
         row = self._find_alias(session, model.id, alias)
-        old = row.version.semver if row is not None else None
+        old = describe(*targets_of(session, row)) if row is not None else None
         if row is None:
-            session.add(Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by))
-        elif row.version_id != version.id:  # pointing it where it points changes nothing
+            row = Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by)
+            session.add(row)
+            session.flush()
+        replace_targets(session, row, split, shadow)
+        shares = [(v.semver, w) for v, w in split] if len(split) > 1 else [(version.semver, 100)]
+        new = describe(shares, shadow.semver if shadow else None)
+        if old is not None and new != old:  # pointing it where it points changes nothing
             row.version_id = version.id
             row.updated_by = by
             row.updated_at = utcnow()
         session.flush()
-        return Move(_full_name(model), alias, old, version.semver)
+        return Move(full_name(model), alias, old, new)
+
+    def _split(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        target: str | None,
+        weights: Mapping[str, int] | None,
+    ) -> Split:
+        """The versions (resolved now) and weights an alias is set to: ``target`` alone, or
+        those of ``weights``."""
+        if not weights:
+            if not target:
+                raise InvalidInput("name the version the alias points at, or versions with weights")
+            return [(self._target(caller, owner, name, target), 100)]
+        if target:
+            raise InvalidInput("name one version, or versions with weights, not both")
+        if any(weight < 1 for weight in weights.values()):
+            raise InvalidInput(
+                "weights are shares of the alias's calls: whole numbers from 1 (90 and 10, or "
+                "1 and 1); leave out a version that should get none"
+            )
+        split: list[tuple[Version, int]] = []
+        for spec, weight in weights.items():
+            version = self._target(caller, owner, name, spec)
+            if any(version.id == chosen.id for chosen, _ in split):  # what specs name now
+                raise Conflict(f"two specs of the split name {version.semver}: name it once")
+            split.append((version, weight))
+        return split
+
+    def _shadow(self, caller: Caller, owner: str, name: str, spec: str, split: Split) -> Version:
+        version = self._target(caller, owner, name, spec)
+        if any(version.id == shared.id for shared, _ in split):  # what specs name now
+            raise Conflict(
+                f"the shadow {version.semver} also takes a share of the calls: a shadow gets "
+                "a copy of each call, so name a version outside the split"
+            )
+        return version
 
     def _new_request(
         self,
@@ -400,7 +390,7 @@ class Aliases:
     def _request_row(self, session: Session, model: Model, request_id: int) -> PromotionRequest:
         row = session.get(PromotionRequest, request_id)
         if row is None or row.model_id != model.id:
-            raise NotFound(f"'{_full_name(model)}' has no promotion request {request_id}")
+            raise NotFound(f"'{full_name(model)}' has no promotion request {request_id}")
         return row
 
     def _decidable(
@@ -415,7 +405,7 @@ class Aliases:
         """The model and a pending request that the caller may decide, or raise."""
         model = self._model(session, caller, owner, name, "manage")
         row = self._request_row(session, model, request_id)
-        status = _status(row, utcnow())
+        status = promotion_status(row, utcnow())
         if status == "expired" and row.status == "pending":
             row.status = "expired"
             session.commit()
@@ -424,10 +414,10 @@ class Aliases:
                 f"promotion request {request_id} is {status}, not pending: ask for a new one",
                 details={"status": status},
             )
-        if _same_principal(session, caller.principal_id, row.requested_by):
+        if same_principal(session, caller.principal_id, row.requested_by):
             raise PermissionDenied(
                 f"you asked for promotion request {request_id}: another principal with manage "
-                f"rights on '{_full_name(model)}' and the 'aliases:approve' scope must {verb} it"
+                f"rights on '{full_name(model)}' and the 'aliases:approve' scope must {verb} it"
             )
         return model, row
 
@@ -462,39 +452,11 @@ class Aliases:
         return view_of(
             PromotionView,
             row,
-            model=_full_name(model),
-            version=_semver_of(session, row.version_id) or "",
-            from_version=_semver_of(session, row.from_version_id),
-            status=_status(row, now),
-            requested_by=_name_of(session, row.requested_by) or "",
+            model=full_name(model),
+            version=semver_of(session, row.version_id) or "",
+            from_version=semver_of(session, row.from_version_id),
+            status=promotion_status(row, now),
+            requested_by=name_of(session, row.requested_by) or "",
             requested_at=row.created_at,
-            decided_by=_name_of(session, row.decided_by),
+            decided_by=name_of(session, row.decided_by),
         )
-
-
-def _full_name(model: Model) -> str:
-    return f"{model.owner.name}/{model.name}"
-
-
-def _name_of(session: Session, principal_id: int | None) -> str | None:
-    if principal_id is None:
-        return None
-    principal = session.get(Principal, principal_id)
-    return principal.name if principal is not None else None
-
-
-def _semver_of(session: Session, version_id: int | None) -> str | None:
-    if version_id is None:
-        return None
-    version = session.get(Version, version_id)
-    return version.semver if version is not None else None
-
-
-def _same_principal(session: Session, one: int, other: int) -> bool:
-    """The same principal, or a service account and the principal that owns it."""
-    if one == other:
-        return True
-    first, second = session.get(Principal, one), session.get(Principal, other)
-    if first is None or second is None:
-        return False
-    return first.owner_id == second.id or second.owner_id == first.id

@@ -266,6 +266,23 @@ class Client(Closing):
         raise_for_error(response)
         return response.json()
 
+    def stats(
+        self,
+        model: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        step: str = "1m",
+        version: str | None = None,
+    ) -> dict[str, Any]:
+        """``owner/name``'s calls, errors and latency per version over time: ``since`` and
+        ``until`` are ISO 8601 times or durations before now (``30m``, ``6h``, ``2d``);
+        ``step`` is ``1m``, ``1h`` or ``1d``; ``version`` (``1.2.3``) keeps one. The answer
+        has ``versions``, each with its ``total`` and its ``points`` (one per step)."""
+        query = {"since": since, "until": until, "step": step, "version": version}
+        params = {name: value for name, value in query.items() if value is not None}
+        return dict(self.get_json(f"/api/v1/models/{model}/stats", **params))
+
     # aliases and promotions (see algora.registry.aliases) -----------------------------------
     def _send_json(self, method: str, path: str, body: Any = None) -> Any:
         response = self.request(method, path, json=body)
@@ -276,13 +293,28 @@ class Client(Closing):
         """A model's aliases: ``[{"alias": "production", "version": "1.2.0", ...}]``."""
         return list(self.get_json(f"/api/v1/models/{model}/aliases"))
 
-    def set_alias(self, model: str, alias: str, version: str, *, note: str = "") -> dict[str, Any]:
-        """Point ``alias`` at the version that ``version`` (any spec) names now.
+    def set_alias(
+        self,
+        model: str,
+        alias: str,
+        version: str | None = None,
+        *,
+        note: str = "",
+        weights: dict[str, int] | None = None,
+        shadow: str | None = None,
+    ) -> dict[str, Any]:
+        """Point ``alias`` at the version that ``version`` (any spec) names now, or split its
+        calls by ``weights`` (``{"1.0.0": 90, "1.1.0": 10}``, instead of ``version``);
+        ``shadow`` names a version that gets a copy of each call (its answers discarded).
 
         A protected alias does not move: the answer has ``moved`` False and the ``promotion``
         request that a second principal must approve.
         """
-        body = {"version": version, "note": note}
+        body: dict[str, Any] = {"version": version, "note": note}
+        if weights is not None:
+            body["versions"] = weights
+        if shadow is not None:
+            body["shadow"] = shadow
         return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
 
     def delete_alias(self, model: str, alias: str) -> None:

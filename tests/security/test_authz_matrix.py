@@ -102,6 +102,7 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     # Aliases: read like the model; moved and promoted by its managers. The promotion
     # request the matrix approves does not exist: 404 once authorized.
     ("GET", _MODEL + "/aliases"): ORG,
+    ("GET", _MODEL + "/stats"): ORG,
     ("GET", _MODEL + "/aliases/{alias}"): ORG,
     ("PUT", _MODEL + "/aliases/{alias}"): MANAGERS,
     ("DELETE", _MODEL + "/aliases/{alias}"): MANAGERS,

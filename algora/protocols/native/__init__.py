@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from algora.protocols.native import access, aliases, audit, keys, models
+from algora.protocols.native import access, aliases, audit, keys, models, stats
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases):
+for _part in (models, keys, access, audit, aliases, stats):
     router.include_router(_part.router)

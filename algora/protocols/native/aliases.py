@@ -13,11 +13,13 @@ Every change is audited with the model as its resource and ``alias:old->new`` as
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.config import JsonDict
 
 from algora.audit.related import follow_up
 from algora.auth.keys import parse_authorization_scheme
@@ -47,25 +49,51 @@ StatusQuery = Annotated[
 class AliasOut(BaseModel):
     model: str
     alias: str
-    version: str
+    version: str = Field(description="The version it points at; with a split, the largest share.")
+    weights: dict[str, int] = Field(
+        description="Each version its calls go to and its share (its one version: 100)."
+    )
+    shadow: str | None = Field(description="The version that gets a copy of each call.")
     protected: bool = Field(description="Moves only by an approved promotion.")
     updated_at: UtcDateTime
     updated_by: str | None
 
     @classmethod
     def of(cls, view: AliasView) -> AliasOut:
-        fields = {name: getattr(view, name) for name in cls.model_fields if name != "alias"}
-        return cls.model_validate({**fields, "alias": view.name})
+        taken = ("alias", "weights")
+        fields = {name: getattr(view, name) for name in cls.model_fields if name not in taken}
+        return cls.model_validate({**fields, "alias": view.name, "weights": dict(view.weights)})
+
+
+_SPEC = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+_VERSION = "A version spec of this model (1.2.3, 1.x, latest, another alias), resolved now"
+_NOTE = "Why (shown to approvers)."
+_GIVEN: dict[str, JsonDict] = {
+    "version": {"required": ["version"], "properties": {"version": {"type": "string"}}},
+    "versions": {"required": ["versions"], "properties": {"versions": {"type": "object"}}},
+}
+"""A field given (not null): the body names exactly one of ``version`` and ``versions``."""
 
 
 class AliasIn(BaseModel):
-    version: str = Field(
-        min_length=1,
-        max_length=100,
-        description="A version spec of this model (1.2.3, 1.x, latest, another alias), "
-        "resolved now: the alias points at that one version.",
+    """``version``, or ``versions`` with weights to split the alias's calls between them;
+    ``shadow`` for a version that gets a copy of each call (its answers discarded)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [_GIVEN["version"], _GIVEN["versions"]]})
+
+    version: _SPEC | None = Field(
+        default=None, description=f"{_VERSION}: the alias points at that one version."
     )
-    note: str = Field(default="", max_length=500, description="Why (shown to approvers).")
+    note: str = Field(default="", max_length=500, description=_NOTE)
+    versions: dict[_SPEC, Annotated[int, Field(ge=1, le=1_000_000)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=10,
+        description='Version specs and their shares of the calls: {"1.0.0": 90, "1.1.0": 10}.',
+    )
+    shadow: _SPEC | None = Field(
+        default=None, description="A version spec: that version gets a copy of each call."
+    )
 
 
 class PromotionOut(FromView):
@@ -93,7 +121,13 @@ class AliasSetOut(BaseModel):
     promotion: PromotionOut | None = None
 
 
-class PromotionIn(AliasIn):
+class PromotionIn(BaseModel):
+    version: str = Field(
+        min_length=1,
+        max_length=100,
+        description=f"{_VERSION}: the alias points at that one version.",
+    )
+    note: str = Field(default="", max_length=500, description=_NOTE)
     alias: str = Field(max_length=64)
 
 
@@ -261,7 +295,17 @@ async def set_alias(
 ) -> AliasSetOut:
     platform = platform_of(request)
     outcome = await asyncio.to_thread(
-        platform.aliases.set_alias, caller, owner, name, alias, body.version, body.note
+        functools.partial(
+            platform.aliases.set_alias,
+            weights=body.versions,
+            shadow=body.shadow,
+        ),
+        caller,
+        owner,
+        name,
+        alias,
+        body.version,
+        body.note,
     )
     trail = trail_of(request)
     if outcome.promotion is not None:

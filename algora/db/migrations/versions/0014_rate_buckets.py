@@ -7,7 +7,7 @@ from alembic import op
 from algora.db.migrations.columns import create_table, real, string
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 
 
 def upgrade() -> None:

@@ -1,0 +1,81 @@
+"""``algora stats owner/name``: a model's calls, errors and latency per version, with a
+sparkline of its calls over the window."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from algora.cli.common import client_for, console, errors_to_exit, write_json
+from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
+
+__all__ = ["stats"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+_WHEN = "an ISO 8601 time or a duration before now (30m, 6h, 2d, 1w)"
+
+
+def sparkline(values: list[int]) -> str:
+    """One character a value, its height relative to the largest (a space for none)."""
+    top = max(values, default=0)
+    if top == 0:
+        return " " * len(values)
+    return "".join(
+        " " if v == 0 else _BARS[min(len(_BARS) - 1, v * len(_BARS) // (top + 1))] for v in values
+    )
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def _cells(row: dict[str, Any]) -> tuple[str, ...]:
+    total = row["total"]
+    return (
+        row["version"],
+        str(total["calls"]),
+        str(total["errors"]),
+        f"{total['error_rate']:.1%}",
+        _ms(total["mean_ms"]),
+        _ms(total["p50_ms"]),
+        _ms(total["p95_ms"]),
+        _ms(total["p99_ms"]),
+        sparkline([point["calls"] for point in row["points"]][-60:]),
+    )
+
+
+@with_remote
+def stats(
+    remote: Remote,
+    model: ModelArgument,
+    since: Annotated[str | None, typer.Option("--since", help=f"From: {_WHEN}.")] = None,
+    until: Annotated[str | None, typer.Option("--until", help=f"To (now): {_WHEN}.")] = None,
+    step: Annotated[str, typer.Option("--step", help="Bucket width: 1m, 1h or 1d.")] = "1m",
+    version: Annotated[
+        str | None, typer.Option("--version", help="Only this version (1.2.3).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """A model's calls, errors and latency (mean, p50, p95, p99 in ms) per version."""
+    with errors_to_exit():
+        answer = client_for(remote).stats(
+            model, since=since, until=until, step=step, version=version
+        )
+    if as_json:
+        write_json(answer)
+        return
+    window = f"{answer['since'][:16]} to {answer['until'][:16]} UTC by {answer['step']}"
+    if not answer["versions"]:
+        console.print(f"{answer['model']}: no calls from {window}")
+        return
+    table = Table(
+        "version", "calls", "errors", "error %", "mean", "p50", "p95", "p99", "calls over time",
+        title=f"{answer['model']}: {window} (latency in ms)",
+    )  # fmt: skip
+    for row in answer["versions"]:
+        table.add_row(*_cells(row))
+    console.print(table)

@@ -1,0 +1,116 @@
+"""``GET /api/v1/models/{owner}/{name}/stats``: a model's calls per version over time (see
+:mod:`algora.registry.stats`); ``models:read`` and read rights on the model."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from algora.auth.principals import Caller
+from algora.gateway.openapi import UtcDateTime
+from algora.gateway.permissions import Needs, PermissionRoute
+from algora.protocols.routing import Op, add_routes, one
+from algora.protocols.wire import FromView
+from algora.registry.stats import MOMENT_PATTERN, ModelStats, Statistics, Step, parse_moment
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["statistics"])
+ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
+_WHEN = "an ISO 8601 time (UTC unless it says), or a duration before now: 30m, 6h, 2d, 1w"
+# the forms the service takes, as JSON Schema writes a pattern (it parses them itself, to say
+# what is wrong with one it cannot take)
+_MOMENT = {"pattern": MOMENT_PATTERN.pattern.replace("\\Z", "$")}
+
+
+class StatsPointOut(FromView):
+    start: UtcDateTime
+    calls: int
+    errors: int
+    error_rate: float
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    model_errors: int
+    timeouts: int
+    unavailable: int
+    other_errors: int
+    bytes_in: int
+    bytes_out: int
+
+
+class StatsVersionOut(FromView):
+    version: str
+    total: StatsPointOut
+    points: list[StatsPointOut]
+
+
+class ModelStatsOut(FromView):
+    """Each version called in the window, newest first; every bucket of the window present."""
+
+    model: str
+    step: Step
+    since: UtcDateTime
+    until: UtcDateTime
+    versions: list[StatsVersionOut]
+
+
+def _series(
+    statistics: Statistics,
+    caller: Caller,
+    owner: str,
+    name: str,
+    since: str | None,
+    until: str | None,
+    step: Step,
+    version: str | None,
+) -> ModelStats:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return statistics.series(
+        caller,
+        owner,
+        name,
+        since=parse_moment(since, now),
+        until=parse_moment(until, now),
+        step=step,
+        version=version,
+    )
+
+
+add_routes(
+    router,
+    lambda platform: platform.statistics,
+    Op(
+        "GET /models/{owner}/{name}/stats",
+        "model_stats",
+        _series,
+        ReadModels,
+        one(ModelStatsOut),
+        "stats.read",
+        query={
+            "since": (
+                Annotated[
+                    str | None,
+                    Query(max_length=40, description=f"From: {_WHEN}.", json_schema_extra=_MOMENT),
+                ],
+                None,
+            ),
+            "until": (
+                Annotated[
+                    str | None,
+                    Query(max_length=40, description=f"To: {_WHEN}.", json_schema_extra=_MOMENT),
+                ],
+                None,
+            ),
+            "step": (Annotated[Step, Query(description="The buckets' width.")], "1m"),
+            "version": (
+                Annotated[str | None, Query(max_length=40, description="Only this one (1.2.3).")],
+                None,
+            ),
+        },
+        summary="A model's calls, errors and latency (p50/p95/p99) per version over time",
+    ),
+)

@@ -1,0 +1,180 @@
+"""Per-minute rollups of every version's calls: counted in memory, added to the registry.
+
+The call path hands each answered (or failed) dispatch to :meth:`Rollups.record`: a dict
+lookup and a few integer additions, no lock, no I/O. :meth:`Rollups.run` writes what was
+counted every few seconds, and :meth:`Rollups.flush` once more at shutdown, as one additive
+upsert (``INSERT ... ON CONFLICT DO UPDATE SET calls = calls + excluded.calls``, which SQLite
+and PostgreSQL both speak), so several gateways on one registry add to the same rows.
+
+``record`` and the hand-over of what was counted both run on the serving loop's thread, so the
+swap of one dict for another needs no lock; only the database write goes to a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.db.tables import CallStats
+from algora.errors import CallTimeout, ModelError, Unavailable
+
+__all__ = [
+    "BUCKET_COLUMNS",
+    "ERROR_COLUMNS",
+    "FLUSH_SECONDS",
+    "LATENCY_BOUNDS",
+    "Rollups",
+    "outcome_of",
+]
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 5.0
+"""How often the counts are written: what a crash (not a graceful stop) may lose."""
+
+LATENCY_BOUNDS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the latency buckets; a last bucket holds what is slower."""
+BUCKET_COLUMNS = (
+    "le_1ms", "le_2_5ms", "le_5ms", "le_10ms", "le_25ms", "le_50ms", "le_100ms", "le_250ms",
+    "le_500ms", "le_1s", "le_2_5s", "le_5s", "le_10s", "le_30s", "le_inf",
+)  # fmt: skip
+ERROR_COLUMNS = ("model_errors", "timeouts", "unavailable", "other_errors")
+"""The outcome classes of failed calls, in the order :func:`outcome_of` numbers them (from 1)."""
+
+_COUNTS = ("calls", *ERROR_COLUMNS, "bytes_in", "bytes_out", *BUCKET_COLUMNS)
+_BYTES_IN = 1 + len(ERROR_COLUMNS)
+_FIRST_BUCKET = _BYTES_IN + 2
+_ADDED = (*_COUNTS, "latency_sum")
+
+
+def outcome_of(error: BaseException | None) -> int:
+    """0 for an answer, else the failure's class: 1 the model raised, 2 timed out, 3 no worker
+    could take it (overloaded, died, could not load), 4 anything else."""
+    if error is None:
+        return 0
+    if isinstance(error, ModelError):
+        return 1
+    if isinstance(error, CallTimeout):
+        return 2
+    if isinstance(error, Unavailable):
+        return 3
+    return 4
+
+
+class _Tally:
+    __slots__ = ("counts", "latency", "model_id")
+
+    def __init__(self, model_id: int) -> None:
+        self.model_id = model_id
+        self.counts = [0] * len(_COUNTS)
+        self.latency = 0.0
+
+    def add(self, other: _Tally) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.latency += other.latency
+
+
+Pending = dict[tuple[int, int], _Tally]
+"""(version id, minute since the epoch) -> what was counted."""
+
+
+class Rollups:
+    """Counts calls per version and minute; writes them to ``call_stats``."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._pending: Pending = {}
+
+    def record(
+        self,
+        model_id: int,
+        version_id: int,
+        outcome: int,
+        seconds: float,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        """Count one call (``outcome`` from :func:`outcome_of`). On the serving loop only."""
+        key = (version_id, int(time.time()) // 60)
+        tally = self._pending.get(key)
+        if tally is None:
+            tally = self._pending[key] = _Tally(model_id)
+        counts = tally.counts
+        counts[0] += 1
+        if outcome:
+            counts[outcome] += 1
+        counts[_BYTES_IN] += bytes_in
+        counts[_BYTES_IN + 1] += bytes_out
+        counts[_FIRST_BUCKET + bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        tally.latency += seconds
+
+    async def run(self, every: float = FLUSH_SECONDS) -> None:
+        """Write what was counted every ``every`` seconds, until cancelled (then call
+        :meth:`flush` for the rest)."""
+        while True:
+            await asyncio.sleep(every)
+            await self.flush()
+
+    def take(self) -> Pending:
+        """What was counted since the last take, to :meth:`write` (on the serving loop)."""
+        pending, self._pending = self._pending, {}
+        return pending
+
+    async def flush(self) -> None:
+        """Write what was counted so far; kept for the next try when the registry fails."""
+        pending = self.take()
+        if not pending:
+            return
+        try:
+            await asyncio.to_thread(self.write, pending)
+        except Exception:
+            logger.warning("could not write call statistics; will retry", exc_info=True)
+            for key, tally in pending.items():
+                current = self._pending.get(key)
+                if current is None:
+                    self._pending[key] = tally
+                else:
+                    current.add(tally)
+
+    def write(self, pending: Pending) -> None:
+        """Add ``pending`` to the registry's rows (blocking)."""
+        rows = list(_rows(pending.items()))
+        with self._sessions() as session:
+            try:
+                session.execute(_upsert(session), rows)
+                session.commit()
+            except IntegrityError:  # a version that is gone: nothing left to count it under
+                logger.warning("dropped statistics of %d unknown version-minute(s)", len(rows))
+
+
+def _rows(items: Iterable[tuple[tuple[int, int], _Tally]]) -> Iterable[dict[str, Any]]:
+    for (version_id, minute), tally in items:
+        yield {
+            "version_id": version_id,
+            "minute": datetime.fromtimestamp(minute * 60, UTC).replace(tzinfo=None),
+            "model_id": tally.model_id,
+            "latency_sum": tally.latency,
+            **dict(zip(_COUNTS, tally.counts, strict=True)),
+        }
+
+
+def _upsert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(CallStats)
+    table = CallStats.__table__.c
+    return statement.on_conflict_do_update(
+        index_elements=["version_id", "minute"],
+        set_={name: table[name] + statement.excluded[name] for name in _ADDED},
+    )

@@ -1,0 +1,288 @@
+"""Built-in statistics: a model's calls per version over time, from the per-minute rollups
+(:mod:`algora.registry.rollups`), no Prometheus needed.
+
+:meth:`Statistics.series` is the one method the API, the CLI (through the API) and the web UI
+read: a caller who may read the model, a window (``since`` to ``until``, UTC) and a step
+(``1m``, ``1h`` or ``1d``) give each version's series of buckets, every bucket of the window
+present (zeros where no call came), each with its calls, errors (by class), error rate, mean
+latency and p50/p95/p99 latency estimated from the buckets of
+:data:`~algora.registry.rollups.LATENCY_BOUNDS` (linear within a bucket, so an estimate is
+never further from the truth than its bucket is wide).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal, cast
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from algora.auth.principals import Caller
+from algora.db.tables import CallStats, Version
+from algora.errors import InvalidInput, VersionNotFound
+from algora.registry.rollups import BUCKET_COLUMNS, ERROR_COLUMNS, LATENCY_BOUNDS
+from algora.registry.service import Registry
+
+__all__ = [
+    "MOMENT_PATTERN",
+    "ModelStats",
+    "Statistics",
+    "StatsPoint",
+    "Step",
+    "VersionStats",
+    "parse_moment",
+]
+
+Step = Literal["1m", "1h", "1d"]
+_STEPS: dict[str, timedelta] = {
+    "1m": timedelta(minutes=1),
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+}
+MAX_POINTS = {"1m": 1500, "1h": 1500, "1d": 400}
+"""Buckets a series may hold by step: a day by the minute, two months by the hour, a year by
+the day (each bucket is read as its minutes' rows, so the window is what costs)."""
+_AGO = re.compile(r"^([0-9]{1,4})([smhdw])\Z")
+MOMENT_PATTERN = re.compile(
+    r"^(?:[0-9]{1,4}[smhdw]|(?:19[7-9]|20[0-9])[0-9]-"
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|"
+    r"(?:0[13578]|1[02])-31)"
+    r"(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9])?)?"
+    r")\Z"
+)
+"""The ``since`` and ``until`` the API documents: a duration before now (at most 4 digits:
+9999w), or an ISO 8601 date or time from 1970 to 2099, with an optional offset. (Any ISO 8601
+time of those years is taken, the 29th of February too; the pattern leaves that one out.)"""
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)\Z")
+
+
+@dataclass(frozen=True)
+class StatsPoint:
+    """One bucket of one version: ``start`` (UTC) to ``start`` plus the step."""
+
+    start: datetime
+    calls: int
+    errors: int
+    error_rate: float
+    """errors / calls; 0 when there were no calls."""
+    mean_ms: float | None
+    """None when there were no calls; so are the percentiles."""
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    model_errors: int
+    timeouts: int
+    unavailable: int
+    other_errors: int
+    bytes_in: int
+    bytes_out: int
+
+
+@dataclass(frozen=True)
+class VersionStats:
+    version: str
+    total: StatsPoint
+    """The whole window as one bucket (``start``: the window's start)."""
+    points: tuple[StatsPoint, ...]
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    model: str
+    step: Step
+    since: datetime
+    until: datetime
+    versions: tuple[VersionStats, ...]
+    """The versions that were called in the window (or the one asked for), newest first."""
+
+
+def parse_moment(text: str | None, now: datetime) -> datetime | None:
+    """``30m``, ``1h``, ``2d``, ``1w`` (that long before ``now``) or an ISO 8601 time (naive:
+    UTC) as a naive UTC datetime; None for None or empty."""
+    if not text:
+        return None
+    ago = _AGO.match(text)
+    if ago is not None:
+        return now - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or not 1970 <= moment.year < 2100:
+        raise InvalidInput(
+            f"'{text[:40]}' is not a time: use an ISO 8601 time from 1970 to 2099 "
+            "(2026-01-31T12:00:00Z) or a duration before now (30m, 1h, 2d, 1w)"
+        )
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _floor(moment: datetime, step: timedelta) -> datetime:
+    epoch = datetime(1970, 1, 1)
+    return epoch + (moment - epoch) // step * step
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Reads the rollups; each call opens its own session."""
+
+    sessions: sessionmaker[Session]
+    registry: Registry
+
+    def series(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        step: str = "1m",
+        version: str | None = None,
+    ) -> ModelStats:
+        """Each version's buckets from ``since`` (default: 60 steps before ``until``) to
+        ``until`` (default: now), naive UTC datetimes; ``version`` (``1.2.3``) keeps one. The
+        caller must be able to read the model; bad arguments raise InvalidInput (400)."""
+        width = _STEPS.get(step)
+        if width is None:
+            raise InvalidInput(f"step '{step[:20]}' is not one of 1m, 1h, 1d")
+        until = until or datetime.now(UTC).replace(tzinfo=None)
+        since = since or until - 60 * width
+        if since >= until:
+            raise InvalidInput("since must come before until: widen the window")
+        start, end = _floor(since, width), _floor(until - timedelta(microseconds=1), width) + width
+        count = (end - start) // width
+        if count > MAX_POINTS[step]:
+            raise InvalidInput(
+                f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} by {step} is {count} buckets; "
+                f"at most {MAX_POINTS[step]}: narrow the window or use a larger step"
+            )
+        with self.sessions() as session:
+            model = self.registry.require_model(session, caller, owner, name, "read")
+            statement = (
+                select(CallStats, Version)
+                .join(Version, Version.id == CallStats.version_id)
+                .where(
+                    CallStats.model_id == model.id,
+                    CallStats.minute >= start,
+                    CallStats.minute < end,
+                )
+            )
+            semvers: dict[int, str] = {}
+            if version is not None:
+                wanted = self._version(session, model.id, version, f"{owner}/{name}")
+                statement = statement.where(CallStats.version_id == wanted.id)
+                semvers[wanted.id] = wanted.semver
+            buckets: dict[int, dict[datetime, list[float]]] = {}
+            for row, row_version in session.execute(statement):
+                semvers[row_version.id] = row_version.semver
+                at = _floor(row.minute, width)
+                _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
+        starts = [start + i * width for i in range(count)]
+        ordered = sorted(semvers, key=lambda v: _sort_key(semvers[v]), reverse=True)
+        return ModelStats(
+            model=f"{owner}/{name}",
+            step=cast(Step, step),
+            since=start,
+            until=end,
+            versions=tuple(
+                _version_stats(semvers[v], start, starts, buckets.get(v, {})) for v in ordered
+            ),
+        )
+
+    def _version(self, session: Session, model_id: int, text: str, model: str) -> Version:
+        match = _SEMVER.match(text)
+        found = None
+        if match is not None:
+            major, minor, patch = (int(part) for part in match.groups())
+            found = session.scalars(
+                select(Version).where(
+                    Version.model_id == model_id,
+                    Version.major == major,
+                    Version.minor == minor,
+                    Version.patch == patch,
+                )
+            ).first()
+        if found is None:
+            raise VersionNotFound(
+                f"'{model}' has no version '{text[:40]}': name one exactly (1.2.3); "
+                "`algora versions` lists them"
+            )
+        return found
+
+
+# a bucket's sums: the counts of ``_FIELDS`` in order, then latency seconds and the buckets
+_FIELDS = ("calls", *ERROR_COLUMNS, "bytes_in", "bytes_out", "latency_sum", *BUCKET_COLUMNS)
+_LATENCY = _FIELDS.index("latency_sum")
+
+
+def _empty() -> list[float]:
+    return [0.0] * len(_FIELDS)
+
+
+def _add(sums: list[float], row: CallStats) -> None:
+    for index, field in enumerate(_FIELDS):
+        sums[index] += getattr(row, field)
+
+
+def _sort_key(semver: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in semver.split("."))
+
+
+def _version_stats(
+    semver: str, start: datetime, starts: Sequence[datetime], buckets: dict[datetime, list[float]]
+) -> VersionStats:
+    total = _empty()
+    for sums in buckets.values():
+        total = [a + b for a, b in zip(total, sums, strict=True)]
+    points = tuple(_point(at, buckets.get(at) or _empty()) for at in starts)
+    return VersionStats(version=semver, total=_point(start, total), points=points)
+
+
+def _point(start: datetime, sums: list[float]) -> StatsPoint:
+    counts = dict(zip(_FIELDS, (int(value) for value in sums), strict=True))
+    calls = counts["calls"]
+    errors = sum(counts[name] for name in ERROR_COLUMNS)
+    histogram = [counts[name] for name in BUCKET_COLUMNS]
+    return StatsPoint(
+        start=start,
+        calls=calls,
+        errors=errors,
+        error_rate=errors / calls if calls else 0.0,
+        mean_ms=sums[_LATENCY] / calls * 1000 if calls else None,
+        p50_ms=percentile(histogram, 0.50),
+        p95_ms=percentile(histogram, 0.95),
+        p99_ms=percentile(histogram, 0.99),
+        model_errors=counts["model_errors"],
+        timeouts=counts["timeouts"],
+        unavailable=counts["unavailable"],
+        other_errors=counts["other_errors"],
+        bytes_in=counts["bytes_in"],
+        bytes_out=counts["bytes_out"],
+    )
+
+
+def percentile(histogram: Sequence[int], quantile: float) -> float | None:
+    """The ``quantile`` (0 to 1) of the latencies counted in ``histogram`` (one count per
+    bucket of LATENCY_BOUNDS, then the slower ones), in milliseconds, interpolated linearly
+    within its bucket; the slowest bucket has no upper bound, so its estimate is its lower."""
+    total = sum(histogram)
+    if total == 0:
+        return None
+    rank = quantile * total
+    seen = 0
+    for index, count in enumerate(histogram):
+        if count and seen + count >= rank:
+            lower = LATENCY_BOUNDS[index - 1] if index else 0.0
+            if index == len(LATENCY_BOUNDS):
+                return lower * 1000
+            upper = LATENCY_BOUNDS[index]
+            return (lower + (upper - lower) * (rank - seen) / count) * 1000
+        seen += count
+    return LATENCY_BOUNDS[-1] * 1000
