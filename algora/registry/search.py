@@ -162,13 +162,14 @@ class ModelSearch:
 
     def _refresh_documents(self, session: Session, entries: list[_Entry]) -> None:
         ids = [e.model.id for e in entries]
-        stored = dict(
-            session.execute(
+        stored: dict[int, str] = {
+            model_id: signature
+            for model_id, signature in session.execute(
                 select(ModelSearchDocument.model_id, ModelSearchDocument.signature).where(
                     ModelSearchDocument.model_id.in_(ids)
                 )
-            ).tuples()
-        )
+            )
+        }
         changed = False
         for entry in entries:
             signature = _signature(entry.ready)

@@ -118,7 +118,7 @@ async def try_model(request: Request, visitor: Trier, owner: str, name: str) -> 
         return await _model_page(request, visitor, owner, name, status, tried=failed, **shown)
     answer = {
         "ok": True, "version": served.version.semver, "request_id": served.request_id,
-        "duration_ms": round(served.result.duration * 1000, 1), "wall_ms": round(wall * 1000, 1),
+        "duration_ms": round(served.result.duration * 1000, 2), "wall_ms": round(wall * 1000, 1),
         **_shown(served.result),
     }  # fmt: skip
     return await _model_page(request, visitor, owner, name, tried=answer, **shown)

@@ -69,14 +69,14 @@ class SignedIn:
 async def form_of(request: Request, expected_csrf: str | None) -> dict[str, str]:
     """The fields of a posted form, once its CSRF token is the one expected (403 if not)."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media != "application/x-www-form-urlencoded":
-        raise BadRequest("send this form from its page (application/x-www-form-urlencoded)")
-    limit = site_of(request).platform.settings.max_api_body_bytes
-    body = await read_body(request, limit)
-    try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest("the form could not be read: send it from its page") from None
+    parsed: dict[str, list[str]] = {}
+    if media == "application/x-www-form-urlencoded":  # anything else holds no CSRF token
+        limit = site_of(request).platform.settings.max_api_body_bytes
+        body = await read_body(request, limit)
+        try:
+            parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=64)
+        except (UnicodeDecodeError, ValueError):
+            raise BadRequest("the form could not be read: send it from its page") from None
     fields = {name: values[-1] for name, values in parsed.items()}
     sent = fields.pop("csrf", "")
     if not expected_csrf or not hmac.compare_digest(sent.encode(), expected_csrf.encode()):
