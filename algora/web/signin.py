@@ -93,7 +93,10 @@ def see_other(request: Request, path: str) -> RedirectResponse:
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Whether the browser reached us over https, here or at a proxy that says so. Anyone may
+    send ``X-Forwarded-Proto``, but it can only add ``Secure`` to their own cookie."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",", 1)[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 def _cookie_path(request: Request) -> str:

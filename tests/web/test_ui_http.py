@@ -69,12 +69,15 @@ def test_pages_send_who_is_not_signed_in_to_the_sign_in_form(world: World) -> No
 
 
 def test_the_session_cookie_is_http_only_strict_and_secure_over_https(world: World) -> None:
-    for base, secure in (("http://testserver", False), ("https://testserver", True)):
+    proxied = {"X-Forwarded-Proto": "https"}  # TLS ended at a proxy in front
+    cases = (("http://testserver", {}, False), ("https://testserver", {}, True),
+             ("http://testserver", proxied, True))  # fmt: skip
+    for base, headers, secure in cases:
         http = world.browser(base)
         form = http.get("/ui/signin")
         answer = http.post(
             "/ui/signin", data={"csrf": csrf_in(form.text), "key": world.keys["ann"]},
-            follow_redirects=False,
+            headers=headers, follow_redirects=False,
         )  # fmt: skip
         assert answer.status_code == 303, answer.text
         cookie = next(
