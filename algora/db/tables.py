@@ -450,8 +450,9 @@ class WebSession(Base):
 
 
 class ModelSearchDocument(Base):
-    """What the catalog's search reads of a model beyond its row: its README and its schemas'
-    field names, taken from its newest ready version (see ``algora.registry.search``).
+    """What the catalog's search reads of a model beyond its row: its README, its schemas'
+    field names and its runtime, taken from its newest ready version (or, with none, its newest)
+    (see ``algora.registry.search``).
 
     Derived and rebuilt when ``signature`` no longer matches the model, so no foreign keys: a
     row never holds anything back."""
@@ -463,3 +464,5 @@ class ModelSearchDocument(Base):
     version_id: Mapped[int | None] = mapped_column(default=None)
     readme: Mapped[str] = mapped_column(Text, default="")
     fields: Mapped[str] = mapped_column(Text, default="")
+    runtime: Mapped[str] = mapped_column(String(32), default="")
+    """What serves the version: ``python``, ``node``, or a saved model's format."""

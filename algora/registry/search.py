@@ -1,10 +1,11 @@
 """The catalog's search: full text over models' names, descriptions, tags, READMEs and schema
 field names, with filters and two orders, showing only what the caller may read.
 
-What a model's row does not hold (its README, inside the archive of its newest ready version, and
-its schemas' field names) is kept in ``model_search``, rebuilt for a model when its newest ready
-version changes: the search brings it up to date before it answers, so no publish path needs to
-know about it. Then the text is matched:
+What a model's row does not hold (its README, inside the archive of its newest ready version,
+its schemas' field names and its runtime) is kept in ``model_search``, rebuilt for a model when
+that version changes: the search brings it up to date before it answers, so no publish path
+needs to know about it. Versions are read without their JSON, logs or locks, and the in-memory
+index rewrites only the models whose row or document changed. Then the text is matched:
 
 - on SQLite by FTS5, in an index in this process's memory that follows the registry's rows (it
   holds only words, and is rebuilt from the registry after a restart);
@@ -34,7 +35,7 @@ from algora.registry.service import Registry
 from algora.registry.views import ModelView, model_view
 from algora.store.base import BlobStore
 
-__all__ = ["ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
+__all__ = ["Found", "ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
 
 Sort = Literal["relevance", "recent"]
 _FORMAT = "1"
@@ -43,6 +44,10 @@ _README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
 _README_LIMIT = 256 * 1024
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_WORDS = 16
+_VERSION_COLUMNS = (
+    Version.id, Version.model_id, Version.major, Version.minor, Version.patch, Version.status,
+    Version.created_at,
+)  # fmt: skip
 _INSERT = (
     "INSERT INTO docs(rowid, owner, name, description, tags, readme, fields) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -77,10 +82,28 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class Found:
+    hits: list[SearchHit]
+    owners: list[str]
+    runtimes: list[str]
+
+
+@dataclass(frozen=True)
+class _Version:
+    """What the search reads of every version: no JSON, no logs, no locks."""
+
+    id: int
+    status: str
+    semver: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class _Entry:
     model: Model
-    newest: Version | None
-    ready: Version | None
+    newest: _Version | None
+    ready: _Version | None
+    runtime: str
 
     @property
     def updated_at(self) -> datetime:
@@ -92,14 +115,12 @@ def words_of(query: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(query)][:_MAX_WORDS]
 
 
-def runtime_of(version: Version | None) -> str:
+def runtime_of(manifest: dict[str, Any]) -> str:
     """What serves a version: a saved model's format, else its runtime (``python``)."""
-    if version is None:
-        return ""
-    saved = version.manifest.get("saved")
+    saved = manifest.get("saved")
     if isinstance(saved, dict) and saved.get("format"):
         return str(saved["format"])
-    model = version.manifest.get("model")
+    model = manifest.get("model")
     return str(model.get("runtime", "python")) if isinstance(model, dict) else "python"
 
 
@@ -117,9 +138,13 @@ class ModelSearch:
         self._indexed: dict[int, str] = {}
         """Model id -> the fingerprint of what the in-memory index holds for it."""
 
-    def search(self, caller: Caller, query: SearchQuery) -> list[SearchHit]:
-        entries = self._entries(self._registry.list_models(caller))
-        entries = [e for e in entries if _kept(e, query)]
+    def search(self, caller: Caller, query: SearchQuery) -> Found:
+        """The models the query finds among those the caller may read, in its order; and the
+        owners and runtimes of all those the caller may read (the filters' choices)."""
+        readable = self._entries(self._registry.list_models(caller))
+        owners = sorted({e.model.owner.name for e in readable})
+        runtimes = sorted({e.runtime for e in readable} - {""})
+        entries = [e for e in readable if _kept(e, query)]
         words = words_of(query.text)
         if words:
             ranks = self._rank(entries, words)
@@ -130,64 +155,71 @@ class ModelSearch:
                 entries.sort(key=lambda e: e.updated_at, reverse=True)
         else:
             entries.sort(key=lambda e: e.updated_at, reverse=True)
-        return [_hit(e) for e in entries[: max(1, query.limit)]]
-
-    def owners_and_runtimes(self, caller: Caller) -> tuple[list[str], list[str]]:
-        """The owners and runtimes of the models the caller may read: the filters' choices."""
-        entries = self._entries(self._registry.list_models(caller))
-        owners = sorted({e.model.owner.name for e in entries})
-        runtimes = sorted({runtime_of(e.ready or e.newest) for e in entries} - {""})
-        return owners, runtimes
+        hits = [_hit(e) for e in entries[: max(1, query.limit)]]
+        return Found(hits, owners, runtimes)
 
     # the models and their documents ---------------------------------------------------------
     def _entries(self, models: Sequence[Model]) -> list[_Entry]:
         if not models:
             return []
         ids = [m.id for m in models]
+        newest: dict[int, _Version] = {}
+        ready: dict[int, _Version] = {}
         with self._sessions() as session:
-            newest: dict[int, Version] = {}
-            ready: dict[int, Version] = {}
-            rows = session.scalars(
-                select(Version)
+            rows = session.execute(
+                select(*_VERSION_COLUMNS)
                 .where(Version.model_id.in_(ids))
                 .order_by(Version.major, Version.minor, Version.patch)
             )
-            for version in rows:  # ascending: the last one seen is the highest
-                newest[version.model_id] = version
-                if version.status == "ready":
-                    ready[version.model_id] = version
-            entries = [_Entry(m, newest.get(m.id), ready.get(m.id)) for m in models]
-            self._refresh_documents(session, entries)
-        return entries
+            for id_, model_id, major, minor, patch, status, created_at in rows:
+                version = _Version(id_, status, f"{major}.{minor}.{patch}", created_at)
+                newest[model_id] = version  # ascending: the last one seen is the highest
+                if status == "ready":
+                    ready[model_id] = version
+            shown = {i: ready.get(i) or newest.get(i) for i in ids}
+            runtimes = self._refresh_documents(session, shown)
+        return [_Entry(m, newest.get(m.id), ready.get(m.id), runtimes[m.id]) for m in models]
 
-    def _refresh_documents(self, session: Session, entries: list[_Entry]) -> None:
-        ids = [e.model.id for e in entries]
-        stored: dict[int, str] = {
-            model_id: signature
-            for model_id, signature in session.execute(
-                select(ModelSearchDocument.model_id, ModelSearchDocument.signature).where(
-                    ModelSearchDocument.model_id.in_(ids)
-                )
+    def _refresh_documents(
+        self, session: Session, shown: dict[int, _Version | None]
+    ) -> dict[int, str]:
+        """Bring the documents of these models (each described by its shown version) up to
+        date; the runtime of each."""
+        stored = {
+            model_id: (signature, runtime)
+            for model_id, signature, runtime in session.execute(
+                select(
+                    ModelSearchDocument.model_id,
+                    ModelSearchDocument.signature,
+                    ModelSearchDocument.runtime,
+                ).where(ModelSearchDocument.model_id.in_(list(shown)))
             )
         }
-        changed = False
-        for entry in entries:
-            signature = _signature(entry.ready)
-            if stored.get(entry.model.id) == signature:
-                continue
-            version = entry.ready
+        runtimes = {model_id: found[1] for model_id, found in stored.items()}
+        stale = {
+            model_id: version
+            for model_id, version in shown.items()
+            if stored.get(model_id, ("", ""))[0] != _signature(version)
+        }
+        if not stale:
+            return runtimes
+        wanted = [v.id for v in stale.values() if v is not None]
+        full = {v.id: v for v in session.scalars(select(Version).where(Version.id.in_(wanted)))}
+        for model_id, version in stale.items():
+            row = full.get(version.id) if version is not None else None
+            runtimes[model_id] = runtime_of(row.manifest) if row is not None else ""
             session.merge(
                 ModelSearchDocument(
-                    model_id=entry.model.id,
-                    signature=signature,
-                    version_id=version.id if version else None,
-                    readme=self._readme(version.archive_hash) if version else "",
-                    fields=" ".join(_field_names(version)) if version else "",
+                    model_id=model_id,
+                    signature=_signature(version),
+                    version_id=row.id if row is not None else None,
+                    readme=self._readme(row.archive_hash) if row is not None else "",
+                    fields=" ".join(_field_names(row)) if row is not None else "",
+                    runtime=runtimes[model_id],
                 )
             )
-            changed = True
-        if changed:
-            session.commit()
+        session.commit()
+        return runtimes
 
     def readme(self, caller: Caller, owner: str, name: str) -> str:
         """The README of the model's newest ready version ("" when it has none)."""
@@ -217,6 +249,39 @@ class ModelSearch:
         return {model_id: place for place, model_id in enumerate(found)}
 
     def _sqlite_rank(self, session: Session, entries: list[_Entry], words: list[str]) -> list[int]:
+        signatures = dict(
+            session.execute(
+                select(ModelSearchDocument.model_id, ModelSearchDocument.signature).where(
+                    ModelSearchDocument.model_id.in_([e.model.id for e in entries])
+                )
+            ).all()
+        )
+        match = " ".join(f'"{w}"*' for w in words)
+        with self._lock:
+            fingerprints = {
+                e.model.id: _fingerprint(e.model, signatures.get(e.model.id)) for e in entries
+            }
+            stale = [
+                e for e in entries if self._indexed.get(e.model.id) != fingerprints[e.model.id]
+            ]
+            if stale:
+                self._index_models(session, stale, fingerprints)
+            wanted = {e.model.id for e in entries}
+            rows = (
+                self._index()
+                .execute(
+                    "SELECT rowid FROM docs WHERE docs MATCH ? "
+                    "ORDER BY bm25(docs, 10.0, 10.0, 4.0, 6.0, 1.0, 2.0)",
+                    (match,),
+                )
+                .fetchall()
+            )
+        return [int(r[0]) for r in rows if int(r[0]) in wanted]
+
+    def _index_models(
+        self, session: Session, entries: list[_Entry], fingerprints: dict[int, str]
+    ) -> None:
+        """(Re)write these models' rows of the in-memory index; under the lock."""
         documents = {
             row.model_id: row
             for row in session.scalars(
@@ -225,25 +290,16 @@ class ModelSearch:
                 )
             )
         }
-        match = " ".join(f'"{w}"*' for w in words)
-        with self._lock:
-            memory = self._index()
-            for entry in entries:
-                document = documents.get(entry.model.id)
-                columns = _columns(entry.model, document)
-                fingerprint = hashlib.sha256("\x00".join(columns).encode()).hexdigest()
-                if self._indexed.get(entry.model.id) == fingerprint:
-                    continue
-                memory.execute("DELETE FROM docs WHERE rowid = ?", (entry.model.id,))
-                memory.execute(_INSERT, (entry.model.id, *columns))
-                self._indexed[entry.model.id] = fingerprint
-            wanted = {e.model.id for e in entries}
-            rows = memory.execute(
-                "SELECT rowid FROM docs WHERE docs MATCH ? "
-                "ORDER BY bm25(docs, 10.0, 10.0, 4.0, 6.0, 1.0, 2.0)",
-                (match,),
-            ).fetchall()
-        return [int(r[0]) for r in rows if int(r[0]) in wanted]
+        memory = self._index()
+        for entry in entries:
+            model, document = entry.model, documents.get(entry.model.id)
+            memory.execute("DELETE FROM docs WHERE rowid = ?", (model.id,))
+            memory.execute(_INSERT, (
+                model.id, model.owner.name, model.name, model.description,
+                " ".join(str(t) for t in model.tags),
+                document.readme if document else "", document.fields if document else "",
+            ))  # fmt: skip
+            self._indexed[model.id] = fingerprints[model.id]
 
     def _index(self) -> sqlite3.Connection:
         if self._memory is None:
@@ -272,21 +328,16 @@ def _postgres_rank(session: Session, ids: list[int], words: list[str]) -> list[i
     return [int(r[0]) for r in session.execute(statement, {"query": query, "ids": ids})]
 
 
-def _columns(model: Model, document: ModelSearchDocument | None) -> tuple[str, ...]:
-    return (
-        model.owner.name,
-        model.name.replace("_", " ") + " " + model.name,
-        model.description,
-        " ".join(str(t) for t in model.tags),
-        document.readme if document else "",
-        document.fields if document else "",
-    )
+def _fingerprint(model: Model, signature: str | None) -> str:
+    """What the in-memory index holds of a model, in a word: its row and its document."""
+    parts = (model.owner.name, model.name, model.description, repr(model.tags), signature or "")
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
 def _kept(entry: _Entry, query: SearchQuery) -> bool:
     model = entry.model
     status = entry.newest.status if entry.newest else "empty"
-    runtime = runtime_of(entry.ready or entry.newest)
+    runtime = entry.runtime
     return (
         (not query.owner or model.owner.name == query.owner)
         and (not query.visibility or model.visibility == query.visibility)
@@ -300,13 +351,15 @@ def _hit(entry: _Entry) -> SearchHit:
         model=model_view(entry.model),
         status=entry.newest.status if entry.newest else "empty",
         latest=entry.ready.semver if entry.ready else None,
-        runtime=runtime_of(entry.ready or entry.newest),
+        runtime=entry.runtime,
         updated_at=entry.updated_at,
     )
 
 
-def _signature(version: Version | None) -> str:
-    return hashlib.sha256(f"{_FORMAT}:{version.id if version else ''}".encode()).hexdigest()
+def _signature(version: _Version | None) -> str:
+    """Which version a document describes, as it was: rebuilt when this changes."""
+    described = f"{version.id}:{version.status}" if version is not None else ""
+    return hashlib.sha256(f"{_FORMAT}:{described}".encode()).hexdigest()
 
 
 def _field_names(version: Version) -> Iterable[str]:

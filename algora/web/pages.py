@@ -48,11 +48,10 @@ async def catalog(
         text=q, owner=owner or None, runtime=runtime or None, status=status or None,
         visibility=visibility or None, sort=sort,
     )  # fmt: skip
-    hits = await asyncio.to_thread(site.search.search, visitor.caller, query)
-    owners, runtimes = await asyncio.to_thread(site.search.owners_and_runtimes, visitor.caller)
+    found = await asyncio.to_thread(site.search.search, visitor.caller, query)
     return site.render(
-        request, "catalog.html", visitor=visitor, hits=hits, query=query, owners=owners,
-        runtimes=runtimes,
+        request, "catalog.html", visitor=visitor, hits=found.hits, query=query,
+        owners=found.owners, runtimes=found.runtimes,
     )  # fmt: skip
 
 

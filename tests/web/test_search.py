@@ -42,8 +42,8 @@ class Searching:
     dave: Caller
 
     def names(self, who: Caller, text: str = "", **filters: str) -> list[str]:
-        hits = self.search.search(who, SearchQuery(text=text, **filters))  # type: ignore[arg-type]
-        return [hit.model.full_name for hit in hits]
+        found = self.search.search(who, SearchQuery(text=text, **filters))  # type: ignore[arg-type]
+        return [hit.model.full_name for hit in found.hits]
 
 
 @pytest.fixture(scope="module", params=DATABASES)
@@ -112,8 +112,8 @@ def test_filters(searching: Searching) -> None:
         "carol/house-prices", "carol/greeter",
     }  # fmt: skip
     assert s.names(s.carol, status="failed") == []
-    owners, runtimes = s.search.owners_and_runtimes(s.carol)
-    assert (owners, runtimes) == (["carol"], ["python"])
+    found = s.search.search(s.carol, SearchQuery(owner="nobody"))
+    assert (found.hits, found.owners, found.runtimes) == ([], ["carol"], ["python"])
 
 
 def test_a_description_change_is_found_at_once(searching: Searching) -> None:

@@ -33,6 +33,7 @@ def upgrade() -> None:
         integer("version_id", nullable=True),
         text("readme"),
         text("fields"),
+        string("runtime", 32),
     )
 
 
