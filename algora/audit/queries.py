@@ -60,6 +60,8 @@ class AuditFilter:
     until: datetime | None = None
     outcome: Outcome | None = None
     request_id: str | None = None
+    action: str | None = None
+    """One action, or with a trailing ``*`` every action it begins (the web UI's search)."""
 
     def arguments(self) -> dict[str, Any]:
         return {
@@ -69,6 +71,7 @@ class AuditFilter:
             "until": _utc(self.until),
             "outcome": self.outcome,
             "request_id": self.request_id,
+            "action": self.action,
         }
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
+from algora.auth.scopes import has_scope
 from algora.auth.sessions import SESSION_LIFETIME, csrf_token
 from algora.errors import AlgoraError, BadRequest, PermissionDenied, Unauthenticated
 from algora.gateway.auditing import note_error, trail_of
@@ -45,6 +46,10 @@ class Visitor:
     @property
     def csrf(self) -> str:
         return csrf_token(self.token)
+
+    def may(self, scope: str) -> bool:
+        """Whether the session's key holds ``scope`` (what the navigation offers)."""
+        return has_scope(self.caller.scopes, scope, is_admin=self.caller.is_admin)
 
 
 class SignedIn:

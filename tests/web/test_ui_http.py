@@ -349,3 +349,32 @@ def test_the_ui_adds_nothing_to_the_api_document(tmp_path: Path) -> None:
     with in_process(tmp_path) as gateway:
         document = gateway.http.get("/api/v1/openapi.json", headers=gateway.auth).json()
     assert not [path for path in document["paths"] if path.startswith("/ui")]
+
+
+# ---------------------------------------------------------------------------- audit log
+def test_the_audit_log_page_searches_by_caller_model_and_action(world: World) -> None:
+    world.signed_in("ann")  # one more ui.signin event of ann's
+    admin = world.signed_in("admin")
+    assert 'href="/ui/audit"' in admin.get("/ui/").text
+
+    def rows(**params: str) -> list[list[str]]:
+        page = admin.get("/ui/audit", params=params)
+        assert page.status_code == 200, page.text
+        body = page.text.split("<tbody>")[1].split("</tbody>")[0] if "<tbody>" in page.text else ""
+        return [re.findall(r"<td>(.*?)</td>", row, re.S) for row in body.split("<tr>")[1:]]
+
+    signins = rows(principal="ann", action="ui.signin")
+    assert signins and all(r[1] == "ann" and r[2] == "ui.signin" for r in signins)
+    assert {r[2] for r in rows(action="ui.sign*")} <= {"ui.signin", "ui.signout"}
+    assert rows(action="ui.sign*")
+    calls = rows(model="bob/translator", action="model.call")
+    assert all(r[3] == "bob/translator" for r in calls)
+    assert rows(principal="nobody-at-all") == []
+    assert rows(until="2000-01-01") == []
+    bad = admin.get("/ui/audit", params={"since": "last tuesday"})
+    assert bad.status_code == 400
+    assert "2026-01-31" in bad.text
+
+    bob = world.signed_in("bob")  # no audit:read: neither the link nor the page
+    assert 'href="/ui/audit"' not in bob.get("/ui/").text
+    assert bob.get("/ui/audit").status_code == 403
