@@ -7,6 +7,6 @@ It never imports the database. ``algora.app`` mounts :func:`create_ui`; nothing 
 
 from __future__ import annotations
 
-from algora.web.app import create_ui
+from algora.web.app import create_ui, front_door
 
-__all__ = ["create_ui"]
+__all__ = ["create_ui", "front_door"]

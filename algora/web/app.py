@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
 from algora.errors import NotFound
 from algora.gateway.permissions import PUBLIC, declare
@@ -11,7 +11,7 @@ from algora.platform import Platform
 from algora.web import audit, keys, pages, signin
 from algora.web.site import HEADERS, Site, install_error_pages, site_of
 
-__all__ = ["create_ui"]
+__all__ = ["create_ui", "front_door"]
 
 
 def create_ui(platform: Platform) -> FastAPI:
@@ -38,3 +38,14 @@ async def static(request: Request, name: str) -> Response:
     if request.headers.get("if-none-match") == asset.etag:
         return Response(status_code=304, headers=headers)
     return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+front_door = APIRouter()
+"""``/ui`` itself, which the mount at ``/ui`` does not match: included by the gateway."""
+
+
+@front_door.get(
+    "/ui", include_in_schema=False, openapi_extra=declare(PUBLIC, audit="ui.front_door")
+)
+async def ui_root() -> Response:
+    return RedirectResponse("/ui/", status_code=308, headers=HEADERS)

@@ -60,6 +60,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 # --------------------------------------------------------------------------- signing in
 def test_pages_send_who_is_not_signed_in_to_the_sign_in_form(world: World) -> None:
     http = world.browser()
+    door = http.get("/ui", follow_redirects=False)
+    assert (door.status_code, door.headers["location"]) == (308, "/ui/")
     page = http.get("/ui/models/ann/sentiment", follow_redirects=False)
     assert page.status_code == 303
     assert page.headers["location"] == "/ui/signin?next=/ui/models/ann/sentiment"
