@@ -104,8 +104,16 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded == "https"
 
 
-def _cookie_path(request: Request) -> str:
-    return str(request.scope.get("root_path", "")).rstrip("/") or "/"
+def _cookie(
+    response: Response, request: Request, name: str, value: str = "", max_age: int = 0
+) -> None:
+    """Set a cookie of the UI (``max_age`` 0: delete it): for ``/ui`` only, out of scripts'
+    reach, never sent with another site's requests, and over TLS only when we were reached so."""
+    path = str(request.scope.get("root_path", "")).rstrip("/") or "/"
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, httponly=True, samesite="strict",
+        secure=_secure(request),
+    )  # fmt: skip
 
 
 def _next_page(value: str | None, ui: str) -> str:
@@ -130,10 +138,7 @@ def _signin_form(
     response = site_of(request).render(
         request, "signin.html", status, csrf=token, next=next_page or "", error=error
     )
-    response.set_cookie(
-        _SIGNIN_COOKIE, token, max_age=3600, path=_cookie_path(request), httponly=True,
-        samesite="strict", secure=_secure(request),
-    )  # fmt: skip
+    _cookie(response, request, _SIGNIN_COOKIE, token, max_age=3600)
     return response
 
 
@@ -153,11 +158,9 @@ async def signin(request: Request) -> Response:
         return _signin_form(request, target, error.message, int(error.status))
     trail_of(request).caller = opened.caller
     response = RedirectResponse(target, status_code=303, headers=HEADERS)
-    response.set_cookie(
-        SESSION_COOKIE, opened.token, max_age=int(SESSION_LIFETIME.total_seconds()),
-        path=_cookie_path(request), httponly=True, samesite="strict", secure=_secure(request),
-    )  # fmt: skip
-    response.delete_cookie(_SIGNIN_COOKIE, path=_cookie_path(request))
+    lifetime = int(SESSION_LIFETIME.total_seconds())
+    _cookie(response, request, SESSION_COOKIE, opened.token, max_age=lifetime)
+    _cookie(response, request, _SIGNIN_COOKIE)  # spent
     return response
 
 
@@ -169,8 +172,5 @@ async def signout(request: Request, visitor: Session) -> Response:
     await form_of(request, visitor.csrf)
     await asyncio.to_thread(site_of(request).sessions.sign_out, visitor.token)
     response = see_other(request, "/signin")
-    response.delete_cookie(
-        SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict",
-        secure=_secure(request),
-    )  # fmt: skip
+    _cookie(response, request, SESSION_COOKIE)
     return response
