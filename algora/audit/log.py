@@ -336,19 +336,12 @@ def query(
     until: datetime | None = None,
     outcome: Outcome | None = None,
     request_id: str | None = None,
-    action: str | None = None,
     before_id: int | None = None,
     after_id: int | None = None,
     newest_first: bool = True,
 ) -> Select[AuditEventRow]:
-    """The select for a filtered page of events; ``outcome`` error means allowed but failed;
-    ``action`` is one action (``key.create``) or, ending in ``*``, those it begins (``key.*``)."""
+    """The select for a filtered page of events; ``outcome`` error means allowed but failed."""
     statement = select(AuditEventRow)
-    if action is not None and action.endswith("*"):
-        prefix = action.rstrip("*").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        statement = statement.where(AuditEventRow.action.like(f"{prefix}%", escape="\\"))
-    elif action is not None:
-        statement = statement.where(AuditEventRow.action == action)
     if principal is not None:
         statement = statement.where(AuditEventRow.principal == principal)
     if model is not None:
