@@ -31,6 +31,7 @@ from algora.protocols import algorithmia, data, native, oip, prometheus
 from algora.protocols.algorithmia import AlgorithmiaNamesMiddleware
 from algora.protocols.algorithmia.lane import CallLane
 from algora.settings import Settings
+from algora.web import create_ui, front_door
 
 __all__ = ["configure_logging", "create_app"]  # configure_logging: for `algora serve`
 
@@ -133,6 +134,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(native.router)
     app.include_router(data.router)
     app.include_router(oip.router)  # /v2: the Open Inference Protocol, its own document
+    app.include_router(front_door)  # /ui -> /ui/
+    app.mount("/ui", create_ui(platform))  # the web UI: HTML pages, signed in by a session
     app.add_middleware(AllowedMethodsMiddleware, routes=app.router.routes)  # 405: every method
     app.add_middleware(  # no body byte read before the key is checked, none past the cap
         BodyGuardMiddleware, settings=settings, authenticator=platform.authenticator

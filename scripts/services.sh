@@ -24,6 +24,7 @@ install_system_packages() {
   command -v bwrap >/dev/null || missing+=(bubblewrap)
   ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  [ -x /usr/bin/chromium ] || missing+=(chromium)  # the web UI's browser tests (tests/web/)
   _apt_install "${missing[@]}"
 }
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.audit.chain import FIELD_KINDS, FIELDS
@@ -60,6 +61,8 @@ class AuditFilter:
     until: datetime | None = None
     outcome: Outcome | None = None
     request_id: str | None = None
+    action: str | None = None
+    """One action, or with a trailing ``*`` every action it begins (the web UI's search)."""
 
     def arguments(self) -> dict[str, Any]:
         return {
@@ -70,6 +73,16 @@ class AuditFilter:
             "outcome": self.outcome,
             "request_id": self.request_id,
         }
+
+    def select(self, **paging: Any) -> Select[AuditEventRow]:
+        """The query for these events (``paging``: what :func:`query` takes beyond them)."""
+        statement = query(**self.arguments(), **paging)
+        if self.action is None:
+            return statement
+        if self.action.endswith("*"):
+            prefix = self.action.rstrip("*")
+            return statement.where(AuditEventRow.action.startswith(prefix, autoescape=True))
+        return statement.where(AuditEventRow.action == self.action)
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ class AuditQueries:
         """Up to ``limit`` events, newest first, older than the event ``before``."""
         require_scope(caller, SCOPE)
         await self._log.sync()
-        statement = query(**where.arguments(), before_id=before).limit(limit)
+        statement = where.select(before_id=before).limit(limit)
 
         def load() -> list[dict[str, Any]]:
             with self._sessions() as session:
@@ -107,7 +120,7 @@ class AuditQueries:
         as the iterator is consumed (run it in a thread)."""
         require_scope(caller, SCOPE)
         await self._log.sync()
-        return self._lines(where.arguments())
+        return self._lines(where)
 
     async def verify(self, caller: Caller, anchor: str | None = None) -> dict[str, Any]:
         """Walk the hash chain; the report names the first row that breaks it. ``anchor``
@@ -120,10 +133,10 @@ class AuditQueries:
         await self._log.sync()
         return report_dict(await asyncio.to_thread(verify, self._sessions, seen))
 
-    def _lines(self, arguments: dict[str, Any]) -> Iterator[bytes]:
+    def _lines(self, where: AuditFilter) -> Iterator[bytes]:
         after = 0
         while True:
-            statement = query(**arguments, after_id=after, newest_first=False)
+            statement = where.select(after_id=after, newest_first=False)
             with self._sessions() as session:
                 rows = [_event(row) for row in session.scalars(statement.limit(_EXPORT_CHUNK))]
             if not rows:

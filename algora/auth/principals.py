@@ -19,7 +19,14 @@ from algora.auth.ratelimit import UNLIMITED, KeyLimits, Limit, ModelLimit
 from algora.db.tables import ApiKey, KeyModelLimit, Principal, utcnow
 from algora.errors import Unauthenticated
 
-__all__ = ["Authenticator", "Caller", "Delegation", "organization_limit", "resolve_limits"]
+__all__ = [
+    "Authenticator",
+    "Caller",
+    "Delegation",
+    "caller_of",
+    "organization_limit",
+    "resolve_limits",
+]
 
 _CACHE_SECONDS = 5.0
 _STALE_SECONDS = 5.0
@@ -148,19 +155,24 @@ class Authenticator:
                 raise Unauthenticated("the API key is unknown, revoked or expired")
             key.last_used_at = now
             key.last_used_address = address[:64] if address else None
-            caller = Caller(
-                principal_id=key.principal_id,
-                name=key.principal.name,
-                is_admin=key.principal.is_admin,
-                key_id=key.key_id,
-                scopes=tuple(str(s) for s in key.scopes),
-                limits=resolve_limits(session, key),
-                memberships=tuple((m.org_id, m.role) for m in key.principal.memberships),
-                model_calls_only=key.model_calls_only,
-                kind=key.principal.kind,
-            )
+            caller = caller_of(session, key)
             session.commit()
             return caller
+
+
+def caller_of(session: Session, key: ApiKey) -> Caller:
+    """The caller a key (known to be valid) makes: its principal, scopes and limits."""
+    return Caller(
+        principal_id=key.principal_id,
+        name=key.principal.name,
+        is_admin=key.principal.is_admin,
+        key_id=key.key_id,
+        scopes=tuple(str(s) for s in key.scopes),
+        limits=resolve_limits(session, key),
+        memberships=tuple((m.org_id, m.role) for m in key.principal.memberships),
+        model_calls_only=key.model_calls_only,
+        kind=key.principal.kind,
+    )
 
 
 def resolve_limits(session: Session, key: ApiKey) -> KeyLimits:

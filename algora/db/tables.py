@@ -22,12 +22,14 @@ __all__ = [
     "KeyModelLimit",
     "Membership",
     "Model",
+    "ModelSearchDocument",
     "ModelSecret",
     "ModelSource",
     "Principal",
     "PrincipalProfile",
     "PromotionRequest",
     "Version",
+    "WebSession",
     "utcnow",
 ]
 
@@ -499,3 +501,38 @@ class RateBucket(Base):
     tokens: Mapped[float]
     stamp: Mapped[float]
     """When ``tokens`` was last refilled, in seconds since the epoch (the gateways' clocks)."""
+
+
+class WebSession(Base):
+    """A web UI session: signed in with an API key, it acts with that key's rights until it
+    expires, the key is revoked, or its holder signs out. Only the SHA-256 of its token is
+    stored (see ``algora.auth.sessions``)."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    api_key: Mapped[ApiKey] = relationship(lazy="joined")
+
+
+class ModelSearchDocument(Base):
+    """What the catalog's search reads of a model beyond its row: its README, its schemas'
+    field names and its runtime, taken from its newest ready version (or, with none, its newest)
+    (see ``algora.registry.search``).
+
+    Derived and rebuilt when ``signature`` no longer matches the model, so no foreign keys: a
+    row never holds anything back."""
+
+    __tablename__ = "model_search"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    signature: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int | None] = mapped_column(default=None)
+    readme: Mapped[str] = mapped_column(Text, default="")
+    fields: Mapped[str] = mapped_column(Text, default="")
+    runtime: Mapped[str] = mapped_column(String(32), default="")
+    """What serves the version: ``python``, ``node``, or a saved model's format."""

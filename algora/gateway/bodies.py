@@ -42,6 +42,7 @@ from algora.settings import Settings
 
 __all__ = ["BodyGuardMiddleware", "body_cap", "path_is_utf8"]
 
+_WEB_UI = "/ui/"
 _ARCHIVE_UPLOAD = re.compile(r"/api/v1/models/[^/]+/[^/]+/versions/?")
 
 
@@ -155,7 +156,10 @@ class BodyGuardMiddleware:
         cap = body_cap(self.settings, scope["method"], scope["path"])
         body = _Body(receive, cap, self.settings.body_read_timeout)
         try:
-            await self._authenticate(scope, authorization)
+            # The web UI's forms carry no key: its routes check their session cookie (or, to
+            # sign in, the key in the form) and the form's CSRF token before reading further.
+            if not scope["path"].startswith(_WEB_UI):
+                await self._authenticate(scope, authorization)
         except AlgoraError as error:  # Unauthenticated, or a model's credential out of date
             body.refuse(error)
         if body.refusal is None and declared is not None and declared > cap:

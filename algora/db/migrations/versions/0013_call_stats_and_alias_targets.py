@@ -15,7 +15,7 @@ from algora.db.migrations.columns import (
 )
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 
 _COUNTS = (
     "calls",

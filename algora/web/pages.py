@@ -1,0 +1,193 @@
+"""The catalog, a model's page with its try-it form, and a version's build log."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from algora.errors import AlgoraError, InvalidInput, PermissionDenied
+from algora.gateway.auditing import note_error, trail_of
+from algora.gateway.calls import Call, new_request_id
+from algora.gateway.permissions import declare
+from algora.registry.search import SearchQuery
+from algora.registry.views import VersionView
+from algora.web.signin import SignedIn, Visitor, form_of
+from algora.web.site import site_of
+from algora.workers.spec import CallResult
+
+__all__ = ["router"]
+
+router = APIRouter()
+Reader = Annotated[Visitor, Depends(SignedIn("models:read"))]
+Trier = Annotated[Visitor, Depends(SignedIn("models:read"))]
+"""Try-it shows the model's page again, so it needs ``models:read``; the call path checks the
+``call`` scope for the model, as for every call."""
+Filter = Annotated[str | None, Query(max_length=128)]
+_MAX_SHOWN = 64 * 1024
+
+
+@router.get("/", openapi_extra=declare("models:read", audit="ui.catalog"))
+async def catalog(
+    request: Request,
+    visitor: Reader,
+    q: Annotated[str, Query(max_length=256)] = "",
+    owner: Filter = None,
+    runtime: Filter = None,
+    status: Filter = None,
+    visibility: Filter = None,
+    sort: Literal["relevance", "recent"] = "relevance",
+) -> Response:
+    site = site_of(request)
+    query = SearchQuery(
+        text=q, owner=owner or None, runtime=runtime or None, status=status or None,
+        visibility=visibility or None, sort=sort,
+    )  # fmt: skip
+    found = await asyncio.to_thread(site.search.search, visitor.caller, query)
+    return site.render(
+        request, "catalog.html", visitor=visitor, hits=found.hits, query=query,
+        owners=found.owners, runtimes=found.runtimes,
+    )  # fmt: skip
+
+
+@router.get("/models/{owner}/{name}", openapi_extra=declare("models:read", audit="ui.model"))
+async def model_page(request: Request, visitor: Reader, owner: str, name: str) -> Response:
+    return await _model_page(request, visitor, owner, name)
+
+
+async def _model_page(
+    request: Request,
+    visitor: Visitor,
+    owner: str,
+    name: str,
+    status: int = 200,
+    **tried: Any,
+) -> Response:
+    site = site_of(request)
+    platform = site.platform
+    caller = visitor.caller
+    model, latest = await asyncio.to_thread(platform.catalog.describe, caller, owner, name)
+    versions = await asyncio.to_thread(platform.catalog.list_versions, caller, owner, name)
+    aliases = await asyncio.to_thread(platform.aliases.list_aliases, caller, owner, name)
+    try:
+        promotions = await asyncio.to_thread(platform.aliases.promotions, caller, owner, name)
+    except PermissionDenied:
+        promotions = []  # only those who may decide on them see pending promotions
+    readme = await asyncio.to_thread(site.search.readme, caller, owner, name)
+    shown = latest or next(iter(versions), None)
+    return site.render(
+        request, "model.html", status, visitor=visitor, model=model, latest=latest,
+        versions=versions, aliases=aliases, promotions=promotions, readme=readme,
+        shown=shown, schemas=_schemas(shown), example=_example(shown),
+        **{"tried": None, "tried_input": None, "tried_spec": "", "tried_kind": "json", **tried},
+    )  # fmt: skip
+
+
+@router.post("/models/{owner}/{name}/try", openapi_extra=declare("call", audit="model.call"))
+async def try_model(request: Request, visitor: Trier, owner: str, name: str) -> Response:
+    """Call the model with the signed-in key's rights, through the one call path."""
+    fields = await form_of(request, visitor.csrf)
+    kind: Literal["json", "text"] = "text" if fields.get("kind") == "text" else "json"
+    text = fields.get("input", "")
+    spec = fields.get("version", "").strip() or None
+    shown: dict[str, Any] = {"tried_input": text, "tried_spec": spec or "", "tried_kind": kind}
+    try:
+        payload = _payload(kind, text)
+        trail = trail_of(request)
+        call = Call(
+            caller=visitor.caller, owner=owner, name=name, spec=spec, content_type=kind,
+            payload=payload, request_id=new_request_id(), trail=trail,
+        )  # fmt: skip
+        trail.request_id = call.request_id
+        started = time.perf_counter()
+        served = await site_of(request).platform.calls.call(call)
+        wall = time.perf_counter() - started
+    except AlgoraError as error:
+        note_error(request, error)
+        if error.status in (401, 404):  # hidden models look like missing ones
+            raise
+        failed = {"ok": False, "error": error.message, "code": error.code}
+        status = int(error.status)
+        status = status if status < 500 or status == 503 else 502  # the model failed, not us
+        return await _model_page(request, visitor, owner, name, status, tried=failed, **shown)
+    answer = {
+        "ok": True, "version": served.version.semver, "request_id": served.request_id,
+        "duration_ms": round(served.result.duration * 1000, 2), "wall_ms": round(wall * 1000, 1),
+        **_shown(served.result),
+    }  # fmt: skip
+    return await _model_page(request, visitor, owner, name, tried=answer, **shown)
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/log",
+    openapi_extra=declare("models:read", audit="ui.build_log"),
+)
+async def build_log(
+    request: Request, visitor: Reader, owner: str, name: str, version: str
+) -> Response:
+    site = site_of(request)
+    catalog = site.platform.catalog
+    log = await asyncio.to_thread(catalog.build_log, visitor.caller, owner, name, version)
+    model = await asyncio.to_thread(catalog.get_model, visitor.caller, owner, name)
+    return site.render(request, "log.html", visitor=visitor, model=model, version=version, log=log)
+
+
+def _payload(kind: str, text: str) -> bytes:
+    if kind == "text":
+        return text.encode()
+    try:
+        json.loads(text or "null")
+    except json.JSONDecodeError as error:
+        raise InvalidInput(
+            f"the input is not JSON ({error.msg} at line {error.lineno}): fix it, or send it "
+            "as text"
+        ) from None
+    return (text or "null").encode()
+
+
+def _shown(result: CallResult) -> dict[str, Any]:
+    """The answer as the page shows it: JSON pretty-printed, text as it is, bytes in base64."""
+    payload = result.payload
+    if result.content_type == "json":
+        try:
+            value = json.dumps(json.loads(payload or b"null"), indent=2, ensure_ascii=False)
+        except json.JSONDecodeError:
+            value = payload.decode("utf-8", errors="replace")
+    elif result.content_type == "text":
+        value = payload.decode("utf-8", errors="replace")
+    elif result.content_type == "void":
+        value = "(no answer: the model returned nothing)"
+    else:
+        value = base64.b64encode(payload[:_MAX_SHOWN]).decode("ascii")
+    clipped = len(value) > _MAX_SHOWN
+    return {"content_type": result.content_type, "output": value[:_MAX_SHOWN], "clipped": clipped}
+
+
+def _schemas(version: VersionView | None) -> dict[str, str]:
+    if version is None:
+        return {}
+    return {
+        side: json.dumps(schema, indent=2, sort_keys=True)
+        for side, schema in (("input", version.input_schema), ("output", version.output_schema))
+        if schema is not None
+    }
+
+
+def _example(version: VersionView | None) -> tuple[str, str] | None:
+    """The version's example input as (kind, text) for the try-it form."""
+    if version is None:
+        return None
+    example = version.manifest.get("example")
+    if isinstance(example, dict):
+        if example.get("text") is not None:
+            return "text", str(example["text"])
+        if example.get("input") is not None:
+            return "json", json.dumps(example["input"], indent=2)
+    if version.sample_input:
+        return "json", version.sample_input
+    return None
