@@ -18,7 +18,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Authenticator, Caller, caller_of
-from algora.db.tables import ApiKey, WebSession, utcnow
+from algora.db.shared_state import WebSession
+from algora.db.tables import ApiKey, utcnow
 from algora.errors import PermissionDenied, Unauthenticated
 
 __all__ = ["SESSION_LIFETIME", "NewSession", "WebSessions", "csrf_token"]

@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.ratelimit import Limit
-from algora.db.tables import RateBucket
+from algora.db.shared_state import RateBucket
 
 __all__ = ["DatabaseBuckets"]
 

@@ -1,4 +1,6 @@
-"""Registry tables. Changed only through migrations in ``algora/db/migrations``."""
+"""Registry tables. Changed only through migrations in ``algora/db/migrations``; what the
+gateways share besides (statistics, sessions, buckets, the search index) is in
+:mod:`algora.db.shared_state`."""
 
 from __future__ import annotations
 
@@ -15,21 +17,18 @@ __all__ = [
     "AuditEventRow",
     "Base",
     "Build",
-    "CallStats",
     "DataCollection",
     "Environment",
     "Grant",
     "KeyModelLimit",
     "Membership",
     "Model",
-    "ModelSearchDocument",
     "ModelSecret",
     "ModelSource",
     "Principal",
     "PrincipalProfile",
     "PromotionRequest",
     "Version",
-    "WebSession",
     "utcnow",
 ]
 
@@ -279,17 +278,6 @@ class AuditJournalMark(Base):
     committed_bytes: Mapped[int] = mapped_column(BigInteger)
 
 
-class CacheEpoch(Base):
-    """One row whose ``epoch`` a gateway increments when it changes what gateways cache (keys,
-    grants, versions, aliases): every gateway on the registry watches it and drops its caches
-    when it moves (see ``algora.gateway.changes``)."""
-
-    __tablename__ = "cache_epoch"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    epoch: Mapped[int] = mapped_column(BigInteger)
-
-
 class Alias(Base):
     """A mutable name (``production``) of a model that points at one of its ready versions.
 
@@ -435,43 +423,6 @@ class PrincipalProfile(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class CallStats(Base):
-    """One version's calls in one minute (UTC): counts, latency and sizes, added to by every
-    gateway (see ``algora.registry.rollups``). The ``le_*`` columns count the calls answered
-    within that bound (and above the one before), so percentiles can be estimated."""
-
-    __tablename__ = "call_stats"
-    __table_args__ = (Index("ix_call_stats_model_minute", "model_id", "minute"),)
-
-    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
-    minute: Mapped[datetime] = mapped_column(primary_key=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    calls: Mapped[int] = mapped_column(BigInteger)
-    model_errors: Mapped[int] = mapped_column(BigInteger)
-    timeouts: Mapped[int] = mapped_column(BigInteger)
-    unavailable: Mapped[int] = mapped_column(BigInteger)
-    other_errors: Mapped[int] = mapped_column(BigInteger)
-    latency_sum: Mapped[float]
-    """Seconds, summed over the minute's calls."""
-    bytes_in: Mapped[int] = mapped_column(BigInteger)
-    bytes_out: Mapped[int] = mapped_column(BigInteger)
-    le_1ms: Mapped[int] = mapped_column(BigInteger)
-    le_2_5ms: Mapped[int] = mapped_column(BigInteger)
-    le_5ms: Mapped[int] = mapped_column(BigInteger)
-    le_10ms: Mapped[int] = mapped_column(BigInteger)
-    le_25ms: Mapped[int] = mapped_column(BigInteger)
-    le_50ms: Mapped[int] = mapped_column(BigInteger)
-    le_100ms: Mapped[int] = mapped_column(BigInteger)
-    le_250ms: Mapped[int] = mapped_column(BigInteger)
-    le_500ms: Mapped[int] = mapped_column(BigInteger)
-    le_1s: Mapped[int] = mapped_column(BigInteger)
-    le_2_5s: Mapped[int] = mapped_column(BigInteger)
-    le_5s: Mapped[int] = mapped_column(BigInteger)
-    le_10s: Mapped[int] = mapped_column(BigInteger)
-    le_30s: Mapped[int] = mapped_column(BigInteger)
-    le_inf: Mapped[int] = mapped_column(BigInteger)
-
-
 class AliasTarget(Base):
     """A version an alias routes calls to when it is more than one pointer: a share of its
     calls (``weight``, out of the weights of its alias's targets) or, with ``shadow``, a copy
@@ -486,53 +437,3 @@ class AliasTarget(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
     weight: Mapped[int]
     shadow: Mapped[bool]
-
-
-class RateBucket(Base):
-    """A key's token bucket shared by every gateway on the registry (the ``database`` rate-limit
-    backend, ``algora.auth.shared_buckets``): ``scope`` is empty for the key's own limit, else
-    the pattern of its limit for some models. The limit itself is not stored: each check brings
-    the key's current one."""
-
-    __tablename__ = "rate_buckets"
-
-    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(129), primary_key=True)
-    tokens: Mapped[float]
-    stamp: Mapped[float]
-    """When ``tokens`` was last refilled, in seconds since the epoch (the gateways' clocks)."""
-
-
-class WebSession(Base):
-    """A web UI session: signed in with an API key, it acts with that key's rights until it
-    expires, the key is revoked, or its holder signs out. Only the SHA-256 of its token is
-    stored (see ``algora.auth.sessions``)."""
-
-    __tablename__ = "web_sessions"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(index=True)
-
-    api_key: Mapped[ApiKey] = relationship(lazy="joined")
-
-
-class ModelSearchDocument(Base):
-    """What the catalog's search reads of a model beyond its row: its README, its schemas'
-    field names and its runtime, taken from its newest ready version (or, with none, its newest)
-    (see ``algora.registry.search``).
-
-    Derived and rebuilt when ``signature`` no longer matches the model, so no foreign keys: a
-    row never holds anything back."""
-
-    __tablename__ = "model_search"
-
-    model_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    signature: Mapped[str] = mapped_column(String(64))
-    version_id: Mapped[int | None] = mapped_column(default=None)
-    readme: Mapped[str] = mapped_column(Text, default="")
-    fields: Mapped[str] = mapped_column(Text, default="")
-    runtime: Mapped[str] = mapped_column(String(32), default="")
-    """What serves the version: ``python``, ``node``, or a saved model's format."""

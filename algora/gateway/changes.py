@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.db.tables import CacheEpoch
+from algora.db.shared_state import CacheEpoch
 
 __all__ = ["ChangeFeed"]
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.db.tables import CallStats
+from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
 
 __all__ = [

@@ -30,7 +30,8 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.tables import Model, ModelSearchDocument, Version
+from algora.db.shared_state import ModelSearchDocument
+from algora.db.tables import Model, Version
 from algora.registry.service import Registry
 from algora.registry.views import ModelView, model_view
 from algora.store.base import BlobStore

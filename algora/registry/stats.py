@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.tables import CallStats, Version
+from algora.db.shared_state import CallStats
+from algora.db.tables import Version
 from algora.errors import InvalidInput, VersionNotFound
 from algora.registry.rollups import BUCKET_COLUMNS, ERROR_COLUMNS, LATENCY_BOUNDS
 from algora.registry.service import Registry

@@ -21,7 +21,7 @@ from algora.auth.ratelimit import KEY_SCOPE, KeyLimits, Limit, ModelLimit, RateL
 from algora.auth.shared_buckets import DatabaseBuckets
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
-from algora.db.tables import RateBucket
+from algora.db.shared_state import RateBucket
 from algora.errors import RateLimited
 from algora.settings import Settings
 from algora.testing import write_model

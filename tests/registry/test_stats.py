@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.principals import Caller
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
-from algora.db.tables import CallStats, Model, Principal, Version
+from algora.db.shared_state import CallStats
+from algora.db.tables import Model, Principal, Version
 from algora.errors import (
     CallTimeout,
     InvalidInput,

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
-from algora.db.tables import WebSession, utcnow
+from algora.db.shared_state import WebSession
+from algora.db.tables import utcnow
 from algora.platform import Platform
 
 from ..conftest import InProcess, in_process
