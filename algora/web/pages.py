@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,6 +18,7 @@ from algora.gateway.calls import Call, new_request_id
 from algora.gateway.permissions import declare
 from algora.registry.search import SearchQuery
 from algora.registry.views import VersionView
+from algora.web.charts import WINDOWS, Window, charts
 from algora.web.signin import SignedIn, Visitor, form_of
 from algora.web.site import site_of
 from algora.workers.spec import CallResult
@@ -56,8 +58,10 @@ async def catalog(
 
 
 @router.get("/models/{owner}/{name}", openapi_extra=declare("models:read", audit="ui.model"))
-async def model_page(request: Request, visitor: Reader, owner: str, name: str) -> Response:
-    return await _model_page(request, visitor, owner, name)
+async def model_page(
+    request: Request, visitor: Reader, owner: str, name: str, window: Window = "1h"
+) -> Response:
+    return await _model_page(request, visitor, owner, name, window=window)
 
 
 async def _model_page(
@@ -66,6 +70,7 @@ async def _model_page(
     owner: str,
     name: str,
     status: int = 200,
+    window: Window = "1h",
     **tried: Any,
 ) -> Response:
     site = site_of(request)
@@ -80,10 +85,16 @@ async def _model_page(
         promotions = []  # only those who may decide on them see pending promotions
     readme = await asyncio.to_thread(site.search.readme, caller, owner, name)
     shown = latest or next(iter(versions), None)
+    back, step = WINDOWS[window]
+    since = datetime.now(UTC).replace(tzinfo=None) - back
+    stats = await asyncio.to_thread(
+        platform.statistics.series, caller, owner, name, since=since, step=step
+    )
     return site.render(
         request, "model.html", status, visitor=visitor, model=model, latest=latest,
         versions=versions, aliases=aliases, promotions=promotions, readme=readme,
         shown=shown, schemas=_schemas(shown), example=_example(shown),
+        charts=charts(stats), window=window, windows=list(WINDOWS),
         **{"tried": None, "tried_input": None, "tried_spec": "", "tried_kind": "json", **tried},
     )  # fmt: skip
 

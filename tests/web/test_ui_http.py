@@ -381,3 +381,23 @@ def test_the_audit_log_page_searches_by_caller_model_and_action(world: World) ->
     bob = world.signed_in("bob")  # no audit:read: neither the link nor the page
     assert 'href="/ui/audit"' not in bob.get("/ui/").text
     assert bob.get("/ui/audit").status_code == 403
+
+
+def test_the_model_page_charts_its_calls_from_the_statistics(world: World) -> None:
+    http = world.signed_in("bob")
+    page = http.get("/ui/models/bob/translator")
+    for word in ("one", "two"):
+        tried = http.post(
+            "/ui/models/bob/translator/try",
+            data={"csrf": csrf_in(page.text), "input": word, "kind": "text"},
+        )
+        assert tried.status_code == 200, tried.text
+    world.gateway.http.portal.call(world.platform.rollups.flush)  # the periodic write, now
+    charted = http.get("/ui/models/bob/translator")
+    calls = re.search(r"<strong>Calls</strong> <span [^>]*>\(per 1m; (\d+) in all\)", charted.text)
+    assert calls is not None and int(calls.group(1)) >= 2, charted.text
+    assert charted.text.count("<polyline") >= 2  # calls and latency (no errors: no line)
+    assert "<script" not in charted.text
+    daily = http.get("/ui/models/bob/translator?window=30d")
+    assert "per 1d" in daily.text and 'aria-current="page">last 30d' in daily.text
+    assert http.get("/ui/models/bob/translator?window=5y").status_code == 400
