@@ -23,7 +23,7 @@ from algora.web.signin import SignedIn, Visitor, form_of
 from algora.web.site import site_of
 from algora.workers.spec import CallResult
 
-__all__ = ["router"]
+__all__ = ["model_page_again", "router"]
 
 router = APIRouter()
 Reader = Annotated[Visitor, Depends(SignedIn("models:read"))]
@@ -64,6 +64,13 @@ async def model_page(
     return await _model_page(request, visitor, owner, name, window=window)
 
 
+async def model_page_again(
+    request: Request, visitor: Visitor, owner: str, name: str, status: int, **shown: Any
+) -> Response:
+    """The model's page after a form on it was refused (try-it, a promotion's decision)."""
+    return await _model_page(request, visitor, owner, name, status, **shown)
+
+
 async def _model_page(
     request: Request,
     visitor: Visitor,
@@ -95,7 +102,8 @@ async def _model_page(
         versions=versions, aliases=aliases, promotions=promotions, readme=readme,
         shown=shown, schemas=_schemas(shown), example=_example(shown),
         charts=charts(stats), window=window, windows=list(WINDOWS),
-        **{"tried": None, "tried_input": None, "tried_spec": "", "tried_kind": "json", **tried},
+        **{"tried": None, "tried_input": None, "tried_spec": "", "tried_kind": "json",
+           "promotion_error": None, **tried},
     )  # fmt: skip
 
 

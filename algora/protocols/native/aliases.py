@@ -21,14 +21,14 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.config import JsonDict
 
-from algora.audit.related import follow_up
-from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
+from algora.gateway import promotions
 from algora.gateway.auditing import AuditTrail, trail_of
 from algora.gateway.calls import new_request_id
 from algora.gateway.deps import platform_of
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute, audited
+from algora.gateway.promotions import Origin
 from algora.protocols.routing import NOTHING, Op, Takes, add_routes, each, one
 from algora.protocols.wire import FromView
 from algora.registry.aliases import Aliases, AliasView, Move, PromotionStatus, PromotionView
@@ -142,29 +142,6 @@ def _noted(change: Move | PromotionView, trail: AuditTrail) -> None:
     """The change made, for the audit row (a refusal is recorded with the route's declared
     action and the model its path names)."""
     trail.resource, trail.version = change.model, change.audit_text
-
-
-async def _record_move(request: Request, caller: Caller, move: Move, request_id: str) -> None:
-    """The move an approval made, as its own audit row (committed before the answer)."""
-    platform = platform_of(request)
-    peer, forwarded = platform.audit.origin(
-        request.client.host if request.client else None, request.headers.get("x-forwarded-for")
-    )
-    auth_method, _secret = parse_authorization_scheme(request.headers.get("authorization"))
-    await platform.audit.record(
-        follow_up(
-            "alias.move",
-            resource=move.model,
-            version=move.audit_text,
-            request_id=request_id,
-            principal=caller.name,
-            principal_id=caller.principal_id,
-            key_id=caller.key_id,
-            auth_method=auth_method,
-            peer=peer,
-            forwarded_for=forwarded,
-        )
-    )
 
 
 # the routes that call one Aliases method -----------------------------------------------------
@@ -334,10 +311,14 @@ async def approve_promotion(
 ) -> PromotionOut:
     platform, trail = platform_of(request), trail_of(request)
     trail.request_id = request.headers.get("x-request-id") or new_request_id()
-    view, move = await asyncio.to_thread(
-        platform.aliases.approve, caller, owner, name, promotion_id, *_why(body)
+    origin = Origin(
+        trail.request_id,
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        request.headers.get("authorization"),
+    )
+    view, _move = await promotions.approve(
+        platform, caller, owner, name, promotion_id, *_why(body), origin
     )
     _noted(view, trail)
-    platform.calls.forget()
-    await _record_move(request, caller, move, trail.request_id[:128])
     return PromotionOut.of(view)
