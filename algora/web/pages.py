@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import time
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from algora.errors import AlgoraError, InvalidInput, PermissionDenied
+from algora.errors import AlgoraError, InvalidInput, NotFound, PermissionDenied
 from algora.gateway.auditing import note_error, trail_of
 from algora.gateway.calls import Call, new_request_id
 from algora.gateway.permissions import declare
@@ -154,6 +155,47 @@ async def build_log(
     log = await asyncio.to_thread(catalog.build_log, visitor.caller, owner, name, version)
     model = await asyncio.to_thread(catalog.get_model, visitor.caller, owner, name)
     return site.render(request, "log.html", visitor=visitor, model=model, version=version, log=log)
+
+
+@router.get(
+    "/models/{owner}/{name}/versions/{version}/environment",
+    openapi_extra=declare("models:read", audit="ui.environment"),
+)
+async def environment(
+    request: Request, visitor: Reader, owner: str, name: str, version: str
+) -> Response:
+    """The version's lock and the packages of its SBOM (name, version, licence, purl)."""
+    site = site_of(request)
+    catalog, caller = site.platform.catalog, visitor.caller
+    model = await asyncio.to_thread(catalog.get_model, caller, owner, name)
+    shown = await asyncio.to_thread(catalog.get_version, caller, owner, name, version)
+    lock = sbom = None
+    with contextlib.suppress(NotFound):  # a version still building, or built without the scan
+        lock = await asyncio.to_thread(catalog.lock, caller, owner, name, version)
+    with contextlib.suppress(NotFound, ValueError):
+        sbom = _components(await asyncio.to_thread(catalog.sbom, caller, owner, name, version))
+    return site.render(
+        request, "environment.html", visitor=visitor, model=model, version=shown, lock=lock,
+        sbom=sbom, policy_warnings=shown.lineage.get("policy_warnings") or [],
+        vulnerabilities=shown.lineage.get("vulnerabilities") or [],
+    )  # fmt: skip
+
+
+def _components(document: bytes) -> list[dict[str, str]]:
+    components = json.loads(document).get("components") or []
+    return [
+        {
+            "name": str(c.get("name", "")),
+            "version": str(c.get("version", "")),
+            "licence": ", ".join(
+                str(entry.get("expression") or entry.get("license", {}).get("id") or "")
+                for entry in c.get("licenses") or []
+            ),
+            "purl": str(c.get("purl", "")),
+        }
+        for c in components
+        if isinstance(c, dict)
+    ]
 
 
 def _payload(kind: str, text: str) -> bytes:

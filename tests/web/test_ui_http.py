@@ -401,3 +401,15 @@ def test_the_model_page_charts_its_calls_from_the_statistics(world: World) -> No
     daily = http.get("/ui/models/bob/translator?window=30d")
     assert "per 1d" in daily.text and 'aria-current="page">last 30d' in daily.text
     assert http.get("/ui/models/bob/translator?window=5y").status_code == 400
+
+
+def test_a_versions_environment_page_shows_its_lock_and_sbom(world: World) -> None:
+    http = world.signed_in("bob")
+    model = http.get("/ui/models/bob/translator")
+    assert "/ui/models/bob/translator/versions/1.0.0/environment" in model.text
+    page = http.get("/ui/models/bob/translator/versions/1.0.0/environment")
+    assert page.status_code == 200, page.text
+    assert 'id="lock"' in page.text and "Packages (SBOM)" in page.text
+    assert "<script" not in page.text
+    assert http.get("/ui/models/ann/secret/versions/1.0.0/environment").status_code == 404
+    assert http.get("/ui/models/bob/translator/versions/9.9.9/environment").status_code == 404
