@@ -47,7 +47,6 @@ import serving  # this folder's shared helpers
 
 SENTENCE = "A cat sits on the mat while the rain falls softly outside the window."
 INDEX_CACHE = Path.home() / ".cache" / "algora-bench" / "torch-index"
-FILE_LUA = serving.HERE / "post_file.lua"
 
 RAW = """
 import json, sys, time
@@ -177,17 +176,17 @@ def load(
 ) -> pinned.Point:
     if system.name == "algora":
         body, header_length = v2_body(tmp)
-        script, script_env = FILE_LUA, {
+        script_env = {
             "WRK_BODY_FILE": str(body), "WRK_CONTENT_TYPE": "application/octet-stream",
             "WRK_HEADER_NAME": "Inference-Header-Content-Length",
             "WRK_HEADER_VALUE": str(header_length),
         }  # fmt: skip
     else:
-        script, script_env = serving.LUA, {}
+        script_env = {}
     before = pinned._cpu_seconds(system.pid)
     result = serving.run_wrk(
         system.name, system.url, concurrency, duration, system.auth, body={"text": SENTENCE},
-        core=pinned.LOAD_CORE, script=script, script_env=script_env,
+        core=pinned.LOAD_CORE, script_env=script_env,
     )  # fmt: skip
     spent = pinned._cpu_seconds(system.pid) - before
     return pinned.Point(

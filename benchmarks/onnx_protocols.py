@@ -5,8 +5,8 @@ REST with JSON tensors, REST with the binary tensor extension, and gRPC.
         [--concurrency 1,8,64]
 
 ``algora serve --grpc-port`` with its whole process tree on core 0; the load on core 1: wrk for
-REST (``post.lua`` with a JSON body, ``post_file.lua`` with the binary one), and for gRPC a
-closed loop of ``--concurrency`` callers in one ``grpc.aio`` client process (Python: at high
+REST (``post.lua``, with a JSON body or with the binary body from a file), and for gRPC a closed
+loop of ``--concurrency`` callers in one ``grpc.aio`` client process (Python: at high
 concurrency the client, not the server, may be the limit; its CPU is reported). The model is
 ``examples/saved-models``' tiny ONNX graph (4 features in, 3 probabilities out), one row a call.
 Each round runs the three wires at each concurrency, the order reversed every other round;
@@ -126,7 +126,6 @@ def rest(
         duration,
         auth,
         core=pinned.LOAD_CORE,
-        script=serving.HERE / "post_file.lua",
         script_env=script_env,
     )
 

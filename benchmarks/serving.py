@@ -358,11 +358,10 @@ def run_wrk(
     *,
     body: Any = BODY,
     core: str | None = None,
-    script: Path = LUA,
     script_env: dict[str, str] | None = None,
 ) -> LoadResult:
-    """wrk at ``concurrency`` for ``duration`` seconds (on ``core`` only, when given), with
-    ``script`` (post.lua: ``body`` as JSON; post_file.lua: a body file named in ``script_env``)."""
+    """wrk at ``concurrency`` for ``duration`` seconds (on ``core`` only, when given), posting
+    ``body`` as JSON, or what ``script_env`` sets for post.lua (a body file and headers)."""
     threads = 2 if concurrency >= 64 else 1
     argv = [
         *(["taskset", "-c", core] if core is not None else []),
@@ -374,7 +373,7 @@ def run_wrk(
         "10s",
         "--latency",
         "-s",
-        str(script),
+        str(LUA),
         url,
     ]
     env = {**os.environ, "WRK_BODY": json.dumps(body), "WRK_AUTH": auth or ""}

@@ -9,13 +9,12 @@ them (``semantic_version.NpmSpec``).
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import semantic_version
 
-from algora.environments.vulnscan import Finding, ScanResult
+from algora.environments.vulnscan import Finding, ScanResult, environment_bom
 
 __all__ = [
     "NpmPackage",
@@ -133,22 +132,13 @@ def parse_npm_audit(text: str, packages: list[NpmPackage]) -> ScanResult:
 def cyclonedx_npm_json(packages: list[NpmPackage], env_hash: str, node_version: str) -> str:
     """A CycloneDX 1.6 JSON document of a Node environment's npm packages."""
     from cyclonedx.model import HashAlgorithm, HashType
-    from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.model.license import LicenseExpression
     from cyclonedx.output.json import JsonV1Dot6
     from packageurl import PackageURL
 
-    root = Component(
-        name=f"algora-environment-{env_hash[:12]}",
-        version=env_hash,
-        type=ComponentType.APPLICATION,
-        bom_ref="algora-environment",
-        description=f"Node.js {node_version} environment installed by npm from a lock",
-    )
-    bom = Bom(
-        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"algora-environment:{env_hash}"),
-        metadata=BomMetaData(component=root),
+    root, bom = environment_bom(
+        env_hash, f"Node.js {node_version} environment installed by npm from a lock"
     )
     algorithms = {"sha512": HashAlgorithm.SHA_512, "sha256": HashAlgorithm.SHA_256}
     components = []

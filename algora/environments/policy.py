@@ -107,23 +107,21 @@ class PackageRules(_Strict):
     @classmethod
     def _rules(cls, value: list[str] | None) -> list[str] | None:
         for text in value or []:
-            _rule(text)
+            cls._parse(text)
         return value
 
+    @staticmethod
+    def _parse(text: str) -> object:
+        return _rule(text)
 
-class NpmRules(_Strict):
+
+class NpmRules(PackageRules):
     """The same rules for a Node.js model's npm packages: ``name`` or ``name@RANGE`` (npm's
     range syntax: ``lodash@<4.17.21``, ``@babel/core@^7``)."""
 
-    allow: list[str] | None = None
-    deny: list[str] = Field(default_factory=list)
-
-    @field_validator("allow", "deny")
-    @classmethod
-    def _rules(cls, value: list[str] | None) -> list[str] | None:
-        for text in value or []:
-            split_rule(text)
-        return value
+    @staticmethod
+    def _parse(text: str) -> object:
+        return split_rule(text)
 
 
 class VulnerabilityException(_Strict):

@@ -240,21 +240,12 @@ class Auditor:
 def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
     """A CycloneDX 1.6 JSON document describing the environment built from ``lock``."""
     from cyclonedx.model import HashAlgorithm, HashType
-    from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.output.json import JsonV1Dot6
     from packageurl import PackageURL
 
-    root = Component(
-        name=f"algora-environment-{env_hash[:12]}",
-        version=env_hash,
-        type=ComponentType.APPLICATION,
-        bom_ref="algora-environment",
-        description=f"Python {python_version} virtual environment built by uv from a lock",
-    )
-    bom = Bom(
-        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"algora-environment:{env_hash}"),
-        metadata=BomMetaData(component=root),
+    root, bom = environment_bom(
+        env_hash, f"Python {python_version} virtual environment built by uv from a lock"
     )
     algorithms = {
         "sha256": HashAlgorithm.SHA_256,
@@ -291,6 +282,25 @@ def cyclonedx_json(lock: str, env_hash: str, python_version: str) -> str:
     for component in components.values():
         bom.register_dependency(component, [])
     return JsonV1Dot6(bom).output_as_string(indent=2)
+
+
+def environment_bom(env_hash: str, description: str) -> tuple[Any, Any]:
+    """An empty CycloneDX BOM of the environment ``env_hash``, and its root component."""
+    from cyclonedx.model.bom import Bom, BomMetaData
+    from cyclonedx.model.component import Component, ComponentType
+
+    root = Component(
+        name=f"algora-environment-{env_hash[:12]}",
+        version=env_hash,
+        type=ComponentType.APPLICATION,
+        bom_ref="algora-environment",
+        description=description,
+    )
+    bom = Bom(
+        serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"algora-environment:{env_hash}"),
+        metadata=BomMetaData(component=root),
+    )
+    return root, bom
 
 
 def _lock_entries(lock: str) -> dict[str, tuple[str, list[tuple[str, str]], list[str]]]:
