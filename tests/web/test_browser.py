@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from algora.testing import RunningServer
+from algora.testing import RunningServer, write_model
 
 from ..helpers import new_users
-from .conftest import publish_models
+from .conftest import HELLO, publish_models
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS_UI = Path(__file__).resolve().parents[2] / "docs" / "ui"
@@ -177,3 +178,44 @@ def test_another_owners_private_model_is_404_and_a_form_without_its_token_is_ref
         names = [k["name"] for k in bob.request("GET", "/api/v1/keys").json()]
     assert "no token" not in names
     context.close()
+
+
+def test_an_approver_reads_the_charts_and_approves_a_promotion(
+    chromium: Any, tmp_path: Path
+) -> None:
+    env = {"ALGORA_PROTECTED_ALIASES": '["production"]'}
+    with RunningServer(tmp_path / "data", env=env) as server:
+        with server.client() as admin:
+            keys = new_users(admin, "ann")
+        folder = write_model(tmp_path / "ranker", "ranker", HELLO)
+        with server.client(keys["ann"]) as ann:
+            for version in ("1.0.0", "1.1.0"):
+                ann.publish(folder, owner="ann", version=version)
+            for word in ("a", "b", "c"):
+                assert ann.model("ann/ranker").call(word) == f"Hello {word}"
+            asked = ann.request(
+                "PUT", "/api/v1/models/ann/ranker/aliases/production", json={"version": "1.1.0"}
+            )
+            assert asked.status_code == 202, asked.text
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"{server.url}/ui/signin")
+        page.get_by_label("API key").fill(server.key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{server.url}/ui/")
+        calls = page.locator("figure.chart figcaption").first
+        deadline = time.monotonic() + 20  # the statistics are written every few seconds
+        while True:
+            page.goto(f"{server.url}/ui/models/ann/ranker")
+            if "3 in all" in calls.inner_text() or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert "Calls" in calls.inner_text() and "3 in all" in calls.inner_text()
+        assert page.get_by_role("img", name="Calls over the last 1h: 3 in all").count() == 1
+        page.get_by_label("Note").fill("ship it")
+        page.get_by_role("button", name="Approve: move production to 1.1.0").click()
+        page.wait_for_url("**/ui/models/ann/ranker*")
+        row = page.locator("tr", has=page.locator("td", has_text="production")).first
+        assert "1.1.0" in row.inner_text()
+        assert page.get_by_role("button", name="Approve: move production to 1.1.0").count() == 0
+        context.close()
