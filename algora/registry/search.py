@@ -23,22 +23,22 @@ import threading
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.shared_state import ModelSearchDocument
-from algora.db.tables import Model, Version
+from algora.db.shared_state import CallStats, ModelSearchDocument
+from algora.db.tables import Model, Version, utcnow
 from algora.registry.service import Registry
 from algora.registry.views import ModelView, model_view
 from algora.store.base import BlobStore
 
 __all__ = ["Found", "ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
 
-Sort = Literal["relevance", "recent"]
+Sort = Literal["relevance", "recent", "calls"]
 _FORMAT = "1"
 """Raised when what a document holds changes, so that every document is rebuilt once."""
 _README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
@@ -147,17 +147,30 @@ class ModelSearch:
         runtimes = sorted({e.runtime for e in readable} - {""})
         entries = [e for e in readable if _kept(e, query)]
         words = words_of(query.text)
+        entries.sort(key=lambda e: e.updated_at, reverse=True)
         if words:
             ranks = self._rank(entries, words)
             entries = [e for e in entries if e.model.id in ranks]
             if query.sort == "relevance":
                 entries.sort(key=lambda e: ranks[e.model.id])
-            else:
-                entries.sort(key=lambda e: e.updated_at, reverse=True)
-        else:
-            entries.sort(key=lambda e: e.updated_at, reverse=True)
+        if query.sort == "calls":  # most called in the last week first; stable: then recent
+            volume = self._call_volume([e.model.id for e in entries])
+            entries.sort(key=lambda e: volume.get(e.model.id, 0), reverse=True)
         hits = [_hit(e) for e in entries[: max(1, query.limit)]]
         return Found(hits, owners, runtimes)
+
+    def _call_volume(self, model_ids: list[int]) -> dict[int, int]:
+        """Calls per model over the last week, from the per-minute statistics."""
+        if not model_ids:
+            return {}
+        since = utcnow() - timedelta(days=7)
+        with self._sessions() as session:
+            rows = session.execute(
+                select(CallStats.model_id, func.sum(CallStats.calls))
+                .where(CallStats.model_id.in_(model_ids), CallStats.minute >= since)
+                .group_by(CallStats.model_id)
+            )
+            return {model_id: int(calls or 0) for model_id, calls in rows}
 
     # the models and their documents ---------------------------------------------------------
     def _entries(self, models: Sequence[Model]) -> list[_Entry]:

@@ -44,7 +44,7 @@ async def catalog(
     runtime: Filter = None,
     status: Filter = None,
     visibility: Filter = None,
-    sort: Literal["relevance", "recent"] = "relevance",
+    sort: Literal["relevance", "recent", "calls"] = "relevance",
 ) -> Response:
     site = site_of(request)
     query = SearchQuery(

@@ -413,3 +413,19 @@ def test_a_versions_environment_page_shows_its_lock_and_sbom(world: World) -> No
     assert "<script" not in page.text
     assert http.get("/ui/models/ann/secret/versions/1.0.0/environment").status_code == 404
     assert http.get("/ui/models/bob/translator/versions/9.9.9/environment").status_code == 404
+
+
+def test_the_catalog_sorts_by_call_volume(world: World) -> None:
+    ann = world.gateway.client.__class__(
+        "http://testserver", world.keys["ann"], http=world.gateway.http
+    )
+    for n in range(12):
+        assert ann.model("ann/secret").call(str(n)) == f"Hello {n}"
+    world.gateway.http.portal.call(world.platform.rollups.flush)
+    page = world.signed_in("ann").get("/ui/", params={"sort": "calls"})
+    assert page.status_code == 200, page.text
+    listed = re.findall(r'<h2><a href="/ui/models/([^"]+)"', page.text)
+    assert listed[0] == "ann/secret" and set(listed) == {
+        "ann/sentiment", "ann/secret", "bob/translator",
+    }  # fmt: skip
+    assert '<option value="calls" selected>' in page.text
