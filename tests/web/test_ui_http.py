@@ -429,3 +429,31 @@ def test_the_catalog_sorts_by_call_volume(world: World) -> None:
         "ann/sentiment", "ann/secret", "bob/translator",
     }  # fmt: skip
     assert '<option value="calls" selected>' in page.text
+
+
+def test_the_data_browser_lists_and_downloads_what_the_visitor_may_read(world: World) -> None:
+    ann = {"Authorization": f"Simple {world.keys['ann']}"}
+    http = world.gateway.http
+    made = http.post("/v1/data/ann", json={"name": "photos"}, headers=ann)
+    assert made.status_code in (200, 201), made.text
+    folder = http.post("/v1/data/ann/photos", json={"name": "trip"}, headers=ann)
+    assert folder.status_code in (200, 201), folder.text
+    page_html = b"<html><script>alert(1)</script></html>"
+    put = http.put("/v1/data/ann/photos/trip/index.html", content=page_html, headers=ann)
+    assert put.status_code == 200, put.text
+
+    mine = world.signed_in("ann")
+    root = mine.get("/ui/data")
+    assert root.status_code == 200 and 'href="/ui/data/ann"' in root.text
+    listed = mine.get("/ui/data/ann/photos/trip")
+    assert "index.html" in listed.text and f"{len(page_html)} bytes" in listed.text
+    download = mine.get("/ui/data/ann/photos/trip/index.html")
+    assert download.status_code == 200 and download.content == page_html
+    assert download.headers["content-type"] == "application/octet-stream"  # never a page here
+    assert download.headers["content-disposition"].startswith("attachment;")
+    assert download.headers["x-content-type-options"] == "nosniff"
+
+    theirs = world.signed_in("bob").get("/ui/data/ann/photos/trip/index.html")
+    assert theirs.status_code in (403, 404) and page_html not in theirs.content
+    escape = mine.get("/ui/data/ann/photos/%2e%2e/%2e%2e/bob")  # as sent: no client resolves it
+    assert escape.status_code == 400 and "text/html" in escape.headers["content-type"]
