@@ -24,6 +24,7 @@ from algora.gateway.calls import CallService
 from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.metrics import Metrics
+from algora.gateway.tracing import open_tracing
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
 from algora.publishing.smoke import HandOff
@@ -153,6 +154,8 @@ class Platform:
         )
         self.secrets = ModelSecrets(settings, self.sessions)
         self.rollups = Rollups(self.sessions)
+        self.tracing = open_tracing(settings)
+        """OpenTelemetry spans of the call path, exported over OTLP; None when off."""
         """Each version's calls per minute, counted here and added to the registry."""
         self.channels = Channels(data)
         """Workers' sockets to this gateway (calls from inside models); serve once attached."""
@@ -168,6 +171,7 @@ class Platform:
             rollups=self.rollups,
             routes=AliasRoutes(self.sessions),
             metrics=self.metrics,
+            tracing=self.tracing,
         )
         self.changes = ChangeFeed(
             self.sessions, [self.authenticator.forget, self.calls.forget_here]
@@ -261,6 +265,8 @@ class Platform:
     async def aclose(self) -> None:
         await self.pools.stop_all()
         await self.rollups.flush()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
         self.publisher.shutdown()
         self.builds.shutdown()
         await self.audit.aclose()

@@ -313,6 +313,14 @@ class Settings(BaseSettings):
     level, logger, message, and the request id, model and version of the request being
     served) for a log pipeline."""
 
+    otel_endpoint: str | None = None
+    """OTLP/HTTP endpoint that receives the call path's OpenTelemetry traces
+    (``http://collector:4318/v1/traces``; needs ``pip install 'algora[otel]'``). Unset: no
+    tracing, at no cost."""
+
+    otel_service: str = "algora"
+    """The ``service.name`` of the gateway's spans."""
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

@@ -65,6 +65,10 @@ class AuditTrail:
     parent_request_id: str | None = None
     """The call being served by the model from inside which the request was made."""
     error_code: str | None = None
+    traceparent: str | None = None
+    """The caller's W3C trace context, when it sent one (the parent of the call's span)."""
+    trace_id: str | None = None
+    """The trace of the call's span, when tracing is on (for the log lines)."""
 
 
 CURRENT_TRAIL: ContextVar[AuditTrail | None] = ContextVar("algora_trail", default=None)
@@ -123,13 +127,15 @@ class RequestHeaders:
 
     __slots__ = (
         "authorization", "chunked", "content_length", "content_type", "forwarded_for",
-        "request_id",
+        "request_id", "traceparent",
     )  # fmt: skip
 
     def __init__(self, scope: Scope) -> None:
         self.authorization: str | None = None
         self.forwarded_for: str | None = None
         self.request_id: str | None = None
+        self.traceparent: str | None = None
+        """W3C trace context of the caller's span (the parent of the call's span)."""
         self.content_length: int | None = None
         self.content_type: str | None = None
         """The first ``Content-Type``, as Starlette's ``headers.get`` reads it."""
@@ -150,6 +156,8 @@ class RequestHeaders:
                 self.forwarded_for = value.decode("latin-1")
             elif name == b"x-request-id":
                 self.request_id = value.decode("latin-1")
+            elif name == b"traceparent":
+                self.traceparent = value.decode("latin-1")[:64]
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -175,6 +183,7 @@ class AuditMiddleware:
         scope[_SCOPE_KEY] = trail
         CURRENT_TRAIL.set(trail)  # this request's task: the context ends with it
         headers = RequestHeaders(scope)
+        trail.traceparent = headers.traceparent
         counts = {"in": headers.content_length or 0, "out": 0}
         start: Message | None = None
         recorded = False

@@ -43,6 +43,7 @@ from algora.gateway.auditing import AuditTrail
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.metrics import Metrics
 from algora.gateway.shadows import Shadows
+from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
 from algora.registry.rollups import Rollups, outcome_of
 from algora.registry.routing import AliasRoutes, Routing
@@ -130,11 +131,13 @@ class CallService:
         secrets: ModelSecrets | None = None,
         channels: Channels | None = None,
         rollups: Rollups | None = None,
+        tracing: Tracing | None = None,
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._rollups = rollups
+        self._tracing = tracing
         self._routes = routes
         self._shadows = Shadows(metrics)
         self._channels = channels
@@ -410,7 +413,25 @@ class CallService:
             logger.exception("could not record the outcome of background call %s", call.request_id)
 
     async def _dispatch(self, call: Call, model: Model, version: Version) -> Served:
-        """Send the call to the version's pool, counted in the version's statistics."""
+        """Send the call to the version's pool, counted in the version's statistics (and, with
+        tracing on, in a span)."""
+        if self._tracing is not None:
+            return await self._traced(call, model, version)
+        return await self._counted(call, model, version)
+
+    async def _traced(self, call: Call, model: Model, version: Version) -> Served:
+        assert self._tracing is not None
+        trail, delegation = call.trail, call.caller.delegation
+        call = call if call.request_id else replace(call, request_id=new_request_id())
+        with self._tracing.call(
+            f"{model.owner.name}/{model.name}", version.semver, call.request_id,
+            traceparent=trail.traceparent, alias=trail.alias,
+            parent_request_id=delegation.request_id if delegation is not None else None,
+        ) as trace_id:  # fmt: skip
+            trail.trace_id = trace_id
+            return await self._counted(call, model, version)
+
+    async def _counted(self, call: Call, model: Model, version: Version) -> Served:
         if self._rollups is None:
             return await self._send(call, model, version)
         started = time.perf_counter()

@@ -22,8 +22,8 @@ user does not need."""
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (RFC 3339, UTC), level, logger, message, and, while a
-    request is served, its ``request_id``, ``model`` and ``version``; an exception's traceback
-    as ``exc_info``."""
+    request is served, its ``request_id``, ``model``, ``version`` and (with tracing on)
+    ``trace_id``; an exception's traceback as ``exc_info``."""
 
     def format(self, record: logging.LogRecord) -> str:
         when = datetime.fromtimestamp(record.created, UTC)
@@ -39,6 +39,7 @@ class JsonFormatter(logging.Formatter):
                 ("request_id", trail.request_id),
                 ("model", trail.resource),
                 ("version", trail.version),
+                ("trace_id", trail.trace_id),
             ):
                 if value:
                     line[field] = value

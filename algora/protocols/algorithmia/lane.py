@@ -114,8 +114,9 @@ class CallLane:
         spec = parts[2] if len(parts) == 3 else None
         request_id = headers.request_id or new_request_id()
         trail = AuditTrail(
-            caller=caller, action="model.call", resource=f"{owner}/{name}", request_id=request_id
-        )
+            caller=caller, action="model.call", resource=f"{owner}/{name}", request_id=request_id,
+            traceparent=headers.traceparent,
+        )  # fmt: skip
         CURRENT_TRAIL.set(trail)
         try:
             status, start, body = await self._answer(

@@ -261,7 +261,9 @@ class _Servicer:
         received_us = time.time_ns() // 1000
         started = time.perf_counter()
         request_id = metadata.get("x-request-id") or new_request_id()
-        trail = AuditTrail(action=action, request_id=request_id)
+        trail = AuditTrail(
+            action=action, request_id=request_id, traceparent=metadata.get("traceparent")
+        )
         CURRENT_TRAIL.set(trail)
         peer = peer_address(peer_name)
         response: Any = None
