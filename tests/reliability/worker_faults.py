@@ -135,7 +135,7 @@ def kill_a_worker(root: Path, *, calls: int = 200, service_s: float = 0.02) -> F
         figures.note(f"victim: {tally}")
         figures.expect(queued is not None, f"{calls // 2} calls never queued at once")
         figures.note(f"bystander, called meanwhile: {others}")
-        figures.note(f"worker back (new process, /readyz 200) {_seconds(back)} after the kill")
+        figures.note(f"worker back (new process, /readyz 200) {seconds(back)} after the kill")
         figures.note(f"audit rows: {audit}")
         figures.expect(tally.total == calls and not tally.other, f"uncoded answers: {tally}")
         figures.expect(not alive(victim), "the killed worker still runs")
@@ -166,7 +166,7 @@ def hung_model(root: Path, *, timeout_s: float = 2.0) -> Figures:
         )
         after = call(server, "/v1/algo/admin/hung", "ping")
         figures.note(f"hung call answered {answer.status_code} {code} after {took:.2f} s")
-        figures.note(f"worker killed and replaced {_seconds(replaced)} after that answer")
+        figures.note(f"worker killed and replaced {seconds(replaced)} after that answer")
         figures.note(f"next call: {after.status_code} {after.text[:80]}")
         figures.expect(answer.status_code == 504 and code == "timeout", f"hung: {answer.text}")
         figures.expect(took >= timeout_s, f"answered before the timeout: {took:.2f} s")
@@ -272,5 +272,5 @@ def _code(answer: httpx.Response) -> str | None:
         return None
 
 
-def _seconds(value: float | None) -> str:
+def seconds(value: float | None) -> str:
     return "never" if value is None else f"{value:.2f} s"
