@@ -31,7 +31,7 @@ from .harness import (
     ready,
     wait_for,
 )
-from .worker_faults import HELLO, RECOVERY_LIMIT, SLEEPER, publish, seconds, warm
+from .worker_faults import HELLO, RECOVERY_LIMIT, SLEEPER, seconds, serve_model
 
 TEMP_PREFIX = ".algora-upload-"
 """How the collection store names a file it is still writing (algora/store/collections.py)."""
@@ -41,10 +41,9 @@ def sigterm_under_load(root: Path, *, in_flight: int = 4, hold_s: float = 4.0) -
     """SIGTERM the gateway while ``in_flight`` calls of ``hold_s`` seconds run on a model."""
     figures = Figures(f"SIGTERM a gateway under {in_flight} in-flight calls of {hold_s:g} s")
     serving = f"\n[serving]\nreplicas = {in_flight}\n"
-    with RunningServer(root / "data") as server, server.client() as admin:
+    with RunningServer(root / "data") as server:
         assert server.process is not None
-        publish(admin, root, "slow", SLEEPER, extra_manifest=serving)
-        warm(server, "admin/slow", 0)
+        serve_model(server, root, "slow", SLEEPER, 0, extra_manifest=serving)
         results: list[Tally] = []
         load = threading.Thread(
             target=lambda: results.append(fire(server, "/v1/algo/admin/slow", [hold_s] * in_flight))

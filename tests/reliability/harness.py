@@ -68,7 +68,8 @@ def workers(server: RunningServer) -> set[int]:
     """The server's worker processes: its children that run the worker runtime (directly or
     through bwrap); one per replica."""
     assert server.process is not None
-    return {p for p in children(server.process.pid) if " --entrypoint " in cmdline(p)}
+    pids = children(server.process.pid)
+    return {p for p in pids if " --entrypoint " in cmdline(p) and alive(p)}
 
 
 def alive(pid: int) -> bool:

@@ -72,10 +72,16 @@ def publish(
     return admin.publish(write_model(root / "models" / name, name, code, **kw), version=version)
 
 
-def warm(server: RunningServer, model: str, body: Any) -> set[int]:
-    """Call ``model`` once (starting its workers); the worker processes that started."""
+def serve_model(
+    server: RunningServer, root: Path, name: str, code: str, body: Any, **kw: Any
+) -> set[int]:
+    """Publish ``code`` as ``admin/<name>`` and call it once with ``body``: the worker
+    processes that started meanwhile (at the publish when ``ALGORA_WARM_ON_PUBLISH`` is on,
+    the production default, or at the call)."""
     before = workers(server)
-    answer = call(server, f"/v1/algo/{model}", body)
+    with server.client() as admin:
+        publish(admin, root, name, code, **kw)
+    answer = call(server, f"/v1/algo/admin/{name}", body)
     assert answer.status_code == 200, answer.text
     return workers(server) - before
 
@@ -109,11 +115,9 @@ class SteadyCaller:
 def kill_a_worker(root: Path, *, calls: int = 200, service_s: float = 0.02) -> Figures:
     """kill -9 the one worker of a model while ``calls`` calls to it are in flight."""
     figures = Figures(f"kill -9 a worker under {calls} in-flight calls")
-    with RunningServer(root / "data") as server, server.client() as admin:
-        publish(admin, root, "bystander", HELLO)
-        publish(admin, root, "victim", SLEEPER)
-        bystander = warm(server, "admin/bystander", "x")
-        (victim,) = warm(server, "admin/victim", 0)
+    with RunningServer(root / "data") as server:
+        bystander = serve_model(server, root, "bystander", HELLO, "x")
+        (victim,) = serve_model(server, root, "victim", SLEEPER, 0)
         ids = new_request_ids(calls, "kill-worker")
         results: list[Tally] = []
         load = threading.Thread(
@@ -153,9 +157,10 @@ def hung_model(root: Path, *, timeout_s: float = 2.0) -> Figures:
     and replaced, the next call answered."""
     figures = Figures(f"a hung model that ignores SIGTERM (call timeout {timeout_s:g} s)")
     serving = f"\n[serving]\ntimeout = {timeout_s}\n"
-    with RunningServer(root / "data") as server, server.client() as admin:
-        publish(admin, root, "hung", HUNG, entrypoint="model:Model", extra_manifest=serving)
-        (worker,) = warm(server, "admin/hung", "ping")
+    with RunningServer(root / "data") as server:
+        (worker,) = serve_model(
+            server, root, "hung", HUNG, "ping", entrypoint="model:Model", extra_manifest=serving
+        )
         tree = [worker, *descendants(worker)]
         started = time.monotonic()
         answer = call(server, "/v1/algo/admin/hung", "hang", timeout=timeout_s + RECOVERY_LIMIT)
@@ -185,8 +190,7 @@ def broken_version(root: Path, *, callers: int = 4, seconds: float = 2.0) -> Fig
     """Publish a version that fails to load while ``callers`` keep calling ``latest``."""
     figures = Figures(f"a new version that fails to load, under {callers} steady callers")
     with RunningServer(root / "data") as server, server.client() as admin:
-        publish(admin, root, "steady", HELLO, version="1.0.0")
-        warm(server, "admin/steady", "x")
+        serve_model(server, root, "steady", HELLO, "x", version="1.0.0")
         folder = write_model(root / "models" / "broken", "steady", BROKEN)
         with contextlib.ExitStack() as stack:
             traffic = [
@@ -225,9 +229,8 @@ def soak(root: Path, *, calls: int = 3000, warmup: int = 500, concurrency: int =
     workers' memory, open files and threads, measured after ``warmup`` calls and at the end."""
     figures = Figures(f"a soak of {calls} calls, {concurrency} at a time")
     path = "/v1/algo/admin/soak"
-    with RunningServer(root / "data") as server, server.client() as admin:
-        publish(admin, root, "soak", HELLO)
-        first = warm(server, "admin/soak", "x")
+    with RunningServer(root / "data") as server:
+        first = serve_model(server, root, "soak", HELLO, "x")
         warmed = fire(server, path, ["x"] * warmup, concurrency=concurrency)
         before = _usages(server)
         measured = fire(server, path, ["x"] * (calls - warmup), concurrency=concurrency)
