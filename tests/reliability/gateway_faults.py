@@ -11,8 +11,10 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -35,6 +37,20 @@ from .worker_faults import HELLO, RECOVERY_LIMIT, SLEEPER, seconds, serve_model
 
 TEMP_PREFIX = ".algora-upload-"
 """How the collection store names a file it is still writing (algora/store/collections.py)."""
+
+
+@dataclass
+class _Ledger:
+    """What the writers sent and what the gateway acknowledged, across kills."""
+
+    acknowledged: dict[str, bytes] = field(default_factory=dict)
+    """File name: the bytes of its last write answered 200."""
+    attempted: dict[str, list[bytes]] = field(default_factory=dict)
+    """File name: every payload sent for it, answered or not."""
+    unchecked: list[str] = field(default_factory=list)
+    """Acknowledged since the last restart's read-back."""
+    published: list[str] = field(default_factory=list)
+    """Versions whose publish answered ``ready``."""
 
 
 def sigterm_under_load(root: Path, *, in_flight: int = 4, hold_s: float = 4.0) -> Figures:
@@ -85,63 +101,70 @@ def kill_during_writes(root: Path, *, kills: int = 5, seed: int = 16) -> Figures
     figures = Figures(f"kill -9 a gateway {kills} times during publishes and data writes")
     data = root / "data"
     rng = random.Random(seed)
-    acknowledged: dict[str, bytes] = {}
-    attempted: dict[str, list[bytes]] = {}
-    published: list[str] = []
-    unchecked: list[str] = []
+    ledger = _Ledger()
     checks: list[str] = []
     with RunningServer(data) as first:
         made = _data(first, "POST", "/v1/data/admin", json={"name": "rely"})
         assert made.status_code == 200, made.text
         (collection,) = (p for p in data.rglob("rely") if p.parent.name == "admin")
     for round_ in range(kills):
-        server = RunningServer(data).start()
-        assert server.process is not None
-        _check_round(figures, round_, server, acknowledged, unchecked)
-        stop = threading.Event()
-        threads = [
-            threading.Thread(
-                target=_writer,
-                args=(server, round_, rng.randbytes, stop, acknowledged, attempted, unchecked),
-            ),
-            threading.Thread(target=_publisher, args=(server, root, round_, stop, published)),
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(rng.uniform(0.5, 2.5))
-        leftovers = descendants(server.process.pid)
-        server.process.kill()  # SIGKILL: no shutdown path runs
-        server.process.wait()
-        stop.set()
-        for thread in threads:
-            thread.join()
-        kill_leftovers(leftovers)  # sandboxed workers die with it; unsandboxed ones would not
+        with RunningServer(data) as server:  # stopped by its PID if a check below raises
+            _check_round(figures, round_, server, ledger, ledger.unchecked)
+            _kill_while_writing(server, root, round_, rng, ledger)
         integrity = _integrity(data / "registry.db")
         checks.append(integrity)
         figures.expect(integrity == "ok", f"after kill {round_ + 1}: integrity_check {integrity}")
     with RunningServer(data) as server:
-        _check_round(figures, kills, server, acknowledged, list(acknowledged))
+        _check_round(figures, kills, server, ledger, list(ledger.acknowledged))
         with server.client() as admin:
             statuses = {v["version"]: v["status"] for v in admin.versions("admin/churn")}
         orphans = sorted(p.name for p in collection.rglob(f"{TEMP_PREFIX}*"))
     figures.note(f"SQLite integrity_check after each kill: {dict(Counter(checks))}")
-    figures.note(f"{len(acknowledged)} data writes acknowledged, each read back after restarts")
     figures.note(
-        f"{len(published)} publishes acknowledged; versions now: {dict(Counter(statuses.values()))}"
+        f"{len(ledger.acknowledged)} data writes acknowledged, each read back after restarts"
     )
+    counts = dict(Counter(statuses.values()))
+    figures.note(f"{len(ledger.published)} publishes acknowledged; versions now: {counts}")
     figures.note(f"upload temp files left on disk (not listed): {len(orphans)}")
     figures.expect(
-        all(statuses.get(v) == "ready" for v in published), f"acknowledged versions: {statuses}"
+        all(statuses.get(v) == "ready" for v in ledger.published),
+        f"acknowledged versions: {statuses}",
     )
     figures.expect(
         all(s in ("ready", "failed") for s in statuses.values()),
         f"versions left half-published: {statuses}",
     )
-    for name, sent in attempted.items():
+    for name, sent in ledger.attempted.items():
         path = collection / name
         if path.is_file() and path.read_bytes() not in sent:
             figures.problems.append(f"{name} on disk holds bytes that no write sent")
     return figures
+
+
+def _kill_while_writing(
+    server: RunningServer,
+    root: Path,
+    round_: int,
+    rng: random.Random,
+    ledger: _Ledger,
+) -> None:
+    """Write files and publish versions from two threads; SIGKILL the server meanwhile."""
+    assert server.process is not None
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_writer, args=(server, round_, rng.randbytes, stop, ledger)),
+        threading.Thread(target=_publisher, args=(server, root, round_, stop, ledger)),
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(rng.uniform(0.5, 2.5))
+    leftovers = descendants(server.process.pid)
+    server.process.kill()  # SIGKILL: no shutdown path runs
+    server.process.wait()
+    stop.set()
+    for thread in threads:
+        thread.join()
+    kill_leftovers(leftovers)  # sandboxed workers die with it; unsandboxed ones would not
 
 
 def interrupted_upload(root: Path, *, size: int = 4 << 20) -> Figures:
@@ -154,11 +177,9 @@ def interrupted_upload(root: Path, *, size: int = 4 << 20) -> Figures:
         made = _data(server, "POST", "/v1/data/admin", json={"name": "rely"})
         assert made.status_code == 200, made.text
         (collection,) = (p for p in data.rglob("rely") if p.parent.name == "admin")
-        sending = threading.Event()
 
         def slowly() -> Iterator[bytes]:
             for _ in range(size >> 16):
-                sending.set()
                 yield b"x" * (1 << 16)
                 time.sleep(0.05)
 
@@ -187,38 +208,36 @@ def _put_quietly(server: RunningServer, name: str, body: Iterator[bytes]) -> Non
         _data(server, "PUT", f"/v1/data/admin/rely/{name}", content=body)
 
 
-def _data(server: RunningServer, method: str, path: str, **kw: object) -> httpx.Response:
+def _data(server: RunningServer, method: str, path: str, **kw: Any) -> httpx.Response:
     headers = {"Authorization": f"Simple {server.key}"}
-    return httpx.request(method, server.url + path, headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+    return httpx.request(method, server.url + path, headers=headers, timeout=30, **kw)
 
 
 def _writer(
     server: RunningServer,
     round_: int,
-    randbytes: object,
+    randbytes: Callable[[int], bytes],
     stop: threading.Event,
-    acknowledged: dict[str, bytes],
-    attempted: dict[str, list[bytes]],
-    unchecked: list[str],
+    ledger: _Ledger,
 ) -> None:
     """PUT files of up to 1 MiB until stopped or the gateway is gone."""
     i = 0
     while not stop.is_set():
         name = f"r{round_}-{i}.bin"
-        payload = randbytes(1 + (i * 104729) % (1 << 20))  # type: ignore[operator]
-        attempted.setdefault(name, []).append(payload)
+        payload = randbytes(1 + (i * 104729) % (1 << 20))
+        ledger.attempted.setdefault(name, []).append(payload)
         try:
             answer = _data(server, "PUT", f"/v1/data/admin/rely/{name}", content=payload)
         except httpx.HTTPError:
             return
         if answer.status_code == 200:
-            acknowledged[name] = payload
-            unchecked.append(name)
+            ledger.acknowledged[name] = payload
+            ledger.unchecked.append(name)
         i += 1
 
 
 def _publisher(
-    server: RunningServer, root: Path, round_: int, stop: threading.Event, published: list[str]
+    server: RunningServer, root: Path, round_: int, stop: threading.Event, ledger: _Ledger
 ) -> None:
     """Publish new versions of one model until stopped or the gateway is gone."""
     j = 0
@@ -231,7 +250,7 @@ def _publisher(
             except (AlgoraError, httpx.HTTPError):
                 return
             if final.get("status") == "ready":
-                published.append(version)
+                ledger.published.append(version)
             j += 1
 
 
@@ -239,13 +258,13 @@ def _check_round(
     figures: Figures,
     round_: int,
     server: RunningServer,
-    acknowledged: dict[str, bytes],
+    ledger: _Ledger,
     names: list[str],
 ) -> None:
     """After a restart: the writes in ``names`` read back, no temp file listed, the chain."""
     for name in names:
         answer = _data(server, "GET", f"/v1/data/admin/rely/{name}")
-        if answer.status_code != 200 or answer.content != acknowledged[name]:
+        if answer.status_code != 200 or answer.content != ledger.acknowledged[name]:
             figures.problems.append(f"after restart {round_}: {name} reads {answer.status_code}")
     names.clear()
     listed = _data(server, "GET", "/v1/data/admin/rely", params={"limit": 1000})
