@@ -1,0 +1,1 @@
+"""The reliability battery: faults injected from outside into a real ``algora serve``."""
