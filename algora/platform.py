@@ -72,7 +72,8 @@ class Platform:
 
         Migrates the registry to the newest schema, marks builds that a previous server left
         unfinished as failed, creates the admin and its key on the first start (kept in
-        :attr:`new_admin_key`), and logs what the sandbox setting means on this machine.
+        :attr:`new_admin_key`), removes what uploads cut off by a crash left behind, and logs
+        what the sandbox setting means on this machine.
         """
         platform = cls(settings)
         try:
@@ -85,6 +86,9 @@ class Platform:
             if interrupted:
                 logger.warning("marked %d interrupted source build(s) as failed", interrupted)
             platform.new_admin_key = ensure_admin(platform.sessions, settings.resolved_data_dir)
+            swept = platform.data_spaces.sweep_interrupted_uploads()
+            if swept:
+                logger.warning("removed %d upload(s) left unfinished by a crash", swept)
         except BaseException:
             platform.publisher.shutdown()
             platform.builds.shutdown()

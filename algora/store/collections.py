@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -113,6 +114,9 @@ class Upload:
         self.limit = limit
         self.size = 0
         fd, name = tempfile.mkstemp(dir=target.parent, prefix=_TEMP_PREFIX)
+        # Held while the upload lives: a sweep (sweep_interrupted_uploads) removes only temp
+        # files nobody holds, those of an upload whose process died, on any gateway.
+        fcntl.flock(fd, fcntl.LOCK_EX)
         self._temp = Path(name)
         self._handle: BinaryIO = os.fdopen(fd, "wb")
 
@@ -141,6 +145,28 @@ class Upload:
         if not self._handle.closed:
             self._handle.close()
         self._temp.unlink(missing_ok=True)
+
+
+def sweep_interrupted_uploads(root: Path) -> int:
+    """Remove the temp files under ``root`` of uploads whose process died (a crash or kill
+    mid-upload); an upload in progress holds its file's lock and is left alone. Returns how
+    many were removed."""
+    removed = 0
+    for temp in root.rglob(f"{_TEMP_PREFIX}*"):
+        try:
+            fd = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # an upload still writing it
+        else:
+            temp.unlink(missing_ok=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
 
 
 class CollectionStore:

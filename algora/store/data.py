@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.settings import Settings
 from algora.store.collection_space import CollectionSpace, CollectionTarget, DataPath
+from algora.store.collections import sweep_interrupted_uploads
 from algora.store.connector_space import ConnectorSpace
 from algora.store.connectors import Connectors
 from algora.store.model_space import ModelSpace, Place
@@ -28,3 +29,8 @@ class DataSpaces:
         self.session: DataSpace[Place, Place] = ModelSpace("session", sessions, data, cap)
         self.connectors = ConnectorSpace(sessions, connectors, cap)
         """Also :meth:`ConnectorSpace.choose`: which connector serves a caller."""
+        self._roots = (data / "collections", data / "algo-data", data / "sessions")
+
+    def sweep_interrupted_uploads(self) -> int:
+        """Remove what uploads cut off by a crash left behind (at start-up)."""
+        return sum(sweep_interrupted_uploads(root) for root in self._roots if root.is_dir())

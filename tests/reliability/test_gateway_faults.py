@@ -24,12 +24,6 @@ def test_a_gateway_killed_during_writes_loses_no_acknowledged_one(tmp_path: Path
     assert not figures.problems, figures.report()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an upload cut off by a crash leaves its .algora-upload-* temp file in the "
-    "collection's folder for ever (hidden from listings, but never swept: nothing removes "
-    "them at start; algora/store/collections.py)",
-)
 def test_an_upload_cut_off_by_a_crash_leaves_no_temp_file_behind(tmp_path: Path) -> None:
     figures = interrupted_upload(tmp_path)
     assert not figures.problems, figures.report()
