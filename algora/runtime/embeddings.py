@@ -43,8 +43,9 @@ class _Embeddings(_Served):
         raise InvalidRows("send a string, or a list of strings, to embed")
 
     def run(self, rows: list[Any]) -> dict[str, Any]:
+        # float32 as the model makes them: tensors go out as they are, JSON as numbers.
         embeddings = self.model.encode(rows, convert_to_numpy=True, show_progress_bar=False)
-        return {"embeddings": embeddings.tolist()}
+        return {"embeddings": embeddings}
 
     def answer(self, outputs: dict[str, Any], start: int, end: int, single: bool) -> Any:
         return outputs["embeddings"][start] if single else outputs["embeddings"][start:end]
@@ -54,7 +55,7 @@ class _Embeddings(_Served):
         return {"anyOf": [text, {"type": "array", "items": text, "minItems": 1}]}
 
     def output_schema(self) -> dict[str, Any]:
-        vector: dict[str, Any] = {"type": "array", "items": {"type": "number"}}
+        vector: dict[str, Any] = {"type": "array", "items": {"type": "number"}, "x-tensor": "FP32"}
         if isinstance(self.dimension, int):
             vector.update(minItems=self.dimension, maxItems=self.dimension)
         vector["description"] = f"an embedding of {self.dimension or 'fixed'} dimensions"

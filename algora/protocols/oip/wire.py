@@ -141,15 +141,15 @@ def _from_schema(schema: Any, name: str) -> list[dict[str, Any]]:
 
 def _tensor_of(schema: Any, name: str) -> dict[str, Any] | None:
     shape: list[int] = []
-    hinted = None  # an array of any rank whose datatype is known (a PyTorch model's input)
+    hinted = None  # an array whose datatype is known (a PyTorch input, an embedding)
     while isinstance(schema, dict) and schema.get("type") == "array":
         size = schema.get("maxItems")
         shape.append(size if isinstance(size, int) and size == schema.get("minItems") else -1)
-        hinted = schema.get("x-tensor")
+        hinted = schema.get("x-tensor") or hinted
         schema = schema.get("items")
     datatype = _SCHEMA_DATATYPES.get(str(schema.get("type"))) if isinstance(schema, dict) else None
-    if datatype is None and schema is None and isinstance(hinted, str):
-        datatype = hinted
+    if isinstance(hinted, str) and (datatype is not None or schema is None):
+        datatype = hinted  # the array's own datatype: FP32 where JSON would say number
     if datatype is None:
         return None
     return {"name": name, "datatype": datatype, "shape": shape or [1]}
