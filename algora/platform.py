@@ -16,7 +16,7 @@ from algora.auth.principals import Authenticator, Caller
 from algora.auth.ratelimit import Limit, RateLimiter
 from algora.auth.shared_buckets import DatabaseBuckets
 from algora.db.engine import create_registry_engine, make_session_factory, ping
-from algora.db.migrate import upgrade
+from algora.db.migrate import startup_lock, upgrade
 from algora.db.tables import Model
 from algora.environments.builder import EnvironmentBuilder
 from algora.errors import ModelNotFound
@@ -73,19 +73,14 @@ class Platform:
         Migrates the registry to the newest schema, marks builds that a previous server left
         unfinished as failed, creates the admin and its key on the first start (kept in
         :attr:`new_admin_key`), removes what uploads cut off by a crash left behind, and logs
-        what the sandbox setting means on this machine.
+        what the sandbox setting means on this machine. Gateways starting at once on one
+        registry do the first four steps one after another (:func:`startup_lock`).
         """
         platform = cls(settings)
         try:
             check_store(platform.store, settings)
-            upgrade(platform.engine)
-            interrupted = platform.registry.fail_interrupted_builds()
-            if interrupted:
-                logger.warning("marked %d interrupted build(s) as failed", interrupted)
-            interrupted = platform.builds.fail_interrupted()
-            if interrupted:
-                logger.warning("marked %d interrupted source build(s) as failed", interrupted)
-            platform.new_admin_key = ensure_admin(platform.sessions, settings.resolved_data_dir)
+            with startup_lock(platform.engine, settings.resolved_data_dir):
+                platform._start_up(settings)
             swept = platform.data_spaces.sweep_interrupted_uploads()
             if swept:
                 logger.warning("removed %d upload(s) left unfinished by a crash", swept)
@@ -98,6 +93,16 @@ class Platform:
         if notice is not None:
             logger.log(*notice)
         return platform
+
+    def _start_up(self, settings: Settings) -> None:
+        upgrade(self.engine)
+        interrupted = self.registry.fail_interrupted_builds()
+        if interrupted:
+            logger.warning("marked %d interrupted build(s) as failed", interrupted)
+        interrupted = self.builds.fail_interrupted()
+        if interrupted:
+            logger.warning("marked %d interrupted source build(s) as failed", interrupted)
+        self.new_admin_key = ensure_admin(self.sessions, settings.resolved_data_dir)
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
