@@ -4,8 +4,6 @@ random or damaged bytes are never taken for a model."""
 from __future__ import annotations
 
 import pickle
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,12 +91,6 @@ def _zip_bytes(tmp_path: Path) -> bytes:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("schema.json", "[1, 2]")
     return path.read_bytes()
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as folder:
-        yield Path(folder)
 
 
 def _detected(folder: Path, data: bytes) -> str | None:

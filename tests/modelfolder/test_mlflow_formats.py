@@ -3,8 +3,6 @@ stands for the files inside it, and brings the requirements MLflow recorded for 
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,12 +95,6 @@ def test_a_model_in_a_subfolder_keeps_its_own_requirements(tmp_path: Path) -> No
 def test_an_mlmodel_without_a_pyfunc_loader_is_no_model(tmp_path: Path, mlmodel: str) -> None:
     (tmp_path / "MLmodel").write_text(mlmodel)
     assert detect(tmp_path / "MLmodel") is None
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as folder:
-        yield Path(folder)
 
 
 @settings(

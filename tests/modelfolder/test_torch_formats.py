@@ -4,9 +4,7 @@ state_dict needs the class it fits named in the manifest."""
 
 from __future__ import annotations
 
-import tempfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,12 +55,6 @@ def test_a_whole_pickled_module_and_look_alike_zips_are_no_model(tmp_path: Path)
         archive.writestr("a/data.pkl", b"\x80\x02cos\nsystem\nq\x00.")
         archive.writestr("a/version", "3")
     assert detect(tmp_path / "evil.zip") is None
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as folder:
-        yield Path(folder)
 
 
 @settings(
