@@ -219,8 +219,12 @@ class Auditor:
     # SBOM
 
     def sbom(self, lock: str, env_hash: str, python_version: str) -> Path | None:
-        """The CycloneDX JSON SBOM file of the environment ``env_hash``, written once; None
-        where cyclonedx-python-lib is not installed."""
+        """The CycloneDX JSON SBOM file of the Python environment ``env_hash``."""
+        return self.sbom_file(env_hash, lambda: cyclonedx_json(lock, env_hash, python_version))
+
+    def sbom_file(self, env_hash: str, document: Callable[[], str]) -> Path | None:
+        """The SBOM file of the environment ``env_hash``, written once from ``document()``;
+        None where cyclonedx-python-lib is not installed."""
         if importlib.util.find_spec("cyclonedx") is None:
             return None
         folder = self.root / "sbom"
@@ -229,7 +233,7 @@ class Auditor:
         path = folder / f"{env_hash}.cdx.json"
         if path.is_file():
             return path
-        text = cyclonedx_json(lock, env_hash, python_version)
+        text = document()
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".sbom-")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write(text)

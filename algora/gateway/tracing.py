@@ -11,6 +11,7 @@ code. Only this module imports OpenTelemetry.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ class Tracing:
 def _code(error: BaseException) -> str:
     if isinstance(error, AlgoraError):
         return error.code
-    return "client_disconnected" if type(error).__name__ == "CancelledError" else "internal_error"
+    return "client_disconnected" if isinstance(error, asyncio.CancelledError) else "internal_error"
 
 
 def open_tracing(settings: Settings) -> Tracing | None:

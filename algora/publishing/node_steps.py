@@ -8,7 +8,6 @@ their CycloneDX SBOM; step 4 installs the environment from that same lock.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from algora.environments.node import (
 )
 from algora.environments.npm_packages import cyclonedx_npm_json, lock_packages, parse_npm_audit
 from algora.environments.policy import Policy
-from algora.environments.vulnscan import INSTALL_HINT
+from algora.environments.vulnscan import INSTALL_HINT, Auditor
 from algora.errors import InvalidManifest
 from algora.settings import Settings
 from algora.store.base import BlobStore
@@ -48,7 +47,7 @@ def node_requirements(source: Path) -> list[str]:
 
 def node_steps(
     settings: Settings,
-    checks: tuple[Policy, BlobStore],
+    checks: tuple[Policy, BlobStore, Auditor],
     source: Path,
     step: Step,
     log: Callable[[str], None],
@@ -72,7 +71,7 @@ def node_steps(
 
 
 def _check_npm_policy(
-    checks: tuple[Policy, BlobStore],
+    checks: tuple[Policy, BlobStore, Auditor],
     root: Path,
     source: Path,
     lock: bytes,
@@ -81,7 +80,7 @@ def _check_npm_policy(
 ) -> dict[str, Any]:
     """Hold the lock's npm packages to the policy; the SBOM and warnings as lineage entries.
     Raises :class:`~algora.errors.PolicyViolation` naming each package and rule it broke."""
-    policy, store = checks
+    policy, store, auditor = checks
     started = time.monotonic()
     try:
         packages = lock_packages(lock) if lock else []
@@ -92,15 +91,10 @@ def _check_npm_policy(
     for warning in report.warnings:
         log(f"warning: {warning}")
     report.raise_for_violations()
-    sbom = None
-    if importlib.util.find_spec("cyclonedx") is not None:
-        version = node_version(find_node())
-        env_hash = node_environment_hash(version, read_package(source)[0], lock)
-        folder = root.parent / "audit" / "sbom"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        path = folder / f"{env_hash}.cdx.json"
-        path.write_text(cyclonedx_npm_json(packages, env_hash, version), encoding="utf-8")
-        sbom = store.put_file(path)
+    version = node_version(find_node())
+    env_hash = node_environment_hash(version, read_package(source)[0], lock)
+    path = auditor.sbom_file(env_hash, lambda: cyclonedx_npm_json(packages, env_hash, version))
+    sbom = store.put_file(path) if path is not None else None
     made = f"SBOM {sbom[:12]}" if sbom else f"no SBOM ({INSTALL_HINT})"
     took = time.monotonic() - started
     log(f"{len(packages)} npm package(s): policy passed in {took:.2f}s; {made}")

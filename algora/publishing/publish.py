@@ -355,7 +355,7 @@ class Publisher:
         manifest = prepared.manifest
         if manifest.model.runtime == "node":  # npm in place of uv
             env, policy = node_steps(
-                self.settings, (self.policy, self.store), source, step, log,
+                self.settings, (self.policy, self.store, self.auditor), source, step, log,
                 self._record_environment, record_policy,
             )  # fmt: skip
         else:
