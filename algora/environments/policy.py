@@ -184,10 +184,7 @@ class Policy(_Strict):
         packages = locked_packages(lock)
         for package in packages:
             self._package_rules(package, report)
-        if scan is not None:
-            versions = {p.name: p.version for p in packages}
-            self._vulnerabilities(versions, scan, report, today or dt.datetime.now(dt.UTC).date())
-        return report
+        return self._scanned(report, {p.name: p.version for p in packages}, scan, today)
 
     def evaluate_npm(
         self, packages: list[NpmPackage], scan: ScanResult | None, today: dt.date | None = None
@@ -196,8 +193,17 @@ class Policy(_Strict):
         report = PolicyReport()
         for package in packages:
             self._npm_rules(package, report)
+        return self._scanned(report, {p.name: p.version for p in packages}, scan, today)
+
+    def _scanned(
+        self,
+        report: PolicyReport,
+        versions: dict[str, str],
+        scan: ScanResult | None,
+        today: dt.date | None,
+    ) -> PolicyReport:
+        """``report`` with the vulnerability rules applied to ``scan`` (when there is one)."""
         if scan is not None:
-            versions = {p.name: p.version for p in packages}
             self._vulnerabilities(versions, scan, report, today or dt.datetime.now(dt.UTC).date())
         return report
 
