@@ -90,6 +90,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         await platform.changes.start()
         feed = asyncio.create_task(platform.changes.run(), name="algora-change-feed")
         rollups = asyncio.create_task(platform.rollups.run(), name="algora-call-stats")
+        leases = asyncio.create_task(platform.leases.run(), name="algora-gateway-lease")
         grpc_server = None
         if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, this loop
             grpc_server = oip.GrpcServer(platform, settings.grpc_port)
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         yield
         if grpc_server is not None:
             await grpc_server.stop()
-        for task in (feed, rollups):
+        for task in (feed, rollups, leases):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

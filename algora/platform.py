@@ -31,6 +31,7 @@ from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
+from algora.registry.leases import Leases
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
@@ -96,12 +97,10 @@ class Platform:
 
     def _start_up(self, settings: Settings) -> None:
         upgrade(self.engine)
-        interrupted = self.registry.fail_interrupted_builds()
-        if interrupted:
-            logger.warning("marked %d interrupted build(s) as failed", interrupted)
-        interrupted = self.builds.fail_interrupted()
-        if interrupted:
-            logger.warning("marked %d interrupted source build(s) as failed", interrupted)
+        self.leases.take()
+        self.leases.on_sweep("interrupted build(s)", self.registry.fail_interrupted_builds)
+        self.leases.on_sweep("interrupted source build(s)", self.builds.fail_interrupted)
+        self.leases.renew_and_sweep()
         self.new_admin_key = ensure_admin(self.sessions, settings.resolved_data_dir)
 
     def __init__(self, settings: Settings) -> None:
@@ -123,7 +122,9 @@ class Platform:
         self.connectors = Connectors(settings.data_connectors, settings.max_data_file_bytes)
         self.data_spaces = DataSpaces(settings, self.sessions, self.connectors)
         """Hosted data: collections, models' and call trees' spaces, S3 connectors."""
-        self.registry = Registry(self.sessions)
+        self.leases = Leases(self.sessions, settings.gateway_lease_seconds)
+        """This gateway's lease: builds of gateways that stopped are failed, others' are not."""
+        self.registry = Registry(self.sessions, self.leases.instance)
         self.authenticator = Authenticator(self.sessions)
         self.builder = EnvironmentBuilder(
             root=data / "envs",
@@ -195,7 +196,14 @@ class Platform:
             self.publisher.on_change(self.calls.warm)
         self.publisher.smoke_access = self._smoke_access
         self.sources = Sources(data / "git", self.sessions, self.registry)
-        self.builds = Builds(settings, self.sessions, self.registry, self.sources, self.publisher)
+        self.builds = Builds(
+            settings,
+            self.sessions,
+            self.registry,
+            self.sources,
+            self.publisher,
+            self.leases.instance,
+        )
         self.builds.on_change(self.calls.forget)
         if self.version_files is not None:
             self.builds.on_change(self.version_files.share_ready)
@@ -278,5 +286,9 @@ class Platform:
             await asyncio.to_thread(self.tracing.shutdown)
         self.publisher.shutdown()
         self.builds.shutdown()
+        try:
+            await asyncio.to_thread(self.leases.release)
+        except Exception:  # the lease lapses on its own: other gateways sweep after it
+            logger.exception("could not release this gateway's lease")
         await self.audit.aclose()
         self.engine.dispose()

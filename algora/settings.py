@@ -255,6 +255,11 @@ class Settings(BaseSettings):
     """Calls a key without a limit of its own may make at once, with ``default_rate_per_second``;
     default: one second's worth of calls."""
 
+    gateway_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    """How long a gateway that stops renewing its lease (every sixth of this) counts as alive:
+    past it, the other gateways on the registry fail the builds it was running. A gateway
+    restarted on the same host fails its earlier self's builds at once."""
+
     rate_limit_backend: Literal["auto", "memory", "database"] = "auto"
     """Where rate limits' token buckets live: ``memory``, in each gateway (several gateways
     behind a load balancer then each admit a key's full limit); ``database``, in the registry,

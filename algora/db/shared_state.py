@@ -1,7 +1,7 @@
 """What the gateways on one registry keep there besides the registry itself: the cache epoch,
-shared rate-limit buckets, web sessions, per-minute call statistics and the catalog's search
-index. Changed only through migrations, like :mod:`algora.db.tables`, whose ``Base`` they share
-(importing this module registers them in its metadata)."""
+shared rate-limit buckets, web sessions, per-minute call statistics, the catalog's search
+index and the gateways' leases. Changed only through migrations, like :mod:`algora.db.tables`,
+whose ``Base`` they share (importing this module registers them in its metadata)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from algora.db.tables import ApiKey, Base, utcnow
 
-__all__ = ["CacheEpoch", "CallStats", "ModelSearchDocument", "RateBucket", "WebSession"]
+__all__ = [
+    "CacheEpoch",
+    "CallStats",
+    "GatewayLease",
+    "ModelSearchDocument",
+    "RateBucket",
+    "WebSession",
+]
 
 
 class CacheEpoch(Base):
@@ -111,3 +118,16 @@ class ModelSearchDocument(Base):
     fields: Mapped[str] = mapped_column(Text, default="")
     runtime: Mapped[str] = mapped_column(String(32), default="")
     """What serves the version: ``python``, ``node``, or a saved model's format."""
+
+
+class GatewayLease(Base):
+    """One running gateway: renewed while it lives, so that the others can tell a build it runs
+    from one that a gateway which died left behind (see ``algora.registry.leases``)."""
+
+    __tablename__ = "gateway_leases"
+
+    instance: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    renewed_at: Mapped[datetime] = mapped_column(default=utcnow)

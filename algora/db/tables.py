@@ -197,6 +197,8 @@ class Version(Base):
     """What the publisher said of this version (Algorithmia's ``version_info.release_notes``)."""
     sample_input: Mapped[str | None] = mapped_column(Text, default=None)
     """An example input the publisher gave (Algorithmia's ``version_info.sample_input``)."""
+    builder: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The gateway (its lease's ``instance``) that builds this version while it is building."""
 
     model: Mapped[Model] = relationship(lazy="joined")
     environment: Mapped[Environment | None] = relationship(lazy="joined")
@@ -378,6 +380,8 @@ class Build(Base):
     version_id: Mapped[int | None] = mapped_column(
         ForeignKey("versions.id"), default=None, unique=True
     )
+    builder: Mapped[str | None] = mapped_column(String(32), default=None)
+    """The gateway (its lease's ``instance``) that runs this build while it is in progress."""
 
 
 class ModelSecret(Base):

@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.policy import Action
@@ -90,6 +90,8 @@ class Builds:
     registry: Registry
     sources: Sources
     publisher: Publisher
+    builder: str | None = None
+    """This gateway's lease (see :mod:`algora.registry.leases`), named on what it builds."""
     logs: BuildLogs = field(init=False)
     _executor: ThreadPoolExecutor = field(init=False)
     _running: dict[int, Future[None]] = field(init=False, default_factory=dict)
@@ -153,6 +155,7 @@ class Builds:
                     status=IN_PROGRESS,
                     started_by=by.principal_id,
                     lineage={},
+                    builder=self.builder,
                 )
                 session.add(row)
                 session.commit()
@@ -219,10 +222,16 @@ class Builds:
             session.commit()
         self.logs.path(build).unlink(missing_ok=True)
 
-    def fail_interrupted(self) -> int:
-        """Fail the builds a previous server left in progress (their logs kept); at start-up."""
+    def fail_interrupted(self, alive: set[str]) -> int:
+        """Fail the builds in progress on no ``alive`` gateway (their gateway stopped; their
+        logs kept)."""
         with self.sessions() as session:
-            stale = session.scalars(select(Build).where(Build.status == IN_PROGRESS)).all()
+            stale = session.scalars(
+                select(Build).where(
+                    Build.status == IN_PROGRESS,
+                    or_(Build.builder.is_(None), Build.builder.not_in(alive)),
+                )
+            ).all()
             for row in stale:
                 row.status = FAILED
                 row.failure_code = "interrupted"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,8 +32,10 @@ INTERRUPTED = "the server stopped while this version was building; publish it ag
 class Registry:
     """Reads and writes models and versions; every method opens its own short session."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], builder: str | None = None) -> None:
         self._sessions = sessions
+        self._builder = builder
+        """This gateway's lease (see :mod:`algora.registry.leases`), named on what it builds."""
 
     # models -------------------------------------------------------------------------------
     def find_model(self, session: Session, owner: str, name: str) -> Model:
@@ -141,6 +143,7 @@ class Registry:
                     manifest=manifest,
                     lineage=lineage,
                     published_by=published_by,
+                    builder=self._builder,
                 )
                 session.add(version)
                 try:
@@ -259,10 +262,15 @@ class Registry:
             )
         return version
 
-    def fail_interrupted_builds(self) -> int:
-        """Mark builds that a previous server left unfinished as failed."""
+    def fail_interrupted_builds(self, alive: set[str]) -> int:
+        """Mark the versions building on no ``alive`` gateway (their gateway stopped) as failed."""
         with self._sessions() as session:
-            stale = session.scalars(select(Version).where(Version.status == "building")).all()
+            stale = session.scalars(
+                select(Version).where(
+                    Version.status == "building",
+                    or_(Version.builder.is_(None), Version.builder.not_in(alive)),
+                )
+            ).all()
             for version in stale:
                 version.status = "failed"
                 version.failure_code = "interrupted"
