@@ -88,9 +88,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         platform.channels.start()  # workers' sockets are served on this loop
         platform.calls.attach(asyncio.get_running_loop())
         await platform.changes.start()
-        feed = asyncio.create_task(platform.changes.run(), name="algora-change-feed")
-        rollups = asyncio.create_task(platform.rollups.run(), name="algora-call-stats")
-        leases = asyncio.create_task(platform.leases.run(), name="algora-gateway-lease")
+        background = {
+            "algora-change-feed": platform.changes.run(),
+            "algora-call-stats": platform.rollups.run(),
+            "algora-gateway-lease": platform.leases.run(),
+        }
+        if platform.shared_buckets is not None:
+            background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
+        tasks = [asyncio.create_task(job, name=name) for name, job in background.items()]
         grpc_server = None
         if settings.grpc_port is not None:  # the Open Inference Protocol over gRPC, this loop
             grpc_server = oip.GrpcServer(platform, settings.grpc_port)
@@ -98,7 +103,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         yield
         if grpc_server is not None:
             await grpc_server.stop()
-        for task in (feed, rollups, leases):
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

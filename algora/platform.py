@@ -158,9 +158,13 @@ class Platform:
             self.publisher.on_change(self.version_files.share)
         self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
+        self.shared_buckets = (
+            DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None
+        )
+        """Rate-limit buckets in the registry, shared by its gateways; None: in memory."""
         self.limiter = RateLimiter(
             Limit.of(settings.default_rate_per_second, settings.default_burst),
-            buckets=DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None,
+            buckets=self.shared_buckets,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
         self.rollups = Rollups(self.sessions)

@@ -16,10 +16,13 @@ last stamp refills nothing until it catches up, which can only refuse, never ove
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, case, delete, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +31,10 @@ from algora.auth.ratelimit import Limit
 from algora.db.shared_state import RateBucket
 
 __all__ = ["DatabaseBuckets"]
+
+logger = logging.getLogger(__name__)
+
+_WEEK = 7 * 86400.0
 
 _ATTEMPTS = 3
 """Takes of one bucket before giving up on a race (a row created or refilled meanwhile by
@@ -46,6 +53,31 @@ class DatabaseBuckets:
     def __len__(self) -> int:
         return 0  # none in memory: they are rows of the registry
 
+    def prune(self) -> int:
+        """Delete the buckets that are full again (a missing bucket is a full one), and those
+        of before ``full_at`` was kept that nobody took from for a week; how many went."""
+        now = self._clock()
+        with self._sessions() as session:
+            pruned = session.execute(
+                delete(RateBucket).where(
+                    or_(
+                        RateBucket.full_at < now,
+                        and_(RateBucket.full_at.is_(None), RateBucket.stamp < now - _WEEK),
+                    )
+                )
+            )
+            session.commit()
+        return int(cast(CursorResult[Any], pruned).rowcount or 0)
+
+    async def run_pruning(self, interval: float = 60.0) -> None:
+        """Prune every ``interval`` seconds until cancelled (a failed round is retried)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.prune)
+            except Exception:  # the registry may be briefly unreachable: try again next round
+                logger.exception("could not prune the shared rate-limit buckets")
+
     def take(self, key_id: str, claims: Sequence[tuple[str, Limit]]) -> tuple[float, ...]:
         now = self._clock()
         with self._sessions() as session:
@@ -63,18 +95,20 @@ def _take(session: Session, key_id: str, scope: str, limit: Limit, now: float) -
     where = (RateBucket.key_id == key_id, RateBucket.scope == scope)
     for _ in range(_ATTEMPTS):
         tokens = _refilled(limit, now)
+        stamp = case((RateBucket.stamp < now, now), else_=RateBucket.stamp)
         taken = session.execute(
             update(RateBucket)
             .where(*where, tokens >= 1.0)
             .values(
                 tokens=tokens - 1.0,
-                stamp=case((RateBucket.stamp < now, now), else_=RateBucket.stamp),
+                stamp=stamp,
+                full_at=stamp + (float(limit.burst) - (tokens - 1.0)) / limit.rate,
             )
             .returning(RateBucket.tokens)
         ).first()
         if taken is not None:
             return 0.0
-        if _create(session, key_id, scope, float(limit.burst) - 1.0, now):
+        if _create(session, key_id, scope, float(limit.burst) - 1.0, now, now + 1.0 / limit.rate):
             return 0.0  # a new bucket is full: its first call takes one of its burst
         row = session.execute(select(RateBucket.tokens, RateBucket.stamp).where(*where)).first()
         if row is None:
@@ -95,9 +129,11 @@ def _refilled(limit: Limit, now: float) -> ColumnElement[float]:
     return case((grown > float(limit.burst), float(limit.burst)), else_=grown)
 
 
-def _create(session: Session, key_id: str, scope: str, tokens: float, now: float) -> bool:
+def _create(
+    session: Session, key_id: str, scope: str, tokens: float, now: float, full_at: float
+) -> bool:
     """Insert the bucket unless it exists; whether this call inserted it."""
-    values = {"key_id": key_id, "scope": scope, "tokens": tokens, "stamp": now}
+    values = {"key_id": key_id, "scope": scope, "tokens": tokens, "stamp": now, "full_at": full_at}
     sqlite = session.get_bind().dialect.name == "sqlite"  # else PostgreSQL, the other registry
     statement = (sqlite_insert if sqlite else postgresql_insert)(RateBucket)
     # RETURNING, not the row count: drivers disagree on the count of a skipped insert

@@ -83,6 +83,9 @@ class RateBucket(Base):
     tokens: Mapped[float]
     stamp: Mapped[float]
     """When ``tokens`` was last refilled, in seconds since the epoch (the gateways' clocks)."""
+    full_at: Mapped[float | None] = mapped_column(default=None)
+    """When the bucket is full again if nobody takes from it: past it, the row is pruned (a
+    missing bucket is a full one)."""
 
 
 class WebSession(Base):

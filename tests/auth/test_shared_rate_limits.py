@@ -109,6 +109,31 @@ def test_a_clock_behind_the_stamp_refills_nothing(sessions: sessionmaker[Session
         RateLimiter(buckets=DatabaseBuckets(sessions, clock=behind)).check("k", None, limits)
 
 
+def test_full_buckets_are_pruned_and_a_pruned_one_is_full(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock()
+    buckets = DatabaseBuckets(sessions, clock=clock)
+    limiter = RateLimiter(buckets=buckets)
+    slow, fast = KeyLimits(key=Limit(0.1, 2)), KeyLimits(key=Limit(10.0, 2))
+    for _ in range(2):
+        limiter.check("slow", None, slow)  # empty: full again in 20 s
+    limiter.check("fast", None, fast)  # one token short: full again in 0.1 s
+    assert buckets.prune() == 0
+    clock.now += 1
+    assert buckets.prune() == 1  # the fast one
+    with sessions() as session:
+        assert list(session.scalars(select(RateBucket.key_id))) == ["slow"]
+    with pytest.raises(RateLimited):
+        limiter.check("slow", None, slow)  # kept: 0.1 of a token is all it has
+    clock.now += 20
+    assert buckets.prune() == 1
+    for _ in range(2):  # a missing bucket is a full one: the burst again
+        limiter.check("slow", None, slow)
+    with pytest.raises(RateLimited):
+        limiter.check("slow", None, slow)
+
+
 def test_the_backend_follows_the_registry_unless_set(tmp_path: Path) -> None:
     assert not Settings(data_dir=tmp_path).shared_rate_limits  # SQLite: in memory
     assert Settings(data_dir=tmp_path, rate_limit_backend="database").shared_rate_limits
