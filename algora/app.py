@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-change-feed": platform.changes.run(),
             "algora-call-stats": platform.rollups.run(),
             "algora-gateway-lease": platform.leases.run(),
+            "algora-usage-and-quotas": platform.quotas.run(platform.usage),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
                 await task
         await platform.audit.stop()  # commits what is queued
         await platform.rollups.flush()  # and the calls counted since the last write
+        await platform.usage.flush()
         if owned:
             await platform.aclose()
         else:

@@ -73,6 +73,7 @@ __all__ = [
     "PermissionDenied",
     "PolicyViolation",
     "PromotionClosed",
+    "QuotaExceeded",
     "RateLimited",
     "RequestTimeout",
     "Unauthenticated",
@@ -220,6 +221,12 @@ class RateLimited(AlgoraError, code="rate_limited", status=HTTPStatus.TOO_MANY_R
     server also sends it as a ``Retry-After`` header. Other callers are not affected: a
     server that is itself overloaded answers 503 :class:`Overloaded` instead.
     """
+
+
+class QuotaExceeded(RateLimited, code="quota_exceeded"):
+    """A quota of the caller's key or organization (calls or compute seconds per day or month)
+    is spent; ``details`` names it (``quota``, ``subject``, ``metric``, ``period``, ``limit``,
+    ``used``) and when it resets (``resets_at``, and ``retry_after`` in seconds)."""
 
 
 class ModelError(AlgoraError, code="model_error", status=HTTPStatus.INTERNAL_SERVER_ERROR):

@@ -23,6 +23,7 @@ from algora.errors import ModelNotFound
 from algora.gateway.calls import CallService
 from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
+from algora.gateway.ledger import CallLedger
 from algora.gateway.metrics import Metrics
 from algora.gateway.tracing import open_tracing
 from algora.publishing.builds import Builds
@@ -32,12 +33,14 @@ from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
 from algora.registry.leases import Leases
+from algora.registry.quotas import Quotas
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
 from algora.registry.stats import Statistics
+from algora.registry.usage import Usage
 from algora.settings import Settings
 from algora.store.connectors import Connectors
 from algora.store.data import DataSpaces
@@ -168,6 +171,10 @@ class Platform:
         )
         self.secrets = ModelSecrets(settings, self.sessions)
         self.rollups = Rollups(self.sessions)
+        self.quotas = Quotas(self.sessions)
+        """Budgets of calls or compute per organization or key, checked in memory."""
+        self.usage = Usage(self.sessions, self.quotas.count)
+        """Calls and compute per day, key and model, for charge-back and the quotas."""
         self.tracing = open_tracing(settings)
         """OpenTelemetry spans of the call path, exported over OTLP; None when off."""
         """Each version's calls per minute, counted here and added to the registry."""
@@ -182,7 +189,7 @@ class Platform:
             self.audit,
             secrets=self.secrets,
             channels=self.channels,
-            rollups=self.rollups,
+            ledger=CallLedger(self.rollups, self.usage, self.quotas),
             routes=AliasRoutes(self.sessions),
             metrics=self.metrics,
             tracing=self.tracing,
@@ -286,6 +293,7 @@ class Platform:
     async def aclose(self) -> None:
         await self.pools.stop_all()
         await self.rollups.flush()
+        await self.usage.flush()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         self.publisher.shutdown()

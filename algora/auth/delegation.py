@@ -33,6 +33,7 @@ from algora.errors import BadRequest
 
 __all__ = [
     "INSIDE_SCOPES",
+    "accountable",
     "accountable_key_id",
     "algo_resource",
     "for_call",
@@ -121,6 +122,7 @@ def for_call(
         limits=caller.limits,
         memberships=caller.memberships,
         kind=caller.kind,
+        org_id=caller.org_id,
         delegation=Delegation(
             bounds=bounds,
             model=name,
@@ -130,6 +132,14 @@ def for_call(
             deadline=deadline,
         ),
     )
+
+
+def accountable(caller: Caller) -> Caller:
+    """The caller whose key a request counts against: for a credential inside a model, the
+    original caller (see :func:`accountable_key_id`)."""
+    if caller.delegation is not None and caller.delegation.bounds:
+        return caller.delegation.bounds[0]
+    return caller
 
 
 def accountable_key_id(caller: Caller) -> str:

@@ -67,6 +67,8 @@ class Caller:
     model_calls_only: bool = False
     """The key may be used only by calls made from inside models (see ``gateway.deps``)."""
     kind: str = "user"
+    org_id: int | None = None
+    """The organization the key's calls are counted under (see :func:`organization_of`)."""
     delegation: Delegation | None = None
     """Set on the credential that model code holds (``algora.auth.delegation``): its rights are
     the intersection of the principals it names, and it says which model and call it serves."""
@@ -172,7 +174,19 @@ def caller_of(session: Session, key: ApiKey) -> Caller:
         memberships=tuple((m.org_id, m.role) for m in key.principal.memberships),
         model_calls_only=key.model_calls_only,
         kind=key.principal.kind,
+        org_id=organization_of(session, key.principal),
     )
+
+
+def organization_of(session: Session, principal: Principal) -> int | None:
+    """The one organization a principal's usage and quotas count under: a service account's
+    owner when that is an organization, else the first organization (by id) it is a member
+    of; None for a user in none."""
+    if principal.kind == "service" and principal.owner_id is not None:
+        owner = session.get(Principal, principal.owner_id)
+        if owner is not None and owner.kind == "org":
+            return owner.id
+    return min((m.org_id for m in principal.memberships), default=None)
 
 
 def resolve_limits(session: Session, key: ApiKey) -> KeyLimits:

@@ -16,6 +16,7 @@ from algora.cli import (
     scaffold,
     serve,
     stats,
+    usage,
 )
 
 __all__ = ["app", "main"]
@@ -51,6 +52,7 @@ app.command()(catalog.versions)
 app.command()(catalog.login)
 app.command()(catalog.whoami)
 app.command()(stats.stats)
+app.command()(usage.usage)
 app.add_typer(access.models_app, name="models")
 app.add_typer(catalog.keys_app, name="keys")
 app.add_typer(access.users_app, name="users")
@@ -58,6 +60,7 @@ app.add_typer(access.orgs_app, name="orgs")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(aliases.promote_app, name="promote")
+app.add_typer(usage.quota_app, name="quota")
 app.add_typer(data.data_app, name="data")
 app.add_typer(admin.admin_app, name="admin")
 

@@ -18,6 +18,7 @@ __all__ = [
     "GatewayLease",
     "ModelSearchDocument",
     "RateBucket",
+    "UsageDay",
     "WebSession",
 ]
 
@@ -134,3 +135,21 @@ class GatewayLease(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     renewed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UsageDay(Base):
+    """One key's calls of one model on one day (UTC), added to by every gateway (see
+    ``algora.registry.usage``): what is charged back to the teams that call. ``org_id`` is the
+    key's organization (see :func:`algora.auth.principals.organization_of`)."""
+
+    __tablename__ = "usage_daily"
+    __table_args__ = (Index("ix_usage_daily_org_day", "org_id", "day"),)
+
+    day: Mapped[datetime] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    org_id: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
+    calls: Mapped[int] = mapped_column(BigInteger)
+    errors: Mapped[int] = mapped_column(BigInteger)
+    compute_seconds: Mapped[float]

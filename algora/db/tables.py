@@ -28,6 +28,7 @@ __all__ = [
     "Principal",
     "PrincipalProfile",
     "PromotionRequest",
+    "Quota",
     "Version",
     "utcnow",
 ]
@@ -116,6 +117,25 @@ class KeyModelLimit(Base):
     pattern: Mapped[str] = mapped_column(String(129))
     rate_per_second: Mapped[float]
     burst: Mapped[int | None] = mapped_column(default=None)
+
+
+class Quota(Base):
+    """A budget of calls or compute seconds per day or month (UTC) for an organization's keys
+    (``subject`` ``org:<principal id>``) or one key (``key:<key id>``); see
+    ``algora.registry.quotas``."""
+
+    __tablename__ = "quotas"
+    __table_args__ = (UniqueConstraint("subject", "metric", "period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(48))
+    metric: Mapped[str] = mapped_column(String(16))
+    """``calls`` or ``compute_seconds``."""
+    period: Mapped[str] = mapped_column(String(8))
+    """``day`` or ``month``."""
+    amount: Mapped[float]
+    created_by: Mapped[int] = mapped_column(ForeignKey("principals.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Model(Base):

@@ -41,11 +41,11 @@ from algora.errors import (
 )
 from algora.gateway.auditing import AuditTrail
 from algora.gateway.channels import CallOrigin, Channels
+from algora.gateway.ledger import CallLedger
 from algora.gateway.metrics import Metrics
 from algora.gateway.shadows import Shadows
 from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
-from algora.registry.rollups import Rollups, outcome_of
 from algora.registry.routing import AliasRoutes, Routing
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
@@ -130,13 +130,13 @@ class CallService:
         audit: AuditLog | None = None,
         secrets: ModelSecrets | None = None,
         channels: Channels | None = None,
-        rollups: Rollups | None = None,
+        ledger: CallLedger | None = None,
         tracing: Tracing | None = None,
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
-        self._rollups = rollups
+        self._ledger = ledger
         self._tracing = tracing
         self._routes = routes
         self._shadows = Shadows(metrics)
@@ -343,6 +343,8 @@ class CallService:
         is checked first."""
         require_scope(caller, "call", f"{owner}/{name}")
         self._limiter.check(accountable_key_id(caller), f"{owner}/{name}", caller.limits)
+        if self._ledger is not None:
+            self._ledger.admit(caller)
 
     async def _authorize(self, call: Call) -> tuple[Model, Version]:
         """The model and the version the call goes to; a copy goes to the alias's shadow."""
@@ -432,24 +434,22 @@ class CallService:
             return await self._counted(call, model, version)
 
     async def _counted(self, call: Call, model: Model, version: Version) -> Served:
-        if self._rollups is None:
+        if self._ledger is None:
             return await self._send(call, model, version)
         started = time.perf_counter()
         failure: BaseException | None = None
-        answer = b""
+        answer, compute = b"", 0.0
         try:
             served = await self._send(call, model, version)
-            answer = served.result.payload
+            answer, compute = served.result.payload, served.result.cpu
             return served
         except BaseException as error:  # counted (a hang-up too), then raised as it is
             failure = error
             raise
         finally:
             seconds = time.perf_counter() - started
-            outcome = outcome_of(failure)
-            self._rollups.record(
-                model.id, version.id, outcome, seconds, len(call.payload), len(answer)
-            )
+            sizes = (len(call.payload), len(answer))
+            self._ledger.record(call.caller, model.id, version.id, failure, seconds, sizes, compute)
 
     async def _send(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)

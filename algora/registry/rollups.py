@@ -1,18 +1,14 @@
 """Per-minute rollups of every version's calls: counted in memory, added to the registry.
 
 The call path hands each answered (or failed) dispatch to :meth:`Rollups.record`: a dict
-lookup and a few integer additions, no lock, no I/O. :meth:`Rollups.run` writes what was
-counted every few seconds, and :meth:`Rollups.flush` once more at shutdown, as one additive
-upsert (``INSERT ... ON CONFLICT DO UPDATE SET calls = calls + excluded.calls``, which SQLite
-and PostgreSQL both speak), so several gateways on one registry add to the same rows.
-
-``record`` and the hand-over of what was counted both run on the serving loop's thread, so the
-swap of one dict for another needs no lock; only the database write goes to a thread.
+lookup and a few integer additions, no lock, no I/O. What was counted is written every few
+seconds (see :mod:`algora.registry.accumulating`) as one additive upsert
+(``INSERT ... ON CONFLICT DO UPDATE SET calls = calls + excluded.calls``, which SQLite and
+PostgreSQL both speak), so several gateways on one registry add to the same rows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import logging
 import time
@@ -26,20 +22,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
+from algora.registry.accumulating import Accumulator
 
 __all__ = [
     "BUCKET_COLUMNS",
     "ERROR_COLUMNS",
-    "FLUSH_SECONDS",
     "LATENCY_BOUNDS",
     "Rollups",
     "outcome_of",
 ]
 
 logger = logging.getLogger(__name__)
-
-FLUSH_SECONDS = 5.0
-"""How often the counts are written: what a crash (not a graceful stop) may lose."""
 
 LATENCY_BOUNDS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -89,12 +82,14 @@ Pending = dict[tuple[int, int], _Tally]
 """(version id, minute since the epoch) -> what was counted."""
 
 
-class Rollups:
+class Rollups(Accumulator[tuple[int, int], _Tally]):
     """Counts calls per version and minute; writes them to ``call_stats``."""
 
+    what = "call statistics"
+
     def __init__(self, sessions: sessionmaker[Session]) -> None:
+        super().__init__()
         self._sessions = sessions
-        self._pending: Pending = {}
 
     def record(
         self,
@@ -118,34 +113,6 @@ class Rollups:
         counts[_BYTES_IN + 1] += bytes_out
         counts[_FIRST_BUCKET + bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
         tally.latency += seconds
-
-    async def run(self, every: float = FLUSH_SECONDS) -> None:
-        """Write what was counted every ``every`` seconds, until cancelled (then call
-        :meth:`flush` for the rest)."""
-        while True:
-            await asyncio.sleep(every)
-            await self.flush()
-
-    def take(self) -> Pending:
-        """What was counted since the last take, to :meth:`write` (on the serving loop)."""
-        pending, self._pending = self._pending, {}
-        return pending
-
-    async def flush(self) -> None:
-        """Write what was counted so far; kept for the next try when the registry fails."""
-        pending = self.take()
-        if not pending:
-            return
-        try:
-            await asyncio.to_thread(self.write, pending)
-        except Exception:
-            logger.warning("could not write call statistics; will retry", exc_info=True)
-            for key, tally in pending.items():
-                current = self._pending.get(key)
-                if current is None:
-                    self._pending[key] = tally
-                else:
-                    current.add(tally)
 
     def write(self, pending: Pending) -> None:
         """Add ``pending`` to the registry's rows (blocking)."""

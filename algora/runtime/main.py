@@ -243,7 +243,7 @@ def handle_call(
 ) -> tuple[dict[str, Any], bytes]:
     """One ``call`` message -> its ``result`` or ``error`` reply."""
     call_id = header.get("id")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         value = _checked(decode_call(header, payload), header, check)
     except (InvalidPayload, InputMismatch) as exc:
@@ -271,6 +271,7 @@ def handle_call(
         "content_type": content_type,
         "stdout": capture.getvalue(),
         "duration": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu_started,
     }
     if described is not None:
         reply["tensors"] = described
@@ -285,7 +286,7 @@ def handle_batch(
     Output printed during ``predict_batch`` cannot be attributed to one caller, so it goes to
     the worker log rather than to any caller (each item's ``stdout`` is empty).
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     specs = header.get("items")
     if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs):
         error = {"code": "protocol_error", "message": "call_batch needs an items list"}
@@ -329,7 +330,13 @@ def handle_batch(
             replies[index] = item
     items = [r if r is not None else {"id": None} for r in replies]
     body = b"".join(bodies.get(i, b"") for i in range(len(items)))
-    return {"type": "batch_result", "items": items, "duration": time.perf_counter() - started}, body
+    reply = {
+        "type": "batch_result",
+        "items": items,
+        "duration": time.perf_counter() - started,
+        "cpu": time.process_time() - cpu_started,
+    }
+    return reply, body
 
 
 def _input_check(model: LoadedModel) -> Check | None:

@@ -692,9 +692,16 @@ function startGatewayForwarder(socketPath) {
 
 // ---------------------------------------------------------------- calls
 
+// The CPU seconds (user and system) this process used since `since`, a process.cpuUsage().
+function cpuSeconds(since) {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1e6;
+}
+
 async function handleCall(model, header, payload) {
   const id = header.id;
   const started = process.hrtime.bigint();
+  const cpuStarted = process.cpuUsage();
   let value;
   try {
     value = decodeCall(header, payload);
@@ -720,6 +727,7 @@ async function handleCall(model, header, payload) {
     content_type: contentType,
     stdout: capture.value(),
     duration: Number(process.hrtime.bigint() - started) / 1e9,
+    cpu: cpuSeconds(cpuStarted),
   };
   if (described !== null) reply.tensors = described;
   return [reply, body];
@@ -761,6 +769,7 @@ async function runBatch(model, inputs, parameters) {
 
 async function handleBatch(model, header, payload) {
   const started = process.hrtime.bigint();
+  const cpuStarted = process.cpuUsage();
   const specs = header.items;
   if (!Array.isArray(specs) || !specs.every((s) => s !== null && typeof s === 'object' && !Array.isArray(s))) {
     const error = { code: 'protocol_error', message: 'call_batch needs an items list' };
@@ -807,7 +816,7 @@ async function handleBatch(model, header, payload) {
   const items = replies.map((r) => r || { id: null });
   const body = Buffer.concat(bodies.filter((b) => b !== null));
   const duration = Number(process.hrtime.bigint() - started) / 1e9;
-  return [{ type: 'batch_result', items, duration }, body];
+  return [{ type: 'batch_result', items, duration, cpu: cpuSeconds(cpuStarted) }, body];
 }
 
 async function serve(model) {

@@ -283,6 +283,43 @@ class Client(Closing):
         params = {name: value for name, value in query.items() if value is not None}
         return dict(self.get_json(f"/api/v1/models/{model}/stats", **params))
 
+    # usage and quotas (see algora.registry.usage, algora.registry.quotas) -------------------
+    def usage(
+        self, *, by: str = "org", since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """Calls, errors and compute seconds summed ``by`` ``org``, ``principal``, ``key`` or
+        ``model`` from ``since`` (default: 30 days ago) to ``until`` (now); yours, your
+        organizations' if you administer them, or (an admin) everyone's. ``rows`` holds them."""
+        query = {"by": by, "since": since, "until": until}
+        params = {name: value for name, value in query.items() if value is not None}
+        return dict(self.get_json("/api/v1/usage", **params))
+
+    def quotas(self) -> list[dict[str, Any]]:
+        """The quotas of your keys and organizations (an admin: all), each with ``used`` in its
+        current period and ``resets_at``."""
+        return list(self.get_json("/api/v1/quotas"))
+
+    def set_quota(
+        self,
+        *,
+        metric: str,
+        period: str,
+        limit: float,
+        org: str | None = None,
+        key_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create or change the quota of ``org`` or ``key_id`` (admins only): at most ``limit``
+        ``calls`` or ``compute_seconds`` per ``day`` or ``month`` (UTC)."""
+        if (org is None) == (key_id is None):
+            raise InvalidInput("a quota is for an organization (org) or a key (key_id): name one")
+        path = f"/api/v1/quotas/org/{org}" if org is not None else f"/api/v1/quotas/key/{key_id}"
+        body = {"metric": metric, "period": period, "limit": limit}
+        return dict(self._send_json("PUT", path, body))
+
+    def delete_quota(self, quota_id: int) -> None:
+        """Remove a quota (admins only)."""
+        self._send_json("DELETE", f"/api/v1/quotas/{quota_id}")
+
     # aliases and promotions (see algora.registry.aliases) -----------------------------------
     def _send_json(self, method: str, path: str, body: Any = None) -> Any:
         response = self.request(method, path, json=body)

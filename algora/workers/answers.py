@@ -77,8 +77,14 @@ def settle(pending: PendingCall, header: dict[str, Any], payload: bytes) -> None
             stdout=stdout,
             duration=float(header.get("duration", 0.0)),
             tensors=_tensors(header),
+            cpu=_seconds(header.get("cpu")),
         )
     )
+
+
+def _seconds(value: Any) -> float:
+    """The worker's CPU seconds for a call; 0 from a worker that does not say."""
+    return float(value) if isinstance(value, int | float) and value > 0 else 0.0
 
 
 def _tensors(header: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -104,6 +110,7 @@ def settle_batch(batch: list[PendingCall], header: dict[str, Any], payload: byte
     ):
         raise ProtocolViolation("expected a batch_result with one item per call")
     duration = float(header.get("duration", 0.0))
+    cpu = _seconds(header.get("cpu")) / len(batch)  # the batch's CPU time, shared evenly
     offset = 0
     for pending, item in zip(batch, items, strict=True):
         if not isinstance(item, dict) or item.get("id") != pending.request.request_id:
@@ -122,5 +129,6 @@ def settle_batch(batch: list[PendingCall], header: dict[str, Any], payload: byte
                     stdout=str(item.get("stdout") or ""),
                     duration=duration,
                     tensors=_tensors(item),
+                    cpu=cpu,
                 )
             )

@@ -167,3 +167,5 @@ class CallResult:
     """Seconds the worker spent on the call (model code and result encoding)."""
     tensors: list[dict[str, Any]] | None = None
     """The tensors' descriptors, in payload order, when ``content_type`` is ``tensors``."""
+    cpu: float = 0.0
+    """CPU seconds the worker process used for the call (a batch's, shared by its calls)."""

@@ -35,6 +35,7 @@ from algora.errors import (
     BadRequest,
     InvalidInput,
     ModelError,
+    RateLimited,
     UnsupportedMediaType,
     retry_after,
 )
@@ -117,6 +118,8 @@ def error_response(error: AlgoraError, request_id: str) -> Response:
         }
         return Response(json.dumps(body), status_code=200, media_type=_JSON, headers=headers)
     body = {"error": {"message": error.message, "code": error.code}}
+    if isinstance(error, RateLimited):  # which limit or quota refused, and when to retry
+        body["error"]["details"] = error.details
     wait = retry_after(error)
     if wait is not None:
         headers["Retry-After"] = str(wait)

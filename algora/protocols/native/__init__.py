@@ -1,14 +1,14 @@
 """Algora's own management API under ``/api/v1``: models, versions, keys, principals, grants,
-aliases and the audit log."""
+aliases, the audit log, statistics, usage and quotas."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from algora.protocols.native import access, aliases, audit, keys, models, stats
+from algora.protocols.native import access, aliases, audit, keys, models, stats, usage
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats):
+for _part in (models, keys, access, audit, aliases, stats, usage):
     router.include_router(_part.router)
