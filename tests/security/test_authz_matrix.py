@@ -134,6 +134,12 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/audit/export"): EVERYONE,
     ("GET", "/api/v1/audit/verify"): EVERYONE,
     ("GET", "/metrics"): EVERYONE,  # metrics:read, privileged as audit:read is
+    # Usage: everyone reads their own (filtered); quotas are set and removed by admins (the
+    # quota the matrix removes does not exist: 404 once authorized).
+    ("GET", "/api/v1/usage"): EVERYONE,
+    ("GET", "/api/v1/quotas"): EVERYONE,
+    ("PUT", "/api/v1/quotas/{kind}/{subject}"): frozenset({"admin"}),
+    ("DELETE", "/api/v1/quotas/{quota_id}"): frozenset({"admin"}),
     # Hosted data, on acme's private collection acme/shared.
     ("HEAD", _DATA): ORG,
     ("GET", _DATA): ORG,
@@ -201,6 +207,9 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("POST", "/v1/users"): f'{{"username": "{unique}"}}',
         ("POST", "/v1/organizations"): f'{{"org_name": "{unique}", "type_id": "basic"}}',
         ("PUT", "/v1/organizations/{org}"): '{"org_label": "matrix"}',
+        ("PUT", "/api/v1/quotas/{kind}/{subject}"): (
+            '{"metric": "calls", "period": "day", "limit": 1000000}'
+        ),
     }
     if (method, template) == ("POST", _MODEL + "/versions"):
         return b"not an archive", "application/octet-stream"
@@ -253,6 +262,9 @@ class Matrix:
             "algorithm_id": self.algorithm_id,
             "alias": "staging",
             "promotion_id": "999999",
+            "kind": "org",
+            "subject": "acme",
+            "quota_id": "999999",
         }
         return template.format(**values)
 
