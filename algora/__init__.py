@@ -10,8 +10,9 @@ if TYPE_CHECKING:
     from algora.errors import AlgoraError
     from algora.sdk.client import Client, ModelHandle
     from algora.sdk.data import DataHandle
+    from algora.sdk.reporting import report
 
-__all__ = ["AlgoraError", "Client", "DataHandle", "ModelHandle", "__version__"]
+__all__ = ["AlgoraError", "Client", "DataHandle", "ModelHandle", "__version__", "report"]
 
 # Imported on first use: processes that need one submodule (the audit writer, the CLI's
 # quick commands) should not pay for the SDK's HTTP client.
@@ -20,6 +21,7 @@ _LAZY = {
     "Client": "algora.sdk.client",
     "ModelHandle": "algora.sdk.client",
     "DataHandle": "algora.sdk.data",
+    "report": "algora.sdk.reporting",
 }
 
 

@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-call-stats": platform.rollups.run(),
             "algora-gateway-lease": platform.leases.run(),
             "algora-usage-and-quotas": platform.quotas.run(platform.usage),
+            "algora-model-reports": platform.reports.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         await platform.audit.stop()  # commits what is queued
         await platform.rollups.flush()  # and the calls counted since the last write
         await platform.usage.flush()
+        await platform.reports.flush()
         if owned:
             await platform.aclose()
         else:

@@ -34,6 +34,7 @@ from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
 from algora.registry.leases import Leases
 from algora.registry.quotas import Quotas
+from algora.registry.reports import ModelReports
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
@@ -175,6 +176,8 @@ class Platform:
         """Budgets of calls or compute per organization or key, checked in memory."""
         self.usage = Usage(self.sessions, self.quotas.count)
         """Calls and compute per day, key and model, for charge-back and the quotas."""
+        self.reports = ModelReports(self.sessions, self.registry)
+        """What model code reports about its calls, per version, minute and name."""
         self.tracing = open_tracing(settings)
         """OpenTelemetry spans of the call path, exported over OTLP; None when off."""
         """Each version's calls per minute, counted here and added to the registry."""
@@ -294,6 +297,7 @@ class Platform:
         await self.pools.stop_all()
         await self.rollups.flush()
         await self.usage.flush()
+        await self.reports.flush()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         self.publisher.shutdown()

@@ -11,7 +11,7 @@ from rich.table import Table
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
 
-__all__ = ["stats"]
+__all__ = ["reports", "stats"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _WHEN = "an ISO 8601 time or a duration before now (30m, 6h, 2d, 1w)"
@@ -48,16 +48,24 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+Since = Annotated[str | None, typer.Option("--since", help=f"From: {_WHEN}.")]
+Until = Annotated[str | None, typer.Option("--until", help=f"To (now): {_WHEN}.")]
+StepOption = Annotated[str, typer.Option("--step", help="Bucket width: 1m, 1h or 1d.")]
+VersionOption = Annotated[str | None, typer.Option("--version", help="Only this version (1.2.3).")]
+
+
+def _window(answer: dict[str, Any]) -> str:
+    return f"{answer['since'][:16]} to {answer['until'][:16]} UTC by {answer['step']}"
+
+
 @with_remote
 def stats(
     remote: Remote,
     model: ModelArgument,
-    since: Annotated[str | None, typer.Option("--since", help=f"From: {_WHEN}.")] = None,
-    until: Annotated[str | None, typer.Option("--until", help=f"To (now): {_WHEN}.")] = None,
-    step: Annotated[str, typer.Option("--step", help="Bucket width: 1m, 1h or 1d.")] = "1m",
-    version: Annotated[
-        str | None, typer.Option("--version", help="Only this version (1.2.3).")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
+    step: StepOption = "1m",
+    version: VersionOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """A model's calls, errors and latency (mean, p50, p95, p99 in ms) per version."""
@@ -68,7 +76,7 @@ def stats(
     if as_json:
         write_json(answer)
         return
-    window = f"{answer['since'][:16]} to {answer['until'][:16]} UTC by {answer['step']}"
+    window = _window(answer)
     if not answer["versions"]:
         console.print(f"{answer['model']}: no calls from {window}")
         return
@@ -78,4 +86,42 @@ def stats(
     )  # fmt: skip
     for row in answer["versions"]:
         table.add_row(*_cells(row))
+    console.print(table)
+
+
+@with_remote
+def reports(
+    remote: Remote,
+    model: ModelArgument,
+    since: Since = None,
+    until: Until = None,
+    step: StepOption = "1m",
+    version: VersionOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What a model's code reported about its calls (algora.report, Algorithmia's insights):
+    per version and name, how many values, their mean, least and greatest."""
+    with errors_to_exit():
+        answer = client_for(remote).reports(
+            model, since=since, until=until, step=step, version=version
+        )
+    if as_json:
+        write_json(answer)
+        return
+    if not answer["series"]:
+        console.print(f"{answer['model']}: nothing reported from {_window(answer)}")
+        return
+    table = Table(
+        "version", "name", "count", "mean", "min", "max", "reports over time",
+        title=f"{answer['model']}: {_window(answer)}",
+    )  # fmt: skip
+    for row in answer["series"]:
+        total = row["total"]
+        table.add_row(
+            row["version"],
+            row["name"],
+            str(total["count"]),
+            *(f"{total[field]:.4g}" for field in ("mean", "min", "max")),
+            sparkline([point["count"] for point in row["points"]][-60:]),
+        )
     console.print(table)

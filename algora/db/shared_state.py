@@ -16,6 +16,7 @@ __all__ = [
     "CacheEpoch",
     "CallStats",
     "GatewayLease",
+    "ModelReport",
     "ModelSearchDocument",
     "RateBucket",
     "UsageDay",
@@ -153,3 +154,20 @@ class UsageDay(Base):
     calls: Mapped[int] = mapped_column(BigInteger)
     errors: Mapped[int] = mapped_column(BigInteger)
     compute_seconds: Mapped[float]
+
+
+class ModelReport(Base):
+    """What a version's model code reported under one name in one minute (UTC): how many
+    values, their sum, least and greatest (see ``algora.registry.reports``)."""
+
+    __tablename__ = "model_reports"
+    __table_args__ = (Index("ix_model_reports_model_minute", "model_id", "minute"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    count: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[float]
+    minimum: Mapped[float]
+    maximum: Mapped[float]

@@ -5,7 +5,8 @@ Plain ASGI, inside the audit middleware. For a request that carries a body it
 1. authenticates the key (the API key; HTTP Basic on the git routes; the model's credential on
    a worker's channel) before the route may read a byte: the cache first, the database in a
    thread on a miss. Every route with a body needs a key (only ``/healthz`` and ``/readyz`` are
-   public, and they take none);
+   public, and they take none), except a model's reports on its own worker's channel
+   (``/insights``, which Algorithmia's client posts without one: the channel is the credential);
 2. checks the declared ``Content-Length`` against the cap of the route's family (see
    :func:`body_cap`), and counts the bytes that arrive against it;
 3. gives the body :attr:`~algora.settings.Settings.body_read_timeout` seconds between chunks.
@@ -134,6 +135,9 @@ class _Body:
         return send_closing
 
 
+_REPORTS = "/insights"
+
+
 class BodyGuardMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator) -> None:
         self.app = app
@@ -170,8 +174,8 @@ class BodyGuardMiddleware:
         if scope["path"].startswith("/git/"):
             header = basic_authorization(header)[0]
         channel = channel_of(HTTPConnection(scope)) if from_worker(scope) else None
-        if channel is not None and channel.caller_for(header) is not None:
-            return
+        if channel is not None and (scope["path"] == _REPORTS or channel.caller_for(header)):
+            return  # a model's reports need no key: the channel says whose code sends them
         if self.authenticator.cached(header) is not None:
             return
         client = scope.get("client")

@@ -293,7 +293,8 @@ class CallService:
             log_path=self._worker_logs / f"{version.id}.log",
         )
         # Each worker gets a channel to this gateway: its model calls models and reads data.
-        opener = self._channels.opener(version.model) if self._channels is not None else None
+        channels = self._channels
+        opener = channels.opener(version.model, version.id) if channels is not None else None
         return replace(spec, channel=opener) if opener is not None else spec
 
     async def _serving_spec(self, version: Version) -> WorkerSpec:

@@ -86,8 +86,12 @@ def from_worker(scope: Scope) -> bool:
 class Channel:
     """One worker's socket and credential, and what its worker is doing."""
 
-    def __init__(self, model: Model, folder: Path, temporary: bool) -> None:
+    def __init__(
+        self, model: Model, folder: Path, temporary: bool, version_id: int | None = None
+    ) -> None:
         self.model = model
+        self.version_id = version_id
+        """The version whose worker holds the channel; None for a smoke test's."""
         self._folder = folder
         self._temporary = temporary
         self._token = generate_key().secret
@@ -264,25 +268,26 @@ class Channels:
         """Serve ``app`` on every channel opened from now on."""
         self._app = app
 
-    def opener(self, model: Model) -> ChannelOpener | None:
-        """What a worker spec of ``model`` opens its channels with; None without an app."""
+    def opener(self, model: Model, version_id: int | None = None) -> ChannelOpener | None:
+        """What a worker spec of ``model`` (``version_id``'s, when known) opens its channels
+        with; None without an app."""
         if self._app is None:
             return None
-        opener: ChannelOpener = partial(self.open, model)
+        opener: ChannelOpener = partial(self.open, model, version_id)
         return opener
 
-    async def open(self, model: Model) -> Channel:
+    async def open(self, model: Model, version_id: int | None = None) -> Channel:
         home = self._loop
         if home is not None and home is not asyncio.get_running_loop() and not home.is_closed():
-            opened = asyncio.run_coroutine_threadsafe(self._open(model), home)
+            opened = asyncio.run_coroutine_threadsafe(self._open(model, version_id), home)
             return await asyncio.wrap_future(opened)
-        return await self._open(model)
+        return await self._open(model, version_id)
 
-    async def _open(self, model: Model) -> Channel:
+    async def _open(self, model: Model, version_id: int | None) -> Channel:
         if self._app is None:
             raise RuntimeError("no app to serve on worker channels")
         folder, temporary = await asyncio.to_thread(self._new_folder)
-        channel = Channel(model, folder, temporary)
+        channel = Channel(model, folder, temporary, version_id)
         try:
             await channel.start(self._app)
         except BaseException:

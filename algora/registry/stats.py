@@ -35,7 +35,10 @@ __all__ = [
     "StatsPoint",
     "Step",
     "VersionStats",
+    "buckets_of",
+    "floor_to",
     "parse_moment",
+    "version_named",
 ]
 
 Step = Literal["1m", "1h", "1d"]
@@ -124,9 +127,32 @@ def parse_moment(text: str | None, now: datetime) -> datetime | None:
     return moment
 
 
-def _floor(moment: datetime, step: timedelta) -> datetime:
+def floor_to(moment: datetime, step: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1)
     return epoch + (moment - epoch) // step * step
+
+
+def buckets_of(
+    since: datetime | None, until: datetime | None, step: str
+) -> tuple[timedelta, datetime, datetime, list[datetime]]:
+    """The window's buckets: their width, the first's start, the last's end and every start,
+    from ``since`` (default: 60 steps before ``until``) to ``until`` (default: now). Bad
+    arguments raise InvalidInput (400)."""
+    width = _STEPS.get(step)
+    if width is None:
+        raise InvalidInput(f"step '{step[:20]}' is not one of 1m, 1h, 1d")
+    until = until or datetime.now(UTC).replace(tzinfo=None)
+    since = since or until - 60 * width
+    if since >= until:
+        raise InvalidInput("since must come before until: widen the window")
+    start, end = floor_to(since, width), floor_to(until - timedelta(microseconds=1), width) + width
+    count = (end - start) // width
+    if count > MAX_POINTS[step]:
+        raise InvalidInput(
+            f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} by {step} is {count} buckets; "
+            f"at most {MAX_POINTS[step]}: narrow the window or use a larger step"
+        )
+    return width, start, end, [start + i * width for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -150,20 +176,7 @@ class Statistics:
         """Each version's buckets from ``since`` (default: 60 steps before ``until``) to
         ``until`` (default: now), naive UTC datetimes; ``version`` (``1.2.3``) keeps one. The
         caller must be able to read the model; bad arguments raise InvalidInput (400)."""
-        width = _STEPS.get(step)
-        if width is None:
-            raise InvalidInput(f"step '{step[:20]}' is not one of 1m, 1h, 1d")
-        until = until or datetime.now(UTC).replace(tzinfo=None)
-        since = since or until - 60 * width
-        if since >= until:
-            raise InvalidInput("since must come before until: widen the window")
-        start, end = _floor(since, width), _floor(until - timedelta(microseconds=1), width) + width
-        count = (end - start) // width
-        if count > MAX_POINTS[step]:
-            raise InvalidInput(
-                f"{since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} by {step} is {count} buckets; "
-                f"at most {MAX_POINTS[step]}: narrow the window or use a larger step"
-            )
+        width, start, end, starts = buckets_of(since, until, step)
         with self.sessions() as session:
             model = self.registry.require_model(session, caller, owner, name, "read")
             statement = (
@@ -177,15 +190,14 @@ class Statistics:
             )
             semvers: dict[int, str] = {}
             if version is not None:
-                wanted = self._version(session, model.id, version, f"{owner}/{name}")
+                wanted = version_named(session, model.id, version, f"{owner}/{name}")
                 statement = statement.where(CallStats.version_id == wanted.id)
                 semvers[wanted.id] = wanted.semver
             buckets: dict[int, dict[datetime, list[float]]] = {}
             for row, row_version in session.execute(statement):
                 semvers[row_version.id] = row_version.semver
-                at = _floor(row.minute, width)
+                at = floor_to(row.minute, width)
                 _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
-        starts = [start + i * width for i in range(count)]
         ordered = sorted(semvers, key=lambda v: _sort_key(semvers[v]), reverse=True)
         return ModelStats(
             model=f"{owner}/{name}",
@@ -197,25 +209,27 @@ class Statistics:
             ),
         )
 
-    def _version(self, session: Session, model_id: int, text: str, model: str) -> Version:
-        match = _SEMVER.match(text)
-        found = None
-        if match is not None:
-            major, minor, patch = (int(part) for part in match.groups())
-            found = session.scalars(
-                select(Version).where(
-                    Version.model_id == model_id,
-                    Version.major == major,
-                    Version.minor == minor,
-                    Version.patch == patch,
-                )
-            ).first()
-        if found is None:
-            raise VersionNotFound(
-                f"'{model}' has no version '{text[:40]}': name one exactly (1.2.3); "
-                "`algora versions` lists them"
+
+def version_named(session: Session, model_id: int, text: str, model: str) -> Version:
+    """The version of ``model`` (its id, its name for the message) named exactly ``text``."""
+    match = _SEMVER.match(text)
+    found = None
+    if match is not None:
+        major, minor, patch = (int(part) for part in match.groups())
+        found = session.scalars(
+            select(Version).where(
+                Version.model_id == model_id,
+                Version.major == major,
+                Version.minor == minor,
+                Version.patch == patch,
             )
-        return found
+        ).first()
+    if found is None:
+        raise VersionNotFound(
+            f"'{model}' has no version '{text[:40]}': name one exactly (1.2.3); "
+            "`algora versions` lists them"
+        )
+    return found
 
 
 # a bucket's sums: the counts of ``_FIELDS`` in order, then latency seconds and the buckets

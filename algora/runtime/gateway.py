@@ -4,9 +4,10 @@ Model code calls models and reads data over HTTP (Algorithmia's client, Algora's
 library); the gateway serves each worker on a private Unix socket (docs/protocol.md, "calls
 from inside models"). This module listens on ``127.0.0.1`` at a free port and copies bytes
 between each connection to it and a new connection to the socket, both ways, without reading
-them. :func:`start` sets ``ALGORITHMIA_API`` and ``ALGORA_URL`` to that address (the gateway
-put the credential in ``ALGORITHMIA_API_KEY`` and ``ALGORA_KEY``), so that
-``Algorithmia.client()`` and ``algora.Client()`` need no arguments.
+them. :func:`start` sets ``ALGORITHMIA_API``, ``ALGORA_URL`` and ``ALGORITHM_QUEUE_READER_URL``
+(where Algorithmia's ``report_insights`` posts) to that address (the gateway put the credential
+in ``ALGORITHMIA_API_KEY`` and ``ALGORA_KEY``), so that ``Algorithmia.client()`` and
+``algora.Client()`` need no arguments.
 
 One thread with a selector serves every connection: a thread's stack counts against the
 worker's memory limit (RLIMIT_DATA), so there are no threads per connection. Standard library
@@ -47,6 +48,7 @@ def start(socket_path: str) -> str:
     url = f"http://127.0.0.1:{port}"
     os.environ["ALGORITHMIA_API"] = url
     os.environ["ALGORA_URL"] = url
+    os.environ["ALGORITHM_QUEUE_READER_URL"] = url  # where Algorithmia's report_insights posts
     for name in ("NO_PROXY", "no_proxy"):  # a proxy from the environment must not intercept
         hosts = [h for h in os.environ.get(name, "").split(",") if h.strip()]
         os.environ[name] = ",".join([*hosts, "127.0.0.1"])

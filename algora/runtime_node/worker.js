@@ -681,6 +681,7 @@ function startGatewayForwarder(socketPath) {
       const url = `http://127.0.0.1:${server.address().port}`;
       process.env.ALGORITHMIA_API = url;
       process.env.ALGORA_URL = url;
+      process.env.ALGORITHM_QUEUE_READER_URL = url; // a model's POST /insights reports
       for (const name of ['NO_PROXY', 'no_proxy']) {
         const hosts = (process.env[name] || '').split(',').filter((h) => h.trim());
         process.env[name] = [...hosts, '127.0.0.1'].join(',');

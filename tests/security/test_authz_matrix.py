@@ -136,6 +136,8 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): EVERYONE,  # metrics:read, privileged as audit:read is
     # Usage: everyone reads their own (filtered); quotas are set and removed by admins (the
     # quota the matrix removes does not exist: 404 once authorized).
+    ("POST", "/insights"): frozenset(),  # only model code reports, on its worker's channel
+    ("GET", _MODEL + "/reports"): ORG,
     ("GET", "/api/v1/usage"): EVERYONE,
     ("GET", "/api/v1/quotas"): EVERYONE,
     ("PUT", "/api/v1/quotas/{kind}/{subject}"): frozenset({"admin"}),

@@ -88,6 +88,10 @@ _MARKER = (
     "provenance is no shape a schema can say"
 )
 _NO_ACL = "always refused (400) once the caller may write there: the space has no ACL to set"
+_WINDOW = (
+    "since comes before until, and the window holds at most so many steps: relations between "
+    "query parameters, which OpenAPI cannot say"
+)
 REFUSES_VALID = {
     # Operations that refuse some requests the document allows, because the rule is one no
     # schema can state; the rest of the checks still run on them.
@@ -112,10 +116,8 @@ REFUSES_VALID = {
     "DELETE /v1/data/.session{rest}": _NOT_EMPTY,
     "PATCH /v1/data/.algo{rest}": _NO_ACL,
     "PATCH /v1/data/.session{rest}": _NO_ACL,
-    "GET /api/v1/models/{owner}/{name}/stats": (
-        "since comes before until, and the window holds at most so many steps: relations "
-        "between query parameters, which OpenAPI cannot say"
-    ),
+    "GET /api/v1/models/{owner}/{name}/stats": _WINDOW,
+    "GET /api/v1/models/{owner}/{name}/reports": _WINDOW,
     "PUT /api/v1/keys/{key_id}/model-limits": (
         "each model at most once in the list (auth.keyring): uniqueness by one field, which "
         "JSON Schema cannot say (uniqueItems compares whole items)"

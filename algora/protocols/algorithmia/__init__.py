@@ -11,6 +11,7 @@ from algora.protocols.algorithmia import (
     algorithm_settings,
     calls,
     git_http,
+    insights,
     manage,
     reads,
 )
@@ -20,5 +21,5 @@ __all__ = ["AlgorithmiaNamesMiddleware", "router"]
 
 router = APIRouter()
 # The settings before the algorithm reads: /v1/algorithms/{id}/secrets would read as owner/name.
-for _part in (calls, algorithm_settings, reads, manage, git_http, accounts):
+for _part in (calls, algorithm_settings, reads, manage, git_http, accounts, insights):
     router.include_router(_part.router)

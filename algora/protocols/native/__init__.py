@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from algora.protocols.native import access, aliases, audit, keys, models, stats, usage
+from algora.protocols.native import access, aliases, audit, keys, models, reports, stats, usage
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, usage):
+for _part in (models, keys, access, audit, aliases, stats, reports, usage):
     router.include_router(_part.router)

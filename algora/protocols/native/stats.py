@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 
@@ -13,11 +13,12 @@ from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute
 from algora.protocols.routing import Op, add_routes, one
 from algora.protocols.wire import FromView
-from algora.registry.stats import MOMENT_PATTERN, ModelStats, Statistics, Step, parse_moment
+from algora.registry.stats import MOMENT_PATTERN, Step, parse_moment
 
-__all__ = ["moment_query", "router"]
+__all__ = ["WINDOW_QUERY", "moment_query", "router", "windowed"]
 
 router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["statistics"])
+T_co = TypeVar("T_co", covariant=True)
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
 _WHEN = "an ISO 8601 time (UTC unless it says), or a duration before now: 30m, 6h, 2d, 1w"
 # the forms the service takes, as JSON Schema writes a pattern (it parses them itself, to say
@@ -65,8 +66,22 @@ class ModelStatsOut(FromView):
     versions: list[StatsVersionOut]
 
 
-def _series(
-    statistics: Statistics,
+class _Windowed(Protocol[T_co]):
+    def series(
+        self,
+        caller: Caller,
+        owner: str,
+        name: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        step: str,
+        version: str | None,
+    ) -> T_co: ...
+
+
+def windowed(
+    service: _Windowed[T_co],
     caller: Caller,
     owner: str,
     name: str,
@@ -74,9 +89,11 @@ def _series(
     until: str | None,
     step: Step,
     version: str | None,
-) -> ModelStats:
+) -> T_co:
+    """A route's call of ``service.series`` over the window its query names (see
+    :data:`WINDOW_QUERY`)."""
     now = datetime.now(UTC).replace(tzinfo=None)
-    return statistics.series(
+    return service.series(
         caller,
         owner,
         name,
@@ -87,25 +104,29 @@ def _series(
     )
 
 
+WINDOW_QUERY: dict[str, tuple[Any, Any]] = {
+    "since": moment_query("From"),
+    "until": moment_query("To"),
+    "step": (Annotated[Step, Query(description="The buckets' width.")], "1m"),
+    "version": (
+        Annotated[str | None, Query(max_length=40, description="Only this one (1.2.3).")],
+        None,
+    ),
+}
+"""The query of a route that reads a model's series: its window, step and version."""
+
+
 add_routes(
     router,
     lambda platform: platform.statistics,
     Op(
         "GET /models/{owner}/{name}/stats",
         "model_stats",
-        _series,
+        windowed,
         ReadModels,
         one(ModelStatsOut),
         "stats.read",
-        query={
-            "since": moment_query("From"),
-            "until": moment_query("To"),
-            "step": (Annotated[Step, Query(description="The buckets' width.")], "1m"),
-            "version": (
-                Annotated[str | None, Query(max_length=40, description="Only this one (1.2.3).")],
-                None,
-            ),
-        },
+        query=WINDOW_QUERY,
         summary="A model's calls, errors and latency (p50/p95/p99) per version over time",
     ),
 )
