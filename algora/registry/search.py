@@ -31,9 +31,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
 from algora.db.shared_state import CallStats, ModelSearchDocument
-from algora.db.tables import Model, Version, utcnow
+from algora.db.tables import Version, utcnow
+from algora.registry.search_rows import ModelRow, VersionRow, model_rows, versions
 from algora.registry.service import Registry
-from algora.registry.views import ModelView, model_view
+from algora.registry.views import ModelView
 from algora.store.base import BlobStore
 
 __all__ = ["Found", "ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
@@ -45,10 +46,6 @@ _README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
 _README_LIMIT = 256 * 1024
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_WORDS = 16
-_VERSION_COLUMNS = (
-    Version.id, Version.model_id, Version.major, Version.minor, Version.patch, Version.status,
-    Version.created_at,
-)  # fmt: skip
 _INSERT = (
     "INSERT INTO docs(rowid, owner, name, description, tags, readme, fields) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -90,21 +87,13 @@ class Found:
 
 
 @dataclass(frozen=True)
-class _Version:
-    """What the search reads of every version: no JSON, no logs, no locks."""
-
-    id: int
-    status: str
-    semver: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class _Entry:
-    model: Model
-    newest: _Version | None
-    ready: _Version | None
+    model: ModelRow
+    newest: VersionRow | None
+    ready: VersionRow | None
     runtime: str
+    signature: str
+    """Of its document in ``model_search``, as :meth:`ModelSearch._entries` left it."""
 
     @property
     def updated_at(self) -> datetime:
@@ -142,7 +131,9 @@ class ModelSearch:
     def search(self, caller: Caller, query: SearchQuery) -> Found:
         """The models the query finds among those the caller may read, in its order; and the
         owners and runtimes of all those the caller may read (the filters' choices)."""
-        readable = self._entries(self._registry.list_models(caller))
+        with self._sessions() as session:
+            models = model_rows(session, caller)
+        readable = self._entries(models)
         owners = sorted({e.model.owner.name for e in readable})
         runtimes = sorted({e.runtime for e in readable} - {""})
         entries = [e for e in readable if _kept(e, query)]
@@ -173,29 +164,26 @@ class ModelSearch:
             return {model_id: int(calls or 0) for model_id, calls in rows}
 
     # the models and their documents ---------------------------------------------------------
-    def _entries(self, models: Sequence[Model]) -> list[_Entry]:
+    def _entries(self, models: Sequence[ModelRow]) -> list[_Entry]:
         if not models:
             return []
         ids = [m.id for m in models]
-        newest: dict[int, _Version] = {}
-        ready: dict[int, _Version] = {}
+        newest: dict[int, VersionRow] = {}
+        ready: dict[int, VersionRow] = {}
         with self._sessions() as session:
-            rows = session.execute(
-                select(*_VERSION_COLUMNS)
-                .where(Version.model_id.in_(ids))
-                .order_by(Version.major, Version.minor, Version.patch)
-            )
-            for id_, model_id, major, minor, patch, status, created_at in rows:
-                version = _Version(id_, status, f"{major}.{minor}.{patch}", created_at)
+            for model_id, version in versions(session, ids):
                 newest[model_id] = version  # ascending: the last one seen is the highest
-                if status == "ready":
+                if version.status == "ready":
                     ready[model_id] = version
             shown = {i: ready.get(i) or newest.get(i) for i in ids}
             runtimes = self._refresh_documents(session, shown)
-        return [_Entry(m, newest.get(m.id), ready.get(m.id), runtimes[m.id]) for m in models]
+        return [
+            _Entry(m, newest.get(m.id), ready.get(m.id), runtimes[m.id], _signature(shown[m.id]))
+            for m in models
+        ]
 
     def _refresh_documents(
-        self, session: Session, shown: dict[int, _Version | None]
+        self, session: Session, shown: dict[int, VersionRow | None]
     ) -> dict[int, str]:
         """Bring the documents of these models (each described by its shown version) up to
         date; the runtime of each."""
@@ -237,9 +225,9 @@ class ModelSearch:
 
     def readme(self, caller: Caller, owner: str, name: str) -> str:
         """The README of the model's newest ready version ("" when it has none)."""
-        model = self._registry.get_model(caller, owner, name)
-        self._entries([model])
+        model = self._registry.get_model(caller, owner, name)  # 404 unless the caller may read it
         with self._sessions() as session:
+            self._entries(model_rows(session, caller, [model.id]))
             row = session.get(ModelSearchDocument, model.id)
             return row.readme if row else ""
 
@@ -263,18 +251,9 @@ class ModelSearch:
         return {model_id: place for place, model_id in enumerate(found)}
 
     def _sqlite_rank(self, session: Session, entries: list[_Entry], words: list[str]) -> list[int]:
-        signatures = dict(
-            session.execute(
-                select(ModelSearchDocument.model_id, ModelSearchDocument.signature).where(
-                    ModelSearchDocument.model_id.in_([e.model.id for e in entries])
-                )
-            ).all()
-        )
         match = " ".join(f'"{w}"*' for w in words)
         with self._lock:
-            fingerprints = {
-                e.model.id: _fingerprint(e.model, signatures.get(e.model.id)) for e in entries
-            }
+            fingerprints = {e.model.id: _fingerprint(e.model, e.signature) for e in entries}
             stale = [
                 e for e in entries if self._indexed.get(e.model.id) != fingerprints[e.model.id]
             ]
@@ -342,9 +321,9 @@ def _postgres_rank(session: Session, ids: list[int], words: list[str]) -> list[i
     return [int(r[0]) for r in session.execute(statement, {"query": query, "ids": ids})]
 
 
-def _fingerprint(model: Model, signature: str | None) -> str:
+def _fingerprint(model: ModelRow, signature: str) -> str:
     """What the in-memory index holds of a model, in a word: its row and its document."""
-    parts = (model.owner.name, model.name, model.description, repr(model.tags), signature or "")
+    parts = (model.owner.name, model.name, model.description, repr(model.tags), signature)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -362,7 +341,7 @@ def _kept(entry: _Entry, query: SearchQuery) -> bool:
 
 def _hit(entry: _Entry) -> SearchHit:
     return SearchHit(
-        model=model_view(entry.model),
+        model=entry.model.view(),
         status=entry.newest.status if entry.newest else "empty",
         latest=entry.ready.semver if entry.ready else None,
         runtime=entry.runtime,
@@ -370,7 +349,7 @@ def _hit(entry: _Entry) -> SearchHit:
     )
 
 
-def _signature(version: _Version | None) -> str:
+def _signature(version: VersionRow | None) -> str:
     """Which version a document describes, as it was: rebuilt when this changes."""
     described = f"{version.id}:{version.status}" if version is not None else ""
     return hashlib.sha256(f"{_FORMAT}:{described}".encode()).hexdigest()
