@@ -244,3 +244,30 @@ def test_a_promotion_is_requested_from_the_models_page_and_approved_by_another(
     assert approved.status_code == 303
     aliases = world.api("ann", "GET", "/api/v1/models/ann/ranker/aliases").json()
     assert {a["alias"]: a["version"] for a in aliases}["production"] == "1.1.0"
+
+
+def test_the_catalog_shows_what_the_registrys_listing_shows_to_each_person(world: World) -> None:
+    """The search reads rows without the ORM and asks the policy itself: it must agree with
+    the registry's listing for every kind of right (owner, organization, grant, visibility)."""
+    assert world.api("ann", "POST", "/api/v1/orgs", json={"name": "club"}).status_code == 201
+    added = world.api("ann", "PUT", "/api/v1/orgs/club/members/cyd", json={"role": "viewer"})
+    assert added.status_code == 200, added.text
+    shared = world.api(
+        "ann", "PATCH", "/api/v1/models/ann/ranker", json={"visibility": "organization"}
+    )
+    assert shared.status_code == 200, shared.text
+    granted = world.api(
+        "ann", "PUT", "/api/v1/models/ann/secret/grants/club", json={"right": "call"}
+    )
+    assert granted.status_code == 200, granted.text
+    platform = world.gateway.http.app.state.platform  # type: ignore[attr-defined]
+    seen: dict[str, set[str]] = {}
+    for who in ("admin", "ann", "bob", "cyd"):
+        caller = platform.authenticator.authenticate(f"Simple {world.keys[who]}")
+        listed = {f"{m.owner.name}/{m.name}" for m in platform.registry.list_models(caller)}
+        page = world.signed_in(who).get("/ui/").text
+        shown = set(re.findall(r'href="/ui/models/([\w-]+/[\w-]+)"', page))
+        assert shown == listed, who
+        seen[who] = shown
+    assert {"ann/ranker", "ann/secret"} <= seen["cyd"]  # through the organization
+    assert "ann/secret" not in seen["bob"]
