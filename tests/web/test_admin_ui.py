@@ -271,3 +271,41 @@ def test_the_catalog_shows_what_the_registrys_listing_shows_to_each_person(world
         seen[who] = shown
     assert {"ann/ranker", "ann/secret"} <= seen["cyd"]  # through the organization
     assert "ann/secret" not in seen["bob"]
+
+
+@pytest.mark.parametrize(
+    ("action", "fields"),
+    [
+        ("/ui/admin/users", {"name": "mallory"}),
+        ("/ui/admin/orgs", {"name": "mallory-org"}),
+        ("/ui/admin/orgs/lab/members", {"member": "cyd", "role": "owner"}),
+        ("/ui/admin/orgs/lab/members/ann/remove", {}),
+        ("/ui/models/ann/sentiment/visibility", {"visibility": "public"}),
+        ("/ui/models/ann/sentiment/grants", {"principal": "cyd", "right": "manage"}),
+        ("/ui/models/ann/sentiment/grants/bob/revoke", {}),
+        ("/ui/models/ann/ranker/promotions", {"alias": "canary", "version": "1.1.0"}),
+    ],
+)
+def test_every_admin_form_is_refused_without_its_csrf_token(
+    world: World, action: str, fields: dict[str, str]
+) -> None:
+    before = _state(world)
+    for token in (None, "forged"):
+        sent = fields if token is None else {"csrf": token, **fields}
+        refused = world.signed_in("admin").post(action, data=sent, follow_redirects=False)
+        assert refused.status_code == 403, (action, refused.status_code)
+        assert "CSRF token" in refused.text
+    assert _state(world) == before
+
+
+def _state(world: World) -> list[Any]:
+    """What the forms could change, as the API reads it."""
+    reads = (
+        "/api/v1/principals", "/api/v1/orgs", "/api/v1/models/ann/sentiment",
+        "/api/v1/models/ann/sentiment/grants", "/api/v1/models/ann/ranker/promotions?status=all",
+    )  # fmt: skip
+    state = [world.api("admin", "GET", path).json() for path in reads]
+    for org in ("lab", "guild", "club"):
+        members = world.api("admin", "GET", f"/api/v1/orgs/{org}/members")
+        state.append(members.json() if members.status_code == 200 else members.status_code)
+    return state
