@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.auth.principals import Caller
 from algora.db.shared_state import CallStats, ModelSearchDocument
 from algora.db.tables import Version, utcnow
-from algora.registry.search_rows import ModelRow, VersionRow, model_rows, versions
+from algora.registry.search_rows import VersionRow, model_rows, versions
 from algora.registry.service import Registry
 from algora.registry.views import ModelView
 from algora.store.base import BlobStore
@@ -88,7 +88,7 @@ class Found:
 
 @dataclass(frozen=True)
 class _Entry:
-    model: ModelRow
+    model: ModelView
     newest: VersionRow | None
     ready: VersionRow | None
     runtime: str
@@ -132,9 +132,9 @@ class ModelSearch:
         """The models the query finds among those the caller may read, in its order; and the
         owners and runtimes of all those the caller may read (the filters' choices)."""
         with self._sessions() as session:
-            models = model_rows(session, caller)
+            models = [row.view for row in model_rows(session, caller)]
         readable = self._entries(models)
-        owners = sorted({e.model.owner.name for e in readable})
+        owners = sorted({e.model.owner for e in readable})
         runtimes = sorted({e.runtime for e in readable} - {""})
         entries = [e for e in readable if _kept(e, query)]
         words = words_of(query.text)
@@ -164,7 +164,7 @@ class ModelSearch:
             return {model_id: int(calls or 0) for model_id, calls in rows}
 
     # the models and their documents ---------------------------------------------------------
-    def _entries(self, models: Sequence[ModelRow]) -> list[_Entry]:
+    def _entries(self, models: Sequence[ModelView]) -> list[_Entry]:
         if not models:
             return []
         ids = [m.id for m in models]
@@ -227,7 +227,7 @@ class ModelSearch:
         """The README of the model's newest ready version ("" when it has none)."""
         model = self._registry.get_model(caller, owner, name)  # 404 unless the caller may read it
         with self._sessions() as session:
-            self._entries(model_rows(session, caller, [model.id]))
+            self._entries([row.view for row in model_rows(session, caller, [model.id])])
             row = session.get(ModelSearchDocument, model.id)
             return row.readme if row else ""
 
@@ -288,7 +288,7 @@ class ModelSearch:
             model, document = entry.model, documents.get(entry.model.id)
             memory.execute("DELETE FROM docs WHERE rowid = ?", (model.id,))
             memory.execute(_INSERT, (
-                model.id, model.owner.name, model.name, model.description,
+                model.id, model.owner, model.name, model.description,
                 " ".join(str(t) for t in model.tags),
                 document.readme if document else "", document.fields if document else "",
             ))  # fmt: skip
@@ -321,9 +321,9 @@ def _postgres_rank(session: Session, ids: list[int], words: list[str]) -> list[i
     return [int(r[0]) for r in session.execute(statement, {"query": query, "ids": ids})]
 
 
-def _fingerprint(model: ModelRow, signature: str) -> str:
+def _fingerprint(model: ModelView, signature: str) -> str:
     """What the in-memory index holds of a model, in a word: its row and its document."""
-    parts = (model.owner.name, model.name, model.description, repr(model.tags), signature)
+    parts = (model.owner, model.name, model.description, repr(model.tags), signature)
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
 
 
@@ -332,7 +332,7 @@ def _kept(entry: _Entry, query: SearchQuery) -> bool:
     status = entry.newest.status if entry.newest else "empty"
     runtime = entry.runtime
     return (
-        (not query.owner or model.owner.name == query.owner)
+        (not query.owner or model.owner == query.owner)
         and (not query.visibility or model.visibility == query.visibility)
         and (not query.status or status == query.status)
         and (not query.runtime or runtime == query.runtime)
@@ -341,7 +341,7 @@ def _kept(entry: _Entry, query: SearchQuery) -> bool:
 
 def _hit(entry: _Entry) -> SearchHit:
     return SearchHit(
-        model=entry.model.view(),
+        model=entry.model,
         status=entry.newest.status if entry.newest else "empty",
         latest=entry.ready.semver if entry.ready else None,
         runtime=entry.runtime,

@@ -47,23 +47,16 @@ class OwnerRow:
 
 @dataclass(frozen=True)
 class ModelRow:
-    id: int
+    """A model as the page shows it (``view``) and what its rights are decided from."""
+
+    view: ModelView
     owner_id: int
     owner: OwnerRow
-    name: str
-    description: str
-    visibility: str
-    tags: tuple[str, ...]
-    deprecated: bool
-    created_at: datetime
     grants: tuple[GrantRow, ...]
 
-    def view(self) -> ModelView:
-        return ModelView(
-            id=self.id, owner=self.owner.name, name=self.name, description=self.description,
-            visibility=self.visibility, tags=self.tags, deprecated=self.deprecated,
-            created_at=self.created_at,
-        )  # fmt: skip
+    @property
+    def visibility(self) -> str:
+        return self.view.visibility
 
 
 @dataclass(frozen=True)
@@ -102,16 +95,19 @@ def model_rows(session: Session, caller: Caller, ids: list[int] | None = None) -
     owners = _owners(session, {(row.owner_id, row.owner_name) for row in rows})
     models = [
         ModelRow(
-            id=row.id,
-            owner_id=row.owner_id,
-            owner=owners[row.owner_id],
-            name=row.name,
-            description=row.description or "",
-            visibility=row.visibility,
-            tags=tuple(str(t) for t in row.tags or ()),
-            deprecated=bool(row.deprecated),
-            created_at=row.created_at,
-            grants=tuple(grants.get(row.id, ())),
+            ModelView(
+                id=row.id,
+                owner=row.owner_name,
+                name=row.name,
+                description=row.description or "",
+                visibility=row.visibility,
+                tags=tuple(str(t) for t in row.tags or ()),
+                deprecated=bool(row.deprecated),
+                created_at=row.created_at,
+            ),
+            row.owner_id,
+            owners[row.owner_id],
+            tuple(grants.get(row.id, ())),
         )
         for row in rows
     ]
