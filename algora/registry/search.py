@@ -40,6 +40,7 @@ from algora.store.base import BlobStore
 __all__ = ["Found", "ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
 
 Sort = Literal["relevance", "recent", "calls"]
+_Fingerprint = tuple[str, str, str, tuple[str, ...], str]
 _FORMAT = "1"
 """Raised when what a document holds changes, so that every document is rebuilt once."""
 _README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
@@ -94,10 +95,8 @@ class _Entry:
     runtime: str
     signature: str
     """Of its document in ``model_search``, as :meth:`ModelSearch._entries` left it."""
-
-    @property
-    def updated_at(self) -> datetime:
-        return max(self.model.created_at, self.newest.created_at if self.newest else datetime.min)
+    updated_at: datetime
+    """When the model or its newest version was created."""
 
 
 def words_of(query: str) -> list[str]:
@@ -125,7 +124,7 @@ class ModelSearch:
         self._store = store
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
-        self._indexed: dict[int, str] = {}
+        self._indexed: dict[int, _Fingerprint] = {}
         """Model id -> the fingerprint of what the in-memory index holds for it."""
 
     def search(self, caller: Caller, query: SearchQuery) -> Found:
@@ -176,20 +175,28 @@ class ModelSearch:
                 if version.status == "ready":
                     ready[model_id] = version
             shown = {i: ready.get(i) or newest.get(i) for i in ids}
-            runtimes = self._refresh_documents(session, shown)
-        return [
-            _Entry(m, newest.get(m.id), ready.get(m.id), runtimes[m.id], _signature(shown[m.id]))
-            for m in models
-        ]
+            signatures = {i: _signature(version) for i, version in shown.items()}
+            runtimes = self._refresh_documents(session, shown, signatures)
+        entries = []
+        for m in models:
+            last = newest.get(m.id)
+            updated = m.created_at if last is None else max(m.created_at, last.created_at)
+            entries.append(
+                _Entry(m, last, ready.get(m.id), runtimes[m.id], signatures[m.id], updated)
+            )
+        return entries
 
     def _refresh_documents(
-        self, session: Session, shown: dict[int, VersionRow | None]
+        self,
+        session: Session,
+        shown: dict[int, VersionRow | None],
+        signatures: dict[int, str],
     ) -> dict[int, str]:
-        """Bring the documents of these models (each described by its shown version) up to
-        date; the runtime of each."""
+        """Bring the documents of these models (each described by its shown version, whose
+        signature ``signatures`` holds) up to date; the runtime of each."""
         stored = {
             model_id: (signature, runtime)
-            for model_id, signature, runtime in session.execute(
+            for model_id, signature, runtime in session.connection().execute(
                 select(
                     ModelSearchDocument.model_id,
                     ModelSearchDocument.signature,
@@ -201,7 +208,7 @@ class ModelSearch:
         stale = {
             model_id: version
             for model_id, version in shown.items()
-            if stored.get(model_id, ("", ""))[0] != _signature(version)
+            if stored.get(model_id, ("", ""))[0] != signatures[model_id]
         }
         if not stale:
             return runtimes
@@ -213,7 +220,7 @@ class ModelSearch:
             session.merge(
                 ModelSearchDocument(
                     model_id=model_id,
-                    signature=_signature(version),
+                    signature=signatures[model_id],
                     version_id=row.id if row is not None else None,
                     readme=self._readme(row.archive_hash) if row is not None else "",
                     fields=" ".join(_field_names(row)) if row is not None else "",
@@ -272,7 +279,7 @@ class ModelSearch:
         return [int(r[0]) for r in rows if int(r[0]) in wanted]
 
     def _index_models(
-        self, session: Session, entries: list[_Entry], fingerprints: dict[int, str]
+        self, session: Session, entries: list[_Entry], fingerprints: dict[int, _Fingerprint]
     ) -> None:
         """(Re)write these models' rows of the in-memory index; under the lock."""
         documents = {
@@ -321,10 +328,10 @@ def _postgres_rank(session: Session, ids: list[int], words: list[str]) -> list[i
     return [int(r[0]) for r in session.execute(statement, {"query": query, "ids": ids})]
 
 
-def _fingerprint(model: ModelView, signature: str) -> str:
-    """What the in-memory index holds of a model, in a word: its row and its document."""
-    parts = (model.owner, model.name, model.description, repr(model.tags), signature)
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+def _fingerprint(model: ModelView, signature: str) -> _Fingerprint:
+    """What the in-memory index holds of a model: its row's words and its document's
+    signature (compared as they are: cheaper than hashing them)."""
+    return (model.owner, model.name, model.description, model.tags, signature)
 
 
 def _kept(entry: _Entry, query: SearchQuery) -> bool:

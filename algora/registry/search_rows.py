@@ -70,8 +70,8 @@ class VersionRow:
 
 
 _MODEL_COLUMNS = (
-    Model.id, Model.owner_id, Principal.name.label("owner_name"), Model.name, Model.description,
-    Model.visibility, Model.tags, Model.deprecated, Model.created_at,
+    Model.id, Model.owner_id, Principal.name, Model.name, Model.description, Model.visibility,
+    Model.tags, Model.deprecated, Model.created_at,
 )  # fmt: skip
 _VERSION_COLUMNS = (
     Version.id, Version.model_id, Version.major, Version.minor, Version.patch, Version.status,
@@ -88,30 +88,22 @@ def model_rows(session: Session, caller: Caller, ids: list[int] | None = None) -
     if ids is not None:
         statement = statement.where(Model.id.in_(ids))
         grant_rows = grant_rows.where(Grant.model_id.in_(ids))
-    rows = session.execute(statement).all()
+    rows = session.connection().execute(statement).all()
     grants: dict[int, list[GrantRow]] = defaultdict(list)
     for model_id, grantee_id, right in session.execute(grant_rows):
         grants[model_id].append(GrantRow(grantee_id, right))
-    owners = _owners(session, {(row.owner_id, row.owner_name) for row in rows})
-    models = [
-        ModelRow(
-            ModelView(
-                id=row.id,
-                owner=row.owner_name,
-                name=row.name,
-                description=row.description or "",
-                visibility=row.visibility,
-                tags=tuple(str(t) for t in row.tags or ()),
-                deprecated=bool(row.deprecated),
-                created_at=row.created_at,
-            ),
-            row.owner_id,
-            owners[row.owner_id],
-            tuple(grants.get(row.id, ())),
-        )
-        for row in rows
-    ]
-    return [m for m in models if can(caller, "read", m)]
+    owners = _owners(session, {(row[1], row[2]) for row in rows})
+    readable = []
+    for id_, owner_id, owner, name, description, visibility, tags, deprecated, created_at in rows:
+        view = ModelView(
+            id=id_, owner=owner, name=name, description=description or "",
+            visibility=visibility, tags=tuple(str(t) for t in tags or ()),
+            deprecated=bool(deprecated), created_at=created_at,
+        )  # fmt: skip
+        model = ModelRow(view, owner_id, owners[owner_id], tuple(grants.get(id_, ())))
+        if can(caller, "read", model):
+            readable.append(model)
+    return readable
 
 
 def _owners(session: Session, owners: Iterable[tuple[int, str]]) -> dict[int, OwnerRow]:
@@ -133,5 +125,6 @@ def versions(session: Session, model_ids: list[int]) -> Iterable[tuple[int, Vers
         .where(Version.model_id.in_(model_ids))
         .order_by(Version.major, Version.minor, Version.patch)
     )
-    for id_, model_id, major, minor, patch, status, created_at in session.execute(statement):
+    rows = session.connection().execute(statement)  # Core: no ORM work per row
+    for id_, model_id, major, minor, patch, status, created_at in rows:
         yield model_id, VersionRow(id_, status, f"{major}.{minor}.{patch}", created_at)
