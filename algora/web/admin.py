@@ -34,10 +34,9 @@ async def refused_again(
     request: Request, error: AlgoraError, page: Callable[..., Awaitable[Response]], *args: Any
 ) -> Response:
     """A form the service refused: its ``page(request, *args)`` again with the reason and the
-    refusal's status (a 404 stays a plain not-found page: hidden things look like missing ones)."""
+    refusal's status. The page checks the visitor's rights again, so the page of something
+    hidden from them is the plain not-found page, whatever the form said."""
     note_error(request, error)
-    if error.status == 404:
-        raise error
     return await page(request, *args, status=int(error.status), error=error.message)
 
 

@@ -309,3 +309,20 @@ def _state(world: World) -> list[Any]:
         members = world.api("admin", "GET", f"/api/v1/orgs/{org}/members")
         state.append(members.json() if members.status_code == 200 else members.status_code)
     return state
+
+
+def test_a_refused_form_shows_its_page_again_saying_why(world: World) -> None:
+    ann = world.signed_in("ann")
+    _post(ann, "/ui/admin/orgs", "/ui/admin/orgs", name="band")
+    band = "/ui/admin/orgs/band"
+    nobody = _post(ann, band, f"{band}/members", member="nobody", role="member")
+    assert nobody.status_code == 404
+    assert 'id="form-error"' in nobody.text and "nobody" in nobody.text
+    assert "Add a member" in nobody.text  # the organization's page, not a bare 404
+    model = "/ui/models/ann/sentiment"
+    unknown = _post(ann, f"{model}/access", f"{model}/grants", principal="nobody", right="call")
+    assert unknown.status_code == 404 and "Grant a right" in unknown.text
+    world.keys.update(new_users(world.gateway.client, "zed"))
+    zed = world.signed_in("zed")  # a stranger's refusal is the plain not-found page
+    hidden = _post(zed, "/ui/", "/ui/models/ann/secret/grants", principal="zed", right="manage")
+    assert hidden.status_code == 404 and "Grant a right" not in hidden.text
