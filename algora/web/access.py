@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Annotated
+from typing import Annotated, get_args
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from algora.auth.accounts import GRANT_RIGHTS
 from algora.errors import AlgoraError, BadRequest
 from algora.gateway.auditing import note_error, trail_of
 from algora.gateway.permissions import declare
@@ -32,8 +33,7 @@ router = APIRouter(prefix="/models/{owner}/{name}")
 Manager = Annotated[Visitor, Depends(SignedIn("models:manage"))]
 Changer = Annotated[Visitor, Depends(SignedIn("models:manage", write=True))]
 Requester = Annotated[Visitor, Depends(SignedIn("aliases:write", write=True))]
-VISIBILITIES: tuple[Visibility, ...] = ("private", "organization", "public")
-RIGHTS = ("call", "manage")
+VISIBILITIES: tuple[Visibility, ...] = get_args(Visibility)
 _NOTE_CHARACTERS = 500
 
 
@@ -56,7 +56,7 @@ async def _access_page(
     grants = await asyncio.to_thread(platform.accounts.grants, caller, owner, name)
     return site.render(
         request, "access.html", status, visitor=visitor, model=model, grants=grants,
-        visibilities=VISIBILITIES, rights=RIGHTS, error=error,
+        visibilities=VISIBILITIES, rights=GRANT_RIGHTS, error=error,
     )  # fmt: skip
 
 
