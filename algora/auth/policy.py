@@ -21,7 +21,8 @@ code has the intersection of the rights of the principals it names (``algora.aut
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Sequence
+from typing import Literal, Protocol
 
 from algora.auth.principals import Caller
 from algora.auth.scopes import has_scope
@@ -31,6 +32,7 @@ from algora.errors import ModelNotFound, PermissionDenied
 __all__ = [
     "ROLES",
     "Action",
+    "Governed",
     "Role",
     "can",
     "can_manage_org",
@@ -53,11 +55,42 @@ _ROLE_RIGHT: dict[str, Action] = {
 _GRANT_RIGHT: dict[str, Action] = {"call": "call", "manage": "manage"}
 
 
+class _GrantRow(Protocol):
+    @property
+    def grantee_id(self) -> int: ...
+    @property
+    def right(self) -> str: ...
+
+
+class _MembershipRow(Protocol):
+    @property
+    def org_id(self) -> int: ...
+
+
+class _OwnerRow(Protocol):
+    @property
+    def memberships(self) -> Sequence[_MembershipRow]: ...
+
+
+class Governed(Protocol):
+    """What a model's rights are decided from: a :class:`Model` row, or the same values read
+    without the ORM (the catalog's search reads a thousand models at once that way)."""
+
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def visibility(self) -> str: ...
+    @property
+    def grants(self) -> Sequence[_GrantRow]: ...
+    @property
+    def owner(self) -> _OwnerRow: ...
+
+
 def _rank(action: Action | None) -> int:
     return -1 if action is None else _ACTIONS.index(action)
 
 
-def model_right(caller: Caller, model: Model) -> Action | None:
+def model_right(caller: Caller, model: Governed) -> Action | None:
     """The highest right the caller's principal holds on the model (None: none at all).
 
     For a credential held by model code, the lowest right among the principals that bound it
@@ -69,7 +102,7 @@ def model_right(caller: Caller, model: Model) -> Action | None:
     return _principal_right(caller, model)
 
 
-def _principal_right(caller: Caller, model: Model) -> Action | None:
+def _principal_right(caller: Caller, model: Governed) -> Action | None:
     if caller.is_admin or model.owner_id == caller.principal_id:
         return "manage"
     best: Action | None = None
@@ -94,7 +127,7 @@ def _principal_right(caller: Caller, model: Model) -> Action | None:
     return best
 
 
-def can(caller: Caller, action: Action, model: Model) -> bool:
+def can(caller: Caller, action: Action, model: Governed) -> bool:
     """Whether the caller's principal may ``action`` the model (scopes are checked apart)."""
     return _rank(model_right(caller, model)) >= _rank(action)
 

@@ -31,24 +31,22 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
 from algora.db.shared_state import CallStats, ModelSearchDocument
-from algora.db.tables import Model, Version, utcnow
+from algora.db.tables import Version, utcnow
+from algora.registry.search_rows import VersionRow, model_rows, versions
 from algora.registry.service import Registry
-from algora.registry.views import ModelView, model_view
+from algora.registry.views import ModelView
 from algora.store.base import BlobStore
 
 __all__ = ["Found", "ModelSearch", "SearchHit", "SearchQuery", "Sort", "runtime_of", "words_of"]
 
 Sort = Literal["relevance", "recent", "calls"]
+_Fingerprint = tuple[str, str, str, tuple[str, ...], str]
 _FORMAT = "1"
 """Raised when what a document holds changes, so that every document is rebuilt once."""
 _README_NAMES = ("readme.md", "readme.markdown", "readme.txt", "readme")
 _README_LIMIT = 256 * 1024
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MAX_WORDS = 16
-_VERSION_COLUMNS = (
-    Version.id, Version.model_id, Version.major, Version.minor, Version.patch, Version.status,
-    Version.created_at,
-)  # fmt: skip
 _INSERT = (
     "INSERT INTO docs(rowid, owner, name, description, tags, readme, fields) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -90,25 +88,15 @@ class Found:
 
 
 @dataclass(frozen=True)
-class _Version:
-    """What the search reads of every version: no JSON, no logs, no locks."""
-
-    id: int
-    status: str
-    semver: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
 class _Entry:
-    model: Model
-    newest: _Version | None
-    ready: _Version | None
+    model: ModelView
+    newest: VersionRow | None
+    ready: VersionRow | None
     runtime: str
-
-    @property
-    def updated_at(self) -> datetime:
-        return max(self.model.created_at, self.newest.created_at if self.newest else datetime.min)
+    signature: str
+    """Of its document in ``model_search``, as :meth:`ModelSearch._entries` left it."""
+    updated_at: datetime
+    """When the model or its newest version was created."""
 
 
 def words_of(query: str) -> list[str]:
@@ -136,14 +124,16 @@ class ModelSearch:
         self._store = store
         self._lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
-        self._indexed: dict[int, str] = {}
+        self._indexed: dict[int, _Fingerprint] = {}
         """Model id -> the fingerprint of what the in-memory index holds for it."""
 
     def search(self, caller: Caller, query: SearchQuery) -> Found:
         """The models the query finds among those the caller may read, in its order; and the
         owners and runtimes of all those the caller may read (the filters' choices)."""
-        readable = self._entries(self._registry.list_models(caller))
-        owners = sorted({e.model.owner.name for e in readable})
+        with self._sessions() as session:
+            models = [row.view for row in model_rows(session, caller)]
+        readable = self._entries(models)
+        owners = sorted({e.model.owner for e in readable})
         runtimes = sorted({e.runtime for e in readable} - {""})
         entries = [e for e in readable if _kept(e, query)]
         words = words_of(query.text)
@@ -173,35 +163,40 @@ class ModelSearch:
             return {model_id: int(calls or 0) for model_id, calls in rows}
 
     # the models and their documents ---------------------------------------------------------
-    def _entries(self, models: Sequence[Model]) -> list[_Entry]:
+    def _entries(self, models: Sequence[ModelView]) -> list[_Entry]:
         if not models:
             return []
         ids = [m.id for m in models]
-        newest: dict[int, _Version] = {}
-        ready: dict[int, _Version] = {}
+        newest: dict[int, VersionRow] = {}
+        ready: dict[int, VersionRow] = {}
         with self._sessions() as session:
-            rows = session.execute(
-                select(*_VERSION_COLUMNS)
-                .where(Version.model_id.in_(ids))
-                .order_by(Version.major, Version.minor, Version.patch)
-            )
-            for id_, model_id, major, minor, patch, status, created_at in rows:
-                version = _Version(id_, status, f"{major}.{minor}.{patch}", created_at)
+            for model_id, version in versions(session, ids):
                 newest[model_id] = version  # ascending: the last one seen is the highest
-                if status == "ready":
+                if version.status == "ready":
                     ready[model_id] = version
             shown = {i: ready.get(i) or newest.get(i) for i in ids}
-            runtimes = self._refresh_documents(session, shown)
-        return [_Entry(m, newest.get(m.id), ready.get(m.id), runtimes[m.id]) for m in models]
+            signatures = {i: _signature(version) for i, version in shown.items()}
+            runtimes = self._refresh_documents(session, shown, signatures)
+        entries = []
+        for m in models:
+            last = newest.get(m.id)
+            updated = m.created_at if last is None else max(m.created_at, last.created_at)
+            entries.append(
+                _Entry(m, last, ready.get(m.id), runtimes[m.id], signatures[m.id], updated)
+            )
+        return entries
 
     def _refresh_documents(
-        self, session: Session, shown: dict[int, _Version | None]
+        self,
+        session: Session,
+        shown: dict[int, VersionRow | None],
+        signatures: dict[int, str],
     ) -> dict[int, str]:
-        """Bring the documents of these models (each described by its shown version) up to
-        date; the runtime of each."""
+        """Bring the documents of these models (each described by its shown version, whose
+        signature ``signatures`` holds) up to date; the runtime of each."""
         stored = {
             model_id: (signature, runtime)
-            for model_id, signature, runtime in session.execute(
+            for model_id, signature, runtime in session.connection().execute(
                 select(
                     ModelSearchDocument.model_id,
                     ModelSearchDocument.signature,
@@ -213,7 +208,7 @@ class ModelSearch:
         stale = {
             model_id: version
             for model_id, version in shown.items()
-            if stored.get(model_id, ("", ""))[0] != _signature(version)
+            if stored.get(model_id, ("", ""))[0] != signatures[model_id]
         }
         if not stale:
             return runtimes
@@ -225,7 +220,7 @@ class ModelSearch:
             session.merge(
                 ModelSearchDocument(
                     model_id=model_id,
-                    signature=_signature(version),
+                    signature=signatures[model_id],
                     version_id=row.id if row is not None else None,
                     readme=self._readme(row.archive_hash) if row is not None else "",
                     fields=" ".join(_field_names(row)) if row is not None else "",
@@ -237,9 +232,9 @@ class ModelSearch:
 
     def readme(self, caller: Caller, owner: str, name: str) -> str:
         """The README of the model's newest ready version ("" when it has none)."""
-        model = self._registry.get_model(caller, owner, name)
-        self._entries([model])
+        model = self._registry.get_model(caller, owner, name)  # 404 unless the caller may read it
         with self._sessions() as session:
+            self._entries([row.view for row in model_rows(session, caller, [model.id])])
             row = session.get(ModelSearchDocument, model.id)
             return row.readme if row else ""
 
@@ -263,18 +258,9 @@ class ModelSearch:
         return {model_id: place for place, model_id in enumerate(found)}
 
     def _sqlite_rank(self, session: Session, entries: list[_Entry], words: list[str]) -> list[int]:
-        signatures = dict(
-            session.execute(
-                select(ModelSearchDocument.model_id, ModelSearchDocument.signature).where(
-                    ModelSearchDocument.model_id.in_([e.model.id for e in entries])
-                )
-            ).all()
-        )
         match = " ".join(f'"{w}"*' for w in words)
         with self._lock:
-            fingerprints = {
-                e.model.id: _fingerprint(e.model, signatures.get(e.model.id)) for e in entries
-            }
+            fingerprints = {e.model.id: _fingerprint(e.model, e.signature) for e in entries}
             stale = [
                 e for e in entries if self._indexed.get(e.model.id) != fingerprints[e.model.id]
             ]
@@ -293,7 +279,7 @@ class ModelSearch:
         return [int(r[0]) for r in rows if int(r[0]) in wanted]
 
     def _index_models(
-        self, session: Session, entries: list[_Entry], fingerprints: dict[int, str]
+        self, session: Session, entries: list[_Entry], fingerprints: dict[int, _Fingerprint]
     ) -> None:
         """(Re)write these models' rows of the in-memory index; under the lock."""
         documents = {
@@ -309,7 +295,7 @@ class ModelSearch:
             model, document = entry.model, documents.get(entry.model.id)
             memory.execute("DELETE FROM docs WHERE rowid = ?", (model.id,))
             memory.execute(_INSERT, (
-                model.id, model.owner.name, model.name, model.description,
+                model.id, model.owner, model.name, model.description,
                 " ".join(str(t) for t in model.tags),
                 document.readme if document else "", document.fields if document else "",
             ))  # fmt: skip
@@ -342,10 +328,10 @@ def _postgres_rank(session: Session, ids: list[int], words: list[str]) -> list[i
     return [int(r[0]) for r in session.execute(statement, {"query": query, "ids": ids})]
 
 
-def _fingerprint(model: Model, signature: str | None) -> str:
-    """What the in-memory index holds of a model, in a word: its row and its document."""
-    parts = (model.owner.name, model.name, model.description, repr(model.tags), signature or "")
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+def _fingerprint(model: ModelView, signature: str) -> _Fingerprint:
+    """What the in-memory index holds of a model: its row's words and its document's
+    signature (compared as they are: cheaper than hashing them)."""
+    return (model.owner, model.name, model.description, model.tags, signature)
 
 
 def _kept(entry: _Entry, query: SearchQuery) -> bool:
@@ -353,7 +339,7 @@ def _kept(entry: _Entry, query: SearchQuery) -> bool:
     status = entry.newest.status if entry.newest else "empty"
     runtime = entry.runtime
     return (
-        (not query.owner or model.owner.name == query.owner)
+        (not query.owner or model.owner == query.owner)
         and (not query.visibility or model.visibility == query.visibility)
         and (not query.status or status == query.status)
         and (not query.runtime or runtime == query.runtime)
@@ -362,7 +348,7 @@ def _kept(entry: _Entry, query: SearchQuery) -> bool:
 
 def _hit(entry: _Entry) -> SearchHit:
     return SearchHit(
-        model=model_view(entry.model),
+        model=entry.model,
         status=entry.newest.status if entry.newest else "empty",
         latest=entry.ready.semver if entry.ready else None,
         runtime=entry.runtime,
@@ -370,7 +356,7 @@ def _hit(entry: _Entry) -> SearchHit:
     )
 
 
-def _signature(version: _Version | None) -> str:
+def _signature(version: VersionRow | None) -> str:
     """Which version a document describes, as it was: rebuilt when this changes."""
     described = f"{version.id}:{version.status}" if version is not None else ""
     return hashlib.sha256(f"{_FORMAT}:{described}".encode()).hexdigest()

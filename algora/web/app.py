@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 from algora.errors import NotFound
 from algora.gateway.permissions import PUBLIC, declare
 from algora.platform import Platform
-from algora.web import audit, data, keys, pages, promotions, signin
+from algora.web import access, admin, audit, data, keys, pages, promotions, signin
 from algora.web.site import HEADERS, Site, install_error_pages, site_of
 
 __all__ = ["create_ui", "front_door"]
@@ -25,6 +25,8 @@ def create_ui(platform: Platform) -> FastAPI:
     ui.include_router(promotions.router)
     ui.include_router(data.router)
     ui.include_router(audit.router)
+    ui.include_router(admin.router)
+    ui.include_router(access.router)
     ui.add_api_route(
         "/static/{name}", static, methods=["GET"], openapi_extra=declare(PUBLIC, audit="ui.static")
     )

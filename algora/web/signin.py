@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from algora.auth.delegation import accountable_key_id
 from algora.auth.policy import require_scope
 from algora.auth.principals import Caller
 from algora.auth.scopes import has_scope
@@ -53,10 +54,12 @@ class Visitor:
 
 
 class SignedIn:
-    """The dependency of a page that needs a session whose key holds ``scope``."""
+    """The dependency of a page that needs a session whose key holds ``scope``; ``write=True``
+    also takes a token from the key's rate limit, as the API's management writes do."""
 
-    def __init__(self, scope: str = AUTHENTICATED) -> None:
+    def __init__(self, scope: str = AUTHENTICATED, *, write: bool = False) -> None:
         self.scope = scope
+        self.write = write
 
     async def __call__(self, request: Request) -> Visitor:
         token = request.cookies.get(SESSION_COOKIE)
@@ -68,6 +71,8 @@ class SignedIn:
         request.state.visitor = visitor
         if self.scope != AUTHENTICATED:
             require_scope(caller, self.scope)
+        if self.write:
+            site_of(request).platform.limiter.check(accountable_key_id(caller), None, caller.limits)
         return visitor
 
 

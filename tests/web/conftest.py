@@ -3,13 +3,30 @@ in through the UI's own form."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from algora.sdk.client import Client
 from algora.testing import write_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS_UI = Path(__file__).resolve().parents[2] / "docs" / "ui"
+IN_CHROMIUM = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's Chromium is not at /usr/bin/chromium: `apt-get install chromium` "
+        "(scripts/services.sh installs it; CI does)",
+    ),
+]
+"""The marks of a module of browser tests."""
 
 HELLO = 'def apply(input: str) -> str:\n    return "Hello " + input\n'
 HOSTILE_README = textwrap.dedent(
@@ -61,3 +78,37 @@ def sign_in(http: Any, key: str) -> None:
     )  # fmt: skip
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/ui/"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield browser
+        browser.close()
+
+
+def keep_screenshots(shots: Path) -> None:
+    """Check the screenshots' sizes; with ``ALGORA_UPDATE_SCREENSHOTS=1``, copy them to
+    ``docs/ui/`` (see docs/ui.md)."""
+    for shot in shots.iterdir():
+        assert shot.stat().st_size < 400_000, shot
+    if os.environ.get("ALGORA_UPDATE_SCREENSHOTS") == "1":
+        DOCS_UI.mkdir(exist_ok=True)
+        for shot in shots.iterdir():
+            shutil.copyfile(shot, DOCS_UI / shot.name)
+
+
+def browser_sign_in(page: Any, url: str, key: str) -> None:
+    """Sign a Playwright page in through the sign-in form, as a person would."""
+    page.goto(f"{url}/ui/")
+    assert page.url.startswith(f"{url}/ui/signin")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/ui/")

@@ -10,8 +10,6 @@ also written to ``docs/ui/`` (see docs/ui.md).
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,19 +20,9 @@ import pytest
 from algora.testing import RunningServer, write_model
 
 from ..helpers import new_users
-from .conftest import HELLO, publish_models
+from .conftest import HELLO, IN_CHROMIUM, browser_sign_in, keep_screenshots, publish_models
 
-CHROMIUM = Path("/usr/bin/chromium")
-DOCS_UI = Path(__file__).resolve().parents[2] / "docs" / "ui"
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's Chromium is not at /usr/bin/chromium: `apt-get install chromium` "
-        "(scripts/services.sh installs it; CI does)",
-    ),
-]
+pytestmark = IN_CHROMIUM
 
 
 class Site:
@@ -54,25 +42,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(server, keys)
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield browser
-        browser.close()
-
-
 def _sign_in(page: Any, site: Site, who: str) -> None:
-    page.goto(f"{site.url}/ui/")
-    assert page.url.startswith(f"{site.url}/ui/signin")
-    page.get_by_label("API key").fill(site.keys[who])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{site.url}/ui/")
+    browser_sign_in(page, site.url, site.keys[who])
 
 
 def test_a_person_signs_in_searches_tries_a_model_manages_keys_and_signs_out(
@@ -148,12 +119,7 @@ def test_a_person_signs_in_searches_tries_a_model_manages_keys_and_signs_out(
     assert dialogs == []  # no README script ever ran
     context.close()
 
-    for shot in shots.iterdir():
-        assert shot.stat().st_size < 400_000, shot
-    if os.environ.get("ALGORA_UPDATE_SCREENSHOTS") == "1":
-        DOCS_UI.mkdir(exist_ok=True)
-        for shot in shots.iterdir():
-            shutil.copyfile(shot, DOCS_UI / shot.name)
+    keep_screenshots(shots)
 
 
 def test_another_owners_private_model_is_404_and_a_form_without_its_token_is_refused(
@@ -193,16 +159,25 @@ def test_an_approver_reads_the_charts_and_approves_a_promotion(
                 ann.publish(folder, owner="ann", version=version)
             for word in ("a", "b", "c"):
                 assert ann.model("ann/ranker").call(word) == f"Hello {word}"
-            asked = ann.request(
-                "PUT", "/api/v1/models/ann/ranker/aliases/production", json={"version": "1.1.0"}
-            )
-            assert asked.status_code == 202, asked.text
+        requester = chromium.new_context()
+        page = requester.new_page()
+        browser_sign_in(page, server.url, keys["ann"])
+        page.goto(f"{server.url}/ui/models/ann/ranker")
+        assert page.get_by_label("Alias to move").input_value() == "production"
+        page.get_by_label("Version to point it at").select_option("1.1.0")
+        page.get_by_label("Why").fill("better ranking")
+        page.get_by_role("button", name="Request the promotion").click()
+        page.wait_for_url("**/ui/models/ann/ranker*")
+        pending = page.locator("#aliases-heading ~ ul li").first.inner_text()
+        assert "production → 1.1.0" in pending and "better ranking" in pending
+        # she may not approve her own request: the page says why
+        page.get_by_role("button", name="Approve: move production to 1.1.0").click()
+        assert "another principal" in page.locator("#promotion-error").inner_text()
+        requester.close()
+
         context = chromium.new_context()
         page = context.new_page()
-        page.goto(f"{server.url}/ui/signin")
-        page.get_by_label("API key").fill(server.key)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(f"{server.url}/ui/")
+        browser_sign_in(page, server.url, server.key)
         calls = page.locator("figure.chart figcaption").first
         deadline = time.monotonic() + 20  # the statistics are written every few seconds
         while True:
