@@ -24,6 +24,7 @@ from algora.gateway.calls import CallService
 from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.metrics import Metrics
+from algora.gateway.pipelines import Pipelines
 from algora.gateway.tracing import open_tracing
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
@@ -187,6 +188,7 @@ class Platform:
         )
         """Tells the other gateways on this registry what this one changed, and the reverse."""
         self.calls.on_forget = self.changes.changed
+        self.calls.run_pipeline = Pipelines(self.calls, self.audit, data).run
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         if settings.warm_on_publish:
             self.publisher.hand_off = HandOff(
