@@ -10,7 +10,6 @@ worker: its version is ready as soon as its files are stored.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from algora.errors import AlgoraError, InvalidManifest
 from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
 from algora.modelfolder.pipeline import PIPELINE_NAME, Ref, StepSection
+from algora.publishing.archive import move_into_place
 from algora.registry.service import Registry
 from algora.registry.specs import parse_spec
 from algora.store.base import BlobStore
@@ -66,13 +66,7 @@ def stored_pipeline(source: Path, archive: Path, store: BlobStore, sources: Path
     """A pipeline's source stored as a version's (``Built``'s fields): no environment."""
     content_hash = hashlib.sha256(f"{tree_hash(source)}\npipeline".encode()).hexdigest()
     archive_hash = store.put_file(archive)
-    final = sources / content_hash
-    try:
-        source.rename(final)
-    except OSError:
-        if not final.is_dir():
-            raise
-        shutil.rmtree(source)  # identical content already stored by another build
+    move_into_place(source, sources / content_hash)
     return {
         "content_hash": content_hash,
         "archive_hash": archive_hash,

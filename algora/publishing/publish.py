@@ -34,7 +34,7 @@ from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
 from algora.modelfolder.saved import requirements_for, saved_lineage
-from algora.publishing.archive import safe_extract
+from algora.publishing.archive import move_into_place, safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.node_steps import Record, Step, node_requirements, node_steps
 from algora.publishing.pipelines import check_pipeline, stored_pipeline
@@ -377,12 +377,7 @@ class Publisher:
         content_hash = hashlib.sha256(f"{tree_hash(source)}\n{env.hash}".encode()).hexdigest()
         archive_hash = self.store.put_file(prepared.archive)
         final = self.sources_root / content_hash
-        try:
-            source.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(source)  # identical content already stored by another build
+        move_into_place(source, final)
         log(f"content hash {content_hash}")
         step(7, "loading the model and calling its example input")
         spec = worker_spec(

@@ -31,7 +31,8 @@ def apply(input: Votes) -> Comparison:
     old, new = input["old"], input["new"]
     if len(old["prediction"]) != len(new["prediction"]):
         raise ValueError("the two classifiers answered for different numbers of points")
-    merged = [a if a == b else None for a, b in zip(old["prediction"], new["prediction"])]
+    pairs = zip(old["prediction"], new["prediction"], strict=True)
+    merged = [a if a == b else None for a, b in pairs]
     return {
         "prediction": merged,
         "agree": None not in merged,

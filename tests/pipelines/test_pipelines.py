@@ -95,6 +95,14 @@ def publish_raw(people: People, who: str, folder: Path, name: str) -> Any:
     )
 
 
+def publish_public(people: People, folder: Path) -> None:
+    """alice publishes ``folder`` (named after its model) and lets everyone call it."""
+    people.sdk("alice").publish(folder)
+    public = {"visibility": "public"}
+    answer = people.req("alice", "PATCH", f"/api/v1/models/alice/{folder.name}", public)
+    assert answer.status_code == 200, answer.text
+
+
 def call(people: People, who: str, ref: str, data: Any, **params: Any) -> Any:
     return people.http.post(f"/v1/algo/{ref}", json=data, headers=people.auth(who), params=params)
 
@@ -105,17 +113,14 @@ def people(tmp_path_factory: pytest.TempPathFactory) -> Iterator[People]:
     with in_process(root / "data") as gw:
         cast = People(gw)
         cast.keys.update(new_users(gw.client, "alice", "bob"))
-        alice = cast.sdk("alice")
         for name, code in STEPS.items():
-            alice.publish(write_model(root / name, name, code))
+            if name == "secret":
+                cast.sdk("alice").publish(write_model(root / name, name, code))
+            else:
+                publish_public(cast, write_model(root / name, name, code))
         (root / "calc").mkdir()
         (root / "calc" / "pipeline.toml").write_text(CALC, encoding="utf-8")
-        alice.publish(root / "calc")
-        for name in (*STEPS, "calc"):
-            if name != "secret":
-                public = {"visibility": "public"}
-                patched = cast.req("alice", "PATCH", f"/api/v1/models/alice/{name}", public)
-                assert patched.status_code == 200, patched.text
+        publish_public(cast, root / "calc")
         yield cast
 
 
@@ -153,9 +158,7 @@ def test_a_private_step_is_refused_by_name_until_its_owner_grants_it(
     model = "secret"
     input = "$.request"
     """
-    people.sdk("alice").publish(pipeline_folder(tmp_path, "uses-secret", body))
-    public = {"visibility": "public"}
-    assert people.req("alice", "PATCH", "/api/v1/models/alice/uses-secret", public).is_success
+    publish_public(people, pipeline_folder(tmp_path, "uses-secret", body))
     assert call(people, "alice", "alice/uses-secret", 1).json()["result"] == 1001
     refused = call(people, "bob", "alice/uses-secret", 1)
     assert refused.status_code == 403, refused.text
@@ -177,9 +180,7 @@ def test_a_failing_step_fails_the_call_naming_the_step(people: People, tmp_path:
     model = "boom"
     input = "$.steps.first.output"
     """
-    people.sdk("alice").publish(pipeline_folder(tmp_path, "fails", body))
-    public = {"visibility": "public"}
-    assert people.req("alice", "PATCH", "/api/v1/models/alice/fails", public).is_success
+    publish_public(people, pipeline_folder(tmp_path, "fails", body))
     failed = call(people, "alice", "alice/fails", 2)  # Algorithmia's envelope: 200, "error"
     error = failed.json()["error"]
     assert error["error_type"] == "ValueError"
