@@ -352,6 +352,7 @@ class Publisher:
         source = prepared.source
         manifest = prepared.manifest
         if manifest.pipeline is not None:  # its steps are models: no environment, no worker
+            log(f"a pipeline of {len(manifest.pipeline.steps)} steps: nothing to build or load")
             return Built(**stored_pipeline(source, prepared.archive, self.store, self.sources_root))
         if manifest.model.runtime == "node":  # npm in place of uv
             env, policy = node_steps(

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import textwrap
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,8 +147,48 @@ def test_every_step_is_audited_under_the_pipeline_call(people: People) -> None:
     }
     own = [e for e in events if e["request_id"] == request_id]
     assert [(e["resource"], e["principal"]) for e in own] == [("alice/calc", "bob")]
-    stats = people.req("alice", "GET", "/api/v1/models/alice/add/stats")
-    assert stats.status_code in (200, 404)  # statistics are flushed once a minute
+    # double and square need only the request: each starts before the other has answered
+    times = {
+        e["resource"].split("/")[1]: (parse(e["received_at"]), parse(e["completed_at"]))
+        for e in steps
+    }
+    assert times["double"][0] < times["square"][1] and times["square"][0] < times["double"][1]
+    assert times["add"][0] >= max(times["double"][1], times["square"][1])  # it needs both
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def totals(people: People, model: str) -> dict[str, Any]:
+    """``model``'s statistics of the last hour, once its calls have been written (every few
+    seconds)."""
+    deadline = time.monotonic() + 60
+    while True:
+        versions = people.sdk("alice").stats(model, since="1h")["versions"]
+        if versions or time.monotonic() > deadline:
+            assert versions, f"no statistics for {model}"
+            return dict(versions[0]["total"])
+        time.sleep(0.5)
+
+
+def test_each_step_is_counted_in_its_own_statistics(people: People, tmp_path: Path) -> None:
+    body = """
+    [[steps]]
+    name = "fine"
+    model = "square"
+
+    [[steps]]
+    name = "broken"
+    model = "boom"
+    input = "$.steps.fine.output"
+    """
+    publish_public(people, pipeline_folder(tmp_path, "counted", body))
+    assert "error" in call(people, "bob", "alice/counted", 3).json()
+    square, boom = totals(people, "alice/square"), totals(people, "alice/boom")
+    assert square["calls"] >= 1 and square["errors"] == 0 and square["p50_ms"] > 0
+    assert boom["calls"] >= 1 and boom["model_errors"] >= 1
+    assert totals(people, "alice/counted")["errors"] >= 1
 
 
 def test_a_private_step_is_refused_by_name_until_its_owner_grants_it(
