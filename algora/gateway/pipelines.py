@@ -23,7 +23,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from algora.audit.log import AuditLog
 from algora.auth.delegation import for_call
@@ -41,11 +41,13 @@ from algora.errors import (
 from algora.gateway.auditing import call_event
 from algora.gateway.calls import Call, CallService, Served, new_request_id
 from algora.modelfolder.manifest import Manifest
-from algora.modelfolder.pipeline import PipelineSpec, StepSection, holds, render
+from algora.modelfolder.pipeline import MAX_ITEMS, PipelineSpec, StepSection, holds, render
 from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.spec import CallResult
 
 __all__ = ["MAX_NESTING", "Pipelines"]
+
+_T = TypeVar("_T")
 
 MAX_NESTING = 8
 """How many calls deep a pipeline may run (pipelines in pipelines, models calling models):
@@ -122,18 +124,22 @@ class Pipelines:
             condition = section.condition()
             if condition is not None and not holds(condition, request, outputs):
                 return
-            value = render(section.input, request, outputs)
-            outputs[section.name] = await self._call_step(section, caller, owner, value)
+            each = section.each()
+            if each is None:
+                value = render(section.input, request, outputs)
+                outputs[section.name] = await self._call_step(section, caller, owner, value)
+                return
+            items = _items(section, each.lookup(request, outputs))
+            calls = [
+                self._call_step(section, caller, owner, render(section.input, request, outputs, i))
+                for i in items
+            ]
+            outputs[section.name] = await _together([asyncio.create_task(c) for c in calls])
 
         for section in spec.order():
             needs = [tasks[name] for name in sorted(section.needs())]
             tasks[section.name] = asyncio.create_task(step(section, needs))
-        try:
-            await asyncio.gather(*tasks.values())
-        finally:
-            for task in tasks.values():
-                task.cancel()
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await _together(list(tasks.values()))
         return outputs
 
     async def _call_step(self, step: StepSection, caller: Caller, owner: str, value: Any) -> Any:
@@ -166,6 +172,33 @@ class Pipelines:
                     received_at, started, failure,
                 )  # fmt: skip
                 await self._audit.record(event)
+
+
+async def _together(tasks: list[asyncio.Task[_T]]) -> list[_T]:
+    """The tasks' results, in order; the first failure cancels the others (awaited)."""
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _items(step: StepSection, items: Any) -> list[Any]:
+    """The elements a ``for_each`` step is called for."""
+    if not isinstance(items, list):
+        kind = "null" if items is None else type(items).__name__
+        raise InvalidInput(
+            f"pipeline step '{step.name}': for_each = '{step.for_each}' is {kind}, not a list",
+            details={"step": step.name},
+        )
+    if len(items) > MAX_ITEMS:
+        raise InvalidInput(
+            f"pipeline step '{step.name}': for_each = '{step.for_each}' has {len(items)} "
+            f"elements; a step is called for at most {MAX_ITEMS}: send fewer",
+            details={"step": step.name},
+        )
+    return items
 
 
 def _request(call: Call) -> Any:

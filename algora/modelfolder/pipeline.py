@@ -6,11 +6,14 @@ the call's request and earlier steps' outputs. Templates hold plain JSON; a stri
 with ``$.`` is a reference, replaced by the value it names:
 
 - ``$.request``, ``$.request.field``, ``$.request.items[0]``: the pipeline's input;
-- ``$.steps.NAME.output`` (and paths below it): what step NAME answered (null when skipped).
+- ``$.steps.NAME.output`` (and paths below it): what step NAME answered (null when skipped);
+- ``$.item`` (and paths below it): in a step with ``for_each``, the element it is called for.
 
 A string meant literally that starts with ``$`` is written with two (``$$.x`` is ``"$.x"``).
 A step runs once every step it references has answered; steps that reference only the request
-run concurrently. ``when = '$.request.mode == "full"'`` runs a step only when the comparison
+run concurrently; a step with ``for_each = "$.request.items"`` is called once per element of
+that list, concurrently, and its output is the list of its answers. ``when = '$.request.mode
+== "full"'`` runs a step only when the comparison
 holds (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=`` against a JSON literal); a skipped step's
 output is null. The pipeline answers its ``output`` template (by default the last step's
 output). Nothing is evaluated: references are looked up, comparisons are the six operators.
@@ -31,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from algora.errors import InvalidManifest
 
 __all__ = [
+    "MAX_ITEMS",
     "MAX_STEPS",
     "PIPELINE_NAME",
     "Condition",
@@ -45,6 +49,8 @@ __all__ = [
 
 PIPELINE_NAME = "pipeline.toml"
 MAX_STEPS = 64
+MAX_ITEMS = 256
+"""The most elements a ``for_each`` step is called for in one call of its pipeline."""
 _STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 _MODEL_REF = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}/)?[a-z0-9][a-z0-9_-]{0,63}\Z")
 _SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\d{1,9})\]")
@@ -54,11 +60,14 @@ Op = Literal["==", "!=", "<", "<=", ">", ">="]
 
 @dataclass(frozen=True)
 class Ref:
-    """A reference: the request's value, or a step's output, and the path below it."""
+    """A reference: the request's value, a step's output or a ``for_each`` element, and the
+    path below it."""
 
     step: str | None
-    """The step whose output it names; None for the request."""
+    """The step whose output it names; None for the request or the element."""
     path: tuple[str | int, ...]
+    item: bool = False
+    """Whether it names the element a ``for_each`` step is called for."""
 
     @staticmethod
     def parse(text: str) -> Ref:
@@ -77,14 +86,16 @@ class Ref:
             position = match.end()
         if segments[:1] == ["request"]:
             return Ref(None, tuple(segments[1:]))
+        if segments[:1] == ["item"]:
+            return Ref(None, tuple(segments[1:]), item=True)
         if segments[:1] == ["steps"] and len(segments) >= 3 and segments[2] == "output":
             return Ref(str(segments[1]), tuple(segments[3:]))
-        raise ValueError(f"'{text}' must start with '$.request' or '$.steps.NAME.output'")
+        raise ValueError(f"'{text}' must start with '$.request', '$.steps.NAME.output' or '$.item'")
 
-    def lookup(self, request: Any, outputs: dict[str, Any]) -> Any:
+    def lookup(self, request: Any, outputs: dict[str, Any], item: Any = None) -> Any:
         """The value named; null where the path leads nowhere (a missing field, a skipped
         step)."""
-        value = request if self.step is None else outputs.get(self.step)
+        value = item if self.item else request if self.step is None else outputs.get(self.step)
         for segment in self.path:
             if isinstance(segment, int) and isinstance(value, list) and segment < len(value):
                 value = value[segment]
@@ -110,16 +121,16 @@ def references(template: Any) -> list[Ref]:
     return []
 
 
-def render(template: Any, request: Any, outputs: dict[str, Any]) -> Any:
+def render(template: Any, request: Any, outputs: dict[str, Any], item: Any = None) -> Any:
     """The template with each reference replaced by the value it names."""
     if isinstance(template, str):
         if _is_ref(template):
-            return Ref.parse(template).lookup(request, outputs)
+            return Ref.parse(template).lookup(request, outputs, item)
         return template[1:] if template.startswith("$$") else template
     if isinstance(template, dict):
-        return {key: render(value, request, outputs) for key, value in template.items()}
+        return {key: render(value, request, outputs, item) for key, value in template.items()}
     if isinstance(template, list):
-        return [render(value, request, outputs) for value in template]
+        return [render(value, request, outputs, item) for value in template]
     return template
 
 
@@ -186,6 +197,9 @@ class StepSection(_Strict):
     """The input's JSON template."""
     when: str | None = None
     """Run only when this comparison holds (else skipped: its output is null)."""
+    for_each: str | None = None
+    """A reference to a list: the step is called once per element (``$.item`` in its input),
+    concurrently, and its output is the list of the answers."""
 
     @field_validator("name")
     @classmethod
@@ -212,12 +226,28 @@ class StepSection(_Strict):
     def condition(self) -> Condition | None:
         return Condition.parse(self.when) if self.when is not None else None
 
+    def each(self) -> Ref | None:
+        """The reference ``for_each`` names, if any."""
+        if self.for_each is None:
+            return None
+        if not _is_ref(self.for_each):
+            raise ValueError(f"for_each = '{self.for_each}' must be a reference to a list")
+        return Ref.parse(self.for_each)
+
     def needs(self) -> set[str]:
-        """The steps whose outputs this step's input or condition reference."""
+        """The steps whose outputs this step's input, condition or ``for_each`` reference;
+        ValueError for a reference that is malformed or out of place."""
         refs = references(self.input)
         condition = self.condition()
         if condition is not None:
             refs.append(condition.ref)
+        each = self.each()
+        if each is None and any(ref.item for ref in refs):
+            raise ValueError("'$.item' is the element of a for_each: this step has none")
+        if (each is not None and each.item) or (condition is not None and condition.ref.item):
+            raise ValueError("for_each and when may not use '$.item': it is in the input only")
+        if each is not None:
+            refs.append(each)
         return {ref.step for ref in refs if ref.step is not None}
 
 
@@ -244,9 +274,12 @@ class PipelineSpec(_Strict):
             if unknown:
                 raise ValueError(f"step '{step.name}' refers to unknown step '{unknown[0]}'")
         try:
-            outputs = {ref.step for ref in references(self.output) if ref.step is not None}
+            refs = references(self.output)
         except ValueError as error:
             raise ValueError(f"output: {error}") from None
+        if any(ref.item for ref in refs):
+            raise ValueError("output may not use '$.item': it is a for_each step's input only")
+        outputs = {ref.step for ref in refs if ref.step is not None}
         if outputs - known:
             raise ValueError(f"output refers to unknown step '{sorted(outputs - known)[0]}'")
         self.order()

@@ -36,9 +36,9 @@ def check_pipeline(registry: Registry, caller: Caller, owner: str, manifest: Man
     versions: dict[str, Version] = {}
     for step in spec.order():
         versions[step.name] = _resolve(registry, caller, owner, step)
+    outputs = {step.name: _output_schema(step, versions[step.name]) for step in spec.steps}
     for step in spec.steps:
         schema = versions[step.name].input_schema
-        outputs = {name: version.output_schema for name, version in versions.items()}
         problem = schema_mismatch(step.input, schema, outputs) if schema else None
         if problem is not None:
             raise InvalidManifest(
@@ -46,6 +46,12 @@ def check_pipeline(registry: Registry, caller: Caller, owner: str, manifest: Man
                 f"schema of '{step.model}': {problem}",
                 details={"step": step.name},
             )
+
+
+def _output_schema(step: StepSection, version: Version) -> dict[str, Any] | None:
+    """What a step outputs: its model's answer, or a list of them for a ``for_each`` step."""
+    schema = version.output_schema
+    return {"type": "array", "items": schema} if step.for_each and schema else schema
 
 
 def _resolve(registry: Registry, caller: Caller, owner: str, step: StepSection) -> Version:

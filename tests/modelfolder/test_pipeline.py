@@ -31,6 +31,11 @@ def test_references_name_the_request_or_a_step_output(
     assert Ref.parse(text) == Ref(step, path)
 
 
+def test_the_item_reference_names_a_for_each_element() -> None:
+    assert Ref.parse("$.item.name") == Ref(None, ("name",), item=True)
+    assert render({"n": "$.item.n", "x": "$.request.x"}, REQUEST, {}, {"n": 7}) == {"n": 7, "x": 3}
+
+
 @pytest.mark.parametrize(
     "text", ["$.response", "$.steps.a", "$.steps.a.input", "$.request..x", "$.request[x]", "$."]
 )
@@ -103,6 +108,11 @@ def test_steps_run_after_what_they_reference() -> None:
         {"name": "right", "model": "o/m", "when": "$.steps.left.output != null"},
     )
     assert [s.name for s in pipeline.order()] == ["left", "right", "merge"]
+    each = spec(
+        {"name": "each", "model": "m", "for_each": "$.steps.list.output", "input": "$.item"},
+        {"name": "list", "model": "m"},
+    )
+    assert [s.name for s in each.order()] == ["list", "each"]
     assert pipeline.steps[2].model_ref("alice") == ("o", "m")
     assert pipeline.steps[1].model_ref("alice") == ("alice", "m")
     assert pipeline.output_template() == "$.steps.right.output"
@@ -120,6 +130,11 @@ def test_steps_run_after_what_they_reference() -> None:
         ([{"name": "a", "model": "Bad Name"}], None, "must be 'owner/name'"),
         ([{"name": "1a", "model": "m"}], None, "step name '1a'"),
         ([], None, "at least 1"),
+        ([{"name": "a", "model": "m", "input": "$.item"}], None, "this step has none"),
+        ([{"name": "a", "model": "m", "for_each": "[1, 2]"}], None, "reference to a list"),
+        ([{"name": "a", "model": "m", "for_each": "$.item"}], None, "input only"),
+        ([{"name": "a", "model": "m", "for_each": "$.steps.b.output"}], None, "unknown step"),
+        ([{"name": "a", "model": "m"}], {"x": "$.item"}, "output may not use"),
     ],
 )
 def test_a_wrong_graph_is_refused_naming_the_step(

@@ -231,6 +231,31 @@ def test_a_failing_step_fails_the_call_naming_the_step(people: People, tmp_path:
         people.sdk("bob").model("alice/fails").call(2)
 
 
+def test_for_each_calls_a_step_once_per_element(people: People, tmp_path: Path) -> None:
+    body = """
+    [[steps]]
+    name = "doubled"
+    model = "double"
+    for_each = "$.request.numbers"
+    input = "$.item.n"
+
+    [[steps]]
+    name = "squared"
+    model = "square"
+    for_each = "$.steps.doubled.output"
+    input = "$.item"
+    """
+    publish_public(people, pipeline_folder(tmp_path, "each", body))
+    numbers = [{"n": n} for n in (1, 2, 3)]
+    assert call(people, "bob", "alice/each", {"numbers": numbers}).json()["result"] == [4, 16, 36]
+    assert call(people, "bob", "alice/each", {"numbers": []}).json()["result"] == []
+    refused = call(people, "bob", "alice/each", {"numbers": 5})
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["message"] == (
+        "pipeline step 'doubled': for_each = '$.request.numbers' is int, not a list"
+    )
+
+
 def test_the_call_deadline_bounds_the_whole_pipeline(people: People, tmp_path: Path) -> None:
     body = """
     [[steps]]
@@ -293,6 +318,12 @@ def test_pipelines_nest_and_a_loop_is_stopped(people: People, tmp_path: Path) ->
             "step 'pair': its input does not match the input schema of 'add': "
             "lacks the required field 'b'",
         ),
+        (
+            '[[steps]]\nname = "many"\nmodel = "double"\nfor_each = "$.request"\ninput = "$.item"\n'
+            '[[steps]]\nname = "one"\nmodel = "double"\ninput = "$.steps.many.output"\n',
+            "step 'one': its input does not match the input schema of 'double': "
+            "'$.steps.many.output' is array where number is taken",
+        ),
     ],
     ids=[
         "unknown-model",
@@ -302,6 +333,7 @@ def test_pipelines_nest_and_a_loop_is_stopped(people: People, tmp_path: Path) ->
         "unknown-step",
         "schema",
         "missing-field",
+        "for-each-output",
     ],
 )
 def test_publishing_a_wrong_pipeline_is_a_400_naming_the_step(
