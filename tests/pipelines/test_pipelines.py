@@ -172,25 +172,6 @@ def totals(people: People, model: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
-def test_each_step_is_counted_in_its_own_statistics(people: People, tmp_path: Path) -> None:
-    body = """
-    [[steps]]
-    name = "fine"
-    model = "square"
-
-    [[steps]]
-    name = "broken"
-    model = "boom"
-    input = "$.steps.fine.output"
-    """
-    publish_public(people, pipeline_folder(tmp_path, "counted", body))
-    assert "error" in call(people, "bob", "alice/counted", 3).json()
-    square, boom = totals(people, "alice/square"), totals(people, "alice/boom")
-    assert square["calls"] >= 1 and square["errors"] == 0 and square["p50_ms"] > 0
-    assert boom["calls"] >= 1 and boom["model_errors"] >= 1
-    assert totals(people, "alice/counted")["errors"] >= 1
-
-
 def test_a_private_step_is_refused_by_name_until_its_owner_grants_it(
     people: People, tmp_path: Path
 ) -> None:
@@ -211,7 +192,9 @@ def test_a_private_step_is_refused_by_name_until_its_owner_grants_it(
     assert call(people, "bob", "alice/uses-secret", 1).json()["result"] == 1001
 
 
-def test_a_failing_step_fails_the_call_naming_the_step(people: People, tmp_path: Path) -> None:
+def test_a_failing_step_fails_the_call_naming_the_step_and_is_counted(
+    people: People, tmp_path: Path
+) -> None:
     body = """
     [[steps]]
     name = "first"
@@ -229,6 +212,11 @@ def test_a_failing_step_fails_the_call_naming_the_step(people: People, tmp_path:
     assert error["message"] == "pipeline step 'explode' ('alice/boom') failed: no luck with 4"
     with pytest.raises(ModelError, match="pipeline step 'explode'"):
         people.sdk("bob").model("alice/fails").call(2)
+    # each step is counted in its own version's statistics, the pipeline in its own
+    double, boom = totals(people, "alice/double"), totals(people, "alice/boom")
+    assert double["calls"] >= 2 and double["errors"] == 0 and double["p50_ms"] > 0
+    assert boom["calls"] >= 2 and boom["model_errors"] >= 2
+    assert totals(people, "alice/fails")["errors"] >= 2
 
 
 def test_for_each_calls_a_step_once_per_element(people: People, tmp_path: Path) -> None:
