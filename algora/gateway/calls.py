@@ -155,9 +155,9 @@ class CallService:
         self._refreshing: set[tuple[str, str, str]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_forget: Callable[[], None] | None = None
+        """Told when this gateway forgets its resolutions because of a change it made."""
         self.run_pipeline: RunPipeline | None = None
         """Set by the platform: runs a pipeline's steps (``algora.gateway.pipelines``)."""
-        """Told when this gateway forgets its resolutions because of a change it made."""
         self._generation = 0  # bumped by forget(): a refresh begun before it is dropped
         # Resolved once: resolving it stats every folder above it, and every call needs it.
         self._data_dir = settings.resolved_data_dir

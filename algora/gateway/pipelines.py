@@ -158,12 +158,12 @@ class Pipelines:
         received_at, started = datetime.now(UTC), time.perf_counter()
         failure: AlgoraError | None = None
         try:
-            return _output(step, await self._calls.call(call))
+            served = await self._calls.call(call)
         except AlgoraError as error:
             failure = _named(step, ref, caller, error)
             raise failure from None
-        except asyncio.CancelledError:
-            failure = CallTimeout(f"pipeline step '{step.name}' was stopped: the call ended")
+        except asyncio.CancelledError:  # another step failed, or the pipeline's time ran out
+            failure = CallTimeout(f"pipeline step '{step.name}' was stopped with its pipeline")
             raise
         finally:
             if self._audit is not None:
@@ -172,6 +172,7 @@ class Pipelines:
                     received_at, started, failure,
                 )  # fmt: skip
                 await self._audit.record(event)
+        return _output(step, served)
 
 
 async def _together(tasks: list[asyncio.Task[_T]]) -> list[_T]:

@@ -46,6 +46,7 @@ STEPS = {
     "nap": "import time\n\n\ndef apply(input: float) -> float:\n    time.sleep(input)\n"
     "    return input\n",
     "secret": "def apply(input: int) -> int:\n    return input + 1000\n",
+    "raw": "def apply(input: int) -> bytes:\n    return bytes([input])\n",
 }
 
 CALC = """
@@ -241,6 +242,18 @@ def test_for_each_calls_a_step_once_per_element(people: People, tmp_path: Path) 
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"]["message"] == (
         "pipeline step 'doubled': for_each = '$.request.numbers' is int, not a list"
+    )
+
+
+def test_a_step_answering_bytes_is_refused_by_name(people: People, tmp_path: Path) -> None:
+    publish_public(
+        people, pipeline_folder(tmp_path, "bytes", '[[steps]]\nname = "b"\nmodel = "raw"\n')
+    )
+    with pytest.raises(ModelError) as raised:
+        people.sdk("bob").model("alice/bytes").call(7)
+    assert raised.value.message == (
+        "pipeline step 'b' answered binary, which a pipeline cannot pass on: "
+        "its steps must answer JSON or text"
     )
 
 
