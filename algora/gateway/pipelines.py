@@ -234,9 +234,11 @@ def _named(step: StepSection, ref: str, caller: Caller, error: AlgoraError) -> A
     (a model that is hidden from the caller is a refusal: the pipeline names it anyway)."""
     details = {**error.details, "step": step.name, "model": ref}
     if isinstance(error, PermissionDenied | ModelNotFound):
+        # A hidden model's 404 ("does not exist") would mislead: the pipeline names it.
+        why = "" if isinstance(error, ModelNotFound) else f" ({error.message})"
         return PermissionDenied(
-            f"pipeline step '{step.name}' calls '{ref}', which '{caller.name}' may not call "
-            f"({error.message}); its owner can grant '{caller.name}' the right to call it",
+            f"pipeline step '{step.name}' calls '{ref}', which '{caller.name}' may not call"
+            f"{why}; its owner can grant '{caller.name}' the right to call it",
             details=details,
         )
     named = copy.copy(error)

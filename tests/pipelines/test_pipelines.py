@@ -186,8 +186,11 @@ def test_a_private_step_is_refused_by_name_until_its_owner_grants_it(
     assert call(people, "alice", "alice/uses-secret", 1).json()["result"] == 1001
     refused = call(people, "bob", "alice/uses-secret", 1)
     assert refused.status_code == 403, refused.text
-    message = refused.json()["error"]["message"]
-    assert "step 'hidden'" in message and "alice/secret" in message
+    assert refused.json()["error"] == {
+        "code": "permission_denied",
+        "message": "pipeline step 'hidden' calls 'alice/secret', which 'bob' may not call; "
+        "its owner can grant 'bob' the right to call it",
+    }
     grant = people.req("alice", "PUT", "/api/v1/models/alice/secret/grants/bob", {"right": "call"})
     assert grant.status_code == 200, grant.text
     assert call(people, "bob", "alice/uses-secret", 1).json()["result"] == 1001
