@@ -25,6 +25,7 @@ from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.ledger import CallLedger
 from algora.gateway.metrics import Metrics
+from algora.gateway.pipelines import Pipelines
 from algora.gateway.tracing import open_tracing
 from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
@@ -202,6 +203,7 @@ class Platform:
         )
         """Tells the other gateways on this registry what this one changed, and the reverse."""
         self.calls.on_forget = self.changes.changed
+        self.calls.run_pipeline = Pipelines(self.calls, self.audit, data).run
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         if settings.warm_on_publish:
             self.publisher.hand_off = HandOff(

@@ -23,10 +23,11 @@ def publish(
     path: Annotated[
         Path,
         typer.Argument(
-            help="The model folder: with an algora.toml, or an Algorithmia algorithm's "
-            "repository as it is (algorithmia.conf, src/, requirements.txt); or a saved model "
-            "with no code, a folder or one file (scikit-learn joblib/pickle/skops, XGBoost, "
-            "LightGBM, ONNX), named after the folder or the file."
+            help="The model folder: with an algora.toml, a pipeline.toml (a pipeline of other "
+            "models' calls), or an Algorithmia algorithm's repository as it is "
+            "(algorithmia.conf, src/, requirements.txt); or a saved model with no code, a "
+            "folder or one file (scikit-learn joblib/pickle/skops, XGBoost, LightGBM, ONNX), "
+            "named after the folder or the file."
         ),
     ],
     bump: Annotated[

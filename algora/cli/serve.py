@@ -26,11 +26,16 @@ def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) 
     import time
 
     from algora.modelfolder.layouts import find_manifest, has_manifest
+    from algora.modelfolder.pipeline import PIPELINE_NAME
     from algora.sdk.client import Client
 
     while not server.started and not server.should_exit:
         time.sleep(0.1)
-    examples = sorted(p for p in folder.iterdir() if has_manifest(p))
+    # Pipelines last: each step must have a ready version when its pipeline is published.
+    examples = sorted(
+        (p for p in folder.iterdir() if has_manifest(p)),
+        key=lambda p: ((p / PIPELINE_NAME).is_file(), p.name),
+    )
     with Client(url, key) as client:
         existing = {m["name"] for m in client.models()}
         for example in examples:

@@ -19,12 +19,13 @@ import os
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from algora.audit.log import AuditLog, Decision, wire_row
+from algora.audit.log import AuditEvent, AuditLog, Decision, wire_row
 from algora.auth.delegation import accountable_key_id
 from algora.auth.keys import parse_authorization_scheme
 from algora.auth.principals import Caller
@@ -36,6 +37,7 @@ __all__ = [
     "AuditMiddleware",
     "AuditTrail",
     "RequestHeaders",
+    "call_event",
     "declared_action",
     "request_row",
     "send_unavailable",
@@ -303,6 +305,38 @@ def request_row(
         latency_ms=(time.perf_counter() - started) * 1000,
         bytes_in=bytes_in,
         bytes_out=bytes_out,
+    )
+
+
+def call_event(
+    caller: Caller,
+    action: str,
+    resource: str,
+    version: str | None,
+    request_id: str | None,
+    received_at: datetime,
+    started: float,
+    error: AlgoraError | None,
+) -> AuditEvent:
+    """The audit row of a call the gateway finishes on its own, not as a request's answer (a
+    background call, a pipeline's step): the call made by ``caller`` at ``received_at``
+    (``started``: its ``time.perf_counter()``), ending now with ``error`` or without."""
+    status = int(error.status) if error is not None else 200
+    return AuditEvent(
+        action=action,
+        received_at=received_at,
+        completed_at=datetime.now(UTC),
+        status=status,
+        decision="deny" if status in (401, 403, 429) else "allow",
+        principal=caller.name,
+        principal_id=caller.principal_id,
+        key_id=accountable_key_id(caller),
+        resource=resource,
+        version=version,
+        request_id=request_id,
+        parent_request_id=caller.delegation.request_id if caller.delegation else None,
+        error_code=error.code if error is not None else None,
+        latency_ms=(time.perf_counter() - started) * 1000,
     )
 
 

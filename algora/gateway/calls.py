@@ -18,13 +18,13 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from algora.audit.log import AuditEvent, AuditLog
+from algora.audit.log import AuditLog
 from algora.auth.delegation import accountable_key_id
 from algora.auth.policy import can, require, require_scope
 from algora.auth.principals import Caller
@@ -39,7 +39,7 @@ from algora.errors import (
     Unavailable,
     VersionNotReady,
 )
-from algora.gateway.auditing import AuditTrail
+from algora.gateway.auditing import AuditTrail, call_event
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.ledger import CallLedger
 from algora.gateway.metrics import Metrics
@@ -62,6 +62,9 @@ __all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
 Resolution = tuple[Model, Version, Routing | None]
 """A spec resolved: the model, the version it names and, for an alias that splits or shadows
 its calls, where they go."""
+
+RunPipeline = Callable[["Call", Model, Version, float], Awaitable["Served"]]
+"""Runs a call of a pipeline's version, to end by a deadline (``time.monotonic()``)."""
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,8 @@ class CallService:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_forget: Callable[[], None] | None = None
         """Told when this gateway forgets its resolutions because of a change it made."""
+        self.run_pipeline: RunPipeline | None = None
+        """Set by the platform: runs a pipeline's steps (``algora.gateway.pipelines``)."""
         self._generation = 0  # bumped by forget(): a refresh begun before it is dropped
         # Resolved once: resolving it stats every folder above it, and every call needs it.
         self._data_dir = settings.resolved_data_dir
@@ -383,33 +388,21 @@ class CallService:
     async def _run_void(self, call: Call, model: Model, version: Version) -> None:
         received_at = datetime.now(UTC)
         started = time.perf_counter()
-        status, error_code = 200, None
+        failure: AlgoraError | None = None
         try:
             await self._dispatch(call, model, version)
         except AlgoraError as error:
-            status, error_code = int(error.status), error.code
+            failure = error
         except Exception:
             logger.exception("background call %s failed", call.request_id)
-            status, error_code = 500, "internal_error"
+            failure = AlgoraError("the background call failed")
         if self._audit is None:
             return
-        caller = call.caller
-        event = AuditEvent(
-            action="model.call.void",
-            received_at=received_at,
-            completed_at=datetime.now(UTC),
-            status=status,
-            decision="allow",
-            principal=caller.name,
-            principal_id=caller.principal_id,
-            key_id=accountable_key_id(caller),
-            resource=f"{model.owner.name}/{model.name}",
-            version=version.semver,
-            request_id=call.request_id or None,
-            parent_request_id=caller.delegation.request_id if caller.delegation else None,
-            error_code=error_code,
-            latency_ms=(time.perf_counter() - started) * 1000,
-        )
+        resource = f"{model.owner.name}/{model.name}"
+        event = call_event(
+            call.caller, "model.call.void", resource, version.semver, call.request_id or None,
+            received_at, started, failure,
+        )  # fmt: skip
         try:
             await self._audit.record(event)
         except AlgoraError:
@@ -459,6 +452,8 @@ class CallService:
         if delegation is not None and delegation.deadline is not None:
             # A call from inside a model ends, at the latest, when the call it serves does.
             timeout = max(0.001, min(timeout, delegation.deadline - started))
+        if self.run_pipeline is not None and version.manifest.get("pipeline"):
+            return await self.run_pipeline(call, model, version, started + timeout)
         pool = await self._pool(model, version, timeout)
         request_id = call.request_id or new_request_id()
         # The call tree's scratch space (data://.session): opened by the original call.

@@ -1,9 +1,10 @@
 """Find a model folder's manifest by asking each layout Algora reads, in order.
 
 Algora's own ``algora.toml`` always wins; a folder without one is read as the first other
-layout that recognises it (Algorithmia's, :mod:`algora.modelfolder.algorithmia`), else as a
-saved model published with no code (:mod:`algora.modelfolder.saved`). The SDK, the CLI,
-publish and git builds all find manifests here, so they agree on every folder.
+layout that recognises it (a pipeline's ``pipeline.toml``, :mod:`algora.modelfolder.pipeline`;
+Algorithmia's, :mod:`algora.modelfolder.algorithmia`), else as a saved model published with
+no code (:mod:`algora.modelfolder.saved`). The SDK, the CLI, publish and git builds all find
+manifests here, so they agree on every folder.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import NamedTuple
 from algora.errors import InvalidManifest
 from algora.modelfolder import algorithmia, saved
 from algora.modelfolder.found import FoundManifest
-from algora.modelfolder.manifest import MANIFEST_NAME, load_manifest
+from algora.modelfolder.manifest import MANIFEST_NAME, load_manifest, validate_manifest
+from algora.modelfolder.pipeline import PIPELINE_NAME, manifest_data
 
 __all__ = ["FoundManifest", "find_manifest", "has_manifest"]
 
@@ -30,11 +32,19 @@ def _native(folder: Path, _name: str | None) -> FoundManifest:
     return FoundManifest(saved.check_saved(folder, load_manifest(folder)), MANIFEST_NAME)
 
 
+def _pipeline(folder: Path, _name: str | None) -> FoundManifest:
+    return FoundManifest(validate_manifest(manifest_data(folder), PIPELINE_NAME), PIPELINE_NAME)
+
+
 def _algorithmia(folder: Path, name: str | None) -> FoundManifest:
     return algorithmia.derive_manifest(folder, name=name)
 
 
-LAYOUTS = (Layout(MANIFEST_NAME, _native), Layout(algorithmia.CONF_NAME, _algorithmia))
+LAYOUTS = (
+    Layout(MANIFEST_NAME, _native),
+    Layout(PIPELINE_NAME, _pipeline),
+    Layout(algorithmia.CONF_NAME, _algorithmia),
+)
 
 
 def has_manifest(folder: Path) -> bool:

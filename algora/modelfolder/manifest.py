@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from algora.errors import InvalidManifest
+from algora.modelfolder.pipeline import PipelineSpec
 
 __all__ = [
     "MANIFEST_NAME",
@@ -66,9 +67,10 @@ class ModelSection(_Strict):
     entrypoint: str = "model:apply"
     """Python: ``module:attr``. Node: ``file.js:attr`` (or ``file:attr``), a file in the model
     folder and one of its exports."""
-    runtime: Literal["python", "node"] = "python"
+    runtime: Literal["python", "node", "pipeline"] = "python"
     """Which worker serves the model: Python, or Node.js (dependencies from ``package.json``
-    installed with npm; docs/models.md)."""
+    installed with npm; docs/models.md); none for a pipeline (its steps are other models:
+    docs/pipelines.md)."""
     description: str = ""
     tags: list[str] = Field(default_factory=list)
     inputs: list[TensorSection] = Field(default_factory=list)
@@ -193,11 +195,15 @@ class Manifest(_Strict):
     example: ExampleSection = Field(default_factory=ExampleSection)
     serving: ServingSection = Field(default_factory=ServingSection)
     saved: SavedSection | None = None
+    pipeline: PipelineSpec | None = None
+    """A pipeline's steps (``pipeline.toml``: :mod:`algora.modelfolder.pipeline`)."""
 
     @model_validator(mode="after")
     def _saved_is_python(self) -> Manifest:
         if self.saved is not None and self.model.runtime != "python":
             raise ValueError("a saved model is served by the Python runtime: remove runtime")
+        if (self.pipeline is not None) != (self.model.runtime == "pipeline"):
+            raise ValueError("a pipeline is declared in pipeline.toml, with no code beside it")
         return self
 
     @property

@@ -50,7 +50,7 @@ from algora.publishing.members import (
     zip_members,
 )
 
-__all__ = ["safe_extract"]
+__all__ = ["move_into_place", "safe_extract"]
 
 
 _FILE_MODE = 0o600
@@ -123,6 +123,17 @@ class _BoundedReader(io.RawIOBase):
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
+
+
+def move_into_place(source: Path, final: Path) -> None:
+    """Move an extracted and built source to its content-addressed folder ``final``; when
+    another build already stored identical content there, drop this copy."""
+    try:
+        source.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(source)
 
 
 def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_members: int) -> list[str]:

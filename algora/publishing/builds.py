@@ -43,6 +43,7 @@ from algora.db.views import view_of
 from algora.errors import BadRequest, BuildFailed, Conflict, NotFound
 from algora.modelfolder.saved import saved_lineage
 from algora.publishing.logs import BuildLogs, failure_of
+from algora.publishing.pipelines import check_pipeline
 from algora.publishing.publish import Prepared, Publisher, built_columns
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
@@ -184,6 +185,7 @@ class Builds:
         try:
             self.sources.archive(owner, name, commit, archive)
             prepared = self.publisher.prepare(archive, owner, name)
+            check_pipeline(self.publisher.registry, by, owner, prepared.manifest)
             prepared.log_validated(log)
             built = self.publisher.run_steps(
                 prepared,

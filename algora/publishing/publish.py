@@ -34,9 +34,10 @@ from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.manifest import Manifest
 from algora.modelfolder.packing import tree_hash
 from algora.modelfolder.saved import requirements_for, saved_lineage
-from algora.publishing.archive import safe_extract
+from algora.publishing.archive import move_into_place, safe_extract
 from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.node_steps import Record, Step, node_requirements, node_steps
+from algora.publishing.pipelines import check_pipeline, stored_pipeline
 from algora.publishing.smoke import HandOff, smoke_test
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -62,14 +63,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 STEPS = (
-    "validate",
-    "lock dependencies",
-    "check policy",
-    "build environment",
-    "run build command",
-    "store artifacts",
-    "smoke test",
-)
+    "validate", "lock dependencies", "check policy", "build environment", "run build command",
+    "store artifacts", "smoke test",
+)  # fmt: skip
 
 
 @dataclass
@@ -103,7 +99,8 @@ class Built:
 
     content_hash: str
     archive_hash: str
-    environment_hash: str
+    environment_hash: str | None
+    """None for a pipeline, which has no environment."""
     input_schema: dict[str, Any] | None
     output_schema: dict[str, Any] | None
     policy: dict[str, Any]
@@ -221,6 +218,7 @@ class Publisher:
         prepared = self.prepare(archive, owner, name)
         try:
             manifest = prepared.manifest
+            check_pipeline(self.registry, caller, owner, manifest)  # steps: with its rights
             model_id = self.registry.model_for_publish(caller, owner, name, manifest)
             version = self.registry.create_version(
                 model_id,
@@ -353,6 +351,9 @@ class Publisher:
 
         source = prepared.source
         manifest = prepared.manifest
+        if manifest.pipeline is not None:  # its steps are models: no environment, no worker
+            log(f"a pipeline of {len(manifest.pipeline.steps)} steps: nothing to build or load")
+            return Built(**stored_pipeline(source, prepared.archive, self.store, self.sources_root))
         if manifest.model.runtime == "node":  # npm in place of uv
             env, policy = node_steps(
                 self.settings, (self.policy, self.store, self.auditor), source, step, log,
@@ -377,12 +378,7 @@ class Publisher:
         content_hash = hashlib.sha256(f"{tree_hash(source)}\n{env.hash}".encode()).hexdigest()
         archive_hash = self.store.put_file(prepared.archive)
         final = self.sources_root / content_hash
-        try:
-            source.rename(final)
-        except OSError:
-            if not final.is_dir():
-                raise
-            shutil.rmtree(source)  # identical content already stored by another build
+        move_into_place(source, final)
         log(f"content hash {content_hash}")
         step(7, "loading the model and calling its example input")
         spec = worker_spec(

@@ -33,7 +33,7 @@ def worker_spec(
     modules = python.parent.parent / "node_modules"
     return WorkerSpec(
         python=python.with_name("node") if node else python,
-        runtime=manifest.model.runtime,
+        runtime="node" if node else "python",  # a pipeline has no workers: never asked
         node_modules=modules if node and modules.is_dir() else None,
         source_dir=source_dir,
         entrypoint=manifest.worker_entrypoint,

@@ -88,8 +88,26 @@ def test_identical_locks_share_one_environment(server: RunningServer) -> None:
     envs = {p.name for p in (server.data_dir / "envs").iterdir() if not p.name.startswith(".")}
     with server.client() as client:
         used = {client.version(f"admin/{name}", "1.0.0")["environment_hash"] for name in NAMES}
+    used.remove(None)  # sklearn-pipeline's: a pipeline has none, its steps have theirs
     assert envs == used  # one environment per distinct lock, none built twice
-    assert len(used) == len(NAMES) - 1  # iris and sklearn-new share theirs
+    # iris and sklearn-new share theirs, and hello and compare-votes (no dependencies) theirs
+    assert len(used) == len(NAMES) - 3
+
+
+def test_the_pipeline_composes_conflicting_environments(server: RunningServer) -> None:
+    points = [[0.1, 0.2], [3.0, 3.0]]
+    answer = call(server, "admin/sklearn-pipeline", points)
+    assert answer.result == {
+        "prediction": [0, 1],
+        "agree": True,
+        "sklearn_versions": ["1.5.2", "1.7.2"],
+    }
+    algorithmia = httpx.post(
+        f"{server.url}/v1/algo/admin/sklearn-pipeline/1.x",
+        json=points,
+        headers={"Authorization": f"Simple {server.key}"},
+    )
+    assert algorithmia.json()["result"] == answer.result
 
 
 def test_hello_answers_the_pasted_curl(server: RunningServer) -> None:
