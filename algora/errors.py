@@ -34,6 +34,7 @@ back to the same class with :func:`error_from_body`.
     ├── BuildFailed (422 build_failed)
     │   └── PolicyViolation (422 policy_violation)   the dependency policy refused the lock
     ├── RateLimited (429 rate_limited)       the caller went past its own key's limit
+    │   └── QuotaExceeded (429 quota_exceeded)   its key's or organization's quota is spent
     ├── ModelError (500 model_error)         the model's own code raised
     │   └── ModelLoadFailed (500 model_load_failed)
     ├── Unavailable (503 unavailable)

@@ -25,7 +25,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from typing import IO, Any
 
 from . import gateway
@@ -36,9 +35,9 @@ from .codec import (
     decode_call,
     encode_answer,
 )
+from .failures import error_object, model_error, show_paths_under
 from .frames import PROTOCOL_VERSION, FrameError, read_frame, write_frame
 from .loader import LoadedModel, load_model
-from .saved import InvalidRows
 from .tensors import run_stacked
 from .validate import Check, InputMismatch, compile_schema
 
@@ -66,9 +65,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.stderr.write(f"algora_runtime: no way to the gateway for this model: {exc}\n")
 
     source = os.path.abspath(args.source)  # noqa: PTH100 - stdlib-only runtime, os.path is fine
-    _roots[source] = ""  # errors show the model's files relative to its folder
-    _roots[os.path.realpath(source)] = ""
-    _roots[_RUNTIME_DIR] = "<runtime>"
+    show_paths_under(source)  # errors show the model's files relative to its folder
     # A version's folder is immutable: bytecode goes under the worker's private HOME instead.
     sys.pycache_prefix = os.path.join(os.path.expanduser("~"), ".cache", "pycache")  # noqa: PTH111,PTH118
     try:
@@ -77,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         model = load_model(source, args.entrypoint)
     except BaseException as exc:
         _flush_std()
-        error = _error("model_load_failed", exc, skip_frames=0)
+        error = error_object("model_load_failed", exc, skip_frames=0)
         if isinstance(exc, MemoryError) and args.memory_limit is not None:
             limit = args.memory_limit // (1 << 20)
             error["message"] = f"the model ran out of memory while loading (limit {limit} MiB)"
@@ -256,12 +253,12 @@ def handle_call(
         result = model.run(value, _parameters(header))
         content_type, body, described = encode_answer(result, header)
     except ResultNotSerializable as exc:
-        error = _error(exc.code, exc, skip_frames=0)
+        error = error_object(exc.code, exc, skip_frames=0)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
     except MemoryError:
         raise  # the worker exits (serve); the gateway restarts it
     except Exception as exc:
-        error = _model_error(model, exc)
+        error = model_error(model, exc)
         return {"type": "error", "id": call_id, "error": error, "stdout": capture.getvalue()}, b""
     finally:
         sys.stdout = saved
@@ -270,12 +267,16 @@ def handle_call(
         "id": call_id,
         "content_type": content_type,
         "stdout": capture.getvalue(),
-        "duration": time.perf_counter() - started,
-        "cpu": time.process_time() - cpu_started,
+        **_spent(started, cpu_started),
     }
     if described is not None:
         reply["tensors"] = described
     return reply, body
+
+
+def _spent(started: float, cpu_started: float) -> dict[str, float]:
+    """A reply's ``duration`` (wall seconds) and ``cpu`` (the process's CPU seconds) since."""
+    return {"duration": time.perf_counter() - started, "cpu": time.process_time() - cpu_started}
 
 
 def handle_batch(
@@ -321,7 +322,10 @@ def handle_batch(
             try:
                 content_type, body, described = encode_answer(outcome[0], specs[index])
             except ResultNotSerializable as exc:
-                replies[index] = {"id": item_id, "error": _error(exc.code, exc, skip_frames=0)}
+                replies[index] = {
+                    "id": item_id,
+                    "error": error_object(exc.code, exc, skip_frames=0),
+                }
                 continue
             bodies[index] = body
             item = {"id": item_id, "content_type": content_type, "length": len(body), "stdout": ""}
@@ -330,13 +334,7 @@ def handle_batch(
             replies[index] = item
     items = [r if r is not None else {"id": None} for r in replies]
     body = b"".join(bodies.get(i, b"") for i in range(len(items)))
-    reply = {
-        "type": "batch_result",
-        "items": items,
-        "duration": time.perf_counter() - started,
-        "cpu": time.process_time() - cpu_started,
-    }
-    return reply, body
+    return {"type": "batch_result", "items": items, **_spent(started, cpu_started)}, body
 
 
 def _input_check(model: LoadedModel) -> Check | None:
@@ -390,7 +388,7 @@ def _run_batch(
                 if len(inputs) > 1:
                     outcomes = _one_by_one(model, inputs, parameters)
                 else:
-                    outcomes = [_model_error(model, exc)]
+                    outcomes = [model_error(model, exc)]
     finally:
         sys.stdout = saved
     printed = capture.getvalue()
@@ -409,96 +407,5 @@ def _one_by_one(
         except MemoryError:
             raise
         except Exception as exc:
-            outcomes.append(_model_error(model, exc))
+            outcomes.append(model_error(model, exc))
     return outcomes
-
-
-def _model_error(model: LoadedModel, exc: BaseException) -> dict[str, Any]:
-    """The error object for an exception the model's code raised while serving."""
-    error = _error("model_error", exc, skip_frames=1)
-    if isinstance(exc, InvalidRows):  # a saved model's input is not rows it takes: the caller's
-        error["code"] = "invalid_input"
-    if model.error_type is not None:
-        error["error_type"] = model.error_type(exc)
-    return error
-
-
-def _error(code: str, exc: BaseException, *, skip_frames: int) -> dict[str, Any]:
-    """The error object of the protocol; ``skip_frames`` drops the runtime's own frames.
-
-    The stack trace goes to callers, so it names no place on the server's disk: frames of the
-    runtime and of the import machinery are left out, and paths are shown relative to the
-    model's folder (``model.py``), the environment (``<env>/lib/...``) or the interpreter
-    (``<python>/lib/...``).
-    """
-    tb = exc.__traceback__
-    for _ in range(skip_frames):
-        if tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-    report = traceback.TracebackException(type(exc), exc, tb)
-    seen: set[int] = set()
-    pending = [report]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        frames = [f for f in current.stack if not _hidden_frame(f.filename)]
-        for frame in frames:
-            frame.filename = _shown_path(frame.filename)
-        current.stack = traceback.StackSummary.from_list(frames)
-        if getattr(current, "filename", None):  # a SyntaxError's file
-            current.filename = _shown_path(str(current.filename))
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    message = _shown_text(str(exc)) or type(exc).__name__
-    stacktrace = _shown_text("".join(report.format()))
-    if len(message) > _ERROR_TEXT_LIMIT:
-        message = message[:_ERROR_TEXT_LIMIT] + " ... (truncated)"
-    if len(stacktrace) > _ERROR_TEXT_LIMIT:  # the end of a trace says most
-        stacktrace = "(truncated) ...\n" + stacktrace[-_ERROR_TEXT_LIMIT:]
-    return {
-        "code": code,
-        "message": message,
-        "error_type": type(exc).__name__,
-        "stacktrace": stacktrace,
-    }
-
-
-_ERROR_TEXT_LIMIT = 64 * 1024
-"""Most characters of an error's message and of its stack trace sent to the gateway."""
-
-
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))  # noqa: PTH100,PTH120 - stdlib-only runtime
-_roots: dict[str, str] = {}
-"""Absolute folder -> how it is shown in errors; the model's folder is added by ``main``."""
-
-
-def _display_roots() -> list[tuple[str, str]]:
-    roots = dict(_roots)
-    roots.setdefault(os.path.realpath(sys.prefix), "<env>")
-    roots.setdefault(os.path.realpath(sys.base_prefix), "<python>")
-    roots.setdefault(sys.prefix, "<env>")
-    roots.setdefault(sys.base_prefix, "<python>")
-    return sorted(roots.items(), key=lambda item: len(item[0]), reverse=True)
-
-
-def _hidden_frame(filename: str) -> bool:
-    folder = os.path.dirname(os.path.abspath(filename))  # noqa: PTH100,PTH120
-    return folder == _RUNTIME_DIR or filename.startswith("<frozen importlib")
-
-
-def _shown_path(filename: str) -> str:
-    if not os.path.isabs(filename):  # noqa: PTH117 - "<string>", "<frozen ...>"
-        return filename
-    for root, shown in _display_roots():
-        if filename.startswith(root + os.sep):
-            rest = filename[len(root) + 1 :]
-            return f"{shown}/{rest}" if shown else rest
-    return "<outside>/" + os.path.basename(filename)  # noqa: PTH119
-
-
-def _shown_text(text: str) -> str:
-    """``text`` with every known absolute folder replaced as in :func:`_shown_path`."""
-    for root, shown in _display_roots():
-        text = text.replace(root + os.sep, f"{shown}/" if shown else "").replace(root, shown or ".")
-    return text

@@ -503,12 +503,12 @@ def test_end_of_input_stops_the_worker(start_worker: Any) -> None:
 
 
 def test_a_huge_exception_message_is_truncated_not_fatal(tmp_path: Path) -> None:
-    from algora.runtime.main import _error
+    from algora.runtime.failures import error_object
 
     try:
         raise ValueError("x" * 5_000_000)
     except ValueError as exc:
-        error = _error("model_error", exc, skip_frames=0)
+        error = error_object("model_error", exc, skip_frames=0)
     assert error["message"].endswith("(truncated)")
     assert len(error["message"]) < 70_000 and len(error["stacktrace"]) < 70_000
     assert error["error_type"] == "ValueError"
