@@ -1,0 +1,178 @@
+"""``algora serve --workers N``: N gateway processes on one port, one per core.
+
+One gateway process spends most of a call's CPU in Python (parsing, authenticating, auditing,
+encoding), so it uses one core however many the machine has. Here the process that ``algora
+serve`` starts (the primary) opens the platform, starts N-1 *fronts*, and waits until each
+serves; then it serves too. Every process is a whole gateway on the same registry and data
+folder, as several gateways behind a load balancer are (see docs/operations.md), and each binds
+the port with ``SO_REUSEPORT``, so the kernel spreads connections over them:
+
+- caches: a change made through any process reaches every other before its request is
+  answered (:mod:`algora.multiproc.siblings`);
+- rate limits: kept in the registry (``rate_limit_backend = database``) unless set otherwise,
+  so a key gets its limit once, not once per process;
+- audit: each process has its own writer; all of them extend the one hash chain;
+- gRPC and the example models are the primary's alone;
+- shutdown: a SIGTERM to the primary reaches the fronts at once; each stops taking
+  connections, finishes its calls in flight, and exits; a front whose primary dies stops too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from algora.app import configure_logging, create_app
+from algora.errors import Unavailable
+from algora.multiproc.siblings import Hub, Link
+from algora.platform import Platform
+from algora.settings import Settings
+
+__all__ = ["Fronts", "PrimaryServer", "front_main", "listening_socket", "server_config"]
+
+logger = logging.getLogger(__name__)
+
+START_SECONDS = 120.0
+"""How long the primary waits for its fronts to open the platform and serve."""
+_STOP_SECONDS = 60.0
+
+
+def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    # proxy_headers=False: uvicorn would otherwise let any local process rewrite the peer
+    # address from X-Forwarded-For; the audit log trusts that header only from
+    # ALGORA_TRUSTED_PROXIES (see AuditLog.origin).
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` that other processes of this user may bind too."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Fronts:
+    """The primary's N-1 front processes and the control socket they listen on."""
+
+    def __init__(self, platform: Platform, overrides: dict[str, Any], count: int) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="algora-serve-"))  # private (0700)
+        self.hub = Hub(self._folder / "control", platform.forget_cached)
+        platform.on_changed.append(self.hub.tell)
+        config = {"overrides": {**overrides, "grpc_port": None}, "hub": str(self.hub.path)}
+        self._processes: list[subprocess.Popen[bytes]] = []
+        for number in range(1, count + 1):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "algora.multiproc", "front"], stdin=subprocess.PIPE
+            )
+            assert process.stdin is not None  # stdin=PIPE
+            # On stdin, not argv: no other local user's `ps` sees the settings.
+            line = json.dumps({**config, "front": str(number)}).encode() + b"\n"
+            process.stdin.write(line)
+            process.stdin.close()
+            self._processes.append(process)
+
+    def wait_ready(self) -> None:
+        """Return once every front serves; raise Unavailable when one cannot."""
+        count = len(self._processes)
+        alive = lambda: all(p.poll() is None for p in self._processes)  # noqa: E731
+        if not self.hub.wait_ready(count, START_SECONDS, alive):
+            self.stop()
+            raise Unavailable(
+                f"{count - self.hub.ready()} of {count} front process(es) did not start: "
+                "their errors are in the log above; try again with fewer --workers"
+            )
+
+    def terminate(self) -> None:
+        """Tell every front to stop taking connections and finish its calls (SIGTERM)."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Terminate the fronts, wait until they have exited, and remove the control socket."""
+        self.terminate()
+        deadline = time.monotonic() + _STOP_SECONDS
+        for process in self._processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("front process %d did not stop: killing it", process.pid)
+                process.kill()
+                process.wait()
+        self.hub.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class PrimaryServer(uvicorn.Server):
+    """The primary's server: its shutdown starts the fronts' and ends after theirs."""
+
+    def __init__(self, config: uvicorn.Config, fronts: Fronts) -> None:
+        super().__init__(config)
+        self._fronts = fronts
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._fronts.terminate()  # they drain beside this one
+        await super().shutdown(sockets=sockets)
+        await asyncio.to_thread(self._fronts.stop)
+
+
+def front_main() -> int:
+    """A front process: the settings and the control socket arrive as one JSON line on stdin."""
+    config = json.loads(sys.stdin.buffer.readline())
+    settings = Settings(**config["overrides"])
+    configure_logging(settings.log_level, settings.log_format)
+    platform = Platform.open(settings)
+    link = Link(Path(config["hub"]), config["front"], platform.forget_cached)
+    platform.on_changed.append(link.tell)
+    server = uvicorn.Server(server_config(create_app(settings, platform), settings))
+
+    def primary_gone() -> None:
+        server.should_exit = True
+
+    def say_ready() -> None:
+        while not server.started and not server.should_exit:
+            time.sleep(0.05)
+        if server.started:
+            link.ready()
+
+    link.listen(primary_gone)
+    threading.Thread(target=say_ready, name="algora-ready", daemon=True).start()
+    sock = listening_socket(settings.host, settings.port)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        link.close()
+        platform.publisher.shutdown()
+        platform.builds.shutdown()
+        platform.engine.dispose()
+    return 0
