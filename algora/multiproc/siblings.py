@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,8 +81,11 @@ class Hub:
 
     def wait_ready(self, count: int, timeout: float, alive: Callable[[], bool]) -> bool:
         """Wait until ``count`` fronts serve; False when ``alive`` turns false or time is up."""
+        deadline = time.monotonic() + timeout
         with self._changed:
-            self._changed.wait_for(lambda: self._count() >= count or not alive(), timeout)
+            # In slices: a front that dies before it connects notifies nobody.
+            while self._count() < count and alive() and time.monotonic() < deadline:
+                self._changed.wait(min(0.2, max(0.0, deadline - time.monotonic())))
             return self._count() >= count
 
     def _count(self) -> int:
