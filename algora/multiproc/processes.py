@@ -8,7 +8,7 @@ folder, as several gateways behind a load balancer are (see docs/operations.md),
 the port with ``SO_REUSEPORT``, so the kernel spreads connections over them:
 
 - caches: a change made through any process reaches every other before its request is
-  answered (:mod:`algora.multiproc.siblings`);
+  answered (:mod:`algora.multiproc.siblings`); a new version's workers start in each;
 - rate limits: kept in the registry (``rate_limit_backend = database``) unless set otherwise,
   so a key gets its limit once, not once per process;
 - audit: each process has its own writer; all of them extend the one hash chain;
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from fastapi import FastAPI
 
 from algora.app import configure_logging, create_app
 from algora.errors import Unavailable
-from algora.multiproc.siblings import Hub, Link
+from algora.multiproc.siblings import Apply, Hub, Link
 from algora.platform import Platform
 from algora.settings import Settings
 
@@ -81,13 +82,35 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _applier(platform: Platform) -> Apply:
+    """What this process does with another's message (see :mod:`algora.multiproc.siblings`)."""
+
+    def apply(message: str) -> None:
+        kind, _, argument = message.partition(" ")
+        if kind == "forget":
+            platform.forget_cached()
+        elif kind == "warm" and argument.isdigit():
+            platform.calls.warm(int(argument))
+        else:
+            logger.warning("unknown message from another process: %r", message)
+
+    return apply
+
+
+def _tell_siblings(platform: Platform, tell: Callable[[str], None]) -> None:
+    """Tell the other processes what this one changed, before its request is answered."""
+    platform.on_changed.append(lambda: tell("forget"))
+    if platform.settings.warm_on_publish:  # each process serves the new version without a wait
+        platform.publisher.on_change(lambda version_id: tell(f"warm {version_id}"))
+
+
 class Fronts:
     """The primary's N-1 front processes and the control socket they listen on."""
 
     def __init__(self, platform: Platform, overrides: dict[str, Any], count: int) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="algora-serve-"))  # private (0700)
-        self.hub = Hub(self._folder / "control", platform.forget_cached)
-        platform.on_changed.append(self.hub.tell)
+        self.hub = Hub(self._folder / "control", _applier(platform))
+        _tell_siblings(platform, self.hub.tell)
         config = {"overrides": {**overrides, "grpc_port": None}, "hub": str(self.hub.path)}
         self._processes: list[subprocess.Popen[bytes]] = []
         for number in range(1, count + 1):
@@ -152,8 +175,8 @@ def front_main() -> int:
     settings = Settings(**config["overrides"])
     configure_logging(settings.log_level, settings.log_format)
     platform = Platform.open(settings)
-    link = Link(Path(config["hub"]), config["front"], platform.forget_cached)
-    platform.on_changed.append(link.tell)
+    link = Link(Path(config["hub"]), config["front"], _applier(platform))
+    _tell_siblings(platform, link.tell)
     server = uvicorn.Server(server_config(create_app(settings, platform), settings))
 
     def primary_gone() -> None:

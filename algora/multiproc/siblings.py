@@ -5,11 +5,13 @@ revoked, a grant, a publish, an alias moved) must be refused or seen by all of t
 request is answered, not a tick of the registry's change feed later. So the primary serves a
 private Unix socket, and each front holds two connections to it, one line per message:
 
-- ``down ID``: the primary tells the front ``forget``; the front drops its caches and answers
+- ``down ID``: the primary tells the front a message; the front applies it and answers
   ``ok``. When this connection ends, the primary is gone, and the front stops.
-- ``up ID``: the front says ``ready`` once it serves, and ``forget`` after a change of its own;
-  the primary drops its own caches, tells every other front, and only then answers ``ok``.
+- ``up ID``: the front says ``ready`` once it serves, and then a message of its own; the
+  primary applies it, tells every other front, and only then answers ``ok``.
 
+The messages: ``forget`` (drop the cached callers and resolutions: a change was made) and
+``warm VERSION_ID`` (a version was published: start its workers here too, in the background).
 Telling is blocking and serialized (changes are rare; calls never wait for it); a front that
 does not answer within :data:`ANSWER_SECONDS` is told no more, and the registry's change feed
 still reaches it within a second.
@@ -44,6 +46,17 @@ def _read_line(sock: socket.socket, buffer: bytearray) -> bytes | None:
     return line
 
 
+Apply = Callable[[str], None]
+"""What a process does with a message another process sent (``forget``, ``warm 12``)."""
+
+
+def _apply_safely(apply: Apply, message: str) -> None:
+    try:
+        apply(message)
+    except Exception:  # one message gone wrong must not end the control connection
+        logger.exception("could not apply %r from another process", message)
+
+
 class _Peer:
     """One front's ``down`` connection, as the primary holds it."""
 
@@ -51,9 +64,9 @@ class _Peer:
         self.sock = sock
         self.buffer = bytearray()
 
-    def tell(self) -> bool:
+    def tell(self, message: str) -> bool:
         try:
-            self.sock.sendall(b"forget\n")
+            self.sock.sendall(message.encode() + b"\n")
             return _read_line(self.sock, self.buffer) == b"ok"
         except OSError:
             return False
@@ -62,9 +75,9 @@ class _Peer:
 class Hub:
     """The primary's end: fronts connect here; changes go to every process but their maker."""
 
-    def __init__(self, path: Path, forget: Callable[[], None]) -> None:
+    def __init__(self, path: Path, apply: Apply) -> None:
         self.path = path
-        self._forget = forget
+        self._apply = apply
         self._downs: dict[str, _Peer] = {}
         self._ready: set[str] = set()
         self._telling = threading.Lock()  # one broadcast at a time
@@ -91,13 +104,13 @@ class Hub:
     def _count(self) -> int:
         return len(self._ready & self._downs.keys())
 
-    def tell(self, *, but: str | None = None) -> None:
-        """Have every front (except ``but``) drop its caches; return once they have."""
+    def tell(self, message: str, *, but: str | None = None) -> None:
+        """Have every front (except ``but``) apply ``message``; return once they have."""
         with self._telling:
             with self._changed:
                 peers = [(f, p) for f, p in self._downs.items() if f != but]
             for front, peer in peers:
-                if not peer.tell():
+                if not peer.tell(message):
                     logger.warning("front %s did not answer on the control socket", front)
                     with self._changed:
                         self._downs.pop(front, None)
@@ -153,9 +166,10 @@ class Hub:
                 with self._changed:
                     self._ready.add(front)
                     self._changed.notify_all()
-            elif line == b"forget":
-                self._forget()
-                self.tell(but=front)
+            else:
+                message = line.decode("ascii", "replace")
+                _apply_safely(self._apply, message)
+                self.tell(message, but=front)
                 try:
                     sock.sendall(b"ok\n")
                 except OSError:
@@ -165,8 +179,8 @@ class Hub:
 class Link:
     """A front's end: its changes go up before its request is answered; others' come down."""
 
-    def __init__(self, path: Path, front: str, forget: Callable[[], None]) -> None:
-        self._forget = forget
+    def __init__(self, path: Path, front: str, apply: Apply) -> None:
+        self._apply = apply
         self._up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._up.connect(str(path))
         self._up.sendall(f"up {front}\n".encode())
@@ -186,9 +200,8 @@ class Link:
                     line = _read_line(self._down, buffer)
                     if line is None:
                         break
-                    if line == b"forget":
-                        self._forget()
-                        self._down.sendall(b"ok\n")
+                    _apply_safely(self._apply, line.decode("ascii", "replace"))
+                    self._down.sendall(b"ok\n")
                 except OSError:
                     break
             primary_gone()
@@ -199,12 +212,12 @@ class Link:
         with self._up_lock:
             self._up.sendall(b"ready\n")
 
-    def tell(self) -> None:
-        """This front changed what processes cache: return once every other has forgotten."""
+    def tell(self, message: str) -> None:
+        """Have every other process apply ``message``; return once they have."""
         with self._up_lock:
             try:
                 self._up.settimeout(ANSWER_SECONDS * 2)
-                self._up.sendall(b"forget\n")
+                self._up.sendall(message.encode() + b"\n")
                 if _read_line(self._up, self._up_buffer) != b"ok":
                     raise OSError("no answer")
             except OSError:

@@ -124,6 +124,27 @@ def test_after_a_publish_every_process_serves_the_new_version(
     assert len({process_of(a.headers["x-request-id"]) for a in after}) == 2
 
 
+def test_a_published_version_is_warm_in_every_process_before_its_first_call(
+    tmp_path: Path,
+) -> None:
+    warm = {"ALGORA_WARM_ON_PUBLISH": "true"}  # the production default; off in the suite
+    with RunningServer(tmp_path / "data", args=("--workers", "2"), env=warm) as server:
+        assert server.process is not None
+        processes = [server.process.pid, *fronts_of(server)]
+        publish(server, tmp_path / "models", "warmed", HELLO)  # through one of them
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            started = [len(_workers(pid)) for pid in processes]
+            if started == [1, 1]:
+                break
+            time.sleep(0.1)
+        assert started == [1, 1], "a process did not start the new version's worker"
+
+
+def _workers(pid: int) -> set[int]:
+    return {child for child in children(pid) if " --entrypoint " in cmdline(child)}
+
+
 def test_the_audit_chain_holds_the_calls_of_both_processes(server: RunningServer) -> None:
     ids = [algo(server, "admin/hello", "audited").headers["x-request-id"] for _ in range(CALLS)]
     assert len({process_of(i) for i in ids}) == 2
