@@ -111,6 +111,23 @@ def test_a_revoked_key_is_refused_at_once_by_every_process(server: RunningServer
     assert after == [401] * CALLS
 
 
+def test_a_key_gets_its_rate_limit_once_not_once_per_process(server: RunningServer) -> None:
+    admin = {"Authorization": f"Simple {server.key}"}
+    made = httpx.post(f"{server.url}/api/v1/keys", json={"name": "limited"}, headers=admin)
+    assert made.status_code == 201, made.text
+    limit = {"rate_per_second": 5, "burst": 5}
+    limited = httpx.patch(
+        f"{server.url}/api/v1/keys/{made.json()['key_id']}", json=limit, headers=admin
+    )
+    assert limited.status_code == 200, limited.text
+    started = time.monotonic()
+    statuses = [algo(server, "admin/hello", "x", made.json()["key"]).status_code for _ in range(60)]
+    took = time.monotonic() - started
+    assert set(statuses) <= {200, 429}, statuses
+    allows = 5 + 5 * took  # the burst, and 5 a second of the time the calls took
+    assert 5 <= statuses.count(200) <= allows * 1.1, f"{statuses.count(200)} in {took:.2f} s"
+
+
 def test_after_a_publish_every_process_serves_the_new_version(
     server: RunningServer, tmp_path: Path
 ) -> None:
