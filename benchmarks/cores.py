@@ -55,18 +55,6 @@ def start(
     return pinned.System(name, url, f"Simple {server.key}", server.proc.pid, workload.body)
 
 
-def load(system: pinned.System, workload: pinned.Workload, level: int, args: Any, r: int) -> Any:
-    before = pinned._cpu_seconds(system.pid)
-    body = workload.body
-    result = serving.run_wrk(system.name, system.url, level, args.duration, system.auth, body=body)
-    spent = pinned._cpu_seconds(system.pid) - before
-    return pinned.Point(
-        system.name, r, level, result.rps, result.p50_ms, result.p99_ms,
-        result.non_2xx + sum(result.socket_errors.values()),
-        spent * 1000 / result.requests if result.requests else None, pinned._pss_mib(system.pid),
-    )  # fmt: skip
-
-
 def summarize(points: list[pinned.Point], levels: list[int]) -> list[dict[str, Any]]:
     """Per concurrency: both's requests/s over one's within each round, median and spread."""
     rows = []
@@ -90,17 +78,7 @@ def summarize(points: list[pinned.Point], levels: list[int]) -> list[dict[str, A
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="tiny")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
-    parser.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per system")
-    parser.add_argument(
-        "--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[64]
-    )
-    parser.add_argument("--algora-cli", default=None, help="default: algora next to this Python")
-    parser.add_argument("--startup-timeout", type=float, default=120)
-    parser.add_argument("--publish-timeout", type=float, default=900)
+    parser = pinned.run_arguments(__doc__ or "", sorted(WORKLOADS), 6, [64])
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         print("both cores against one needs two cores: this machine gives fewer", file=sys.stderr)
@@ -118,14 +96,13 @@ def main() -> int:
             systems = [start(procs, tmp, cli, name, args) for name in SYSTEMS]
             for system in systems:
                 pinned.check(system, workload, args.startup_timeout)
-                serving.run_wrk(
-                    system.name, system.url, max(args.concurrency), args.warmup, system.auth,
-                    body=workload.body,
-                )  # fmt: skip
+                pinned.run_wrk_pinned(system, workload, max(args.concurrency), args.warmup, None)
             for round_ in range(args.rounds):
                 for system in systems if round_ % 2 == 0 else list(reversed(systems)):
                     for level in args.concurrency:
-                        point = load(system, workload, level, args, round_)
+                        point = pinned.load(
+                            system, workload, level, args.duration, round_, core=None
+                        )
                         points.append(point)
                         print(
                             f"  round {round_} {system.name:5} c={level:<3} {point.rps:9.1f} "
