@@ -123,6 +123,20 @@ class Fronts:
             process.stdin.write(line)
             process.stdin.close()
             self._processes.append(process)
+        self._serving = threading.Event()
+        self._stopping = threading.Event()
+        for process in self._processes:
+            threading.Thread(target=self._watch, args=(process,), daemon=True).start()
+
+    def _watch(self, process: subprocess.Popen[bytes]) -> None:
+        code = process.wait()
+        if self._serving.is_set() and not self._stopping.is_set():
+            # Not restarted: a front's start-up work would mark builds in progress as failed.
+            logger.error(
+                "front process %d exited (status %d); the others go on serving: restart "
+                "'algora serve' to have all %d processes again",
+                process.pid, code, len(self._processes) + 1,
+            )  # fmt: skip
 
     def wait_ready(self) -> None:
         """Return once every front serves; raise Unavailable when one cannot."""
@@ -134,9 +148,11 @@ class Fronts:
                 f"{count - self.hub.ready()} of {count} front process(es) did not start: "
                 "their errors are in the log above; try again with fewer --workers"
             )
+        self._serving.set()
 
     def terminate(self) -> None:
         """Tell every front to stop taking connections and finish its calls (SIGTERM)."""
+        self._stopping.set()
         for process in self._processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)

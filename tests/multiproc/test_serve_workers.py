@@ -7,6 +7,7 @@ for the ids it makes (``algora.gateway.calls.new_request_id``).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -209,6 +210,18 @@ def test_a_front_stops_when_its_primary_dies(tmp_path: Path) -> None:
         server.process.kill()
         server.process.wait(timeout=10)
         assert _gone(front)
+
+
+def test_when_a_front_dies_the_primary_serves_on_alone(tmp_path: Path) -> None:
+    with RunningServer(tmp_path / "data", args=("--workers", "2")) as server:
+        publish(server, tmp_path / "models", "hello", HELLO)
+        (front,) = fronts_of(server)
+        os.kill(front, signal.SIGKILL)
+        assert _gone(front)
+        answers = [algo(server, "admin/hello", str(i)) for i in range(20)]
+        assert [a.status_code for a in answers] == [200] * 20
+        assert len({process_of(a.headers["x-request-id"]) for a in answers}) == 1
+        assert f"front process {front} exited" in server.log()
 
 
 def test_workers_must_be_a_count(tmp_path: Path) -> None:
