@@ -61,7 +61,7 @@ def _start_fronts(
     from algora.multiproc.processes import Fronts, listening_socket
 
     try:
-        sock = listening_socket(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port, first=True)
     except OSError as exc:
         raise Unavailable(
             f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "

@@ -66,9 +66,17 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     )
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP socket listening on ``host:port`` that other processes of this user may bind too."""
+def listening_socket(host: str, port: int, *, first: bool = False) -> socket.socket:
+    """A TCP socket listening on ``host:port`` that other processes of this user may bind too.
+
+    The ``first`` (the primary's) fails when anything listens there already, even another
+    ``algora serve --workers`` of this user, which ``SO_REUSEPORT`` alone would let it join.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if first:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))  # without SO_REUSEPORT: EADDRINUSE if the port is taken
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -224,6 +224,17 @@ def test_when_a_front_dies_the_primary_serves_on_alone(tmp_path: Path) -> None:
         assert f"front process {front} exited" in server.log()
 
 
+def test_a_second_server_cannot_join_the_port_of_the_first(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    second = algora(
+        "serve", "--workers", "2", "--port", str(server.port), "--data-dir", str(tmp_path)
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"cannot listen on 127.0.0.1:{server.port}" in second.stdout + second.stderr
+    assert algo(server, "admin/hello", "x").status_code == 200
+
+
 def test_workers_must_be_a_count(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "algora", "serve", "--workers", "-1"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=60)
