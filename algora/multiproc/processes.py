@@ -14,7 +14,8 @@ the port with ``SO_REUSEPORT``, so the kernel spreads connections over them:
 - audit: each process has its own writer; all of them extend the one hash chain;
 - gRPC and the example models are the primary's alone;
 - shutdown: a SIGTERM to the primary reaches the fronts at once; each stops taking
-  connections, finishes its calls in flight, and exits; a front whose primary dies stops too.
+  connections, finishes its calls in flight, and exits; a front whose primary dies stops too,
+  and a front that dies while the server serves is started again.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ logger = logging.getLogger(__name__)
 
 START_SECONDS = 120.0
 """How long the primary waits for its fronts to open the platform and serve."""
-_STOP_SECONDS = 60.0
+_STOP_MARGIN_SECONDS = 30.0
+"""How much longer than the longest call the primary waits for its fronts to drain."""
+_RESTART_PAUSE_SECONDS = 1.0
 
 
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
@@ -117,34 +120,41 @@ class Fronts:
 
     def __init__(self, platform: Platform, overrides: dict[str, Any], count: int) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="algora-serve-"))  # private (0700)
+        self._drain_seconds = platform.settings.max_call_timeout + _STOP_MARGIN_SECONDS
         self.hub = Hub(self._folder / "control", _applier(platform))
         _tell_siblings(platform, self.hub.tell)
-        config = {"overrides": {**overrides, "grpc_port": None}, "hub": str(self.hub.path)}
-        self._processes: list[subprocess.Popen[bytes]] = []
+        self._config = {"overrides": {**overrides, "grpc_port": None}, "hub": str(self.hub.path)}
+        self._lock = threading.Lock()  # the processes' table, and stopping against restarts
+        self._serving = False
+        self._stopping = False
+        self._processes = [self._spawn(number) for number in range(1, count + 1)]
         for number in range(1, count + 1):
-            process = subprocess.Popen(
-                [sys.executable, "-m", "algora.multiproc", "front"], stdin=subprocess.PIPE
-            )
-            assert process.stdin is not None  # stdin=PIPE
-            # On stdin, not argv: no other local user's `ps` sees the settings.
-            line = json.dumps({**config, "front": str(number)}).encode() + b"\n"
-            process.stdin.write(line)
-            process.stdin.close()
-            self._processes.append(process)
-        self._serving = threading.Event()
-        self._stopping = threading.Event()
-        for process in self._processes:
-            threading.Thread(target=self._watch, args=(process,), daemon=True).start()
+            threading.Thread(target=self._watch, args=(number,), daemon=True).start()
 
-    def _watch(self, process: subprocess.Popen[bytes]) -> None:
-        code = process.wait()
-        if self._serving.is_set() and not self._stopping.is_set():
-            # Not restarted: a front's start-up work would mark builds in progress as failed.
-            logger.error(
-                "front process %d exited (status %d); the others go on serving: restart "
-                "'algora serve' to have all %d processes again",
-                process.pid, code, len(self._processes) + 1,
-            )  # fmt: skip
+    def _spawn(self, number: int) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "algora.multiproc", "front"], stdin=subprocess.PIPE
+        )
+        assert process.stdin is not None  # stdin=PIPE
+        # On stdin, not argv: no other local user's `ps` sees the settings.
+        process.stdin.write(json.dumps({**self._config, "front": str(number)}).encode() + b"\n")
+        process.stdin.close()
+        return process
+
+    def _watch(self, number: int) -> None:
+        """Start front ``number`` again whenever it exits while the server serves (its lease
+        lets it start beside the others without failing their builds)."""
+        while True:
+            process = self._processes[number - 1]
+            code = process.wait()
+            time.sleep(_RESTART_PAUSE_SECONDS)  # not in a tight loop if it dies at once
+            with self._lock:
+                if not self._serving or self._stopping:
+                    return
+                logger.error(
+                    "front process %d exited (status %d): starting another", process.pid, code
+                )
+                self._processes[number - 1] = self._spawn(number)
 
     def wait_ready(self) -> None:
         """Return once every front serves; raise Unavailable when one cannot."""
@@ -156,20 +166,23 @@ class Fronts:
                 f"{count - self.hub.ready()} of {count} front process(es) did not start: "
                 "their errors are in the log above; try again with fewer --workers"
             )
-        self._serving.set()
+        with self._lock:
+            self._serving = True
 
     def terminate(self) -> None:
         """Tell every front to stop taking connections and finish its calls (SIGTERM)."""
-        self._stopping.set()
-        for process in self._processes:
+        with self._lock:
+            self._stopping = True
+            processes = list(self._processes)
+        for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         """Terminate the fronts, wait until they have exited, and remove the control socket."""
         self.terminate()
-        deadline = time.monotonic() + _STOP_SECONDS
-        for process in self._processes:
+        deadline = time.monotonic() + self._drain_seconds
+        for process in list(self._processes):
             try:
                 process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -141,8 +141,11 @@ class Hub:
             return
         if kind == "down":
             with self._changed:
+                replaced = self._downs.get(front)  # a front started again in place of one
                 self._downs[front] = _Peer(sock)
                 self._changed.notify_all()
+            if replaced is not None:
+                replaced.sock.close()
             return
         if kind != "up":
             sock.close()

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -191,9 +192,19 @@ def test_sigterm_under_load_answers_every_call_in_flight_on_both(tmp_path: Path)
         publish(server, tmp_path / "models", "slow", SLEEPER, extra_manifest=serving)
         assert algo(server, "admin/slow", 0).status_code == 200
         (front,) = fronts_of(server)
-        with ThreadPoolExecutor(16) as pool:
-            calls = [pool.submit(algo, server, "admin/slow", 2) for _ in range(12)]
-            time.sleep(1)  # all sent, none answered
+        auth = {"Authorization": f"Simple {server.key}"}
+        with ExitStack() as stack, ThreadPoolExecutor(12) as pool:
+            # Each on a connection already open to one process or the other, so that every
+            # call has reached its process when the SIGTERM comes (a connection the kernel
+            # holds for a process that has stopped accepting is refused, as by any server).
+            clients = [
+                stack.enter_context(httpx.Client(headers=auth, timeout=60)) for _ in range(12)
+            ]
+            for client in clients:
+                assert client.get(f"{server.url}/healthz").status_code == 200
+            url = f"{server.url}/v1/algo/admin/slow"
+            calls = [pool.submit(client.post, url, json=3) for client in clients]
+            time.sleep(1.5)  # all sent, none answered
             assert server.process is not None
             server.process.send_signal(signal.SIGTERM)
             answers = [c.result() for c in calls]
@@ -212,27 +223,23 @@ def test_a_front_stops_when_its_primary_dies(tmp_path: Path) -> None:
         assert _gone(front)
 
 
-def test_when_a_front_dies_the_primary_serves_on_alone(tmp_path: Path) -> None:
+def test_a_front_that_dies_is_started_again(tmp_path: Path) -> None:
     with RunningServer(tmp_path / "data", args=("--workers", "2")) as server:
         publish(server, tmp_path / "models", "hello", HELLO)
         (front,) = fronts_of(server)
         os.kill(front, signal.SIGKILL)
         assert _gone(front)
-        answers = [algo(server, "admin/hello", str(i)) for i in range(20)]
-        assert [a.status_code for a in answers] == [200] * 20
-        assert len({process_of(a.headers["x-request-id"]) for a in answers}) == 1
+        deadline = time.monotonic() + 60
+        while not (fronts := fronts_of(server)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(fronts) == 1 and fronts != [front]
         assert f"front process {front} exited" in server.log()
-
-
-def test_a_second_server_cannot_join_the_port_of_the_first(
-    server: RunningServer, tmp_path: Path
-) -> None:
-    second = algora(
-        "serve", "--workers", "2", "--port", str(server.port), "--data-dir", str(tmp_path)
-    )
-    assert second.returncode == 1, second.stdout + second.stderr
-    assert f"cannot listen on 127.0.0.1:{server.port}" in second.stdout + second.stderr
-    assert algo(server, "admin/hello", "x").status_code == 200
+        processes: set[str] = set()
+        while len(processes) < 2 and time.monotonic() < deadline:  # once the new one serves
+            answer = algo(server, "admin/hello", "x")
+            assert answer.status_code == 200, answer.text
+            processes.add(process_of(answer.headers["x-request-id"]))
+        assert len(processes) == 2
 
 
 def test_workers_must_be_a_count(tmp_path: Path) -> None:
