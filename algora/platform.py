@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from algora.audit.log import AuditLog
@@ -198,11 +199,12 @@ class Platform:
             metrics=self.metrics,
             tracing=self.tracing,
         )
-        self.changes = ChangeFeed(
-            self.sessions, [self.authenticator.forget, self.calls.forget_here]
-        )
+        self.changes = ChangeFeed(self.sessions, [self.forget_cached])
         """Tells the other gateways on this registry what this one changed, and the reverse."""
-        self.calls.on_forget = self.changes.changed
+        self.on_changed: list[Callable[[], None]] = [self.changes.changed]
+        """Told, in the changing thread and before its request is answered, that this gateway
+        changed what gateways cache (it has dropped its own caches already)."""
+        self.calls.on_forget = self._changed
         self.calls.run_pipeline = Pipelines(self.calls, self.audit, data).run
         self.publisher.on_change(lambda _version_id: self.calls.forget())
         if settings.warm_on_publish:
@@ -263,7 +265,16 @@ class Platform:
         """Cached callers are stale (a key revoked, a role or grant changed): here at once, on
         the other gateways within a second."""
         self.authenticator.forget()
-        self.changes.changed()
+        self._changed()
+
+    def _changed(self) -> None:
+        for listener in self.on_changed:
+            listener()
+
+    def forget_cached(self) -> None:
+        """Drop the cached callers and resolutions: another gateway changed them (thread safe)."""
+        self.authenticator.forget()
+        self.calls.forget_here()
 
     def _version_names(self, key: str) -> tuple[str, str]:
         """A pool's key (its version's id) as Prometheus labels: ``owner/name``, semver."""

@@ -243,10 +243,15 @@ def check(system: System, workload: Workload, timeout: float) -> None:
 
 
 def load(
-    system: System, workload: Workload, concurrency: int, duration: float, round_: int
+    system: System,
+    workload: Workload,
+    concurrency: int,
+    duration: float,
+    round_: int,
+    core: str | None = LOAD_CORE,
 ) -> Point:
     before = _cpu_seconds(system.pid)
-    result = run_wrk_pinned(system, workload, concurrency, duration)
+    result = run_wrk_pinned(system, workload, concurrency, duration, core)
     spent = _cpu_seconds(system.pid) - before
     cpu = spent * 1000 / result.requests if result.requests else None
     return Point(
@@ -256,11 +261,16 @@ def load(
 
 
 def run_wrk_pinned(
-    system: System, workload: Workload, concurrency: int, duration: float
+    system: System,
+    workload: Workload,
+    concurrency: int,
+    duration: float,
+    core: str | None = LOAD_CORE,
 ) -> serving.LoadResult:
+    """wrk against ``system``, on ``core`` (None: wherever the kernel puts it)."""
     return serving.run_wrk(
         system.name, system.url, concurrency, duration, system.auth,
-        body=workload.body if system.body is None else system.body, core=LOAD_CORE,
+        body=workload.body if system.body is None else system.body, core=core,
     )  # fmt: skip
 
 
@@ -350,18 +360,26 @@ def print_rows(rows: list[dict[str, Any]], rounds: int) -> None:
         )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="tiny")
-    parser.add_argument("--rounds", type=int, default=4)
+def run_arguments(
+    doc: str, workloads: list[str], rounds: int, levels: list[int]
+) -> argparse.ArgumentParser:
+    """The options every alternated run takes (this one's and ``cores.py``'s)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n", 1)[0])
+    parser.add_argument("--workload", choices=workloads, default="tiny")
+    parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=3, help="unrecorded seconds per system")
     parser.add_argument(
-        "--concurrency",
-        type=lambda text: [int(c) for c in text.split(",")],
-        default=[1, 8, 64],
+        "--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=levels
     )
     parser.add_argument("--algora-cli", default=None, help="default: algora next to this Python")
+    parser.add_argument("--startup-timeout", type=float, default=120)
+    parser.add_argument("--publish-timeout", type=float, default=900)
+    return parser
+
+
+def main() -> int:
+    parser = run_arguments(__doc__ or "", sorted(WORKLOADS), 4, [1, 8, 64])
     parser.add_argument("--also", action="append", default=[], help="NAME=ALGORA_CLI, repeatable")
     parser.add_argument(
         "--peers",
@@ -374,8 +392,6 @@ def main() -> int:
         action="store_true",
         help="also load a copy of the model with serving.check_inputs = false, on each Algora",
     )
-    parser.add_argument("--startup-timeout", type=float, default=120)
-    parser.add_argument("--publish-timeout", type=float, default=900)
     args = parser.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         print("pinning needs two cores: this machine gives fewer", file=sys.stderr)

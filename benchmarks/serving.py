@@ -312,13 +312,15 @@ def start_server(
     env: dict[str, str] | None = None,
     core: str | None = None,
     timeout: float = 120,
+    args: tuple[str, ...] = (),
 ) -> Served:
-    """``algora serve`` on a free loopback port with its data under ``tmp/NAME-data`` (its
-    whole process tree on ``core`` when given); returns once ``/readyz`` answers."""
+    """``algora serve [ARGS]`` on a free loopback port with its data under ``tmp/NAME-data``
+    (its whole process tree on ``core`` when given: ``0``, or ``0,1``); returns once ``/readyz``
+    answers."""
     port = free_port()
     base = f"http://{HOST}:{port}"
     data_dir = tmp / f"{name}-data"
-    argv = [cli, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST]
+    argv = [cli, "serve", "--data-dir", str(data_dir), "--port", str(port), "--host", HOST, *args]
     if core is not None:
         argv = ["taskset", "-c", core, *argv]
     if env:

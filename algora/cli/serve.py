@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,11 +12,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from algora.cli.common import console, errors_to_exit, server_side
-from algora.errors import AlgoraError
+from algora.errors import AlgoraError, Unavailable
 from algora.settings import Settings
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from algora.multiproc.processes import Fronts
+    from algora.platform import Platform
 
 __all__ = ["serve"]
 
@@ -54,6 +59,29 @@ def _publish_examples(url: str, key: str, folder: Path, server: uvicorn.Server) 
     console.print("[bold green]examples ready[/]")
 
 
+def _start_fronts(
+    platform: Platform, settings: Settings, overrides: dict[str, object], processes: int
+) -> tuple[list[socket.socket], Fronts]:
+    """Listen on the port, then start the other processes and wait until each serves."""
+    from algora.multiproc.processes import Fronts, listening_socket
+
+    try:
+        sock = listening_socket(settings.host, settings.port, first=True)
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): "
+            "stop what uses the port, or choose another with --port"
+        ) from None
+    console.print(f"starting {processes - 1} more gateway process(es) on the same port ...")
+    fronts = Fronts(platform, overrides, processes - 1)
+    try:
+        fronts.wait_ready()
+    except BaseException:
+        sock.close()
+        raise
+    return [sock], fronts
+
+
 def serve(
     host: Annotated[str | None, typer.Option("--host", help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Listen port.")] = None,
@@ -67,6 +95,14 @@ def serve(
     examples: Annotated[
         Path | None, typer.Option("--examples", help="Publish the example models in this folder.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=0,
+            help="Gateway processes serving the port (0: one per core); see docs/operations.md.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the gateway with the embedded registry (SQLite), local store and local workers."""
     overrides: dict[str, object] = {}
@@ -77,14 +113,19 @@ def serve(
     if grpc_port is not None:
         overrides["grpc_port"] = grpc_port
     if data_dir is not None:
-        overrides["data_dir"] = data_dir
+        overrides["data_dir"] = str(data_dir)
+    processes = workers or os.cpu_count() or 1
     settings = Settings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    if processes > 1 and settings.rate_limit_backend == "auto":
+        overrides["rate_limit_backend"] = "database"  # a key's limit once, not once per process
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     # Imported here, not at the top: the client commands neither pay for the gateway's imports
     # nor need them installed (`pip install algora` is the client; the server is an extra).
     with server_side("algora serve"):
         import uvicorn
 
         from algora.app import configure_logging, create_app
+        from algora.multiproc.processes import PrimaryServer, server_config
         from algora.platform import Platform
 
     configure_logging(settings.log_level, settings.log_format)
@@ -120,19 +161,14 @@ def serve(
             f"-H 'Content-Type: text/plain' -d 'world' {url}/v1/algo/admin/hello/latest[/]",
             soft_wrap=True,
         )
-    app = create_app(settings, platform)
-    # proxy_headers=False: uvicorn would otherwise let any local process rewrite the peer
-    # address from X-Forwarded-For; the audit log trusts that header only from
-    # ALGORA_TRUSTED_PROXIES (see AuditLog.origin).
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-    )
+    config = server_config(create_app(settings, platform), settings)
+    fronts: Fronts | None = None
+    sockets: list[socket.socket] | None = None
     server = uvicorn.Server(config)
+    if processes > 1:
+        with errors_to_exit():
+            sockets, fronts = _start_fronts(platform, settings, overrides, processes)
+        server = PrimaryServer(config, fronts)
     if examples is not None and key is None:
         console.print("[yellow]--examples needs the admin key: the examples are not published[/]")
     elif examples is not None:
@@ -141,8 +177,10 @@ def serve(
             target=_publish_examples, args=(url, key, folder, server), daemon=True
         ).start()
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
+        if fronts is not None:
+            fronts.stop()
         platform.publisher.shutdown()
         platform.builds.shutdown()
         platform.engine.dispose()

@@ -1,0 +1,1 @@
+"""Several gateway processes on one port: ``algora serve --workers N`` (see :mod:`.processes`)."""
