@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 from algora.errors import WorkerDied
@@ -27,7 +28,7 @@ from algora.workers.runtime_files import (
 )
 from algora.workers.sandbox import bwrap_command, limit_args, normalize_status, sandbox_status
 from algora.workers.spec import WorkerSpec
-from algora.workers.streams import FramedWorker, open_log
+from algora.workers.streams import FramedWorker, Launch, open_log
 from algora.workers.zygote import Zygotes, ZygoteWorker
 
 __all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
@@ -135,40 +136,27 @@ class LocalBackend:
             tmp_root.mkdir(exist_ok=True, mode=_HOME_MODE)
             tmp_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=tmp_root))
             env["TMPDIR"] = str(tmp_dir)
+        launch = Launch(argv, env, home, sandboxed, tmp_dir)
         try:
             if self._zygotes is not None and not node and self._zygotes.can_fork(spec, data_dir):
                 try:
-                    return await self._zygotes.start(
-                        spec,
-                        data_dir,
-                        argv=argv[_BOOT_ARGS:],
-                        env=env,
-                        home=home,
-                        sandboxed=sandboxed,
-                        tmp_dir=tmp_dir,
-                    )
+                    runtime_args = replace(launch, argv=argv[_BOOT_ARGS:])
+                    return await self._zygotes.start(spec, data_dir, runtime_args)
                 except WorkerDied as exc:  # the zygote itself failed: start the worker plainly
                     logger.warning("no zygote for %s (%s): a plain worker", spec.python, exc)
-            return await self._spawn(spec, data_dir, argv, env, home, tmp_dir)
+            return await self._spawn(spec, data_dir, launch)
         except BaseException:
             if tmp_dir is not None:
                 shutil.rmtree(tmp_dir, ignore_errors=True)
             raise
 
-    async def _spawn(
-        self,
-        spec: WorkerSpec,
-        data_dir: Path,
-        argv: list[str],
-        env: dict[str, str],
-        home: Path,
-        tmp_dir: Path | None,
-    ) -> LocalWorker:
-        sandboxed = tmp_dir is None
-        if sandboxed:
+    async def _spawn(self, spec: WorkerSpec, data_dir: Path, launch: Launch) -> LocalWorker:
+        argv = launch.argv
+        if launch.sandboxed:
             node = spec.runtime == "node"
             runtime_dir = install_node_runtime(data_dir) if node else install_runtime(data_dir)
-            argv = await asyncio.to_thread(bwrap_command, argv, spec, data_dir, home, runtime_dir)
+            wrap = bwrap_command
+            argv = await asyncio.to_thread(wrap, argv, spec, data_dir, launch.home, runtime_dir)
         log_fd = open_log(spec.log_path)
         try:
             process = await asyncio.create_subprocess_exec(
@@ -176,11 +164,11 @@ class LocalBackend:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_fd,
-                env=env,
+                env=launch.env,
                 cwd=str(spec.source_dir),
                 start_new_session=True,
                 limit=_PIPE_LIMIT,
             )
         finally:
             os.close(log_fd)
-        return LocalWorker(process, sandboxed=sandboxed, tmp_dir=tmp_dir)
+        return LocalWorker(process, sandboxed=launch.sandboxed, tmp_dir=launch.tmp_dir)

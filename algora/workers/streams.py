@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from algora.errors import WorkerDied
 from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
 from algora.workers.backend import Frame
 
-__all__ = ["FramedWorker", "open_log"]
+__all__ = ["FramedWorker", "Launch", "open_log"]
 
 _DIR_MODE = 0o700
 _LOG_MODE = 0o600
@@ -23,6 +24,19 @@ def open_log(path: Path) -> int:
     """Open (create) a worker's log file for appending, private to its owner."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _LOG_MODE)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one worker, besides its spec: the backend decided all of it."""
+
+    argv: list[str]
+    """The worker's command (for a zygote: the runtime's own arguments only)."""
+    env: dict[str, str]
+    home: Path
+    sandboxed: bool
+    tmp_dir: Path | None
+    """Its private temporary folder, removed when it exits (None in the sandbox)."""
 
 
 class FramedWorker:

@@ -39,7 +39,7 @@ from algora.workers.backend import Frame
 from algora.workers.runtime_files import install_runtime, zygote_command
 from algora.workers.sandbox import normalize_status, zygote_bwrap_command
 from algora.workers.spec import WorkerSpec
-from algora.workers.streams import FramedWorker, open_log
+from algora.workers.streams import FramedWorker, Launch, open_log
 
 __all__ = ["ZygoteWorker", "Zygotes"]
 
@@ -295,18 +295,10 @@ class Zygotes:
         folder = spec.gateway_folder
         return folder is None or folder.resolve().parent == channels
 
-    async def start(
-        self,
-        spec: WorkerSpec,
-        data_dir: Path,
-        *,
-        argv: list[str],
-        env: dict[str, str],
-        home: Path,
-        sandboxed: bool,
-        tmp_dir: Path | None,
-    ) -> ZygoteWorker:
-        """Fork a worker of ``spec`` that runs the worker runtime with ``argv`` and ``env``."""
+    async def start(self, spec: WorkerSpec, data_dir: Path, launch: Launch) -> ZygoteWorker:
+        """Fork a worker of ``spec`` that runs the worker runtime with ``launch``'s arguments
+        and environment."""
+        sandboxed, home = launch.sandboxed, launch.home
         zygote = await self._zygote(spec, data_dir, sandboxed)
         gateway_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         request = {
@@ -330,10 +322,15 @@ class Zygotes:
             raise
         forked_in = time.perf_counter() - started
         worker = ZygoteWorker(
-            streams, pidfd, exited, sandboxed=sandboxed, tmp_dir=tmp_dir, forked_in=forked_in
+            streams,
+            pidfd,
+            exited,
+            sandboxed=sandboxed,
+            tmp_dir=launch.tmp_dir,
+            forked_in=forked_in,
         )
         zygote.adopt(ident, worker)
-        await worker.send_frame({"type": "start", "argv": argv, "env": env})
+        await worker.send_frame({"type": "start", "argv": launch.argv, "env": launch.env})
         return worker
 
     async def _zygote(self, spec: WorkerSpec, data_dir: Path, sandboxed: bool) -> _Zygote:
