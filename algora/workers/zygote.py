@@ -241,7 +241,8 @@ class _Zygote:
             self._exits[ident] = (loop, exited)
         message = json.dumps({**request, "type": "fork", "id": ident}).encode()
         try:
-            await asyncio.to_thread(socket.send_fds, self._control, [message], [worker_end, log_fd])
+            # A few hundred bytes on a socket that nothing else writes: it does not block.
+            socket.send_fds(self._control, [message], [worker_end, log_fd])
             pidfd = await forked
         except BaseException:
             with self._lock:
@@ -267,6 +268,9 @@ class _Zygote:
             self.idle_timer.cancel()
         with contextlib.suppress(OSError):
             self._control.shutdown(socket.SHUT_RDWR)  # wakes the reading thread, which closes
+        if not self.ready.is_set():  # stuck preloading (an import that hangs): it reads nothing
+            with contextlib.suppress(OSError):
+                self.process.kill()
         self.ready.set()
         for fork in forks.values():
             _settle(*fork, WorkerDied("the zygote exited"))
@@ -346,7 +350,10 @@ class Zygotes:
                 self._zygotes[key] = zygote
         if zygote.idle_timer is not None:
             zygote.idle_timer.cancel()
-        if not await asyncio.to_thread(zygote.ready.wait, spec.start_timeout) or not zygote.alive:
+        ready = zygote.ready.is_set() or await asyncio.to_thread(
+            zygote.ready.wait, spec.start_timeout
+        )
+        if not ready or not zygote.alive:
             zygote.close()
             raise WorkerDied(
                 f"the environment's zygote did not start within {spec.start_timeout:g}s"
