@@ -57,6 +57,7 @@ from algora.workers.manager import PoolManager
 from algora.workers.memory import budget_bytes
 from algora.workers.pool import Pool
 from algora.workers.sandbox import sandbox_notice
+from algora.workers.zygote import Zygotes
 
 __all__ = ["Platform"]
 
@@ -139,7 +140,8 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
-        self.backend: WorkerBackend = LocalBackend()
+        self.zygotes = Zygotes(settings.zygote_idle_seconds) if settings.zygotes else None
+        self.backend: WorkerBackend = LocalBackend(zygotes=self.zygotes)
         self.version_files: VersionFiles | None = None
         """With an S3 store: versions' files shared through it, fetched here before workers."""
         if isinstance(self.store, S3BlobStore):
@@ -308,6 +310,8 @@ class Platform:
 
     async def aclose(self) -> None:
         await self.pools.stop_all()
+        if self.zygotes is not None:
+            self.zygotes.close()
         await self.rollups.flush()
         await self.usage.flush()
         await self.reports.flush()

@@ -178,6 +178,13 @@ class Settings(BaseSettings):
     """Memory (MiB of PSS) that all model workers together may hold: when a version's workers
     start and the total is past it, idle versions' workers are stopped, least recently used
     first (their next call starts them again). Default: three quarters of the machine's."""
+    zygotes: bool = True
+    """Fork a Python model's workers from a warm zygote of its environment (one interpreter per
+    environment that has imported its packages), so that a cold start is a fork and the model's
+    load, not the imports (docs/operations.md, "Cold starts"); false: each worker starts a new
+    interpreter."""
+    zygote_idle_seconds: float = 1800.0
+    """Seconds a zygote is kept without any worker of its environment before it is stopped."""
     warm_on_publish: bool = True
     """Start a version's workers as soon as its publish succeeds, so that its first call finds
     them loaded (they stop after ``pool_idle_seconds`` without a call, as any)."""

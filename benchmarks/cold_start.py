@@ -5,7 +5,10 @@
 ``algora serve`` (pinned to core 0, ``ALGORA_POOL_IDLE_SECONDS=1``) with examples/iris published
 once (its environment is then cached). Then, ``--samples`` times: wait past the idle timeout
 and the reaper's tick (the version's workers are stopped), and time one call from the client
-(core 1): that call starts a worker, which imports scikit-learn and loads the model. Also: a
+(core 1): that call starts a worker, forked from the environment's warm zygote (which has
+imported scikit-learn once), which loads the model. Each cold call is split into the fork, the
+model's load (both from the gateway's log) and the rest (the first call and the HTTP round
+trip), each reported as a p50. Also: a
 second publish of the same folder under another name (cached environment, so the time is its
 build command, the smoke test and the start of its workers), timed to its first answer; and
 ``--publishes`` renamed copies of examples/sklearn-new (cached environment, no build command),
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -43,6 +47,31 @@ def timed_call(url: str, auth: str) -> float:
 
 
 SKLEARN_NEW = serving.REPO / "examples" / "sklearn-new"
+_SPLIT = re.compile(
+    r"cold start of a forked worker: fork ([\d.]+) ms, model load ([\d.]+) ms "
+    r"\(after ([\d.]+) ms of sandbox set-up\)"
+)
+
+
+class LogSplits:
+    """The fork and load times the gateway logs for each forked worker, read as they come."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.offset = log.stat().st_size if log.exists() else 0
+
+    def latest(self) -> tuple[float, float] | None:
+        """(fork ms, load ms) of the last worker forked since the previous call, the sandbox's
+        set-up counted in the fork; None: none."""
+        with self.log.open("rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode("utf-8", "replace")
+            self.offset = f.tell()
+        found = _SPLIT.findall(text)
+        if not found:
+            return None
+        fork, load, setup = (float(ms) for ms in found[-1])
+        return fork + setup, load
 
 
 def publish_sklearn_copy(
@@ -88,11 +117,24 @@ def main() -> int:
             publish(serving.IRIS)
             url = f"{base}/v1/algo/admin/iris/latest"
             timed_call(url, auth)
-            samples = []
+            samples: list[float] = []
+            splits: list[tuple[float, float, float]] = []
+            logged = LogSplits(tmp / "algora.log")
             for index in range(args.samples):
                 time.sleep(IDLE_SECONDS + 1.5)  # past the idle timeout and the reaper's tick
                 samples.append(timed_call(url, auth))
-                print(f"  cold call {index + 1}: {samples[-1] * 1000:.0f} ms", flush=True)
+                total = samples[-1] * 1000
+                split = logged.latest()
+                if split is None:
+                    print(f"  cold call {index + 1}: {total:.0f} ms (not forked)", flush=True)
+                    continue
+                fork, load = split
+                splits.append((fork, load, total - fork - load))
+                print(
+                    f"  cold call {index + 1}: {total:.0f} ms = fork and sandbox {fork:.1f} + "
+                    f"model load {load:.1f} + first call and HTTP {total - fork - load:.1f}",
+                    flush=True,
+                )
             warm = [timed_call(url, auth) for _ in range(20)]
             copy = tmp / "iris-copy"
             shutil.copytree(serving.IRIS, copy, ignore=shutil.ignore_patterns("*.joblib"))
@@ -111,6 +153,13 @@ def main() -> int:
                 "cold_ms_p50": round(statistics.median(samples) * 1000, 1),
                 "cold_ms_min": round(min(samples) * 1000, 1),
                 "cold_ms_max": round(max(samples) * 1000, 1),
+                "cold_split_ms_p50": {
+                    name: round(statistics.median(part[i] for part in splits), 1)
+                    for i, name in enumerate(("fork", "model_load", "first_call_and_http"))
+                }
+                if splits
+                else None,
+                "cold_calls_forked": len(splits),
                 "warm_call_new_client_ms_p50": round(statistics.median(warm) * 1000, 2),
                 "publish_to_first_answer_s": round(publish_to_answer, 2),
                 "publish_to_first_answer_no_build_command_s_p50": round(

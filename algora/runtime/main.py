@@ -41,7 +41,7 @@ from .loader import LoadedModel, load_model
 from .tensors import run_stacked
 from .validate import Check, InputMismatch, compile_schema
 
-__all__ = ["EXIT_OUT_OF_MEMORY", "main", "serve"]
+__all__ = ["EXIT_OUT_OF_MEMORY", "flush_std", "main", "serve"]
 
 _READ_BUFFER = 1 << 16
 EXIT_OUT_OF_MEMORY = 86
@@ -73,16 +73,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.path.insert(0, source)
         model = load_model(source, args.entrypoint)
     except BaseException as exc:
-        _flush_std()
+        flush_std()
         error = error_object("model_load_failed", exc, skip_frames=0)
         if isinstance(exc, MemoryError) and args.memory_limit is not None:
             limit = args.memory_limit // (1 << 20)
             error["message"] = f"the model ran out of memory while loading (limit {limit} MiB)"
         _send(proto_out, {"type": "load_error", "error": error})
         sys.stderr.write(error["stacktrace"])
-        _flush_std()
+        flush_std()
         os._exit(1)
-    _flush_std()
+    flush_std()
     ready = {
         "type": "ready",
         "pid": os.getpid(),
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     _send(proto_out, ready)
     check = None if args.no_input_check else _input_check(model)
     code = serve(model, reader, proto_out, cpu_limit=args.cpu_limit, check=check)
-    _flush_std()
+    flush_std()
     os._exit(code)
 
 
@@ -169,7 +169,7 @@ def _take_protocol_fds() -> tuple[int, int]:
     libraries writing to fd 1, subprocesses) can corrupt the protocol stream. The copies are
     not inheritable, so the model's own subprocesses never see them.
     """
-    _flush_std()
+    flush_std()
     proto_in = os.dup(0)
     proto_out = os.dup(1)
     os.dup2(2, 1)
@@ -179,7 +179,7 @@ def _take_protocol_fds() -> tuple[int, int]:
     return proto_in, proto_out
 
 
-def _flush_std() -> None:
+def flush_std() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:

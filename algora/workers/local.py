@@ -15,12 +15,10 @@ import os
 import shutil
 import signal
 import tempfile
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from algora.errors import WorkerDied
-from algora.runtime.frames import PREFIX, FrameError, decode_header, decode_prefix, encode_frame
-from algora.workers.backend import Frame
 from algora.workers.channel import SANDBOX_FOLDER, SOCKET_NAME
 from algora.workers.runtime_files import (
     install_node_runtime,
@@ -30,6 +28,8 @@ from algora.workers.runtime_files import (
 )
 from algora.workers.sandbox import bwrap_command, limit_args, normalize_status, sandbox_status
 from algora.workers.spec import WorkerSpec
+from algora.workers.streams import FramedWorker, Launch, open_log
+from algora.workers.zygote import Zygotes, ZygoteWorker
 
 __all__ = ["LocalBackend", "LocalWorker", "worker_environment"]
 
@@ -39,6 +39,8 @@ _LOG_MODE = 0o600
 _HOME_MODE = 0o700
 _SYSTEM_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
 _PIPE_LIMIT = 1 << 20
+_BOOT_ARGS = 4
+"""``python -I -c BOOT``: what precedes the runtime's own arguments in its argv."""
 
 
 def worker_environment(spec: WorkerSpec, home: Path) -> dict[str, str]:
@@ -60,12 +62,7 @@ def _private_home(data_dir: Path, spec: WorkerSpec) -> Path:
     return home
 
 
-def _open_log(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _LOG_MODE)
-
-
-class LocalWorker:
+class LocalWorker(FramedWorker):
     """A worker subprocess. Its stderr goes straight to the spec's log file (no reader task)."""
 
     def __init__(
@@ -75,14 +72,12 @@ class LocalWorker:
         sandboxed: bool = False,
         tmp_dir: Path | None = None,
     ) -> None:
-        self._process = process
-        self._sandboxed = sandboxed
-        self._tmp_dir = tmp_dir
         stdin, stdout = process.stdin, process.stdout
         if stdin is None or stdout is None:
             raise RuntimeError("worker process started without pipes")
-        self._stdin = stdin
-        self._stdout = stdout
+        super().__init__(stdout, stdin, tmp_dir)
+        self._process = process
+        self._sandboxed = sandboxed
 
     @property
     def pid(self) -> int | None:
@@ -92,32 +87,6 @@ class LocalWorker:
     def returncode(self) -> int | None:
         code = self._process.returncode
         return normalize_status(code) if code is not None and self._sandboxed else code
-
-    async def send_frame(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        if self._stdin.is_closing():
-            raise WorkerDied("worker is gone")
-        try:
-            self._stdin.write(encode_frame(header, payload))
-            await self._stdin.drain()
-        except (ConnectionError, RuntimeError) as exc:
-            raise WorkerDied(f"worker stopped reading: {exc}") from None
-
-    async def read_frame(self) -> Frame:
-        try:
-            prefix = await self._stdout.readexactly(PREFIX.size)
-            header_len, payload_len = decode_prefix(prefix)
-            rest = await self._stdout.readexactly(header_len + payload_len)
-        except asyncio.IncompleteReadError:
-            raise WorkerDied("worker exited") from None
-        except FrameError as exc:
-            self.kill()
-            raise WorkerDied(f"worker broke the protocol: {exc}") from None
-        try:
-            header = decode_header(rest[:header_len])
-        except FrameError as exc:
-            self.kill()
-            raise WorkerDied(f"worker broke the protocol: {exc}") from None
-        return header, rest[header_len:]
 
     def kill(self) -> None:
         if self._process.returncode is not None:
@@ -133,20 +102,18 @@ class LocalWorker:
 
     async def wait(self) -> int:
         code = await self._process.wait()
-        if not self._stdin.is_closing():
-            self._stdin.close()
-        with contextlib.suppress(ConnectionError):
-            await self._stdin.wait_closed()
-        if self._tmp_dir is not None:
-            tmp_dir, self._tmp_dir = self._tmp_dir, None
-            await asyncio.to_thread(shutil.rmtree, tmp_dir, True)
+        await self._release()
         return normalize_status(code) if self._sandboxed else code
 
 
 class LocalBackend:
-    """Starts workers as local subprocesses of the gateway."""
+    """Starts workers as local subprocesses of the gateway, or forked by their environment's
+    zygote (``algora.workers.zygote``) where one can start them."""
 
-    async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker:
+    def __init__(self, *, zygotes: Zygotes | None = None) -> None:
+        self._zygotes = zygotes
+
+    async def start(self, spec: WorkerSpec, data_dir: Path) -> LocalWorker | ZygoteWorker:
         node = spec.runtime == "node"
         if node:  # limits are set by its launcher (runtime_files.node_command says which)
             argv = node_command(
@@ -164,30 +131,44 @@ class LocalBackend:
             folder = SANDBOX_FOLDER if sandboxed else str(spec.gateway_folder)
             argv += ["--gateway-socket", f"{folder}/{SOCKET_NAME}"]
         tmp_dir: Path | None = None
-        if sandboxed:
-            runtime_dir = install_node_runtime(data_dir) if node else install_runtime(data_dir)
-            argv = await asyncio.to_thread(bwrap_command, argv, spec, data_dir, home, runtime_dir)
-        else:
+        if not sandboxed:
             tmp_root = home / ".tmp"
             tmp_root.mkdir(exist_ok=True, mode=_HOME_MODE)
             tmp_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=tmp_root))
             env["TMPDIR"] = str(tmp_dir)
-        log_fd = _open_log(spec.log_path)
+        launch = Launch(argv, env, home, sandboxed, tmp_dir)
+        try:
+            if self._zygotes is not None and not node and self._zygotes.can_fork(spec, data_dir):
+                try:
+                    runtime_args = replace(launch, argv=argv[_BOOT_ARGS:])
+                    return await self._zygotes.start(spec, data_dir, runtime_args)
+                except WorkerDied as exc:  # the zygote itself failed: start the worker plainly
+                    logger.warning("no zygote for %s (%s): a plain worker", spec.python, exc)
+            return await self._spawn(spec, data_dir, launch)
+        except BaseException:
+            if tmp_dir is not None:
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+            raise
+
+    async def _spawn(self, spec: WorkerSpec, data_dir: Path, launch: Launch) -> LocalWorker:
+        argv = launch.argv
+        if launch.sandboxed:
+            node = spec.runtime == "node"
+            runtime_dir = install_node_runtime(data_dir) if node else install_runtime(data_dir)
+            wrap = bwrap_command
+            argv = await asyncio.to_thread(wrap, argv, spec, data_dir, launch.home, runtime_dir)
+        log_fd = open_log(spec.log_path)
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_fd,
-                env=env,
+                env=launch.env,
                 cwd=str(spec.source_dir),
                 start_new_session=True,
                 limit=_PIPE_LIMIT,
             )
-        except BaseException:
-            if tmp_dir is not None:
-                shutil.rmtree(tmp_dir, ignore_errors=True)
-            raise
         finally:
             os.close(log_fd)
-        return LocalWorker(process, sandboxed=sandboxed, tmp_dir=tmp_dir)
+        return LocalWorker(process, sandboxed=launch.sandboxed, tmp_dir=launch.tmp_dir)

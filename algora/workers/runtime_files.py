@@ -22,6 +22,7 @@ __all__ = [
     "install_runtime",
     "node_command",
     "runtime_command",
+    "zygote_command",
 ]
 
 RUNTIME_PACKAGE = "algora_runtime"
@@ -98,21 +99,32 @@ def runtime_command(data_dir: Path, python: Path, source_dir: Path, entrypoint: 
     ``-I`` (isolated mode) keeps the worker free of ``PYTHON*`` variables and the user site;
     the runtime's parent directory is put on sys.path by the ``-c`` program itself.
     """
-    parent = install_runtime(data_dir)
-    boot = (
-        f"import sys; sys.path.insert(0, {str(parent)!r}); "
-        f"from {RUNTIME_PACKAGE}.main import main; main()"
-    )
     return [
-        str(python),
-        "-I",
-        "-c",
-        boot,
+        *_boot(data_dir, python, "main"),
         "--source",
         str(source_dir),
         "--entrypoint",
         entrypoint,
     ]
+
+
+def zygote_command(
+    data_dir: Path, python: Path, roots: list[Path], *, sandboxed: bool
+) -> list[str]:
+    """The argv that starts a zygote of ``python``'s environment (``algora/runtime/zygote.py``),
+    whose workers' sources, homes and socket folders lie under ``roots``."""
+    sources, homes, channels = (str(root.resolve()) for root in roots)
+    argv = [*_boot(data_dir, python, "zygote"), "--sources", sources, "--homes", homes]
+    return [*argv, "--channels", channels, *(["--sandbox"] if sandboxed else [])]
+
+
+def _boot(data_dir: Path, python: Path, module: str) -> list[str]:
+    parent = install_runtime(data_dir)
+    boot = (
+        f"import sys; sys.path.insert(0, {str(parent)!r}); "
+        f"from {RUNTIME_PACKAGE}.{module} import main; main()"
+    )
+    return [str(python), "-I", "-c", boot]
 
 
 def node_command(

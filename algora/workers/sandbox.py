@@ -50,6 +50,7 @@ __all__ = [
     "sandbox_notice",
     "sandbox_status",
     "use_sandbox",
+    "zygote_bwrap_command",
 ]
 
 SandboxMode = Literal["auto", "required", "off"]
@@ -70,6 +71,8 @@ _NETWORK_ETC_FILES = (
 _OPTIONAL_DIRS = ("/sys/devices/system/cpu",)
 """Read-only when present: CPU topology, which BLAS and thread pools size themselves from."""
 
+_ZYGOTE_ID = "1000"
+"""The id a zygote (and its workers) runs as in its user namespace when the gateway is root."""
 _UNENFORCED = "network isolation, file-system isolation are NOT enforced"
 
 
@@ -211,11 +214,46 @@ def bwrap_command(
     becomes part of the version) and no worker runtime. Blocking (the first time per
     interpreter it runs it once); call it off the event loop.
     """
+    source = spec.source_dir.resolve()
+    argv = _bwrap_base(spec, data_dir, runtime_dir)
+    if spec.gateway_folder is not None:  # the worker's socket to the gateway, and nothing more
+        argv += ["--ro-bind", str(spec.gateway_folder), SANDBOX_FOLDER]
+    argv += ["--bind" if writable_source else "--ro-bind", str(source), str(source)]
+    if str(source) != str(spec.source_dir):
+        argv += ["--symlink", str(source), str(spec.source_dir)]
+    argv += ["--bind", str(home), str(home), "--chdir", str(spec.source_dir)]
+    return [*argv, "--", *command]
+
+
+def zygote_bwrap_command(
+    command: list[str], spec: WorkerSpec, data_dir: Path, runtime_dir: Path, roots: list[Path]
+) -> list[str]:
+    """``command`` (a zygote of ``spec``'s environment) wrapped in bwrap: as a worker of
+    ``spec`` is, but seeing every folder of ``roots`` (the sources read-only, the homes
+    read-write, the socket folders read-only) instead of one worker's own. Each worker it
+    forks hides all but its own (``algora/runtime/zygote.py``); the zygote keeps
+    ``--cap-drop ALL`` and may still create the user namespaces that its workers need."""
+    sources, homes, channels = (str(root.resolve()) for root in roots)
+    argv = _bwrap_base(spec, data_dir, runtime_dir)
+    # A user namespace of its own, in which each worker nests its own. Root cannot map uid 0
+    # into a nested one without CAP_SETFCAP (Linux 5.12 and later), so under a gateway run as
+    # root the zygote is an ordinary id in its namespace (still root's files outside).
+    argv[1:1] = ["--unshare-user"] + (["--uid", _ZYGOTE_ID, "--gid", _ZYGOTE_ID] * _as_root())
+    argv += ["--ro-bind", sources, sources, "--bind", homes, homes]
+    argv += ["--ro-bind", channels, channels, "--dir", SANDBOX_FOLDER, "--chdir", "/"]
+    return [*argv, "--", *command]
+
+
+def _as_root() -> int:
+    return int(os.geteuid() == 0)
+
+
+def _bwrap_base(spec: WorkerSpec, data_dir: Path, runtime_dir: Path | None) -> list[str]:
+    """What every sandbox of ``spec``'s environment holds, before its own folders."""
     status = sandbox_status()
     if not status.available:
         raise Unavailable(f"the worker sandbox is unavailable: {status.reason}")
     data = data_dir.resolve()
-    source = spec.source_dir.resolve()
     environment = Path(os.path.abspath(spec.python)).parent.parent  # noqa: PTH100 - keep links
     argv = [
         status.executable, "--die-with-parent", "--cap-drop", "ALL",
@@ -249,13 +287,7 @@ def bwrap_command(
             argv += ["--symlink", target, link]
     if runtime_dir is not None:
         argv += ["--ro-bind", str(runtime_dir), str(runtime_dir)]
-    if spec.gateway_folder is not None:  # the worker's socket to the gateway, and nothing more
-        argv += ["--ro-bind", str(spec.gateway_folder), SANDBOX_FOLDER]
-    argv += ["--bind" if writable_source else "--ro-bind", str(source), str(source)]
-    if str(source) != str(spec.source_dir):
-        argv += ["--symlink", str(source), str(spec.source_dir)]
-    argv += ["--bind", str(home), str(home), "--chdir", str(spec.source_dir)]
-    return [*argv, "--", *command]
+    return argv
 
 
 def normalize_status(code: int) -> int:

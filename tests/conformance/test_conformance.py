@@ -307,7 +307,7 @@ def test_frame_level_rules(tmp_path: Path, kind: str) -> None:
 
         worker = await backend.start(spec, tmp_path / "data")
         await worker.read_frame()
-        worker._stdin.write(b"XXXX" + bytes(12))  # a raw, broken frame on purpose
+        worker._writer.write(b"XXXX" + bytes(12))  # a raw, broken frame on purpose
         assert await asyncio.wait_for(worker.wait(), 10) == 2
 
     asyncio.run(main())

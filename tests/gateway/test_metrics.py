@@ -83,7 +83,10 @@ def test_calls_are_counted_by_model_version_and_outcome(server: RunningServer) -
     assert value(found, "algora_pool_queued_calls", **echo) == 0
     assert value(found, "algora_pool_starts_total", **echo) >= 1
     assert value(found, "algora_worker_resident_memory_bytes", **echo) > 1 << 20
-    assert value(found, "algora_worker_cpu_seconds_total", **echo) > 0
+    # reported; it may round to 0 (clock ticks): a worker forked from its zygote does not pay
+    # for the interpreter's start, and five calls of this model take well under a tick
+    cpu = ("algora_worker_cpu_seconds_total", tuple(sorted(echo.items())))
+    assert cpu in found, sorted(key for key in found if "cpu" in key[0])
     # five calls, one at a time: five dispatches of one (a smoke test's example before them)
     assert value(found, "algora_batch_size_bucket", **echo, le="1.0") >= 5
     assert value(found, "algora_batch_size_bucket", **echo, le="+Inf") >= 5
