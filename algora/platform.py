@@ -31,6 +31,9 @@ from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
+from algora.registry.compare import Comparisons
+from algora.registry.feedback import Feedback
+from algora.registry.records import CallRecords
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
@@ -162,7 +165,11 @@ class Platform:
             buckets=DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
-        self.rollups = Rollups(self.sessions)
+        self.call_records = CallRecords(
+            self.sessions, settings.feedback_retention_days, self.metrics.observe_feedback
+        )
+        """What versions that opted in answered, for feedback and comparisons."""
+        self.rollups = Rollups(self.sessions, self.call_records)
         self.tracing = open_tracing(settings)
         """OpenTelemetry spans of the call path, exported over OTLP; None when off."""
         """Each version's calls per minute, counted here and added to the registry."""
@@ -178,6 +185,7 @@ class Platform:
             secrets=self.secrets,
             channels=self.channels,
             rollups=self.rollups,
+            records=self.call_records,
             routes=AliasRoutes(self.sessions),
             metrics=self.metrics,
             tracing=self.tracing,
@@ -218,6 +226,13 @@ class Platform:
         self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
         self.audit_queries = AuditQueries(self.sessions, self.audit)
         self.statistics = Statistics(self.sessions, self.registry)
+        self.feedback = Feedback(
+            self.sessions,
+            self.call_records,
+            settings.feedback_retention_days,
+            on_scored=self.metrics.observe_feedback,
+        )
+        self.comparisons = Comparisons(self.sessions, self.registry, self.statistics)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do

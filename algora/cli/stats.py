@@ -33,6 +33,15 @@ def _ms(value: float | None) -> str:
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def _quality(total: dict[str, Any]) -> str:
+    """Accuracy, or mean absolute error, from feedback; "-" without any."""
+    if total.get("accuracy") is not None:
+        return f"{total['accuracy']:.1%}"
+    if total.get("mean_abs_error") is not None:
+        return f"MAE {total['mean_abs_error']:.3g}"
+    return "-"
+
+
 def _cells(row: dict[str, Any]) -> tuple[str, ...]:
     total = row["total"]
     return (
@@ -44,6 +53,7 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
         _ms(total["p50_ms"]),
         _ms(total["p95_ms"]),
         _ms(total["p99_ms"]),
+        _quality(total),
         sparkline([point["calls"] for point in row["points"]][-60:]),
     )
 
@@ -60,7 +70,8 @@ def stats(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A model's calls, errors and latency (mean, p50, p95, p99 in ms) per version."""
+    """A model's calls, errors, latency (mean, p50, p95, p99 in ms) and accuracy from feedback
+    per version."""
     with errors_to_exit():
         answer = client_for(remote).stats(
             model, since=since, until=until, step=step, version=version
@@ -73,9 +84,13 @@ def stats(
         console.print(f"{answer['model']}: no calls from {window}")
         return
     table = Table(
-        "version", "calls", "errors", "error %", "mean", "p50", "p95", "p99", "calls over time",
+        "version", "calls", "errors", "error %", "mean", "p50", "p95", "p99", "accuracy",
+        "calls over time",
         title=f"{answer['model']}: {window} (latency in ms)",
     )  # fmt: skip
     for row in answer["versions"]:
         table.add_row(*_cells(row))
     console.print(table)
+    for row in answer.get("aliases", []):
+        total = row["total"]
+        console.print(f"alias {row['alias']}: {_quality(total)} ({total['scored']} scored)")

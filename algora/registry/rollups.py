@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
+from algora.registry.records import CallRecords
 
 __all__ = [
     "BUCKET_COLUMNS",
@@ -92,9 +93,11 @@ Pending = dict[tuple[int, int], _Tally]
 class Rollups:
     """Counts calls per version and minute; writes them to ``call_stats``."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], records: CallRecords | None = None) -> None:
         self._sessions = sessions
         self._pending: Pending = {}
+        self._records = records
+        """Written with the counts (see :mod:`algora.registry.records`)."""
 
     def record(
         self,
@@ -132,7 +135,13 @@ class Rollups:
         return pending
 
     async def flush(self) -> None:
-        """Write what was counted so far; kept for the next try when the registry fails."""
+        """Write what was counted so far (and the call records); kept for the next try when the
+        registry fails."""
+        if self._records is not None:
+            try:
+                await asyncio.to_thread(self._records.write)
+            except Exception:
+                logger.warning("could not write call records; will retry", exc_info=True)
         pending = self.take()
         if not pending:
             return
