@@ -11,6 +11,7 @@ from rich.table import Table
 
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
+from algora.cli.stats import milliseconds, quality_cell
 from algora.errors import InvalidInput
 
 __all__ = ["compare", "feedback", "label_of"]
@@ -64,27 +65,18 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
 
 
-def _number(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}{unit}" if value < 100 else f"{value:.0f}{unit}"
-
-
 def _cells(side: dict[str, Any]) -> tuple[str, ...]:
     weight = "shadow" if side["role"] == "shadow" else f"{side['weight']}%"
-    quality = _percent(side["accuracy"]) if side["accuracy"] is not None else "-"
-    if side["accuracy"] is None and side["mean_abs_error"] is not None:
-        quality = f"MAE {side['mean_abs_error']:.3g}"
     agreement = "-" if side["role"] == "primary" else _percent(side["agreement"])
     return (
         side["version"],
         f"{side['role']} ({weight})",
         str(side["calls"]),
         f"{side['error_rate']:.1%}",
-        _number(side["p50_ms"]),
-        _number(side["p95_ms"]),
-        _number(side["p99_ms"]),
-        f"{quality} ({side['scored']})",
+        milliseconds(side["p50_ms"]),
+        milliseconds(side["p95_ms"]),
+        milliseconds(side["p99_ms"]),
+        f"{quality_cell(side)} ({side['scored']})",
         agreement if not side["compared"] else f"{agreement} ({side['compared']})",
     )
 

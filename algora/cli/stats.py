@@ -11,7 +11,7 @@ from rich.table import Table
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
 
-__all__ = ["stats"]
+__all__ = ["milliseconds", "quality_cell", "stats"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _WHEN = "an ISO 8601 time or a duration before now (30m, 6h, 2d, 1w)"
@@ -27,13 +27,14 @@ def sparkline(values: list[int]) -> str:
     )
 
 
-def _ms(value: float | None) -> str:
+def milliseconds(value: float | None) -> str:
+    """A latency for a table: one decimal below 100 ms, none above; "-" for none."""
     if value is None:
         return "-"
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
-def _quality(total: dict[str, Any]) -> str:
+def quality_cell(total: dict[str, Any]) -> str:
     """Accuracy, or mean absolute error, from feedback; "-" without any."""
     if total.get("accuracy") is not None:
         return f"{total['accuracy']:.1%}"
@@ -49,11 +50,11 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
         str(total["calls"]),
         str(total["errors"]),
         f"{total['error_rate']:.1%}",
-        _ms(total["mean_ms"]),
-        _ms(total["p50_ms"]),
-        _ms(total["p95_ms"]),
-        _ms(total["p99_ms"]),
-        _quality(total),
+        milliseconds(total["mean_ms"]),
+        milliseconds(total["p50_ms"]),
+        milliseconds(total["p95_ms"]),
+        milliseconds(total["p99_ms"]),
+        quality_cell(total),
         sparkline([point["calls"] for point in row["points"]][-60:]),
     )
 
@@ -93,4 +94,4 @@ def stats(
     console.print(table)
     for row in answer.get("aliases", []):
         total = row["total"]
-        console.print(f"alias {row['alias']}: {_quality(total)} ({total['scored']} scored)")
+        console.print(f"alias {row['alias']}: {quality_cell(total)} ({total['scored']} scored)")

@@ -22,9 +22,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.tables import Alias, AliasTarget, CallRecord, Version
+from algora.db.tables import Alias, CallRecord
 from algora.errors import AliasNotFound, InvalidInput
 from algora.registry.quality import quality, quality_sums, summed
+from algora.registry.routing import target_rows
 from algora.registry.scoring import NO_PREDICTION, prediction, same
 from algora.registry.service import Registry
 from algora.registry.stats import Statistics, StatsPoint
@@ -115,12 +116,7 @@ class Comparisons:
                     f"'{owner}/{name}' has no alias '{alias[:40]}': "
                     f"`algora alias list {owner}/{name}` lists them"
                 )
-            targets = session.execute(
-                select(AliasTarget, Version)
-                .join(Version, Version.id == AliasTarget.version_id)
-                .where(AliasTarget.alias_id == row.id)
-                .order_by(AliasTarget.id)
-            ).all()
+            targets = target_rows(session, row)
             if not targets:
                 raise InvalidInput(
                     f"alias '{alias}' sends every call to {row.version.semver}, with no canary "

@@ -189,5 +189,7 @@ def test_the_cli_sends_feedback_and_compares(server: RunningServer) -> None:
     assert "primary (90%)" in table.stdout and "canary (10%)" in table.stdout
     unknown = algora("feedback", "req-unknown", "--value", "1", server=server)
     assert unknown.returncode == 1 and "no recorded call" in unknown.stderr
+    stats = algora("stats", "admin/sign", "--since", "1h", server=server)
+    assert stats.returncode == 0 and "alias cli: 100.0% (1 scored)" in stats.stdout, stats.stdout
     single = algora("alias", "compare", "admin/sign", "solo", server=server)
     assert single.returncode == 1 and "nothing to compare" in single.stderr

@@ -16,9 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.engine import create_registry_engine, make_session_factory
-from algora.db.migrate import upgrade
-from algora.db.tables import CallRecord, Model, Principal, Version
+from algora.db.tables import CallRecord, Model, Version
 from algora.errors import NotFound
 from algora.registry.feedback import Feedback
 from algora.registry.records import MAX_OUTPUT_BYTES, CallRecords, output_text
@@ -26,6 +24,7 @@ from algora.registry.scoring import score
 from algora.workers.spec import CallResult
 
 from ..conftest import DATABASES, database_url
+from .conftest import migrated, owned_model
 
 
 @dataclass(frozen=True)
@@ -47,27 +46,17 @@ class World:
 @pytest.fixture(params=DATABASES)
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     """olga/m: 1.0.0 records its calls, 1.1.0 does not."""
-    with database_url(request.param) as url:
-        engine = create_registry_engine(url or f"sqlite:///{tmp_path / 'registry.db'}")
-        upgrade(engine)
-        sessions = make_session_factory(engine)
+    with database_url(request.param) as url, migrated(url, tmp_path) as sessions:
         with sessions() as session:
-            olga = Principal(name="olga")
-            session.add(olga)
-            session.flush()
-            model = Model(owner_id=olga.id, name="m")
-            session.add(model)
-            session.flush()
+            olga, model = owned_model(session, "olga", "m")
             recording, quiet = (
                 Version(model_id=model.id, major=1, minor=minor, patch=0, manifest=manifest)
                 for minor, manifest in ((0, {"monitoring": {"feedback": True}}), (1, {}))
             )
             session.add_all([recording, quiet])
             session.commit()
-            yield World(
-                sessions, Caller(olga.id, "olga", False, "k1", ("*",)), model, recording, quiet
-            )
-        engine.dispose()
+        owner = Caller(olga.id, "olga", False, "k1", ("*",))
+        yield World(sessions, owner, model, recording, quiet)
 
 
 def _json(value: Any) -> CallResult:

@@ -7,20 +7,21 @@ allowed to call its model: ``call`` scope and call rights; see
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from algora.auth.principals import Caller
 from algora.gateway.auditing import AuditTrail
 from algora.gateway.openapi import UtcDateTime
 from algora.gateway.permissions import Needs, PermissionRoute
+from algora.protocols.native.stats import moment_query
 from algora.protocols.routing import Op, Takes, add_routes, one
 from algora.protocols.wire import FromView
 from algora.registry.compare import Comparison, Comparisons, Role
 from algora.registry.feedback import Feedback, FeedbackView
-from algora.registry.stats import MOMENT_PATTERN, parse_moment
+from algora.registry.stats import parse_moment
 
 __all__ = ["router"]
 
@@ -28,8 +29,6 @@ router = APIRouter(prefix="/api/v1", route_class=PermissionRoute)
 Calls = Annotated[Caller, Depends(Needs("call", write=True))]
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
 Label = str | int | float | bool
-_WHEN = "an ISO 8601 time (UTC unless it says), or a duration before now: 30m, 6h, 2d, 1w"
-_MOMENT = {"pattern": MOMENT_PATTERN.pattern.replace("\\Z", "$")}
 
 
 class FeedbackIn(BaseModel):
@@ -119,13 +118,6 @@ def _compare(
     )
 
 
-def _when(what: str) -> tuple[Any, None]:
-    description = f"{what}: {_WHEN}."
-    return Annotated[
-        str | None, Query(max_length=40, description=description, json_schema_extra=_MOMENT)
-    ], None
-
-
 add_routes(
     router,
     lambda platform: platform.feedback,
@@ -153,7 +145,10 @@ add_routes(
         ReadModels,
         one(ComparisonOut),
         "alias.compare",
-        query={"since": _when("From (an hour before until)"), "until": _when("To (now)")},
+        query={
+            "since": moment_query("From (an hour before until)"),
+            "until": moment_query("To (now)"),
+        },
         summary="Compare an alias's primary with its canaries and shadow",
     ),
     tags=("aliases",),

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
@@ -16,7 +16,7 @@ from algora.protocols.routing import Op, add_routes, one
 from algora.protocols.wire import FromView
 from algora.registry.stats import MOMENT_PATTERN, ModelStats, Statistics, Step, parse_moment
 
-__all__ = ["router"]
+__all__ = ["moment_query", "router"]
 
 router = APIRouter(prefix="/api/v1", route_class=PermissionRoute, tags=["statistics"])
 ReadModels = Annotated[Caller, Depends(Needs("models:read"))]
@@ -24,6 +24,15 @@ _WHEN = "an ISO 8601 time (UTC unless it says), or a duration before now: 30m, 6
 # the forms the service takes, as JSON Schema writes a pattern (it parses them itself, to say
 # what is wrong with one it cannot take)
 _MOMENT = {"pattern": MOMENT_PATTERN.pattern.replace("\\Z", "$")}
+
+
+def moment_query(what: str) -> tuple[Any, None]:
+    """An optional query parameter that names a moment (``since``, ``until``): its annotation
+    and default, for an :class:`~algora.protocols.routing.Op`'s ``query``."""
+    description = f"{what}: {_WHEN}."
+    return Annotated[
+        str | None, Query(max_length=40, description=description, json_schema_extra=_MOMENT)
+    ], None
 
 
 class StatsPointOut(FromView):
@@ -113,20 +122,8 @@ add_routes(
         one(ModelStatsOut),
         "stats.read",
         query={
-            "since": (
-                Annotated[
-                    str | None,
-                    Query(max_length=40, description=f"From: {_WHEN}.", json_schema_extra=_MOMENT),
-                ],
-                None,
-            ),
-            "until": (
-                Annotated[
-                    str | None,
-                    Query(max_length=40, description=f"To: {_WHEN}.", json_schema_extra=_MOMENT),
-                ],
-                None,
-            ),
+            "since": moment_query("From"),
+            "until": moment_query("To"),
             "step": (Annotated[Step, Query(description="The buckets' width.")], "1m"),
             "version": (
                 Annotated[str | None, Query(max_length=40, description="Only this one (1.2.3).")],
