@@ -70,7 +70,9 @@ class Feedback:
         caller must be allowed to call its model; a call not recorded (unknown, too old, or of a
         version that does not record calls) is a 404, a second feedback a 409."""
         if (label is None) == (value is None):
-            raise InvalidInput("send the ground truth as either label or value (not both)")
+            raise InvalidInput(
+                "send the ground truth as either label or value: exactly one of them"
+            )
         if value is not None and number(value) is None:
             raise InvalidInput("value must be a finite number")
         self._records.write()  # the call may have been answered a moment ago
@@ -102,7 +104,7 @@ class Feedback:
             if primary.feedback_at is not None:
                 raise Conflict(
                     f"call '{request_id}' already has feedback (from {primary.feedback_by} at "
-                    f"{primary.feedback_at:%Y-%m-%d %H:%M:%S} UTC): feedback is final, one a call"
+                    f"{primary.feedback_at:%Y-%m-%d %H:%M:%S} UTC): feedback is final, one per call"
                 )
             now = datetime.now(UTC).replace(tzinfo=None)
             text = json.dumps(label) if label is not None else None

@@ -34,7 +34,18 @@ Label = str | int | float | bool
 class FeedbackIn(BaseModel):
     """The ground truth of one call: ``label`` (classification) or ``value`` (regression)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["label"],
+                    "properties": {"label": {"type": ["string", "number", "boolean"]}},
+                },
+                {"required": ["value"], "properties": {"value": {"type": "number"}}},
+            ]
+        },
+    )
 
     request_id: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         description="The call's request id (the X-Request-Id header of its answer)."
