@@ -234,6 +234,12 @@ class ModelError(AlgoraError, code="model_error", status=HTTPStatus.INTERNAL_SER
     """The model's own code raised; ``details`` holds ``error_type`` and, for a caller who may
     manage the model, ``stacktrace`` (it shows the model's source)."""
 
+    def for_callers(self) -> ModelError:
+        """The error as a caller who may not manage the model sees it: its message and type,
+        but not the stack trace (which shows the model's source) nor what it printed."""
+        kept = {k: v for k, v in self.details.items() if k in ("error_type", "reason")}
+        return type(self)(self.message, details=kept)
+
 
 class ModelLoadFailed(ModelError, code="model_load_failed"): ...
 

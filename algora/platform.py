@@ -34,8 +34,11 @@ from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
+from algora.registry.compare import Comparisons
+from algora.registry.feedback import Feedback
 from algora.registry.leases import Leases
 from algora.registry.quotas import Quotas
+from algora.registry.records import CallRecords
 from algora.registry.reports import ModelReports
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
@@ -175,7 +178,11 @@ class Platform:
             buckets=self.shared_buckets,
         )
         self.secrets = ModelSecrets(settings, self.sessions)
-        self.rollups = Rollups(self.sessions)
+        self.call_records = CallRecords(
+            self.sessions, settings.feedback_retention_days, self.metrics.observe_feedback
+        )
+        """What versions that opted in answered, for feedback and comparisons."""
+        self.rollups = Rollups(self.sessions, self.call_records)
         self.quotas = Quotas(self.sessions)
         """Budgets of calls or compute per organization or key, checked in memory."""
         self.usage = Usage(self.sessions, self.quotas.count)
@@ -197,6 +204,7 @@ class Platform:
             secrets=self.secrets,
             channels=self.channels,
             ledger=CallLedger(self.rollups, self.usage, self.quotas),
+            records=self.call_records,
             routes=AliasRoutes(self.sessions),
             metrics=self.metrics,
             tracing=self.tracing,
@@ -246,6 +254,13 @@ class Platform:
         self.managed_secrets = ManagedSecrets(self.sessions, self.secrets)
         self.audit_queries = AuditQueries(self.sessions, self.audit)
         self.statistics = Statistics(self.sessions, self.registry)
+        self.feedback = Feedback(
+            self.sessions,
+            self.call_records,
+            settings.feedback_retention_days,
+            on_scored=self.metrics.observe_feedback,
+        )
+        self.comparisons = Comparisons(self.sessions, self.registry, self.statistics)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do

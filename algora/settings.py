@@ -317,6 +317,11 @@ class Settings(BaseSettings):
     promotion_expiry_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
     """Seconds a promotion request waits for approval before it expires (default: a week)."""
 
+    feedback_retention_days: float = Field(default=30.0, gt=0, le=3660)
+    """Days a call's record (what a version with ``[monitoring] feedback = true`` answered) is
+    kept: ground truth for a call is taken that long after it, and comparisons reach that far
+    back (default: 30)."""
+
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""
 

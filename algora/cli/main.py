@@ -13,6 +13,7 @@ from algora.cli import (
     catalog,
     data,
     publishing,
+    quality,
     scaffold,
     serve,
     stats,
@@ -54,6 +55,8 @@ app.command()(catalog.whoami)
 app.command()(stats.stats)
 app.command()(stats.reports)
 app.command()(usage.usage)
+app.command()(quality.feedback)
+aliases.alias_app.command()(quality.compare)
 app.add_typer(access.models_app, name="models")
 app.add_typer(catalog.keys_app, name="keys")
 app.add_typer(access.users_app, name="users")

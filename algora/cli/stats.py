@@ -11,7 +11,7 @@ from rich.table import Table
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
 
-__all__ = ["reports", "stats"]
+__all__ = ["milliseconds", "quality_cell", "reports", "stats"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 _WHEN = "an ISO 8601 time or a duration before now (30m, 6h, 2d, 1w)"
@@ -27,10 +27,20 @@ def sparkline(values: list[int]) -> str:
     )
 
 
-def _ms(value: float | None) -> str:
+def milliseconds(value: float | None) -> str:
+    """A latency for a table: one decimal below 100 ms, none above; "-" for none."""
     if value is None:
         return "-"
     return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+
+def quality_cell(total: dict[str, Any]) -> str:
+    """Accuracy, or mean absolute error, from feedback; "-" without any."""
+    if total.get("accuracy") is not None:
+        return f"{total['accuracy']:.1%}"
+    if total.get("mean_abs_error") is not None:
+        return f"MAE {total['mean_abs_error']:.3g}"
+    return "-"
 
 
 def _cells(row: dict[str, Any]) -> tuple[str, ...]:
@@ -40,10 +50,11 @@ def _cells(row: dict[str, Any]) -> tuple[str, ...]:
         str(total["calls"]),
         str(total["errors"]),
         f"{total['error_rate']:.1%}",
-        _ms(total["mean_ms"]),
-        _ms(total["p50_ms"]),
-        _ms(total["p95_ms"]),
-        _ms(total["p99_ms"]),
+        milliseconds(total["mean_ms"]),
+        milliseconds(total["p50_ms"]),
+        milliseconds(total["p95_ms"]),
+        milliseconds(total["p99_ms"]),
+        quality_cell(total),
         sparkline([point["calls"] for point in row["points"]][-60:]),
     )
 
@@ -68,7 +79,8 @@ def stats(
     version: VersionOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """A model's calls, errors and latency (mean, p50, p95, p99 in ms) per version."""
+    """A model's calls, errors, latency (mean, p50, p95, p99 in ms) and accuracy from feedback
+    per version."""
     with errors_to_exit():
         answer = client_for(remote).stats(
             model, since=since, until=until, step=step, version=version
@@ -81,12 +93,16 @@ def stats(
         console.print(f"{answer['model']}: no calls from {window}")
         return
     table = Table(
-        "version", "calls", "errors", "error %", "mean", "p50", "p95", "p99", "calls over time",
+        "version", "calls", "errors", "error %", "mean", "p50", "p95", "p99", "accuracy",
+        "calls over time",
         title=f"{answer['model']}: {window} (latency in ms)",
     )  # fmt: skip
     for row in answer["versions"]:
         table.add_row(*_cells(row))
     console.print(table)
+    for row in answer.get("aliases", []):
+        total = row["total"]
+        console.print(f"alias {row['alias']}: {quality_cell(total)} ({total['scored']} scored)")
 
 
 @with_remote

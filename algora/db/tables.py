@@ -17,6 +17,7 @@ __all__ = [
     "AuditEventRow",
     "Base",
     "Build",
+    "CallRecord",
     "DataCollection",
     "Environment",
     "Grant",
@@ -461,3 +462,35 @@ class AliasTarget(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
     weight: Mapped[int]
     shadow: Mapped[bool]
+
+
+class CallRecord(Base):
+    """What a version whose manifest opts in (``[monitoring] feedback = true``) answered one
+    call: the output as JSON text (None when it was no JSON or larger than the cap, so not
+    scorable), and later the ground truth sent for it (``label`` as JSON text, or ``value``) and
+    its score. A shadow's copy has its own row under the request id of the call it copied
+    (``shadow``), so the two answers can be compared. Pruned after the retention period."""
+
+    __tablename__ = "call_records"
+    __table_args__ = (
+        UniqueConstraint("request_id", "shadow"),
+        Index("ix_call_records_model_time", "model_id", "created_at"),
+        Index("ix_call_records_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128))
+    shadow: Mapped[bool]
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    alias: Mapped[str] = mapped_column(String(64))
+    """The alias the call named; empty when it named a version."""
+    caller: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    output: Mapped[str | None] = mapped_column(Text, default=None)
+    label: Mapped[str | None] = mapped_column(Text, default=None)
+    value: Mapped[float | None] = mapped_column(default=None)
+    feedback_at: Mapped[datetime | None] = mapped_column(default=None)
+    feedback_by: Mapped[str | None] = mapped_column(String(255), default=None)
+    correct: Mapped[bool | None] = mapped_column(default=None)
+    abs_error: Mapped[float | None] = mapped_column(default=None)

@@ -46,6 +46,7 @@ from algora.gateway.metrics import Metrics
 from algora.gateway.shadows import Shadows
 from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
+from algora.registry.records import CallRecords
 from algora.registry.routing import AliasRoutes, Routing
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
@@ -101,6 +102,8 @@ class Call:
     """Whether the caller asks for the model's captured stdout (see :attr:`Served.stdout`)."""
     fields: Mapping[str, Any] = field(default_factory=dict)
     """What the content type adds to the worker's call frame (see ``CallRequest.fields``)."""
+    shadow_of: str = ""
+    """For a shadow's copy: the request id of the call copied (its answer is recorded so)."""
 
 
 @dataclass(frozen=True)
@@ -134,12 +137,14 @@ class CallService:
         secrets: ModelSecrets | None = None,
         channels: Channels | None = None,
         ledger: CallLedger | None = None,
+        records: CallRecords | None = None,
         tracing: Tracing | None = None,
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
+        self._records = records
         self._tracing = tracing
         self._routes = routes
         self._shadows = Shadows(metrics)
@@ -366,7 +371,9 @@ class CallService:
         if not call.admitted:
             self.admit(call.caller, model.owner.name, model.name)
         if routing is not None and routing.shadow is not None:
-            copy = replace(call, request_id="", stdout=False, trail=AuditTrail())
+            copy = replace(
+                call, request_id="", stdout=False, trail=AuditTrail(), shadow_of=call.request_id
+            )
             dispatch = functools.partial(self._dispatch, copy, model, routing.shadow)
             self._shadows.send(dispatch, model, routing.shadow, call.spec or "")
         return model, version
@@ -436,6 +443,8 @@ class CallService:
         try:
             served = await self._send(call, model, version)
             answer, compute = served.result.payload, served.result.cpu
+            if self._records is not None:
+                self._records.record(call, model, version, served.request_id, served.result)
             return served
         except BaseException as error:  # counted (a hang-up too), then raised as it is
             failure = error
@@ -476,7 +485,7 @@ class CallService:
         except ModelError as error:
             if may_manage(call.caller, model):
                 raise
-            raise _for_callers(error) from None
+            raise error.for_callers() from None
         finally:
             if opened and session_written(self._data_dir, session):
                 await asyncio.to_thread(drop_session, self._data_dir, session)
@@ -484,10 +493,3 @@ class CallService:
         return Served(
             model=model, version=version, result=result, request_id=request_id, stdout=stdout
         )
-
-
-def _for_callers(error: ModelError) -> ModelError:
-    """A model's error as a caller who may not manage the model sees it: its message and
-    type, but not the stack trace (which shows the model's source) nor what it printed."""
-    kept = {k: v for k, v in error.details.items() if k in ("error_type", "reason")}
-    return type(error)(error.message, details=kept)

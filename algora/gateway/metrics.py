@@ -77,6 +77,26 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._scored = Counter(
+            "algora_feedback_scored",
+            "Answers scored by ground-truth feedback, by model, version, alias and kind (label: "
+            "classification, value: regression)",
+            ["model", "version", "alias", "kind"],
+            registry=self.registry,
+        )
+        self._correct = Counter(
+            "algora_feedback_correct",
+            "Answers whose label matched the feedback's (accuracy: this over the scored labels)",
+            ["model", "version", "alias"],
+            registry=self.registry,
+        )
+        self._abs_error = Counter(
+            "algora_feedback_absolute_error",
+            "Absolute errors of the answers given a value as feedback, summed (mean absolute "
+            "error: this over the scored values)",
+            ["model", "version", "alias"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
         self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
         self.registry.register(_AuditCollector(audit_lag))
@@ -107,6 +127,17 @@ class Metrics:
         """Count one model call that no request answers by itself: a shadow's copy."""
         self._calls.labels(model, version, alias, outcome).inc()
         self._latency.labels(model, version, alias).observe(seconds)
+
+    def observe_feedback(
+        self, model: str, version: str, alias: str, correct: bool | None, abs_error: float | None
+    ) -> None:
+        """Count one answer scored by feedback (thread safe)."""
+        if correct is not None:
+            self._scored.labels(model, version, alias, "label").inc()
+            self._correct.labels(model, version, alias).inc(int(correct))
+        if abs_error is not None:
+            self._scored.labels(model, version, alias, "value").inc()
+            self._abs_error.labels(model, version, alias).inc(abs_error)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format ``accept`` asks for (Prometheus text, or OpenMetrics),

@@ -166,6 +166,13 @@ class ServingSection(_Strict):
         return self
 
 
+class MonitoringSection(_Strict):
+    feedback: bool = False
+    """Record what the version answers each call (its JSON output, up to 4 KiB), so that ground
+    truth sent later (``POST /api/v1/feedback``) scores it and an alias's versions can be
+    compared; off by default."""
+
+
 class SavedSection(_Strict):
     """A saved model served without code (:mod:`algora.modelfolder.saved`)."""
 
@@ -194,6 +201,7 @@ class Manifest(_Strict):
     build: BuildSection = Field(default_factory=BuildSection)
     example: ExampleSection = Field(default_factory=ExampleSection)
     serving: ServingSection = Field(default_factory=ServingSection)
+    monitoring: MonitoringSection = Field(default_factory=MonitoringSection)
     saved: SavedSection | None = None
     pipeline: PipelineSpec | None = None
     """A pipeline's steps (``pipeline.toml``: :mod:`algora.modelfolder.pipeline`)."""

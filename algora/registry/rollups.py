@@ -9,6 +9,7 @@ PostgreSQL both speak), so several gateways on one registry add to the same rows
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import time
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
 from algora.registry.accumulating import Accumulator
+from algora.registry.records import CallRecords
 
 __all__ = [
     "BUCKET_COLUMNS",
@@ -87,9 +89,11 @@ class Rollups(Accumulator[tuple[int, int], _Tally]):
 
     what = "call statistics"
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], records: CallRecords | None = None) -> None:
         super().__init__()
         self._sessions = sessions
+        self._records = records
+        """Written with the counts (see :mod:`algora.registry.records`)."""
 
     def record(
         self,
@@ -113,6 +117,15 @@ class Rollups(Accumulator[tuple[int, int], _Tally]):
         counts[_BYTES_IN + 1] += bytes_out
         counts[_FIRST_BUCKET + bisect.bisect_left(LATENCY_BOUNDS, seconds)] += 1
         tally.latency += seconds
+
+    async def flush(self) -> None:
+        """Write the call records, then what was counted so far (see the base class)."""
+        if self._records is not None:
+            try:
+                await asyncio.to_thread(self._records.write)
+            except Exception:
+                logger.warning("could not write call records; will retry", exc_info=True)
+        await super().flush()
 
     def write(self, pending: Pending) -> None:
         """Add ``pending`` to the registry's rows (blocking)."""

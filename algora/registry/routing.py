@@ -22,7 +22,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.tables import Alias, AliasTarget, Version
 
-__all__ = ["AliasRoutes", "Routing", "Split", "describe", "replace_targets", "targets_of"]
+__all__ = [
+    "AliasRoutes",
+    "Routing",
+    "Split",
+    "describe",
+    "replace_targets",
+    "target_rows",
+    "targets_of",
+]
 
 Split = Sequence[tuple[Version, int]]
 """The versions an alias shares its calls between, with their weights."""
@@ -85,15 +93,22 @@ class AliasRoutes:
         )
 
 
-def targets_of(session: Session, alias: Alias) -> tuple[tuple[tuple[str, int], ...], str | None]:
-    """The alias's split as ``((semver, weight), ...)`` (its one version at 100 when it has no
-    split) and its shadow's semver."""
+def target_rows(session: Session, alias: Alias) -> list[tuple[AliasTarget, Version]]:
+    """The alias's targets and their versions, in the order they were set (none without a
+    split or a shadow)."""
     rows = session.execute(
         select(AliasTarget, Version)
         .join(Version, Version.id == AliasTarget.version_id)
         .where(AliasTarget.alias_id == alias.id)
         .order_by(AliasTarget.id)
     ).all()
+    return [(target, version) for target, version in rows]
+
+
+def targets_of(session: Session, alias: Alias) -> tuple[tuple[tuple[str, int], ...], str | None]:
+    """The alias's split as ``((semver, weight), ...)`` (its one version at 100 when it has no
+    split) and its shadow's semver."""
+    rows = target_rows(session, alias)
     shares = tuple((version.semver, target.weight) for target, version in rows if not target.shadow)
     shadow = next((version.semver for target, version in rows if target.shadow), None)
     return shares or ((alias.version.semver, 100),), shadow

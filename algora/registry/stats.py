@@ -25,11 +25,13 @@ from algora.auth.principals import Caller
 from algora.db.shared_state import CallStats
 from algora.db.tables import Version
 from algora.errors import InvalidInput, VersionNotFound
+from algora.registry.quality import Quality, QualitySums, quality, quality_sums, summed
 from algora.registry.rollups import BUCKET_COLUMNS, ERROR_COLUMNS, LATENCY_BOUNDS
 from algora.registry.service import Registry
 
 __all__ = [
     "MOMENT_PATTERN",
+    "AliasQuality",
     "ModelStats",
     "Statistics",
     "StatsPoint",
@@ -85,6 +87,12 @@ class StatsPoint:
     other_errors: int
     bytes_in: int
     bytes_out: int
+    scored: int = 0
+    """Answers scored by feedback (see :mod:`algora.registry.feedback`)."""
+    accuracy: float | None = None
+    """Correct / labelled feedback; None without any."""
+    mean_abs_error: float | None = None
+    """Mean absolute error of the answers given a value as feedback; None without any."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,16 @@ class ModelStats:
     until: datetime
     versions: tuple[VersionStats, ...]
     """The versions that were called in the window (or the one asked for), newest first."""
+    aliases: tuple[AliasQuality, ...] = ()
+    """Live accuracy of what each alias returned, for the calls with feedback in the window."""
+
+
+@dataclass(frozen=True)
+class AliasQuality:
+    alias: str
+    total: Quality
+    points: tuple[Quality, ...]
+    """One a bucket of the window, as the versions' points."""
 
 
 def parse_moment(text: str | None, now: datetime) -> datetime | None:
@@ -189,15 +207,25 @@ class Statistics:
                 )
             )
             semvers: dict[int, str] = {}
+            wanted_id = None
             if version is not None:
                 wanted = version_named(session, model.id, version, f"{owner}/{name}")
                 statement = statement.where(CallStats.version_id == wanted.id)
                 semvers[wanted.id] = wanted.semver
+                wanted_id = wanted.id
             buckets: dict[int, dict[datetime, list[float]]] = {}
             for row, row_version in session.execute(statement):
                 semvers[row_version.id] = row_version.semver
                 at = floor_to(row.minute, width)
                 _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
+            scores, by_alias = quality_sums(
+                session,
+                model.id,
+                start,
+                end,
+                lambda moment: floor_to(moment, width),
+                version_id=wanted_id,
+            )
         ordered = sorted(semvers, key=lambda v: _sort_key(semvers[v]), reverse=True)
         return ModelStats(
             model=f"{owner}/{name}",
@@ -205,7 +233,16 @@ class Statistics:
             since=start,
             until=end,
             versions=tuple(
-                _version_stats(semvers[v], start, starts, buckets.get(v, {})) for v in ordered
+                _version_stats(semvers[v], start, starts, buckets.get(v, {}), scores.get(v, {}))
+                for v in ordered
+            ),
+            aliases=tuple(
+                AliasQuality(
+                    alias=alias,
+                    total=quality(summed(sums)),
+                    points=tuple(quality(sums.get(at)) for at in starts),
+                )
+                for alias, sums in sorted(by_alias.items())
             ),
         )
 
@@ -251,16 +288,20 @@ def _sort_key(semver: str) -> tuple[int, ...]:
 
 
 def _version_stats(
-    semver: str, start: datetime, starts: Sequence[datetime], buckets: dict[datetime, list[float]]
+    semver: str,
+    start: datetime,
+    starts: Sequence[datetime],
+    buckets: dict[datetime, list[float]],
+    scores: dict[datetime, QualitySums],
 ) -> VersionStats:
     total = _empty()
     for sums in buckets.values():
         total = [a + b for a, b in zip(total, sums, strict=True)]
-    points = tuple(_point(at, buckets.get(at) or _empty()) for at in starts)
-    return VersionStats(version=semver, total=_point(start, total), points=points)
+    points = tuple(_point(at, buckets.get(at) or _empty(), scores.get(at)) for at in starts)
+    return VersionStats(version=semver, total=_point(start, total, summed(scores)), points=points)
 
 
-def _point(start: datetime, sums: list[float]) -> StatsPoint:
+def _point(start: datetime, sums: list[float], scores: QualitySums | None = None) -> StatsPoint:
     counts = dict(zip(_FIELDS, (int(value) for value in sums), strict=True))
     calls = counts["calls"]
     errors = sum(counts[name] for name in ERROR_COLUMNS)
@@ -280,6 +321,7 @@ def _point(start: datetime, sums: list[float]) -> StatsPoint:
         other_errors=counts["other_errors"],
         bytes_in=counts["bytes_in"],
         bytes_out=counts["bytes_out"],
+        **vars(quality(scores)),
     )
 
 

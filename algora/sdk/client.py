@@ -35,12 +35,19 @@ class CallResponse:
     """A call's result with Algorithmia's metadata."""
 
     def __init__(
-        self, result: Any, content_type: str, duration: float, version: str | None
+        self,
+        result: Any,
+        content_type: str,
+        duration: float,
+        version: str | None,
+        request_id: str | None = None,
     ) -> None:
         self.result = result
         self.content_type = content_type
         self.duration = duration
         self.version = version
+        self.request_id = request_id
+        """The call's request id: what :meth:`Client.feedback` names it by."""
 
     def __repr__(self) -> str:
         return f"CallResponse({self.content_type}, {self.result!r:.80})"
@@ -129,6 +136,7 @@ class ModelHandle:
             kind,
             float(metadata.get("duration", 0.0)),
             response.headers.get("x-algora-version"),
+            response.headers.get("x-request-id"),
         )
 
     def call_arrays(self, data: Any, *, timeout: float | None = None) -> CallResponse:
@@ -158,7 +166,10 @@ class ModelHandle:
         result = tensors.decode_answer(
             response.content, response.headers.get(tensors.HEADER_LENGTH)
         )
-        return CallResponse(result, "tensors", 0.0, response.headers.get("x-algora-version"))
+        headers = response.headers
+        return CallResponse(
+            result, "tensors", 0.0, headers.get("x-algora-version"), headers.get("x-request-id")
+        )
 
     def call(self, data: Any = None, *, timeout: float | None = None) -> Any:
         """Call the model; returns its result (parsed JSON, str or bytes)."""
@@ -339,6 +350,22 @@ class Client(Closing):
         """Remove a quota (admins only)."""
         self._send_json("DELETE", f"/api/v1/quotas/{quota_id}")
 
+    def feedback(
+        self,
+        request_id: str,
+        *,
+        label: str | float | bool | None = None,
+        value: float | None = None,
+    ) -> dict[str, Any]:
+        """Send the ground truth of the call ``request_id`` (``CallResponse.request_id``): its
+        true ``label`` (scored for equality with the prediction) or ``value`` (scored by its
+        absolute error). Its version must record calls (``[monitoring] feedback = true``); a
+        call's feedback is final. The answer says whether it was ``scored`` and ``correct`` (or
+        its ``abs_error``)."""
+        body: dict[str, Any] = {"request_id": request_id}
+        body.update({"label": label} if value is None else {"value": value})
+        return dict(self._send_json("POST", "/api/v1/feedback", body))
+
     # aliases and promotions (see algora.registry.aliases) -----------------------------------
     def _send_json(self, method: str, path: str, body: Any = None) -> Any:
         response = self.request(method, path, json=body)
@@ -372,6 +399,17 @@ class Client(Closing):
         if shadow is not None:
             body["shadow"] = shadow
         return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
+
+    def compare_alias(
+        self, model: str, alias: str, *, since: str | None = None, until: str | None = None
+    ) -> dict[str, Any]:
+        """The comparison report of ``alias`` of ``owner/name``: its ``primary`` and its
+        ``others`` (canaries and shadow), each with calls, errors, ``error_rate``, latency
+        percentiles, ``accuracy`` or ``mean_abs_error`` from feedback, and, for the shadow, the
+        ``agreement`` of its answers with the primary's; ``since`` and ``until`` as for
+        :meth:`stats` (default: the last hour)."""
+        params = {n: v for n, v in (("since", since), ("until", until)) if v is not None}
+        return dict(self.get_json(f"/api/v1/models/{model}/aliases/{alias}/compare", **params))
 
     def delete_alias(self, model: str, alias: str) -> None:
         """Delete an alias of ``owner/name`` (protected aliases cannot be deleted)."""

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.engine import create_registry_engine, make_session_factory
 from algora.db.migrate import upgrade
-from algora.db.tables import Model, ModelSecret, Principal
+from algora.db.tables import ModelSecret
 from algora.errors import BadRequest, Unavailable
 from algora.registry.secrets import KEY_FILE, ModelSecrets, SecretBox, check_env_name, parse_key
 from algora.settings import Settings
@@ -28,6 +28,7 @@ from algora.workers.spec import CallRequest
 
 from ..conftest import database_url
 from ..helpers import worker_spec
+from .conftest import owned_model
 
 VALUE = "correct horse battery staple"
 
@@ -47,11 +48,7 @@ def registry(
         upgrade(engine)
         sessions = make_session_factory(engine)
         with sessions() as session:
-            owner = Principal(name="owner")
-            session.add(owner)
-            session.flush()
-            model = Model(owner_id=owner.id, name="model")
-            session.add(model)
+            _owner, model = owned_model(session, "owner", "model")
             session.commit()
             model_id = model.id
         yield settings, sessions, model_id

@@ -12,10 +12,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.engine import create_registry_engine, make_session_factory
-from algora.db.migrate import upgrade
 from algora.db.shared_state import CallStats
-from algora.db.tables import Model, Principal, Version
+from algora.db.tables import Principal, Version
 from algora.errors import (
     CallTimeout,
     InvalidInput,
@@ -30,6 +28,7 @@ from algora.registry.service import Registry
 from algora.registry.stats import Statistics, parse_moment, percentile
 
 from ..conftest import DATABASES, database_url
+from .conftest import migrated, owned_model
 
 
 @dataclass
@@ -45,34 +44,31 @@ class Registered:
 @pytest.fixture(params=DATABASES)
 def registered(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registered]:
     """olga/m with versions 1.0.0 and 1.1.0 on a fresh registry; sam owns nothing."""
-    with database_url(request.param) as url:
-        engine = create_registry_engine(url or f"sqlite:///{tmp_path / 'registry.db'}")
-        upgrade(engine)
-        sessions = make_session_factory(engine)
-        with sessions() as session:
-            olga, sam = Principal(name="olga"), Principal(name="sam")
-            session.add_all([olga, sam])
-            session.flush()
-            model = Model(owner_id=olga.id, name="m")
-            session.add(model)
-            session.flush()
-            rows = {
-                f"1.{minor}.0": Version(
-                    model_id=model.id, major=1, minor=minor, patch=0, status="ready"
-                )
-                for minor in (0, 1)
-            }
-            session.add_all(rows.values())
-            session.commit()
-            yield Registered(
-                sessions,
-                Statistics(sessions, Registry(sessions)),
-                Caller(olga.id, "olga", False, "k1", ("*",)),
-                Caller(sam.id, "sam", False, "k2", ("*",)),
-                model.id,
-                {semver: row.id for semver, row in rows.items()},
+    with (
+        database_url(request.param) as url,
+        migrated(url, tmp_path) as sessions,
+        sessions() as session,
+    ):
+        olga, model = owned_model(session, "olga", "m")
+        sam = Principal(name="sam")
+        session.add(sam)
+        session.flush()
+        rows = {
+            f"1.{minor}.0": Version(
+                model_id=model.id, major=1, minor=minor, patch=0, status="ready"
             )
-        engine.dispose()
+            for minor in (0, 1)
+        }
+        session.add_all(rows.values())
+        session.commit()
+        yield Registered(
+            sessions,
+            Statistics(sessions, Registry(sessions)),
+            Caller(olga.id, "olga", False, "k1", ("*",)),
+            Caller(sam.id, "sam", False, "k2", ("*",)),
+            model.id,
+            {semver: row.id for semver, row in rows.items()},
+        )
 
 
 def _now() -> datetime:

@@ -103,6 +103,9 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     # request the matrix approves does not exist: 404 once authorized.
     ("GET", _MODEL + "/aliases"): ORG,
     ("GET", _MODEL + "/stats"): ORG,
+    ("GET", _MODEL + "/aliases/{alias}/compare"): ORG,
+    # Feedback on a call of acme/hello (req-matrix): by those who may call it (then 409).
+    ("POST", "/api/v1/feedback"): ORG,
     ("GET", _MODEL + "/aliases/{alias}"): ORG,
     ("PUT", _MODEL + "/aliases/{alias}"): MANAGERS,
     ("DELETE", _MODEL + "/aliases/{alias}"): MANAGERS,
@@ -188,6 +191,7 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("POST", _MODEL + "/promotions/{promotion_id}/approve"): "{}",
         ("POST", _MODEL + "/promotions/{promotion_id}/reject"): "{}",
         ("POST", "/api/v1/keys"): '{"name": "matrix"}',
+        ("POST", "/api/v1/feedback"): '{"request_id": "req-matrix", "label": "x"}',
         ("PATCH", "/api/v1/keys/{key_id}"): "{}",
         ("PUT", "/api/v1/keys/{key_id}/model-limits"): "[]",
         ("POST", "/api/v1/principals"): f'{{"name": "{unique}"}}',
@@ -309,9 +313,14 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             body = {"role": role}
             ok(http.put(f"/api/v1/orgs/acme/members/{member}", json=body, headers=auth))
         model = write_model(
-            tmp_path_factory.mktemp("matrix-models") / "hello", "hello", HELLO_MODEL
+            tmp_path_factory.mktemp("matrix-models") / "hello",
+            "hello",
+            HELLO_MODEL,
+            extra_manifest="\n[monitoring]\nfeedback = true\n",
         )
         Client("http://testserver", admin_key, http=http).publish(model, owner="acme")
+        call = {**auth, "X-Request-Id": "req-matrix"}  # recorded: the feedback's call
+        ok(http.post("/v1/algo/acme/hello", json="x", headers=call))
         assert ok(http.get("/api/v1/models/acme/hello", headers=auth))["visibility"] == "private"
         ok(http.post("/v1/data/acme", json={"name": "shared", "acl": {"read": []}}, headers=auth))
         platform = http.app.state.platform  # type: ignore[attr-defined]

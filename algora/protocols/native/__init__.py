@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from algora.protocols.native import access, aliases, audit, keys, models, reports, stats, usage
+from algora.protocols.native import (
+    access,
+    aliases,
+    audit,
+    keys,
+    models,
+    quality,
+    reports,
+    stats,
+    usage,
+)
 
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, reports, usage):
+for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage):
     router.include_router(_part.router)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import Field
 
 from algora.auth.principals import Caller
 from algora.gateway.openapi import UtcDateTime
@@ -48,6 +49,26 @@ class StatsPointOut(FromView):
     other_errors: int
     bytes_in: int
     bytes_out: int
+    scored: int = Field(description="Answers scored by ground-truth feedback (POST /feedback).")
+    accuracy: float | None = Field(description="Correct / labelled feedback; null without any.")
+    mean_abs_error: float | None = Field(
+        description="Mean absolute error of the answers given a value; null without any."
+    )
+
+
+class QualityOut(FromView):
+    scored: int
+    accuracy: float | None
+    mean_abs_error: float | None
+
+
+class StatsAliasOut(FromView):
+    """Live accuracy of what an alias returned (its shadow's answers count under the shadow's
+    version), for calls in the window that got feedback."""
+
+    alias: str
+    total: QualityOut
+    points: list[QualityOut]
 
 
 class StatsVersionOut(FromView):
@@ -64,6 +85,7 @@ class ModelStatsOut(FromView):
     since: UtcDateTime
     until: UtcDateTime
     versions: list[StatsVersionOut]
+    aliases: list[StatsAliasOut]
 
 
 class _Windowed(Protocol[T_co]):
