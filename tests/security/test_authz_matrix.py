@@ -213,6 +213,7 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("POST", "/v1/users"): f'{{"username": "{unique}"}}',
         ("POST", "/v1/organizations"): f'{{"org_name": "{unique}", "type_id": "basic"}}',
         ("PUT", "/v1/organizations/{org}"): '{"org_label": "matrix"}',
+        ("POST", "/insights"): '{"matrix": 1}',
         ("PUT", "/api/v1/quotas/{kind}/{subject}"): (
             '{"metric": "calls", "period": "day", "limit": 1000000}'
         ),
