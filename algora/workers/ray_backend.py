@@ -108,6 +108,14 @@ class RayBackend:
         ).remote()
         shipped = replace(spec, channel=None)
         try:
+            try:  # placed and constructed: a node that died unnoticed would hold it forever
+                async with asyncio.timeout(spec.start_timeout):
+                    await actor.pid.remote()
+            except TimeoutError:
+                raise Unavailable(
+                    f"no Ray node took the worker within {spec.start_timeout:g}s: see `ray "
+                    "status` for the cluster's live nodes"
+                ) from None
             lock = await asyncio.to_thread(_read_lock, spec)
             missing = await actor.start.remote(shipped, str(data_dir), lock, None, self._build)
             if missing == NEEDS_FILES:

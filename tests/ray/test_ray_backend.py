@@ -5,6 +5,7 @@ under calls costs only coded 503s before the replica comes back."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -32,6 +33,7 @@ from .conftest import RayCluster
 HELLO = 'def hello(input: str) -> str:\n    return "Hello " + input\n'
 CALLER = """
 import json
+import contextlib
 import os
 import urllib.request
 
@@ -158,5 +160,35 @@ def test_a_replica_killed_under_calls_answers_coded_503s_and_comes_back(
         return len(now) == 2 and killed not in now and killed not in pids
 
     assert wait_for(replaced, BACK_WITHIN, step=0.5) is not None, actors(name)
+    after = call(server, f"/v1/algo/admin/{name}", 0)
+    assert after.status_code == 200, after.text
+
+
+def test_a_node_killed_under_calls_loses_only_its_calls_and_its_replicas_move(
+    server: RunningServer, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    """Last in this module: it leaves the cluster with its head alone."""
+    name = "sleeper_node"
+    publish(server, tmp_path, name, SLEEPER.format(name=name), extra_manifest=TWO_REPLICAS)
+    assert call(server, f"/v1/algo/admin/{name}", 0).status_code == 200
+    node = ray_cluster.processes[1]
+    node_processes = {node.pid, *descendants(node.pid)}
+    before = actors(name)
+    assert len({raylet for raylet, _ in before.values()}) == 2, before
+
+    def kill_the_node() -> None:
+        for pid in node_processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    tally = _under_load(server, name, kill_the_node)
+    assert not tally.other, f"calls answered otherwise than 2xx or a coded 503: {tally}"
+    assert set(tally.codes_503) <= {"worker_died"}, tally
+
+    def moved() -> bool:
+        now = actors(name)
+        return len(now) == 2 and not node_processes & {raylet for raylet, _ in now.values()}
+
+    assert wait_for(moved, BACK_WITHIN, step=0.5) is not None, actors(name)
     after = call(server, f"/v1/algo/admin/{name}", 0)
     assert after.status_code == 200, after.text
