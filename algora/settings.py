@@ -178,7 +178,8 @@ class Settings(BaseSettings):
     gateway and on every node; [running workers on Ray](ray.md))."""
     ray_address: str = "auto"
     """The Ray cluster the ``ray`` worker backend connects to: ``auto`` for the head started on
-    this machine (``ray start --head``), else its ``HOST:PORT``."""
+    this machine (``ray start --head``), else its ``HOST:PORT``, or ``ray://HOST:PORT`` through
+    Ray Client's proxy on the head."""
 
     pool_idle_seconds: float = 900.0
     """A version's workers are stopped after this many seconds without a call (0: never)."""
