@@ -60,7 +60,6 @@ class RayBackend:
     def __init__(self, address: str, build: BuildConfig) -> None:
         self._address = address
         self._build = build
-        self._files: dict[str, ray.ObjectRef[bytes]] = {}
         self._actor_class: Any = None
         self._placed: dict[str, Counter[str]] = {}
         """Live replicas of each version (by its files' hash) on each node."""
@@ -119,7 +118,8 @@ class RayBackend:
             lock = await asyncio.to_thread(_read_lock, spec)
             missing = await actor.start.remote(shipped, str(data_dir), lock, None, self._build)
             if missing == NEEDS_FILES:
-                files = await asyncio.to_thread(self._packed, spec.source_dir)
+                # Once per node and version: the node keeps what it unpacked.
+                files = await asyncio.to_thread(_packed, spec.source_dir)
                 missing = await actor.start.remote(shipped, str(data_dir), lock, files, self._build)
             if missing is not None:
                 raise Unavailable(f"the Ray node lacks the version's {missing}")
@@ -133,15 +133,6 @@ class RayBackend:
             ray.kill(actor, no_restart=True)
             raise
         return actor
-
-    def _packed(self, source_dir: Path) -> ray.ObjectRef[bytes]:
-        """The version's files, packed into Ray's object store once per version."""
-        ref = self._files.get(source_dir.name)
-        if ref is None:
-            buffer = io.BytesIO()
-            pack_directory(source_dir, buffer)
-            ref = self._files[source_dir.name] = ray.put(buffer.getvalue())
-        return ref
 
 
 def _alive_nodes() -> list[str]:
@@ -159,6 +150,12 @@ def _on(node: str | None) -> NodeAffinitySchedulingStrategy | str:
 def _forget(placed: Counter[str], node: str | None) -> None:
     if node is not None and placed[node] > 0:
         placed[node] -= 1
+
+
+def _packed(source_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    pack_directory(source_dir, buffer)
+    return buffer.getvalue()
 
 
 def _read_lock(spec: WorkerSpec) -> str:
@@ -257,8 +254,9 @@ async def _tunnel(actor: ActorHandle[NodeWorker], socket_path: Path) -> None:
 async def _pipe(actor: ActorHandle[NodeWorker], number: int, socket_path: Path) -> None:
     try:
         reader, writer = await asyncio.open_unix_connection(socket_path)
-    except OSError:
-        await actor.deliver.remote(number, b"")
+    except OSError:  # the channel is closed: so is the worker's connection
+        with contextlib.suppress(RayError):
+            await actor.deliver.remote(number, b"")
         return
 
     async def upstream() -> None:
