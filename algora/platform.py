@@ -20,7 +20,7 @@ from algora.db.engine import create_registry_engine, make_session_factory, ping
 from algora.db.migrate import startup_lock, upgrade
 from algora.db.tables import Model
 from algora.environments.builder import EnvironmentBuilder
-from algora.errors import ModelNotFound
+from algora.errors import AlgoraError, ModelNotFound
 from algora.gateway.calls import CallService
 from algora.gateway.changes import ChangeFeed
 from algora.gateway.channels import CallOrigin, Channels
@@ -59,6 +59,7 @@ from algora.workers.local import LocalBackend
 from algora.workers.manager import PoolManager
 from algora.workers.memory import budget_bytes
 from algora.workers.pool import Pool
+from algora.workers.ray_actor import BuildConfig
 from algora.workers.sandbox import sandbox_notice
 from algora.workers.zygote import Zygotes
 
@@ -143,8 +144,12 @@ class Platform:
             uv_cache_dir=settings.uv_cache_dir,
             timeout=settings.build_timeout,
         )
-        self.zygotes = Zygotes(settings.zygote_idle_seconds) if settings.zygotes else None
-        self.backend: WorkerBackend = LocalBackend(zygotes=self.zygotes)
+        self.zygotes = (
+            Zygotes(settings.zygote_idle_seconds)
+            if settings.zygotes and settings.worker_backend == "local"
+            else None
+        )
+        self.backend: WorkerBackend = _worker_backend(settings, self.zygotes)
         self.version_files: VersionFiles | None = None
         """With an S3 store: versions' files shared through it, fetched here before workers."""
         if isinstance(self.store, S3BlobStore):
@@ -340,3 +345,18 @@ class Platform:
             logger.exception("could not release this gateway's lease")
         await self.audit.aclose()
         self.engine.dispose()
+
+
+def _worker_backend(settings: Settings, zygotes: Zygotes | None) -> WorkerBackend:
+    """Local subprocesses (forked from ``zygotes`` when given), or actors on a Ray cluster;
+    Ray is imported only when chosen."""
+    if settings.worker_backend == "local":
+        return LocalBackend(zygotes=zygotes)
+    try:
+        from algora.workers.ray_backend import RayBackend  # imports Ray
+    except ImportError:
+        raise AlgoraError(
+            "ALGORA_WORKER_BACKEND is ray, and this server lacks Ray: pip install 'algora[ray]'"
+        ) from None
+    build = BuildConfig(settings.python, settings.index_url, settings.build_timeout)
+    return RayBackend(settings.ray_address, build)

@@ -172,6 +172,15 @@ class Settings(BaseSettings):
     worker_start_timeout: float = 120.0
     """Seconds a worker may take to import and load its model before it counts as failed."""
 
+    worker_backend: Literal["local", "ray"] = "local"
+    """Where model workers run: ``local``, as subprocesses of the gateway, or ``ray``, each as an
+    actor on a node of the Ray cluster at ``ray_address`` (install ``algora[ray]`` on the
+    gateway and on every node; [running workers on Ray](ray.md))."""
+    ray_address: str = "auto"
+    """The Ray cluster the ``ray`` worker backend connects to: ``auto`` for the head started on
+    this machine (``ray start --head``), else its ``HOST:PORT``, or ``ray://HOST:PORT`` through
+    Ray Client's proxy on the head."""
+
     pool_idle_seconds: float = 900.0
     """A version's workers are stopped after this many seconds without a call (0: never)."""
     worker_memory_budget_mb: int | None = Field(default=None, ge=64)
