@@ -75,7 +75,7 @@ def quota_set(
     period: Annotated[str, typer.Argument(help="day or month (UTC).")],
     limit: Annotated[float, typer.Argument(help="How many calls or compute seconds.")],
     org: Annotated[str | None, typer.Option("--org", help="For an organization.")] = None,
-    key_id: Annotated[str | None, typer.Option("--key", help="Or for one key (its id).")] = None,
+    key_id: Annotated[str | None, typer.Option("--key-id", help="Or for one key (its id).")] = None,
 ) -> None:
     """Create or change a quota (admins only): calls past it are refused with 429."""
     with errors_to_exit():

@@ -203,8 +203,8 @@ class CallService:
     async def _warm(self, version_id: int) -> None:
         try:
             version = await asyncio.to_thread(self._registry.version_by_id, version_id)
-            if version.status != "ready":
-                return
+            if version.status != "ready" or version.manifest.get("pipeline"):
+                return  # not servable yet, or a pipeline: its steps' pools serve it
             spec = await self._serving_spec(version)
             pool = await self._pools.get(str(version.id), spec)
             pool.widen(spec)  # the publish's smoke-tested worker, when it was handed over

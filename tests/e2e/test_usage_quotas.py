@@ -204,5 +204,12 @@ def test_the_cli_prints_usage_and_manages_quotas(team: Team) -> None:
     )
     gone = algora("quota", "delete", str(row["id"]), server=team.server)
     assert gone.returncode == 0, gone.stderr
+    with _client(team, "bob") as bob:
+        key_id = bob.whoami()["key_id"]
+    by_key = algora("quota", "set", "calls", "day", "5", "--key-id", key_id, server=team.server)
+    assert by_key.returncode == 0, by_key.stderr
+    [row] = json.loads(algora("quota", "list", "--json", server=team.server).stdout)
+    assert (row["key_id"], row["limit"]) == (key_id, 5)
+    assert algora("quota", "delete", str(row["id"]), server=team.server).returncode == 0
     refused = algora("usage", "--by", "planet", server=team.server)
     assert refused.returncode != 0 and "--by" in refused.stderr
