@@ -40,13 +40,6 @@ PAGES = [REPO / "docs" / "deploy.md", REPO / "docs" / "ci.md"]
 YAML_FILES = sorted([*DEPLOY.rglob("*.yaml"), *CI_EXAMPLES.glob("*.yml")])
 TOOLS = Path(sys.executable).parent
 
-PENDING = {
-    "ALGORA_WORKER_BACKEND": "the Ray backend",
-    "ALGORA_RAY_ADDRESS": "the Ray backend",
-}
-"""Settings that the Ray backend brings: deploy/ sets them ahead of that release, and
-docs/deploy.md says from which release they take effect."""
-
 HEALTH_ROUTES = {route.path for route in health_router.routes}
 
 
@@ -301,13 +294,8 @@ def test_every_algora_variable_is_a_setting() -> None:
     fields = {f"ALGORA_{name.upper()}" for name in Settings.model_fields}
     named = named_variables()
     assert "ALGORA_DATABASE_URL" in named  # the scan sees the files
-    unknown = {name: where for name, where in named.items() if name not in fields | PENDING.keys()}
+    unknown = {name: where for name, where in named.items() if name not in fields}
     assert not unknown, f"not in algora/settings.py: {unknown}"
-    deploy_page = " ".join(PAGES[0].read_text(encoding="utf-8").split())
-    for name, release in PENDING.items():
-        if name in named and name not in fields:
-            assert name in deploy_page
-            assert f"from the release that ships {release}" in deploy_page, name
 
 
 def substituted(value: str) -> str:
@@ -335,9 +323,6 @@ def environments() -> list[tuple[str, dict[str, str]]]:
 @pytest.mark.parametrize("place", [place for place, _ in environments()])
 def test_the_settings_given_parse(place: str, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dict(environments())[place]
-    for name in list(env):
-        if name in PENDING:
-            del env[name]
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
