@@ -12,9 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from typing import Generic, Protocol, Self, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
-__all__ = ["FLUSH_SECONDS", "Accumulator", "Addable"]
+from sqlalchemy import func
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import DeclarativeBase, Session
+
+__all__ = ["FLUSH_SECONDS", "Accumulator", "Addable", "additive_upsert"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +77,27 @@ class Accumulator(ABC, Generic[K, T]):
     @abstractmethod
     def write(self, pending: dict[K, T]) -> None:
         """Add ``pending`` to the registry's rows (blocking, in a thread)."""
+
+
+_SQLITE_EXTREMES = {"least": "min", "greatest": "max"}
+
+
+def additive_upsert(
+    session: Session,
+    table: type[DeclarativeBase],
+    keys: Sequence[str],
+    added: Sequence[str],
+    extremes: Mapping[str, Literal["least", "greatest"]] | None = None,
+) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` into ``table``: a row already there gets the
+    new row's ``added`` columns added to its own, and keeps the least or greatest of each column
+    of ``extremes``. SQLite and PostgreSQL both speak it, so several gateways add to one row."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    statement = (postgresql.insert if postgres else sqlite.insert)(table)
+    columns, new = table.__table__.c, statement.excluded
+    # SQLite spells LEAST and GREATEST as min and max with two arguments
+    spelled = {"least": "least", "greatest": "greatest"} if postgres else _SQLITE_EXTREMES
+    changes = {name: columns[name] + new[name] for name in added}
+    for name, which in (extremes or {}).items():
+        changes[name] = getattr(func, spelled[which])(columns[name], new[name])
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)

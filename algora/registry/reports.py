@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +22,7 @@ from algora.auth.principals import Caller
 from algora.db.shared_state import ModelReport
 from algora.db.tables import Version
 from algora.errors import InvalidInput
-from algora.registry.accumulating import Accumulator
+from algora.registry.accumulating import Accumulator, additive_upsert
 from algora.registry.service import Registry
 from algora.registry.stats import Step, buckets_of, floor_to, version_named
 
@@ -220,17 +219,10 @@ def _reported_version(
 
 
 def _upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    postgres = dialect == "postgresql"
-    insert = (postgresql.insert if postgres else sqlite.insert)(ModelReport)
-    table = ModelReport.__table__.c
-    least, greatest = (func.least, func.greatest) if postgres else (func.min, func.max)
-    return insert.on_conflict_do_update(
-        index_elements=["version_id", "minute", "name"],
-        set_={
-            "count": table.count + insert.excluded.count,
-            "total": table.total + insert.excluded.total,
-            "minimum": least(table.minimum, insert.excluded.minimum),
-            "maximum": greatest(table.maximum, insert.excluded.maximum),
-        },
+    return additive_upsert(
+        session,
+        ModelReport,
+        ("version_id", "minute", "name"),
+        ("count", "total"),
+        {"minimum": "least", "maximum": "greatest"},
     )

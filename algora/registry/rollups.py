@@ -17,13 +17,12 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
-from algora.registry.accumulating import Accumulator
+from algora.registry.accumulating import Accumulator, additive_upsert
 from algora.registry.records import CallRecords
 
 __all__ = [
@@ -150,11 +149,4 @@ def _rows(items: Iterable[tuple[tuple[int, int], _Tally]]) -> Iterable[dict[str,
 
 
 def _upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(CallStats)
-    table = CallStats.__table__.c
-    return statement.on_conflict_do_update(
-        index_elements=["version_id", "minute"],
-        set_={name: table[name] + statement.excluded[name] for name in _ADDED},
-    )
+    return additive_upsert(session, CallStats, ("version_id", "minute"), _ADDED)

@@ -17,14 +17,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from algora.auth.principals import Caller
 from algora.db.shared_state import UsageDay
 from algora.db.tables import Model, Principal
-from algora.registry.accumulating import Accumulator
+from algora.registry.accumulating import Accumulator, additive_upsert
 
 __all__ = ["By", "Usage", "UsageReport", "UsageRow", "day_of"]
 
@@ -185,11 +184,4 @@ def _known(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def _upsert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(UsageDay)
-    table = UsageDay.__table__.c
-    return statement.on_conflict_do_update(
-        index_elements=["day", "key_id", "model_id"],
-        set_={name: table[name] + statement.excluded[name] for name in _ADDED},
-    )
+    return additive_upsert(session, UsageDay, ("day", "key_id", "model_id"), _ADDED)

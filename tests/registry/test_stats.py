@@ -23,6 +23,7 @@ from algora.errors import (
     RateLimited,
     VersionNotFound,
 )
+from algora.registry.reports import ModelReports
 from algora.registry.rollups import BUCKET_COLUMNS, ERROR_COLUMNS, Rollups, outcome_of
 from algora.registry.service import Registry
 from algora.registry.stats import Statistics, parse_moment, percentile
@@ -96,6 +97,23 @@ def test_two_gateways_add_to_the_same_rows(registered: Registered) -> None:
     assert total.mean_ms == pytest.approx((0.003 * 2 + 0.2 * 2 + 40.0) / 5 * 1000)
     assert 100 < total.p50_ms <= 250  # type: ignore[operator]  # the 3rd of 5 is a 0.2 s call
     assert total.p99_ms == 30_000  # the slowest bucket has no upper bound: its lower one
+
+
+def test_two_gateways_add_to_the_same_report_rows(registered: Registered) -> None:
+    registry = Registry(registered.sessions)
+    version = registered.versions["1.0.0"]
+    for values in ({"score": 0.5}, {"score": 0.9, "faces": 3}, {"score": 0.1}):
+        reports = ModelReports(registered.sessions, registry)  # each write another gateway's
+        reports.record(registered.model_id, version, values)
+        reports.write(reports.take())
+    series = ModelReports(registered.sessions, registry).series(
+        registered.owner, "olga", "m", since=_now() - timedelta(hours=1)
+    )
+    totals = {(row.version, row.name): row.total for row in series.series}
+    score = totals[("1.0.0", "score")]
+    assert (score.count, score.min, score.max) == (3, 0.1, 0.9)
+    assert score.mean == pytest.approx(0.5)
+    assert totals[("1.0.0", "faces")].count == 1
 
 
 def test_the_outcome_classes() -> None:
