@@ -5,8 +5,10 @@ alias's primary and shadow can be compared (:mod:`algora.registry.compare`).
 The call path hands each answer to :meth:`CallRecords.record`: for a version that did not opt in
 that is one dict lookup. A record is appended to a deque (thread safe, no lock) and written with
 the others of the last few seconds by :meth:`CallRecords.write`, which the rollups' loop runs
-(:meth:`algora.registry.rollups.Rollups.flush`); feedback writes what is pending first, so a
-call's feedback may follow its answer at once. Records older than the retention period are
+(:meth:`algora.registry.rollups.Rollups.flush`); feedback writes what is pending first, and
+writes are one at a time (a write in progress is waited for, not skipped), so a call's
+feedback may follow its answer at once. On a gateway of another process or machine, a call's
+record is written within a few seconds. Records older than the retention period are
 deleted as they are written, at most once a minute.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -110,6 +113,7 @@ class CallRecords:
         self._pending: deque[PendingRecord] = deque()
         self._opted_in: dict[int, bool] = {}
         self._pruned = 0.0
+        self._writing = threading.Lock()
 
     def record(
         self, call: Answered, model: Model, version: Version, request_id: str, result: CallResult
@@ -138,7 +142,12 @@ class CallRecords:
         )
 
     def write(self) -> None:
-        """Write the pending records (blocking); those a failure leaves are tried again."""
+        """Write the pending records (blocking); those a failure leaves are tried again. A
+        write waits for one in progress, so what was pending before it is committed after it."""
+        with self._writing:
+            self._write()
+
+    def _write(self) -> None:
         prune = time.monotonic() - self._pruned >= _PRUNE_SECONDS
         if not self._pending and not prune:
             return

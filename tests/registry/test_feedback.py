@@ -5,6 +5,7 @@ it is written, and records past the retention are pruned (their feedback then a 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
@@ -145,3 +146,39 @@ def test_records_past_the_retention_are_pruned(world: World) -> None:
     with pytest.raises(NotFound, match="for 1 days after a call"):
         Feedback(world.sessions, later, 1).give(world.owner, "req-old", label="cat")
     assert Feedback(world.sessions, later, 1).give(world.owner, "req-new", label="cat").correct
+
+
+def test_feedback_waits_for_a_write_in_progress(world: World) -> None:
+    """The rollups' loop may have taken the call's record and not yet committed it: feedback
+    then waits for that write rather than finding nothing pending and answering 404."""
+    records = CallRecords(world.sessions, 30)
+    feedback = Feedback(world.sessions, records, 30)
+    records.record(Answered(world.owner), world.model, world.recording, "req-1", _json("cat"))
+    engine = world.sessions.kw["bind"]
+    inserting, go_on = threading.Event(), threading.Event()
+
+    def slow_insert(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO CALL_RECORDS"):
+            inserting.set()
+            go_on.wait(10)
+
+    event.listen(engine, "before_cursor_execute", slow_insert)
+    try:
+        loop_write = threading.Thread(target=records.write)
+        loop_write.start()
+        assert inserting.wait(10)
+        answers: list[Any] = []
+        given = threading.Thread(
+            target=lambda: answers.append(feedback.give(world.owner, "req-1", label="cat"))
+        )
+        given.start()
+        given.join(0.3)
+        assert given.is_alive()  # waiting on the loop's write, not answering 404
+        go_on.set()
+        loop_write.join(10)
+        given.join(10)
+    finally:
+        go_on.set()
+        event.remove(engine, "before_cursor_execute", slow_insert)
+    [answer] = answers
+    assert answer.correct is True
