@@ -49,6 +49,7 @@ def _alias_cells(row: dict[str, Any]) -> tuple[str, ...]:
     protected = "yes" if row["protected"] else ""
     weights = row.get("weights") or {}
     split = " ".join(f"{v}={w}" for v, w in weights.items()) if len(weights) > 1 else ""
+    split += " (sticky)" if split and row.get("sticky") else ""
     return (
         row["alias"],
         split or row["version"],
@@ -106,15 +107,22 @@ def alias_set(
         str | None,
         typer.Option("--shadow", help="A version spec: it gets a copy of each call."),
     ] = None,
+    sticky: Annotated[
+        bool,
+        typer.Option(
+            "--sticky", help="With a split: each caller's key keeps to one of its versions."
+        ),
+    ] = False,
     note: NoteOption = "",
     as_json: JsonOption = False,
 ) -> None:
-    """Point an alias at a version, or split its calls between versions by weight, and
-    optionally shadow it (a protected alias: ask for a promotion)."""
+    """Point an alias at a version, or split its calls between versions by weight (--sticky:
+    each caller's key keeps to one), and optionally shadow it (a protected alias: ask for a
+    promotion)."""
     version, weights = _routes(versions)
     with errors_to_exit():
         outcome = client_for(remote).set_alias(
-            model, alias, version, note=note, weights=weights, shadow=shadow
+            model, alias, version, note=note, weights=weights, shadow=shadow, sticky=sticky
         )
     if as_json:
         write_json(outcome)

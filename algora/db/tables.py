@@ -315,6 +315,8 @@ class Alias(Base):
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
     name: Mapped[str] = mapped_column(String(32))
     version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"))
+    sticky: Mapped[bool] = mapped_column(default=False)
+    """With a split: each caller's key keeps to one version (see ``registry.routing``)."""
     updated_by: Mapped[int | None] = mapped_column(ForeignKey("principals.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -233,7 +233,7 @@ class CallService:
         about a private model's versions or failures.
         """
         model, version, routing = await self._resolution(caller, owner, name, spec_text)
-        return model, routing.pick() if routing is not None else version
+        return model, routing.pick(accountable_key_id(caller)) if routing is not None else version
 
     async def _resolution(
         self, caller: Caller, owner: str, name: str, spec_text: str | None
@@ -364,7 +364,7 @@ class CallService:
             call.caller, call.owner, call.name, call.spec
         )
         if routing is not None:
-            version = routing.pick()
+            version = routing.pick(accountable_key_id(call.caller))
         call.trail.version = version.semver
         if call.spec and call.spec[0].isalpha() and is_alias_name(call.spec):
             call.trail.alias = call.spec

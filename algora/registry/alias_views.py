@@ -78,6 +78,8 @@ class AliasView:
     """The versions its calls go to and their shares: its one version at 100 without a split."""
     shadow: str | None
     """The version that gets a copy of each call (its answers discarded), if any."""
+    sticky: bool
+    """Whether each caller's key keeps to one version of the split."""
     protected: bool
     updated_at: datetime
     updated_by: str | None

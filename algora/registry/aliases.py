@@ -107,13 +107,20 @@ class Aliases:
         *,
         weights: Mapping[str, int] | None = None,
         shadow: str | None = None,
+        sticky: bool = False,
     ) -> SetOutcome:
         """Point ``alias`` at the version ``target`` names (any spec, resolved now), or split
-        its calls between the versions ``weights`` names (spec -> weight); ``shadow`` names a
-        version that gets a copy of each call. A protected alias asks for a promotion instead
-        (to one version: a split or a shadow of a protected alias is refused)."""
+        its calls between the versions ``weights`` names (spec -> weight), ``sticky`` keeping
+        each caller's key on one of them; ``shadow`` names a version that gets a copy of each
+        call. A protected alias asks for a promotion instead (to one version: a split or a
+        shadow of a protected alias is refused)."""
         check_alias_name(alias)
         split = self._split(caller, owner, name, target, weights)
+        if sticky and len(split) < 2:
+            raise InvalidInput(
+                "sticky keeps each caller's key on one version of a split: give two or more "
+                "versions with weights, or leave sticky out"
+            )
         copy = self._shadow(caller, owner, name, shadow, split) if shadow else None
         protected = self.policy.protects(owner, alias)
         if protected and (len(split) > 1 or copy is not None):
@@ -135,7 +142,7 @@ class Aliases:
                         promotion=self._new_request(session, caller, model, alias, version, note)
                     )
                 by = caller.principal_id
-                move = self._move(session, model, alias, version, by, split, copy)
+                move = self._move(session, model, alias, version, by, split, copy, sticky)
                 try:
                     session.commit()
                 except IntegrityError:  # created by a concurrent request: go again
@@ -155,7 +162,9 @@ class Aliases:
                     "and cannot be deleted (an admin can unprotect it in the settings)"
                 )
             row = self._alias_row(session, model, alias)
-            move = Move(full_name(model), alias, describe(*targets_of(session, row)), None)
+            move = Move(
+                full_name(model), alias, describe(*targets_of(session, row), row.sticky), None
+            )
             replace_targets(session, row, (), None)
             session.delete(row)
             session.commit()
@@ -281,6 +290,7 @@ class Aliases:
             version=row.version.semver,
             weights=weights,
             shadow=shadow,
+            sticky=row.sticky and len(weights) > 1,
             protected=self.policy.protects(model.owner.name, row.name),
             updated_at=row.updated_at,
             updated_by=name_of(session, row.updated_by),
@@ -295,20 +305,24 @@ class Aliases:
         by: int,
         split: Split = (),
         shadow: Version | None = None,
+        sticky: bool = False,
     ) -> Move:
-        """Point the alias at the version, or at the split (led by ``version``) and shadow
-        (uncommitted)."""
+        """Point the alias at the version, or at the split (led by ``version``, ``sticky``
+        or not) and shadow (uncommitted)."""
         row = self._find_alias(session, model.id, alias)
-        old = describe(*targets_of(session, row)) if row is not None else None
+        old = describe(*targets_of(session, row), row.sticky) if row is not None else None
         if row is None:
-            row = Alias(model_id=model.id, name=alias, version_id=version.id, updated_by=by)
+            row = Alias(
+                model_id=model.id, name=alias, version_id=version.id, updated_by=by, sticky=sticky
+            )
             session.add(row)
             session.flush()
         replace_targets(session, row, split, shadow)
         shares = [(v.semver, w) for v, w in split] if len(split) > 1 else [(version.semver, 100)]
-        new = describe(shares, shadow.semver if shadow else None)
+        new = describe(shares, shadow.semver if shadow else None, sticky)
         if old is not None and new != old:  # pointing it where it points changes nothing
             row.version_id = version.id
+            row.sticky = sticky
             row.updated_by = by
             row.updated_at = utcnow()
         session.flush()

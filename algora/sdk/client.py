@@ -385,10 +385,12 @@ class Client(Closing):
         note: str = "",
         weights: dict[str, int] | None = None,
         shadow: str | None = None,
+        sticky: bool = False,
     ) -> dict[str, Any]:
         """Point ``alias`` at the version that ``version`` (any spec) names now, or split its
-        calls by ``weights`` (``{"1.0.0": 90, "1.1.0": 10}``, instead of ``version``);
-        ``shadow`` names a version that gets a copy of each call (its answers discarded).
+        calls by ``weights`` (``{"1.0.0": 90, "1.1.0": 10}``, instead of ``version``), with
+        ``sticky`` keeping each caller's key on one of them; ``shadow`` names a version that
+        gets a copy of each call (its answers discarded).
 
         A protected alias does not move: the answer has ``moved`` False and the ``promotion``
         request that a second principal must approve.
@@ -398,6 +400,8 @@ class Client(Closing):
             body["versions"] = weights
         if shadow is not None:
             body["shadow"] = shadow
+        if sticky:
+            body["sticky"] = True
         return dict(self._send_json("PUT", f"/api/v1/models/{model}/aliases/{alias}", body))
 
     def compare_alias(

@@ -126,3 +126,41 @@ def test_the_cli_sets_splits_and_shadows_and_refuses_bad_ones(server: RunningSer
     ok("alias", "set", "admin/ab", "staging", "1.0.0=1", "1.1.0=1", "--shadow", "1.2.0")
     ok("alias", "rm", "admin/ab", "staging")  # its split and shadow go with it
     assert "staging" not in ok("alias", "list", "admin/ab")
+
+
+def test_a_sticky_split_keeps_each_key_on_one_version(server: RunningServer) -> None:
+    """Each key's calls all reach one version; the keys spread over both; widening the canary's
+    share moves keys only towards it; a sticky alias of one version is refused."""
+    with server.client() as admin:
+        moved = admin.set_alias(
+            "admin/ab", "sticky", weights={"1.0.0": 50, "1.1.0": 50}, sticky=True
+        )
+        assert moved["alias"]["sticky"] is True
+        keys = [
+            admin.request(
+                "POST", "/api/v1/keys", json={"name": f"caller-{n}", "scopes": ["call:admin/ab"]}
+            ).json()["key"]
+            for n in range(12)
+        ]
+        with pytest.raises(InvalidInput, match="two or more versions"):
+            admin.set_alias("admin/ab", "sticky", "1.0.0", sticky=True)
+
+    def versions_of(key: str) -> set[str]:
+        with httpx.Client(headers={"Authorization": f"Simple {key}"}) as http:
+            return {
+                http.post(f"{server.url}/v1/algo/admin/ab/sticky", json="x").headers[
+                    "x-algora-version"
+                ]
+                for _ in range(6)
+            }
+
+    before = {key: versions_of(key) for key in keys}
+    assert all(len(seen) == 1 for seen in before.values()), before
+    # 12 keys each a fair coin: all on one side has a chance of 1 in 2,048
+    assert {next(iter(seen)) for seen in before.values()} == {"1.0.0", "1.1.0"}
+    with server.client() as admin:
+        admin.set_alias("admin/ab", "sticky", weights={"1.0.0": 10, "1.1.0": 90}, sticky=True)
+    after = {key: versions_of(key) for key in keys}
+    assert all(after[key] == {"1.1.0"} for key in keys if before[key] == {"1.1.0"})
+    done = algora("alias", "list", "admin/ab", server=server)
+    assert "1.0.0=10 1.1.0=90 (sticky)" in done.stdout

@@ -20,7 +20,7 @@ from sqlalchemy import inspect, update
 
 from algora.db.engine import create_registry_engine
 from algora.db.migrate import _config, upgrade
-from algora.db.tables import PromotionRequest, utcnow
+from algora.db.tables import PromotionRequest, Version, utcnow
 from algora.errors import (
     AliasNotFound,
     AliasProtected,
@@ -31,6 +31,7 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.registry.aliases import AliasPolicy
+from algora.registry.routing import Routing
 from algora.settings import Settings
 from algora.testing import RunningServer, write_model
 
@@ -451,3 +452,21 @@ def test_the_cli_and_algorithmias_client_through_a_real_server(
         assert refused.returncode == 1 and "alias_protected" in refused.stderr
         bad = algora("promote", "list", "--status", "nope", key=server.key, url=url)
         assert bad.returncode == 2
+
+
+def test_a_sticky_routing_places_each_key_by_weight() -> None:
+    """Keys land on one version each, in proportion to the weights, and a key's place is fixed:
+    growing the last version's share only moves keys onto it."""
+    one, two = Version(id=1, major=1, minor=0, patch=0), Version(id=2, major=1, minor=1, patch=0)
+    keys = [f"key-{n}" for n in range(2000)]
+
+    def placed(weights: tuple[int, int]) -> dict[str, int]:
+        routing = Routing((one, two), weights, sticky_to="7/canary")
+        return {key: routing.pick(key).id for key in keys}
+
+    ten, fifty = placed((90, 10)), placed((50, 50))
+    assert placed((90, 10)) == ten  # the same key, the same version
+    assert 100 < sum(v == 2 for v in ten.values()) < 300  # about 10 % of 2,000
+    assert all(fifty[key] == 2 for key, v in ten.items() if v == 2)
+    random_routing = Routing((one, two), (50, 50))
+    assert {random_routing.pick("key-1").id for _ in range(200)} == {1, 2}

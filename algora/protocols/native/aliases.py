@@ -54,6 +54,7 @@ class AliasOut(BaseModel):
         description="Each version its calls go to and its share (its one version: 100)."
     )
     shadow: str | None = Field(description="The version that gets a copy of each call.")
+    sticky: bool = Field(description="Each caller's key keeps to one version of the split.")
     protected: bool = Field(description="Moves only by an approved promotion.")
     updated_at: UtcDateTime
     updated_by: str | None
@@ -93,6 +94,11 @@ class AliasIn(BaseModel):
     )
     shadow: _SPEC | None = Field(
         default=None, description="A version spec: that version gets a copy of each call."
+    )
+    sticky: bool = Field(
+        default=False,
+        description="With versions: each caller's key keeps to one of them, drawn by weight "
+        "from the key (a canary's callers stay on the canary as its share grows).",
     )
 
 
@@ -276,6 +282,7 @@ async def set_alias(
             platform.aliases.set_alias,
             weights=body.versions,
             shadow=body.shadow,
+            sticky=body.sticky,
         ),
         caller,
         owner,
