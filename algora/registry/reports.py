@@ -14,17 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
 from algora.db.shared_state import ModelReport
-from algora.db.tables import Version
 from algora.errors import InvalidInput
-from algora.registry.accumulating import Accumulator, additive_upsert
+from algora.registry.accumulating import Accumulator, add_rows, additive_upsert
 from algora.registry.service import Registry
-from algora.registry.stats import Step, buckets_of, floor_to, version_named
+from algora.registry.stats import Step, buckets_of, floor_to, version_named, window_rows
 
 __all__ = ["MAX_NAMES", "ModelReports", "Reported", "ReportedSeries", "ReportedVersion"]
 
@@ -128,11 +125,8 @@ class ModelReports(Accumulator[tuple[int, int, str], _Tally]):
             for (version_id, minute, name), tally in pending.items()
         ]
         with self._sessions() as session:
-            try:
-                session.execute(_upsert(session), rows)
-                session.commit()
-            except IntegrityError:  # a version that is gone: nothing to count it under
-                session.rollback()
+            # a version that is gone: nothing to count it under
+            add_rows(session, _upsert(session), rows)
 
     def series(
         self,
@@ -151,19 +145,10 @@ class ModelReports(Accumulator[tuple[int, int, str], _Tally]):
         sums: dict[tuple[str, str], dict[datetime, _Tally]] = {}
         with self._sessions() as session:
             model = self._registry.require_model(session, caller, owner, name, "read")
-            statement = (
-                select(ModelReport, Version)
-                .join(Version, Version.id == ModelReport.version_id)
-                .where(
-                    ModelReport.model_id == model.id,
-                    ModelReport.minute >= start,
-                    ModelReport.minute < end,
-                )
-            )
+            wanted = None
             if version is not None:
                 wanted = version_named(session, model.id, version, f"{owner}/{name}")
-                statement = statement.where(ModelReport.version_id == wanted.id)
-            for row, row_version in session.execute(statement):
+            for row, row_version in window_rows(session, ModelReport, model.id, start, end, wanted):
                 at = floor_to(row.minute, width)
                 tally = _Tally.of(model.id, row.count, row.total, row.minimum, row.maximum)
                 buckets = sums.setdefault((row_version.semver, row.name), {})

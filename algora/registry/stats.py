@@ -16,13 +16,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import select
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.shared_state import CallStats
+from algora.db.shared_state import CallStats, ModelReport
 from algora.db.tables import Version
 from algora.errors import InvalidInput, VersionNotFound
 from algora.registry.quality import Quality, QualitySums, quality, quality_sums, summed
@@ -41,6 +42,7 @@ __all__ = [
     "floor_to",
     "parse_moment",
     "version_named",
+    "window_rows",
 ]
 
 Step = Literal["1m", "1h", "1d"]
@@ -197,24 +199,13 @@ class Statistics:
         width, start, end, starts = buckets_of(since, until, step)
         with self.sessions() as session:
             model = self.registry.require_model(session, caller, owner, name, "read")
-            statement = (
-                select(CallStats, Version)
-                .join(Version, Version.id == CallStats.version_id)
-                .where(
-                    CallStats.model_id == model.id,
-                    CallStats.minute >= start,
-                    CallStats.minute < end,
-                )
-            )
-            semvers: dict[int, str] = {}
-            wanted_id = None
+            wanted = None
             if version is not None:
                 wanted = version_named(session, model.id, version, f"{owner}/{name}")
-                statement = statement.where(CallStats.version_id == wanted.id)
-                semvers[wanted.id] = wanted.semver
-                wanted_id = wanted.id
+            semvers = {wanted.id: wanted.semver} if wanted is not None else {}
+            wanted_id = wanted.id if wanted is not None else None
             buckets: dict[int, dict[datetime, list[float]]] = {}
-            for row, row_version in session.execute(statement):
+            for row, row_version in window_rows(session, CallStats, model.id, start, end, wanted):
                 semvers[row_version.id] = row_version.semver
                 at = floor_to(row.minute, width)
                 _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
@@ -245,6 +236,26 @@ class Statistics:
                 for alias, sums in sorted(by_alias.items())
             ),
         )
+
+
+def window_rows(
+    session: Session,
+    table: type[CallStats] | type[ModelReport],
+    model_id: int,
+    start: datetime,
+    end: datetime,
+    wanted: Version | None,
+) -> Result[Any, Version]:
+    """The rows of ``table`` (a version's minutes) of ``model_id`` from ``start`` to ``end``,
+    each with its version; only ``wanted``'s when given."""
+    statement = (
+        select(table, Version)
+        .join(Version, Version.id == table.version_id)
+        .where(table.model_id == model_id, table.minute >= start, table.minute < end)
+    )
+    if wanted is not None:
+        statement = statement.where(table.version_id == wanted.id)
+    return session.execute(statement)
 
 
 def version_named(session: Session, model_id: int, text: str, model: str) -> Version:
