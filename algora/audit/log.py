@@ -329,42 +329,11 @@ def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
 
 # reading ---------------------------------------------------------------------------------
 def query(
-    *,
-    principal: str | None = None,
-    model: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    outcome: Outcome | None = None,
-    request_id: str | None = None,
-    before_id: int | None = None,
-    after_id: int | None = None,
-    newest_first: bool = True,
+    *, before_id: int | None = None, after_id: int | None = None, newest_first: bool = True
 ) -> Select[AuditEventRow]:
-    """The select for a filtered page of events; ``outcome`` error means allowed but failed."""
+    """The select for a page of events (``AuditFilter.select`` in :mod:`algora.audit.queries`
+    narrows it to the events asked for)."""
     statement = select(AuditEventRow)
-    if principal is not None:
-        statement = statement.where(AuditEventRow.principal == principal)
-    if model is not None:
-        statement = statement.where(AuditEventRow.resource == model)
-    if since is not None:
-        statement = statement.where(AuditEventRow.received_at >= since.replace(tzinfo=None))
-    if until is not None:
-        statement = statement.where(AuditEventRow.received_at < until.replace(tzinfo=None))
-    if request_id is not None:
-        statement = statement.where(AuditEventRow.request_id == request_id)
-    if outcome == "deny":
-        statement = statement.where(AuditEventRow.decision == "deny")
-    elif outcome == "allow":
-        statement = statement.where(
-            AuditEventRow.decision == "allow",
-            AuditEventRow.status < 400,
-            AuditEventRow.error_code.is_(None),
-        )
-    elif outcome == "error":
-        statement = statement.where(
-            AuditEventRow.decision == "allow",
-            (AuditEventRow.status >= 400) | AuditEventRow.error_code.is_not(None),
-        )
     if before_id is not None:
         statement = statement.where(AuditEventRow.id < before_id)
     if after_id is not None:

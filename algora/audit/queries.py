@@ -64,19 +64,21 @@ class AuditFilter:
     action: str | None = None
     """One action, or with a trailing ``*`` every action it begins (the web UI's search)."""
 
-    def arguments(self) -> dict[str, Any]:
-        return {
-            "principal": self.principal,
-            "model": self.model,
-            "since": _utc(self.since),
-            "until": _utc(self.until),
-            "outcome": self.outcome,
-            "request_id": self.request_id,
-        }
-
     def select(self, **paging: Any) -> Select[AuditEventRow]:
-        """The query for these events (``paging``: what :func:`query` takes beyond them)."""
-        statement = query(**self.arguments(), **paging)
+        """The query for these events (``paging``: what :func:`query` takes); ``outcome``
+        error means allowed but failed."""
+        statement = query(**paging)
+        if self.principal is not None:
+            statement = statement.where(AuditEventRow.principal == self.principal)
+        if self.model is not None:
+            statement = statement.where(AuditEventRow.resource == self.model)
+        if self.since is not None:
+            statement = statement.where(AuditEventRow.received_at >= _utc(self.since))
+        if self.until is not None:
+            statement = statement.where(AuditEventRow.received_at < _utc(self.until))
+        if self.request_id is not None:
+            statement = statement.where(AuditEventRow.request_id == self.request_id)
+        statement = _outcome(statement, self.outcome)
         if self.action is None:
             return statement
         if self.action.endswith("*"):
@@ -158,6 +160,23 @@ def _event(row: AuditEventRow) -> dict[str, Any]:
     for name in _TIMES:
         event[name] = rfc3339(getattr(row, name))
     return event
+
+
+def _outcome(statement: Select[AuditEventRow], outcome: Outcome | None) -> Select[AuditEventRow]:
+    if outcome == "deny":
+        return statement.where(AuditEventRow.decision == "deny")
+    if outcome == "allow":
+        return statement.where(
+            AuditEventRow.decision == "allow",
+            AuditEventRow.status < 400,
+            AuditEventRow.error_code.is_(None),
+        )
+    if outcome == "error":
+        return statement.where(
+            AuditEventRow.decision == "allow",
+            (AuditEventRow.status >= 400) | AuditEventRow.error_code.is_not(None),
+        )
+    return statement
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -16,7 +16,6 @@ last stamp refills nothing until it catches up, which can only refuse, never ove
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.ratelimit import Limit
+from algora.db.engine import every
 from algora.db.shared_state import RateBucket
 
 __all__ = ["DatabaseBuckets"]
@@ -71,12 +71,7 @@ class DatabaseBuckets:
 
     async def run_pruning(self, interval: float = 60.0) -> None:
         """Prune every ``interval`` seconds until cancelled (a failed round is retried)."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.prune)
-            except Exception:  # the registry may be briefly unreachable: try again next round
-                logger.exception("could not prune the shared rate-limit buckets")
+        await every(interval, self.prune, logger, "could not prune the shared rate-limit buckets")
 
     def take(self, key_id: str, claims: Sequence[tuple[str, Limit]]) -> tuple[float, ...]:
         now = self._clock()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["create_registry_engine", "make_session_factory", "ping"]
+__all__ = ["create_registry_engine", "every", "make_session_factory", "ping"]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,3 +46,17 @@ def ping(engine: Engine) -> None:
     """Raise if the database cannot answer a trivial query."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+async def every(
+    interval: float, work: Callable[[], object], logger: logging.Logger, failure: str
+) -> None:
+    """Run ``work`` (blocking registry work) in a thread every ``interval`` seconds until
+    cancelled; a failed round is logged to ``logger`` as ``failure`` and tried again the next
+    (the registry may be briefly unreachable)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(work)
+        except Exception:
+            logger.exception(failure)

@@ -51,6 +51,7 @@ from typing import IO
 from algora.modelfolder.structures import (
     is_mlflow_model,
     is_sentence_transformers,
+    small_json,
     torch_archive_kind,
 )
 
@@ -255,12 +256,7 @@ def _is_skops(archive: zipfile.ZipFile) -> bool:
 
 
 def _is_xgboost_json(path: Path) -> bool:
-    if path.stat().st_size > _MAX_JSON:
-        return False
-    try:
-        model = json.loads(path.read_bytes())
-    except (ValueError, RecursionError):
-        return False
+    model = small_json(path, _MAX_JSON)
     return (
         isinstance(model, dict)
         and isinstance(model.get("learner"), dict)

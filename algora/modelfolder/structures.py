@@ -27,17 +27,29 @@ import posixpath
 import re
 import zipfile
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "is_mlflow_model",
     "is_sentence_transformers",
     "mlflow_pip_requirements",
+    "small_json",
     "torch_archive_kind",
 ]
 
 _MAX_ENTRIES = 100_000
 _MAX_STATE_PICKLE = 64 * 1024 * 1024
 _STATE_GLOBALS = ("collections.OrderedDict",)
+
+
+def small_json(path: Path, most: int) -> Any:
+    """``path``'s JSON value; None when the file is over ``most`` bytes or not JSON."""
+    if path.stat().st_size > most:
+        return None
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        return None
 
 
 def torch_archive_kind(archive: zipfile.ZipFile) -> str | None:
@@ -97,12 +109,7 @@ _ST_PREFIX = "sentence_transformers."
 def is_sentence_transformers(path: Path) -> bool:
     """Whether ``path`` is the ``modules.json`` of a sentence-transformers model folder whose
     weights are safetensors."""
-    if path.stat().st_size > _MAX_MODULES_JSON:
-        return False
-    try:
-        modules = json.loads(path.read_bytes())
-    except (ValueError, RecursionError):
-        return False
+    modules = small_json(path, _MAX_MODULES_JSON)
     if not isinstance(modules, list) or not modules:
         return False
     for module in modules:

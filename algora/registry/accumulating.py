@@ -17,9 +17,10 @@ from typing import Any, Generic, Literal, Protocol, Self, TypeVar
 
 from sqlalchemy import func
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 
-__all__ = ["FLUSH_SECONDS", "Accumulator", "Addable", "additive_upsert"]
+__all__ = ["FLUSH_SECONDS", "Accumulator", "Addable", "add_rows", "additive_upsert"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +102,15 @@ def additive_upsert(
     for name, which in (extremes or {}).items():
         changes[name] = getattr(func, spelled[which])(columns[name], new[name])
     return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+def add_rows(session: Session, upsert: Any, rows: Sequence[Mapping[str, Any]]) -> bool:
+    """Execute ``upsert`` (an :func:`additive_upsert`) with ``rows`` and commit; False, rolled
+    back, when a row names one that is gone (a version or model deleted meanwhile)."""
+    try:
+        session.execute(upsert, rows)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return False
+    return True

@@ -11,7 +11,6 @@ starting beside others would fail every build they were running.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
+from algora.db.engine import every
 from algora.db.shared_state import GatewayLease
 from algora.db.tables import utcnow
 
@@ -104,10 +104,9 @@ class Leases:
 
     async def run(self) -> None:
         """Renew and sweep until cancelled (a failed round is logged and retried)."""
-        interval = self.lease_seconds / 6
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.renew_and_sweep)
-            except Exception:  # the registry may be briefly unreachable: try again next round
-                logger.exception("could not renew this gateway's lease")
+        await every(
+            self.lease_seconds / 6,
+            self.renew_and_sweep,
+            logger,
+            "could not renew this gateway's lease",
+        )

@@ -12,19 +12,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from algora.auth.principals import Caller
 from algora.db.shared_state import ModelReport
 from algora.db.tables import Version
 from algora.errors import InvalidInput
-from algora.registry.accumulating import Accumulator, additive_upsert
+from algora.registry.accumulating import Accumulator, add_rows, additive_upsert
 from algora.registry.service import Registry
-from algora.registry.stats import Step, buckets_of, floor_to, version_named
+from algora.registry.stats import Series, Window, WindowedSeries, window_rows
 
 __all__ = ["MAX_NAMES", "ModelReports", "Reported", "ReportedSeries", "ReportedVersion"]
 
@@ -73,23 +70,19 @@ class ReportedVersion:
 
 
 @dataclass(frozen=True)
-class ReportedSeries:
-    model: str
-    step: Step
-    since: datetime
-    until: datetime
+class ReportedSeries(Series):
     series: tuple[ReportedVersion, ...]
 
 
-class ModelReports(Accumulator[tuple[int, int, str], _Tally]):
+class ModelReports(Accumulator[tuple[int, int, str], _Tally], WindowedSeries[ReportedSeries]):
     """Counts reported values per version, minute and name; writes them to ``model_reports``."""
 
     what = "model reports"
 
     def __init__(self, sessions: sessionmaker[Session], registry: Registry) -> None:
         super().__init__()
-        self._sessions = sessions
-        self._registry = registry
+        self.sessions = sessions
+        self.registry = registry
         self._names: dict[int, set[str]] = {}
 
     def record(self, model_id: int, version_id: int, values: Mapping[str, Any]) -> None:
@@ -127,58 +120,35 @@ class ModelReports(Accumulator[tuple[int, int, str], _Tally]):
             }
             for (version_id, minute, name), tally in pending.items()
         ]
-        with self._sessions() as session:
-            try:
-                session.execute(_upsert(session), rows)
-                session.commit()
-            except IntegrityError:  # a version that is gone: nothing to count it under
-                session.rollback()
+        with self.sessions() as session:
+            # a version that is gone: nothing to count it under
+            add_rows(session, _upsert(session), rows)
 
-    def series(
-        self,
-        caller: Caller,
-        owner: str,
-        name: str,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        step: str = "1m",
-        version: str | None = None,
+    def collect(
+        self, session: Session, model_id: int, wanted: Version | None, window: Window
     ) -> ReportedSeries:
-        """Each version's reported names, bucketed like :meth:`Statistics.series
-        <algora.registry.stats.Statistics.series>` (same window, steps and rights)."""
-        width, start, end, starts = buckets_of(since, until, step)
+        """Each version's reported names, bucketed like the statistics (same window, steps and
+        rights: see :class:`~algora.registry.stats.WindowedSeries`)."""
         sums: dict[tuple[str, str], dict[datetime, _Tally]] = {}
-        with self._sessions() as session:
-            model = self._registry.require_model(session, caller, owner, name, "read")
-            statement = (
-                select(ModelReport, Version)
-                .join(Version, Version.id == ModelReport.version_id)
-                .where(
-                    ModelReport.model_id == model.id,
-                    ModelReport.minute >= start,
-                    ModelReport.minute < end,
-                )
-            )
-            if version is not None:
-                wanted = version_named(session, model.id, version, f"{owner}/{name}")
-                statement = statement.where(ModelReport.version_id == wanted.id)
-            for row, row_version in session.execute(statement):
-                at = floor_to(row.minute, width)
-                tally = _Tally.of(model.id, row.count, row.total, row.minimum, row.maximum)
-                buckets = sums.setdefault((row_version.semver, row.name), {})
-                if at in buckets:
-                    buckets[at].add(tally)
-                else:
-                    buckets[at] = tally
+        rows = window_rows(session, ModelReport, model_id, window.start, window.end, wanted)
+        for row, row_version in rows:
+            at = window.bucket(row.minute)
+            tally = _Tally.of(model_id, row.count, row.total, row.minimum, row.maximum)
+            buckets = sums.setdefault((row_version.semver, row.name), {})
+            if at in buckets:
+                buckets[at].add(tally)
+            else:
+                buckets[at] = tally
         ordered = sorted(sums, key=lambda key: (_sort_key(key[0]), key[1]), reverse=True)
         return ReportedSeries(
-            model=f"{owner}/{name}",
-            step=cast(Step, step),
-            since=start,
-            until=end,
+            model=window.model,
+            step=window.step,
+            since=window.start,
+            until=window.end,
             series=tuple(
-                _reported_version(semver, report, start, starts, sums[(semver, report)])
+                _reported_version(
+                    semver, report, window.start, window.starts, sums[(semver, report)]
+                )
                 for semver, report in ordered
             ),
         )

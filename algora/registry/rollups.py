@@ -17,12 +17,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.db.shared_state import CallStats
 from algora.errors import CallTimeout, ModelError, Unavailable
-from algora.registry.accumulating import Accumulator, additive_upsert
+from algora.registry.accumulating import Accumulator, add_rows, additive_upsert
 from algora.registry.records import CallRecords
 
 __all__ = [
@@ -130,10 +129,8 @@ class Rollups(Accumulator[tuple[int, int], _Tally]):
         """Add ``pending`` to the registry's rows (blocking)."""
         rows = list(_rows(pending.items()))
         with self._sessions() as session:
-            try:
-                session.execute(_upsert(session), rows)
-                session.commit()
-            except IntegrityError:  # a version that is gone: nothing left to count it under
+            if not add_rows(session, _upsert(session), rows):
+                # a version that is gone: nothing left to count it under
                 logger.warning("dropped statistics of %d unknown version-minute(s)", len(rows))
 
 

@@ -13,16 +13,18 @@ never further from the truth than its bucket is wide).
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from sqlalchemy import select
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from algora.auth.principals import Caller
-from algora.db.shared_state import CallStats
+from algora.db.shared_state import CallStats, ModelReport
 from algora.db.tables import Version
 from algora.errors import InvalidInput, VersionNotFound
 from algora.registry.quality import Quality, QualitySums, quality, quality_sums, summed
@@ -33,14 +35,18 @@ __all__ = [
     "MOMENT_PATTERN",
     "AliasQuality",
     "ModelStats",
+    "Series",
     "Statistics",
     "StatsPoint",
     "Step",
     "VersionStats",
+    "Window",
+    "WindowedSeries",
     "buckets_of",
     "floor_to",
     "parse_moment",
     "version_named",
+    "window_rows",
 ]
 
 Step = Literal["1m", "1h", "1d"]
@@ -104,11 +110,18 @@ class VersionStats:
 
 
 @dataclass(frozen=True)
-class ModelStats:
+class Series:
+    """What a series is of: the model (``owner/name``), the buckets' width and the window, from
+    the first bucket's start to the last one's end."""
+
     model: str
     step: Step
     since: datetime
     until: datetime
+
+
+@dataclass(frozen=True)
+class ModelStats(Series):
     versions: tuple[VersionStats, ...]
     """The versions that were called in the window (or the one asked for), newest first."""
     aliases: tuple[AliasQuality, ...] = ()
@@ -174,8 +187,29 @@ def buckets_of(
 
 
 @dataclass(frozen=True)
-class Statistics:
-    """Reads the rollups; each call opens its own session."""
+class Window:
+    """A series' window, checked: the model's full name, the step and its ``width``, the first
+    bucket's ``start``, the last one's ``end`` and every bucket's start."""
+
+    model: str
+    step: Step
+    width: timedelta
+    start: datetime
+    end: datetime
+    starts: list[datetime]
+
+    def bucket(self, moment: datetime) -> datetime:
+        """The start of the bucket ``moment`` falls in."""
+        return floor_to(moment, self.width)
+
+
+S = TypeVar("S")
+
+
+class WindowedSeries(ABC, Generic[S]):
+    """Reads a model's per-version minutes over a window (call statistics, model reports):
+    :meth:`series` checks the window, the caller's right to read the model and the version
+    asked for; a subclass's :meth:`collect` reads its table."""
 
     sessions: sessionmaker[Session]
     registry: Registry
@@ -190,46 +224,53 @@ class Statistics:
         until: datetime | None = None,
         step: str = "1m",
         version: str | None = None,
-    ) -> ModelStats:
+    ) -> S:
         """Each version's buckets from ``since`` (default: 60 steps before ``until``) to
         ``until`` (default: now), naive UTC datetimes; ``version`` (``1.2.3``) keeps one. The
         caller must be able to read the model; bad arguments raise InvalidInput (400)."""
         width, start, end, starts = buckets_of(since, until, step)
+        window = Window(f"{owner}/{name}", cast(Step, step), width, start, end, starts)
         with self.sessions() as session:
             model = self.registry.require_model(session, caller, owner, name, "read")
-            statement = (
-                select(CallStats, Version)
-                .join(Version, Version.id == CallStats.version_id)
-                .where(
-                    CallStats.model_id == model.id,
-                    CallStats.minute >= start,
-                    CallStats.minute < end,
-                )
-            )
-            semvers: dict[int, str] = {}
-            wanted_id = None
+            wanted = None
             if version is not None:
-                wanted = version_named(session, model.id, version, f"{owner}/{name}")
-                statement = statement.where(CallStats.version_id == wanted.id)
-                semvers[wanted.id] = wanted.semver
-                wanted_id = wanted.id
-            buckets: dict[int, dict[datetime, list[float]]] = {}
-            for row, row_version in session.execute(statement):
-                semvers[row_version.id] = row_version.semver
-                at = floor_to(row.minute, width)
-                _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
-            scores, by_alias = quality_sums(
-                session,
-                model.id,
-                start,
-                end,
-                lambda moment: floor_to(moment, width),
-                version_id=wanted_id,
-            )
+                wanted = version_named(session, model.id, version, window.model)
+            return self.collect(session, model.id, wanted, window)
+
+    @abstractmethod
+    def collect(self, session: Session, model_id: int, wanted: Version | None, window: Window) -> S:
+        """The series of ``model_id`` over ``window``: only ``wanted``'s when given."""
+
+
+@dataclass(frozen=True)
+class Statistics(WindowedSeries[ModelStats]):
+    """Reads the rollups; each call opens its own session."""
+
+    sessions: sessionmaker[Session]
+    registry: Registry
+
+    def collect(
+        self, session: Session, model_id: int, wanted: Version | None, window: Window
+    ) -> ModelStats:
+        semvers = {wanted.id: wanted.semver} if wanted is not None else {}
+        buckets: dict[int, dict[datetime, list[float]]] = {}
+        start, end, starts = window.start, window.end, window.starts
+        for row, row_version in window_rows(session, CallStats, model_id, start, end, wanted):
+            semvers[row_version.id] = row_version.semver
+            at = window.bucket(row.minute)
+            _add(buckets.setdefault(row_version.id, {}).setdefault(at, _empty()), row)
+        scores, by_alias = quality_sums(
+            session,
+            model_id,
+            start,
+            end,
+            window.bucket,
+            version_id=wanted.id if wanted is not None else None,
+        )
         ordered = sorted(semvers, key=lambda v: _sort_key(semvers[v]), reverse=True)
         return ModelStats(
-            model=f"{owner}/{name}",
-            step=cast(Step, step),
+            model=window.model,
+            step=window.step,
             since=start,
             until=end,
             versions=tuple(
@@ -245,6 +286,26 @@ class Statistics:
                 for alias, sums in sorted(by_alias.items())
             ),
         )
+
+
+def window_rows(
+    session: Session,
+    table: type[CallStats] | type[ModelReport],
+    model_id: int,
+    start: datetime,
+    end: datetime,
+    wanted: Version | None,
+) -> Result[Any, Version]:
+    """The rows of ``table`` (a version's minutes) of ``model_id`` from ``start`` to ``end``,
+    each with its version; only ``wanted``'s when given."""
+    statement = (
+        select(table, Version)
+        .join(Version, Version.id == table.version_id)
+        .where(table.model_id == model_id, table.minute >= start, table.minute < end)
+    )
+    if wanted is not None:
+        statement = statement.where(table.version_id == wanted.id)
+    return session.execute(statement)
 
 
 def version_named(session: Session, model_id: int, text: str, model: str) -> Version:

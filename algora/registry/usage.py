@@ -17,13 +17,12 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from algora.auth.principals import Caller
 from algora.db.shared_state import UsageDay
 from algora.db.tables import Model, Principal
-from algora.registry.accumulating import Accumulator, additive_upsert
+from algora.registry.accumulating import Accumulator, add_rows, additive_upsert
 
 __all__ = ["By", "Usage", "UsageReport", "UsageRow", "day_of"]
 
@@ -124,11 +123,8 @@ class Usage(Accumulator[_Key, _Tally]):
             for (day, key_id, model_id), tally in pending.items()
         ]
         with self._sessions() as session:
-            try:
-                session.execute(_upsert(session), rows)
-                session.commit()
-            except IntegrityError:  # a model that is gone: nothing left to count it under
-                session.rollback()
+            if not add_rows(session, _upsert(session), rows):
+                # a model that is gone: nothing left to count it under
                 kept = _known(session, rows)
                 if kept:
                     session.execute(_upsert(session), kept)
