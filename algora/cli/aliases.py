@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -15,6 +16,7 @@ from algora.cli.common import (
     write_json,
 )
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
+from algora.sdk.client import Client
 
 __all__ = ["alias_app", "promote_app"]
 
@@ -203,31 +205,40 @@ def promote_list(
     print_rows(rows, as_json, columns, _promotion_cells)
 
 
-@promote_app.command("approve")
-@with_remote
-def promote_approve(
-    remote: Remote,
-    model: ModelArgument,
-    promotion_id: PromotionArgument,
-    note: NoteOption = "",
-) -> None:
-    """Approve another principal's promotion request: the alias moves at once."""
-    with errors_to_exit():
-        row = client_for(remote).approve_promotion(model, promotion_id, note=note)
-    console.print(
-        f"approved request {row['id']}: {row['model']} [bold]{row['alias']}[/] -> {row['version']}"
+def _decision(
+    decide: Callable[..., dict[str, Any]], said: Callable[[dict[str, Any]], str], doc: str
+) -> Callable[..., None]:
+    """The command that decides a promotion request with ``decide`` (a client method: approve,
+    reject) and prints what ``said`` makes of the decided request."""
+
+    def command(
+        remote: Remote,
+        model: ModelArgument,
+        promotion_id: PromotionArgument,
+        note: NoteOption = "",
+    ) -> None:
+        with errors_to_exit():
+            row = decide(client_for(remote), model, promotion_id, note=note)
+        console.print(said(row))
+
+    command.__doc__ = doc
+    return with_remote(command)
+
+
+promote_app.command("approve")(
+    _decision(
+        Client.approve_promotion,
+        lambda row: (
+            f"approved request {row['id']}: {row['model']} [bold]{row['alias']}[/] -> "
+            f"{row['version']}"
+        ),
+        "Approve another principal's promotion request: the alias moves at once.",
     )
-
-
-@promote_app.command("reject")
-@with_remote
-def promote_reject(
-    remote: Remote,
-    model: ModelArgument,
-    promotion_id: PromotionArgument,
-    note: NoteOption = "",
-) -> None:
-    """Reject another principal's promotion request: nothing moves."""
-    with errors_to_exit():
-        row = client_for(remote).reject_promotion(model, promotion_id, note=note)
-    console.print(f"rejected request {row['id']}: {row['alias']} stays where it is")
+)
+promote_app.command("reject")(
+    _decision(
+        Client.reject_promotion,
+        lambda row: f"rejected request {row['id']}: {row['alias']} stays where it is",
+        "Reject another principal's promotion request: nothing moves.",
+    )
+)

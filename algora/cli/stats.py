@@ -3,6 +3,7 @@ sparkline of its calls over the window."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
+from algora.sdk.client import Client
 
 __all__ = ["milliseconds", "quality_cell", "reports", "stats"]
 
@@ -69,25 +71,37 @@ def _window(answer: dict[str, Any]) -> str:
     return f"{answer['since'][:16]} to {answer['until'][:16]} UTC by {answer['step']}"
 
 
-@with_remote
-def stats(
-    remote: Remote,
-    model: ModelArgument,
-    since: Since = None,
-    until: Until = None,
-    step: StepOption = "1m",
-    version: VersionOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def _windowed(
+    read: Callable[..., dict[str, Any]], show: Callable[[dict[str, Any]], None]
+) -> Callable[..., None]:
+    """The command that reads a model's ``read`` (a client method taking the window: stats,
+    reports) and prints the answer with ``show``, or as it came with --json; ``show``'s
+    docstring is its help."""
+
+    def command(
+        remote: Remote,
+        model: ModelArgument,
+        since: Since = None,
+        until: Until = None,
+        step: StepOption = "1m",
+        version: VersionOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        with errors_to_exit():
+            client = client_for(remote)
+            answer = read(client, model, since=since, until=until, step=step, version=version)
+        if as_json:
+            write_json(answer)
+            return
+        show(answer)
+
+    command.__doc__ = show.__doc__
+    return with_remote(command)
+
+
+def _show_stats(answer: dict[str, Any]) -> None:
     """A model's calls, errors, latency (mean, p50, p95, p99 in ms) and accuracy from feedback
     per version."""
-    with errors_to_exit():
-        answer = client_for(remote).stats(
-            model, since=since, until=until, step=step, version=version
-        )
-    if as_json:
-        write_json(answer)
-        return
     window = _window(answer)
     if not answer["versions"]:
         console.print(f"{answer['model']}: no calls from {window}")
@@ -105,25 +119,9 @@ def stats(
         console.print(f"alias {row['alias']}: {quality_cell(total)} ({total['scored']} scored)")
 
 
-@with_remote
-def reports(
-    remote: Remote,
-    model: ModelArgument,
-    since: Since = None,
-    until: Until = None,
-    step: StepOption = "1m",
-    version: VersionOption = None,
-    as_json: JsonOption = False,
-) -> None:
+def _show_reports(answer: dict[str, Any]) -> None:
     """What a model's code reported about its calls (algora.report, Algorithmia's insights):
     per version and name, how many values, their mean, least and greatest."""
-    with errors_to_exit():
-        answer = client_for(remote).reports(
-            model, since=since, until=until, step=step, version=version
-        )
-    if as_json:
-        write_json(answer)
-        return
     if not answer["series"]:
         console.print(f"{answer['model']}: nothing reported from {_window(answer)}")
         return
@@ -141,3 +139,7 @@ def reports(
             sparkline([point["count"] for point in row["points"]][-60:]),
         )
     console.print(table)
+
+
+stats = _windowed(Client.stats, _show_stats)
+reports = _windowed(Client.reports, _show_reports)
