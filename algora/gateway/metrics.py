@@ -55,6 +55,7 @@ class Metrics:
         pools: PoolManager,
         names: VersionNames,
         audit_lag: Callable[[], float | None] = lambda: None,
+        samples: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
@@ -100,6 +101,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
         self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
         self.registry.register(_AuditCollector(audit_lag))
+        self.registry.register(_SampleCollector(samples))
 
     def observe(
         self,
@@ -231,6 +233,22 @@ class _AuditCollector(Collector):
                 "Seconds the oldest journaled audit row has waited for the database",
                 value=lag,
             )
+
+
+class _SampleCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        stored, dropped = self._counts()
+        yield CounterMetricFamily(
+            "algora_samples_stored", "Payload samples written to the store", value=stored
+        )
+        yield CounterMetricFamily(
+            "algora_samples_dropped",
+            "Payload samples dropped because the queue to the store was full",
+            value=dropped,
+        )
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")
