@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-gateway-lease": platform.leases.run(),
             "algora-usage-and-quotas": platform.quotas.run(platform.usage),
             "algora-model-reports": platform.reports.run(),
+            "algora-payload-samples": platform.sampler.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
                 await task
         await platform.audit.stop()  # commits what is queued
         await platform.rollups.flush()  # and the calls counted since the last write
+        await platform.sampler.flush()
         await platform.usage.flush()
         await platform.reports.flush()
         if owned:
@@ -152,7 +154,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     app.add_middleware(OriginMiddleware, settings=settings)  # Host and Origin, inside audit
     # sees every route and refusal; counts each request for /metrics
-    app.add_middleware(AuditMiddleware, audit=platform.audit, metrics=platform.metrics)
+    app.add_middleware(AuditMiddleware, audit=platform.audit, metrics=platform.counting)
     app.add_middleware(AlgorithmiaNamesMiddleware)  # demo/Hello is demo/hello, audited so
 
     @app.get("/api/v1/openapi.json", include_in_schema=False, openapi_extra=audited("api.describe"))
@@ -169,7 +171,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             authenticator=platform.authenticator,
             calls=platform.calls,
             audit=platform.audit,
-            metrics=platform.metrics,
+            metrics=platform.counting,
         )
 
     app.build_middleware_stack = stack_behind_the_call_lane  # type: ignore[method-assign]

@@ -42,6 +42,8 @@ from algora.registry.records import CallRecords
 from algora.registry.reports import ModelReports
 from algora.registry.rollups import Rollups
 from algora.registry.routing import AliasRoutes
+from algora.registry.sampler import Sampler
+from algora.registry.sampling import Sampling
 from algora.registry.secrets import ManagedSecrets, ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.sources import Sources
@@ -172,8 +174,14 @@ class Platform:
         )
         if self.version_files is not None:
             self.publisher.on_change(self.version_files.share)
-        self.metrics = Metrics(self.pools, self._version_names, self.audit.commit_lag)
+        self.sampler = Sampler(self.sessions, self.store, settings.sample_retention_days)
+        """Payload samples drawn on the call path, written to the store in the background."""
+        self.metrics = Metrics(
+            self.pools, self._version_names, self.audit.commit_lag, self.sampler.counts
+        )
         """What ``GET /metrics`` serves: requests, model calls, pools and workers."""
+        self.counting = self.metrics if settings.metrics_enabled else None
+        """What counts each request for ``GET /metrics``; None with ``metrics_enabled`` off."""
         self.shared_buckets = (
             DatabaseBuckets(self.sessions) if settings.shared_rate_limits else None
         )
@@ -213,6 +221,7 @@ class Platform:
             routes=AliasRoutes(self.sessions),
             metrics=self.metrics,
             tracing=self.tracing,
+            sampler=self.sampler,
         )
         self.changes = ChangeFeed(self.sessions, [self.forget_cached])
         """Tells the other gateways on this registry what this one changed, and the reverse."""
@@ -266,6 +275,7 @@ class Platform:
             on_scored=self.metrics.observe_feedback,
         )
         self.comparisons = Comparisons(self.sessions, self.registry, self.statistics)
+        self.sampling = Sampling(self.sessions, self.registry, self.store, self.sampler)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do
@@ -333,6 +343,7 @@ class Platform:
         if self.zygotes is not None:
             self.zygotes.close()
         await self.rollups.flush()
+        await self.sampler.flush()
         await self.usage.flush()
         await self.reports.flush()
         if self.tracing is not None:

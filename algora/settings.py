@@ -331,6 +331,15 @@ class Settings(BaseSettings):
     kept: ground truth for a call is taken that long after it, and comparisons reach that far
     back (default: 30)."""
 
+    sample_retention_days: float = Field(default=7.0, gt=0, le=3660)
+    """Days a payload sample (inputs and outputs of the calls a model's sampling rule drew) is
+    kept before its stored payloads and its index row are removed (default: 7)."""
+
+    metrics_enabled: bool = True
+    """Whether each request is counted for ``GET /metrics`` (requests, model calls, their
+    latency). Off, that per-call work is skipped; pools, workers and the process are still
+    read when scraped."""
+
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""
 

@@ -14,6 +14,7 @@ from algora.cli import (
     data,
     publishing,
     quality,
+    sampling,
     scaffold,
     serve,
     stats,
@@ -56,6 +57,7 @@ app.command("stats")(stats.stats)
 app.command("reports")(stats.reports)
 app.command()(usage.usage)
 app.command()(quality.feedback)
+app.command()(sampling.samples)
 aliases.alias_app.command()(quality.compare)
 app.add_typer(access.models_app, name="models")
 app.add_typer(catalog.keys_app, name="keys")
@@ -67,6 +69,7 @@ app.add_typer(aliases.promote_app, name="promote")
 app.add_typer(usage.quota_app, name="quota")
 app.add_typer(data.data_app, name="data")
 app.add_typer(admin.admin_app, name="admin")
+app.add_typer(sampling.sampling_app, name="sampling")
 
 
 def main() -> None:

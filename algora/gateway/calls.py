@@ -48,6 +48,7 @@ from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
 from algora.registry.records import CallRecords
 from algora.registry.routing import AliasRoutes, Routing
+from algora.registry.sampler import Sampler
 from algora.registry.secrets import ModelSecrets
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
@@ -141,8 +142,10 @@ class CallService:
         tracing: Tracing | None = None,
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         self._settings = settings
+        self._sampler = sampler
         self._ledger = ledger
         self._records = records
         self._tracing = tracing
@@ -440,11 +443,14 @@ class CallService:
         started = time.perf_counter()
         failure: BaseException | None = None
         answer, compute = b"", 0.0
+        result: CallResult | None = None
+        request_id = call.request_id
         try:
             served = await self._send(call, model, version)
-            answer, compute = served.result.payload, served.result.cpu
+            result, request_id = served.result, served.request_id
+            answer, compute = result.payload, result.cpu
             if self._records is not None:
-                self._records.record(call, model, version, served.request_id, served.result)
+                self._records.record(call, model, version, request_id, result)
             return served
         except BaseException as error:  # counted (a hang-up too), then raised as it is
             failure = error
@@ -453,6 +459,11 @@ class CallService:
             seconds = time.perf_counter() - started
             sizes = (len(call.payload), len(answer))
             self._ledger.record(call.caller, model.id, version.id, failure, seconds, sizes, compute)
+            if self._sampler is not None:
+                self._sampler.offer(
+                    call, model, version, request_id or new_request_id(), call.content_type,
+                    call.payload, result, failure,
+                )  # fmt: skip
 
     async def _send(self, call: Call, model: Model, version: Version) -> Served:
         timeout = self.timeout_for(version, call.timeout)

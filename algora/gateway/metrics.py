@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
@@ -55,6 +56,7 @@ class Metrics:
         pools: PoolManager,
         names: VersionNames,
         audit_lag: Callable[[], float | None] = lambda: None,
+        samples: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._requests = Counter(
@@ -97,9 +99,14 @@ class Metrics:
             ["model", "version", "alias"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, int], Any] = {}
+        self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        """Each label set's series, kept: ``labels()`` takes a lock and checks the labels on
+        every call, which a request need not pay for (the label sets are bounded, see above)."""
         ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
         self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
         self.registry.register(_AuditCollector(audit_lag))
+        self.registry.register(_SampleCollector(samples))
 
     def observe(
         self,
@@ -112,7 +119,11 @@ class Metrics:
         alias: str | None = None,
     ) -> None:
         """Count one answered request (and, for a model call, its outcome and latency)."""
-        self._requests.labels(action or "none", str(status)).inc()
+        key = (action or "none", status)
+        requests = self._request_children.get(key)
+        if requests is None:
+            requests = self._request_children[key] = self._requests.labels(key[0], str(status))
+        requests.inc()
         if action is None or not action.startswith("model.call"):
             return
         if status in _UNRESOLVED or not version or not _SEMVER.match(version) or not resource:
@@ -125,8 +136,15 @@ class Metrics:
         self, model: str, version: str, alias: str, outcome: str, seconds: float
     ) -> None:
         """Count one model call that no request answers by itself: a shadow's copy."""
-        self._calls.labels(model, version, alias, outcome).inc()
-        self._latency.labels(model, version, alias).observe(seconds)
+        key = (model, version, alias, outcome)
+        children = self._call_children.get(key)
+        if children is None:
+            children = self._call_children[key] = (
+                self._calls.labels(model, version, alias, outcome),
+                self._latency.labels(model, version, alias),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_feedback(
         self, model: str, version: str, alias: str, correct: bool | None, abs_error: float | None
@@ -231,6 +249,22 @@ class _AuditCollector(Collector):
                 "Seconds the oldest journaled audit row has waited for the database",
                 value=lag,
             )
+
+
+class _SampleCollector(Collector):
+    def __init__(self, counts: Callable[[], tuple[int, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        stored, dropped = self._counts()
+        yield CounterMetricFamily(
+            "algora_samples_stored", "Payload samples written to the store", value=stored
+        )
+        yield CounterMetricFamily(
+            "algora_samples_dropped",
+            "Payload samples dropped because the queue to the store was full",
+            value=dropped,
+        )
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

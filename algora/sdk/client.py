@@ -27,6 +27,7 @@ from algora.sdk import tensors
 from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
+from algora.sdk.sampling import SamplingMethods
 
 __all__ = ["CallResponse", "Client", "ModelHandle"]
 
@@ -177,8 +178,7 @@ class ModelHandle:
 
 
 def _raise_for_oip_error(response: httpx.Response) -> None:
-    """The Open Inference Protocol's ``{"error": "..."}`` as the error tree's class for its
-    status."""
+    """The Open Inference Protocol's ``{"error": "..."}`` as the error class of its status."""
     if response.status_code < 400:
         return
     try:
@@ -200,7 +200,7 @@ def _model_error(error: dict[str, Any]) -> ModelError:
     )
 
 
-class Client(Closing):
+class Client(Closing, SamplingMethods):
     """A connection to an Algora gateway."""
 
     def __init__(

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from algora.errors import NotFound
+from algora.store.base import check_object_key
 
 __all__ = ["LocalBlobStore", "sha256_file"]
 
@@ -66,6 +67,38 @@ class LocalBlobStore:
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
+
+    def _object_path(self, key: str) -> Path:
+        return self.root / "objects" / check_object_key(key)
+
+    def put_object(self, key: str, data: bytes) -> None:
+        target = self._object_path(key)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            Path(tmp_name).replace(target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+
+    def get_object(self, key: str) -> bytes:
+        try:
+            return self._object_path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no object '{key}'") from None
+
+    def delete_object(self, key: str) -> None:
+        path = self._object_path(key)
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        while folder != self.root / "objects":  # drop the folders it leaves empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            folder = folder.parent
 
     def ping(self) -> None:
         probe = self.root / ".ping"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from algora.errors import NotFound, Unavailable
+from algora.store.base import check_object_key
 from algora.store.connectors import S3Connector
 from algora.store.local import sha256_file
 
@@ -84,6 +85,24 @@ class S3BlobStore:
 
     def exists(self, digest: str) -> bool:
         return self._has(self._key(digest))
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self._call("put_object", Key=f"{self.prefix}objects/{check_object_key(key)}", Body=data)
+
+    def get_object(self, key: str) -> bytes:
+        got = self._call(
+            "get_object", Key=f"{self.prefix}objects/{check_object_key(key)}", missing_ok=True
+        )
+        if got is None:
+            raise NotFound(f"no object '{key}'")
+        body = got["Body"]
+        try:
+            return cast(bytes, body.read())
+        finally:
+            body.close()
+
+    def delete_object(self, key: str) -> None:
+        self._call("delete_object", Key=f"{self.prefix}objects/{check_object_key(key)}")
 
     def ping(self) -> None:
         probe = f"{self.prefix}.ping-{uuid.uuid4().hex}"

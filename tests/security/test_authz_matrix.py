@@ -141,6 +141,13 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     # quota the matrix removes does not exist: 404 once authorized).
     ("POST", "/insights"): frozenset(),  # only model code reports, on its worker's channel
     ("GET", _MODEL + "/reports"): ORG,
+    # Payload sampling: only the model's managers set its rule and read its samples (the
+    # sample the matrix reads does not exist: 404 once authorized).
+    ("GET", _MODEL + "/sampling"): MANAGERS,
+    ("PUT", _MODEL + "/sampling"): MANAGERS,
+    ("DELETE", _MODEL + "/sampling"): MANAGERS,
+    ("GET", _MODEL + "/samples"): MANAGERS,
+    ("GET", _MODEL + "/samples/{request_id}"): MANAGERS,
     ("GET", "/api/v1/usage"): EVERYONE,
     ("GET", "/api/v1/quotas"): EVERYONE,
     ("PUT", "/api/v1/quotas/{kind}/{subject}"): frozenset({"admin"}),
@@ -214,6 +221,7 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("POST", "/v1/organizations"): f'{{"org_name": "{unique}", "type_id": "basic"}}',
         ("PUT", "/v1/organizations/{org}"): '{"org_label": "matrix"}',
         ("POST", "/insights"): '{"matrix": 1}',
+        ("PUT", _MODEL + "/sampling"): '{"rate": 0.5, "redact": ["ssn"]}',
         ("PUT", "/api/v1/quotas/{kind}/{subject}"): (
             '{"metric": "calls", "period": "day", "limit": 1000000}'
         ),
@@ -272,6 +280,7 @@ class Matrix:
             "kind": "org",
             "subject": "acme",
             "quota_id": "999999",
+            "request_id": "req-matrix-unsampled",
         }
         return template.format(**values)
 

@@ -118,6 +118,10 @@ REFUSES_VALID = {
     "PATCH /v1/data/.session{rest}": _NO_ACL,
     "GET /api/v1/models/{owner}/{name}/stats": _WINDOW,
     "GET /api/v1/models/{owner}/{name}/reports": _WINDOW,
+    "GET /api/v1/models/{owner}/{name}/samples": (
+        "version is MAJOR.MINOR.PATCH, and since and until are times or durations the service "
+        "parses itself, to say what is wrong with one"
+    ),
     "GET /api/v1/models/{owner}/{name}/aliases/{alias}/compare": _WINDOW,
     "PUT /api/v1/keys/{key_id}/model-limits": (
         "each model at most once in the list (auth.keyring): uniqueness by one field, which "

@@ -13,6 +13,7 @@ from algora.protocols.native import (
     models,
     quality,
     reports,
+    sampling,
     stats,
     usage,
 )
@@ -20,5 +21,5 @@ from algora.protocols.native import (
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage):
+for _part in (models, keys, access, audit, aliases, stats, quality, reports, sampling, usage):
     router.include_router(_part.router)

@@ -330,10 +330,11 @@ class _Servicer:
         False when the row could not be written."""
         seconds = time.perf_counter() - started
         platform = self._platform
-        platform.metrics.observe(
-            trail.action, status, trail.resource, trail.version, trail.error_code, seconds,
-            trail.alias,
-        )  # fmt: skip
+        if platform.counting is not None:
+            platform.counting.observe(
+                trail.action, status, trail.resource, trail.version, trail.error_code, seconds,
+                trail.alias,
+            )  # fmt: skip
         if not platform.audit.enabled or not (trail.action == "model.call" or status in (401, 403)):
             return True
         headers = [
