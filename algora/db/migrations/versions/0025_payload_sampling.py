@@ -16,8 +16,8 @@ from algora.db.migrations.columns import (
     timestamp,
 )
 
-revision = "0024"
-down_revision = "0023"
+revision = "0025"
+down_revision = "0024"
 
 
 def upgrade() -> None:
