@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-gateway-lease": platform.leases.run(),
             "algora-usage-and-quotas": platform.quotas.run(platform.usage),
             "algora-model-reports": platform.reports.run(),
+            "algora-drift-counts": platform.drift_counts.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         await platform.rollups.flush()  # and the calls counted since the last write
         await platform.usage.flush()
         await platform.reports.flush()
+        await platform.drift_counts.flush()
         if owned:
             await platform.aclose()
         else:

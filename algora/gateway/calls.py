@@ -46,6 +46,7 @@ from algora.gateway.metrics import Metrics
 from algora.gateway.shadows import Shadows
 from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
+from algora.registry.drift_counts import DriftCounts
 from algora.registry.records import CallRecords
 from algora.registry.routing import AliasRoutes, Routing
 from algora.registry.secrets import ModelSecrets
@@ -141,10 +142,11 @@ class CallService:
         tracing: Tracing | None = None,
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
+        drift: DriftCounts | None = None,
     ) -> None:
         self._settings = settings
         self._ledger = ledger
-        self._records = records
+        self._records, self._drift = records, drift
         self._tracing = tracing
         self._routes = routes
         self._shadows = Shadows(metrics)
@@ -445,6 +447,8 @@ class CallService:
             answer, compute = served.result.payload, served.result.cpu
             if self._records is not None:
                 self._records.record(call, model, version, served.request_id, served.result)
+            if self._drift is not None:
+                self._drift.record(version, call.content_type, call.payload, served.result)
             return served
         except BaseException as error:  # counted (a hang-up too), then raised as it is
             failure = error

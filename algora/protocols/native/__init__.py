@@ -9,6 +9,7 @@ from algora.protocols.native import (
     access,
     aliases,
     audit,
+    drift,
     keys,
     models,
     quality,
@@ -20,5 +21,5 @@ from algora.protocols.native import (
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage):
+for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage, drift):
     router.include_router(_part.router)
