@@ -146,11 +146,16 @@ def _paragraph(text: str) -> list[str]:
 
 
 def _public_members(cls: type) -> Iterator[tuple[str, Any]]:
-    for name, member in cls.__dict__.items():
-        if name.startswith("_"):
-            continue
-        if isinstance(member, property) or inspect.isfunction(member):
-            yield name, member
+    """The class's own public members, then those of the SDK's parts it is made of."""
+    parts = [cls, *(base for base in cls.__mro__[1:] if base.__module__ == "algora.sdk.monitoring")]
+    seen: set[str] = set()
+    for part in parts:
+        for name, member in part.__dict__.items():
+            if name.startswith("_") or name in seen:
+                continue
+            if isinstance(member, property) or inspect.isfunction(member):
+                seen.add(name)
+                yield name, member
 
 
 def _class_section(cls: type, qualname: str) -> list[str]:

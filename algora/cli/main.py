@@ -12,6 +12,7 @@ from algora.cli import (
     audit,
     catalog,
     data,
+    drift,
     publishing,
     quality,
     scaffold,
@@ -54,6 +55,7 @@ app.command()(catalog.login)
 app.command()(catalog.whoami)
 app.command()(stats.stats)
 app.command()(stats.reports)
+app.command()(drift.drift)
 app.command()(usage.usage)
 app.command()(quality.feedback)
 aliases.alias_app.command()(quality.compare)
