@@ -159,7 +159,11 @@ class DriftCounts(Accumulator[Key, _Tally]):
             try:
                 made = await asyncio.to_thread(self._profile_for, watch)
             except Exception:
-                logger.warning("could not make the drift profile of version #%s", watch.version_id)
+                logger.warning(
+                    "could not make the drift profile of version #%s",
+                    watch.version_id,
+                    exc_info=True,
+                )
                 continue
             if made is not None:
                 profile, used = made
@@ -222,7 +226,9 @@ class DriftCounts(Accumulator[Key, _Tally]):
             try:
                 self._profile_for(watch)
             except Exception:
-                logger.warning("could not make the drift profile of version #%s", version_id)
+                logger.warning(
+                    "could not make the drift profile of version #%s", version_id, exc_info=True
+                )
 
     def write(self, pending: dict[Key, _Tally]) -> None:
         with self._sessions() as session:
