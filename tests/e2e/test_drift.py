@@ -25,6 +25,8 @@ CODE = (
 COLORS = ("red", "green", "blue")
 DRIFT = '\n[monitoring]\ndrift = true\ndrift_reference = "reference.jsonl"\n'
 
+FIRST_CALLS = "\n[monitoring]\ndrift = true\ndrift_reference_calls = 10\n"
+
 
 def _reference() -> str:
     lines = []
@@ -36,7 +38,8 @@ def _reference() -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """admin/shifty 1.0.0 has drift on, from reference.jsonl; admin/plain has none."""
+    """admin/shifty 1.0.0 has drift on, from reference.jsonl; admin/learner from its first 10
+    calls; admin/plain has none."""
     root = tmp_path_factory.mktemp("drift")
     with RunningServer(root / "data") as running, running.client() as admin:
         files = {"reference.jsonl": _reference()}
@@ -44,13 +47,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
             write_model(root / "shifty", "shifty", CODE, extra_manifest=DRIFT, files=files)
         )
         admin.publish(write_model(root / "plain", "plain", CODE))
+        learner = write_model(root / "learner", "learner", CODE, extra_manifest=FIRST_CALLS)
+        admin.publish(learner)
         yield running
 
 
-def _counted(admin: Client, calls: int) -> dict[str, Any]:
-    """The drift of admin/shifty once its calls are counted (every few seconds)."""
+def _counted(admin: Client, calls: int, model: str = "admin/shifty") -> dict[str, Any]:
+    """The drift of ``model`` once its calls are counted (every few seconds)."""
     for _ in range(300):
-        drift = admin.drift("admin/shifty", since="1h")
+        drift = admin.drift(model, since="1h")
         if drift["calls"] >= calls:
             return drift
         time.sleep(0.1)
@@ -107,3 +112,18 @@ def test_no_drift_or_a_bad_reference_is_refused_clearly(
             admin.publish(folder)
     shown = algora("drift", "admin/plain", server=server)
     assert shown.returncode != 0 and "drift = true" in shown.stderr + shown.stdout
+
+
+def test_the_first_calls_make_the_reference(server: RunningServer) -> None:
+    with server.client() as admin:
+        pending = admin.drift("admin/learner")
+        assert (pending["reference"], pending["features"]) == ("pending", [])
+        handle = admin.model("admin/learner")
+        for i in range(10):  # the reference
+            handle.call({"x": i, "color": "red"})
+        for i in range(10):  # live, x shifted
+            handle.call({"x": 500 + i, "color": "red"})
+        drift = _counted(admin, 10, "admin/learner")
+    assert (drift["reference"], drift["reference_size"], drift["calls"]) == ("calls", 10, 10)
+    features = {row["feature"]: row["status"] for row in drift["features"]}
+    assert features == {"input.x": "alert", "input.color": "ok", "output.label": "alert"}
