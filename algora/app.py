@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-usage-and-quotas": platform.quotas.run(platform.usage),
             "algora-model-reports": platform.reports.run(),
             "algora-payload-samples": platform.sampler.run(),
+            "algora-drift-counts": platform.drift_counts.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         await platform.sampler.flush()
         await platform.usage.flush()
         await platform.reports.flush()
+        await platform.drift_counts.flush()
         if owned:
             await platform.aclose()
         else:

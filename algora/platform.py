@@ -35,6 +35,8 @@ from algora.publishing.uploads import Uploads
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
 from algora.registry.compare import Comparisons
+from algora.registry.drift import Drift
+from algora.registry.drift_counts import DriftCounts
 from algora.registry.feedback import Feedback
 from algora.registry.leases import Leases
 from algora.registry.quotas import Quotas
@@ -201,6 +203,9 @@ class Platform:
         self.usage = Usage(self.sessions, self.quotas.count)
         """Calls and compute per day, key and model, for charge-back and the quotas."""
         self.reports = ModelReports(self.sessions, self.registry)
+        self.drift_counts = DriftCounts(self.sessions, data)
+        """Versions' inputs and outputs per minute, feature and bin, for their drift."""
+        self.publisher.on_change(self.drift_counts.profile_at_publish)
         """What model code reports about its calls, per version, minute and name."""
         self.tracing = open_tracing(settings)
         """OpenTelemetry spans of the call path, exported over OTLP; None when off."""
@@ -222,6 +227,7 @@ class Platform:
             metrics=self.metrics,
             tracing=self.tracing,
             sampler=self.sampler,
+            drift=self.drift_counts,
         )
         self.changes = ChangeFeed(self.sessions, [self.forget_cached])
         """Tells the other gateways on this registry what this one changed, and the reverse."""
@@ -276,6 +282,7 @@ class Platform:
         )
         self.comparisons = Comparisons(self.sessions, self.registry, self.statistics)
         self.sampling = Sampling(self.sessions, self.registry, self.store, self.sampler)
+        self.drift = Drift(self.sessions, self.registry, self.metrics.observe_drift)
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do
@@ -346,6 +353,7 @@ class Platform:
         await self.sampler.flush()
         await self.usage.flush()
         await self.reports.flush()
+        await self.drift_counts.flush()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.shutdown)
         self.publisher.shutdown()

@@ -146,12 +146,12 @@ def _paragraph(text: str) -> list[str]:
 
 
 def _public_members(cls: type) -> Iterator[tuple[str, Any]]:
-    """The class's own public members, then those of its ``...Methods`` bases (the methods a
-    class takes from a module of their own, as ``Client`` does ``SamplingMethods``')."""
-    owners = [cls, *(base for base in cls.__mro__[1:] if base.__name__.endswith("Methods"))]
+    """The class's own public members, then those of the SDK's parts it is made of (the
+    methods a class takes from a module of their own, as ``Client`` does)."""
+    parts = [cls, *(base for base in cls.__mro__[1:] if base.__name__.endswith("Methods"))]
     seen: set[str] = set()
-    for owner in owners:
-        for name, member in owner.__dict__.items():
+    for part in parts:
+        for name, member in part.__dict__.items():
             if name.startswith("_") or name in seen:
                 continue
             if isinstance(member, property) or inspect.isfunction(member):

@@ -12,6 +12,7 @@ from algora.cli import (
     audit,
     catalog,
     data,
+    drift,
     publishing,
     quality,
     sampling,
@@ -55,6 +56,7 @@ app.command()(catalog.login)
 app.command()(catalog.whoami)
 app.command("stats")(stats.stats)
 app.command("reports")(stats.reports)
+app.command()(drift.drift)
 app.command()(usage.usage)
 app.command()(quality.feedback)
 app.command()(sampling.samples)

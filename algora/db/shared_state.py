@@ -15,6 +15,8 @@ from algora.db.tables import ApiKey, Base, utcnow
 __all__ = [
     "CacheEpoch",
     "CallStats",
+    "DriftCount",
+    "DriftProfile",
     "GatewayLease",
     "ModelReport",
     "ModelSearchDocument",
@@ -171,3 +173,32 @@ class ModelReport(Base):
     total: Mapped[float]
     minimum: Mapped[float]
     maximum: Mapped[float]
+
+
+class DriftProfile(Base):
+    """A version's drift reference: its features' bins and reference counts as JSON text,
+    from a file given at publish (``source`` file) or its first calls (``calls``); see
+    ``algora.registry.drift``."""
+
+    __tablename__ = "drift_profiles"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    source: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(Integer)
+    features: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class DriftCount(Base):
+    """How many of a version's rows fell in one bin of one feature in one minute (UTC), added
+    to by every gateway; feature ``*`` bin 0 counts the calls."""
+
+    __tablename__ = "drift_counts"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    feature: Mapped[str] = mapped_column(String(80), primary_key=True)
+    bin: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    count: Mapped[int] = mapped_column(BigInteger)

@@ -46,6 +46,7 @@ from algora.gateway.metrics import Metrics
 from algora.gateway.shadows import Shadows
 from algora.gateway.tracing import Tracing
 from algora.modelfolder.manifest import Manifest
+from algora.registry.drift_counts import DriftCounts
 from algora.registry.records import CallRecords
 from algora.registry.routing import AliasRoutes, Routing
 from algora.registry.sampler import Sampler
@@ -143,11 +144,12 @@ class CallService:
         routes: AliasRoutes | None = None,
         metrics: Metrics | None = None,
         sampler: Sampler | None = None,
+        drift: DriftCounts | None = None,
     ) -> None:
         self._settings = settings
         self._sampler = sampler
         self._ledger = ledger
-        self._records = records
+        self._records, self._drift = records, drift
         self._tracing = tracing
         self._routes = routes
         self._shadows = Shadows(metrics)
@@ -451,6 +453,8 @@ class CallService:
             answer, compute = result.payload, result.cpu
             if self._records is not None:
                 self._records.record(call, model, version, request_id, result)
+            if self._drift is not None:
+                self._drift.record(version, call.content_type, call.payload, result)
             return served
         except BaseException as error:  # counted (a hang-up too), then raised as it is
             failure = error

@@ -15,11 +15,11 @@ import functools
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,10 +34,29 @@ from algora.workers.batching import BATCH_BUCKETS
 from algora.workers.manager import PoolManager
 from algora.workers.memory import process_tree
 
-__all__ = ["Metrics", "VersionNames"]
+__all__ = ["DriftScores", "Metrics", "VersionNames"]
 
 VersionNames = Callable[[str], tuple[str, str]]
 """A pool's key (a version's id) -> (``owner/name``, semver)."""
+
+
+class _Scored(Protocol):
+    @property
+    def feature(self) -> str: ...
+    @property
+    def psi(self) -> float | None: ...
+
+
+class DriftScores(Protocol):
+    """A version's drift as computed (``algora.registry.drift.VersionDrift``)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def features(self) -> Sequence[_Scored]: ...
+
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]*)?\Z")
 _UNRESOLVED = 401, 403, 404
@@ -103,6 +122,13 @@ class Metrics:
         self._call_children: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         """Each label set's series, kept: ``labels()`` takes a lock and checks the labels on
         every call, which a request need not pay for (the label sets are bounded, see above)."""
+        self._drift = Gauge(
+            "algora_drift_psi",
+            "Population stability index of a version's feature against its reference, as last "
+            "computed (GET /drift); at most 50 features a version",
+            ["model", "version", "feature"],
+            registry=self.registry,
+        )
         ProcessCollector(registry=self.registry)  # the gateway's own CPU, memory, files
         self.registry.register(_PoolCollector(pools, functools.lru_cache(maxsize=4096)(names)))
         self.registry.register(_AuditCollector(audit_lag))
@@ -156,6 +182,12 @@ class Metrics:
         if abs_error is not None:
             self._scored.labels(model, version, alias, "value").inc()
             self._abs_error.labels(model, version, alias).inc(abs_error)
+
+    def observe_drift(self, drift: DriftScores) -> None:
+        """Set the drift gauge of each feature of a version whose drift was computed."""
+        for feature in drift.features:
+            if feature.psi is not None:
+                self._drift.labels(drift.model, drift.version, feature.feature).set(feature.psi)
 
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition in the format ``accept`` asks for (Prometheus text, or OpenMetrics),

@@ -171,6 +171,31 @@ class MonitoringSection(_Strict):
     """Record what the version answers each call (its JSON output, up to 4 KiB), so that ground
     truth sent later (``POST /api/v1/feedback``) scores it and an alias's versions can be
     compared; off by default."""
+    drift: bool = False
+    """Profile the version's inputs and outputs and score their drift (docs/statistics.md)."""
+    drift_reference: str | None = Field(default=None, min_length=1, max_length=256)
+    """The reference: a JSON-lines file in the model folder, one input (or ``{"input": ...,
+    "output": ...}``) a line."""
+    drift_reference_calls: int | None = Field(default=None, ge=10, le=100_000)
+    """Or the reference: the version's first calls, this many."""
+    drift_warn: float = Field(default=0.1, gt=0, le=10)
+    """The population stability index from which a feature's drift is ``warn``."""
+    drift_alert: float = Field(default=0.25, gt=0, le=10)
+    """... and ``alert``."""
+
+    @model_validator(mode="after")
+    def _drift(self) -> MonitoringSection:
+        references = (self.drift_reference is not None) + (self.drift_reference_calls is not None)
+        if self.drift and references != 1:
+            raise ValueError(
+                "drift = true needs one reference: drift_reference (a JSON-lines file in the "
+                "model folder) or drift_reference_calls (the first N calls)"
+            )
+        if not self.drift and references:
+            raise ValueError("drift_reference and drift_reference_calls need drift = true")
+        if self.drift_warn >= self.drift_alert:
+            raise ValueError("drift_warn must be below drift_alert")
+        return self
 
 
 class SavedSection(_Strict):

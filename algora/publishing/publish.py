@@ -39,6 +39,7 @@ from algora.publishing.logs import BuildLogs, failure_of
 from algora.publishing.node_steps import Record, Step, node_requirements, node_steps
 from algora.publishing.pipelines import check_pipeline, stored_pipeline
 from algora.publishing.smoke import HandOff, smoke_test
+from algora.registry.drift_profile import reference_in
 from algora.registry.service import Registry
 from algora.registry.serving import with_secrets, worker_spec
 from algora.registry.specs import Bump
@@ -259,6 +260,7 @@ class Publisher:
                     f"published as '{owner}/{name}': make the two agree"
                 )
             requirements = self._requirements(source, manifest)
+            reference_in(source, manifest.monitoring.drift_reference)  # checked, made later
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -26,6 +26,7 @@ from algora.modelfolder.saved import as_folder
 from algora.sdk import tensors
 from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
+from algora.sdk.monitoring import MonitoringMethods
 from algora.sdk.profiles import resolve_connection
 from algora.sdk.sampling import SamplingMethods
 
@@ -200,7 +201,7 @@ def _model_error(error: dict[str, Any]) -> ModelError:
     )
 
 
-class Client(Closing, SamplingMethods):
+class Client(Closing, SamplingMethods, MonitoringMethods):
     """A connection to an Algora gateway."""
 
     def __init__(
@@ -276,42 +277,6 @@ class Client(Closing, SamplingMethods):
         response = self.request("PATCH", path, json={"deprecated": deprecated})
         raise_for_error(response)
         return response.json()
-
-    def stats(
-        self,
-        model: str,
-        *,
-        since: str | None = None,
-        until: str | None = None,
-        step: str = "1m",
-        version: str | None = None,
-    ) -> dict[str, Any]:
-        """``owner/name``'s calls, errors and latency per version over time: ``since`` and
-        ``until`` are ISO 8601 times or durations before now (``30m``, ``6h``, ``2d``);
-        ``step`` is ``1m``, ``1h`` or ``1d``; ``version`` (``1.2.3``) keeps one. The answer
-        has ``versions``, each with its ``total`` and its ``points`` (one per step)."""
-        return self._windowed(f"/api/v1/models/{model}/stats", since, until, step, version)
-
-    def reports(
-        self,
-        model: str,
-        *,
-        since: str | None = None,
-        until: str | None = None,
-        step: str = "1m",
-        version: str | None = None,
-    ) -> dict[str, Any]:
-        """What ``owner/name``'s code reported (``algora.report``, Algorithmia's insights) per
-        version and name over time, windowed as :meth:`stats` is: ``series`` holds each
-        version and name with its ``total`` and ``points`` (count, mean, min, max)."""
-        return self._windowed(f"/api/v1/models/{model}/reports", since, until, step, version)
-
-    def _windowed(
-        self, path: str, since: str | None, until: str | None, step: str, version: str | None
-    ) -> dict[str, Any]:
-        query = {"since": since, "until": until, "step": step, "version": version}
-        params = {name: value for name, value in query.items() if value is not None}
-        return dict(self.get_json(path, **params))
 
     # usage and quotas (see algora.registry.usage, algora.registry.quotas) -------------------
     def usage(

@@ -104,6 +104,8 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", _MODEL + "/aliases"): ORG,
     ("GET", _MODEL + "/stats"): ORG,
     ("GET", _MODEL + "/aliases/{alias}/compare"): ORG,
+    # Drift: read like the model (acme/hello has none: 404 once authorized, saying so).
+    ("GET", _MODEL + "/drift"): ORG,
     # Feedback on a call of acme/hello (req-matrix): by those who may call it (then 409).
     ("POST", "/api/v1/feedback"): ORG,
     ("GET", _MODEL + "/aliases/{alias}"): ORG,

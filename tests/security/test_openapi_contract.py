@@ -123,6 +123,7 @@ REFUSES_VALID = {
         "parses itself, to say what is wrong with one"
     ),
     "GET /api/v1/models/{owner}/{name}/aliases/{alias}/compare": _WINDOW,
+    "GET /api/v1/models/{owner}/{name}/drift": _WINDOW,
     "PUT /api/v1/keys/{key_id}/model-limits": (
         "each model at most once in the list (auth.keyring): uniqueness by one field, which "
         "JSON Schema cannot say (uniqueItems compares whole items)"

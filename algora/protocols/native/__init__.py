@@ -9,6 +9,7 @@ from algora.protocols.native import (
     access,
     aliases,
     audit,
+    drift,
     keys,
     models,
     quality,
@@ -21,5 +22,17 @@ from algora.protocols.native import (
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, quality, reports, sampling, usage):
+for _part in (
+    models,
+    keys,
+    access,
+    audit,
+    aliases,
+    stats,
+    quality,
+    reports,
+    sampling,
+    usage,
+    drift,
+):
     router.include_router(_part.router)
