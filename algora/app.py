@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-gateway-lease": platform.leases.run(),
             "algora-usage-and-quotas": platform.quotas.run(platform.usage),
             "algora-model-reports": platform.reports.run(),
+            "algora-alerts": platform.alert_engine.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()

@@ -23,7 +23,7 @@ from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.packing import pack_directory
 from algora.modelfolder.saved import as_folder
-from algora.sdk import tensors
+from algora.sdk import alerts, tensors
 from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
 from algora.sdk.profiles import resolve_connection
@@ -200,7 +200,7 @@ def _model_error(error: dict[str, Any]) -> ModelError:
     )
 
 
-class Client(Closing):
+class Client(alerts.AlertMethods, Closing):
     """A connection to an Algora gateway."""
 
     def __init__(

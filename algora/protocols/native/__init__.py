@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from algora.protocols.native import (
     access,
+    alerts,
     aliases,
     audit,
     keys,
@@ -20,5 +21,5 @@ from algora.protocols.native import (
 __all__ = ["router"]
 
 router = APIRouter()
-for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage):
+for _part in (models, keys, access, audit, aliases, stats, quality, reports, usage, alerts):
     router.include_router(_part.router)
