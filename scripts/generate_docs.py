@@ -146,11 +146,17 @@ def _paragraph(text: str) -> list[str]:
 
 
 def _public_members(cls: type) -> Iterator[tuple[str, Any]]:
-    for name, member in cls.__dict__.items():
-        if name.startswith("_"):
-            continue
-        if isinstance(member, property) or inspect.isfunction(member):
-            yield name, member
+    """The class's own public methods and properties, then those of its public SDK bases
+    (``Client``'s alert methods)."""
+    bases = [b for b in cls.__mro__[1:] if b.__module__.startswith("algora.sdk.")]
+    seen: set[str] = set()
+    for owner in (cls, *(b for b in bases if not b.__module__.split(".")[-1].startswith("_"))):
+        for name, member in owner.__dict__.items():
+            if name.startswith("_") or name in seen:
+                continue
+            seen.add(name)
+            if isinstance(member, property) or inspect.isfunction(member):
+                yield name, member
 
 
 def _class_section(cls: type, qualname: str) -> list[str]:
