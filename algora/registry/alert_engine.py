@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from algora.audit.log import AuditEvent, AuditLog
 from algora.db.alerting import AlertDelivery, AlertRule
 from algora.db.tables import Model, utcnow
+from algora.errors import Unavailable
 from algora.registry.alert_checks import Rule, breached, next_state, sign, window_text
 from algora.registry.alerts import secret_context
 from algora.registry.secrets import ModelSecrets
@@ -58,6 +59,8 @@ class Outgoing:
     body: str
     secret: str
     tries: int
+    problem: str | None = None
+    """Why it cannot be sent (its secret does not open here): the try fails with it."""
 
 
 class AlertEngine:
@@ -175,9 +178,13 @@ class AlertEngine:
     def _outgoing(self, session: Session, row: AlertDelivery, rule: AlertRule) -> Outgoing:
         model = session.get(Model, rule.model_id)
         name = f"{model.owner.name}/{model.name}" if model is not None else str(rule.model_id)
-        secret = self._secrets.open(
-            rule.secret_sealed, rule.secret_key_id, secret_context(rule.id, rule.model_id)
-        )
+        secret, problem = "", None
+        try:
+            secret = self._secrets.open(
+                rule.secret_sealed, rule.secret_key_id, secret_context(rule.id, rule.model_id)
+            )
+        except Unavailable as error:  # another secrets key sealed it: a failed try, said why
+            problem = error.message[:200]
         return Outgoing(
             id=row.id,
             delivery_id=row.delivery_id,
@@ -187,6 +194,7 @@ class AlertEngine:
             body=row.body,
             secret=secret,
             tries=row.tries,
+            problem=problem,
         )
 
     def settle(
@@ -221,7 +229,9 @@ class AlertEngine:
         allowed = self._settings.webhook_allowed_hosts
         host = (urlsplit(outgoing.url).hostname or "").lower()
         body = outgoing.body.encode("utf-8")
-        if allowed and host not in {h.lower() for h in allowed}:
+        if outgoing.problem is not None:
+            error = outgoing.problem
+        elif allowed and host not in {h.lower() for h in allowed}:
             error = "host not in ALGORA_WEBHOOK_ALLOWED_HOSTS"
         else:
             headers = {

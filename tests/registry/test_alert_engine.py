@@ -4,6 +4,7 @@ nothing, and deliveries are claimed by one gateway and retried until they run ou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,6 +44,8 @@ class World:
     olga: Caller
     model_id: int
     version_id: int
+    secrets: ModelSecrets
+    settings: Settings
 
 
 @pytest.fixture(params=DATABASES)
@@ -72,6 +76,8 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
             Caller(olga.id, "olga", False, "k1", ("*",)),
             model.id,
             version.id,
+            secrets,
+            settings,
         )
 
 
@@ -188,3 +194,23 @@ def test_rules_are_checked_and_kept_to_managers(world: World) -> None:
         rule = session.get(AlertRule, added.rule.id)
         assert rule is not None and rule.secret_key_id
         assert added.secret not in rule.secret_sealed  # sealed, not stored as given
+
+
+def test_a_delivery_to_a_host_the_operator_did_not_allow_is_not_sent(world: World) -> None:
+    _add(world, min_calls=1)
+    _calls(world, 0, calls=1, errors=1)
+    assert _round(world) == 1
+    settings = world.settings.model_copy(update={"webhook_allowed_hosts": ["hooks.internal"]})
+    audit = AuditLog(world.sessions, enabled=False)
+    strict = AlertEngine(world.sessions, world.secrets, audit, settings, "gw-c")
+    [outgoing] = strict.due()
+
+    async def send() -> None:
+        async with httpx.AsyncClient() as client:
+            await strict.send(client, outgoing)
+
+    asyncio.run(send())
+    [delivery] = _deliveries(world)
+    assert delivery.status == "pending" and delivery.tries == 1
+    [attempt] = delivery.attempts
+    assert attempt["status"] is None and "ALGORA_WEBHOOK_ALLOWED_HOSTS" in attempt["error"]
