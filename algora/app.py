@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
             "algora-model-reports": platform.reports.run(),
             "algora-payload-samples": platform.sampler.run(),
             "algora-drift-counts": platform.drift_counts.run(),
+            "algora-alerts": platform.alert_engine.run(),
         }
         if platform.shared_buckets is not None:
             background["algora-rate-bucket-pruning"] = platform.shared_buckets.run_pruning()

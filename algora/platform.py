@@ -32,6 +32,8 @@ from algora.publishing.builds import Builds
 from algora.publishing.publish import Publisher, SmokeAccess
 from algora.publishing.smoke import HandOff
 from algora.publishing.uploads import Uploads
+from algora.registry.alert_engine import AlertEngine
+from algora.registry.alerts import AlertRules
 from algora.registry.aliases import Aliases, AliasPolicy
 from algora.registry.catalog import Catalog
 from algora.registry.compare import Comparisons
@@ -283,6 +285,14 @@ class Platform:
         self.comparisons = Comparisons(self.sessions, self.registry, self.statistics)
         self.sampling = Sampling(self.sessions, self.registry, self.store, self.sampler)
         self.drift = Drift(self.sessions, self.registry, self.metrics.observe_drift)
+        self.alerts = AlertRules(
+            self.sessions, self.registry, self.secrets, settings.webhook_allowed_hosts
+        )
+        """Alert rules on models' signals, managed by the models' managers."""
+        self.alert_engine = AlertEngine(
+            self.sessions, self.secrets, self.audit, settings, self.leases.instance
+        )
+        """Evaluates the rules and sends their changes to webhooks (the gateway's loop)."""
 
     def _smoke_access(self, model_id: int, caller: Caller | None, request_id: str) -> SmokeAccess:
         """What a smoke-tested worker of the model gets, as its served workers do

@@ -339,6 +339,24 @@ class Settings(BaseSettings):
     """Whether each request is counted for ``GET /metrics`` (requests, model calls, their
     latency). Off, that per-call work is skipped; pools, workers and the process are still
     read when scraped."""
+    alert_interval_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    """How often a gateway evaluates the alert rules (``algora alert``); with several gateways
+    on one registry, each rule is evaluated by one of them a round."""
+
+    alert_retry_seconds: float = Field(default=10.0, ge=0.05, le=3600)
+    """The wait before a failed webhook delivery's first retry; each next wait is twice the
+    one before (10 s, 20 s, 40 s, ...)."""
+
+    alert_max_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries of one webhook delivery before it is recorded as failed."""
+
+    alert_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    """How long a webhook has to answer one try (connecting included)."""
+
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (JSON list, e.g. ``["hooks.example.com", "10.0.0.7"]``) that alert webhooks may
+    name; a rule's URL on any other host is refused, and so is a delivery to one. Default:
+    empty, any host (managers of a model choose where its alerts go)."""
 
     log_level: str = "INFO"
     """Level of the server's log output (DEBUG, INFO, WARNING, ERROR)."""

@@ -8,6 +8,7 @@ from algora import __version__
 from algora.cli import (
     access,
     admin,
+    alerts,
     aliases,
     audit,
     catalog,
@@ -68,6 +69,7 @@ app.add_typer(access.orgs_app, name="orgs")
 app.add_typer(audit.audit_app, name="audit")
 app.add_typer(aliases.alias_app, name="alias")
 app.add_typer(aliases.promote_app, name="promote")
+app.add_typer(alerts.alert_app, name="alert")
 app.add_typer(usage.quota_app, name="quota")
 app.add_typer(data.data_app, name="data")
 app.add_typer(admin.admin_app, name="admin")

@@ -254,6 +254,25 @@ class ModelSecrets:
                 ) from None
             return SecretInfo.of(row), created
 
+    def seal(self, value: str, context: bytes) -> tuple[str, str]:
+        """``value`` sealed under the secrets key, bound to ``context``: (sealed, key id).
+        What else the platform keeps secret (webhooks' signing secrets) is sealed so too."""
+        box = self._secret_box(create=True)
+        if box is None:  # the key file vanished as it was made
+            raise Unavailable("the secrets key could not be created; retry")
+        return box.seal(value, context), box.key_id
+
+    def open(self, sealed: str, key_id: str, context: bytes) -> str:
+        """What :meth:`seal` sealed; Unavailable when another key sealed it."""
+        box = self._secret_box(create=False)
+        if box is None or box.key_id != key_id:
+            raise Unavailable(
+                f"a value sealed with secrets key {key_id} cannot be opened by this server: "
+                "set ALGORA_SECRETS_KEY to the key that sealed it",
+                details={"sealed_with": key_id},
+            )
+        return box.open(sealed, context)
+
     def list_secrets(self, model_id: int) -> list[SecretInfo]:
         with self._sessions() as session:
             rows = session.scalars(

@@ -47,6 +47,7 @@ __all__ = [
     "parse_moment",
     "version_named",
     "window_rows",
+    "window_total",
 ]
 
 Step = Literal["1m", "1h", "1d"]
@@ -306,6 +307,26 @@ def window_rows(
     if wanted is not None:
         statement = statement.where(table.version_id == wanted.id)
     return session.execute(statement)
+
+
+def window_total(
+    session: Session,
+    model_id: int,
+    version_ids: Sequence[int] | None,
+    start: datetime,
+    end: datetime,
+) -> StatsPoint:
+    """The calls of the model's versions (``version_ids``; None: all) from ``start`` to ``end``
+    as one bucket, without feedback (the alerts read it: :mod:`algora.registry.signals`)."""
+    statement = select(CallStats).where(
+        CallStats.model_id == model_id, CallStats.minute >= start, CallStats.minute < end
+    )
+    if version_ids is not None:
+        statement = statement.where(CallStats.version_id.in_(list(version_ids)))
+    total = _empty()
+    for row in session.scalars(statement):
+        _add(total, row)
+    return _point(start, total)
 
 
 def version_named(session: Session, model_id: int, text: str, model: str) -> Version:

@@ -23,7 +23,7 @@ from algora.errors import BuildFailed, InvalidInput, ModelError, error_from_body
 from algora.modelfolder.layouts import find_manifest
 from algora.modelfolder.packing import pack_directory
 from algora.modelfolder.saved import as_folder
-from algora.sdk import tensors
+from algora.sdk import alerts, tensors
 from algora.sdk._closing import Closing
 from algora.sdk.data import DataHandle
 from algora.sdk.monitoring import MonitoringMethods
@@ -201,7 +201,7 @@ def _model_error(error: dict[str, Any]) -> ModelError:
     )
 
 
-class Client(Closing, SamplingMethods, MonitoringMethods):
+class Client(alerts.AlertMethods, Closing, SamplingMethods, MonitoringMethods):
     """A connection to an Algora gateway."""
 
     def __init__(

@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Double, Float, inspect
 
+import algora.db.alerting
 import algora.db.sampling  # its tables join Base's metadata
 import algora.db.shared_state  # noqa: F401  (its tables join Base's metadata)
 from algora.db.engine import create_registry_engine

@@ -111,6 +111,12 @@ ORACLE: dict[tuple[str, str], frozenset[str]] = {
     ("GET", _MODEL + "/aliases/{alias}"): ORG,
     ("PUT", _MODEL + "/aliases/{alias}"): MANAGERS,
     ("DELETE", _MODEL + "/aliases/{alias}"): MANAGERS,
+    # Alert rules: read and changed by the model's managers only (their webhooks are theirs);
+    # rule 999999 does not exist: 404 once authorized.
+    ("GET", _MODEL + "/alerts"): MANAGERS,
+    ("POST", _MODEL + "/alerts"): MANAGERS,
+    ("DELETE", _MODEL + "/alerts/{rule_id}"): MANAGERS,
+    ("GET", _MODEL + "/alerts/{rule_id}/deliveries"): MANAGERS,
     ("GET", "/api/v1/promotions"): EVERYONE,  # filtered: the models one manages
     ("GET", _MODEL + "/promotions"): MANAGERS,
     ("POST", _MODEL + "/promotions"): MANAGERS,
@@ -227,6 +233,10 @@ def _body(method: str, template: str) -> tuple[bytes, str]:
         ("PUT", "/api/v1/quotas/{kind}/{subject}"): (
             '{"metric": "calls", "period": "day", "limit": 1000000}'
         ),
+        ("POST", _MODEL + "/alerts"): (
+            '{"signal": "error_rate", "comparison": "above", "threshold": 0.5, "window": "5m", '
+            '"webhook": "https://hooks.example.com/matrix"}'
+        ),
     }
     if (method, template) == ("POST", _MODEL + "/versions"):
         return b"not an archive", "application/octet-stream"
@@ -283,6 +293,7 @@ class Matrix:
             "subject": "acme",
             "quota_id": "999999",
             "request_id": "req-matrix-unsampled",
+            "rule_id": "999999",
         }
         return template.format(**values)
 

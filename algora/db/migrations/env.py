@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
+import algora.db.alerting
+import algora.db.sampling
 import algora.db.shared_state  # noqa: F401  (its tables join Base's metadata)
 from algora.db.tables import Base
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter
 
 from algora.protocols.native import (
     access,
+    alerts,
     aliases,
     audit,
     drift,
@@ -34,5 +35,6 @@ for _part in (
     sampling,
     usage,
     drift,
+    alerts,
 ):
     router.include_router(_part.router)
