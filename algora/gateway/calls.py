@@ -14,22 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from algora.audit.log import AuditLog
 from algora.auth.delegation import accountable_key_id
-from algora.auth.policy import can, require, require_scope
+from algora.auth.policy import require, require_scope
 from algora.auth.principals import Caller
 from algora.auth.ratelimit import RateLimiter
-from algora.auth.scopes import has_scope
 from algora.db.tables import Model, Version
 from algora.errors import (
     AlgoraError,
@@ -40,6 +36,7 @@ from algora.errors import (
     VersionNotReady,
 )
 from algora.gateway.auditing import AuditTrail, call_event
+from algora.gateway.call_types import Call, Served, may_manage, new_request_id
 from algora.gateway.channels import CallOrigin, Channels
 from algora.gateway.ledger import CallLedger
 from algora.gateway.metrics import Metrics
@@ -58,7 +55,7 @@ from algora.settings import Settings
 from algora.store.model_data import drop_session, new_session, session_written
 from algora.workers.manager import PoolManager
 from algora.workers.pool import Pool
-from algora.workers.spec import CallRequest, CallResult, ContentType, WorkerSpec
+from algora.workers.spec import CallRequest, CallResult, WorkerSpec
 
 __all__ = ["Call", "CallService", "Served", "may_manage", "new_request_id"]
 
@@ -75,56 +72,6 @@ _RESOLVE_SECONDS = 2.0
 _STALE_GRACE_SECONDS = 5.0
 """How long past its freshness a resolution may still answer while one refresh runs: under
 steady traffic no call waits for the database, and an idle cache is never trusted."""
-
-
-_REQUEST_PREFIX = os.urandom(8).hex()
-_request_numbers = itertools.count(1)
-
-
-def new_request_id() -> str:
-    """Unique across gateways (a random per-process prefix) and cheap: no syscall per call."""
-    return f"req-{_REQUEST_PREFIX}{next(_request_numbers):012x}"
-
-
-@dataclass(frozen=True)
-class Call:
-    caller: Caller
-    owner: str
-    name: str
-    spec: str | None
-    content_type: ContentType
-    payload: bytes
-    timeout: float | None = None
-    request_id: str = ""
-    trail: AuditTrail = field(default_factory=AuditTrail)
-    """Where the call path notes the version it resolved, for the audit row (also on failure)."""
-    admitted: bool = False
-    """True when the adapter already took the call's rate-limit token (see ``admit``)."""
-    stdout: bool = False
-    """Whether the caller asks for the model's captured stdout (see :attr:`Served.stdout`)."""
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    """What the content type adds to the worker's call frame (see ``CallRequest.fields``)."""
-    shadow_of: str = ""
-    """For a shadow's copy: the request id of the call copied (its answer is recorded so)."""
-
-
-@dataclass(frozen=True)
-class Served:
-    """What answered a call: the version actually served and its result."""
-
-    model: Model
-    version: Version
-    result: CallResult
-    request_id: str
-    stdout: str | None = None
-    """The call's captured stdout: only when asked for and the caller may manage the model."""
-
-
-def may_manage(caller: Caller, model: Model) -> bool:
-    """Whether the caller may manage the model, its key's scopes included."""
-    return can(caller, "manage", model) and has_scope(
-        caller.scopes, "models:manage", None, is_admin=caller.is_admin
-    )
 
 
 class CallService:
