@@ -26,7 +26,10 @@ def alert_add(
     remote: Remote,
     model: ModelArgument,
     signal: Annotated[
-        str, typer.Option("--signal", help="error_rate, p95_ms, p99_ms, accuracy, mean_abs_error.")
+        str,
+        typer.Option(
+            "--signal", help="error_rate, p95_ms, p99_ms, accuracy, mean_abs_error, drift."
+        ),
     ],
     window: Annotated[str, typer.Option("--window", help="1m to 24h (5m, 1h).")],
     webhook: Annotated[str, typer.Option("--webhook", help="The http(s) URL to post to.")],

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from algora.cli.common import client_for, console, errors_to_exit, write_json
 from algora.cli.options import JsonOption, ModelArgument, Remote, with_remote
+from algora.errors import NotFound
 
 __all__ = ["samples", "sampling_app"]
 
@@ -60,7 +61,12 @@ def set_rule(
 def show(remote: Remote, model: ModelArgument, as_json: JsonOption = False) -> None:
     """The model's sampling rule."""
     with errors_to_exit():
-        rule = client_for(remote).sampling(model)
+        try:
+            rule = client_for(remote).sampling(model)
+        except NotFound as missing:
+            if missing.details.get("sampling") != "off":
+                raise
+            rule = {"model": model, "enabled": False}
     write_json(rule) if as_json else _print_rule(rule)
 
 

@@ -93,10 +93,18 @@ class Sampling:
         return self._registry.require_model(session, caller, owner, name, "manage")
 
     def rule(self, caller: Caller, owner: str, name: str) -> SamplingView:
-        """The model's rule (off, with the defaults, when it has none)."""
+        """The model's rule; a model without one (never set, or removed) is a 404, as a
+        removed resource is."""
         with self._sessions() as session:
             model = self._managed(session, caller, owner, name)
-            return _view(model, session.get(SamplingRule, model.id))
+            row = session.get(SamplingRule, model.id)
+            if row is None:
+                raise NotFound(
+                    f"'{owner}/{name}' has no sampling rule: its calls are not sampled; set one "
+                    "with PUT .../sampling (algora sampling set)",
+                    details={"sampling": "off"},
+                )
+            return _view(model, row)
 
     def set_rule(
         self,

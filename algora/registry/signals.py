@@ -7,11 +7,14 @@ window, that returns the signal's value and how many calls (or scored answers) i
   the versions it sends calls to now, its shadow left out; a rule naming neither: of every
   version of the model);
 - ``accuracy``, ``mean_abs_error``: from ground-truth feedback (:mod:`algora.registry.quality`)
-  on the calls made in the window (a rule naming an alias: the calls through it).
+  on the calls made in the window (a rule naming an alias: the calls through it);
+- ``drift``: the largest population stability index of any feature (or the output) of the
+  versions read, over the window (:mod:`algora.registry.drift`; versions without drift on are
+  left out), over the calls those versions counted.
 
-Drift plugs in here: the module that computes a version's drift registers it with
-``register("drift", fn)`` where ``fn(scope)`` returns a :class:`Reading`; rules may name it as
-soon as it is registered (the API takes any registered name, and refuses the others).
+Another signal is one ``register(name, fn)`` where ``fn(scope)`` returns a :class:`Reading`;
+rules may name it as soon as it is registered (the API takes any registered name, and refuses
+the others).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from algora.db.tables import Alias
+from algora.db.tables import Alias, Version
+from algora.registry.drift import current_drift
 from algora.registry.quality import QualitySums, quality, quality_sums, summed
 from algora.registry.routing import target_rows
 from algora.registry.stats import StatsPoint, version_named, window_total
@@ -132,8 +136,27 @@ def _mean_abs_error(scope: Scope) -> Reading:
     return Reading(quality(sums).mean_abs_error, int(sums[2]))
 
 
+def _drift(scope: Scope) -> Reading:
+    ids = _version_ids(scope)
+    statement = select(Version).where(Version.model_id == scope.model_id)
+    if ids is not None:
+        statement = statement.where(Version.id.in_(ids))
+    worst: float | None = None
+    calls = 0
+    for version in scope.session.scalars(statement):
+        drift = current_drift(scope.session, version, scope.since, scope.until)
+        if drift is None:
+            continue
+        calls += drift.calls
+        scores = [f.psi for f in drift.features if f.psi is not None]
+        if scores and (worst is None or max(scores) > worst):
+            worst = max(scores)
+    return Reading(worst, calls)
+
+
 register("error_rate", _error_rate)
 register("p95_ms", _p95)
 register("p99_ms", _p99)
 register("accuracy", _accuracy)
 register("mean_abs_error", _mean_abs_error)
+register("drift", _drift)

@@ -19,7 +19,8 @@ class SamplingMethods:
         raise NotImplementedError
 
     def sampling(self, model: str) -> dict[str, Any]:
-        """``owner/name``'s sampling rule: ``enabled``, ``rate``, ``max_bytes``, ``redact``."""
+        """``owner/name``'s sampling rule: ``enabled``, ``rate``, ``max_bytes``, ``redact``;
+        NotFound when it has none (its calls are not sampled)."""
         return dict(self.get_json(f"/api/v1/models/{model}/sampling"))
 
     def set_sampling(

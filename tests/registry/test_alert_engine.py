@@ -179,7 +179,7 @@ def test_deliveries_are_claimed_once_and_retried_until_they_fail(world: World) -
 
 def test_rules_are_checked_and_kept_to_managers(world: World) -> None:
     with pytest.raises(InvalidInput, match="unknown signal"):
-        _add(world, signal="drift")  # until its module registers it
+        _add(world, signal="psychic")
     with pytest.raises(NotFound, match="no version"):
         _add(world, version="9.9.9")
     with pytest.raises(NotFound, match="no alias"):

@@ -20,6 +20,7 @@ from algora.modelfolder.manifest import validate_manifest
 from algora.registry.drift import current_drift
 from algora.registry.drift_counts import DriftCounts
 from algora.registry.drift_profile import build_profile, psi, reference_in, rows_of
+from algora.registry.signals import SIGNALS, Scope
 from algora.workers.spec import CallResult
 
 from ..conftest import DATABASES, database_url
@@ -172,3 +173,13 @@ def test_the_first_calls_make_the_profile_and_two_gateways_add_up(world: World) 
     assert scores["input.x"].window_n == 20 and scores["input.x"].reference_n == 20
     assert scores["input.x"].status == "alert" and scores["input.kind"].status == "alert"
     assert drift.status == "alert"
+    # the alerts' drift signal reads the same: the worst feature's PSI, over the window's calls
+    with world.sessions() as session:
+        version = session.get(Version, world.version.id)
+        assert version is not None
+        scope = Scope(
+            session, version.model_id, "olga/m", version.semver, None, drift.since, drift.until
+        )
+        reading = SIGNALS["drift"](scope)
+    worst = max(f.psi for f in drift.features if f.psi is not None)
+    assert (reading.value, reading.count) == (pytest.approx(worst), 20)

@@ -125,7 +125,7 @@ REFUSES_VALID = {
     "GET /api/v1/models/{owner}/{name}/aliases/{alias}/compare": _WINDOW,
     "GET /api/v1/models/{owner}/{name}/drift": _WINDOW,
     "POST /api/v1/models/{owner}/{name}/alerts": (
-        "the signal is one the server registers (drift may join later), the webhook an http(s) "
+        "the signal is one the server registers, the webhook an http(s) "
         "URL on an allowed host, the window 1m to 24h, and version and alias exclude each "
         "other: rules of the registry and the settings, not of the body's shape"
     ),

@@ -29,8 +29,8 @@ class RuleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     signal: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
-        description="error_rate, p95_ms, p99_ms, accuracy or mean_abs_error (and any signal "
-        "the server registers, such as drift)."
+        description="error_rate, p95_ms, p99_ms, accuracy, mean_abs_error or drift (and any "
+        "other signal the server registers)."
     )
     comparison: Literal["above", "below"] = Field(description="Which side is a breach.")
     threshold: float = Field(allow_inf_nan=False)

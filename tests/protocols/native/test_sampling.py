@@ -35,8 +35,8 @@ def _samples(gw: InProcess, **params: Any) -> list[dict[str, Any]]:
 
 def test_sampling_is_off_by_default_and_samples_nothing(published: InProcess) -> None:
     rule = published.http.get(SAMPLING, headers=published.auth)
-    assert rule.status_code == 200, rule.text
-    assert rule.json()["enabled"] is False
+    assert rule.status_code == 404, rule.text  # no rule: not sampled
+    assert rule.json()["error"]["details"] == {"sampling": "off"}
     _call(published, "unsampled", "req-unsampled")
     assert all(s["request_id"] != "req-unsampled" for s in _samples(published))
 
